@@ -1,0 +1,5 @@
+import sys
+
+from mlci.cli import main
+
+sys.exit(main())

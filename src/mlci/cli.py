@@ -1,0 +1,118 @@
+"""mlci's command line: parse arguments, dispatch, and the one error boundary.
+
+Only argparse is imported at start-up; each command's module (and with it MLflow, pandas or
+scikit-learn) is imported when that command runs, so `mlci --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from mlci import __version__
+from mlci.errors import EXIT_INTERRUPTED, MlciError
+
+STAGES = ("lint", "test", "train", "register", "deploy")
+
+
+def _add_project_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-C", "--project-dir", metavar="DIR", default=None,
+        help="project directory (default: the nearest directory with mlci.yaml)",
+    )
+
+
+def _add_tracking(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tracking-uri", metavar="URI", default=None,
+        help="MLflow tracking URI (overrides MLFLOW_TRACKING_URI and mlci.yaml)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlci",
+        description="Production-grade CI/CD for machine-learning repositories.",
+        epilog="Exit codes: 0 ok, 1 a check failed, 2 bad usage or config, 3 infrastructure, 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"mlci {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    new = sub.add_parser("new", help="scaffold a new ML project", description="Scaffold a new ML project.")
+    new.add_argument("name", help="project name: lowercase letters, digits, '-' or '_'")
+    new.add_argument("--provider", choices=("github", "azure", "jenkins"), default=None, help="CI system (default: github)")
+    new.add_argument("--target", choices=("local", "databricks"), default=None, help="where stages run (default: local)")
+    new.add_argument("--data", action="append", default=[], metavar="KEY=VALUE", help="answer a template question; repeatable")
+    new.add_argument("--defaults", action="store_true", help="take every default; never prompt")
+    new.add_argument("--output-dir", default=".", metavar="DIR", help="directory to create the project in (default: .)")
+    new.add_argument("--force", action="store_true", help="write into an existing non-empty directory")
+    new.add_argument("--no-git", action="store_true", help="do not run git init")
+    new.set_defaults(handler="mlci.commands.new:main")
+
+    render = sub.add_parser("render", help="re-render every managed file from mlci.yaml")
+    _add_project_dir(render)
+    render.set_defaults(handler="mlci.commands.render:main")
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of mlci.yaml")
+    schema.set_defaults(handler="mlci.commands.schema:main")
+
+    lint = sub.add_parser("lint", help="ruff check + ruff format --check (+ pre-commit)")
+    _add_project_dir(lint)
+    lint.set_defaults(handler="mlci.stages.lint:main")
+
+    test = sub.add_parser("test", help="pytest with JUnit XML and coverage")
+    _add_project_dir(test)
+    test.set_defaults(handler="mlci.stages.unit_test:main")
+
+    train = sub.add_parser("train", help="train the entrypoint under an MLflow run")
+    _add_project_dir(train)
+    _add_tracking(train)
+    train.set_defaults(handler="mlci.stages.train:main")
+
+    register = sub.add_parser("register", help="register the trained model if it passes the gates")
+    _add_project_dir(register)
+    _add_tracking(register)
+    register.add_argument("--run-id", default=None, help="MLflow run to register (default: the last 'mlci train')")
+    register.set_defaults(handler="mlci.stages.register:main")
+
+    deploy = sub.add_parser("deploy", help="promote the challenger and smoke-test it served")
+    _add_project_dir(deploy)
+    _add_tracking(deploy)
+    deploy.add_argument("--target", choices=("local", "databricks"), default=None, help="default: mlci.yaml's target")
+    deploy.set_defaults(handler="mlci.stages.deploy:main")
+
+    serve = sub.add_parser("serve", help="serve a registered model in the foreground")
+    _add_project_dir(serve)
+    _add_tracking(serve)
+    serve.add_argument("--alias", default="champion", help="alias to serve (default: champion)")
+    serve.add_argument("--version", dest="model_version", default=None, help="serve this version instead of an alias")
+    serve.add_argument("--port", type=int, default=None, help="port (default: mlci.yaml deploy.port, 0 = free port)")
+    serve.set_defaults(handler="mlci.commands.serve:main")
+
+    run = sub.add_parser("run", help="run the stages in order on the embedded default")
+    _add_project_dir(run)
+    _add_tracking(run)
+    run.add_argument("stages", nargs="*", metavar="STAGE", help=f"stages to run (default: all of {', '.join(STAGES)})")
+    run.set_defaults(handler="mlci.commands.run:main")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module_name, _, function_name = args.handler.partition(":")
+    try:
+        handler = getattr(importlib.import_module(module_name), function_name)
+        return int(handler(args))
+    except MlciError as exc:
+        print(f"mlci: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("mlci: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""`mlci new NAME`: scaffold a new ML project.
+
+Everything is rendered in memory and validated first, then written into a temporary
+directory beside the target and moved into place, so a failure leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import keyword
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mlci import __version__
+from mlci.config import CONFIG_FILE, is_valid_project_name, json_schema
+from mlci.errors import UsageError
+from mlci.templates import is_managed, render_project
+from mlci.upgrade.manifest import MANIFEST_PATH, build_manifest
+
+# Import names a project may not take: they would shadow what its own pipeline imports.
+RESERVED_PACKAGES = frozenset({"mlci", "mlflow", "sklearn", "pandas", "numpy", "test", "tests", "src", "data"})
+# Characters with a meaning in YAML or a shell, named in the error so the fix is obvious.
+_SPECIAL = set(" \t\n\r:#&*!|>'\"%@`{}[],?$;()<>\\~^=+")
+_PYTHON_RE = re.compile(r"^3\.(\d+)$")
+_UC_OR_PLAIN_MODEL = re.compile(r"^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*){0,2}$")
+ANSWER_KEYS = ("description", "author", "python_version", "package", "model_name")
+
+
+def validate_name(name: str) -> None:
+    """Raise UsageError naming exactly what is wrong with a project name and how to fix it."""
+    fix = "use lowercase letters, digits, '-' and '_', starting with a letter (e.g. 'churn-model')"
+    if not name.strip():
+        raise UsageError(f"project name is empty; {fix}")
+    if "/" in name or "\\" in name:
+        raise UsageError(f"project name {name!r} contains a path separator; give a bare name and put the location in --output-dir")
+    if name in (".", "..") or ".." in name:
+        raise UsageError(f"project name {name!r} contains '..'; {fix}")
+    if name.startswith("."):
+        raise UsageError(f"project name {name!r} starts with a dot, which would hide the project; {fix}")
+    special = sorted({c for c in name if c in _SPECIAL or not c.isprintable()})
+    if special:
+        shown = " ".join(repr(c) for c in special)
+        raise UsageError(f"project name {name!r} contains {shown}, special in YAML or a shell; {fix}")
+    if name != name.lower() and is_valid_project_name(name.lower()):
+        raise UsageError(f"project name {name!r} has uppercase letters; use {name.lower()!r}")
+    if not is_valid_project_name(name):
+        raise UsageError(f"project name {name!r} is not valid; {fix}")
+    if len(name) > 64:
+        raise UsageError(f"project name {name!r} is longer than 64 characters; choose a shorter one")
+
+
+def validate_package(package: str, source: str) -> None:
+    if not package.isidentifier() or package != package.lower() or keyword.iskeyword(package):
+        raise UsageError(f"{source}: package {package!r} is not a lowercase Python identifier; e.g. 'churn_model'")
+    if package in RESERVED_PACKAGES:
+        raise UsageError(f"{source}: package {package!r} would shadow the '{package}' module the pipeline imports; choose another name")
+
+
+def parse_data(pairs: list[str]) -> dict[str, str]:
+    answers: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--data {pair!r} is not KEY=VALUE; e.g. --data description='Churn model'")
+        if key not in ANSWER_KEYS:
+            close = difflib.get_close_matches(key, ANSWER_KEYS, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(ANSWER_KEYS)}"
+            raise UsageError(f"--data {key}: unknown key; {hint}")
+        answers[key] = value
+    return answers
+
+
+def _git_user() -> str | None:
+    try:
+        out = subprocess.run(["git", "config", "user.name"], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def collect_answers(name: str, provider: str | None, target: str | None, data: Mapping[str, str],
+                    interactive: bool, ask: Callable[[str, str], str] = lambda q, d: input(f"{q} [{d}]: ").strip() or d) -> dict[str, Any]:
+    """Answers from flags, --data, prompts (only on a TTY without --defaults), then defaults."""
+    package = data.get("package", name.replace("-", "_"))
+    validate_package(package, "--data package" if "package" in data else f"project name {name!r}")
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    defaults: dict[str, Any] = {
+        "description": f"{name}: a machine-learning project with CI/CD by mlci.",
+        "author": data.get("author") or (None if "author" in data else _git_user()) or "ML team",
+        "python_version": running if sys.version_info >= (3, 10) else "3.10",
+        "provider": provider or "github",
+        "target": target or "local",
+    }
+    answers: dict[str, Any] = {**defaults, **{k: v for k, v in data.items() if k in defaults}}
+    if interactive:
+        for key in ("description", "author", "python_version"):
+            if key not in data:
+                answers[key] = ask(key.replace("_", " "), str(answers[key]))
+        if provider is None:
+            answers["provider"] = _ask_choice(ask, "CI provider", ("github", "azure", "jenkins"), "github")
+        if target is None:
+            answers["target"] = _ask_choice(ask, "target", ("local", "databricks"), "local")
+    match = _PYTHON_RE.match(str(answers["python_version"]))
+    if not match or int(match.group(1)) < 10:
+        raise UsageError(f"python_version {answers['python_version']!r} is not a supported Python; use 3.10 or newer, e.g. 3.11")
+    default_model = f"main.default.{package}" if answers["target"] == "databricks" else package
+    model_name = data.get("model_name", default_model)
+    if not _UC_OR_PLAIN_MODEL.match(model_name):
+        raise UsageError(f"--data model_name {model_name!r} is not a model name; use 'name' or 'catalog.schema.name'")
+    if answers["target"] == "databricks" and model_name.count(".") != 2:
+        raise UsageError(f"--data model_name {model_name!r}: Databricks needs Unity Catalog's 'catalog.schema.model'")
+    if "\n" in str(answers["description"]) or "\r" in str(answers["description"]):
+        answers["description"] = " ".join(str(answers["description"]).split())
+    return {
+        "name": name,
+        "package": package,
+        "description": str(answers["description"]),
+        "author": str(answers["author"]),
+        "python_version": str(answers["python_version"]),
+        "provider": answers["provider"],
+        "target": answers["target"],
+        "model_name": model_name,
+        "mlci_version": __version__,
+    }
+
+
+def _ask_choice(ask: Callable[[str, str], str], question: str, choices: tuple[str, ...], default: str) -> str:
+    while True:
+        value = ask(f"{question} ({'/'.join(choices)})", default)
+        if value in choices:
+            return value
+        print(f"  choose one of {', '.join(choices)}", file=sys.stderr)
+
+
+def render_files(answers: Mapping[str, Any]) -> dict[str, bytes]:
+    """Every file of a new project, the manifest included, keyed by relative path."""
+    import json
+
+    files = render_project(answers)
+    files[".mlci/mlci.schema.json"] = (json.dumps(json_schema(), indent=2) + "\n").encode("utf-8")
+    managed = {path for path in files if is_managed(path)}
+    manifest = build_manifest(answers, files, managed)
+    files[MANIFEST_PATH] = manifest.to_json().encode("utf-8")
+    return files
+
+
+def write_tree(target: Path, files: Mapping[str, bytes], force: bool) -> None:
+    """Write into a sibling temp dir, then move into place: all files or none."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.mlci-", dir=target.parent))
+    # mkdtemp makes the directory 0700; give the project the permissions of a plain mkdir.
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)
+    try:
+        for relative, data in files.items():
+            path = staging / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        if not target.exists():
+            os.replace(staging, target)
+            return
+        if any(target.iterdir()) and not force:  # re-checked: it may have appeared meanwhile
+            raise UsageError(f"{target} is not empty; choose another name or --output-dir, or pass --force")
+        for relative in files:
+            destination = target / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / relative, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def git_init(target: Path) -> str:
+    """git init + initial commit; returns what happened (never fails the scaffold)."""
+    if shutil.which("git") is None:
+        return "git not found: skipped git init"
+    if (target / ".git").exists():
+        return "already a git repository: left as is"
+    identity = ["-c", "user.name=mlci", "-c", "user.email=mlci@users.noreply.localhost"]
+    steps = [["git", "init", "-q", "-b", "main"], ["git", "add", "-A"]]
+    try:
+        for step in steps:
+            subprocess.run(step, cwd=target, check=True, capture_output=True, timeout=60)
+        commit = ["git", "commit", "-q", "--no-verify", "-m", f"Scaffold with mlci {__version__}"]
+        done = subprocess.run(commit, cwd=target, capture_output=True, timeout=60, check=False)
+        if done.returncode != 0:  # no identity configured on this machine: commit as mlci
+            subprocess.run([commit[0], *identity, *commit[1:]], cwd=target, check=True, capture_output=True, timeout=60)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        return f"git init failed ({exc}); the files are in place, initialise git yourself"
+    return "git repository initialised with an initial commit"
+
+
+def main(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    validate_name(args.name)
+    data = parse_data(args.data)
+    interactive = not args.defaults and sys.stdin.isatty() and not os.environ.get("CI")
+    answers = collect_answers(args.name, args.provider, args.target, data, interactive)
+    target = Path(args.output_dir) / args.name
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"{target} exists and is not a directory; choose another name or --output-dir")
+    if target.is_dir() and any(target.iterdir()) and not args.force:
+        raise UsageError(f"{target} is not empty; choose another name or --output-dir, or pass --force")
+    files = render_files(answers)
+    write_tree(target, files, args.force)
+    git_note = "git init skipped (--no-git)" if args.no_git else git_init(target)
+    elapsed = time.perf_counter() - started
+    print(f"Created {target} ({len(files)} files, {answers['provider']} CI, target {answers['target']}) in {elapsed:.2f}s")
+    print(f"  {git_note}")
+    print("Next:")
+    print(f"  cd {target}")
+    print("  pip install -e .          # the project's own dependencies")
+    print(f"  mlci run                  # lint, test, train, register, deploy; settings in {CONFIG_FILE}")
+    return 0

@@ -1,0 +1,466 @@
+"""Load and validate mlci.yaml, the project's one source of truth.
+
+The dataclasses below *are* the schema: the loader walks their type hints, the JSON Schema
+for editors is generated from them (`mlci schema`), and the rest of mlci reads typed
+attributes. Every error names the file, the line and the fix, and exits 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import keyword
+import re
+import sys
+import types
+import typing
+from dataclasses import MISSING, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from mlci.errors import ConfigError
+
+CONFIG_FILE = "mlci.yaml"
+SCHEMA_VERSION = 1
+
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+# Metrics where a smaller value is better; gates and champion comparisons respect this.
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
+_ENTRYPOINT_RE = re.compile(r"^[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
+_GATE_RE = re.compile(r"^\s*([A-Za-z_]\w*)\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+_UC_NAME_RE = re.compile(r"^[A-Za-z_][\w-]*\.[A-Za-z_][\w-]*\.[A-Za-z_][\w-]*$")
+
+
+def _f(doc: str, default: Any = MISSING, **constraints: Any) -> Any:
+    """A schema field: its documentation, default and JSON-Schema style constraints."""
+    meta = {"doc": doc, **constraints}
+    if default is MISSING:
+        return field(metadata=meta)
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ProjectSection:
+    name: str = _f("Project and distribution name (lowercase, digits, '-' or '_').", pattern=_NAME_RE.pattern)
+    package: str = _f("Python import name of the project's package.", pattern=r"^[a-z_][a-z0-9_]*$")
+    description: str = _f("One line describing the project.", "")
+
+
+@dataclass(frozen=True)
+class CISection:
+    provider: Literal["github", "azure", "jenkins"] = _f("CI system the pipeline files are rendered for.", "github")
+    python: str = _f("Python version the CI jobs use.", "3.11", pattern=r"^3\.\d+$")
+    mlci_repository: str = _f(
+        "owner/name of the mlci repository whose actions the workflows use.", "mlci-dev/mlci"
+    )
+
+
+@dataclass(frozen=True)
+class DataSection:
+    train: str = _f("Training data file (CSV or Parquet), relative to the project root.")
+    holdout: str = _f("Holdout data file used to score and compare models, relative to the project root.")
+    target: str = _f("Name of the label column in both files.")
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    entrypoint: str = _f(
+        "'module:function' called as function(features, target, params) and returning a fitted "
+        "estimator with predict().",
+        pattern=_ENTRYPOINT_RE.pattern,
+    )
+    task: Literal["classification", "regression"] = _f("Kind of model; selects the metrics.", "classification")
+    params: dict[str, Any] = _f("Hyper-parameters passed to the entrypoint and logged to MLflow.", {})
+    serialization: Literal["cloudpickle", "skops"] = _f(
+        "How the model is serialised; cloudpickle matches what Databricks uses.", "cloudpickle"
+    )
+    experiment: str | None = _f("MLflow experiment name (default: the project name).", None)
+
+
+@dataclass(frozen=True)
+class TrackingSection:
+    uri: str | None = _f(
+        "MLflow tracking URI. MLFLOW_TRACKING_URI overrides it; default: sqlite:///.mlci/mlflow.db.", None
+    )
+    registry_uri: str | None = _f("MLflow registry URI (default: the tracking URI).", None)
+
+
+@dataclass(frozen=True)
+class RegisterSection:
+    model_name: str | None = _f(
+        "Registered model name (default: the package name); 'catalog.schema.model' on Databricks.", None
+    )
+    primary_metric: str | None = _f(
+        "Metric the challenger is compared on against the champion (default: roc_auc or rmse).", None
+    )
+    gates: list[str] = _f("Conditions the candidate must meet, e.g. 'roc_auc >= 0.95'.", [])
+    champion_tolerance: float = _f(
+        "How much worse than the champion on the primary metric the challenger may be.", 0.0, minimum=0
+    )
+
+
+@dataclass(frozen=True)
+class DeploySection:
+    host: str = _f("Address the local server binds to (loopback by default).", "127.0.0.1")
+    port: int = _f("Port of the local server; 0 picks a free one.", 0, minimum=0, maximum=65535)
+    ready_timeout: float = _f("Seconds to wait for the served model to answer /health.", 120.0, minimum=1)
+
+
+@dataclass(frozen=True)
+class LintSection:
+    pre_commit: bool = _f("Also run 'pre-commit run --all-files'.", False)
+    paths: list[str] = _f("Paths ruff checks.", ["."])
+
+
+@dataclass(frozen=True)
+class TestSection:
+    __test__ = False  # not a pytest class
+    paths: list[str] = _f("Paths pytest collects.", ["tests"])
+    coverage_min: float | None = _f("Fail the stage when line coverage (percent) is below this.", None, minimum=0, maximum=100)
+
+
+@dataclass(frozen=True)
+class Config:
+    schema: int = _f("Version of this file's format; mlci migrates older versions.", minimum=1)
+    project: ProjectSection = _f("Names of the project.")
+    data: DataSection = _f("Training and holdout data.")
+    train: TrainSection = _f("The training entrypoint and its parameters.")
+    target: Literal["local", "databricks"] = _f("Where stages run: the embedded default or Databricks.", "local")
+    ci: CISection = _f("The CI system.", CISection())
+    tracking: TrackingSection = _f("MLflow tracking.", TrackingSection())
+    register: RegisterSection = _f("Registration gates and champion comparison.", RegisterSection())
+    deploy: DeploySection = _f("Serving the champion.", DeploySection())
+    lint: LintSection = _f("The lint stage.", LintSection())
+    test: TestSection = _f("The unit-test stage.", TestSection())
+
+    @property
+    def model_name(self) -> str:
+        return self.register.model_name or self.project.package
+
+    @property
+    def primary_metric(self) -> str:
+        default = "roc_auc" if self.train.task == "classification" else "rmse"
+        return self.register.primary_metric or default
+
+    @property
+    def experiment(self) -> str:
+        return self.train.experiment or self.project.name
+
+
+@dataclass(frozen=True)
+class Gate:
+    metric: str
+    op: str
+    threshold: float
+
+    def passes(self, value: float) -> bool:
+        return {">=": value >= self.threshold, "<=": value <= self.threshold,
+                ">": value > self.threshold, "<": value < self.threshold}[self.op]
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.threshold:g}"
+
+
+@dataclass(frozen=True)
+class Project:
+    """A loaded project: its root, its validated config and where each key sits in the file."""
+
+    root: Path
+    config: Config
+    lines: dict[str, int]
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def out_dir(self) -> Path:
+        return self.root / ".mlci" / "out"
+
+    def line_of(self, dotted: str) -> int | None:
+        return self.lines.get(dotted)
+
+    def error(self, dotted: str, problem: str) -> ConfigError:
+        """A ConfigError pointing at the line of `dotted` in mlci.yaml."""
+        return ConfigError(str(self.config_path), self.line_of(dotted), problem)
+
+    def gates(self) -> list[Gate]:
+        return [parse_gate(text) for text in self.config.register.gates]
+
+
+def metrics_for(task: str) -> tuple[str, ...]:
+    return CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+
+
+def parse_gate(text: str) -> Gate:
+    match = _GATE_RE.match(text)
+    if not match:
+        raise ValueError(f"gate {text!r} is not 'metric OP number' (OP one of >=, <=, >, <), e.g. 'roc_auc >= 0.9'")
+    return Gate(match.group(1), match.group(2), float(match.group(3)))
+
+
+def is_valid_project_name(name: str) -> bool:
+    return bool(_NAME_RE.match(name))
+
+
+# ---------------------------------------------------------------- loading
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """Safe loader; the C version when available (mlci.yaml is read by every stage)."""
+
+
+def find_project(start: Path) -> Path:
+    """The nearest directory at or above `start` holding mlci.yaml."""
+    start = start.resolve()
+    for candidate in (start, *start.parents):
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    raise ConfigError(str(start / CONFIG_FILE), None, "no mlci.yaml here or in any parent; run 'mlci new NAME' or cd into a project")
+
+
+def load_project(root: Path | None = None) -> Project:
+    root = find_project(root or Path.cwd())
+    path = root / CONFIG_FILE
+    text = path.read_text(encoding="utf-8")
+    config, lines = parse_config(text, str(path))
+    project = Project(root=root, config=config, lines=lines)
+    _check_semantics(project)
+    return project
+
+
+def parse_config(text: str, filename: str) -> tuple[Config, dict[str, int]]:
+    """Validate YAML text against the Config dataclasses; returns the config and key lines."""
+    loader = _Loader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark
+            line = mark.line + 1 if mark else None
+            raise ConfigError(filename, line, f"invalid YAML: {exc.problem}; fix the syntax") from None
+        if node is None:
+            raise ConfigError(filename, 1, "the file is empty; start it with 'schema: 1' (see docs/mlci-yaml.md)")
+        walker = _Walker(loader, filename)
+        value = walker.convert(node, Config, "")
+    finally:
+        loader.dispose()
+    return value, walker.lines
+
+
+class _Walker:
+    """Converts YAML nodes into the typed dataclasses, recording the line of every key."""
+
+    def __init__(self, loader: Any, filename: str) -> None:
+        self.loader = loader
+        self.filename = filename
+        self.lines: dict[str, int] = {}
+
+    def fail(self, node: yaml.Node, problem: str) -> ConfigError:
+        return ConfigError(self.filename, node.start_mark.line + 1, problem)
+
+    def convert(self, node: yaml.Node, tp: Any, where: str, meta: dict[str, Any] | None = None) -> Any:
+        meta = meta or {}
+        origin = typing.get_origin(tp)
+        label = f"'{where}'" if where else "the top level"
+        if dataclasses.is_dataclass(tp):
+            return self._dataclass(node, tp, where)
+        if origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+                return None
+            return self.convert(node, args[0], where, meta)
+        if origin is Literal:
+            choices = typing.get_args(tp)
+            value = self._scalar(node)
+            if value not in choices:
+                hint = _did_you_mean(str(value), [str(c) for c in choices])
+                raise self.fail(node, f"{label} is {value!r}; use one of {', '.join(map(str, choices))}{hint}")
+            return value
+        if origin is list:
+            if not isinstance(node, yaml.SequenceNode):
+                raise self.fail(node, f"{label} must be a list, e.g. [{_example(typing.get_args(tp)[0])}]")
+            items = []
+            for index, item in enumerate(node.value):
+                self.lines[f"{where}[{index}]"] = item.start_mark.line + 1
+                items.append(self.convert(item, typing.get_args(tp)[0], f"{where}[{index}]"))
+            return items
+        if origin is dict:
+            if not isinstance(node, yaml.MappingNode):
+                raise self.fail(node, f"{label} must be a mapping of names to values")
+            self._no_duplicates(node, where)
+            return self.loader.construct_object(node, deep=True)
+        value = self._scalar(node)
+        ok = (
+            (tp is bool and isinstance(value, bool))
+            or (tp is int and isinstance(value, int) and not isinstance(value, bool))
+            or (tp is float and isinstance(value, int | float) and not isinstance(value, bool))
+            or (tp is str and isinstance(value, str))
+        )
+        if not ok:
+            raise self.fail(node, f"{label} must be {_type_name(tp)}, not {_type_name(type(value))} {value!r}; e.g. {_example(tp)}")
+        if tp is float:
+            value = float(value)
+        self._constraints(node, value, label, meta)
+        return value
+
+    def _constraints(self, node: yaml.Node, value: Any, label: str, meta: dict[str, Any]) -> None:
+        if "minimum" in meta and value < meta["minimum"]:
+            raise self.fail(node, f"{label} is {value}; it must be at least {meta['minimum']}")
+        if "maximum" in meta and value > meta["maximum"]:
+            raise self.fail(node, f"{label} is {value}; it must be at most {meta['maximum']}")
+        if "pattern" in meta and not re.match(meta["pattern"], value):
+            raise self.fail(node, f"{label} is {value!r}, which does not match {meta['pattern']}")
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.fail(node, "expected a single value here, not a list or mapping")
+        return self.loader.construct_object(node)
+
+    def _no_duplicates(self, node: yaml.MappingNode, where: str) -> None:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                raise self.fail(key_node, f"key '{_join(where, key)}' appears twice; keep one")
+            seen.add(key)
+
+    def _dataclass(self, node: yaml.Node, cls: Any, where: str) -> Any:
+        label = f"'{where}'" if where else "mlci.yaml"
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, f"{label} must be a mapping of keys to values")
+        self._no_duplicates(node, where)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        given: dict[str, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key not in fields:
+                hint = _did_you_mean(key, list(fields))
+                allowed = "" if hint else f"; allowed keys: {', '.join(fields)}"
+                raise self.fail(key_node, f"unknown key '{_join(where, key)}'{hint or allowed}")
+            given[key] = value_node
+            self.lines[_join(where, key)] = key_node.start_mark.line + 1
+        values: dict[str, Any] = {}
+        for name, fld in fields.items():
+            if name in given:
+                values[name] = self.convert(given[name], hints[name], _join(where, name), dict(fld.metadata))
+            elif fld.default is MISSING and fld.default_factory is MISSING:
+                raise self.fail(node, f"missing required key '{_join(where, name)}' ({fld.metadata['doc']})")
+        return cls(**values)
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _type_name(tp: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+            list: "a list", dict: "a mapping", type(None): "empty"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _example(tp: Any) -> str:
+    return {str: '"text"', int: "8080", float: "0.5", bool: "true"}.get(tp, "...")
+
+
+def _check_semantics(project: Project) -> None:
+    """Checks that span keys or need more than a type: gates, metrics, names, paths."""
+    cfg = project.config
+    if cfg.schema > SCHEMA_VERSION:
+        raise project.error("schema", f"schema {cfg.schema} is newer than this mlci understands ({SCHEMA_VERSION}); upgrade mlci")
+    if cfg.schema < SCHEMA_VERSION:
+        raise project.error("schema", f"schema {cfg.schema} is older than {SCHEMA_VERSION}; run 'mlci upgrade' to migrate it")
+    if keyword.iskeyword(cfg.project.package):
+        raise project.error("project.package", f"'{cfg.project.package}' is a Python keyword; choose another package name")
+    known = metrics_for(cfg.train.task)
+    for index, text in enumerate(cfg.register.gates):
+        key = f"register.gates[{index}]"
+        try:
+            gate = parse_gate(text)
+        except ValueError as exc:
+            raise project.error(key, f"{key}: {exc}") from None
+        if gate.metric not in known:
+            hint = _did_you_mean(gate.metric, list(known)) or f"; {cfg.train.task} metrics: {', '.join(known)}"
+            raise project.error(key, f"{key}: unknown metric '{gate.metric}'{hint}")
+    if cfg.primary_metric not in known:
+        hint = _did_you_mean(cfg.primary_metric, list(known)) or f"; {cfg.train.task} metrics: {', '.join(known)}"
+        raise project.error("register.primary_metric", f"unknown metric '{cfg.primary_metric}'{hint}")
+    for key in ("train", "holdout"):
+        rel = getattr(cfg.data, key)
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise project.error(f"data.{key}", f"'{rel}' must be a path inside the project, relative to mlci.yaml")
+    if cfg.target == "databricks" and not _UC_NAME_RE.match(cfg.model_name):
+        raise project.error(
+            "register.model_name",
+            f"on Databricks the model name must be Unity Catalog's 'catalog.schema.model', not '{cfg.model_name}'",
+        )
+
+
+# ---------------------------------------------------------------- JSON Schema
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of mlci.yaml, generated from the dataclasses above."""
+    schema = _schema_of(Config, {})
+    schema.update({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "mlci.yaml",
+        "description": "Configuration of an mlci project: the one source of truth for its pipeline.",
+    })
+    return schema
+
+
+def _schema_of(tp: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    origin = typing.get_origin(tp)
+    out: dict[str, Any]
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        props: dict[str, Any] = {}
+        required = []
+        for fld in dataclasses.fields(tp):
+            props[fld.name] = _schema_of(hints[fld.name], dict(fld.metadata))
+            if fld.default is MISSING and fld.default_factory is MISSING:
+                required.append(fld.name)
+            elif fld.default is not MISSING and not dataclasses.is_dataclass(fld.default):
+                props[fld.name]["default"] = fld.default
+            elif fld.default_factory is not MISSING:
+                props[fld.name]["default"] = fld.default_factory()
+        out = {"type": "object", "properties": props, "additionalProperties": False}
+        if required:
+            out["required"] = required
+    elif origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
+        out = _schema_of(inner, {})
+        out["type"] = [out["type"], "null"] if isinstance(out.get("type"), str) else out.get("type")
+    elif origin is Literal:
+        out = {"type": "string", "enum": list(typing.get_args(tp))}
+    elif origin is list:
+        out = {"type": "array", "items": _schema_of(typing.get_args(tp)[0], {})}
+    elif origin is dict:
+        out = {"type": "object"}
+    else:
+        out = {"type": {str: "string", int: "integer", float: "number", bool: "boolean"}[tp]}
+    if "doc" in meta:
+        out["description"] = meta["doc"]
+    for key in ("minimum", "maximum", "pattern"):
+        if key in meta:
+            out[key] = meta[key]
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover - handy when editing the schema
+    import json
+
+    json.dump(json_schema(), sys.stdout, indent=2)

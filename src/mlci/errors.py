@@ -1,0 +1,58 @@
+"""The one family of errors mlci raises; the CLI turns each into a line and an exit code.
+
+Exit codes (DESIGN.md): 0 success; 1 a check failed; 2 bad usage or configuration;
+3 infrastructure (server unreachable, timeout); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INFRA = 3
+EXIT_INTERRUPTED = 130
+
+
+class MlciError(Exception):
+    """Base of every error mlci reports to the user as one line."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        # Structured facts for .mlci/out/<stage>.json (e.g. each failed gate's numbers).
+        self.details: dict[str, Any] = details or {}
+
+
+class UsageError(MlciError):
+    """Bad command-line usage or bad input (a project name, a --data answer)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(MlciError):
+    """mlci.yaml (or another project file) is invalid; the message names file and line."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, path: str, line: int | None, problem: str) -> None:
+        where = f"{path}:{line}" if line else path
+        super().__init__(f"{where}: {problem}")
+        self.path = path
+        self.line = line
+        self.problem = problem
+
+
+class CheckFailed(MlciError):
+    """A check ran and did not pass (lint errors, failing tests, a gate not met)."""
+
+    exit_code = EXIT_CHECK_FAILED
+
+
+class InfraError(MlciError):
+    """Something outside the project failed: a server is unreachable, a wait timed out."""
+
+    exit_code = EXIT_INFRA

@@ -1,0 +1,1 @@
+"""The stages: each does real work and writes .mlci/out/<stage>.json."""

@@ -1,0 +1,75 @@
+"""What every stage shares: its result record, .mlci/out/<stage>.json and CI outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mlci import __version__, ci_env
+from mlci.config import Project
+from mlci.errors import MlciError
+
+
+@dataclass
+class StageResult:
+    """The outcome of a stage that passed. A stage that fails raises CheckFailed instead.
+
+    `details` is free-form JSON for .mlci/out/<stage>.json; `outputs` go to the CI system.
+    """
+
+    stage: str
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    markdown: str = ""
+
+
+def result_path(project: Project, stage: str) -> Path:
+    return project.out_dir / f"{stage}.json"
+
+
+def read_result(project: Project, stage: str) -> dict[str, Any] | None:
+    path = result_path(project, stage)
+    if not path.is_file():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
+    # Write then rename, so a reader never sees half a file.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> StageResult:
+    """Run one stage's work, record its result (also on failure) and publish CI outputs.
+
+    A failing check raises an MlciError subclass; it is recorded, then re-raised so the CLI's
+    error boundary prints it and exits with its code.
+    """
+    started = datetime.now(timezone.utc)
+    clock = time.perf_counter()
+    record: dict[str, Any] = {"stage": stage, "mlci_version": __version__, "started_at": started.isoformat(timespec="seconds")}
+    try:
+        result = work()
+    except MlciError as exc:
+        record.update(status="failed" if exc.exit_code == 1 else "error", exit_code=exc.exit_code,
+                      summary=exc.message, duration_s=round(time.perf_counter() - clock, 3),
+                      details=getattr(exc, "details", {}))
+        _write_json(result_path(project, stage), record)
+        ci_env.add_summary(f"### mlci {stage}: {record['status']}\n\n{exc.message}")
+        raise
+    record.update(status="passed", exit_code=0, summary=result.summary, duration_s=round(time.perf_counter() - clock, 3), details=result.details)
+    _write_json(result_path(project, stage), record)
+    ci_env.set_outputs({"result": record["status"], **result.outputs})
+    ci_env.add_summary(f"### mlci {stage}: {record['status']}\n\n{result.summary}\n\n{result.markdown}")
+    return result

@@ -1,0 +1,1 @@
+"""Where a stage's work happens: local (embedded default) or databricks."""

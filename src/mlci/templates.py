@@ -1,0 +1,116 @@
+"""Render the project template (scaffold/) and the CI files (workflow_templates/<provider>/).
+
+Conventions, shared by both trees:
+- a file whose name ends in `.j2` is rendered with Jinja2 and loses the suffix; any other
+  file is copied byte for byte (data files are never templated by accident);
+- a path segment may hold `[[answer]]`, replaced by that answer (portable on every OS);
+- a rendered file that comes out empty is not written (how a template makes a file optional);
+- delimiters are ERB-like (`<%= x %>`, `<% if %>`, `<%# %>`) so they never clash with
+  `${{ }}` (GitHub, Azure), `$( )` (Azure, shell) or `${}` (Groovy), and StrictUndefined
+  turns a missing answer into an error instead of an empty string.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+import mlci
+
+_PATH_VAR = re.compile(r"\[\[(\w+)\]\]")
+# Files under these prefixes are owned by mlci and upgraded; everything else is seeded once
+# and belongs to the team (their model code, tests, data, README).
+MANAGED_PREFIXES = (".github/", ".azure/", "Jenkinsfile", ".pre-commit-config.yaml", ".mlci/mlci.schema.json", "databricks.yml", "resources/")
+WORKFLOW_DIR = {"github": ".github/workflows"}
+
+
+def shipped_dir(name: str) -> Path:
+    """A template tree shipped with mlci: inside the wheel, or at the repository root in a checkout."""
+    package_dir = Path(mlci.__file__).resolve().parent
+    for candidate in (package_dir / name, package_dir.parents[1] / name):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"mlci's {name}/ templates are missing from {package_dir}; reinstall mlci")
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        block_start_string="<%",
+        block_end_string="%>",
+        variable_start_string="<%=",
+        variable_end_string="%>",
+        comment_start_string="<%#",
+        comment_end_string="%>",
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["yaml_str"] = yaml_str
+    return env
+
+
+def yaml_str(value: Any) -> str:
+    """A YAML double-quoted scalar for any text: quotes, newlines and ${{ stay inert."""
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def render_path(relative: str, answers: Mapping[str, Any]) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in answers:
+            raise KeyError(f"template path {relative!r} uses unknown answer [[{key}]]")
+        return str(answers[key])
+
+    rendered = _PATH_VAR.sub(substitute, relative)
+    return rendered[: -len(".j2")] if rendered.endswith(".j2") else rendered
+
+
+def render_tree(root: Path, answers: Mapping[str, Any], prefix: str = "") -> dict[str, bytes]:
+    """Every file of a template tree, rendered: {relative posix path: content}."""
+    env = environment()
+    files: dict[str, bytes] = {}
+    for source in sorted(root.rglob("*")):
+        if not source.is_file() or "__pycache__" in source.parts:
+            continue
+        relative = source.relative_to(root).as_posix()
+        target = prefix + render_path(relative, answers)
+        if source.name.endswith(".j2"):
+            text = env.from_string(source.read_text(encoding="utf-8")).render(**answers)
+            if not text.strip():
+                continue
+            files[target] = text.encode("utf-8")
+        else:
+            files[target] = source.read_bytes()
+    return files
+
+
+@cache
+def action_pins() -> dict[str, dict[str, str]]:
+    data = json.loads((shipped_dir("workflow_templates") / "github" / "action-pins.json").read_text(encoding="utf-8"))
+    pins: dict[str, dict[str, str]] = data["actions"]
+    return pins
+
+
+def render_project(answers: Mapping[str, Any]) -> dict[str, bytes]:
+    """The whole project: scaffold files plus the CI files of the chosen provider."""
+    context = {**answers, "pins": action_pins()}
+    files = render_tree(shipped_dir("scaffold"), context)
+    provider = str(answers["provider"])
+    provider_dir = shipped_dir("workflow_templates") / provider
+    if provider_dir.is_dir():
+        ci_files = render_tree(provider_dir, context, prefix=WORKFLOW_DIR.get(provider, "") and WORKFLOW_DIR[provider] + "/")
+        files.update({path: text for path, text in ci_files.items() if not path.endswith(".json")})
+    return files
+
+
+def is_managed(path: str) -> bool:
+    return path.startswith(MANAGED_PREFIXES)

@@ -1,0 +1,1 @@
+"""Manifest of managed files, three-way merge and fleet upgrades."""

@@ -73,3 +73,19 @@ def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> St
     ci_env.set_outputs({"result": record["status"], **result.outputs})
     ci_env.add_summary(f"### mlci {stage}: {record['status']}\n\n{result.summary}\n\n{result.markdown}")
     return result
+
+
+def load_project_for(args: Any) -> Project:
+    """The project a stage command works on: -C DIR, else the nearest mlci.yaml upwards."""
+    from mlci.config import load_project
+
+    directory = getattr(args, "project_dir", None)
+    return load_project(Path(directory) if directory else None)
+
+
+def tool_env(project: Project) -> dict[str, str]:
+    """Environment for the tools a stage runs: the project's src/ importable, colours off in CI."""
+    env = dict(os.environ)
+    src = str(project.root / "src")
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env

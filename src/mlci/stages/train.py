@@ -1,0 +1,200 @@
+"""train: the project's entrypoint under an MLflow run, with metrics, signature and lineage."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlci import __version__, ci_env
+from mlci.config import Project
+from mlci.errors import CheckFailed, ConfigError, UsageError
+from mlci.metrics import evaluate
+from mlci.stages._result import StageResult, execute, load_project_for
+from mlci.targets import local
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_split(project: Project, which: str) -> tuple[Any, Any, Path]:
+    """Features, labels and path of data.train or data.holdout, with errors that point at mlci.yaml."""
+    import pandas as pd
+
+    cfg = project.config
+    relative = getattr(cfg.data, which)
+    path = project.root / relative
+    if not path.is_file():
+        raise project.error(f"data.{which}", f"data file '{relative}' does not exist; fix data.{which} or add the file")
+    try:
+        frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    except Exception as exc:  # pandas raises many types for unreadable files
+        raise ConfigError(str(path), None, f"cannot read data file: {exc}") from None
+    if cfg.data.target not in frame.columns:
+        raise project.error(
+            "data.target", f"label column '{cfg.data.target}' is not in {relative} (columns: {', '.join(map(str, frame.columns[:10]))})"
+        )
+    if frame.empty:
+        raise ConfigError(str(path), None, "data file has no rows")
+    return frame.drop(columns=[cfg.data.target]), frame[cfg.data.target], path
+
+
+def load_entrypoint(project: Project) -> Callable[..., Any]:
+    """Import 'module:function' with the project's src/ and root importable."""
+    spec = project.config.train.entrypoint
+    module_name, _, function_name = spec.partition(":")
+    for folder in (project.root, project.root / "src"):
+        if folder.is_dir() and str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise project.error("train.entrypoint", f"module '{module_name}' not found under src/ or the project root; fix train.entrypoint") from None
+        raise UsageError(f"importing {module_name} failed: {exc}; install the project's dependencies (pip install -e .)") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise project.error("train.entrypoint", f"'{module_name}' has no function '{function_name}'; fix train.entrypoint")
+    return function  # type: ignore[no-any-return]
+
+
+def _git(project: Project, *arguments: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *arguments], cwd=project.root, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def lineage_tags(project: Project, digests: dict[str, str]) -> dict[str, str]:
+    tags = {"mlci.version": __version__, "mlci.stage": "train"}
+    commit = _git(project, "rev-parse", "HEAD")
+    if commit:
+        status = _git(project, "status", "--porcelain", "--untracked-files=no")
+        tags.update({
+            "mlci.git.commit": commit,
+            "mlflow.source.git.commit": commit,
+            "mlci.git.branch": _git(project, "rev-parse", "--abbrev-ref", "HEAD") or "",
+            "mlci.git.dirty": str(bool(status)).lower(),
+        })
+    url = ci_env.run_url()
+    if url:
+        tags["mlci.ci.run_url"] = url
+    for which, digest in digests.items():
+        tags[f"mlci.data.{which}.sha256"] = digest
+    return tags
+
+
+def pip_requirements(model: Any) -> list[str]:
+    """Pinned requirements of the model's environment; given explicitly because MLflow's
+    inference spends ~10 s in a subprocess guessing them."""
+    from importlib import metadata
+
+    names = ["scikit-learn", "pandas", "numpy", "scipy", "cloudpickle"]
+    root_module = type(model).__module__.split(".")[0]
+    extra = {"xgboost": "xgboost", "lightgbm": "lightgbm", "catboost": "catboost"}.get(root_module)
+    if extra:
+        names.append(extra)
+    pins = []
+    for name in names:
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return pins
+
+
+def flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            flat.update(flat_params(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def run_train(project: Project, tracking_override: str | None = None) -> StageResult:
+    cfg = project.config
+    train_x, train_y, train_path = read_split(project, "train")
+    holdout_x, holdout_y, holdout_path = read_split(project, "holdout")
+    missing = [c for c in train_x.columns if c not in holdout_x.columns]
+    if missing:
+        raise project.error("data.holdout", f"holdout lacks training columns {missing[:5]}; regenerate {cfg.data.holdout}")
+    function = load_entrypoint(project)
+    uri = local.tracking_uri(project, tracking_override)
+    print(f"train: {cfg.train.entrypoint} on {cfg.data.train} ({len(train_x)} rows x {train_x.shape[1]} columns); tracking {uri}", flush=True)
+    mlflow = local.configure_mlflow(project, tracking_override)
+    from mlflow.models import infer_signature
+
+    experiment_id = local.ensure_experiment(mlflow, project, uri)
+    digests = {"train": file_digest(train_path), "holdout": file_digest(holdout_path)}
+    params = dict(cfg.train.params)
+    with mlflow.start_run(experiment_id=experiment_id, tags=lineage_tags(project, digests)) as run:
+        if params:
+            mlflow.log_params(flat_params(params))
+        started = time.perf_counter()
+        try:
+            model = function(train_x, train_y, params)
+        except Exception as exc:
+            traceback.print_exc()
+            mlflow.set_tag("mlci.error", f"{type(exc).__name__}: {exc}"[:5000])
+            raise CheckFailed(f"training entrypoint {cfg.train.entrypoint} raised {type(exc).__name__}: {exc}") from None
+        fit_seconds = time.perf_counter() - started
+        if not hasattr(model, "predict"):
+            raise project.error("train.entrypoint", f"{cfg.train.entrypoint} returned {type(model).__name__}, which has no predict(); return the fitted model")
+        metrics = evaluate(model, holdout_x, holdout_y, cfg.train.task)
+        mlflow.log_metrics({**metrics, "fit_seconds": fit_seconds})
+        print("train: holdout " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), flush=True)
+        example = holdout_x.head(5)
+        signature = infer_signature(example, model.predict(example))
+        package_dir = project.root / "src" / cfg.project.package
+        import mlflow.sklearn
+
+        logged = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=signature,
+            input_example=example,
+            pip_requirements=pip_requirements(model),
+            serialization_format=cfg.train.serialization,
+            # Ship the project's package with the model: its features code is needed to load it.
+            code_paths=[str(package_dir)] if package_dir.is_dir() else None,
+        )
+        run_id = run.info.run_id
+    model_uri = f"runs:/{run_id}/model"
+    details = {
+        "run_id": run_id,
+        "experiment_id": experiment_id,
+        "experiment": cfg.experiment,
+        "model_uri": model_uri,
+        "logged_model_uri": getattr(logged, "model_uri", model_uri),
+        "tracking_uri": uri,
+        "metrics": metrics,
+        "params": params,
+        "fit_seconds": round(fit_seconds, 3),
+        "data": {"train": {"path": cfg.data.train, "rows": len(train_x), "sha256": digests["train"]},
+                 "holdout": {"path": cfg.data.holdout, "rows": len(holdout_x), "sha256": digests["holdout"]}},
+    }
+    table = "| metric | holdout |\n|---|---|\n" + "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
+    summary = f"trained run {run_id}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+    return StageResult("train", summary, details, outputs={"run-id": run_id, "model-uri": model_uri}, markdown=table)
+
+
+def main(args: argparse.Namespace) -> int:
+    project = load_project_for(args)
+    result = execute("train", project, lambda: run_train(project, args.tracking_uri))
+    print(result.summary)
+    return 0

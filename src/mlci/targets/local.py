@@ -1,0 +1,69 @@
+"""The embedded default: MLflow on a local sqlite store, models served on loopback.
+
+Every MLflow import happens inside these functions: `mlci --help` never pays for it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from mlci.config import Project
+
+
+def tracking_uri(project: Project, override: str | None = None) -> str:
+    """--tracking-uri, then MLFLOW_TRACKING_URI, then mlci.yaml, then .mlci/mlflow.db."""
+    return (
+        override
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or project.config.tracking.uri
+        or f"sqlite:///{(project.root / '.mlci' / 'mlflow.db').as_posix()}"
+    )
+
+
+def is_local_store(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def configure_mlflow(project: Project, override: str | None = None) -> Any:
+    """Import MLflow, point it at the project's tracking and registry URIs, and return it."""
+    # Nothing phones home from a CI runner; set before mlflow is imported.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    uri = tracking_uri(project, override)
+    if uri.startswith("sqlite:"):
+        (project.root / ".mlci").mkdir(parents=True, exist_ok=True)
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(project.config.tracking.registry_uri or uri)
+    return mlflow
+
+
+def ensure_experiment(mlflow: Any, project: Project, uri: str) -> str:
+    """The experiment's id, creating it with artifacts under .mlci/artifacts on a local store."""
+    name = project.config.experiment
+    existing = mlflow.get_experiment_by_name(name)
+    if existing is not None:
+        return str(existing.experiment_id)
+    location = None
+    if is_local_store(uri):
+        # Without this MLflow writes ./mlruns relative to wherever the command was started.
+        location = (project.root / ".mlci" / "artifacts").resolve().as_uri()
+    return str(mlflow.create_experiment(name, artifact_location=location))
+
+
+def free_port(host: str) -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def model_dir(model_uri: str) -> Path:
+    """Download (or locate) a model's artifacts locally."""
+    import mlflow
+
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))

@@ -281,8 +281,7 @@ class _Walker:
             choices = typing.get_args(tp)
             value = self._scalar(node)
             if value not in choices:
-                hint = _did_you_mean(str(value), [str(c) for c in choices])
-                raise self.fail(node, f"{label} is {value!r}; use one of {', '.join(map(str, choices))}{hint}")
+                raise self.fail(node, f"{label} is {value!r}; use one of {', '.join(map(str, choices))}")
             return value
         if origin is list:
             if not isinstance(node, yaml.SequenceNode):

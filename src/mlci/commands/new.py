@@ -23,7 +23,7 @@ from typing import Any
 from mlci import __version__
 from mlci.config import CONFIG_FILE, is_valid_project_name, json_schema
 from mlci.errors import UsageError
-from mlci.templates import is_managed, render_project
+from mlci.templates import is_managed, render_project, shipped_dir
 from mlci.upgrade.manifest import MANIFEST_PATH, build_manifest
 
 # Import names a project may not take: they would shadow what its own pipeline imports.
@@ -217,6 +217,8 @@ def main(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     print(f"Created {target} ({len(files)} files, {answers['provider']} CI, target {answers['target']}) in {elapsed:.2f}s")
     print(f"  {git_note}")
+    if not (shipped_dir("workflow_templates") / answers["provider"]).is_dir():
+        print(f"  note: this mlci version renders no {answers['provider']} CI files yet; the stages run the same anywhere")
     print("Next:")
     print(f"  cd {target}")
     print("  pip install -e .          # the project's own dependencies")

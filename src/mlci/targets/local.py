@@ -34,11 +34,33 @@ def configure_mlflow(project: Project, override: str | None = None) -> Any:
     uri = tracking_uri(project, override)
     if uri.startswith("sqlite:"):
         (project.root / ".mlci").mkdir(parents=True, exist_ok=True)
+    if uri.startswith(("http://", "https://")):
+        check_reachable(uri)
     import mlflow
 
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(project.config.tracking.registry_uri or uri)
     return mlflow
+
+
+def check_reachable(uri: str, timeout: float = 10.0) -> None:
+    """Fail fast with exit 3 instead of MLflow's minutes of retries against a dead server."""
+    import urllib.error
+    import urllib.request
+
+    from mlci.errors import InfraError
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered: a proxy or an auth layer in front of the server; let MLflow talk to it
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise InfraError(
+            f"MLflow tracking server {uri} is unreachable ({reason}); start it, or fix --tracking-uri, "
+            "MLFLOW_TRACKING_URI or tracking.uri in mlci.yaml"
+        ) from None
 
 
 def ensure_experiment(mlflow: Any, project: Project, uri: str) -> str:

@@ -1,0 +1,122 @@
+"""`mlci render`: re-render every managed file from mlci.yaml after the user edited it.
+
+Only files mlci manages (CI files, hook config, schema) are touched, and only when the copy on
+disk is still what mlci last wrote; a file edited by hand is reported and left alone (the
+three-way merge of `mlci upgrade` reconciles those). All changes land together or not at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from mlci.commands.new import render_files
+from mlci.config import Project
+from mlci.errors import CheckFailed
+from mlci.stages._result import load_project_for
+from mlci.templates import is_managed
+from mlci.upgrade.manifest import MANIFEST_PATH, Manifest, build_manifest, load_manifest, sha256
+
+
+def answers_from(project: Project, manifest: Manifest) -> dict[str, Any]:
+    """The manifest's answers, overridden by what mlci.yaml now says."""
+    cfg = project.config
+    return {
+        **manifest.answers,
+        "name": cfg.project.name,
+        "package": cfg.project.package,
+        "description": cfg.project.description,
+        "provider": cfg.ci.provider,
+        "target": cfg.target,
+        "python_version": cfg.ci.python,
+        "model_name": cfg.model_name,
+    }
+
+
+def plan(project: Project, manifest: Manifest, rendered: dict[str, bytes]) -> tuple[dict[str, bytes], list[str], list[str], list[str]]:
+    """(files to write, files to delete, files edited by hand and skipped, files the user deleted)."""
+    writes: dict[str, bytes] = {}
+    deletes: list[str] = []
+    edited: list[str] = []
+    opted_out: list[str] = []
+    managed_now = {p: data for p, data in rendered.items() if is_managed(p)}
+    for path, data in managed_now.items():
+        on_disk = project.root / path
+        recorded = manifest.managed.get(path)
+        if not on_disk.exists():
+            if recorded is not None:
+                opted_out.append(path)  # deleted by the user: stays deleted
+            else:
+                writes[path] = data  # a file the template gained
+            continue
+        current = on_disk.read_bytes()
+        if current == data:
+            continue
+        if recorded is not None and sha256(current) == recorded["sha256"]:
+            writes[path] = data
+        else:
+            edited.append(path)
+    for path, recorded in manifest.managed.items():
+        if path in managed_now:
+            continue
+        on_disk = project.root / path
+        if on_disk.exists() and sha256(on_disk.read_bytes()) == recorded["sha256"]:
+            deletes.append(path)
+        elif on_disk.exists():
+            edited.append(path)
+    return writes, deletes, edited, opted_out
+
+
+def apply(root: Path, writes: dict[str, bytes], deletes: list[str]) -> None:
+    """Stage every new file beside its target, then swap them in: no half-rendered project."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, data in writes.items():
+            target = root / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temp = target.with_name(f".{target.name}.mlci-tmp")
+            temp.write_bytes(data)
+            staged.append((temp, target))
+    except OSError:
+        for temp, _ in staged:
+            temp.unlink(missing_ok=True)
+        raise
+    for temp, target in staged:
+        os.replace(temp, target)
+    for path in deletes:
+        (root / path).unlink(missing_ok=True)
+
+
+def main(args: argparse.Namespace) -> int:
+    project = load_project_for(args)
+    manifest = load_manifest(project.root)
+    answers = answers_from(project, manifest)
+    rendered = render_files(answers)
+    rendered.pop(MANIFEST_PATH, None)
+    writes, deletes, edited, opted_out = plan(project, manifest, rendered)
+    # The new manifest: fresh bases for what is now on disk as rendered, old bases for the rest.
+    skipped = set(edited) | set(opted_out)
+    new_manifest = build_manifest(answers, {p: d for p, d in rendered.items() if p not in skipped},
+                                  {p for p in rendered if is_managed(p)})
+    for path in edited:
+        if path in manifest.managed:
+            new_manifest.managed[path] = manifest.managed[path]
+    new_manifest.seeded = manifest.seeded
+    writes[MANIFEST_PATH] = new_manifest.to_json().encode("utf-8")
+    apply(project.root, writes, deletes)
+    for path in sorted(writes):
+        if path != MANIFEST_PATH:
+            print(f"rendered {path}")
+    for path in deletes:
+        print(f"removed  {path} (no longer generated)")
+    for path in opted_out:
+        print(f"skipped  {path} (deleted by you: stays deleted)")
+    if edited:
+        for path in edited:
+            print(f"kept     {path} (edited by hand; 'mlci upgrade' will merge it)")
+        raise CheckFailed(f"{len(edited)} managed file(s) edited by hand were not re-rendered: {', '.join(edited)}")
+    changed = len(writes) - 1 + len(deletes)
+    print(f"render: {changed} file(s) changed" if changed else "render: everything is up to date")
+    return 0

@@ -1,0 +1,106 @@
+"""Shared fixtures: scaffolded projects, a real `mlflow server` on loopback, CLI runners."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlci.cli import main as mlci_main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tests must not see the developer's or the runner's tracking server or CI variables.
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "GITHUB_ACTIONS", "GITHUB_OUTPUT",
+                 "GITHUB_STEP_SUMMARY", "TF_BUILD", "JENKINS_URL", "CI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> int:
+    """Run mlci in-process (fast: MLflow is imported once per test session)."""
+    old = Path.cwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        return mlci_main(list(args))
+    finally:
+        os.chdir(old)
+
+
+def run_cli_process(*args: str, cwd: Path, env: dict[str, str] | None = None,
+                    timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run mlci as a separate process, exactly as a user or a CI runner does."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "mlci", *args], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+_counter = iter(range(10_000))
+
+
+@pytest.fixture
+def new_project(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A factory: scaffold a project with a unique package name (in-process imports stay apart)."""
+
+    def make(name: str | None = None, *extra: str) -> Path:
+        name = name or f"proj{next(_counter)}-{os.getpid()}"
+        assert run_cli("new", name, "--defaults", "--no-git", "--output-dir", str(tmp_path), *extra) == 0
+        return tmp_path / name
+
+    return make
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` (sqlite backend, proxied artifacts) on a loopback port."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")  # the server execs uvicorn/gunicorn by name
+    log = (root / "server.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"mlflow server exited {process.returncode}: {(root / 'server.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("mlflow server not ready after 120 s")
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()

@@ -1,0 +1,184 @@
+"""train -> register -> deploy on the embedded default: a real sqlite MLflow store, a real
+served model answering HTTP, real gates, and a rollback when serving fails."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from conftest import run_cli
+
+from mlci.config import load_project
+
+
+def stage_json(project: Path, stage: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((project / ".mlci" / "out" / f"{stage}.json").read_text())
+    return data
+
+
+def client_for(project: Path) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{project / '.mlci' / 'mlflow.db'}")
+
+
+def aliases(project: Path) -> dict[str, str]:
+    name = load_project(project).config.model_name
+    model = client_for(project).get_registered_model(name)
+    return {alias: str(version) for alias, version in model.aliases.items()}
+
+
+def edit_config(project: Path, old: str, new: str) -> None:
+    path = project / "mlci.yaml"
+    text = path.read_text()
+    assert old in text, f"{old!r} not in mlci.yaml"
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One project taken through train, register and deploy once (v1 is champion)."""
+    root = tmp_path_factory.mktemp("deployed")
+    assert run_cli("new", "gated-model", "--defaults", "--no-git", "--output-dir", str(root)) == 0
+    project = root / "gated-model"
+    for stage in ("train", "register", "deploy"):
+        assert run_cli(stage, "-C", str(project)) == 0, stage
+    return project
+
+
+def test_train_logs_run_with_metrics_signature_and_lineage(deployed: Path) -> None:
+    train = stage_json(deployed, "train")
+    assert train["status"] == "passed" and train["exit_code"] == 0
+    details = train["details"]
+    run = client_for(deployed).get_run(details["run_id"])
+    # Metrics logged to MLflow are the ones reported, computed on the holdout split.
+    assert run.data.metrics["roc_auc"] == pytest.approx(details["metrics"]["roc_auc"])
+    assert details["metrics"]["accuracy"] > 0.95
+    assert run.data.params == {"C": "1.0", "max_iter": "1000", "random_state": "0"}
+    import hashlib
+
+    digest = hashlib.sha256((deployed / "data" / "train.csv").read_bytes()).hexdigest()
+    assert run.data.tags["mlci.data.train.sha256"] == digest
+    assert "mlci.git.commit" not in run.data.tags  # --no-git: no fake lineage
+    import mlflow.models
+
+    model = mlflow.models.Model.load(details["logged_model_uri"])
+    assert model.signature is not None
+    assert [spec.name for spec in model.signature.inputs.inputs][:2] == ["mean_radius", "mean_texture"]
+    assert model.saved_input_example_info is not None
+
+
+def test_register_sets_challenger_and_deploy_promotes_to_champion(deployed: Path) -> None:
+    register = stage_json(deployed, "register")["details"]
+    assert register["version"] == "1"
+    assert all(gate["passed"] for gate in register["gates"]) and len(register["gates"]) == 2
+    assert register["champion"] is None  # nothing to beat on the first run
+    deploy = stage_json(deployed, "deploy")["details"]
+    assert deploy["version"] == "1" and deploy["previous_champion"] is None
+    assert deploy["smoke_test"]["rows"] == 5
+    assert set(deploy["smoke_test"]["predictions"]) <= {0, 1}
+    # Promoted: champion set, challenger consumed.
+    assert aliases(deployed) == {"champion": "1"}
+
+
+def test_served_champion_answers_http_like_the_model(deployed: Path) -> None:
+    import mlflow
+
+    from mlci import serving
+    from mlci.targets.local import model_dir
+
+    mlflow.set_tracking_uri(f"sqlite:///{deployed / '.mlci' / 'mlflow.db'}")
+    name = load_project(deployed).config.model_name
+    path = model_dir(f"models:/{name}@champion")
+    holdout = pd.read_csv(deployed / "data" / "holdout.csv").drop(columns=["malignant"]).head(20)
+    expected = mlflow.pyfunc.load_model(str(path)).predict(holdout).tolist()
+    with serving.serve_in_thread(path, "127.0.0.1", 0, ready_timeout=60) as endpoint:
+        predictions, _ = serving.predict(endpoint.url, holdout)
+    assert predictions == expected
+    assert len(predictions) == 20
+
+
+def test_worse_model_fails_a_gate_and_champion_stays(deployed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    edit_config(deployed, "C: 1.0", "C: 0.000001")  # so regularised it predicts one class
+    try:
+        assert run_cli("train", "-C", str(deployed)) == 0
+        assert run_cli("register", "-C", str(deployed)) == 1
+    finally:
+        edit_config(deployed, "C: 0.000001", "C: 1.0")
+    error = capsys.readouterr().err
+    assert "mlci: error: model rejected: gate accuracy >= 0.93 not met: candidate accuracy = 0.6316" in error
+    assert "champion and aliases unchanged" in error
+    result = stage_json(deployed, "register")
+    assert result["status"] == "failed" and result["exit_code"] == 1
+    assert [g["passed"] for g in result["details"]["gates"]] == [True, False]
+    assert aliases(deployed) == {"champion": "1"}
+    name = load_project(deployed).config.model_name
+    assert [str(v.version) for v in client_for(deployed).search_model_versions(f"name='{name}'")] == ["1"]
+    run = client_for(deployed).get_run(stage_json(deployed, "train")["details"]["run_id"])
+    assert run.data.tags["mlci.register"] == "rejected"
+
+
+def test_challenger_that_loses_to_champion_is_rejected(deployed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # C=0.01 still meets both gates (accuracy 0.947) but is 0.026 below the champion's accuracy.
+    edit_config(deployed, "C: 1.0", "C: 0.01")
+    edit_config(deployed, "primary_metric: roc_auc", "primary_metric: accuracy")
+    try:
+        assert run_cli("train", "-C", str(deployed)) == 0
+        assert run_cli("register", "-C", str(deployed)) == 1
+    finally:
+        edit_config(deployed, "C: 0.01", "C: 1.0")
+        edit_config(deployed, "primary_metric: accuracy", "primary_metric: roc_auc")
+    error = capsys.readouterr().err
+    assert ("challenger loses to champion v1 on accuracy: 0.9474 vs 0.9737 (tolerance 0.005)") in error
+    comparison = stage_json(deployed, "register")["details"]["champion"]
+    assert comparison["passed"] is False and comparison["champion_version"] == "1"
+    assert aliases(deployed) == {"champion": "1"}
+
+
+
+def _log_broken_model(project: Path) -> str:
+    import mlflow
+    import mlflow.pyfunc
+
+    class Broken(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+        def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+            raise RuntimeError("feature store unreachable")
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / '.mlci' / 'mlflow.db'}")
+    example = pd.read_csv(project / "data" / "holdout.csv").drop(columns=["malignant"]).head(3)
+    mlflow.set_experiment(load_project(project).config.experiment)
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="model", python_model=Broken(), input_example=example,
+                                       pip_requirements=["mlflow"])
+    name = load_project(project).config.model_name
+    version = mlflow.register_model(info.model_uri, name)
+    return str(version.version)
+
+
+def test_deploy_failure_rolls_back_to_previous_champion(deployed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = _log_broken_model(deployed)
+    client_for(deployed).set_registered_model_alias(load_project(deployed).config.model_name, "challenger", broken)
+    assert run_cli("deploy", "-C", str(deployed)) == 1
+    error = capsys.readouterr().err
+    assert f"deploy of {load_project(deployed).config.model_name} v{broken} failed" in error
+    assert "feature store unreachable" in error
+    assert "champion restored to v1" in error
+    assert aliases(deployed) == {"champion": "1", "challenger": broken}
+    result = stage_json(deployed, "deploy")
+    assert result["status"] == "failed" and result["details"]["rolled_back"] is True
+    client_for(deployed).delete_registered_model_alias(load_project(deployed).config.model_name, "challenger")
+
+
+def test_register_without_train_result_is_a_usage_error(new_project: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    project = new_project()
+    assert run_cli("register", "-C", str(project)) == 2
+    assert "no successful 'mlci train' result in .mlci/out/train.json" in capsys.readouterr().err
+
+
+def test_deploy_with_nothing_registered_is_a_usage_error(new_project: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    project = new_project()
+    assert run_cli("deploy", "-C", str(project)) == 2
+    assert "nothing to deploy" in capsys.readouterr().err

@@ -31,9 +31,7 @@ def snake_case(name: str) -> str:
 def load_frame() -> pd.DataFrame:
     """Return the dataset with snake_case features and a ``malignant`` 0/1 label."""
     bunch = load_breast_cancer(as_frame=False)
-    frame = pd.DataFrame(
-        bunch.data, columns=[snake_case(c) for c in bunch.feature_names]
-    )
+    frame = pd.DataFrame(bunch.data, columns=[snake_case(c) for c in bunch.feature_names])
     # sklearn encodes 0 = malignant, 1 = benign; the positive class should be malignant.
     frame[TARGET] = (bunch.target == 0).astype("int64")
     return frame

@@ -16,34 +16,62 @@ import pytest
 from mlci.cli import main as mlci_main
 
 REPO = Path(__file__).resolve().parents[1]
+_MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # Tests must not see the developer's or the runner's tracking server or CI variables.
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "GITHUB_ACTIONS", "GITHUB_OUTPUT",
-                 "GITHUB_STEP_SUMMARY", "TF_BUILD", "JENKINS_URL", "CI"):
+    for name in (
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_REGISTRY_URI",
+        "GITHUB_ACTIONS",
+        "GITHUB_OUTPUT",
+        "GITHUB_STEP_SUMMARY",
+        "TF_BUILD",
+        "JENKINS_URL",
+        "CI",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> int:
-    """Run mlci in-process (fast: MLflow is imported once per test session)."""
-    old = Path.cwd()
+    """Run mlci in-process (fast: MLflow is imported once per test session).
+
+    mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI; restore the environment so
+    one in-process command cannot steer the next one to another store, as separate processes
+    never would.
+    """
+    old_cwd = Path.cwd()
+    old_env = {name: os.environ.get(name) for name in _MLFLOW_ENV}
     if cwd is not None:
         os.chdir(cwd)
     try:
         return mlci_main(list(args))
     finally:
-        os.chdir(old)
+        os.chdir(old_cwd)
+        for name, value in old_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
-def run_cli_process(*args: str, cwd: Path, env: dict[str, str] | None = None,
-                    timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run_cli_process(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     """Run mlci as a separate process, exactly as a user or a CI runner does."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "mlci", *args], cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "mlci", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 _counter = iter(range(10_000))
@@ -77,16 +105,35 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")  # the server execs uvicorn/gunicorn by name
     log = (root / "server.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+        ],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     try:
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited {process.returncode}: {(root / 'server.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"mlflow server exited {process.returncode}: {(root / 'server.log').read_text()[-2000:]}"
+                )
             try:
                 with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
                     if answer.status == 200:

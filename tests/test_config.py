@@ -53,28 +53,51 @@ def test_valid_config_has_defaults_and_key_lines() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (VALID.replace("  target: label", "  targt: label"),
-         "mlci.yaml:8: unknown key 'data.targt'; did you mean 'target'?"),
+        (
+            VALID.replace("  target: label", "  targt: label"),
+            "mlci.yaml:8: unknown key 'data.targt'; did you mean 'target'?",
+        ),
         (VALID + "deploi:\n  port: 1\n", "mlci.yaml:14: unknown key 'deploi'; did you mean 'deploy'?"),
-        (VALID + "zzz: 1\n", "mlci.yaml:14: unknown key 'zzz'; allowed keys: schema, project, data, train, "
-         "target, ci, tracking, register, deploy, lint, test"),
-        (VALID.replace("schema: 1", "schema: one"),
-         "mlci.yaml:1: 'schema' must be an integer, not a string 'one'; e.g. 8080"),
+        (
+            VALID + "zzz: 1\n",
+            "mlci.yaml:14: unknown key 'zzz'; allowed keys: schema, project, data, train, "
+            "target, ci, tracking, register, deploy, lint, test",
+        ),
+        (
+            VALID.replace("schema: 1", "schema: one"),
+            "mlci.yaml:1: 'schema' must be an integer, not a string 'one'; e.g. 8080",
+        ),
         (VALID + "deploy:\n  port: 70000\n", "mlci.yaml:15: 'deploy.port' is 70000; it must be at most 65535"),
-        (VALID + "deploy:\n  port: '80'\n", "mlci.yaml:15: 'deploy.port' must be an integer, not a string '80'; e.g. 8080"),
-        (VALID + "lint:\n  pre_commit: yes please\n",
-         "mlci.yaml:15: 'lint.pre_commit' must be true or false, not a string 'yes please'; e.g. true"),
+        (
+            VALID + "deploy:\n  port: '80'\n",
+            "mlci.yaml:15: 'deploy.port' must be an integer, not a string '80'; e.g. 8080",
+        ),
+        (
+            VALID + "lint:\n  pre_commit: yes please\n",
+            "mlci.yaml:15: 'lint.pre_commit' must be true or false, not a string 'yes please'; e.g. true",
+        ),
         (VALID + "target: dbx\n", "mlci.yaml:14: 'target' is 'dbx'; use one of local, databricks"),
-        (VALID + "ci:\n  provider: gitlab\n", "mlci.yaml:15: 'ci.provider' is 'gitlab'; use one of github, azure, jenkins"),
-        (VALID.replace("    - roc_auc >= 0.9", "    roc_auc: 0.9"),
-         "mlci.yaml:13: 'register.gates' must be a list, e.g. [\"text\"]"),
-        (VALID.replace("  package: churn_model\n", ""),
-         "mlci.yaml:3: missing required key 'project.package' (Python import name of the project's package.)"),
-        (VALID.replace("  name: churn-model", "  name: Churn Model"),
-         "mlci.yaml:3: 'project.name' is 'Churn Model', which does not match ^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$"),
-        (VALID.replace("  entrypoint: churn_model.train:train", "  entrypoint: churn_model/train.py"),
-         "mlci.yaml:10: 'train.entrypoint' is 'churn_model/train.py', which does not match "
-         "^[A-Za-z_][\\w]*(?:\\.[A-Za-z_][\\w]*)*:[A-Za-z_][\\w]*$"),
+        (
+            VALID + "ci:\n  provider: gitlab\n",
+            "mlci.yaml:15: 'ci.provider' is 'gitlab'; use one of github, azure, jenkins",
+        ),
+        (
+            VALID.replace("    - roc_auc >= 0.9", "    roc_auc: 0.9"),
+            "mlci.yaml:13: 'register.gates' must be a list, e.g. [\"text\"]",
+        ),
+        (
+            VALID.replace("  package: churn_model\n", ""),
+            "mlci.yaml:3: missing required key 'project.package' (Python import name of the project's package.)",
+        ),
+        (
+            VALID.replace("  name: churn-model", "  name: Churn Model"),
+            "mlci.yaml:3: 'project.name' is 'Churn Model', which does not match ^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$",
+        ),
+        (
+            VALID.replace("  entrypoint: churn_model.train:train", "  entrypoint: churn_model/train.py"),
+            "mlci.yaml:10: 'train.entrypoint' is 'churn_model/train.py', which does not match "
+            "^[A-Za-z_][\\w]*(?:\\.[A-Za-z_][\\w]*)*:[A-Za-z_][\\w]*$",
+        ),
         (VALID + "project:\n  name: x\n", "mlci.yaml:14: key 'project' appears twice; keep one"),
         ("", "mlci.yaml:1: the file is empty; start it with 'schema: 1' (see docs/mlci-yaml.md)"),
         ("- a\n", "mlci.yaml:1: mlci.yaml must be a mapping of keys to values"),
@@ -87,17 +110,30 @@ def test_structural_errors(text: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("replace", "message"),
     [
-        (("roc_auc >= 0.9", "rocauc >= 0.9"), "mlci.yaml:13: register.gates[0]: unknown metric 'rocauc'; did you mean 'roc_auc'?"),
-        (("roc_auc >= 0.9", "roc_auc => 0.9"),
-         "mlci.yaml:13: register.gates[0]: gate 'roc_auc => 0.9' is not 'metric OP number' (OP one of >=, <=, >, <), "
-         "e.g. 'roc_auc >= 0.9'"),
-        (("roc_auc >= 0.9", "rmse <= 3"),
-         "mlci.yaml:13: register.gates[0]: unknown metric 'rmse'; classification metrics: accuracy, precision, "
-         "recall, f1, roc_auc, log_loss"),
+        (
+            ("roc_auc >= 0.9", "rocauc >= 0.9"),
+            "mlci.yaml:13: register.gates[0]: unknown metric 'rocauc'; did you mean 'roc_auc'?",
+        ),
+        (
+            ("roc_auc >= 0.9", "roc_auc => 0.9"),
+            "mlci.yaml:13: register.gates[0]: gate 'roc_auc => 0.9' is not 'metric OP number' "
+            "(OP one of >=, <=, >, <), "
+            "e.g. 'roc_auc >= 0.9'",
+        ),
+        (
+            ("roc_auc >= 0.9", "rmse <= 3"),
+            "mlci.yaml:13: register.gates[0]: unknown metric 'rmse'; classification metrics: accuracy, precision, "
+            "recall, f1, roc_auc, log_loss",
+        ),
         (("schema: 1", "schema: 9"), "mlci.yaml:1: schema 9 is newer than this mlci understands (1); upgrade mlci"),
-        (("train: data/train.csv", "train: ../elsewhere.csv"),
-         "mlci.yaml:6: '../elsewhere.csv' must be a path inside the project, relative to mlci.yaml"),
-        (("  package: churn_model", "  package: class"), "mlci.yaml:4: 'class' is a Python keyword; choose another package name"),
+        (
+            ("train: data/train.csv", "train: ../elsewhere.csv"),
+            "mlci.yaml:6: '../elsewhere.csv' must be a path inside the project, relative to mlci.yaml",
+        ),
+        (
+            ("  package: churn_model", "  package: class"),
+            "mlci.yaml:4: 'class' is a Python keyword; choose another package name",
+        ),
     ],
 )
 def test_semantic_errors(tmp_path: Path, replace: tuple[str, str], message: str) -> None:
@@ -123,7 +159,10 @@ def test_databricks_target_needs_three_level_model_name(tmp_path: Path) -> None:
 def test_cli_reports_config_error_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "mlci.yaml").write_text(VALID.replace("  target: label", "  targt: label"))
     assert run_cli("lint", "-C", str(tmp_path)) == 2
-    assert capsys.readouterr().err == f"mlci: error: {tmp_path / 'mlci.yaml'}:8: unknown key 'data.targt'; did you mean 'target'?\n"
+    assert (
+        capsys.readouterr().err
+        == f"mlci: error: {tmp_path / 'mlci.yaml'}:8: unknown key 'data.targt'; did you mean 'target'?\n"
+    )
 
 
 def test_missing_config_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -142,6 +181,9 @@ def test_schema_rejects_what_the_loader_rejects() -> None:
     assert schema["additionalProperties"] is False
     assert schema["properties"]["ci"]["properties"]["provider"]["enum"] == ["github", "azure", "jenkins"]
     assert schema["properties"]["deploy"]["properties"]["port"] == {
-        "type": "integer", "default": 0, "minimum": 0, "maximum": 65535,
+        "type": "integer",
+        "default": 0,
+        "minimum": 0,
+        "maximum": 65535,
         "description": "Port of the local server; 0 picks a free one.",
     }

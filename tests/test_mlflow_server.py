@@ -40,8 +40,9 @@ def test_pipeline_against_tracking_server(new_project: Any, mlflow_server: str) 
     assert deploy["smoke_test"]["rows"] == 5
 
 
-def test_environment_variable_selects_the_server(new_project: Any, mlflow_server: str,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_variable_selects_the_server(
+    new_project: Any, mlflow_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project: Path = new_project()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     assert run_cli("train", "-C", str(project)) == 0
@@ -49,8 +50,9 @@ def test_environment_variable_selects_the_server(new_project: Any, mlflow_server
     assert train["tracking_uri"] == mlflow_server
 
 
-def test_unreachable_server_is_an_infrastructure_error(new_project: Any, capsys: pytest.CaptureFixture[str],
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_server_is_an_infrastructure_error(
+    new_project: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from conftest import free_port
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")

@@ -138,7 +138,6 @@ def test_challenger_that_loses_to_champion_is_rejected(deployed: Path, capsys: p
     assert aliases(deployed) == {"champion": "1"}
 
 
-
 def _log_broken_model(project: Path) -> str:
     import mlflow
     import mlflow.pyfunc
@@ -151,8 +150,9 @@ def _log_broken_model(project: Path) -> str:
     example = pd.read_csv(project / "data" / "holdout.csv").drop(columns=["malignant"]).head(3)
     mlflow.set_experiment(load_project(project).config.experiment)
     with mlflow.start_run():
-        info = mlflow.pyfunc.log_model(name="model", python_model=Broken(), input_example=example,
-                                       pip_requirements=["mlflow"])
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=Broken(), input_example=example, pip_requirements=["mlflow"]
+        )
     name = load_project(project).config.model_name
     version = mlflow.register_model(info.model_uri, name)
     return str(version.version)

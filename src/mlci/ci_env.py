@@ -37,8 +37,14 @@ def _escape_workflow_command(value: str) -> str:
     return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
-def annotation(level: str, message: str, file: str | None = None, line: int | None = None,
-               col: int | None = None, title: str | None = None) -> str | None:
+def annotation(
+    level: str,
+    message: str,
+    file: str | None = None,
+    line: int | None = None,
+    col: int | None = None,
+    title: str | None = None,
+) -> str | None:
     """The provider's annotation line for one finding, or None off CI."""
     kind = provider()
     if kind == "github":
@@ -46,8 +52,12 @@ def annotation(level: str, message: str, file: str | None = None, line: int | No
         head = f"::{level} " + ",".join(p.replace(",", "%2C").replace(":", "%3A") for p in props)
         return f"{head.rstrip()}::{_escape_workflow_command(message)}"
     if kind == "azure":
-        props = ";".join(f"{k}={v}" for k, v in (("type", level), ("sourcepath", file), ("linenumber", line), ("columnnumber", col)) if v)
-        return f"##vso[task.logissue {props}]{message.splitlines()[0] if message else ''}"
+        fields = ";".join(
+            f"{k}={v}"
+            for k, v in (("type", level), ("sourcepath", file), ("linenumber", line), ("columnnumber", col))
+            if v
+        )
+        return f"##vso[task.logissue {fields}]{message.splitlines()[0] if message else ''}"
     return None
 
 

@@ -19,14 +19,19 @@ STAGES = ("lint", "test", "train", "register", "deploy")
 
 def _add_project_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-C", "--project-dir", metavar="DIR", default=None,
+        "-C",
+        "--project-dir",
+        metavar="DIR",
+        default=None,
         help="project directory (default: the nearest directory with mlci.yaml)",
     )
 
 
 def _add_tracking(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--tracking-uri", metavar="URI", default=None,
+        "--tracking-uri",
+        metavar="URI",
+        default=None,
         help="MLflow tracking URI (overrides MLFLOW_TRACKING_URI and mlci.yaml)",
     )
 
@@ -42,9 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     new = sub.add_parser("new", help="scaffold a new ML project", description="Scaffold a new ML project.")
     new.add_argument("name", help="project name: lowercase letters, digits, '-' or '_'")
-    new.add_argument("--provider", choices=("github", "azure", "jenkins"), default=None, help="CI system (default: github)")
-    new.add_argument("--target", choices=("local", "databricks"), default=None, help="where stages run (default: local)")
-    new.add_argument("--data", action="append", default=[], metavar="KEY=VALUE", help="answer a template question; repeatable")
+    new.add_argument(
+        "--provider", choices=("github", "azure", "jenkins"), default=None, help="CI system (default: github)"
+    )
+    new.add_argument(
+        "--target", choices=("local", "databricks"), default=None, help="where stages run (default: local)"
+    )
+    new.add_argument(
+        "--data", action="append", default=[], metavar="KEY=VALUE", help="answer a template question; repeatable"
+    )
     new.add_argument("--defaults", action="store_true", help="take every default; never prompt")
     new.add_argument("--output-dir", default=".", metavar="DIR", help="directory to create the project in (default: .)")
     new.add_argument("--force", action="store_true", help="write into an existing non-empty directory")

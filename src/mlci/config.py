@@ -57,9 +57,7 @@ class ProjectSection:
 class CISection:
     provider: Literal["github", "azure", "jenkins"] = _f("CI system the pipeline files are rendered for.", "github")
     python: str = _f("Python version the CI jobs use.", "3.11", pattern=r"^3\.\d+$")
-    mlci_repository: str = _f(
-        "owner/name of the mlci repository whose actions the workflows use.", "mlci-dev/mlci"
-    )
+    mlci_repository: str = _f("owner/name of the mlci repository whose actions the workflows use.", "mlci-dev/mlci")
 
 
 @dataclass(frozen=True)
@@ -123,7 +121,9 @@ class LintSection:
 class TestSection:
     __test__ = False  # not a pytest class
     paths: list[str] = _f("Paths pytest collects.", ["tests"])
-    coverage_min: float | None = _f("Fail the stage when line coverage (percent) is below this.", None, minimum=0, maximum=100)
+    coverage_min: float | None = _f(
+        "Fail the stage when line coverage (percent) is below this.", None, minimum=0, maximum=100
+    )
 
 
 @dataclass(frozen=True)
@@ -161,8 +161,12 @@ class Gate:
     threshold: float
 
     def passes(self, value: float) -> bool:
-        return {">=": value >= self.threshold, "<=": value <= self.threshold,
-                ">": value > self.threshold, "<": value < self.threshold}[self.op]
+        return {
+            ">=": value >= self.threshold,
+            "<=": value <= self.threshold,
+            ">": value > self.threshold,
+            "<": value < self.threshold,
+        }[self.op]
 
     def __str__(self) -> str:
         return f"{self.metric} {self.op} {self.threshold:g}"
@@ -223,7 +227,9 @@ def find_project(start: Path) -> Path:
     for candidate in (start, *start.parents):
         if (candidate / CONFIG_FILE).is_file():
             return candidate
-    raise ConfigError(str(start / CONFIG_FILE), None, "no mlci.yaml here or in any parent; run 'mlci new NAME' or cd into a project")
+    raise ConfigError(
+        str(start / CONFIG_FILE), None, "no mlci.yaml here or in any parent; run 'mlci new NAME' or cd into a project"
+    )
 
 
 def load_project(root: Path | None = None) -> Project:
@@ -304,7 +310,9 @@ class _Walker:
             or (tp is str and isinstance(value, str))
         )
         if not ok:
-            raise self.fail(node, f"{label} must be {_type_name(tp)}, not {_type_name(type(value))} {value!r}; e.g. {_example(tp)}")
+            raise self.fail(
+                node, f"{label} must be {_type_name(tp)}, not {_type_name(type(value))} {value!r}; e.g. {_example(tp)}"
+            )
         if tp is float:
             value = float(value)
         self._constraints(node, value, label, meta)
@@ -366,8 +374,15 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
 
 
 def _type_name(tp: Any) -> str:
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-            list: "a list", dict: "a mapping", type(None): "empty"}.get(tp, getattr(tp, "__name__", str(tp)))
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        list: "a list",
+        dict: "a mapping",
+        type(None): "empty",
+    }.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def _example(tp: Any) -> str:
@@ -378,11 +393,17 @@ def _check_semantics(project: Project) -> None:
     """Checks that span keys or need more than a type: gates, metrics, names, paths."""
     cfg = project.config
     if cfg.schema > SCHEMA_VERSION:
-        raise project.error("schema", f"schema {cfg.schema} is newer than this mlci understands ({SCHEMA_VERSION}); upgrade mlci")
+        raise project.error(
+            "schema", f"schema {cfg.schema} is newer than this mlci understands ({SCHEMA_VERSION}); upgrade mlci"
+        )
     if cfg.schema < SCHEMA_VERSION:
-        raise project.error("schema", f"schema {cfg.schema} is older than {SCHEMA_VERSION}; run 'mlci upgrade' to migrate it")
+        raise project.error(
+            "schema", f"schema {cfg.schema} is older than {SCHEMA_VERSION}; run 'mlci upgrade' to migrate it"
+        )
     if keyword.iskeyword(cfg.project.package):
-        raise project.error("project.package", f"'{cfg.project.package}' is a Python keyword; choose another package name")
+        raise project.error(
+            "project.package", f"'{cfg.project.package}' is a Python keyword; choose another package name"
+        )
     known = metrics_for(cfg.train.task)
     for index, text in enumerate(cfg.register.gates):
         key = f"register.gates[{index}]"
@@ -413,11 +434,13 @@ def _check_semantics(project: Project) -> None:
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of mlci.yaml, generated from the dataclasses above."""
     schema = _schema_of(Config, {})
-    schema.update({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "mlci.yaml",
-        "description": "Configuration of an mlci project: the one source of truth for its pipeline.",
-    })
+    schema.update(
+        {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "mlci.yaml",
+            "description": "Configuration of an mlci project: the one source of truth for its pipeline.",
+        }
+    )
     return schema
 
 
@@ -440,7 +463,7 @@ def _schema_of(tp: Any, meta: dict[str, Any]) -> dict[str, Any]:
         if required:
             out["required"] = required
     elif origin in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
+        inner = next(a for a in typing.get_args(tp) if a is not type(None))
         out = _schema_of(inner, {})
         out["type"] = [out["type"], "null"] if isinstance(out.get("type"), str) else out.get("type")
     elif origin is Literal:

@@ -27,7 +27,9 @@ def evaluate(model: Any, features: Any, target: Any, task: str) -> dict[str, flo
     positive = labels.max() if binary else 1
     scores = {
         "accuracy": float(metrics.accuracy_score(target, predicted)),
-        "precision": float(metrics.precision_score(target, predicted, average=average, pos_label=positive, zero_division=0)),
+        "precision": float(
+            metrics.precision_score(target, predicted, average=average, pos_label=positive, zero_division=0)
+        ),
         "recall": float(metrics.recall_score(target, predicted, average=average, pos_label=positive, zero_division=0)),
         "f1": float(metrics.f1_score(target, predicted, average=average, pos_label=positive, zero_division=0)),
     }

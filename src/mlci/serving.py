@@ -35,7 +35,9 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise InfraError(f"cannot listen on {host}:{port} ({exc.strerror}); set deploy.port in mlci.yaml to a free port or 0") from None
+        raise InfraError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); set deploy.port in mlci.yaml to a free port or 0"
+        ) from None
     sock.listen(128)
     return sock
 

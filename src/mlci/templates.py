@@ -26,7 +26,15 @@ import mlci
 _PATH_VAR = re.compile(r"\[\[(\w+)\]\]")
 # Files under these prefixes are owned by mlci and upgraded; everything else is seeded once
 # and belongs to the team (their model code, tests, data, README).
-MANAGED_PREFIXES = (".github/", ".azure/", "Jenkinsfile", ".pre-commit-config.yaml", ".mlci/mlci.schema.json", "databricks.yml", "resources/")
+MANAGED_PREFIXES = (
+    ".github/",
+    ".azure/",
+    "Jenkinsfile",
+    ".pre-commit-config.yaml",
+    ".mlci/mlci.schema.json",
+    "databricks.yml",
+    "resources/",
+)
 WORKFLOW_DIR = {"github": ".github/workflows"}
 
 
@@ -107,7 +115,9 @@ def render_project(answers: Mapping[str, Any]) -> dict[str, bytes]:
     provider = str(answers["provider"])
     provider_dir = shipped_dir("workflow_templates") / provider
     if provider_dir.is_dir():
-        ci_files = render_tree(provider_dir, context, prefix=WORKFLOW_DIR.get(provider, "") and WORKFLOW_DIR[provider] + "/")
+        ci_files = render_tree(
+            provider_dir, context, prefix=WORKFLOW_DIR.get(provider, "") and WORKFLOW_DIR[provider] + "/"
+        )
         files.update({path: text for path, text in ci_files.items() if not path.endswith(".json")})
     return files
 

@@ -41,7 +41,9 @@ def validate_name(name: str) -> None:
     if not name.strip():
         raise UsageError(f"project name is empty; {fix}")
     if "/" in name or "\\" in name:
-        raise UsageError(f"project name {name!r} contains a path separator; give a bare name and put the location in --output-dir")
+        raise UsageError(
+            f"project name {name!r} contains a path separator; give a bare name and put the location in --output-dir"
+        )
     if name in (".", "..") or ".." in name:
         raise UsageError(f"project name {name!r} contains '..'; {fix}")
     if name.startswith("."):
@@ -62,7 +64,10 @@ def validate_package(package: str, source: str) -> None:
     if not package.isidentifier() or package != package.lower() or keyword.iskeyword(package):
         raise UsageError(f"{source}: package {package!r} is not a lowercase Python identifier; e.g. 'churn_model'")
     if package in RESERVED_PACKAGES:
-        raise UsageError(f"{source}: package {package!r} would shadow the '{package}' module the pipeline imports; choose another name")
+        raise UsageError(
+            f"{source}: package {package!r} would shadow the '{package}' module the pipeline imports; "
+            "choose another name"
+        )
 
 
 def parse_data(pairs: list[str]) -> dict[str, str]:
@@ -88,8 +93,14 @@ def _git_user() -> str | None:
     return out.stdout.strip() or None
 
 
-def collect_answers(name: str, provider: str | None, target: str | None, data: Mapping[str, str],
-                    interactive: bool, ask: Callable[[str, str], str] = lambda q, d: input(f"{q} [{d}]: ").strip() or d) -> dict[str, Any]:
+def collect_answers(
+    name: str,
+    provider: str | None,
+    target: str | None,
+    data: Mapping[str, str],
+    interactive: bool,
+    ask: Callable[[str, str], str] = lambda q, d: input(f"{q} [{d}]: ").strip() or d,
+) -> dict[str, Any]:
     """Answers from flags, --data, prompts (only on a TTY without --defaults), then defaults."""
     package = data.get("package", name.replace("-", "_"))
     validate_package(package, "--data package" if "package" in data else f"project name {name!r}")
@@ -112,7 +123,9 @@ def collect_answers(name: str, provider: str | None, target: str | None, data: M
             answers["target"] = _ask_choice(ask, "target", ("local", "databricks"), "local")
     match = _PYTHON_RE.match(str(answers["python_version"]))
     if not match or int(match.group(1)) < 10:
-        raise UsageError(f"python_version {answers['python_version']!r} is not a supported Python; use 3.10 or newer, e.g. 3.11")
+        raise UsageError(
+            f"python_version {answers['python_version']!r} is not a supported Python; use 3.10 or newer, e.g. 3.11"
+        )
     default_model = f"main.default.{package}" if answers["target"] == "databricks" else package
     model_name = data.get("model_name", default_model)
     if not _UC_OR_PLAIN_MODEL.match(model_name):
@@ -215,10 +228,14 @@ def main(args: argparse.Namespace) -> int:
     write_tree(target, files, args.force)
     git_note = "git init skipped (--no-git)" if args.no_git else git_init(target)
     elapsed = time.perf_counter() - started
-    print(f"Created {target} ({len(files)} files, {answers['provider']} CI, target {answers['target']}) in {elapsed:.2f}s")
+    print(
+        f"Created {target} ({len(files)} files, {answers['provider']} CI, target {answers['target']}) in {elapsed:.2f}s"
+    )
     print(f"  {git_note}")
     if not (shipped_dir("workflow_templates") / answers["provider"]).is_dir():
-        print(f"  note: this mlci version renders no {answers['provider']} CI files yet; the stages run the same anywhere")
+        print(
+            f"  note: this mlci version renders no {answers['provider']} CI files yet; the stages run the same anywhere"
+        )
     print("Next:")
     print(f"  cd {target}")
     print("  pip install -e .          # the project's own dependencies")

@@ -35,7 +35,9 @@ def answers_from(project: Project, manifest: Manifest) -> dict[str, Any]:
     }
 
 
-def plan(project: Project, manifest: Manifest, rendered: dict[str, bytes]) -> tuple[dict[str, bytes], list[str], list[str], list[str]]:
+def plan(
+    project: Project, manifest: Manifest, rendered: dict[str, bytes]
+) -> tuple[dict[str, bytes], list[str], list[str], list[str]]:
     """(files to write, files to delete, files edited by hand and skipped, files the user deleted)."""
     writes: dict[str, bytes] = {}
     deletes: list[str] = []
@@ -98,8 +100,9 @@ def main(args: argparse.Namespace) -> int:
     writes, deletes, edited, opted_out = plan(project, manifest, rendered)
     # The new manifest: fresh bases for what is now on disk as rendered, old bases for the rest.
     skipped = set(edited) | set(opted_out)
-    new_manifest = build_manifest(answers, {p: d for p, d in rendered.items() if p not in skipped},
-                                  {p for p in rendered if is_managed(p)})
+    new_manifest = build_manifest(
+        answers, {p: d for p, d in rendered.items() if p not in skipped}, {p for p in rendered if is_managed(p)}
+    )
     for path in edited:
         if path in manifest.managed:
             new_manifest.managed[path] = manifest.managed[path]

@@ -71,7 +71,7 @@ def main(args: argparse.Namespace) -> int:
         elapsed = time.perf_counter() - clock
         rows.append((stage, "passed", elapsed, result.summary))
         _line(f"<== {stage}: passed in {elapsed:.1f}s")
-    for stage in stages[len(rows):]:
+    for stage in stages[len(rows) :]:
         rows.append((stage, "skipped", 0.0, "not run: an earlier stage failed"))
     width = max(len(s) for s in stages)
     _line("")
@@ -79,7 +79,10 @@ def main(args: argparse.Namespace) -> int:
     for stage, status, elapsed, summary in rows:
         short = summary if len(summary) <= 90 else summary[:87] + "..."
         _line(f"{stage:<{width}}  {status:<8}  {elapsed:>6.1f}s  {short}")
-    _line(f"{'total':<{width}}  {'':<8}  {time.perf_counter() - started:>6.1f}s  results in {project.out_dir.relative_to(project.root)}/")
+    _line(
+        f"{'total':<{width}}  {'':<8}  {time.perf_counter() - started:>6.1f}s  "
+        f"results in {project.out_dir.relative_to(project.root)}/"
+    )
     if failure is not None:
         raise failure
     return 0

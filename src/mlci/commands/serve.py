@@ -21,7 +21,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         path = local.model_dir(uri)
     except MlflowException as exc:
-        raise UsageError(f"cannot load {uri}: {exc.message}; run 'mlci register' and 'mlci deploy', or pick --version") from None
+        raise UsageError(
+            f"cannot load {uri}: {exc.message}; run 'mlci register' and 'mlci deploy', or pick --version"
+        ) from None
     port = project.config.deploy.port if args.port is None else args.port
     print(f"mlci serve: {uri}", flush=True)
     serving.serve_forever(path, project.config.deploy.host, port)

@@ -58,17 +58,31 @@ def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> St
     """
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
-    record: dict[str, Any] = {"stage": stage, "mlci_version": __version__, "started_at": started.isoformat(timespec="seconds")}
+    record: dict[str, Any] = {
+        "stage": stage,
+        "mlci_version": __version__,
+        "started_at": started.isoformat(timespec="seconds"),
+    }
     try:
         result = work()
     except MlciError as exc:
-        record.update(status="failed" if exc.exit_code == 1 else "error", exit_code=exc.exit_code,
-                      summary=exc.message, duration_s=round(time.perf_counter() - clock, 3),
-                      details=getattr(exc, "details", {}))
+        record.update(
+            status="failed" if exc.exit_code == 1 else "error",
+            exit_code=exc.exit_code,
+            summary=exc.message,
+            duration_s=round(time.perf_counter() - clock, 3),
+            details=getattr(exc, "details", {}),
+        )
         _write_json(result_path(project, stage), record)
         ci_env.add_summary(f"### mlci {stage}: {record['status']}\n\n{exc.message}")
         raise
-    record.update(status="passed", exit_code=0, summary=result.summary, duration_s=round(time.perf_counter() - clock, 3), details=result.details)
+    record.update(
+        status="passed",
+        exit_code=0,
+        summary=result.summary,
+        duration_s=round(time.perf_counter() - clock, 3),
+        details=result.details,
+    )
     _write_json(result_path(project, stage), record)
     ci_env.set_outputs({"result": record["status"], **result.outputs})
     ci_env.add_summary(f"### mlci {stage}: {record['status']}\n\n{result.summary}\n\n{result.markdown}")

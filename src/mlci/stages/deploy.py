@@ -25,21 +25,31 @@ def smoke_test(project: Project, model_uri: str) -> dict[str, Any]:
     if example is None:
         raise CheckFailed(f"{model_uri} has no input example to smoke-test with; retrain with 'mlci train'")
     with serving.serve_in_thread(path, cfg.deploy.host, cfg.deploy.port, cfg.deploy.ready_timeout) as endpoint:
-        print(f"deploy: serving at {endpoint.url} (ready in {endpoint.ready_seconds:.1f}s); sending the input example", flush=True)
+        print(
+            f"deploy: serving at {endpoint.url} (ready in {endpoint.ready_seconds:.1f}s); sending the input example",
+            flush=True,
+        )
         predictions, latency = serving.predict(endpoint.url, example)
     if len(predictions) != len(example):
         raise RuntimeError(f"{len(predictions)} predictions for {len(example)} input rows")
     if any(isinstance(p, dict | list) and not p for p in predictions):
         raise RuntimeError("empty prediction in the answer")
-    return {"url": endpoint.url, "ready_seconds": round(endpoint.ready_seconds, 3), "rows": len(example),
-            "latency_ms": round(latency * 1000, 1), "predictions": predictions[:10]}
+    return {
+        "url": endpoint.url,
+        "ready_seconds": round(endpoint.ready_seconds, 3),
+        "rows": len(example),
+        "latency_ms": round(latency * 1000, 1),
+        "predictions": predictions[:10],
+    }
 
 
 def run_deploy(project: Project, target: str | None, tracking_override: str | None = None) -> StageResult:
     cfg = project.config
     where = target or cfg.target
     if where != "local":
-        raise UsageError(f"deploy --target {where}: the Databricks target is not available in this mlci version; use --target local")
+        raise UsageError(
+            f"deploy --target {where}: the Databricks target is not available in this mlci version; use --target local"
+        )
     local.configure_mlflow(project, tracking_override)
     from mlflow.tracking import MlflowClient
 
@@ -48,7 +58,9 @@ def run_deploy(project: Project, target: str | None, tracking_override: str | No
     challenger = alias_version(client, name, CHALLENGER)
     previous = alias_version(client, name, CHAMPION)
     if challenger is None and previous is None:
-        raise UsageError(f"nothing to deploy: model '{name}' has no '{CHALLENGER}' or '{CHAMPION}' alias; run 'mlci register' first")
+        raise UsageError(
+            f"nothing to deploy: model '{name}' has no '{CHALLENGER}' or '{CHAMPION}' alias; run 'mlci register' first"
+        )
     version = challenger or previous
     assert version is not None
     if version != previous:
@@ -68,15 +80,30 @@ def run_deploy(project: Project, target: str | None, tracking_override: str | No
         if not isinstance(exc, Exception):
             raise
         reason = exc.message if isinstance(exc, MlciError) else f"{type(exc).__name__}: {exc}"
-        details = {"model_name": name, "version": version, "previous_champion": previous, "rolled_back": version != previous}
+        failure = {
+            "model_name": name,
+            "version": version,
+            "previous_champion": previous,
+            "rolled_back": version != previous,
+        }
         error = InfraError if isinstance(exc, InfraError) else CheckFailed
-        raise error(f"deploy of {name} v{version} failed: {reason}; {restored}", details) from None
+        raise error(f"deploy of {name} v{version} failed: {reason}; {restored}", failure) from None
     if challenger is not None:
         client.delete_registered_model_alias(name, CHALLENGER)
-    client.set_model_version_tag(name, version, "mlci.deployed_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    details = {"model_name": name, "version": version, "previous_champion": previous, "target": "local", "smoke_test": smoke}
-    summary = (f"deployed {name} v{version} as {CHAMPION}: served on loopback, ready in {smoke['ready_seconds']:.1f}s, "
-               f"{smoke['rows']} predictions in {smoke['latency_ms']:.0f} ms")
+    client.set_model_version_tag(
+        name, version, "mlci.deployed_at", datetime.now(timezone.utc).isoformat(timespec="seconds")
+    )
+    details: dict[str, Any] = {
+        "model_name": name,
+        "version": version,
+        "previous_champion": previous,
+        "target": "local",
+        "smoke_test": smoke,
+    }
+    summary = (
+        f"deployed {name} v{version} as {CHAMPION}: served on loopback, ready in {smoke['ready_seconds']:.1f}s, "
+        f"{smoke['rows']} predictions in {smoke['latency_ms']:.0f} ms"
+    )
     return StageResult("deploy", summary, details, outputs={"model-version": version, "endpoint-url": smoke["url"]})
 
 

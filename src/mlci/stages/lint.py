@@ -19,8 +19,9 @@ MAX_LISTED = 200  # findings kept in the JSON result; the count is always exact
 
 
 def _ruff(project: Project, *arguments: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([*RUFF, *arguments], cwd=project.root, capture_output=True, text=True,
-                          env=tool_env(project), check=False)
+    done = subprocess.run(
+        [*RUFF, *arguments], cwd=project.root, capture_output=True, text=True, env=tool_env(project), check=False
+    )
     if done.returncode not in (0, 1):  # 2: ruff itself failed (bad config, unreadable file)
         first = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[0]
         raise UsageError(f"ruff {arguments[0]} could not run: {first}; fix the ruff configuration in pyproject.toml")
@@ -31,32 +32,57 @@ def check_findings(project: Project) -> list[dict[str, Any]]:
     done = _ruff(project, "check", "--output-format=json", "--force-exclude", *project.config.lint.paths)
     findings = []
     for item in json.loads(done.stdout or "[]"):
-        path = item["filename"]
-        try:
-            path = str(project.root.joinpath(path).resolve().relative_to(project.root))
-        except ValueError:
-            pass
-        findings.append({
-            "code": item.get("code") or "syntax-error",
-            "message": item["message"],
-            "file": path,
-            "line": item["location"]["row"],
-            "column": item["location"]["column"],
-            "fixable": bool(item.get("fix")),
-        })
+        path = _relative(project, item["filename"])
+        findings.append(
+            {
+                "code": item.get("code") or "syntax-error",
+                "message": item["message"],
+                "file": path,
+                "line": item["location"]["row"],
+                "column": item["location"]["column"],
+                "fixable": bool(item.get("fix")),
+            }
+        )
     return findings
 
 
-def unformatted_files(project: Project) -> list[str]:
-    done = _ruff(project, "format", "--check", "--force-exclude", *project.config.lint.paths)
-    prefix = "Would reformat: "
-    return sorted(line[len(prefix):].strip() for line in done.stdout.splitlines() if line.startswith(prefix))
+def _relative(project: Project, path: str) -> str:
+    try:
+        return str(project.root.joinpath(path).resolve().relative_to(project.root))
+    except ValueError:
+        return path
+
+
+def unformatted_files(project: Project) -> list[dict[str, Any]]:
+    """Files `ruff format` would change, with the first line it would change where ruff says."""
+    arguments = ["format", "--check", "--force-exclude", "--output-format=json", *project.config.lint.paths]
+    done = subprocess.run(
+        [*RUFF, *arguments], cwd=project.root, capture_output=True, text=True, env=tool_env(project), check=False
+    )
+    if done.returncode == 2 and "--output-format" in done.stderr:
+        # ruff before 0.17 has no JSON for format: it lists "Would reformat: PATH" lines.
+        done = _ruff(project, "format", "--check", "--force-exclude", *project.config.lint.paths)
+        prefix = "Would reformat: "
+        paths = sorted(line[len(prefix) :].strip() for line in done.stdout.splitlines() if line.startswith(prefix))
+        return [{"file": _relative(project, p), "line": None} for p in paths]
+    if done.returncode not in (0, 1):
+        first = (done.stderr.strip() or "no output").splitlines()[0]
+        raise UsageError(f"ruff format could not run: {first}; fix the ruff configuration in pyproject.toml")
+    first_line: dict[str, int] = {}
+    for item in json.loads(done.stdout or "[]"):  # one entry per changed region: keep each file's first
+        path = _relative(project, item["filename"])
+        first_line[path] = min(first_line.get(path, item["location"]["row"]), item["location"]["row"])
+    return [{"file": path, "line": line} for path, line in sorted(first_line.items())]
 
 
 def run_pre_commit(project: Project) -> bool:
     print("pre-commit run --all-files", flush=True)
-    done = subprocess.run([sys.executable, "-m", "pre_commit", "run", "--all-files", "--show-diff-on-failure"],
-                          cwd=project.root, env=tool_env(project), check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "run", "--all-files", "--show-diff-on-failure"],
+        cwd=project.root,
+        env=tool_env(project),
+        check=False,
+    )
     return done.returncode == 0
 
 
@@ -65,20 +91,28 @@ def run_lint(project: Project) -> StageResult:
     for item in findings:
         where = f"{item['file']}:{item['line']}:{item['column']}"
         print(f"{where}: {item['code']} {item['message']}")
-        note = ci_env.annotation("error", item["message"], item["file"], item["line"], item["column"], f"ruff {item['code']}")
+        note = ci_env.annotation(
+            "error", item["message"], item["file"], item["line"], item["column"], f"ruff {item['code']}"
+        )
         if note:
             print(note)
     unformatted = unformatted_files(project)
-    for path in unformatted:
-        print(f"{path}: not formatted (run 'ruff format {path}')")
-        note = ci_env.annotation("error", "File is not formatted; run 'ruff format'.", path, title="ruff format")
+    for item in unformatted:
+        print(f"{item['file']}:{item['line'] or 1}: not formatted (run 'ruff format {item['file']}')")
+        note = ci_env.annotation(
+            "error", "File is not formatted; run 'ruff format'.", item["file"], item["line"], title="ruff format"
+        )
         if note:
             print(note)
     pre_commit_ok = run_pre_commit(project) if project.config.lint.pre_commit else None
     details = {
-        "ruff_check": {"findings": len(findings), "by_code": dict(Counter(f["code"] for f in findings)),
-                       "fixable": sum(f["fixable"] for f in findings), "items": findings[:MAX_LISTED]},
-        "ruff_format": {"unformatted": unformatted},
+        "ruff_check": {
+            "findings": len(findings),
+            "by_code": dict(Counter(f["code"] for f in findings)),
+            "fixable": sum(f["fixable"] for f in findings),
+            "items": findings[:MAX_LISTED],
+        },
+        "ruff_format": {"unformatted": [item["file"] for item in unformatted]},
         "pre_commit": {"ran": pre_commit_ok is not None, "passed": pre_commit_ok},
     }
     problems = []

@@ -53,7 +53,9 @@ def run_register(project: Project, run_id: str | None, tracking_override: str | 
     if run_id is None:
         trained = read_result(project, "train")
         if not trained or trained.get("status") != "passed":
-            raise UsageError("no successful 'mlci train' result in .mlci/out/train.json; run 'mlci train' or pass --run-id")
+            raise UsageError(
+                "no successful 'mlci train' result in .mlci/out/train.json; run 'mlci train' or pass --run-id"
+            )
         run_id = str(trained["details"]["run_id"])
         logged_uri = trained["details"].get("logged_model_uri")
     else:
@@ -66,7 +68,10 @@ def run_register(project: Project, run_id: str | None, tracking_override: str | 
     try:
         client.get_run(run_id)
     except MlflowException:
-        raise UsageError(f"run {run_id} is not in the tracking store {local.tracking_uri(project, tracking_override)}; run 'mlci train' again") from None
+        raise UsageError(
+            f"run {run_id} is not in the tracking store {local.tracking_uri(project, tracking_override)}; "
+            "run 'mlci train' again"
+        ) from None
     name = cfg.model_name
     # MLflow 3 stores models as logged models (models:/m-...); runs:/ still resolves, with a warning.
     model_uri = logged_uri or f"runs:/{run_id}/model"
@@ -74,29 +79,53 @@ def run_register(project: Project, run_id: str | None, tracking_override: str | 
     print(f"register: scoring run {run_id} on {cfg.data.holdout} ({len(holdout_x)} rows)", flush=True)
     candidate = evaluate(load_scoring_model(model_uri), holdout_x, holdout_y, cfg.train.task)
 
-    gates = []
+    gates: list[dict[str, Any]] = []
     for gate in project.gates():
         value = candidate.get(gate.metric)
-        gates.append({"gate": str(gate), "metric": gate.metric, "value": value, "threshold": gate.threshold,
-                      "passed": value is not None and gate.passes(value)})
+        gates.append(
+            {
+                "gate": str(gate),
+                "metric": gate.metric,
+                "value": value,
+                "threshold": gate.threshold,
+                "passed": value is not None and gate.passes(value),
+            }
+        )
     metric = cfg.primary_metric
     champion_version = alias_version(client, name, CHAMPION)
     comparison: dict[str, Any] | None = None
     if champion_version is not None:
         print(f"register: scoring champion {name} v{champion_version}", flush=True)
         champion = evaluate(load_scoring_model(f"models:/{name}@{CHAMPION}"), holdout_x, holdout_y, cfg.train.task)
-        passed = metric in candidate and metric in champion and better_or_equal(
-            metric, candidate[metric], champion[metric], cfg.register.champion_tolerance)
-        comparison = {"metric": metric, "candidate": candidate.get(metric), "champion": champion.get(metric),
-                      "champion_version": champion_version, "tolerance": cfg.register.champion_tolerance, "passed": passed}
+        passed = (
+            metric in candidate
+            and metric in champion
+            and better_or_equal(metric, candidate[metric], champion[metric], cfg.register.champion_tolerance)
+        )
+        comparison = {
+            "metric": metric,
+            "candidate": candidate.get(metric),
+            "champion": champion.get(metric),
+            "champion_version": champion_version,
+            "tolerance": cfg.register.champion_tolerance,
+            "passed": passed,
+        }
 
-    failures = [f"gate {g['gate']} not met: candidate {g['metric']} = {_fmt(g['value'])}" for g in gates if not g["passed"]]
+    failures = [
+        f"gate {g['gate']} not met: candidate {g['metric']} = {_fmt(g['value'])}" for g in gates if not g["passed"]
+    ]
     if comparison and not comparison["passed"]:
         failures.append(
             f"challenger loses to champion v{comparison['champion_version']} on {metric}: "
-            f"{_fmt(comparison['candidate'])} vs {_fmt(comparison['champion'])} (tolerance {comparison['tolerance']:g})")
-    details: dict[str, Any] = {"run_id": run_id, "model_name": name, "candidate_metrics": candidate,
-                               "gates": gates, "champion": comparison}
+            f"{_fmt(comparison['candidate'])} vs {_fmt(comparison['champion'])} (tolerance {comparison['tolerance']:g})"
+        )
+    details: dict[str, Any] = {
+        "run_id": run_id,
+        "model_name": name,
+        "candidate_metrics": candidate,
+        "gates": gates,
+        "champion": comparison,
+    }
     if failures:
         client.set_tag(run_id, "mlci.register", "rejected")
         client.set_tag(run_id, "mlci.register.reason", "; ".join(failures)[:5000])
@@ -112,12 +141,16 @@ def run_register(project: Project, run_id: str | None, tracking_override: str | 
     details.update(version=number, alias=CHALLENGER, model_uri=f"models:/{name}/{number}")
     rows = [f"| {g['gate']} | {_fmt(g['value'])} | pass |" for g in gates]
     if comparison:
-        rows.append(f"| {metric} vs champion v{comparison['champion_version']} | {_fmt(comparison['candidate'])} "
-                    f"vs {_fmt(comparison['champion'])} | pass |")
+        rows.append(
+            f"| {metric} vs champion v{comparison['champion_version']} | {_fmt(comparison['candidate'])} "
+            f"vs {_fmt(comparison['champion'])} | pass |"
+        )
     markdown = "| check | value | result |\n|---|---|---|\n" + "\n".join(rows)
     against = f", beats champion v{champion_version}" if champion_version else ", first champion candidate"
     summary = f"registered {name} v{number} as {CHALLENGER}: {len(gates)} gate(s) met{against}"
-    return StageResult("register", summary, details, outputs={"model-name": name, "model-version": number}, markdown=markdown)
+    return StageResult(
+        "register", summary, details, outputs={"model-name": name, "model-version": number}, markdown=markdown
+    )
 
 
 def _fmt(value: float | None) -> str:

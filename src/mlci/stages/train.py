@@ -44,7 +44,9 @@ def read_split(project: Project, which: str) -> tuple[Any, Any, Path]:
         raise ConfigError(str(path), None, f"cannot read data file: {exc}") from None
     if cfg.data.target not in frame.columns:
         raise project.error(
-            "data.target", f"label column '{cfg.data.target}' is not in {relative} (columns: {', '.join(map(str, frame.columns[:10]))})"
+            "data.target",
+            f"label column '{cfg.data.target}' is not in {relative} "
+            f"(columns: {', '.join(map(str, frame.columns[:10]))})",
         )
     if frame.empty:
         raise ConfigError(str(path), None, "data file has no rows")
@@ -62,17 +64,26 @@ def load_entrypoint(project: Project) -> Callable[..., Any]:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
-            raise project.error("train.entrypoint", f"module '{module_name}' not found under src/ or the project root; fix train.entrypoint") from None
-        raise UsageError(f"importing {module_name} failed: {exc}; install the project's dependencies (pip install -e .)") from None
+            raise project.error(
+                "train.entrypoint",
+                f"module '{module_name}' not found under src/ or the project root; fix train.entrypoint",
+            ) from None
+        raise UsageError(
+            f"importing {module_name} failed: {exc}; install the project's dependencies (pip install -e .)"
+        ) from None
     function = getattr(module, function_name, None)
     if not callable(function):
-        raise project.error("train.entrypoint", f"'{module_name}' has no function '{function_name}'; fix train.entrypoint")
+        raise project.error(
+            "train.entrypoint", f"'{module_name}' has no function '{function_name}'; fix train.entrypoint"
+        )
     return function  # type: ignore[no-any-return]
 
 
 def _git(project: Project, *arguments: str) -> str | None:
     try:
-        done = subprocess.run(["git", *arguments], cwd=project.root, capture_output=True, text=True, timeout=10, check=False)
+        done = subprocess.run(
+            ["git", *arguments], cwd=project.root, capture_output=True, text=True, timeout=10, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
@@ -83,12 +94,14 @@ def lineage_tags(project: Project, digests: dict[str, str]) -> dict[str, str]:
     commit = _git(project, "rev-parse", "HEAD")
     if commit:
         status = _git(project, "status", "--porcelain", "--untracked-files=no")
-        tags.update({
-            "mlci.git.commit": commit,
-            "mlflow.source.git.commit": commit,
-            "mlci.git.branch": _git(project, "rev-parse", "--abbrev-ref", "HEAD") or "",
-            "mlci.git.dirty": str(bool(status)).lower(),
-        })
+        tags.update(
+            {
+                "mlci.git.commit": commit,
+                "mlflow.source.git.commit": commit,
+                "mlci.git.branch": _git(project, "rev-parse", "--abbrev-ref", "HEAD") or "",
+                "mlci.git.dirty": str(bool(status)).lower(),
+            }
+        )
     url = ci_env.run_url()
     if url:
         tags["mlci.ci.run_url"] = url
@@ -132,10 +145,16 @@ def run_train(project: Project, tracking_override: str | None = None) -> StageRe
     holdout_x, holdout_y, holdout_path = read_split(project, "holdout")
     missing = [c for c in train_x.columns if c not in holdout_x.columns]
     if missing:
-        raise project.error("data.holdout", f"holdout lacks training columns {missing[:5]}; regenerate {cfg.data.holdout}")
+        raise project.error(
+            "data.holdout", f"holdout lacks training columns {missing[:5]}; regenerate {cfg.data.holdout}"
+        )
     function = load_entrypoint(project)
     uri = local.tracking_uri(project, tracking_override)
-    print(f"train: {cfg.train.entrypoint} on {cfg.data.train} ({len(train_x)} rows x {train_x.shape[1]} columns); tracking {uri}", flush=True)
+    print(
+        f"train: {cfg.train.entrypoint} on {cfg.data.train} ({len(train_x)} rows x {train_x.shape[1]} columns); "
+        f"tracking {uri}",
+        flush=True,
+    )
     mlflow = local.configure_mlflow(project, tracking_override)
     from mlflow.models import infer_signature
 
@@ -151,10 +170,16 @@ def run_train(project: Project, tracking_override: str | None = None) -> StageRe
         except Exception as exc:
             traceback.print_exc()
             mlflow.set_tag("mlci.error", f"{type(exc).__name__}: {exc}"[:5000])
-            raise CheckFailed(f"training entrypoint {cfg.train.entrypoint} raised {type(exc).__name__}: {exc}") from None
+            raise CheckFailed(
+                f"training entrypoint {cfg.train.entrypoint} raised {type(exc).__name__}: {exc}"
+            ) from None
         fit_seconds = time.perf_counter() - started
         if not hasattr(model, "predict"):
-            raise project.error("train.entrypoint", f"{cfg.train.entrypoint} returned {type(model).__name__}, which has no predict(); return the fitted model")
+            raise project.error(
+                "train.entrypoint",
+                f"{cfg.train.entrypoint} returned {type(model).__name__}, which has no predict(); "
+                "return the fitted model",
+            )
         metrics = evaluate(model, holdout_x, holdout_y, cfg.train.task)
         mlflow.log_metrics({**metrics, "fit_seconds": fit_seconds})
         print("train: holdout " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), flush=True)
@@ -185,8 +210,10 @@ def run_train(project: Project, tracking_override: str | None = None) -> StageRe
         "metrics": metrics,
         "params": params,
         "fit_seconds": round(fit_seconds, 3),
-        "data": {"train": {"path": cfg.data.train, "rows": len(train_x), "sha256": digests["train"]},
-                 "holdout": {"path": cfg.data.holdout, "rows": len(holdout_x), "sha256": digests["holdout"]}},
+        "data": {
+            "train": {"path": cfg.data.train, "rows": len(train_x), "sha256": digests["train"]},
+            "holdout": {"path": cfg.data.holdout, "rows": len(holdout_x), "sha256": digests["holdout"]},
+        },
     }
     table = "| metric | holdout |\n|---|---|\n" + "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
     summary = f"trained run {run_id}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())

@@ -1,0 +1,325 @@
+"""`mlci new`: the rendered project, its manifest, git, and every bad input refused cleanly."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import run_cli
+
+from mlci import __version__
+from mlci.config import load_project
+from mlci.templates import is_managed
+
+EXPECTED_FILES = {
+    ".github/workflows/ci.yml",
+    ".gitignore",
+    ".mlci/manifest.json",
+    ".mlci/mlci.schema.json",
+    ".pre-commit-config.yaml",
+    "README.md",
+    "data/README.md",
+    "data/holdout.csv",
+    "data/train.csv",
+    "mlci.yaml",
+    "pyproject.toml",
+    "src/churn_model/__init__.py",
+    "src/churn_model/features.py",
+    "src/churn_model/train.py",
+    "tests/conftest.py",
+    "tests/test_data.py",
+    "tests/test_features.py",
+    "tests/test_train.py",
+}
+
+
+def files_under(root: Path) -> set[str]:
+    return {
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and ".git" not in p.relative_to(root).parts
+    }
+
+
+def test_new_renders_the_whole_project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("new", "churn-model", "--defaults", "--output-dir", str(tmp_path)) == 0
+    project = tmp_path / "churn-model"
+    assert files_under(project) >= EXPECTED_FILES
+    out = capsys.readouterr().out
+    assert f"Created {project} (" in out and "git repository initialised with an initial commit" in out
+    # mlci.yaml is valid and describes this project.
+    config = load_project(project).config
+    assert (config.project.name, config.project.package, config.model_name) == (
+        "churn-model",
+        "churn_model",
+        "churn_model",
+    )
+    assert config.train.entrypoint == "churn_model.train:train"
+    # No template syntax survives rendering.
+    for path in files_under(project):
+        text = (project / path).read_bytes()
+        assert b"<%" not in text and b"[[package]]" not in path.encode(), path
+    # The generated workflow is secure by default: pinned actions, no credentials kept.
+    workflow = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())
+    assert workflow["permissions"] == {}
+    steps = [s for job in workflow["jobs"].values() for s in job["steps"]]
+    for step in steps:
+        if "uses" in step:
+            ref = step["uses"].split("@")[1]
+            assert len(ref) == 40 and all(c in "0123456789abcdef" for c in ref), step["uses"]
+    assert all(
+        s["with"]["persist-credentials"] is False for s in steps if s.get("uses", "").startswith("actions/checkout")
+    )
+
+
+def test_git_initial_commit_holds_every_file(tmp_path: Path) -> None:
+    assert run_cli("new", "churn-model", "--defaults", "--output-dir", str(tmp_path)) == 0
+    project = tmp_path / "churn-model"
+    listed = subprocess.run(["git", "ls-files"], cwd=project, capture_output=True, text=True, check=True).stdout.split()
+    assert set(listed) == files_under(project)
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True, check=True)
+    assert status.stdout == ""
+
+
+def test_manifest_records_answers_and_managed_bases(tmp_path: Path) -> None:
+    assert (
+        run_cli(
+            "new",
+            "churn-model",
+            "--defaults",
+            "--no-git",
+            "--output-dir",
+            str(tmp_path),
+            "--data",
+            "author=Ada Lovelace",
+        )
+        == 0
+    )
+    project = tmp_path / "churn-model"
+    manifest = json.loads((project / ".mlci/manifest.json").read_text())
+    assert manifest["format"] == 1 and manifest["mlci_version"] == __version__
+    assert manifest["answers"]["author"] == "Ada Lovelace" and manifest["answers"]["package"] == "churn_model"
+    answers_json = json.dumps(manifest["answers"], sort_keys=True, separators=(",", ":")).encode()
+    assert manifest["answers_digest"] == "sha256:" + hashlib.sha256(answers_json).hexdigest()
+    assert set(manifest["managed"]) == {".github/workflows/ci.yml", ".pre-commit-config.yaml", ".mlci/mlci.schema.json"}
+    for path, entry in manifest["managed"].items():
+        on_disk = (project / path).read_bytes()
+        assert entry["base"].encode() == on_disk
+        assert entry["sha256"] == "sha256:" + hashlib.sha256(on_disk).hexdigest()
+    assert set(manifest["seeded"]) == files_under(project) - set(manifest["managed"]) - {".mlci/manifest.json"}
+    assert all(not is_managed(p) for p in manifest["seeded"])
+
+
+def test_rendered_project_is_lint_clean_and_its_tests_pass(tmp_path: Path) -> None:
+    assert run_cli("new", "churn-model", "--defaults", "--no-git", "--output-dir", str(tmp_path)) == 0
+    project = tmp_path / "churn-model"
+    for command in (["ruff", "check", "."], ["ruff", "format", "--check", "."]):
+        done = subprocess.run(
+            [sys.executable, "-m", *command], cwd=project, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert " passed" in done.stdout
+
+
+def test_hostile_description_stays_data(tmp_path: Path) -> None:
+    hostile = 'Say "hi" ${{ github.event.issue.title }} $(rm -rf ~) `id` # not a comment: x'
+    assert (
+        run_cli(
+            "new",
+            "churn-model",
+            "--defaults",
+            "--no-git",
+            "--output-dir",
+            str(tmp_path),
+            "--data",
+            f"description={hostile}",
+        )
+        == 0
+    )
+    project = tmp_path / "churn-model"
+    assert load_project(project).config.project.description == hostile
+    import tomllib
+
+    assert tomllib.loads((project / "pyproject.toml").read_text())["project"]["description"] == hostile
+    assert "github.event" not in (project / ".github/workflows/ci.yml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "",
+            "project name is empty; use lowercase letters, digits, '-' and '_', starting with a letter "
+            "(e.g. 'churn-model')",
+        ),
+        ("a/b", "project name 'a/b' contains a path separator; give a bare name and put the location in --output-dir"),
+        (
+            "a\\b",
+            "project name 'a\\\\b' contains a path separator; give a bare name and put the location in --output-dir",
+        ),
+        (
+            "..",
+            "project name '..' contains '..'; use lowercase letters, digits, '-' and '_', starting with a letter "
+            "(e.g. 'churn-model')",
+        ),
+        (
+            "a..b",
+            "project name 'a..b' contains '..'; use lowercase letters, digits, '-' and '_', starting with a letter "
+            "(e.g. 'churn-model')",
+        ),
+        (
+            ".hidden",
+            "project name '.hidden' starts with a dot, which would hide the project; use lowercase letters, "
+            "digits, '-' and '_', starting with a letter (e.g. 'churn-model')",
+        ),
+        (
+            "my model",
+            "project name 'my model' contains ' ', special in YAML or a shell; use lowercase letters, digits, "
+            "'-' and '_', starting with a letter (e.g. 'churn-model')",
+        ),
+        (
+            "a:b#c",
+            "project name 'a:b#c' contains '#' ':', special in YAML or a shell; use lowercase letters, digits, "
+            "'-' and '_', starting with a letter (e.g. 'churn-model')",
+        ),
+        (
+            "$(id)",
+            "project name '$(id)' contains '$' '(' ')', special in YAML or a shell; use lowercase letters, "
+            "digits, '-' and '_', starting with a letter (e.g. 'churn-model')",
+        ),
+        ("Churn", "project name 'Churn' has uppercase letters; use 'churn'"),
+        (
+            "1model",
+            "project name '1model' is not valid; use lowercase letters, digits, '-' and '_', starting with a "
+            "letter (e.g. 'churn-model')",
+        ),
+        (
+            "model-",
+            "project name 'model-' is not valid; use lowercase letters, digits, '-' and '_', starting with a "
+            "letter (e.g. 'churn-model')",
+        ),
+        ("class", "project name 'class': package 'class' is not a lowercase Python identifier; e.g. 'churn_model'"),
+        (
+            "mlflow",
+            "project name 'mlflow': package 'mlflow' would shadow the 'mlflow' module the pipeline imports; "
+            "choose another name",
+        ),
+    ],
+)
+def test_invalid_names_are_refused_and_nothing_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, message: str
+) -> None:
+    assert run_cli("new", name, "--defaults", "--output-dir", str(tmp_path)) == 2
+    assert capsys.readouterr().err == f"mlci: error: {message}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ("descripton=x", "--data descripton: unknown key; did you mean 'description'?"),
+        (
+            "colour=x",
+            "--data colour: unknown key; known keys: description, author, python_version, package, model_name",
+        ),
+        ("novalue", "--data 'novalue' is not KEY=VALUE; e.g. --data description='Churn model'"),
+        ("python_version=2.7", "python_version '2.7' is not a supported Python; use 3.10 or newer, e.g. 3.11"),
+        ("python_version=3.9", "python_version '3.9' is not a supported Python; use 3.10 or newer, e.g. 3.11"),
+        (
+            "package=Bad-Name",
+            "--data package: package 'Bad-Name' is not a lowercase Python identifier; e.g. 'churn_model'",
+        ),
+        ("model_name=a.b.c.d", "--data model_name 'a.b.c.d' is not a model name; use 'name' or 'catalog.schema.name'"),
+    ],
+)
+def test_bad_answers_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], data: str, message: str) -> None:
+    assert run_cli("new", "churn-model", "--defaults", "--output-dir", str(tmp_path), "--data", data) == 2
+    assert capsys.readouterr().err == f"mlci: error: {message}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_databricks_target_needs_unity_catalog_model_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        run_cli(
+            "new",
+            "churn-model",
+            "--defaults",
+            "--target",
+            "databricks",
+            "--output-dir",
+            str(tmp_path),
+            "--data",
+            "model_name=churn",
+        )
+        == 2
+    )
+    assert "Databricks needs Unity Catalog's 'catalog.schema.model'" in capsys.readouterr().err
+    assert (
+        run_cli("new", "churn-model", "--defaults", "--no-git", "--target", "databricks", "--output-dir", str(tmp_path))
+        == 0
+    )
+    assert load_project(tmp_path / "churn-model").config.model_name == "main.default.churn_model"
+
+
+def test_existing_non_empty_directory_needs_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "churn-model"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    assert run_cli("new", "churn-model", "--defaults", "--output-dir", str(tmp_path)) == 2
+    assert capsys.readouterr().err == (
+        f"mlci: error: {target} is not empty; choose another name or --output-dir, or pass --force\n"
+    )
+    assert [p.name for p in target.iterdir()] == ["notes.txt"]
+    assert run_cli("new", "churn-model", "--defaults", "--no-git", "--force", "--output-dir", str(tmp_path)) == 0
+    assert (target / "notes.txt").read_text() == "mine" and (target / "mlci.yaml").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".churn-model.mlci-")]  # no staging left
+
+
+def test_empty_existing_directory_is_used(tmp_path: Path) -> None:
+    (tmp_path / "churn-model").mkdir()
+    assert run_cli("new", "churn-model", "--defaults", "--no-git", "--output-dir", str(tmp_path)) == 0
+    assert (tmp_path / "churn-model" / "mlci.yaml").is_file()
+
+
+def test_prompts_only_on_a_tty(tmp_path: Path) -> None:
+    from mlci.commands.new import collect_answers
+
+    asked: list[str] = []
+
+    def ask(question: str, default: str) -> str:
+        asked.append(question)
+        return {"description": "Predicts churn", "CI provider (github/azure/jenkins)": "azure"}.get(question, default)
+
+    answers = collect_answers("churn-model", None, None, {}, interactive=True, ask=ask)
+    assert asked == [
+        "description",
+        "author",
+        "python version",
+        "CI provider (github/azure/jenkins)",
+        "target (local/databricks)",
+    ]
+    assert answers["description"] == "Predicts churn" and answers["provider"] == "azure"
+    assert collect_answers("churn-model", None, None, {}, interactive=False, ask=ask)["provider"] == "github"
+    # In a subprocess stdin is not a TTY: `mlci new` without --defaults must not hang on a prompt.
+    done = subprocess.run(
+        [sys.executable, "-m", "mlci", "new", "quiet-model", "--no-git", "--output-dir", str(tmp_path)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr

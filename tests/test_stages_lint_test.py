@@ -1,0 +1,79 @@
+"""lint and unit-test stages on real ruff and pytest runs, with CI annotations and JUnit XML."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import run_cli
+
+
+def result(project: Path, stage: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((project / ".mlci" / "out" / f"{stage}.json").read_text())
+    return data
+
+
+def package_dir(project: Path) -> Path:
+    return next((project / "src").iterdir())
+
+
+def test_lint_passes_on_a_fresh_project(new_project: Any) -> None:
+    project = new_project()
+    assert run_cli("lint", "-C", str(project)) == 0
+    assert result(project, "lint")["details"]["ruff_check"]["findings"] == 0
+
+
+def test_lint_reports_findings_as_github_annotations(
+    new_project: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = new_project()
+    module = package_dir(project) / "features.py"
+    module.write_text(module.read_text() + "\n\nimport os\n")  # unused import F401, misplaced E402
+    (package_dir(project) / "messy.py").write_text("x = {  'a':1 }\n")  # unformatted
+    output, summary = tmp_path / "gh_output", tmp_path / "gh_summary"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(output))
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    assert run_cli("lint", "-C", str(project)) == 1
+    captured = capsys.readouterr()
+    relative = module.relative_to(project).as_posix()
+    assert f"::error file={relative},line=" in captured.out and "title=ruff F401::" in captured.out
+    assert "::error file=" + (package_dir(project) / "messy.py").relative_to(project).as_posix() in captured.out
+    assert "mlci: error: lint failed: " in captured.err and "1 file not formatted" in captured.err
+    details = result(project, "lint")["details"]
+    assert details["ruff_check"]["by_code"]["F401"] == 1
+    assert details["ruff_format"]["unformatted"] == [
+        (package_dir(project) / "messy.py").relative_to(project).as_posix()
+    ]
+    assert "### mlci lint: failed" in summary.read_text()
+
+
+def test_unit_tests_pass_with_junit_and_coverage(new_project: Any) -> None:
+    project = new_project()
+    assert run_cli("test", "-C", str(project)) == 0
+    details = result(project, "test")["details"]
+    assert details["failures"] == 0 and details["passed"] == details["tests"] >= 15
+    assert details["coverage_percent"] > 80
+    junit = project / details["junit_xml"]
+    assert junit.is_file() and "<testcase" in junit.read_text()
+
+
+def test_failing_unit_test_fails_the_stage(new_project: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    project = new_project()
+    (project / "tests" / "test_broken.py").write_text("def test_one_is_two():\n    assert 1 == 2\n")
+    assert run_cli("test", "-C", str(project)) == 1
+    err = capsys.readouterr().err
+    assert "mlci: error: tests failed: " in err and "1 failed" in err and "test_one_is_two" in err
+    failed = result(project, "test")["details"]["failed"]
+    assert [f["test"] for f in failed] == ["tests.test_broken::test_one_is_two"]
+    assert failed[0]["file"] == "tests/test_broken.py" and failed[0]["line"] == 1
+
+
+def test_no_tests_collected_fails(new_project: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    project = new_project()
+    for path in (project / "tests").glob("test_*.py"):
+        path.unlink()
+    assert run_cli("test", "-C", str(project)) == 1
+    assert "no tests were collected from tests" in capsys.readouterr().err

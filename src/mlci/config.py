@@ -57,7 +57,6 @@ class ProjectSection:
 class CISection:
     provider: Literal["github", "azure", "jenkins"] = _f("CI system the pipeline files are rendered for.", "github")
     python: str = _f("Python version the CI jobs use.", "3.11", pattern=r"^3\.\d+$")
-    mlci_repository: str = _f("owner/name of the mlci repository whose actions the workflows use.", "mlci-dev/mlci")
 
 
 @dataclass(frozen=True)

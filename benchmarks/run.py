@@ -32,7 +32,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "latest.json"
 # Tools come from the environment of the interpreter running this script (not from PATH),
-# so `/work/venv/bin/python benchmarks/run.py` measures that venv's mlci and peers.
+# so `.venv/bin/python benchmarks/run.py` measures that venv's mlci and peers.
 BIN = Path(sys.executable).parent
 PY = sys.executable
 NAME, PACKAGE = "acme-churn", "acme_churn"

@@ -16,8 +16,13 @@ from mlci import __version__
 from mlci.config import load_project
 from mlci.templates import is_managed
 
-EXPECTED_FILES = {
+VENDORED_ACTIONS = {
+    f".github/actions/mlci-{name}/action.yml"
+    for name in ("setup", "lint", "unit-test", "data-test", "train", "register", "deploy")
+}
+EXPECTED_FILES = VENDORED_ACTIONS | {
     ".github/workflows/ci.yml",
+    ".github/workflows/cd.yml",
     ".gitignore",
     ".mlci/manifest.json",
     ".mlci/mlci.schema.json",
@@ -69,7 +74,7 @@ def test_new_renders_the_whole_project(tmp_path: Path, capsys: pytest.CaptureFix
     assert workflow["permissions"] == {}
     steps = [s for job in workflow["jobs"].values() for s in job["steps"]]
     for step in steps:
-        if "uses" in step:
+        if "uses" in step and not step["uses"].startswith("$/"):  # $/: this repository, same commit
             ref = step["uses"].split("@")[1]
             assert len(ref) == 40 and all(c in "0123456789abcdef" for c in ref), step["uses"]
     assert all(
@@ -106,7 +111,12 @@ def test_manifest_records_answers_and_managed_bases(tmp_path: Path) -> None:
     assert manifest["answers"]["author"] == "Ada Lovelace" and manifest["answers"]["package"] == "churn_model"
     answers_json = json.dumps(manifest["answers"], sort_keys=True, separators=(",", ":")).encode()
     assert manifest["answers_digest"] == "sha256:" + hashlib.sha256(answers_json).hexdigest()
-    assert set(manifest["managed"]) == {".github/workflows/ci.yml", ".pre-commit-config.yaml", ".mlci/mlci.schema.json"}
+    assert set(manifest["managed"]) == VENDORED_ACTIONS | {
+        ".github/workflows/ci.yml",
+        ".github/workflows/cd.yml",
+        ".pre-commit-config.yaml",
+        ".mlci/mlci.schema.json",
+    }
     for path, entry in manifest["managed"].items():
         on_disk = (project / path).read_bytes()
         assert entry["base"].encode() == on_disk

@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.set_defaults(handler="mlci.commands.render:main")
 
     schema = sub.add_parser("schema", help="print the JSON Schema of mlci.yaml")
+    schema.add_argument("--markdown", action="store_true", help="print the table of keys for docs instead")
     schema.set_defaults(handler="mlci.commands.schema:main")
 
     lint = sub.add_parser("lint", help="ruff check + ruff format --check (+ pre-commit)")
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_project_dir(deploy)
     _add_tracking(deploy)
     deploy.add_argument("--target", choices=("local", "databricks"), default=None, help="default: mlci.yaml's target")
+    deploy.add_argument("--env", default=None, metavar="NAME", help="deployment environment, e.g. staging or production")
     deploy.set_defaults(handler="mlci.stages.deploy:main")
 
     serve = sub.add_parser("serve", help="serve a registered model in the foreground")

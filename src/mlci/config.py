@@ -57,6 +57,33 @@ class ProjectSection:
 class CISection:
     provider: Literal["github", "azure", "jenkins"] = _f("CI system the pipeline files are rendered for.", "github")
     python: str = _f("Python version the CI jobs use.", "3.11", pattern=r"^3\.\d+$")
+    default_branch: str = _f("Branch whose pushes run the cd pipeline.", "main", pattern=r"^[\w./-]+$")
+    runs_on: str = _f("Runner label of every job.", "ubuntu-latest", pattern=r"^[\w.-]+$")
+    actions: Literal["vendored", "remote"] = _f(
+        "Where the workflows take mlci's actions from: copies under .github/actions/ (vendored) or the mlci "
+        "repository pinned by commit (remote: needs mlci_repository and mlci_ref).",
+        "vendored",
+    )
+    mlci_repository: str | None = _f(
+        "owner/name of the mlci repository the remote actions come from.", None, pattern=r"^[\w.-]+/[\w.-]+$"
+    )
+    mlci_ref: str | None = _f(
+        "Full 40-character commit SHA of mlci_repository the remote actions are pinned to.",
+        None,
+        pattern=r"^[0-9a-f]{40}$",
+    )
+    mlci_install: str | None = _f(
+        "pip requirement CI installs mlci from (default: the remote actions' own checkout, or mlci==<version> "
+        "when vendored).",
+        None,
+        # A requirement or a path; nothing a shell or a GitHub expression would interpret.
+        pattern=r"^[\w.\-\[\],=<>!~@:/+ ]+$",
+    )
+    retrain_cron: str | None = _f(
+        "Cron schedule (UTC) of the retrain pipeline, e.g. '0 3 * * 1'; unset: no retrain pipeline.",
+        None,
+        pattern=r"^\S+ \S+ \S+ \S+ \S+$",
+    )
 
 
 @dataclass(frozen=True)
@@ -420,6 +447,13 @@ def _check_semantics(project: Project) -> None:
         rel = getattr(cfg.data, key)
         if Path(rel).is_absolute() or ".." in Path(rel).parts:
             raise project.error(f"data.{key}", f"'{rel}' must be a path inside the project, relative to mlci.yaml")
+    if cfg.ci.actions == "remote" and not (cfg.ci.mlci_repository and cfg.ci.mlci_ref):
+        missing = "ci.mlci_repository" if not cfg.ci.mlci_repository else "ci.mlci_ref"
+        raise project.error(
+            "ci.actions",
+            f"ci.actions: remote needs {missing} (the repository and the full commit SHA to pin); "
+            "set it or use ci.actions: vendored",
+        )
     if cfg.target == "databricks" and not _UC_NAME_RE.match(cfg.model_name):
         raise project.error(
             "register.model_name",

@@ -35,7 +35,6 @@ MANAGED_PREFIXES = (
     "databricks.yml",
     "resources/",
 )
-WORKFLOW_DIR = {"github": ".github/workflows"}
 
 
 def shipped_dir(name: str) -> Path:
@@ -108,18 +107,37 @@ def action_pins() -> dict[str, dict[str, str]]:
     return pins
 
 
-def render_project(answers: Mapping[str, Any]) -> dict[str, bytes]:
-    """The whole project: scaffold files plus the CI files of the chosen provider."""
-    context = {**answers, "pins": action_pins()}
-    files = render_tree(shipped_dir("scaffold"), context)
-    provider = str(answers["provider"])
-    provider_dir = shipped_dir("workflow_templates") / provider
-    if provider_dir.is_dir():
-        ci_files = render_tree(
-            provider_dir, context, prefix=WORKFLOW_DIR.get(provider, "") and WORKFLOW_DIR[provider] + "/"
-        )
-        files.update({path: text for path, text in ci_files.items() if not path.endswith(".json")})
+def render_project(answers: Mapping[str, Any], config_text: str | None = None) -> dict[str, bytes]:
+    """The whole project: scaffold files plus the CI files of the chosen provider.
+
+    The CI files are rendered from mlci.yaml (`config_text`, or the freshly rendered one), so
+    `mlci new` and `mlci render` produce them the same way.
+    """
+    files = render_tree(shipped_dir("scaffold"), answers)
+    text = config_text if config_text is not None else files["mlci.yaml"].decode("utf-8")
+    files.update(render_ci(text, answers))
     return files
+
+
+def render_ci(config_text: str, answers: Mapping[str, Any]) -> dict[str, bytes]:
+    from mlci import pipeline, providers
+    from mlci.config import parse_config
+
+    config, _ = parse_config(config_text, "mlci.yaml")
+    provider = providers.get(config.ci.provider)
+    if provider is None:
+        return {}
+    context = {
+        **answers,
+        "python": config.ci.python,
+        "runs_on": config.ci.runs_on,
+        "ci_actions": config.ci.actions,
+        "mlci_repository": config.ci.mlci_repository,
+        "mlci_ref": config.ci.mlci_ref,
+        "mlci_install": config.ci.mlci_install,
+        "target": config.target,
+    }
+    return provider.render(pipeline.build(config), context)
 
 
 def is_managed(path: str) -> bool:

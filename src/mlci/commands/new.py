@@ -32,7 +32,20 @@ RESERVED_PACKAGES = frozenset({"mlci", "mlflow", "sklearn", "pandas", "numpy", "
 _SPECIAL = set(" \t\n\r:#&*!|>'\"%@`{}[],?$;()<>\\~^=+")
 _PYTHON_RE = re.compile(r"^3\.(\d+)$")
 _UC_OR_PLAIN_MODEL = re.compile(r"^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*){0,2}$")
-ANSWER_KEYS = ("description", "author", "python_version", "package", "model_name")
+ANSWER_KEYS = (
+    "description",
+    "author",
+    "python_version",
+    "package",
+    "model_name",
+    "actions",
+    "mlci_repository",
+    "mlci_ref",
+    "mlci_install",
+    "retrain_cron",
+)
+# Answers that go into mlci.yaml's ci: section as they are; validated by loading the result.
+CI_ANSWERS = ("actions", "mlci_repository", "mlci_ref", "mlci_install", "retrain_cron")
 
 
 def validate_name(name: str) -> None:
@@ -135,6 +148,7 @@ def collect_answers(
     if "\n" in str(answers["description"]) or "\r" in str(answers["description"]):
         answers["description"] = " ".join(str(answers["description"]).split())
     return {
+        **{key: data[key] for key in CI_ANSWERS if key in data},
         "name": name,
         "package": package,
         "description": str(answers["description"]),
@@ -155,11 +169,14 @@ def _ask_choice(ask: Callable[[str, str], str], question: str, choices: tuple[st
         print(f"  choose one of {', '.join(choices)}", file=sys.stderr)
 
 
-def render_files(answers: Mapping[str, Any]) -> dict[str, bytes]:
-    """Every file of a new project, the manifest included, keyed by relative path."""
+def render_files(answers: Mapping[str, Any], config_text: str | None = None) -> dict[str, bytes]:
+    """Every file of a project, the manifest included, keyed by relative path.
+
+    CI files come from `config_text` (mlci.yaml as the user now has it) when given.
+    """
     import json
 
-    files = render_project(answers)
+    files = render_project(answers, config_text)
     files[".mlci/mlci.schema.json"] = (json.dumps(json_schema(), indent=2) + "\n").encode("utf-8")
     managed = {path for path in files if is_managed(path)}
     manifest = build_manifest(answers, files, managed)

@@ -243,7 +243,8 @@ def test_invalid_names_are_refused_and_nothing_is_written(
         ("descripton=x", "--data descripton: unknown key; did you mean 'description'?"),
         (
             "colour=x",
-            "--data colour: unknown key; known keys: description, author, python_version, package, model_name",
+            "--data colour: unknown key; known keys: description, author, python_version, package, model_name, "
+            "actions, mlci_repository, mlci_ref, mlci_install, retrain_cron",
         ),
         ("novalue", "--data 'novalue' is not KEY=VALUE; e.g. --data description='Churn model'"),
         ("python_version=2.7", "python_version '2.7' is not a supported Python; use 3.10 or newer, e.g. 3.11"),

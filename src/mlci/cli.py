@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_project_dir(deploy)
     _add_tracking(deploy)
     deploy.add_argument("--target", choices=("local", "databricks"), default=None, help="default: mlci.yaml's target")
-    deploy.add_argument("--env", default=None, metavar="NAME", help="deployment environment, e.g. staging or production")
+    deploy.add_argument(
+        "--env", default=None, metavar="NAME", help="deployment environment, e.g. staging or production"
+    )
     deploy.set_defaults(handler="mlci.stages.deploy:main")
 
     serve = sub.add_parser("serve", help="serve a registered model in the foreground")

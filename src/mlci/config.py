@@ -260,9 +260,12 @@ def find_project(start: Path) -> Path:
 
 def load_project(root: Path | None = None) -> Project:
     root = find_project(root or Path.cwd())
-    path = root / CONFIG_FILE
-    text = path.read_text(encoding="utf-8")
-    config, lines = parse_config(text, str(path))
+    return project_from_text((root / CONFIG_FILE).read_text(encoding="utf-8"), root)
+
+
+def project_from_text(text: str, root: Path) -> Project:
+    """Validate mlci.yaml text fully (types and semantics) as if it were `root`/mlci.yaml."""
+    config, lines = parse_config(text, str(root / CONFIG_FILE))
     project = Project(root=root, config=config, lines=lines)
     _check_semantics(project)
     return project

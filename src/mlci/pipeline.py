@@ -77,8 +77,10 @@ def build(config: Config) -> tuple[Pipeline, ...]:
         id="ci",
         name="ci",
         triggers=(Trigger("pull_request"), Trigger("push", branches=(branch,))),
-        jobs=(*checks, Job("gate", "CI gate", (), needs=tuple(j.id for j in checks), permissions={},
-                           timeout_minutes=5, gate=True)),
+        jobs=(
+            *checks,
+            Job("gate", "CI gate", (), needs=tuple(j.id for j in checks), permissions={}, timeout_minutes=5, gate=True),
+        ),
     )
     remote_store = config.target == "databricks" or config.tracking.uri is not None
     credentials = _credentials(config)
@@ -86,14 +88,37 @@ def build(config: Config) -> tuple[Pipeline, ...]:
     carry = not remote_store
     delivery = (
         Job("train", "Train", ("mlci", "train"), credentials=credentials, saves_state=carry, timeout_minutes=60),
-        Job("register", "Register", ("mlci", "register"), needs=("train",), credentials=credentials,
-            restores_state=carry, saves_state=carry, timeout_minutes=30),
-        Job("deploy-staging", "Deploy to staging", ("mlci", "deploy", "--env", "staging"), needs=("register",),
-            environment="staging", credentials=credentials, restores_state=carry, saves_state=carry,
-            timeout_minutes=30),
-        Job("deploy-production", "Deploy to production", ("mlci", "deploy", "--env", "production"),
-            needs=("deploy-staging",), environment="production", credentials=credentials, restores_state=carry,
-            timeout_minutes=30),
+        Job(
+            "register",
+            "Register",
+            ("mlci", "register"),
+            needs=("train",),
+            credentials=credentials,
+            restores_state=carry,
+            saves_state=carry,
+            timeout_minutes=30,
+        ),
+        Job(
+            "deploy-staging",
+            "Deploy to staging",
+            ("mlci", "deploy", "--env", "staging"),
+            needs=("register",),
+            environment="staging",
+            credentials=credentials,
+            restores_state=carry,
+            saves_state=carry,
+            timeout_minutes=30,
+        ),
+        Job(
+            "deploy-production",
+            "Deploy to production",
+            ("mlci", "deploy", "--env", "production"),
+            needs=("deploy-staging",),
+            environment="production",
+            credentials=credentials,
+            restores_state=carry,
+            timeout_minutes=30,
+        ),
     )
     cd = Pipeline(
         id="cd",
@@ -104,11 +129,13 @@ def build(config: Config) -> tuple[Pipeline, ...]:
     )
     pipelines: list[Pipeline] = [ci, cd]
     if config.ci.retrain_cron:
-        pipelines.append(Pipeline(
-            id="retrain",
-            name="retrain",
-            triggers=(Trigger("schedule", cron=config.ci.retrain_cron), Trigger("manual")),
-            jobs=delivery,
-            cancel_in_progress=False,
-        ))
+        pipelines.append(
+            Pipeline(
+                id="retrain",
+                name="retrain",
+                triggers=(Trigger("schedule", cron=config.ci.retrain_cron), Trigger("manual")),
+                jobs=delivery,
+                cancel_in_progress=False,
+            )
+        )
     return tuple(pipelines)

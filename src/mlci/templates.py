@@ -107,7 +107,9 @@ def action_pins() -> dict[str, dict[str, str]]:
     return pins
 
 
-def render_project(answers: Mapping[str, Any], config_text: str | None = None) -> dict[str, bytes]:
+def render_project(
+    answers: Mapping[str, Any], config_text: str | None = None, root: Path | None = None
+) -> dict[str, bytes]:
     """The whole project: scaffold files plus the CI files of the chosen provider.
 
     The CI files are rendered from mlci.yaml (`config_text`, or the freshly rendered one), so
@@ -115,15 +117,16 @@ def render_project(answers: Mapping[str, Any], config_text: str | None = None) -
     """
     files = render_tree(shipped_dir("scaffold"), answers)
     text = config_text if config_text is not None else files["mlci.yaml"].decode("utf-8")
-    files.update(render_ci(text, answers))
+    files.update(render_ci(text, answers, root or Path(".")))
     return files
 
 
-def render_ci(config_text: str, answers: Mapping[str, Any]) -> dict[str, bytes]:
+def render_ci(config_text: str, answers: Mapping[str, Any], root: Path) -> dict[str, bytes]:
+    """The provider's CI files; a mlci.yaml that does not validate is refused with its line."""
     from mlci import pipeline, providers
-    from mlci.config import parse_config
+    from mlci.config import project_from_text
 
-    config, _ = parse_config(config_text, "mlci.yaml")
+    config = project_from_text(config_text, root).config
     provider = providers.get(config.ci.provider)
     if provider is None:
         return {}

@@ -169,14 +169,16 @@ def _ask_choice(ask: Callable[[str, str], str], question: str, choices: tuple[st
         print(f"  choose one of {', '.join(choices)}", file=sys.stderr)
 
 
-def render_files(answers: Mapping[str, Any], config_text: str | None = None) -> dict[str, bytes]:
+def render_files(
+    answers: Mapping[str, Any], config_text: str | None = None, root: Path | None = None
+) -> dict[str, bytes]:
     """Every file of a project, the manifest included, keyed by relative path.
 
     CI files come from `config_text` (mlci.yaml as the user now has it) when given.
     """
     import json
 
-    files = render_project(answers, config_text)
+    files = render_project(answers, config_text, root)
     files[".mlci/mlci.schema.json"] = (json.dumps(json_schema(), indent=2) + "\n").encode("utf-8")
     managed = {path for path in files if is_managed(path)}
     manifest = build_manifest(answers, files, managed)
@@ -241,7 +243,7 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"{target} exists and is not a directory; choose another name or --output-dir")
     if target.is_dir() and any(target.iterdir()) and not args.force:
         raise UsageError(f"{target} is not empty; choose another name or --output-dir, or pass --force")
-    files = render_files(answers)
+    files = render_files(answers, root=target)
     write_tree(target, files, args.force)
     git_note = "git init skipped (--no-git)" if args.no_git else git_init(target)
     elapsed = time.perf_counter() - started

@@ -40,32 +40,56 @@ class ActionSpec:
 
 
 _RESULT = ("result", "passed, failed or error, as in .mlci/out/<stage>.json.")
-_TRACKING = ActionInput("tracking-uri", "MLflow tracking URI (default: MLFLOW_TRACKING_URI, then mlci.yaml).",
-                        "--tracking-uri")
+_TRACKING = ActionInput(
+    "tracking-uri", "MLflow tracking URI (default: MLFLOW_TRACKING_URI, then mlci.yaml).", "--tracking-uri"
+)
 ACTIONS: tuple[ActionSpec, ...] = (
-    ActionSpec("lint", ("lint",), "ruff check and ruff format --check (and pre-commit when enabled), with "
-               "annotations; results in .mlci/out/lint.json.",
-               outputs=(_RESULT, ("findings", "Number of ruff findings."))),
-    ActionSpec("unit-test", ("test",), "pytest with JUnit XML and coverage; failing tests become annotations.",
-               outputs=(_RESULT, ("tests", "Number of tests run."), ("coverage", "Line coverage in percent."))),
-    ActionSpec("data-test", ("data-test",), "The data contract and drift checks; each check is a JUnit test case.",
-               inputs=(ActionInput("engine", "duckdb (default) or spark.", "--engine"),),
-               outputs=(_RESULT,)),
-    ActionSpec("train", ("train",), "Train the project's entrypoint under an MLflow run with lineage tags; "
-               "a metrics table goes to the job summary.",
-               inputs=(_TRACKING,),
-               outputs=(_RESULT, ("run-id", "MLflow run id."), ("model-uri", "URI of the logged model."))),
-    ActionSpec("register", ("register",), "Check the gates and the champion comparison; register a passing model "
-               "as challenger.",
-               inputs=(ActionInput("run-id", "Run to register (default: the last mlci train).", "--run-id"), _TRACKING),
-               outputs=(_RESULT, ("model-name", "Registered model name."),
-                        ("model-version", "Registered version."))),
-    ActionSpec("deploy", ("deploy",), "Promote the challenger to champion, serve and smoke-test it; roll back on "
-               "failure.",
-               inputs=(ActionInput("env", "Deployment environment, e.g. staging or production.", "--env"),
-                       ActionInput("target", "local or databricks (default: mlci.yaml).", "--target"), _TRACKING),
-               outputs=(_RESULT, ("model-version", "Version now champion."),
-                        ("endpoint-url", "URL the model was served at."))),
+    ActionSpec(
+        "lint",
+        ("lint",),
+        "ruff check and ruff format --check (and pre-commit when enabled), with "
+        "annotations; results in .mlci/out/lint.json.",
+        outputs=(_RESULT, ("findings", "Number of ruff findings.")),
+    ),
+    ActionSpec(
+        "unit-test",
+        ("test",),
+        "pytest with JUnit XML and coverage; failing tests become annotations.",
+        outputs=(_RESULT, ("tests", "Number of tests run."), ("coverage", "Line coverage in percent.")),
+    ),
+    ActionSpec(
+        "data-test",
+        ("data-test",),
+        "The data contract and drift checks; each check is a JUnit test case.",
+        inputs=(ActionInput("engine", "duckdb (default) or spark.", "--engine"),),
+        outputs=(_RESULT,),
+    ),
+    ActionSpec(
+        "train",
+        ("train",),
+        "Train the project's entrypoint under an MLflow run with lineage tags; "
+        "a metrics table goes to the job summary.",
+        inputs=(_TRACKING,),
+        outputs=(_RESULT, ("run-id", "MLflow run id."), ("model-uri", "URI of the logged model.")),
+    ),
+    ActionSpec(
+        "register",
+        ("register",),
+        "Check the gates and the champion comparison; register a passing model as challenger.",
+        inputs=(ActionInput("run-id", "Run to register (default: the last mlci train).", "--run-id"), _TRACKING),
+        outputs=(_RESULT, ("model-name", "Registered model name."), ("model-version", "Registered version.")),
+    ),
+    ActionSpec(
+        "deploy",
+        ("deploy",),
+        "Promote the challenger to champion, serve and smoke-test it; roll back on failure.",
+        inputs=(
+            ActionInput("env", "Deployment environment, e.g. staging or production.", "--env"),
+            ActionInput("target", "local or databricks (default: mlci.yaml).", "--target"),
+            _TRACKING,
+        ),
+        outputs=(_RESULT, ("model-version", "Version now champion."), ("endpoint-url", "URL the model was served at.")),
+    ),
 )
 ACTION_FOR_STAGE = {spec.command[0]: spec.name for spec in ACTIONS}
 
@@ -83,8 +107,9 @@ def _template(name: str) -> Any:
 def render_actions(mlci_version: str, vendored: bool) -> dict[str, str]:
     """Every composite action: {action name: action.yml text}."""
     pins = action_pins()
-    rendered = {"setup": _template("setup-action.yml.j2").render(mlci_version=mlci_version, vendored=vendored,
-                                                                  pins=pins)}
+    rendered = {
+        "setup": _template("setup-action.yml.j2").render(mlci_version=mlci_version, vendored=vendored, pins=pins)
+    }
     template = _template("action.yml.j2")
     for spec in ACTIONS:
         rendered[spec.name] = template.render(action=spec, mlci_version=mlci_version, vendored=vendored)
@@ -110,7 +135,8 @@ def render(pipelines: tuple[Pipeline, ...], context: Mapping[str, Any]) -> dict[
     files: dict[str, bytes] = {}
     template = _template("workflow.yml.j2")
     install = context.get("mlci_install") or (
-        f"mlci=={context['mlci_version']}" if context["ci_actions"] == "vendored" else "")
+        f"mlci=={context['mlci_version']}" if context["ci_actions"] == "vendored" else ""
+    )
     for pipeline in pipelines:
         text = template.render(
             **context,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlci import __version__
-from mlci.providers.github import render_actions
+from mlci.providers.github import actions_readme, render_actions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,3 +19,5 @@ if __name__ == "__main__":
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         print(f"wrote {path.relative_to(ROOT)}")
+    (ROOT / "actions" / "README.md").write_text(actions_readme(), encoding="utf-8")
+    print("wrote actions/README.md")

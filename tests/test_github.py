@@ -285,3 +285,41 @@ def test_remote_actions_need_a_pinned_ref(tmp_path: Path, capsys: pytest.Capture
         == 2
     )
     assert "'ci.mlci_ref' is 'v1', which does not match ^[0-9a-f]{40}$" in capsys.readouterr().err
+
+
+def test_own_workflows_are_audited_clean_and_self_test_every_action() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GH_TOKEN", "ZIZMOR_GITHUB_TOKEN")}
+    done = subprocess.run(
+        [
+            tool("zizmor"),
+            "--offline",
+            "--persona",
+            "pedantic",
+            "--strict-collection",
+            "--no-progress",
+            str(REPO / ".github"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = subprocess.run(
+        [tool("actionlint"), "-shellcheck", tool("shellcheck")], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "ci.yml").read_text())
+    used = {
+        s["uses"].removeprefix("$/actions/")
+        for s in workflow["jobs"]["self-test"]["steps"]
+        if s.get("uses", "").startswith("$/actions/")
+    }
+    assert used == {p.parent.name for p in (REPO / "actions").glob("*/action.yml")}
+    assert set(workflow["jobs"]["gate"]["needs"]) == set(workflow["jobs"]) - {"gate"}
+
+
+def test_actions_readme_documents_every_input_and_output() -> None:
+    from mlci.providers.github import actions_readme
+
+    assert (REPO / "actions" / "README.md").read_text() == actions_readme(), "run: python scripts/render_actions.py"

@@ -251,40 +251,17 @@ def test_hostile_answers_never_reach_a_script(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_remote_actions_need_a_pinned_ref(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert (
-        run_cli(
-            "new",
-            "remote-name",
-            "--defaults",
-            "--no-git",
-            "--output-dir",
-            str(tmp_path),
-            "--data",
-            "actions=remote",
-            "--data",
-            "mlci_repository=mlci-dev/mlci",
-        )
-        == 2
-    )
+    def new(*data: str) -> int:
+        answers = [
+            arg for item in ("actions=remote", "mlci_repository=mlci-dev/mlci", *data) for arg in ("--data", item)
+        ]
+        return run_cli("new", "remote-name", "--defaults", "--no-git", "--output-dir", str(tmp_path), *answers)
+
+    assert new() == 2
     assert "ci.actions: remote needs ci.mlci_ref" in capsys.readouterr().err
-    assert (
-        run_cli(
-            "new",
-            "remote-name",
-            "--defaults",
-            "--no-git",
-            "--output-dir",
-            str(tmp_path),
-            "--data",
-            "actions=remote",
-            "--data",
-            "mlci_repository=mlci-dev/mlci",
-            "--data",
-            "mlci_ref=v1",
-        )
-        == 2
-    )
+    assert new("mlci_ref=v1") == 2
     assert "'ci.mlci_ref' is 'v1', which does not match ^[0-9a-f]{40}$" in capsys.readouterr().err
+    assert new(f"mlci_ref={SHA}") == 0
 
 
 def test_own_workflows_are_audited_clean_and_self_test_every_action() -> None:

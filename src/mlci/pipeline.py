@@ -65,6 +65,20 @@ def _credentials(config: Config) -> tuple[Credential, ...]:
     return ("mlflow",) if config.tracking.uri is not None else ()
 
 
+def _deploy_job(env: str, after: str, carry: bool, credentials: tuple[Credential, ...], last: bool) -> Job:
+    return Job(
+        f"deploy-{env}",
+        f"Deploy to {env}",
+        ("mlci", "deploy", "--env", env),
+        needs=(after,),
+        environment=env,
+        credentials=credentials,
+        restores_state=carry,
+        saves_state=carry and not last,
+        timeout_minutes=30,
+    )
+
+
 def build(config: Config) -> tuple[Pipeline, ...]:
     """The ci, cd and (when scheduled) retrain pipelines of a project."""
     branch = config.ci.default_branch
@@ -98,27 +112,8 @@ def build(config: Config) -> tuple[Pipeline, ...]:
             saves_state=carry,
             timeout_minutes=30,
         ),
-        Job(
-            "deploy-staging",
-            "Deploy to staging",
-            ("mlci", "deploy", "--env", "staging"),
-            needs=("register",),
-            environment="staging",
-            credentials=credentials,
-            restores_state=carry,
-            saves_state=carry,
-            timeout_minutes=30,
-        ),
-        Job(
-            "deploy-production",
-            "Deploy to production",
-            ("mlci", "deploy", "--env", "production"),
-            needs=("deploy-staging",),
-            environment="production",
-            credentials=credentials,
-            restores_state=carry,
-            timeout_minutes=30,
-        ),
+        _deploy_job("staging", after="register", carry=carry, credentials=credentials, last=False),
+        _deploy_job("production", after="deploy-staging", carry=carry, credentials=credentials, last=True),
     )
     cd = Pipeline(
         id="cd",

@@ -26,7 +26,10 @@ import mlci
 _PATH_VAR = re.compile(r"\[\[(\w+)\]\]")
 # Files under these prefixes are owned by mlci and upgraded; everything else is seeded once
 # and belongs to the team (their model code, tests, data, README).
-MANAGED_PREFIXES = (".github/", ".azure/", "Jenkinsfile", ".pre-commit-config.yaml", ".mlci/mlci.schema.json", "databricks.yml", "resources/")
+MANAGED_PREFIXES = (
+    ".github/", ".azure/", "Jenkinsfile", ".pre-commit-config.yaml", ".mlci/mlci.schema.json",
+    ".mlci/contract.schema.json", "databricks.yml", "resources/",
+)
 WORKFLOW_DIR = {"github": ".github/workflows"}
 
 

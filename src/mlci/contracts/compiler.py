@@ -210,6 +210,7 @@ def compile_contract(
     dialect: Dialect,
     profile: drift.Profile | None = None,
     now: datetime | None = None,
+    skip_expectations: Mapping[str, str] | None = None,
 ) -> Compiled:
     """The one query of a contract's value, table and drift checks.
 
@@ -225,7 +226,12 @@ def compile_contract(
             verdicts.extend(_column_checks(plan, contract, index, col))
     verdicts.extend(_table_checks(plan, contract, usable, rows, now or datetime.now(timezone.utc)))
     expectation_sql: dict[str, str] = {}
+    skip_expectations = skip_expectations or {}
     for index, exp in enumerate(spec.table.expectations):
+        if exp.name in skip_expectations:
+            verdicts.append(lambda r, _n=exp.name, _l=contract.line_of(f"table.expectations[{index}]"): CheckResult(
+                "expectation", _n, None, "-", "skip", None, _l, skip_expectations[_n]))
+            continue
         expression = dialect.count_if(f"NOT coalesce(({exp.sql}), FALSE)")
         expectation_sql[exp.name] = expression
         verdicts.append(_expectation(plan.add(expression), exp.name, exp.sql, exp.max_failures,

@@ -169,8 +169,14 @@ def run_contract(contract: Contract, engine_name: str = "duckdb", source_overrid
         try:
             row = engine.fetch_one(compiled.sql)
         except QueryError as exc:
-            _blame_expectation(contract, engine, compiled.expectation_sql, usable, exc)
-            raise CheckFailed(f"the contract's query failed on {engine_name}: {exc}") from None
+            broken = _blame_expectations(contract, engine, compiled.expectation_sql, usable)
+            if not broken:
+                raise CheckFailed(f"the contract's query failed on {engine_name}: {exc}") from None
+            compiled = compile_contract(contract, usable, engine.dialect, profile, now, broken)
+            try:
+                row = engine.fetch_one(compiled.sql)
+            except QueryError as again:
+                raise CheckFailed(f"the contract's query failed on {engine_name}: {again}") from None
         results += [verdict(row) for verdict in compiled.verdicts]
         results += _skipped(contract, usable)
     finally:
@@ -178,16 +184,21 @@ def run_contract(contract: Contract, engine_name: str = "duckdb", source_overrid
     return Report(engine_name, source.location, results, round(time.perf_counter() - clock, 3), compiled.sql)
 
 
-def _blame_expectation(contract: Contract, engine: Engine, expectations: dict[str, str], usable: dict[str, str],
-                       error: QueryError) -> None:
-    """The one query failed: find a SQL expectation that fails alone and name its line."""
+def _blame_expectations(contract: Contract, engine: Engine, expectations: dict[str, str],
+                        usable: dict[str, str]) -> dict[str, str]:
+    """The one query failed: find the SQL expectations that fail alone.
+
+    With a complete schema a failing expectation is a contract error naming its line (exit 2);
+    after a failed type check it is reported as skipped (the data, not the SQL, is at fault).
+    """
+    broken: dict[str, str] = {}
     for index, exp in enumerate(contract.spec.table.expectations):
         probe = f"SELECT {expectations[exp.name]} AS a0 FROM (SELECT * FROM {SOURCE_VIEW} LIMIT 0) AS t"
         try:
             engine.fetch_one(probe)
         except QueryError as exc:
-            key = f"table.expectations[{index}].sql"
-            if len(usable) < len(contract.spec.columns):
-                raise CheckFailed(f"{contract.display_path}:{contract.line_of(key)}: expectation '{exp.name}' could "
-                                  f"not run because the schema check failed: {exc}") from None
-            raise contract.error(key, f"expectation '{exp.name}': invalid SQL on {engine.name}: {exc}") from None
+            if len(usable) == len(contract.spec.columns):
+                key = f"table.expectations[{index}].sql"
+                raise contract.error(key, f"expectation '{exp.name}': invalid SQL on {engine.name}: {exc}") from None
+            broken[exp.name] = f"not run: the type check failed ({exc})"
+    return broken

@@ -66,7 +66,7 @@ def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> St
                       summary=exc.message, duration_s=round(time.perf_counter() - clock, 3),
                       details=getattr(exc, "details", {}))
         _write_json(result_path(project, stage), record)
-        ci_env.add_summary(f"### mlci {stage}: {record['status']}\n\n{exc.message}")
+        ci_env.add_summary(f"### mlci {stage}: {record['status']}\n\n{exc.message}\n\n{exc.markdown}")
         raise
     record.update(status="passed", exit_code=0, summary=result.summary, duration_s=round(time.perf_counter() - clock, 3), details=result.details)
     _write_json(result_path(project, stage), record)

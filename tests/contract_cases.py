@@ -64,26 +64,37 @@ def good_rows() -> list[dict[str, Any]]:
     rows = []
     for i in range(N):
         score = round(rng.uniform(0, 100), 3)
-        rows.append({
-            "id": i,
-            "score": score,
-            "label": i % 2,
-            "code": f"{'AB' if i % 3 else 'CD'}-{i % 1000:03d}",
-            "note": None if i % 5 == 0 else f"note {i}",
-            "region": "north" if i % 2 else "o'south",
-            "seq": i // 2,
-            "flag": score >= 50 and i % 4 == 0,
-            "ts": datetime(2024, 6, 1, 10, 0) - timedelta(minutes=i),
-            "day": date(2024, 5, 31) - timedelta(days=i % 2),
-        })
+        rows.append(
+            {
+                "id": i,
+                "score": score,
+                "label": i % 2,
+                "code": f"{'AB' if i % 3 else 'CD'}-{i % 1000:03d}",
+                "note": None if i % 5 == 0 else f"note {i}",
+                "region": "north" if i % 2 else "o'south",
+                "seq": i // 2,
+                "flag": score >= 50 and i % 4 == 0,
+                "ts": datetime(2024, 6, 1, 10, 0) - timedelta(minutes=i),
+                "day": date(2024, 5, 31) - timedelta(days=i % 2),
+            }
+        )
     return rows
 
 
-SCHEMA = pa.schema([
-    ("id", pa.int64()), ("score", pa.float64()), ("label", pa.int32()), ("code", pa.string()),
-    ("note", pa.string()), ("region", pa.string()), ("seq", pa.int64()), ("flag", pa.bool_()),
-    ("ts", pa.timestamp("us")), ("day", pa.date32()),
-])
+SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("score", pa.float64()),
+        ("label", pa.int32()),
+        ("code", pa.string()),
+        ("note", pa.string()),
+        ("region", pa.string()),
+        ("seq", pa.int64()),
+        ("flag", pa.bool_()),
+        ("ts", pa.timestamp("us")),
+        ("day", pa.date32()),
+    ]
+)
 
 
 def write(rows: list[dict[str, Any]], path: Path, schema: pa.Schema = SCHEMA) -> Path:
@@ -95,6 +106,7 @@ def write(rows: list[dict[str, Any]], path: Path, schema: pa.Schema = SCHEMA) ->
 def _set(index: int, **values: Any) -> Callable[[list[dict[str, Any]]], None]:
     def mutate(rows: list[dict[str, Any]]) -> None:
         rows[index].update(values)
+
     return mutate
 
 

@@ -58,8 +58,22 @@ def test_good_data_passes_every_check(tmp_path: Path) -> None:
     report = check(make_case(tmp_path, None))
     assert failing(report) == {}
     checks = {r.check for r in report.results}
-    assert checks == {"type", "not_null", "max_null_fraction", "min", "max", "allowed", "regex", "unique",
-                      "row_count", "unique_key", "freshness", "expectation", "psi", "ks"}
+    assert checks == {
+        "type",
+        "not_null",
+        "max_null_fraction",
+        "min",
+        "max",
+        "allowed",
+        "regex",
+        "unique",
+        "row_count",
+        "unique_key",
+        "freshness",
+        "expectation",
+        "psi",
+        "ks",
+    }
     by_name = {r.name: r for r in report.results}
     assert by_name["psi[score]"].observed == 0.0
     assert by_name["max_null_fraction[note]"].observed == 0.2
@@ -80,7 +94,6 @@ def test_one_query_reads_only_the_contract_columns(tmp_path: Path) -> None:
     for row in rows:
         row["extra"] = "x"
     import pyarrow as pa
-
     from contract_cases import SCHEMA
 
     make_case(tmp_path, None)
@@ -96,14 +109,19 @@ def test_schema_change_fails_type_check_and_skips_value_checks(tmp_path: Path) -
     rows = good_rows()
     for row in rows:
         row["score"] = str(row["score"])
-    from contract_cases import SCHEMA
-
     import pyarrow as pa
+    from contract_cases import SCHEMA
 
     write(rows, tmp_path / "data.parquet", SCHEMA.set(1, pa.field("score", pa.string())))
     report = check(tmp_path)
-    assert failing(report) == {"type[score]": "string", "not_null[score]": None, "min[score]": None,
-                               "max[score]": None, "psi[score]": None, "expectation[flagged_rows_score_high]": None}
+    assert failing(report) == {
+        "type[score]": "string",
+        "not_null[score]": None,
+        "min[score]": None,
+        "max[score]": None,
+        "psi[score]": None,
+        "expectation[flagged_rows_score_high]": None,
+    }
     assert {r.name: r.status for r in report.results if r.column == "score"}["min[score]"] == "skip"
 
 
@@ -112,14 +130,17 @@ def test_missing_column_is_a_failed_type_check(tmp_path: Path) -> None:
     rows = good_rows()
     for row in rows:
         row["Seq"] = row.pop("seq")
-    from contract_cases import SCHEMA
-
     import pyarrow as pa
+    from contract_cases import SCHEMA
 
     write(rows, tmp_path / "data.parquet", SCHEMA.set(6, pa.field("Seq", pa.int64())))
     report = check(tmp_path)
     result = next(r for r in report.results if r.name == "type[seq]")
-    assert (result.observed, result.status, result.message) == ("missing", "fail", "column is missing; the data has 'Seq'")
+    assert (result.observed, result.status, result.message) == (
+        "missing",
+        "fail",
+        "column is missing; the data has 'Seq'",
+    )
     assert next(r for r in report.results if r.check == "unique_key").status == "skip"
 
 
@@ -146,7 +167,9 @@ def demo_contract(tmp_path: Path, train: Path) -> Path:
     (tmp_path / "data").mkdir(exist_ok=True)
     (tmp_path / "data" / "train.csv").write_bytes(train.read_bytes())
     (tmp_path / "data" / "contract.yml").write_bytes((SCAFFOLD / "data" / "contract.yml").read_bytes())
-    (tmp_path / "data" / "reference_profile.json").write_bytes((SCAFFOLD / "data" / "reference_profile.json").read_bytes())
+    (tmp_path / "data" / "reference_profile.json").write_bytes(
+        (SCAFFOLD / "data" / "reference_profile.json").read_bytes()
+    )
     return tmp_path / "data" / "contract.yml"
 
 
@@ -164,15 +187,24 @@ def test_demo_train_and_holdout_pass_and_shifted_copy_trips_psi(tmp_path: Path) 
     assert failing(holdout) == {}
     assert max(r.observed for r in holdout.results if r.check == "psi") < 0.2
     sample = tmp_path / "sample.csv"
-    duckdb.sql(f"COPY (SELECT * FROM '{SCAFFOLD / 'data' / 'train.csv'}' USING SAMPLE 50% (reservoir, 1)) TO '{sample}' (HEADER)")
+    duckdb.sql(
+        f"COPY (SELECT * FROM '{SCAFFOLD / 'data' / 'train.csv'}' USING SAMPLE 50% (reservoir, 1)) "
+        f"TO '{sample}' (HEADER)"
+    )
     assert failing(run_contract(contract, source_override=str(sample))) == {}
     shifted = tmp_path / "shifted.csv"
-    duckdb.sql(f"COPY (SELECT * REPLACE (mean_radius * 1.2 AS mean_radius, mean_texture + 4 AS mean_texture) "
-               f"FROM '{SCAFFOLD / 'data' / 'train.csv'}') TO '{shifted}' (HEADER)")
+    duckdb.sql(
+        f"COPY (SELECT * REPLACE (mean_radius * 1.2 AS mean_radius, mean_texture + 4 AS mean_texture) "
+        f"FROM '{SCAFFOLD / 'data' / 'train.csv'}') TO '{shifted}' (HEADER)"
+    )
     report = run_contract(contract, source_override=str(shifted))
-    assert {name for name in failing(report)} == {"psi[mean_radius]", "ks[mean_radius]", "psi[mean_texture]",
-                                                 "ks[mean_texture]",
-                                                 "expectation[worst_at_least_mean]"}
+    assert {name for name in failing(report)} == {
+        "psi[mean_radius]",
+        "ks[mean_radius]",
+        "psi[mean_texture]",
+        "ks[mean_texture]",
+        "expectation[worst_at_least_mean]",
+    }
     assert [r.column for r in report.worst_drift(2)] == ["mean_texture", "mean_radius"]
 
 
@@ -204,29 +236,59 @@ def contract_error(tmp_path: Path, text: str) -> str:
     return info.value.message.replace(str(tmp_path), "<tmp>")
 
 
-@pytest.mark.parametrize(("old", "new", "message"), [
-    ("    type: float\n", "    type: flaot\n",
-     "<tmp>/contract.yml:10: 'columns[1].type' is 'flaot'; use one of integer, float, string, boolean, date, timestamp; "
-     "did you mean 'float'?"),
-    ("columns: [score, label, region]", "columns: [score, lable, region]",
-     "<tmp>/contract.yml:37: drift.columns[1]: unknown column 'lable'; did you mean 'label'?"),
-    ("unique_keys: [[region, seq]]", "unique_keys: [[region, sequence]]",
-     "<tmp>/contract.yml:30: table.unique_keys[0]: unknown column 'sequence'; declare it under 'columns' first"),
-    ("    max: 100\n", "    max: 100\n    maximum: 3\n",
-     "<tmp>/contract.yml:14: unknown key 'columns[1].maximum'; did you mean 'max'?"),
-    ("    regex: '^[A-Z]{2}-\\d{3}$'\n", "    regex: '^[A-Z'\n",
-     "<tmp>/contract.yml:19: columns[3]: invalid regex '^[A-Z': unterminated character set at position 1"),
-    ("  - {name: seq, type: integer}", "  - {name: seq, type: integer, regex: x}",
-     "<tmp>/contract.yml:24: columns[6]: 'regex' needs a string column, not integer column 'seq'"),
-    ("    allowed: [0, 1]\n", "    allowed: [0, yes]\n",
-     "<tmp>/contract.yml:16: columns[2]: allowed value True is not an integer like column 'label'"),
-    ("    min: 0\n", "    min: 1000\n", "<tmp>/contract.yml:13: columns[1]: max 100 is below min 1000"),
-    ("  freshness: {column: ts, max_age_hours: 24}", "  freshness: {column: seq, max_age_hours: 24}",
-     "<tmp>/contract.yml:31: table.freshness.column: 'seq' must be a date or timestamp column, not integer"),
-    ("contract: 1\n", "contract: 2\n", "<tmp>/contract.yml:1: 'contract' is 2; it must be at most 1"),
-    ("  path: data.parquet\n", "  table: main.sales\n  path: data.parquet\n",
-     "<tmp>/contract.yml:2: dataset needs exactly one of 'path' or 'table'"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "    type: float\n",
+            "    type: flaot\n",
+            "<tmp>/contract.yml:10: 'columns[1].type' is 'flaot'; use one of integer, float, string, boolean, date, "
+            "timestamp; did you mean 'float'?",
+        ),
+        (
+            "columns: [score, label, region]",
+            "columns: [score, lable, region]",
+            "<tmp>/contract.yml:37: drift.columns[1]: unknown column 'lable'; did you mean 'label'?",
+        ),
+        (
+            "unique_keys: [[region, seq]]",
+            "unique_keys: [[region, sequence]]",
+            "<tmp>/contract.yml:30: table.unique_keys[0]: unknown column 'sequence'; declare it under 'columns' first",
+        ),
+        (
+            "    max: 100\n",
+            "    max: 100\n    maximum: 3\n",
+            "<tmp>/contract.yml:14: unknown key 'columns[1].maximum'; did you mean 'max'?",
+        ),
+        (
+            "    regex: '^[A-Z]{2}-\\d{3}$'\n",
+            "    regex: '^[A-Z'\n",
+            "<tmp>/contract.yml:19: columns[3]: invalid regex '^[A-Z': unterminated character set at position 1",
+        ),
+        (
+            "  - {name: seq, type: integer}",
+            "  - {name: seq, type: integer, regex: x}",
+            "<tmp>/contract.yml:24: columns[6]: 'regex' needs a string column, not integer column 'seq'",
+        ),
+        (
+            "    allowed: [0, 1]\n",
+            "    allowed: [0, yes]\n",
+            "<tmp>/contract.yml:16: columns[2]: allowed value True is not an integer like column 'label'",
+        ),
+        ("    min: 0\n", "    min: 1000\n", "<tmp>/contract.yml:13: columns[1]: max 100 is below min 1000"),
+        (
+            "  freshness: {column: ts, max_age_hours: 24}",
+            "  freshness: {column: seq, max_age_hours: 24}",
+            "<tmp>/contract.yml:31: table.freshness.column: 'seq' must be a date or timestamp column, not integer",
+        ),
+        ("contract: 1\n", "contract: 2\n", "<tmp>/contract.yml:1: 'contract' is 2; it must be at most 1"),
+        (
+            "  path: data.parquet\n",
+            "  table: main.sales\n  path: data.parquet\n",
+            "<tmp>/contract.yml:2: dataset needs exactly one of 'path' or 'table'",
+        ),
+    ],
+)
 def test_bad_contract_names_file_line_and_fix(tmp_path: Path, old: str, new: str, message: str) -> None:
     assert old in CONTRACT
     assert contract_error(tmp_path, CONTRACT.replace(old, new)) == message
@@ -240,8 +302,11 @@ def test_missing_files_and_bad_sql_are_config_errors(tmp_path: Path) -> None:
         run_contract(contract)
     (tmp_path / "gone.parquet").rename(tmp_path / "data.parquet")
     (tmp_path / "profile.json").unlink()
-    with pytest.raises(ConfigError, match=r"contract.yml:36: reference profile .*profile.json not found; "
-                       r"create it with 'mlci data profile'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"contract.yml:36: reference profile .*profile.json not found; "
+        r"create it with 'mlci data profile'",
+    ):
         run_contract(contract)
     bad_sql = CONTRACT.replace("NOT flag OR score >= 50", "NOT flag OR scor >= 50")
     (tmp_path / "contract.yml").write_text(bad_sql)
@@ -285,7 +350,9 @@ def test_cli_passes_writes_json_and_junit(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_cli_failure_exits_1_with_junit_failures_and_annotations(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
@@ -294,7 +361,9 @@ def test_cli_failure_exits_1_with_junit_failures_and_annotations(
     root = project(tmp_path, "max")
     assert cli_main(["data-test", "-C", str(root)]) == 1
     captured = capsys.readouterr()
-    assert "::error file=contract.yml,line=13,title=data-test max[score]::observed 100.25, expected <= 100" in captured.out
+    assert (
+        "::error file=contract.yml,line=13,title=data-test max[score]::observed 100.25, expected <= 100" in captured.out
+    )
     assert captured.err.startswith("mlci: error: data contract failed: 1 of 27 checks on data.parquet (duckdb, ")
     assert captured.err.rstrip().endswith("s): max[score] (observed 100.25, expected <= 100)")
     record = json.loads((root / ".mlci" / "out" / "data-test.json").read_text())
@@ -310,14 +379,18 @@ def test_cli_bad_contract_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert cli_main(["data-test", "-C", str(root)]) == 2
     assert capsys.readouterr().err == (
         f"mlci: error: {root}/contract.yml:10: 'columns[1].type' is 'double'; use one of integer, float, string, "
-        "boolean, date, timestamp\n")
+        "boolean, date, timestamp\n"
+    )
     assert cli_main(["data-test", "-C", str(root), "--contract", str(root / "nope.yml")]) == 2
     assert capsys.readouterr().err == (
-        f"mlci: error: {root}/nope.yml: data contract not found; write one (see docs/data-contracts.md) or pass --contract\n")
+        f"mlci: error: {root}/nope.yml: data contract not found; write one (see docs/data-contracts.md) "
+        "or pass --contract\n"
+    )
 
 
 def test_cli_missing_configured_contract_exits_2_and_absent_one_is_skipped(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     (tmp_path / "mlci.yaml").write_text(MINIMAL_MLCI_YAML)
     assert cli_main(["data-test", "-C", str(tmp_path)]) == 0
@@ -326,7 +399,8 @@ def test_cli_missing_configured_contract_exits_2_and_absent_one_is_skipped(
     assert cli_main(["data-test", "-C", str(tmp_path)]) == 2
     assert capsys.readouterr().err == (
         f"mlci: error: {tmp_path}/mlci.yaml:6: data contract 'data/c.yml' not found; write it "
-        "(see docs/data-contracts.md) or fix data_test.contract\n")
+        "(see docs/data-contracts.md) or fix data_test.contract\n"
+    )
 
 
 def test_cli_profile_writes_atomically(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -334,15 +408,18 @@ def test_cli_profile_writes_atomically(tmp_path: Path, capsys: pytest.CaptureFix
     (root / "profile.json").unlink()
     assert cli_main(["data", "profile", "-C", str(root)]) == 0
     assert capsys.readouterr().out == (
-        f"wrote {root}/profile.json: 200 rows, 3 numeric and 5 categorical columns profiled on duckdb\n")
+        f"wrote {root}/profile.json: 200 rows, 3 numeric and 5 categorical columns profiled on duckdb\n"
+    )
     assert not list(root.glob(".profile.json.*"))
     assert cli_main(["data-test", "-C", str(root)]) == 0
 
 
 def test_help_does_not_import_engines_or_pandas() -> None:
-    code = ("import sys, contextlib, io\nfrom mlci.cli import main\n"
-            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n    main(['--help'])\n"
-            "print(sorted(m for m in ('duckdb', 'pyspark', 'pandas', 'pyarrow') if m in sys.modules))")
+    code = (
+        "import sys, contextlib, io\nfrom mlci.cli import main\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n    main(['--help'])\n"
+        "print(sorted(m for m in ('duckdb', 'pyspark', 'pandas', 'pyarrow') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 

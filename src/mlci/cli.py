@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     profile = data_sub.add_parser("profile", help="write the reference profile drift is measured against")
     _add_project_dir(profile)
     _add_data_options(profile)
-    profile.add_argument("--source", default=None, metavar="PATH", help="profile this file instead of the contract's dataset")
+    profile.add_argument("--source", default=None, metavar="PATH",
+                         help="profile this file instead of the contract's dataset")
     profile.add_argument("--output", default=None, metavar="PATH",
                          help="where to write it (default: the contract's drift.reference)")
     profile.set_defaults(handler="mlci.commands.data:profile_main")

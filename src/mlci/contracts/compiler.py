@@ -135,8 +135,16 @@ class CheckResult:
         return f"{self.check}[{self.column}]" if self.column else self.check
 
     def to_json(self) -> dict[str, Any]:
-        return {"check": self.check, "column": self.column, "observed": self.observed, "expected": self.expected,
-                "status": self.status, "violations": self.violations, "line": self.line, "message": self.message}
+        return {
+            "check": self.check,
+            "column": self.column,
+            "observed": self.observed,
+            "expected": self.expected,
+            "status": self.status,
+            "violations": self.violations,
+            "line": self.line,
+            "message": self.message,
+        }
 
 
 def norm(value: Any) -> Any:
@@ -229,13 +237,27 @@ def compile_contract(
     skip_expectations = skip_expectations or {}
     for index, exp in enumerate(spec.table.expectations):
         if exp.name in skip_expectations:
-            verdicts.append(lambda r, _n=exp.name, _l=contract.line_of(f"table.expectations[{index}]"): CheckResult(
-                "expectation", _n, None, "-", "skip", None, _l, skip_expectations[_n]))
+            verdicts.append(
+                _skipped(
+                    "expectation",
+                    exp.name,
+                    "-",
+                    contract.line_of(f"table.expectations[{index}]"),
+                    skip_expectations[exp.name],
+                )
+            )
             continue
         expression = dialect.count_if(f"NOT coalesce(({exp.sql}), FALSE)")
         expectation_sql[exp.name] = expression
-        verdicts.append(_expectation(plan.add(expression), exp.name, exp.sql, exp.max_failures,
-                                     contract.line_of(f"table.expectations[{index}]")))
+        verdicts.append(
+            _expectation(
+                plan.add(expression),
+                exp.name,
+                exp.sql,
+                exp.max_failures,
+                contract.line_of(f"table.expectations[{index}]"),
+            )
+        )
     if spec.drift is not None and profile is not None:
         for index, name in enumerate(spec.drift.columns):
             if name in usable:
@@ -256,17 +278,27 @@ def _column_checks(plan: _Plan, contract: Contract, index: int, col: Column) -> 
         return int(r[rows]) - int(r[non_null])
 
     if not col.nullable:
+
         def not_null(r: Row, _line: int | None = line(f"{key}.nullable")) -> CheckResult:
             n = nulls(r)
             return CheckResult("not_null", col.name, n, "0 nulls", "pass" if n == 0 else "fail", n, _line)
+
         out.append(not_null)
     if col.max_null_fraction is not None:
         limit = col.max_null_fraction
 
         def null_fraction(r: Row, _line: int | None = line(f"{key}.max_null_fraction")) -> CheckResult:
             frac = fraction(nulls(r), int(r[rows]))
-            return CheckResult("max_null_fraction", col.name, frac, f"<= {limit:g}",
-                               "pass" if frac <= limit else "fail", nulls(r), _line)
+            return CheckResult(
+                "max_null_fraction",
+                col.name,
+                frac,
+                f"<= {limit:g}",
+                "pass" if frac <= limit else "fail",
+                nulls(r),
+                _line,
+            )
+
         out.append(null_fraction)
     for bound, agg, op, word in (("min", "min", "<", ">="), ("max", "max", ">", "<=")):
         value = getattr(col, bound)
@@ -276,10 +308,18 @@ def _column_checks(plan: _Plan, contract: Contract, index: int, col: Column) -> 
         beyond = plan.add(d.count_if(f"{c} {op} {d.literal(value, col.type)}"))
         shown = show(int(value) if float(value).is_integer() else value)
 
-        def bound_check(r: Row, _b: str = bound, _x: str = extreme, _n: str = beyond, _w: str = word,
-                        _s: str = shown, _line: int | None = line(f"{key}.{bound}")) -> CheckResult:
+        def bound_check(
+            r: Row,
+            _b: str = bound,
+            _x: str = extreme,
+            _n: str = beyond,
+            _w: str = word,
+            _s: str = shown,
+            _line: int | None = line(f"{key}.{bound}"),
+        ) -> CheckResult:
             n = int(r[_n])
             return CheckResult(_b, col.name, norm(r[_x]), f"{_w} {_s}", "pass" if n == 0 else "fail", n, _line)
+
         out.append(bound_check)
     if col.allowed is not None:
         values = ", ".join(d.literal(v, col.type) for v in col.allowed)
@@ -289,8 +329,17 @@ def _column_checks(plan: _Plan, contract: Contract, index: int, col: Column) -> 
 
         def allowed(r: Row, _line: int | None = line(f"{key}.allowed")) -> CheckResult:
             n = int(r[bad])
-            return CheckResult("allowed", col.name, n, expected, "pass" if n == 0 else "fail", n, _line,
-                               "" if n == 0 else f"{n} values outside the allowed set")
+            return CheckResult(
+                "allowed",
+                col.name,
+                n,
+                expected,
+                "pass" if n == 0 else "fail",
+                n,
+                _line,
+                "" if n == 0 else f"{n} values outside the allowed set",
+            )
+
         out.append(allowed)
     if col.regex is not None:
         mismatches = plan.add(d.count_if(d.regex_mismatch(c, col.regex)))
@@ -298,8 +347,17 @@ def _column_checks(plan: _Plan, contract: Contract, index: int, col: Column) -> 
 
         def regex(r: Row, _line: int | None = line(f"{key}.regex")) -> CheckResult:
             n = int(r[mismatches])
-            return CheckResult("regex", col.name, n, f"matches {pattern}", "pass" if n == 0 else "fail", n, _line,
-                               "" if n == 0 else f"{n} values do not match")
+            return CheckResult(
+                "regex",
+                col.name,
+                n,
+                f"matches {pattern}",
+                "pass" if n == 0 else "fail",
+                n,
+                _line,
+                "" if n == 0 else f"{n} values do not match",
+            )
+
         out.append(regex)
     if col.unique:
         distinct = plan.add(d.distinct_keys([c]))
@@ -307,39 +365,49 @@ def _column_checks(plan: _Plan, contract: Contract, index: int, col: Column) -> 
         def unique(r: Row, _line: int | None = line(f"{key}.unique")) -> CheckResult:
             dup = int(r[non_null]) - int(r[distinct])
             return CheckResult("unique", col.name, dup, "0 duplicates", "pass" if dup == 0 else "fail", dup, _line)
+
         out.append(unique)
     return out
 
 
-def _table_checks(plan: _Plan, contract: Contract, usable: Mapping[str, str], rows: str, now: datetime) -> list[Verdict]:
+def _table_checks(
+    plan: _Plan, contract: Contract, usable: Mapping[str, str], rows: str, now: datetime
+) -> list[Verdict]:
     d = plan.dialect
     table = contract.spec.table
     out: list[Verdict] = []
     if table.row_count is not None and (table.row_count.min is not None or table.row_count.max is not None):
         lo, hi = table.row_count.min, table.row_count.max
-        expected = (f"between {lo} and {hi}" if lo is not None and hi is not None
-                    else f">= {lo}" if lo is not None else f"<= {hi}")
+        expected = (
+            f"between {lo} and {hi}"
+            if lo is not None and hi is not None
+            else f">= {lo}"
+            if lo is not None
+            else f"<= {hi}"
+        )
 
         def row_count(r: Row, _line: int | None = contract.line_of("table.row_count")) -> CheckResult:
             n = int(r[rows])
             ok = (lo is None or n >= lo) and (hi is None or n <= hi)
             return CheckResult("row_count", None, n, expected, "pass" if ok else "fail", None, _line)
+
         out.append(row_count)
     for index, key_columns in enumerate(table.unique_keys):
         name = "+".join(key_columns)
         line = contract.line_of(f"table.unique_keys[{index}]")
         if not all(k in usable for k in key_columns):
-            out.append(lambda r, _n=name, _l=line: CheckResult(
-                "unique_key", _n, None, "0 duplicates", "skip", None, _l, "a key column is missing or mistyped"))
+            out.append(_skipped("unique_key", name, "0 duplicates", line, "a key column is missing or mistyped"))
             continue
         cols = [d.ident(k) for k in key_columns]
         complete = plan.add(d.count_if(" AND ".join(f"{c} IS NOT NULL" for c in cols)))
         distinct = plan.add(d.distinct_keys(cols))
 
-        def unique_key(r: Row, _n: str = name, _c: str = complete, _d: str = distinct,
-                       _line: int | None = line) -> CheckResult:
+        def unique_key(
+            r: Row, _n: str = name, _c: str = complete, _d: str = distinct, _line: int | None = line
+        ) -> CheckResult:
             dup = int(r[_c]) - int(r[_d])
             return CheckResult("unique_key", _n, dup, "0 duplicates", "pass" if dup == 0 else "fail", dup, _line)
+
         out.append(unique_key)
     fresh = table.freshness
     if fresh is not None:
@@ -347,8 +415,7 @@ def _table_checks(plan: _Plan, contract: Contract, usable: Mapping[str, str], ro
         cutoff = now - timedelta(hours=fresh.max_age_hours)
         expected = f">= {cutoff.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC ({fresh.max_age_hours:g}h)"
         if fresh.column not in usable:
-            out.append(lambda r: CheckResult("freshness", fresh.column, None, expected, "skip", None, line,
-                                             "column is missing or mistyped"))
+            out.append(_skipped("freshness", fresh.column, expected, line, "column is missing or mistyped"))
         else:
             latest = plan.add(d.to_text(f"max({d.ident(fresh.column)})"))
 
@@ -359,10 +426,26 @@ def _table_checks(plan: _Plan, contract: Contract, usable: Mapping[str, str], ro
                 stamp = _parse_stamp(str(text))
                 ok = stamp >= cutoff
                 age_h = round((now - stamp).total_seconds() / 3600, 2)
-                return CheckResult("freshness", fresh.column, norm(stamp.replace(tzinfo=None)), expected,
-                                   "pass" if ok else "fail", None, line, f"newest value is {age_h:g}h old")
+                return CheckResult(
+                    "freshness",
+                    fresh.column,
+                    norm(stamp.replace(tzinfo=None)),
+                    expected,
+                    "pass" if ok else "fail",
+                    None,
+                    line,
+                    f"newest value is {age_h:g}h old",
+                )
+
             out.append(freshness)
     return out
+
+
+def _skipped(check: str, column: str, expected: str, line: int | None, why: str) -> Verdict:
+    def verdict(r: Row) -> CheckResult:
+        return CheckResult(check, column, None, expected, "skip", None, line, why)
+
+    return verdict
 
 
 def _parse_stamp(text: str) -> datetime:
@@ -378,8 +461,17 @@ def _expectation(alias: str, name: str, sql: str, max_failures: int, line: int |
     def verdict(r: Row) -> CheckResult:
         n = int(r[alias])
         expected = "0 violating rows" if max_failures == 0 else f"<= {max_failures} violating rows"
-        return CheckResult("expectation", name, n, expected, "pass" if n <= max_failures else "fail", n, line,
-                           "" if n <= max_failures else f"{n} rows where not ({sql})")
+        return CheckResult(
+            "expectation",
+            name,
+            n,
+            expected,
+            "pass" if n <= max_failures else "fail",
+            n,
+            line,
+            "" if n <= max_failures else f"{n} rows where not ({sql})",
+        )
+
     return verdict
 
 
@@ -401,14 +493,21 @@ def _drift_checks(plan: _Plan, contract: Contract, index: int, name: str, profil
         if sum(counts) == 0:
             return CheckResult("psi", name, None, f"<= {psi_limit:g}", "fail", None, line, "no non-null values")
         value = drift.psi(ref.counts, counts)
-        return CheckResult("psi", name, value, f"<= {psi_limit:g}", "pass" if value <= psi_limit else "fail", None, line)
+        return CheckResult(
+            "psi", name, value, f"<= {psi_limit:g}", "pass" if value <= psi_limit else "fail", None, line
+        )
+
     out.append(psi)
     if settings.method == "psi+ks" and ref.kind == "numeric":
+
         def ks(r: Row) -> CheckResult:
             counts = current(r)
             if sum(counts) == 0:
                 return CheckResult("ks", name, None, f"<= {ks_limit:g}", "fail", None, line, "no non-null values")
             value = drift.ks_binned(ref.counts, counts)
-            return CheckResult("ks", name, value, f"<= {ks_limit:g}", "pass" if value <= ks_limit else "fail", None, line)
+            return CheckResult(
+                "ks", name, value, f"<= {ks_limit:g}", "pass" if value <= ks_limit else "fail", None, line
+            )
+
         out.append(ks)
     return out

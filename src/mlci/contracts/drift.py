@@ -88,8 +88,9 @@ def write_profile(profile: Profile, path: Path) -> None:
 def load_profile(path: Path, line: int | None = None, contract_path: str = "") -> Profile:
     """Read a reference profile; a missing or malformed file is a configuration error (exit 2)."""
     if not path.is_file():
-        raise ConfigError(contract_path or str(path), line,
-                          f"reference profile {path} not found; create it with 'mlci data profile'")
+        raise ConfigError(
+            contract_path or str(path), line, f"reference profile {path} not found; create it with 'mlci data profile'"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("mlci_profile") != PROFILE_VERSION:
@@ -107,7 +108,9 @@ def load_profile(path: Path, line: int | None = None, contract_path: str = "") -
             columns[name] = ColumnProfile(kind, str(col["type"]), int(col["nulls"]), counts, edges, values)
         return Profile(str(data["source"]), int(data["rows"]), columns)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(str(path), None, f"not a valid mlci reference profile ({exc}); regenerate it with 'mlci data profile'") from None
+        raise ConfigError(
+            str(path), None, f"not a valid mlci reference profile ({exc}); regenerate it with 'mlci data profile'"
+        ) from None
 
 
 # ---------------------------------------------------------------- SQL of the bins

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF009
 """The data contract format (`data/contract.yml`): typed dataclasses and their loader.
 
 The dataclasses are the schema, exactly as for mlci.yaml: the loader walks their type hints
@@ -26,7 +27,8 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 class Dataset:
     path: str | None = _f(
         "CSV or Parquet file (or a directory of Parquet files) or a Delta table directory, relative to the "
-        "project root.", None,
+        "project root.",
+        None,
     )
     format: Literal["auto", "csv", "parquet", "delta"] = _f(
         "How to read `path`; auto: by suffix (.csv, .parquet), a directory with _delta_log is Delta.", "auto"
@@ -37,9 +39,7 @@ class Dataset:
 @dataclass(frozen=True)
 class Column:
     name: str = _f("Column name, exactly as in the data.")
-    type: ColumnType = _f(
-        "Type family: integer, float (integers accepted), string, boolean, date or timestamp."
-    )
+    type: ColumnType = _f("Type family: integer, float (integers accepted), string, boolean, date or timestamp.")
     nullable: bool = _f("Whether the column may hold nulls; false makes any null a failure.", True)
     description: str = _f("What the column means (documentation only).", "")
     min: float | None = _f("Smallest allowed value, inclusive (integer and float columns).", None)
@@ -47,12 +47,11 @@ class Column:
     allowed: list[Any] | None = _f("The only values allowed (nulls are governed by `nullable`).", None)
     regex: str | None = _f(
         "Every non-null value must contain a match (string columns; anchor with ^ and $ for a full match; "
-        "use the syntax shared by RE2 and Java).", None,
+        "use the syntax shared by RE2 and Java).",
+        None,
     )
     unique: bool = _f("No non-null value may appear twice.", False)
-    max_null_fraction: float | None = _f(
-        "Largest allowed fraction of nulls, 0 to 1.", None, minimum=0, maximum=1
-    )
+    max_null_fraction: float | None = _f("Largest allowed fraction of nulls, 0 to 1.", None, minimum=0, maximum=1)
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,9 @@ class Expectation:
 @dataclass(frozen=True)
 class TableChecks:
     row_count: RowCount | None = _f("Bounds on the number of rows.", None)
-    unique_keys: list[list[str]] = _f("Column sets whose combined values must be unique (rows with a null key part are ignored).", [])
+    unique_keys: list[list[str]] = _f(
+        "Column sets whose combined values must be unique (rows with a null key part are ignored).", []
+    )
     freshness: Freshness | None = _f("How recent the newest row must be.", None)
     expectations: list[Expectation] = _f("Named SQL expectations, each a row-level boolean expression.", [])
 
@@ -91,12 +92,22 @@ class Drift:
         "Reference profile written by 'mlci data profile', relative to the project root.", "data/reference_profile.json"
     )
     columns: list[str] = _f("Columns compared with the reference profile.", [])
-    method: Literal["psi", "psi+ks"] = _f("psi, or psi+ks to also compute the binned KS statistic on numeric columns.", "psi")
-    threshold: float = _f("Largest allowed PSI per column (0.1 small, 0.2 moderate, 0.25+ large shift).", 0.2, minimum=0)
-    ks_threshold: float = _f("Largest allowed KS statistic per numeric column (with method psi+ks).", 0.2, minimum=0, maximum=1)
+    method: Literal["psi", "psi+ks"] = _f(
+        "psi, or psi+ks to also compute the binned KS statistic on numeric columns.", "psi"
+    )
+    threshold: float = _f(
+        "Largest allowed PSI per column (0.1 small, 0.2 moderate, 0.25+ large shift).", 0.2, minimum=0
+    )
+    ks_threshold: float = _f(
+        "Largest allowed KS statistic per numeric column (with method psi+ks).", 0.2, minimum=0, maximum=1
+    )
     bins: int = _f("Quantile bins per numeric column when profiling.", 10, minimum=2, maximum=100)
-    max_categories: int = _f("Most frequent categories kept per categorical column when profiling; the rest pool in 'other'.",
-                             50, minimum=1, maximum=1000)
+    max_categories: int = _f(
+        "Most frequent categories kept per categorical column when profiling; the rest pool in 'other'.",
+        50,
+        minimum=1,
+        maximum=1000,
+    )
 
 
 @dataclass(frozen=True)
@@ -144,7 +155,8 @@ class Contract:
 
 def json_schema() -> dict[str, Any]:
     return json_schema_of(
-        ContractSpec, "mlci data contract",
+        ContractSpec,
+        "mlci data contract",
         "A data contract checked by 'mlci data-test': schema, value checks, table checks and drift.",
     )
 
@@ -152,12 +164,16 @@ def json_schema() -> dict[str, Any]:
 def load_contract(path: Path, root: Path) -> Contract:
     """Read and validate a contract file; paths inside it are relative to `root`."""
     if not path.is_file():
-        raise ConfigError(str(path), None, "data contract not found; write one (see docs/data-contracts.md) or pass --contract")
+        raise ConfigError(
+            str(path), None, "data contract not found; write one (see docs/data-contracts.md) or pass --contract"
+        )
     return parse_contract(path.read_text(encoding="utf-8"), path, root)
 
 
 def parse_contract(text: str, path: Path, root: Path) -> Contract:
-    spec, lines = parse_yaml(text, str(path), ContractSpec, empty_hint="start it with 'contract: 1' (see docs/data-contracts.md)")
+    spec, lines = parse_yaml(
+        text, str(path), ContractSpec, empty_hint="start it with 'contract: 1' (see docs/data-contracts.md)"
+    )
     contract = Contract(spec=spec, path=path, lines=lines, root=root)
     _check_semantics(contract)
     return contract
@@ -188,13 +204,17 @@ def _check_semantics(contract: Contract) -> None:
         numeric = col.type in NUMERIC_TYPES
         for bound in ("min", "max"):
             if getattr(col, bound) is not None and not numeric:
-                raise contract.error(f"{key}.{bound}", f"{key}: '{bound}' needs an integer or float column, "
-                                     f"not {col.type} column '{col.name}'")
+                raise contract.error(
+                    f"{key}.{bound}",
+                    f"{key}: '{bound}' needs an integer or float column, not {col.type} column '{col.name}'",
+                )
         if col.min is not None and col.max is not None and col.min > col.max:
             raise contract.error(f"{key}.max", f"{key}: max {col.max:g} is below min {col.min:g}")
         if col.regex is not None:
             if col.type != "string":
-                raise contract.error(f"{key}.regex", f"{key}: 'regex' needs a string column, not {col.type} column '{col.name}'")
+                raise contract.error(
+                    f"{key}.regex", f"{key}: 'regex' needs a string column, not {col.type} column '{col.name}'"
+                )
             try:
                 re.compile(col.regex)
             except re.error as exc:
@@ -204,8 +224,11 @@ def _check_semantics(contract: Contract) -> None:
                 raise contract.error(f"{key}.allowed", f"{key}: 'allowed' is empty; list the allowed values")
             for j, value in enumerate(col.allowed):
                 if not _fits(col.type, value):
-                    raise contract.error(f"{key}.allowed[{j}]", f"{key}: allowed value {value!r} is not "
-                                         f"{'an' if col.type[0] in 'aeiou' else 'a'} {col.type} like column '{col.name}'")
+                    raise contract.error(
+                        f"{key}.allowed[{j}]",
+                        f"{key}: allowed value {value!r} is not "
+                        f"{'an' if col.type[0] in 'aeiou' else 'a'} {col.type} like column '{col.name}'",
+                    )
     rc = spec.table.row_count
     if rc is not None and rc.min is not None and rc.max is not None and rc.min > rc.max:
         raise contract.error("table.row_count.max", f"table.row_count: max {rc.max} is below min {rc.min}")
@@ -221,13 +244,18 @@ def _check_semantics(contract: Contract) -> None:
         if fresh.column not in seen:
             raise _unknown_column(contract, "table.freshness.column", fresh.column)
         if contract.column(fresh.column).type not in ("date", "timestamp"):
-            raise contract.error("table.freshness.column", f"table.freshness.column: '{fresh.column}' must be a date "
-                                 f"or timestamp column, not {contract.column(fresh.column).type}")
+            raise contract.error(
+                "table.freshness.column",
+                f"table.freshness.column: '{fresh.column}' must be a date "
+                f"or timestamp column, not {contract.column(fresh.column).type}",
+            )
     names: set[str] = set()
     for index, exp in enumerate(spec.table.expectations):
         key = f"table.expectations[{index}]"
         if exp.name in names:
-            raise contract.error(f"{key}.name", f"{key}: expectation name '{exp.name}' is used twice; names must be unique")
+            raise contract.error(
+                f"{key}.name", f"{key}: expectation name '{exp.name}' is used twice; names must be unique"
+            )
         names.add(exp.name)
         if not exp.sql.strip():
             raise contract.error(f"{key}.sql", f"{key}: 'sql' is empty; write a boolean expression")
@@ -243,8 +271,11 @@ def _check_semantics(contract: Contract) -> None:
                 raise contract.error(key, f"{key}: column '{name}' is listed twice")
             seen_drift.add(name)
             if contract.column(name).type in ("date", "timestamp"):
-                raise contract.error(key, f"{key}: drift is computed on numeric, string or boolean columns, "
-                                     f"not {contract.column(name).type} column '{name}'")
+                raise contract.error(
+                    key,
+                    f"{key}: drift is computed on numeric, string or boolean columns, "
+                    f"not {contract.column(name).type} column '{name}'",
+                )
 
 
 def _fits(column_type: str, value: Any) -> bool:

@@ -21,8 +21,9 @@ from mlci.errors import CheckFailed
 CATEGORICAL_MAX_DISTINCT = 20
 
 
-def build_profile(contract: Contract, engine_name: str = "duckdb", source_override: str | None = None,
-                  engine: Engine | None = None) -> drift.Profile:
+def build_profile(
+    contract: Contract, engine_name: str = "duckdb", source_override: str | None = None, engine: Engine | None = None
+) -> drift.Profile:
     settings = contract.spec.drift
     bins = settings.bins if settings else 10
     max_categories = settings.max_categories if settings else 50
@@ -35,9 +36,12 @@ def build_profile(contract: Contract, engine_name: str = "duckdb", source_overri
         broken = [r for r in results if r.status == "fail" and r.column in wanted]
         if broken:
             first = broken[0]
-            raise CheckFailed(f"cannot profile column '{first.column}': expected {first.expected}, found {first.observed}")
-        eligible = [c for c in contract.spec.columns
-                    if c.name in usable and c.type in ("integer", "float", "string", "boolean")]
+            raise CheckFailed(
+                f"cannot profile column '{first.column}': expected {first.expected}, found {first.observed}"
+            )
+        eligible = [
+            c for c in contract.spec.columns if c.name in usable and c.type in ("integer", "float", "string", "boolean")
+        ]
         d = engine.dialect
         first_pass = _Plan(d)
         first_pass.add("count(*)")
@@ -69,8 +73,10 @@ def build_profile(contract: Contract, engine_name: str = "duckdb", source_overri
                     edges = [int(e) if float(e).is_integer() else e for e in edges]
                 shells[col.name] = drift.ColumnProfile("numeric", col.type, 0, [], edges=edges)
         second_pass = _Plan(d)
-        aliases = {name: [second_pass.add(e) for e in drift.bin_count_sql(d, name, shell.type, shell)]
-                   for name, shell in shells.items()}
+        aliases = {
+            name: [second_pass.add(e) for e in drift.bin_count_sql(d, name, shell.type, shell)]
+            for name, shell in shells.items()
+        }
         total = second_pass.add("count(*)")
         counted = _fetch(engine, second_pass.sql())
     finally:
@@ -79,8 +85,9 @@ def build_profile(contract: Contract, engine_name: str = "duckdb", source_overri
     n_rows = int(counted[total])
     for name, shell in shells.items():
         figures_ = [int(counted[a]) for a in aliases[name]]
-        columns[name] = drift.ColumnProfile(shell.kind, shell.type, n_rows - figures_[0], drift.bin_counts(shell, figures_),
-                                            shell.edges, shell.values)
+        columns[name] = drift.ColumnProfile(
+            shell.kind, shell.type, n_rows - figures_[0], drift.bin_counts(shell, figures_), shell.edges, shell.values
+        )
     label = source_override or contract.spec.dataset.path or contract.spec.dataset.table or ""
     return drift.Profile(label, n_rows, columns)
 

@@ -35,8 +35,14 @@ class Report:
         return sorted(psi, key=lambda r: -float(r.observed))[:n]
 
     def to_json(self) -> dict[str, Any]:
-        return {"engine": self.engine, "source": self.source, "seconds": self.seconds, **self.counts(),
-                "checks": [r.to_json() for r in self.results], "sql": self.sql}
+        return {
+            "engine": self.engine,
+            "source": self.source,
+            "seconds": self.seconds,
+            **self.counts(),
+            "checks": [r.to_json() for r in self.results],
+            "sql": self.sql,
+        }
 
 
 def resolve_source(contract: Contract, engine: str, override: str | None = None) -> Source:
@@ -44,8 +50,10 @@ def resolve_source(contract: Contract, engine: str, override: str | None = None)
     ds = contract.spec.dataset
     if override is None and ds.table is not None:
         if engine != "spark":
-            raise contract.error("dataset.table", f"dataset.table '{ds.table}' needs the Spark engine; "
-                                 "pass --engine spark or use dataset.path")
+            raise contract.error(
+                "dataset.table",
+                f"dataset.table '{ds.table}' needs the Spark engine; pass --engine spark or use dataset.path",
+            )
         return Source("table", ds.table)
     relative = override if override is not None else ds.path
     assert relative is not None
@@ -55,7 +63,7 @@ def resolve_source(contract: Contract, engine: str, override: str | None = None)
         if override is not None:
             raise ConfigError(relative, None, "data file not found; check --source")
         raise contract.error("dataset.path", f"{where}: data file '{relative}' not found (relative to {contract.root})")
-    fmt = ds.format if override is None else "auto"
+    fmt: str | None = ds.format if override is None else "auto"
     if fmt == "auto":
         fmt = _guess_format(path)
         if fmt is None:
@@ -86,7 +94,9 @@ def open_source(engine: Engine, contract: Contract, source: Source) -> None:
         engine.open(source)
     except QueryError as exc:
         key = "dataset.table" if source.kind == "table" else "dataset.path"
-        raise CheckFailed(f"{contract.display_path}:{contract.line_of(key)}: cannot read {source.location}: {exc}") from None
+        raise CheckFailed(
+            f"{contract.display_path}:{contract.line_of(key)}: cannot read {source.location}: {exc}"
+        ) from None
 
 
 def compatible(declared: str, actual: str | None) -> bool:
@@ -94,7 +104,9 @@ def compatible(declared: str, actual: str | None) -> bool:
     return actual == declared or (declared == "float" and actual == "integer")
 
 
-def schema_checks(contract: Contract, engine: Engine, columns: dict[str, str]) -> tuple[list[CheckResult], dict[str, str]]:
+def schema_checks(
+    contract: Contract, engine: Engine, columns: dict[str, str]
+) -> tuple[list[CheckResult], dict[str, str]]:
     """One 'type' check per declared column; returns the results and the usable columns."""
     results: list[CheckResult] = []
     usable: dict[str, str] = {}
@@ -104,15 +116,27 @@ def schema_checks(contract: Contract, engine: Engine, columns: dict[str, str]) -
         if col.name not in columns:
             other = lower.get(col.name.lower())
             hint = f"; the data has '{other}'" if other else ""
-            results.append(CheckResult("type", col.name, "missing", col.type, "fail", None, line, f"column is missing{hint}"))
+            results.append(
+                CheckResult("type", col.name, "missing", col.type, "fail", None, line, f"column is missing{hint}")
+            )
             continue
         family = engine.family(columns[col.name])
         if compatible(col.type, family):
             usable[col.name] = col.type
             results.append(CheckResult("type", col.name, family, col.type, "pass", None, line))
         else:
-            results.append(CheckResult("type", col.name, family or columns[col.name], col.type, "fail", None, line,
-                                       f"engine type {columns[col.name]}"))
+            results.append(
+                CheckResult(
+                    "type",
+                    col.name,
+                    family or columns[col.name],
+                    col.type,
+                    "fail",
+                    None,
+                    line,
+                    f"engine type {columns[col.name]}",
+                )
+            )
     return results, usable
 
 
@@ -123,19 +147,45 @@ def _skipped(contract: Contract, usable: dict[str, str]) -> list[CheckResult]:
         if col.name in usable:
             continue
         key = f"columns[{index}]"
-        named = [("not_null", not col.nullable), ("max_null_fraction", col.max_null_fraction is not None),
-                 ("min", col.min is not None), ("max", col.max is not None), ("allowed", col.allowed is not None),
-                 ("regex", col.regex is not None), ("unique", col.unique)]
+        named = [
+            ("not_null", not col.nullable),
+            ("max_null_fraction", col.max_null_fraction is not None),
+            ("min", col.min is not None),
+            ("max", col.max is not None),
+            ("allowed", col.allowed is not None),
+            ("regex", col.regex is not None),
+            ("unique", col.unique),
+        ]
         for check, present in named:
             if present:
                 attr = "nullable" if check == "not_null" else check
-                out.append(CheckResult(check, col.name, None, "-", "skip", None, contract.line_of(f"{key}.{attr}"),
-                                       "not run: the type check failed"))
+                out.append(
+                    CheckResult(
+                        check,
+                        col.name,
+                        None,
+                        "-",
+                        "skip",
+                        None,
+                        contract.line_of(f"{key}.{attr}"),
+                        "not run: the type check failed",
+                    )
+                )
     if contract.spec.drift is not None:
         for index, name in enumerate(contract.spec.drift.columns):
             if name not in usable:
-                out.append(CheckResult("psi", name, None, "-", "skip", None, contract.line_of(f"drift.columns[{index}]"),
-                                       "not run: the type check failed"))
+                out.append(
+                    CheckResult(
+                        "psi",
+                        name,
+                        None,
+                        "-",
+                        "skip",
+                        None,
+                        contract.line_of(f"drift.columns[{index}]"),
+                        "not run: the type check failed",
+                    )
+                )
     return out
 
 
@@ -143,17 +193,26 @@ def load_reference(contract: Contract) -> drift.Profile | None:
     settings = contract.spec.drift
     if settings is None or not settings.columns:
         return None
-    profile = drift.load_profile(contract.resolve(settings.reference), contract.line_of("drift.reference"),
-                                 str(contract.path))
+    profile = drift.load_profile(
+        contract.resolve(settings.reference), contract.line_of("drift.reference"), str(contract.path)
+    )
     for index, name in enumerate(settings.columns):
         if name not in profile.columns:
-            raise contract.error(f"drift.columns[{index}]", f"drift.columns[{index}]: column '{name}' is not in the "
-                                 f"reference profile {settings.reference}; re-run 'mlci data profile'")
+            raise contract.error(
+                f"drift.columns[{index}]",
+                f"drift.columns[{index}]: column '{name}' is not in the "
+                f"reference profile {settings.reference}; re-run 'mlci data profile'",
+            )
     return profile
 
 
-def run_contract(contract: Contract, engine_name: str = "duckdb", source_override: str | None = None,
-                 now: datetime | None = None, engine: Engine | None = None) -> Report:
+def run_contract(
+    contract: Contract,
+    engine_name: str = "duckdb",
+    source_override: str | None = None,
+    now: datetime | None = None,
+    engine: Engine | None = None,
+) -> Report:
     source = resolve_source(contract, engine_name, source_override)
     profile = load_reference(contract)
     clock = time.perf_counter()
@@ -184,8 +243,9 @@ def run_contract(contract: Contract, engine_name: str = "duckdb", source_overrid
     return Report(engine_name, source.location, results, round(time.perf_counter() - clock, 3), compiled.sql)
 
 
-def _blame_expectations(contract: Contract, engine: Engine, expectations: dict[str, str],
-                        usable: dict[str, str]) -> dict[str, str]:
+def _blame_expectations(
+    contract: Contract, engine: Engine, expectations: dict[str, str], usable: dict[str, str]
+) -> dict[str, str]:
     """The one query failed: find the SQL expectations that fail alone.
 
     With a complete schema a failing expectation is a contract error naming its line (exit 2);

@@ -63,7 +63,9 @@ def create_engine(name: str) -> Engine:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         extra = "spark" if name == "spark" else name
-        raise UsageError(f"the {name} engine needs {exc.name or 'a missing package'}: pip install 'mlci[{extra}]'") from None
+        raise UsageError(
+            f"the {name} engine needs {exc.name or 'a missing package'}: pip install 'mlci[{extra}]'"
+        ) from None
     engine: Engine = getattr(module, class_name)()
     return engine
 

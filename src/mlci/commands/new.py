@@ -22,6 +22,7 @@ from typing import Any
 
 from mlci import __version__
 from mlci.config import CONFIG_FILE, is_valid_project_name, json_schema
+from mlci.contracts.format import json_schema as contract_json_schema
 from mlci.errors import UsageError
 from mlci.templates import is_managed, render_project, shipped_dir
 from mlci.upgrade.manifest import MANIFEST_PATH, build_manifest
@@ -180,6 +181,7 @@ def render_files(
 
     files = render_project(answers, config_text, root)
     files[".mlci/mlci.schema.json"] = (json.dumps(json_schema(), indent=2) + "\n").encode("utf-8")
+    files[".mlci/contract.schema.json"] = (json.dumps(contract_json_schema(), indent=2) + "\n").encode("utf-8")
     managed = {path for path in files if is_managed(path)}
     manifest = build_manifest(answers, files, managed)
     files[MANIFEST_PATH] = manifest.to_json().encode("utf-8")

@@ -61,7 +61,7 @@ def test_valid_config_has_defaults_and_key_lines() -> None:
         (
             VALID + "zzz: 1\n",
             "mlci.yaml:14: unknown key 'zzz'; allowed keys: schema, project, data, train, "
-            "target, ci, tracking, register, deploy, lint, test",
+            "target, ci, tracking, register, deploy, lint, test, data_test",
         ),
         (
             VALID.replace("schema: 1", "schema: one"),

@@ -116,6 +116,7 @@ def test_manifest_records_answers_and_managed_bases(tmp_path: Path) -> None:
         ".github/workflows/cd.yml",
         ".pre-commit-config.yaml",
         ".mlci/mlci.schema.json",
+        ".mlci/contract.schema.json",
     }
     for path, entry in manifest["managed"].items():
         on_disk = (project / path).read_bytes()

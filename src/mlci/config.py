@@ -343,7 +343,9 @@ class _Walker:
             choices = typing.get_args(tp)
             value = self._scalar(node)
             if value not in choices:
-                raise self.fail(node, f"{label} is {value!r}; use one of {', '.join(map(str, choices))}")
+                # A strict cut-off: 'flaot' suggests 'float', but 'gitlab' must not suggest 'github'.
+                hint = _did_you_mean(str(value), [str(c) for c in choices], cutoff=0.8)
+                raise self.fail(node, f"{label} is {value!r}; use one of {', '.join(map(str, choices))}{hint}")
             return value
         if origin is list:
             if not isinstance(node, yaml.SequenceNode):
@@ -424,8 +426,8 @@ def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
-def _did_you_mean(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+def _did_you_mean(word: str, choices: list[str], cutoff: float = 0.6) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=cutoff)
     return f"; did you mean '{close[0]}'?" if close else ""
 
 

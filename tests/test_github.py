@@ -163,6 +163,7 @@ def graph_of(workflow: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 (s.get("with", {}) for s in stage_steps if action and s["uses"].split("@")[0].endswith(action)), {}
             ),
             "timeout": job["timeout-minutes"],
+            "if": job.get("if"),
         }
     return graph
 
@@ -197,6 +198,9 @@ def test_workflows_parse_back_into_the_pipeline_model(
                 "with": dict(zip(job.command[2::2], job.command[3::2], strict=True))
                 and {flag[2:]: value for flag, value in zip(job.command[2::2], job.command[3::2], strict=True)},
                 "timeout": job.timeout_minutes,
+                "if": "always()"
+                if job.gate
+                else (f"github.ref == 'refs/heads/{job.only_on_branch}'" if job.only_on_branch else None),
             }
             for job in pipe.jobs
         }

@@ -165,10 +165,10 @@ def test_deploy_failure_rolls_back_to_previous_champion(deployed: Path, capsys: 
     error = capsys.readouterr().err
     assert f"deploy of {load_project(deployed).config.model_name} v{broken} failed" in error
     assert "feature store unreachable" in error
-    assert "champion restored to v1" in error
+    assert "champion stays v1" in error
     assert aliases(deployed) == {"champion": "1", "challenger": broken}
     result = stage_json(deployed, "deploy")
-    assert result["status"] == "failed" and result["details"]["rolled_back"] is True
+    assert result["status"] == "failed" and result["details"]["promoted"] is False
     client_for(deployed).delete_registered_model_alias(load_project(deployed).config.model_name, "challenger")
 
 

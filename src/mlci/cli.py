@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
+import threading
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from mlci import __version__
-from mlci.errors import EXIT_INTERRUPTED, MlciError
+from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, MlciError
 
 STAGES = ("lint", "test", "data-test", "train", "register", "deploy")
 
@@ -164,6 +169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     module_name, _, function_name = args.handler.partition(":")
+    # CI systems cancel and time out jobs with SIGTERM: unwind like Ctrl-C, so stages restore
+    # what they changed (e.g. deploy's aliases) and record the interruption.
+    previous = (
+        signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
+    )
     try:
         handler = getattr(importlib.import_module(module_name), function_name)
         return int(handler(args))
@@ -173,6 +183,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mlci: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug or an unexpected failure below us: one line, exit 3
+        if os.environ.get("MLCI_DEBUG"):
+            traceback.print_exc()
+        where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        at = f" at {Path(where.filename).name}:{where.lineno}" if where else ""
+        print(
+            f"mlci: error: unexpected {type(exc).__name__}: {exc}{at} (MLCI_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INFRA
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -82,7 +82,7 @@ class CISection:
     retrain_cron: str | None = _f(
         "Cron schedule (UTC) of the retrain pipeline, e.g. '0 3 * * 1'; unset: no retrain pipeline.",
         None,
-        pattern=r"^\S+ \S+ \S+ \S+ \S+$",
+        pattern=r"^[\d*/,\-A-Za-z?]+( [\d*/,\-A-Za-z?]+){4}$",
     )
 
 
@@ -246,7 +246,7 @@ def parse_gate(text: str) -> Gate:
 
 
 def is_valid_project_name(name: str) -> bool:
-    return bool(_NAME_RE.match(name))
+    return bool(_NAME_RE.fullmatch(name))
 
 
 # ---------------------------------------------------------------- loading
@@ -269,7 +269,13 @@ def find_project(start: Path) -> Path:
 
 def load_project(root: Path | None = None) -> Project:
     root = find_project(root or Path.cwd())
-    return project_from_text((root / CONFIG_FILE).read_text(encoding="utf-8"), root)
+    path = root / CONFIG_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(str(path), line, "is not UTF-8 text; save it as UTF-8") from None
+    return project_from_text(text, root)
 
 
 def project_from_text(text: str, root: Path) -> Project:
@@ -381,7 +387,7 @@ class _Walker:
             raise self.fail(node, f"{label} is {value}; it must be at least {meta['minimum']}")
         if "maximum" in meta and value > meta["maximum"]:
             raise self.fail(node, f"{label} is {value}; it must be at most {meta['maximum']}")
-        if "pattern" in meta and not re.match(meta["pattern"], value):
+        if "pattern" in meta and not re.fullmatch(meta["pattern"], value):  # fullmatch: no trailing newline
             raise self.fail(node, f"{label} is {value!r}, which does not match {meta['pattern']}")
 
     def _scalar(self, node: yaml.Node) -> Any:
@@ -486,7 +492,7 @@ def _check_semantics(project: Project) -> None:
             f"ci.actions: remote needs {missing} (the repository and the full commit SHA to pin); "
             "set it or use ci.actions: vendored",
         )
-    if cfg.target == "databricks" and not _UC_NAME_RE.match(cfg.model_name):
+    if cfg.target == "databricks" and not _UC_NAME_RE.fullmatch(cfg.model_name):
         raise project.error(
             "register.model_name",
             f"on Databricks the model name must be Unity Catalog's 'catalog.schema.model', not '{cfg.model_name}'",

@@ -21,27 +21,37 @@ def evaluate(model: Any, features: Any, target: Any, task: str) -> dict[str, flo
             "mae": float(metrics.mean_absolute_error(target, predicted)),
             "r2": float(metrics.r2_score(target, predicted)),
         }
-    labels = np.unique(np.asarray(target))
-    binary = len(labels) <= 2
-    average = "binary" if binary else "weighted"
-    positive = labels.max() if binary else 1
+    truth = np.asarray(target)
+    # The model's own classes decide binary vs multiclass and which probability column is which;
+    # a holdout that lacks a class must not turn a 3-class model into a "binary" one.
+    known = getattr(model, "classes_", None)
+    classes = np.asarray(known) if known is not None else np.unique(np.concatenate([truth, predicted]))
+    binary = len(classes) == 2
+    positive = classes[1] if binary else None
+    averaged = {"average": "binary", "pos_label": positive} if binary else {"average": "weighted", "labels": classes}
     scores = {
-        "accuracy": float(metrics.accuracy_score(target, predicted)),
-        "precision": float(
-            metrics.precision_score(target, predicted, average=average, pos_label=positive, zero_division=0)
-        ),
-        "recall": float(metrics.recall_score(target, predicted, average=average, pos_label=positive, zero_division=0)),
-        "f1": float(metrics.f1_score(target, predicted, average=average, pos_label=positive, zero_division=0)),
+        "accuracy": float(metrics.accuracy_score(truth, predicted)),
+        "precision": float(metrics.precision_score(truth, predicted, zero_division=0, **averaged)),
+        "recall": float(metrics.recall_score(truth, predicted, zero_division=0, **averaged)),
+        "f1": float(metrics.f1_score(truth, predicted, zero_division=0, **averaged)),
     }
-    proba = model.predict_proba(features) if hasattr(model, "predict_proba") else None
-    if proba is not None and len(labels) > 1:
-        proba = np.asarray(proba)
-        scores["roc_auc"] = float(metrics.roc_auc_score(target, proba[:, 1] if binary else proba, multi_class="ovr"))
-        scores["log_loss"] = float(metrics.log_loss(target, proba, labels=getattr(model, "classes_", labels)))
-    elif len(labels) > 1 and binary:
-        # A model without probabilities (e.g. a generic pyfunc): AUC of its hard labels.
-        scores["roc_auc"] = float(metrics.roc_auc_score(target, predicted))
-    return scores
+    if len(np.unique(truth)) < 2:
+        return scores  # ROC AUC and log loss are undefined on a single-class holdout
+    proba = np.asarray(model.predict_proba(features)) if hasattr(model, "predict_proba") else None
+    try:
+        if proba is not None and binary:
+            scores["roc_auc"] = float(metrics.roc_auc_score(truth == positive, proba[:, 1]))
+        elif proba is not None:
+            scores["roc_auc"] = float(metrics.roc_auc_score(truth, proba, multi_class="ovr", labels=classes))
+        elif binary:
+            # A model without probabilities (e.g. a generic pyfunc): AUC of its hard labels.
+            scores["roc_auc"] = float(metrics.roc_auc_score(truth == positive, predicted == positive))
+        if proba is not None:
+            scores["log_loss"] = float(metrics.log_loss(truth, proba, labels=classes))
+    except ValueError:
+        pass  # e.g. a holdout missing one of several classes: one-vs-rest AUC is undefined
+    # sklearn may also answer NaN (with a warning) where a score is undefined: report none.
+    return {name: value for name, value in scores.items() if np.isfinite(value)}
 
 
 def better_or_equal(metric: str, candidate: float, reference: float, tolerance: float) -> bool:

@@ -41,6 +41,7 @@ class Job:
     saves_state: bool = False
     timeout_minutes: int = 30
     gate: bool = False
+    only_on_branch: str | None = None  # deployments run only from this branch, whoever triggers them
 
     @property
     def stage(self) -> str | None:
@@ -65,7 +66,7 @@ def _credentials(config: Config) -> tuple[Credential, ...]:
     return ("mlflow",) if config.tracking.uri is not None else ()
 
 
-def _deploy_job(env: str, after: str, carry: bool, credentials: tuple[Credential, ...], last: bool) -> Job:
+def _deploy_job(env: str, after: str, carry: bool, credentials: tuple[Credential, ...], last: bool, branch: str) -> Job:
     return Job(
         f"deploy-{env}",
         f"Deploy to {env}",
@@ -76,6 +77,7 @@ def _deploy_job(env: str, after: str, carry: bool, credentials: tuple[Credential
         restores_state=carry,
         saves_state=carry and not last,
         timeout_minutes=30,
+        only_on_branch=branch,
     )
 
 
@@ -112,8 +114,10 @@ def build(config: Config) -> tuple[Pipeline, ...]:
             saves_state=carry,
             timeout_minutes=30,
         ),
-        _deploy_job("staging", after="register", carry=carry, credentials=credentials, last=False),
-        _deploy_job("production", after="deploy-staging", carry=carry, credentials=credentials, last=True),
+        _deploy_job("staging", after="register", carry=carry, credentials=credentials, last=False, branch=branch),
+        _deploy_job(
+            "production", after="deploy-staging", carry=carry, credentials=credentials, last=True, branch=branch
+        ),
     )
     cd = Pipeline(
         id="cd",

@@ -253,6 +253,9 @@ def main(args: argparse.Namespace) -> int:
         f"Created {target} ({len(files)} files, {answers['provider']} CI, target {answers['target']}) in {elapsed:.2f}s"
     )
     print(f"  {git_note}")
+    if answers["target"] == "databricks":
+        print("  note: Databricks target: mlci.yaml and CI files are ready for it, but this mlci version runs")
+        print("        train, register and deploy only on the embedded default (target: local)")
     if not (shipped_dir("workflow_templates") / answers["provider"]).is_dir():
         print(
             f"  note: this mlci version renders no {answers['provider']} CI files yet; the stages run the same anywhere"

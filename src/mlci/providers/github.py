@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from mlci.errors import InfraError
 from mlci.pipeline import Job, Pipeline
 from mlci.templates import action_pins, environment, shipped_dir
 
@@ -133,6 +134,18 @@ def permissions(job: Job) -> dict[str, str]:
     return granted
 
 
+def _check_yaml(text: str, what: str) -> None:
+    """Refuse to write a workflow that is not YAML: a template bug must never reach a repository."""
+    import yaml
+
+    try:
+        yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InfraError(
+            f"mlci rendered an invalid {what} workflow ({exc}); this is a bug in mlci, please report it"
+        ) from None
+
+
 def render(pipelines: tuple[Pipeline, ...], context: Mapping[str, Any]) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     template = _template("workflow.yml.j2")
@@ -150,6 +163,7 @@ def render(pipelines: tuple[Pipeline, ...], context: Mapping[str, Any]) -> dict[
             mlci_install_spec=install,
             pins=action_pins(),
         )
+        _check_yaml(text, pipeline.id)
         files[f"{WORKFLOWS}/{pipeline.id}.yml"] = text.encode("utf-8")
     if context["ci_actions"] == "vendored":
         for name, text in render_actions(str(context["mlci_version"]), vendored=True).items():

@@ -13,7 +13,7 @@ from typing import Any
 
 from mlci import __version__, ci_env
 from mlci.config import Project
-from mlci.errors import MlciError
+from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, MlciError
 
 
 @dataclass
@@ -53,8 +53,10 @@ def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
 def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> StageResult:
     """Run one stage's work, record its result (also on failure) and publish CI outputs.
 
-    A failing check raises an MlciError subclass; it is recorded, then re-raised so the CLI's
-    error boundary prints it and exits with its code.
+    The previous result is marked `running` first, so a stage that dies half-way never leaves
+    an earlier success behind for the next stage to trust. A failing check raises an MlciError
+    subclass; it is recorded, then re-raised so the CLI's error boundary prints it and exits
+    with its code. Anything else (a bug, Ctrl-C, SIGTERM) is recorded as an error and re-raised.
     """
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
@@ -63,6 +65,8 @@ def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> St
         "mlci_version": __version__,
         "started_at": started.isoformat(timespec="seconds"),
     }
+    path = result_path(project, stage)
+    _write_json(path, {**record, "status": "running", "exit_code": None, "summary": "running", "details": {}})
     try:
         result = work()
     except MlciError as exc:
@@ -73,8 +77,19 @@ def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> St
             duration_s=round(time.perf_counter() - clock, 3),
             details=getattr(exc, "details", {}),
         )
-        _write_json(result_path(project, stage), record)
+        _write_json(path, record)
         ci_env.add_summary(f"### mlci {stage}: {record['status']}\n\n{exc.message}\n\n{exc.markdown}")
+        raise
+    except BaseException as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        record.update(
+            status="error",
+            exit_code=EXIT_INTERRUPTED if interrupted else EXIT_INFRA,
+            summary="interrupted" if interrupted else f"unexpected {type(exc).__name__}: {exc}",
+            duration_s=round(time.perf_counter() - clock, 3),
+            details={},
+        )
+        _write_json(path, record)
         raise
     record.update(
         status="passed",
@@ -83,7 +98,7 @@ def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> St
         duration_s=round(time.perf_counter() - clock, 3),
         details=result.details,
     )
-    _write_json(result_path(project, stage), record)
+    _write_json(path, record)
     ci_env.set_outputs({"result": record["status"], **result.outputs})
     ci_env.add_summary(f"### mlci {stage}: {record['status']}\n\n{result.summary}\n\n{result.markdown}")
     return result

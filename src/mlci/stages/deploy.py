@@ -50,7 +50,8 @@ def run_deploy(
     where = target or cfg.target
     if where != "local":
         raise UsageError(
-            f"deploy --target {where}: the Databricks target is not available in this mlci version; use --target local"
+            f"deploy --target {where}: deploying to Databricks is not available in this mlci version; "
+            "use --target local"
         )
     local.configure_mlflow(project, tracking_override)
     from mlflow.tracking import MlflowClient
@@ -65,35 +66,36 @@ def run_deploy(
         )
     version = challenger or previous
     assert version is not None
-    if version != previous:
-        client.set_registered_model_alias(name, CHAMPION, version)
-        print(f"deploy: {name} v{version} is now {CHAMPION}" + (f" (was v{previous})" if previous else ""), flush=True)
-    else:
-        print(f"deploy: re-checking {CHAMPION} {name} v{version} (no new {CHALLENGER})", flush=True)
+    # Verify before promoting: the version is served and smoke-tested by number, so `champion`
+    # never points at a model that has not answered, even if this process is killed.
+    print(f"deploy: smoke-testing {name} v{version} before it becomes {CHAMPION}", flush=True)
     try:
         smoke = smoke_test(project, f"models:/{name}/{version}")
-    except BaseException as exc:  # any failure, Ctrl-C included, must restore the champion
+    except Exception as exc:
+        reason = exc.message if isinstance(exc, MlciError) else f"{type(exc).__name__}: {exc}"
+        kept = f"{CHAMPION} stays v{previous}" if previous else f"no {CHAMPION} was set"
+        failure = {"model_name": name, "version": version, "previous_champion": previous, "promoted": False}
+        error = InfraError if isinstance(exc, InfraError) else CheckFailed
+        raise error(f"deploy of {name} v{version} failed: {reason}; {kept}", failure) from None
+    try:
+        if version != previous:
+            client.set_registered_model_alias(name, CHAMPION, version)
+        if challenger is not None:
+            client.delete_registered_model_alias(name, CHALLENGER)
+        client.set_model_version_tag(
+            name, version, "mlci.deployed_at", datetime.now(timezone.utc).isoformat(timespec="seconds")
+        )
+    except BaseException:  # promotion half-done (registry error, Ctrl-C, SIGTERM): put the champion back
         if version != previous:
             if previous is None:
                 client.delete_registered_model_alias(name, CHAMPION)
             else:
                 client.set_registered_model_alias(name, CHAMPION, previous)
-        restored = f"champion restored to v{previous}" if previous else "champion alias removed (there was none)"
-        if not isinstance(exc, Exception):
-            raise
-        reason = exc.message if isinstance(exc, MlciError) else f"{type(exc).__name__}: {exc}"
-        failure = {
-            "model_name": name,
-            "version": version,
-            "previous_champion": previous,
-            "rolled_back": version != previous,
-        }
-        error = InfraError if isinstance(exc, InfraError) else CheckFailed
-        raise error(f"deploy of {name} v{version} failed: {reason}; {restored}", failure) from None
-    if challenger is not None:
-        client.delete_registered_model_alias(name, CHALLENGER)
-    client.set_model_version_tag(
-        name, version, "mlci.deployed_at", datetime.now(timezone.utc).isoformat(timespec="seconds")
+        raise
+    print(
+        f"deploy: {name} v{version} is now {CHAMPION}"
+        + (f" (was v{previous})" if previous and previous != version else ""),
+        flush=True,
     )
     details: dict[str, Any] = {
         "model_name": name,

@@ -50,6 +50,7 @@ def load_scoring_model(model_uri: str) -> Any:
 
 def run_register(project: Project, run_id: str | None, tracking_override: str | None = None) -> StageResult:
     cfg = project.config
+    local.require_local(project, "register")
     if run_id is None:
         trained = read_result(project, "train")
         if not trained or trained.get("status") != "passed":

@@ -9,7 +9,8 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,23 @@ def pip_requirements(model: Any) -> list[str]:
     return pins
 
 
+@contextmanager
+def user_code(mlflow: Any, what: str) -> Iterator[None]:
+    """Run the project's own code: any exception, or a sys.exit() in it, fails the stage
+    (exit 1) with its traceback printed and the run tagged, instead of passing for done."""
+    try:
+        yield
+    except (Exception, SystemExit) as exc:
+        traceback.print_exc()
+        reason = (
+            f"exited with sys.exit({exc.code!r})"
+            if isinstance(exc, SystemExit)
+            else (f"raised {type(exc).__name__}: {exc}")
+        )
+        mlflow.set_tag("mlci.error", f"{what} {reason}"[:5000])
+        raise CheckFailed(f"{what} {reason}") from None
+
+
 def flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in params.items():
@@ -141,6 +159,7 @@ def flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def run_train(project: Project, tracking_override: str | None = None) -> StageResult:
     cfg = project.config
+    local.require_local(project, "train")
     train_x, train_y, train_path = read_split(project, "train")
     holdout_x, holdout_y, holdout_path = read_split(project, "holdout")
     missing = [c for c in train_x.columns if c not in holdout_x.columns]
@@ -165,14 +184,8 @@ def run_train(project: Project, tracking_override: str | None = None) -> StageRe
         if params:
             mlflow.log_params(flat_params(params))
         started = time.perf_counter()
-        try:
+        with user_code(mlflow, f"training entrypoint {cfg.train.entrypoint}"):
             model = function(train_x, train_y, params)
-        except Exception as exc:
-            traceback.print_exc()
-            mlflow.set_tag("mlci.error", f"{type(exc).__name__}: {exc}"[:5000])
-            raise CheckFailed(
-                f"training entrypoint {cfg.train.entrypoint} raised {type(exc).__name__}: {exc}"
-            ) from None
         fit_seconds = time.perf_counter() - started
         if not hasattr(model, "predict"):
             raise project.error(
@@ -180,11 +193,12 @@ def run_train(project: Project, tracking_override: str | None = None) -> StageRe
                 f"{cfg.train.entrypoint} returned {type(model).__name__}, which has no predict(); "
                 "return the fitted model",
             )
-        metrics = evaluate(model, holdout_x, holdout_y, cfg.train.task)
+        example = holdout_x.head(5)
+        with user_code(mlflow, f"the model returned by {cfg.train.entrypoint}"):
+            metrics = evaluate(model, holdout_x, holdout_y, cfg.train.task)
+            signature = infer_signature(example, model.predict(example))
         mlflow.log_metrics({**metrics, "fit_seconds": fit_seconds})
         print("train: holdout " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), flush=True)
-        example = holdout_x.head(5)
-        signature = infer_signature(example, model.predict(example))
         package_dir = project.root / "src" / cfg.project.package
         import mlflow.sklearn
 

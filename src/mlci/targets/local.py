@@ -26,6 +26,19 @@ def is_local_store(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:")) or "://" not in uri
 
 
+def require_local(project: Project, stage: str) -> None:
+    """Stages that do not run on Databricks yet say so instead of quietly running locally."""
+    if project.config.target != "local":
+        from mlci.errors import ConfigError
+
+        raise ConfigError(
+            str(project.config_path),
+            project.line_of("target"),
+            f"target: {project.config.target}: mlci {stage} cannot run on Databricks in this version; "
+            "set target: local to run it on the embedded default",
+        )
+
+
 def configure_mlflow(project: Project, override: str | None = None) -> Any:
     """Import MLflow, point it at the project's tracking and registry URIs, and return it."""
     # Nothing phones home from a CI runner; set before mlflow is imported.

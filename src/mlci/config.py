@@ -234,8 +234,12 @@ def find_project(start: Path) -> Path:
 def load_project(root: Path | None = None) -> Project:
     root = find_project(root or Path.cwd())
     path = root / CONFIG_FILE
-    text = path.read_text(encoding="utf-8")
-    config, lines = parse_config(text, str(path))
+    return project_from_text(root, path.read_text(encoding="utf-8"))
+
+
+def project_from_text(root: Path, text: str) -> Project:
+    """A project from mlci.yaml's text (e.g. migrated in memory by `mlci upgrade`), validated."""
+    config, lines = parse_config(text, str(root / CONFIG_FILE))
     project = Project(root=root, config=config, lines=lines)
     _check_semantics(project)
     return project

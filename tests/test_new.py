@@ -18,6 +18,7 @@ from mlci.templates import is_managed
 
 EXPECTED_FILES = {
     ".github/workflows/ci.yml",
+    ".github/workflows/mlci-upgrade.yml",
     ".gitignore",
     ".mlci/manifest.json",
     ".mlci/mlci.schema.json",
@@ -106,7 +107,12 @@ def test_manifest_records_answers_and_managed_bases(tmp_path: Path) -> None:
     assert manifest["answers"]["author"] == "Ada Lovelace" and manifest["answers"]["package"] == "churn_model"
     answers_json = json.dumps(manifest["answers"], sort_keys=True, separators=(",", ":")).encode()
     assert manifest["answers_digest"] == "sha256:" + hashlib.sha256(answers_json).hexdigest()
-    assert set(manifest["managed"]) == {".github/workflows/ci.yml", ".pre-commit-config.yaml", ".mlci/mlci.schema.json"}
+    assert set(manifest["managed"]) == {
+        ".github/workflows/ci.yml",
+        ".github/workflows/mlci-upgrade.yml",
+        ".pre-commit-config.yaml",
+        ".mlci/mlci.schema.json",
+    }
     for path, entry in manifest["managed"].items():
         on_disk = (project / path).read_bytes()
         assert entry["base"].encode() == on_disk

@@ -7,13 +7,25 @@ newer mlci (tests/upgrade_kit.py), upgrades, and asserts that no line the user a
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import run_cli
-from upgrade_kit import CI, CI_TEMPLATE, OLD_VERSION, Project, Templates, commit_all, make, no_subprocesses
+from upgrade_kit import (
+    CI,
+    CI_TEMPLATE,
+    OLD_VERSION,
+    Project,
+    Templates,
+    commit_all,
+    files_of,
+    make,
+    no_subprocesses,
+)
 
 from mlci import __version__
 from mlci.config import load_project
@@ -569,3 +581,49 @@ def test_pre_commit_hook_is_published() -> None:
     hook = {h["id"]: h for h in hooks}["mlci-upgrade-check"]
     assert hook["entry"] == "mlci upgrade --check" and hook["language"] == "python"
     assert hook["pass_filenames"] is False and hook["always_run"] is True
+
+
+def test_render_respects_what_upgrade_recorded(proj: Project, tpl: Templates) -> None:
+    (proj.root / UPGRADE_WF).unlink()
+    proj.edit(CI, "timeout-minutes: 20", "timeout-minutes: 30")
+    new_timeout(tpl)
+    assert proj.upgrade() == 1
+    assert run_cli("render", "-C", str(proj.root)) == 1  # the conflicted file is edited: kept
+    assert not (proj.root / UPGRADE_WF).exists()  # opted out: render does not bring it back
+    assert proj.manifest["opted_out"] == [UPGRADE_WF] and CI in proj.manifest["pending"]  # type: ignore[operator]
+    proj.resolve(CI, "    timeout-minutes: 30\n")
+    assert proj.upgrade() == 0
+    proj.assert_no_user_line_lost()
+
+
+def test_upgrade_killed_half_way_is_undone_by_the_next_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    proj = make(tmp_path, "killed")
+    proj.edit("mlci.yaml", 'python: "3.11"', 'python: "3.12"')  # two workflows and the manifest change
+    proj.snapshot()
+    code = (
+        "import os, sys\n"
+        "from mlci.upgrade import engine\n"
+        "real, calls = engine._swap, []\n"
+        "def swap(source, target):\n"
+        "    calls.append(target)\n"
+        "    if len(calls) == 2:\n"
+        "        os._exit(9)  # killed: no rollback, no clean-up\n"
+        "    real(source, target)\n"
+        "engine._swap = swap\n"
+        "from mlci.cli import main\n"
+        "sys.exit(main(['upgrade', sys.argv[1]]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(proj.root)], capture_output=True, text=True, check=False)
+    assert done.returncode == 9
+    assert not proj.unchanged_since_snapshot()  # one workflow was swapped before the kill
+    copy = tmp_path / "copy"
+    shutil.copytree(proj.root, copy)
+    assert engine.recover(copy) and files_of(copy) == proj.before  # every file as it was
+    assert proj.upgrade("--check") == 2  # refuses to judge a half-upgraded project
+    assert run_cli("upgrade", "--dry-run", str(proj.root)) == 2
+    capsys.readouterr()
+    assert proj.upgrade() == 0
+    assert "restored  1 file(s)" in capsys.readouterr().out
+    assert 'python-version: "3.12"' in proj.read(CI) and 'python-version: "3.12"' in proj.read(UPGRADE_WF)
+    assert not engine.leftovers(proj.root) and proj.upgrade("--check") == 0
+    proj.assert_no_user_line_lost()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import json
 import os
 import shutil
 import subprocess
@@ -34,6 +35,7 @@ from mlci.upgrade import migrations
 from mlci.upgrade.manifest import MANIFEST_PATH, Manifest, load_manifest, sha256
 from mlci.upgrade.merge import TextStyle, has_conflict_markers, merge, normalise
 
+JOURNAL = "journal.json"
 # What happened to a file; the words are what the user reads.
 UPDATED = "updated"
 MERGED = "merged"
@@ -293,9 +295,15 @@ def apply_plan(plan: Plan) -> None:
             if target.exists():
                 shutil.copymode(target, source)
             staged.append((target, source))
+        # The journal lets the next run undo an upgrade killed half-way (see recover()).
+        journal = [
+            {"target": (t.relative_to(root)).as_posix(), "backup": f"old-{i}" if t.exists() else None}
+            for i, (t, _) in enumerate(staged)
+        ]
+        (work / JOURNAL).write_text(json.dumps(journal), encoding="utf-8")
         for index, (target, staged_source) in enumerate(staged):
             backup: Path | None = None
-            if target.exists():
+            if journal[index]["backup"] is not None:
                 backup = work / f"old-{index}"
                 try:
                     os.link(target, backup)
@@ -324,6 +332,34 @@ def apply_plan(plan: Plan) -> None:
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def leftovers(root: Path) -> list[Path]:
+    """Work directories of upgrades that were killed before they could clean up."""
+    mlci_dir = root / ".mlci"
+    return sorted(p for p in mlci_dir.glob("upgrade-*") if p.is_dir()) if mlci_dir.is_dir() else []
+
+
+def recover(root: Path) -> list[str]:
+    """Put back every file an interrupted upgrade had replaced; returns the restored paths."""
+    restored: list[str] = []
+    for work in leftovers(root):
+        journal_file = work / JOURNAL
+        if journal_file.is_file():  # no journal: it died while staging, nothing was swapped
+            entries = json.loads(journal_file.read_text(encoding="utf-8"))
+            for entry in reversed(entries):
+                target = root / entry["target"]
+                if entry["backup"] is not None:
+                    backup = work / entry["backup"]
+                    if backup.exists():
+                        if not (target.exists() and target.read_bytes() == backup.read_bytes()):
+                            restored.append(entry["target"])
+                        os.replace(backup, target)
+                elif target.exists():
+                    target.unlink()
+                    restored.append(entry["target"])
+        shutil.rmtree(work, ignore_errors=True)
+    return sorted(set(restored))
 
 
 def unified_diff(change: FileChange) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci import __version__
-from mlci.errors import EXIT_CHECK_FAILED, EXIT_INFRA, EXIT_OK, MlciError
+from mlci.errors import EXIT_CHECK_FAILED, EXIT_INFRA, EXIT_OK, MlciError, UsageError
 from mlci.upgrade import engine
 from mlci.upgrade.manifest import MANIFEST_PATH
 
@@ -69,6 +69,14 @@ def upgrade_repo(root: Path, options: Options) -> RepoResult:
     started = time.perf_counter()
     result = RepoResult(path=str(root))
     try:
+        if engine.leftovers(root):
+            if options.check or options.dry_run:
+                raise UsageError(
+                    f"{root}: an interrupted upgrade left {engine.leftovers(root)[0].name} in .mlci/; "
+                    "run 'mlci upgrade' to restore the files it had replaced"
+                )
+            restored = engine.recover(root)
+            result.lines.append(f"restored  {len(restored)} file(s) left half-upgraded by an interrupted run")
         plan = engine.plan_upgrade(root)
         result.from_version = plan.from_version
         for change in plan.changes:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,12 @@ def environment() -> jinja2.Environment:
     return env
 
 
+@lru_cache(maxsize=256)
+def compiled(source: str) -> jinja2.Template:
+    """A template compiled once per process (a fleet upgrade renders the same sources many times)."""
+    return environment().from_string(source)
+
+
 def yaml_str(value: Any) -> str:
     """A YAML double-quoted scalar for any text: quotes, newlines and ${{ stay inert."""
     return json.dumps(str(value), ensure_ascii=False)
@@ -84,7 +90,6 @@ def render_path(relative: str, answers: Mapping[str, Any]) -> str:
 
 def render_tree(root: Path, answers: Mapping[str, Any], prefix: str = "") -> dict[str, bytes]:
     """Every file of a template tree, rendered: {relative posix path: content}."""
-    env = environment()
     files: dict[str, bytes] = {}
     for source in sorted(root.rglob("*")):
         if not source.is_file() or "__pycache__" in source.parts:
@@ -92,7 +97,7 @@ def render_tree(root: Path, answers: Mapping[str, Any], prefix: str = "") -> dic
         relative = source.relative_to(root).as_posix()
         target = prefix + render_path(relative, answers)
         if source.name.endswith(".j2"):
-            text = env.from_string(source.read_text(encoding="utf-8")).render(**answers)
+            text = compiled(source.read_text(encoding="utf-8")).render(**answers)
             if not text.strip():
                 continue
             files[target] = text.encode("utf-8")

@@ -302,6 +302,7 @@ def main() -> int:
     peers: Path = args.peers_bin
     results: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "system": platform.platform()},
+        "load_average_start": os.getloadavg(),
         "versions": {},
         "scenarios": {},
     }
@@ -329,6 +330,7 @@ def main() -> int:
                 )
         print(f"fleet of {args.fleet} ...", file=sys.stderr, flush=True)
         results["fleet"] = bench_fleet(work, v1, manifest, args.fleet, args.jobs)
+    results["load_average_end"] = os.getloadavg()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)

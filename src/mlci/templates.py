@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
@@ -88,14 +88,18 @@ def render_path(relative: str, answers: Mapping[str, Any]) -> str:
     return rendered[: -len(".j2")] if rendered.endswith(".j2") else rendered
 
 
-def render_tree(root: Path, answers: Mapping[str, Any], prefix: str = "") -> dict[str, bytes]:
-    """Every file of a template tree, rendered: {relative posix path: content}."""
+def render_tree(
+    root: Path, answers: Mapping[str, Any], prefix: str = "", keep: Callable[[str], bool] | None = None
+) -> dict[str, bytes]:
+    """Every file of a template tree (or those whose output path `keep` accepts), rendered."""
     files: dict[str, bytes] = {}
     for source in sorted(root.rglob("*")):
         if not source.is_file() or "__pycache__" in source.parts:
             continue
         relative = source.relative_to(root).as_posix()
         target = prefix + render_path(relative, answers)
+        if keep is not None and not keep(target):
+            continue
         if source.name.endswith(".j2"):
             text = compiled(source.read_text(encoding="utf-8")).render(**answers)
             if not text.strip():
@@ -113,15 +117,15 @@ def action_pins() -> dict[str, dict[str, str]]:
     return pins
 
 
-def render_project(answers: Mapping[str, Any]) -> dict[str, bytes]:
-    """The whole project: scaffold files plus the CI files of the chosen provider."""
+def render_project(answers: Mapping[str, Any], keep: Callable[[str], bool] | None = None) -> dict[str, bytes]:
+    """The whole project: scaffold files plus the CI files of the chosen provider (or those `keep` accepts)."""
     context = {**answers, "pins": action_pins()}
-    files = render_tree(shipped_dir("scaffold"), context)
+    files = render_tree(shipped_dir("scaffold"), context, keep=keep)
     provider = str(answers["provider"])
     provider_dir = shipped_dir("workflow_templates") / provider
     if provider_dir.is_dir():
         ci_files = render_tree(
-            provider_dir, context, prefix=WORKFLOW_DIR.get(provider, "") and WORKFLOW_DIR[provider] + "/"
+            provider_dir, context, prefix=WORKFLOW_DIR.get(provider, "") and WORKFLOW_DIR[provider] + "/", keep=keep
         )
         files.update({path: text for path, text in ci_files.items() if not path.endswith(".json")})
     return files

@@ -32,6 +32,7 @@ RESERVED_PACKAGES = frozenset({"mlci", "mlflow", "sklearn", "pandas", "numpy", "
 _SPECIAL = set(" \t\n\r:#&*!|>'\"%@`{}[],?$;()<>\\~^=+")
 _PYTHON_RE = re.compile(r"^3\.(\d+)$")
 _UC_OR_PLAIN_MODEL = re.compile(r"^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*){0,2}$")
+SCHEMA_FILE = ".mlci/mlci.schema.json"
 ANSWER_KEYS = ("description", "author", "python_version", "package", "model_name")
 
 
@@ -155,12 +156,19 @@ def _ask_choice(ask: Callable[[str, str], str], question: str, choices: tuple[st
         print(f"  choose one of {', '.join(choices)}", file=sys.stderr)
 
 
-def render_files(answers: Mapping[str, Any]) -> dict[str, bytes]:
-    """Every file of a new project, the manifest included, keyed by relative path."""
+def render_generated(answers: Mapping[str, Any], keep: Callable[[str], bool] | None = None) -> dict[str, bytes]:
+    """Every file mlci generates for a project but the manifest (or those whose path `keep` accepts)."""
     import json
 
-    files = render_project(answers)
-    files[".mlci/mlci.schema.json"] = (json.dumps(json_schema(), indent=2) + "\n").encode("utf-8")
+    files = render_project(answers, keep=keep)
+    if keep is None or keep(SCHEMA_FILE):
+        files[SCHEMA_FILE] = (json.dumps(json_schema(), indent=2) + "\n").encode("utf-8")
+    return files
+
+
+def render_files(answers: Mapping[str, Any]) -> dict[str, bytes]:
+    """Every file of a new project, the manifest included, keyed by relative path."""
+    files = render_generated(answers)
     managed = {path for path in files if is_managed(path)}
     manifest = build_manifest(answers, files, managed)
     files[MANIFEST_PATH] = manifest.to_json().encode("utf-8")

@@ -102,7 +102,7 @@ def _decode(data: bytes, path: str) -> str:
 
 def plan_upgrade(root: Path) -> Plan:
     """Everything an upgrade would do, computed in memory; nothing is written."""
-    from mlci.commands.new import render_files
+    from mlci.commands.new import render_generated
     from mlci.commands.render import answers_from
 
     manifest = load_manifest(root)
@@ -128,9 +128,7 @@ def plan_upgrade(root: Path) -> Plan:
         )
 
     answers = {**answers_from(project, manifest), "mlci_version": __version__}
-    rendered = render_files(answers)
-    rendered.pop(MANIFEST_PATH, None)
-    managed_now = {path: data for path, data in rendered.items() if is_managed(path)}
+    managed_now = render_generated(answers, keep=is_managed)
 
     new = Manifest(
         mlci_version=__version__,

@@ -337,6 +337,9 @@ def test_key_migration_renames_in_place_keeping_comments(
     assert "# The candidate must meet every gate" in text  # the file's own comments survive
     assert load_project(proj.root).config.ci.python == "3.12"
     assert 'python-version: "3.12"' in proj.read(CI)
+    # The user's key line was renamed on purpose; every other line they added is there.
+    proj.added["mlci.yaml"] = ["schema: 1  # old format", 'python: "3.12"  # our pin']
+    proj.assert_no_user_line_lost()
 
 
 def test_migrations_run_in_order_and_quoted_keys_stay_quoted(tmp_path: Path) -> None:
@@ -471,6 +474,7 @@ def test_check_detects_drift_from_mlci_yaml(tmp_path: Path, tpl: Templates) -> N
     assert proj.upgrade("--check") == 0
     proj.edit("mlci.yaml", 'python: "3.11"', 'python: "3.13"')  # edited, never rendered
     assert proj.upgrade("--check") == 1
+    proj.assert_no_user_line_lost()
 
 
 def test_check_detects_an_older_manifest_version_alone(proj: Project, tpl: Templates) -> None:
@@ -483,6 +487,7 @@ def test_check_tolerates_user_edits(tmp_path: Path, tpl: Templates) -> None:
     proj = make(tmp_path, "edited", age=False)
     proj.edit(CI, "branches: [main]", "branches: [main, mine]")
     assert proj.upgrade("--check") == 0
+    proj.assert_no_user_line_lost()
 
 
 def test_dry_run_prints_diffs_and_changes_nothing(
@@ -516,8 +521,10 @@ def test_no_manifest_is_bad_input(proj: Project, capsys: pytest.CaptureFixture[s
 
 def test_invalid_mlci_yaml_is_bad_input_with_its_line(proj: Project, capsys: pytest.CaptureFixture[str]) -> None:
     proj.edit("mlci.yaml", "  task: classification", "  task: clustering")
+    proj.snapshot()
     assert proj.upgrade() == 2
     assert "mlci.yaml:" in capsys.readouterr().err
+    assert proj.unchanged_since_snapshot()
 
 
 def test_check_and_dry_run_together_are_refused(proj: Project) -> None:

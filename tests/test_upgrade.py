@@ -338,7 +338,7 @@ def test_key_migration_renames_in_place_keeping_comments(
     assert load_project(proj.root).config.ci.python == "3.12"
     assert 'python-version: "3.12"' in proj.read(CI)
     # The user's key line was renamed on purpose; every other line they added is there.
-    proj.added["mlci.yaml"] = ["schema: 1  # old format", 'python: "3.12"  # our pin']
+    proj.added["mlci.yaml"] = ["schema: 1  # old format", '  python: "3.12"  # our pin']
     proj.assert_no_user_line_lost()
 
 

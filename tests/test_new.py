@@ -16,8 +16,13 @@ from mlci import __version__
 from mlci.config import load_project
 from mlci.templates import is_managed
 
-EXPECTED_FILES = {
+VENDORED_ACTIONS = {
+    f".github/actions/mlci-{name}/action.yml"
+    for name in ("setup", "lint", "unit-test", "data-test", "train", "register", "deploy")
+}
+EXPECTED_FILES = VENDORED_ACTIONS | {
     ".github/workflows/ci.yml",
+    ".github/workflows/cd.yml",
     ".github/workflows/mlci-upgrade.yml",
     ".gitignore",
     ".mlci/manifest.json",
@@ -70,7 +75,7 @@ def test_new_renders_the_whole_project(tmp_path: Path, capsys: pytest.CaptureFix
     assert workflow["permissions"] == {}
     steps = [s for job in workflow["jobs"].values() for s in job["steps"]]
     for step in steps:
-        if "uses" in step:
+        if "uses" in step and not step["uses"].startswith("$/"):  # $/: this repository, same commit
             ref = step["uses"].split("@")[1]
             assert len(ref) == 40 and all(c in "0123456789abcdef" for c in ref), step["uses"]
     assert all(
@@ -107,11 +112,13 @@ def test_manifest_records_answers_and_managed_bases(tmp_path: Path) -> None:
     assert manifest["answers"]["author"] == "Ada Lovelace" and manifest["answers"]["package"] == "churn_model"
     answers_json = json.dumps(manifest["answers"], sort_keys=True, separators=(",", ":")).encode()
     assert manifest["answers_digest"] == "sha256:" + hashlib.sha256(answers_json).hexdigest()
-    assert set(manifest["managed"]) == {
+    assert set(manifest["managed"]) == VENDORED_ACTIONS | {
         ".github/workflows/ci.yml",
+        ".github/workflows/cd.yml",
         ".github/workflows/mlci-upgrade.yml",
         ".pre-commit-config.yaml",
         ".mlci/mlci.schema.json",
+        ".mlci/contract.schema.json",
     }
     for path, entry in manifest["managed"].items():
         on_disk = (project / path).read_bytes()
@@ -239,7 +246,8 @@ def test_invalid_names_are_refused_and_nothing_is_written(
         ("descripton=x", "--data descripton: unknown key; did you mean 'description'?"),
         (
             "colour=x",
-            "--data colour: unknown key; known keys: description, author, python_version, package, model_name",
+            "--data colour: unknown key; known keys: description, author, python_version, package, model_name, "
+            "actions, mlci_repository, mlci_ref, mlci_install, retrain_cron",
         ),
         ("novalue", "--data 'novalue' is not KEY=VALUE; e.g. --data description='Churn model'"),
         ("python_version=2.7", "python_version '2.7' is not a supported Python; use 3.10 or newer, e.g. 3.11"),

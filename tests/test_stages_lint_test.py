@@ -77,3 +77,28 @@ def test_no_tests_collected_fails(new_project: Any, capsys: pytest.CaptureFixtur
         path.unlink()
     assert run_cli("test", "-C", str(project)) == 1
     assert "no tests were collected from tests" in capsys.readouterr().err
+
+
+def test_pre_commit_runs_when_enabled(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    assert run_cli("new", "hooked-model", "--defaults", "--output-dir", str(tmp_path)) == 0  # with git
+    project = tmp_path / "hooked-model"
+    config = project / "mlci.yaml"
+    config.write_text(config.read_text().replace("pre_commit: false", "pre_commit: true"))
+    # The hooks are `language: system`: they find ruff on PATH, as in a developer's environment.
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PRE_COMMIT_HOME", str(tmp_path / "pre-commit-home"))
+    assert run_cli("lint", "-C", str(project)) == 0
+    assert result(project, "lint")["details"]["pre_commit"] == {"ran": True, "passed": True}
+    # A tracked file with an unused import: the ruff hook fixes it and so fails the run.
+    module = project / "src" / "hooked_model" / "extra.py"
+    module.write_text("import os\nimport sys\n\nprint(sys.argv)\n")
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    assert run_cli("lint", "-C", str(project)) == 1
+    assert result(project, "lint")["details"]["pre_commit"] == {"ran": True, "passed": False}
+    assert "pre-commit hooks failed" in capsys.readouterr().err

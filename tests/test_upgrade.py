@@ -7,9 +7,11 @@ newer mlci (tests/upgrade_kit.py), upgrades, and asserts that no line the user a
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from upgrade_kit import (
     CI,
     CI_TEMPLATE,
     OLD_VERSION,
+    PRE_COMMIT,
     Project,
     Templates,
     commit_all,
@@ -38,8 +41,9 @@ UPGRADE_WF = ".github/workflows/mlci-upgrade.yml"
 
 
 @pytest.fixture
-def tpl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Templates:
-    return Templates(tmp_path / "templates", monkeypatch)
+def tpl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Templates]:
+    yield Templates(tmp_path / "templates", monkeypatch)
+    Templates.clear_caches()
 
 
 @pytest.fixture
@@ -57,8 +61,11 @@ def new_pin(tpl: Templates) -> None:
     tpl.replace("workflow_templates/github/action-pins.json", '"tag": "v7.0.1"', '"tag": "v7.1.0"')
 
 
-def new_timeout(tpl: Templates, minutes: int = 25) -> None:
-    tpl.replace(CI_TEMPLATE, "timeout-minutes: 20", f"timeout-minutes: {minutes}")
+def new_timeout(tpl: Templates) -> None:
+    """The newer mlci gives every job 100 more minutes: ci.yml's lint job goes from 15 to 115."""
+    tpl.replace(
+        CI_TEMPLATE, "timeout-minutes: <%= job.timeout_minutes %>", "timeout-minutes: <%= job.timeout_minutes + 100 %>"
+    )
 
 
 def manifest_base(proj: Project, path: str) -> str:
@@ -99,7 +106,7 @@ def test_clean_edit_is_merged_with_the_new_template(
     new_timeout(tpl)
     assert proj.upgrade() == 0
     ci = proj.read(CI)
-    assert "timeout-minutes: 25" in ci and NEW_CHECKOUT_SHA in ci and not has_conflict_markers(ci)
+    assert "timeout-minutes: 115" in ci and NEW_CHECKOUT_SHA in ci and not has_conflict_markers(ci)
     assert f"merged    {CI}" in capsys.readouterr().out
     assert manifest_base(proj, CI) != ci  # the base is the new render, the user's edit on top
     proj.assert_no_user_line_lost()
@@ -110,13 +117,13 @@ def test_same_line_changed_on_both_sides_is_a_conflict_showing_the_base(
     proj: Project, tpl: Templates, capsys: pytest.CaptureFixture[str]
 ) -> None:
     old_base = manifest_base(proj, CI)
-    proj.edit(CI, "timeout-minutes: 20", "timeout-minutes: 30")
+    proj.edit(CI, "timeout-minutes: 15", "timeout-minutes: 45")
     new_timeout(tpl)
     new_pin(tpl)
     assert proj.upgrade() == 1
     ci = proj.read(CI)
-    assert "<<<<<<< ours (your edit)\n    timeout-minutes: 30\n" in ci
-    assert f"||||||| base (mlci {OLD_VERSION})\n    timeout-minutes: 20\n=======\n    timeout-minutes: 25\n" in ci
+    assert "<<<<<<< ours (your edit)\n    timeout-minutes: 45\n" in ci
+    assert f"||||||| base (mlci {OLD_VERSION})\n    timeout-minutes: 15\n=======\n    timeout-minutes: 115\n" in ci
     assert f">>>>>>> mlci {__version__}\n" in ci
     assert NEW_CHECKOUT_SHA in ci  # the clean part of the merge is applied
     out = capsys.readouterr().out
@@ -128,18 +135,18 @@ def test_same_line_changed_on_both_sides_is_a_conflict_showing_the_base(
 
 
 def test_identical_change_on_both_sides_is_not_a_conflict(proj: Project, tpl: Templates) -> None:
-    proj.edit(CI, "timeout-minutes: 20", "timeout-minutes: 25")
+    proj.edit(CI, "timeout-minutes: 15", "timeout-minutes: 115")
     new_timeout(tpl)
     assert proj.upgrade() == 0
     ci = proj.read(CI)
-    assert not has_conflict_markers(ci) and ci.count("timeout-minutes: 25") == 2
-    assert manifest_base(proj, CI).count("timeout-minutes: 25") == 2
+    assert not has_conflict_markers(ci) and ci.count("timeout-minutes: 115") == 1
+    assert manifest_base(proj, CI).count("timeout-minutes: 115") == 1 and "timeout-minutes: 130" in ci
     proj.assert_no_user_line_lost()
 
 
 def test_identical_whole_file_change_needs_no_write(proj: Project, tpl: Templates) -> None:
     new_timeout(tpl)
-    text = proj.read(CI).replace("timeout-minutes: 20", "timeout-minutes: 25")
+    text = re.sub(r"timeout-minutes: (\d+)", lambda m: f"timeout-minutes: {int(m.group(1)) + 100}", proj.read(CI))
     proj.write(CI, text)
     proj.snapshot()
     assert proj.upgrade() == 0
@@ -162,31 +169,31 @@ def test_user_deleted_file_stays_deleted_and_is_opted_out(
 
 
 def test_template_removed_unedited_file_is_removed(proj: Project, tpl: Templates) -> None:
-    tpl.remove("workflow_templates/github/mlci-upgrade.yml.j2")
+    tpl.remove("scaffold/.pre-commit-config.yaml")
     assert proj.upgrade() == 0
-    assert not (proj.root / UPGRADE_WF).exists()
-    assert UPGRADE_WF not in proj.manifest["managed"]  # type: ignore[operator]
+    assert not (proj.root / PRE_COMMIT).exists()
+    assert PRE_COMMIT not in proj.manifest["managed"]  # type: ignore[operator]
     proj.assert_unmanaged_untouched()
 
 
 def test_template_removed_edited_file_is_kept_as_a_conflict_then_released(
     proj: Project, tpl: Templates, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    proj.edit(UPGRADE_WF, 'cron: "17 6 * * 1"', 'cron: "0 3 * * 2"  # our slot')
-    tpl.remove("workflow_templates/github/mlci-upgrade.yml.j2")
+    proj.edit(PRE_COMMIT, "repos:\n", "repos:\n  # our hooks are below\n")
+    tpl.remove("scaffold/.pre-commit-config.yaml")
     assert proj.upgrade() == 1
     assert "no longer generated, but edited by you" in capsys.readouterr().out
-    assert (proj.root / UPGRADE_WF).exists()
+    assert (proj.root / PRE_COMMIT).exists()
     proj.assert_no_user_line_lost()
     # The user keeps it: the next run makes it theirs and completes the upgrade.
     assert proj.upgrade() == 0
-    assert UPGRADE_WF not in proj.manifest["managed"] and UPGRADE_WF in proj.manifest["seeded"]  # type: ignore[operator]
+    assert PRE_COMMIT not in proj.manifest["managed"] and PRE_COMMIT in proj.manifest["seeded"]  # type: ignore[operator]
     assert proj.manifest["mlci_version"] == __version__
     proj.assert_no_user_line_lost()
 
 
 def test_template_added_file_is_added(proj: Project, tpl: Templates, capsys: pytest.CaptureFixture[str]) -> None:
-    tpl.add("workflow_templates/github/docs.yml.j2", "name: docs  # for <%= name %>\non: [push]\n")
+    tpl.add("scaffold/.github/workflows/docs.yml.j2", "name: docs  # for <%= name %>\non: [push]\n")
     proj.edit(CI, "branches: [main]", "branches: [trunk]")
     assert proj.upgrade() == 0
     added = ".github/workflows/docs.yml"
@@ -198,7 +205,7 @@ def test_template_added_file_is_added(proj: Project, tpl: Templates, capsys: pyt
 
 def test_template_added_file_never_overwrites_a_file_mlci_did_not_write(proj: Project, tpl: Templates) -> None:
     proj.write(".github/workflows/docs.yml", "name: our own docs workflow\n")
-    tpl.add("workflow_templates/github/docs.yml.j2", "name: docs\n")
+    tpl.add("scaffold/.github/workflows/docs.yml.j2", "name: docs\n")
     proj.snapshot()
     assert proj.upgrade() == 1
     assert proj.read(".github/workflows/docs.yml") == "name: our own docs workflow\n"
@@ -257,19 +264,19 @@ def test_crlf_only_change_counts_as_untouched(
 
 def test_missing_final_newline_is_kept(proj: Project, tpl: Templates) -> None:
     path = proj.root / CI
-    proj.edit(CI, "run: mlci test\n", "run: mlci test --verbose")
+    proj.edit(CI, 'echo "every job passed"\n', 'echo "every job passed, said we"')
     assert not path.read_bytes().endswith(b"\n")
     new_pin(tpl)
     assert proj.upgrade() == 0
     data = path.read_bytes()
-    assert data.endswith(b"run: mlci test --verbose") and NEW_CHECKOUT_SHA.encode() in data
+    assert data.endswith(b'echo "every job passed, said we"') and NEW_CHECKOUT_SHA.encode() in data
     proj.assert_no_user_line_lost()
 
 
 def test_crlf_conflict_markers_use_the_files_line_endings(proj: Project, tpl: Templates) -> None:
     path = proj.root / CI
     path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
-    proj.edit(CI, "timeout-minutes: 20", "timeout-minutes: 45")
+    proj.edit(CI, "timeout-minutes: 15", "timeout-minutes: 45")
     new_timeout(tpl)
     assert proj.upgrade() == 1
     data = path.read_bytes()
@@ -281,20 +288,20 @@ def test_crlf_conflict_markers_use_the_files_line_endings(proj: Project, tpl: Te
 
 
 def test_second_run_after_manual_resolution_completes(proj: Project, tpl: Templates) -> None:
-    proj.edit(CI, "timeout-minutes: 20", "timeout-minutes: 30")
+    proj.edit(CI, "timeout-minutes: 15", "timeout-minutes: 45")
     new_timeout(tpl)
     assert proj.upgrade() == 1
-    proj.resolve(CI, "    timeout-minutes: 30\n")  # the user keeps their 30
+    proj.resolve(CI, "    timeout-minutes: 45\n")  # the user keeps their 45
     assert proj.upgrade() == 0
-    assert proj.read(CI).count("timeout-minutes: 30") == 1 and "pending" not in proj.manifest
+    assert proj.read(CI).count("timeout-minutes: 45") == 1 and "pending" not in proj.manifest
     assert proj.manifest["mlci_version"] == __version__
-    assert manifest_base(proj, CI).count("timeout-minutes: 25") == 2  # the new render is the base now
+    assert "timeout-minutes: 115" in manifest_base(proj, CI)  # the new render is the base now
     assert proj.upgrade("--check") == 0
     proj.assert_no_user_line_lost()
 
 
 def test_unresolved_markers_stay_a_conflict(proj: Project, tpl: Templates) -> None:
-    proj.edit(CI, "timeout-minutes: 20", "timeout-minutes: 30")
+    proj.edit(CI, "timeout-minutes: 15", "timeout-minutes: 45")
     new_timeout(tpl)
     assert proj.upgrade() == 1
     proj.snapshot()
@@ -306,14 +313,14 @@ def test_unresolved_markers_stay_a_conflict(proj: Project, tpl: Templates) -> No
 def test_resolved_conflict_then_a_newer_template_merges_against_what_was_resolved(
     proj: Project, tpl: Templates
 ) -> None:
-    proj.edit(CI, "timeout-minutes: 20", "timeout-minutes: 30")
+    proj.edit(CI, "timeout-minutes: 15", "timeout-minutes: 45")
     new_timeout(tpl)
     assert proj.upgrade() == 1
-    proj.resolve(CI, "    timeout-minutes: 30\n")
+    proj.resolve(CI, "    timeout-minutes: 45\n")
     new_pin(tpl)  # an even newer mlci before the second run
     assert proj.upgrade() == 0
     ci = proj.read(CI)
-    assert NEW_CHECKOUT_SHA in ci and "timeout-minutes: 30" in ci and not has_conflict_markers(ci)
+    assert NEW_CHECKOUT_SHA in ci and "timeout-minutes: 45" in ci and not has_conflict_markers(ci)
     proj.assert_no_user_line_lost()
 
 
@@ -410,7 +417,7 @@ def test_interruption_mid_upgrade_leaves_every_file_as_it_was(
     proj.edit(CI, "branches: [main]", "branches: [main, x]")
     (proj.root / UPGRADE_WF).unlink()
     new_pin(tpl)
-    tpl.add("workflow_templates/github/nested/deeper.yml.j2", "name: deeper\n")  # a new directory too
+    tpl.add("scaffold/.github/nested/deeper.yml.j2", "name: deeper\n")  # a new directory too
     tpl.replace("scaffold/.pre-commit-config.yaml", "repos:", "repos:  # v2")
     proj.snapshot()
     real_swap = engine._swap
@@ -426,7 +433,7 @@ def test_interruption_mid_upgrade_leaves_every_file_as_it_was(
     assert proj.upgrade() == 3
     assert "No space left on device" in capsys.readouterr().err
     assert proj.unchanged_since_snapshot()
-    assert not (proj.root / ".github/workflows/nested").exists()
+    assert not (proj.root / ".github/nested").exists()
     assert [p.name for p in (proj.root / ".mlci").iterdir() if p.name.startswith("upgrade-")] == []
     # Once the disk has room again, the same upgrade goes through.
     monkeypatch.setattr(engine, "_swap", real_swap)
@@ -493,16 +500,16 @@ def test_check_tolerates_user_edits(tmp_path: Path, tpl: Templates) -> None:
 def test_dry_run_prints_diffs_and_changes_nothing(
     proj: Project, tpl: Templates, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    proj.edit(CI, "timeout-minutes: 20", "timeout-minutes: 30")
+    proj.edit(CI, "timeout-minutes: 15", "timeout-minutes: 45")
     new_timeout(tpl)
     new_pin(tpl)
-    tpl.remove("workflow_templates/github/mlci-upgrade.yml.j2")
+    tpl.remove("scaffold/.pre-commit-config.yaml")
     proj.snapshot()
     assert proj.upgrade("--dry-run") == 1  # a conflict would remain
     assert proj.unchanged_since_snapshot()
     out = capsys.readouterr().out
     assert f"--- a/{CI}\n+++ b/{CI}\n" in out and f"+      - uses: actions/checkout@{NEW_CHECKOUT_SHA}" in out
-    assert f"--- a/{UPGRADE_WF}\n+++ /dev/null\n" in out and "+<<<<<<< ours (your edit)" in out
+    assert f"--- a/{PRE_COMMIT}\n+++ /dev/null\n" in out and "+<<<<<<< ours (your edit)" in out
 
 
 def test_downgrade_is_refused(proj: Project, tpl: Templates, capsys: pytest.CaptureFixture[str]) -> None:
@@ -592,13 +599,13 @@ def test_pre_commit_hook_is_published() -> None:
 
 def test_render_respects_what_upgrade_recorded(proj: Project, tpl: Templates) -> None:
     (proj.root / UPGRADE_WF).unlink()
-    proj.edit(CI, "timeout-minutes: 20", "timeout-minutes: 30")
+    proj.edit(CI, "timeout-minutes: 15", "timeout-minutes: 45")
     new_timeout(tpl)
     assert proj.upgrade() == 1
     assert run_cli("render", "-C", str(proj.root)) == 1  # the conflicted file is edited: kept
     assert not (proj.root / UPGRADE_WF).exists()  # opted out: render does not bring it back
     assert proj.manifest["opted_out"] == [UPGRADE_WF] and CI in proj.manifest["pending"]  # type: ignore[operator]
-    proj.resolve(CI, "    timeout-minutes: 30\n")
+    proj.resolve(CI, "    timeout-minutes: 45\n")
     assert proj.upgrade() == 0
     proj.assert_no_user_line_lost()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,12 +15,15 @@ from mlci.upgrade.manifest import MANIFEST_PATH
 
 
 @pytest.fixture
-def tpl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Templates:
-    return Templates(tmp_path / "templates", monkeypatch)
+def tpl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Templates]:
+    yield Templates(tmp_path / "templates", monkeypatch)
+    Templates.clear_caches()
 
 
 def newer(tpl: Templates) -> None:
-    tpl.replace(CI_TEMPLATE, "timeout-minutes: 20", "timeout-minutes: 25")
+    tpl.replace(
+        CI_TEMPLATE, "timeout-minutes: <%= job.timeout_minutes %>", "timeout-minutes: <%= job.timeout_minutes + 100 %>"
+    )
 
 
 def test_fleet_of_50_gives_the_right_report(tmp_path: Path, tpl: Templates, capsys: pytest.CaptureFixture[str]) -> None:
@@ -37,7 +41,7 @@ def test_fleet_of_50_gives_the_right_report(tmp_path: Path, tpl: Templates, caps
         expected[f"edited{i:02}"] = "updated"
     for i in range(10):  # the same line on both sides: conflicts
         proj = make(fleet, f"clash{i:02}")
-        proj.edit(CI, "timeout-minutes: 20", f"timeout-minutes: {30 + i}")
+        proj.edit(CI, "timeout-minutes: 15", f"timeout-minutes: {30 + i}")
         projects.append(proj)
         expected[f"clash{i:02}"] = "conflicts"
     for i in range(3):  # no manifest: bad input
@@ -66,7 +70,7 @@ def test_fleet_of_50_gives_the_right_report(tmp_path: Path, tpl: Templates, caps
     by_name = {Path(r["path"]).name: r for r in data["repos"]}
     assert [r["path"] for r in data["repos"]] == paths  # in the order given
     assert by_name["clash03"]["conflicts"] == [CI] and by_name["clash03"]["exit_code"] == 1
-    assert by_name["edited04"]["files"] == {"merged": [CI]}
+    assert by_name["edited04"]["files"] == {"merged": [CI], "updated": [".github/workflows/cd.yml"]}
     assert by_name["plain00"]["from_version"] == OLD_VERSION and by_name["plain00"]["to_version"] == __version__
     assert "no manifest" in by_name["nomanifest1"]["error"] and by_name["future0"]["exit_code"] == 2
     assert all(r["seconds"] >= 0 for r in data["repos"])
@@ -77,7 +81,7 @@ def test_fleet_of_50_gives_the_right_report(tmp_path: Path, tpl: Templates, caps
     for proj in projects:
         proj.assert_no_user_line_lost()
         ci = proj.read(CI)
-        assert "timeout-minutes: 25" in ci
+        assert "timeout-minutes: 130" in ci
 
 
 def test_repos_file_and_branch_commit(tmp_path: Path, tpl: Templates, capsys: pytest.CaptureFixture[str]) -> None:
@@ -87,7 +91,7 @@ def test_repos_file_and_branch_commit(tmp_path: Path, tpl: Templates, capsys: py
     clean.edit(CI, "branches: [main]", "branches: [main, ours]")
     git(clean.root, "commit", "-qam", "our edit")
     clash = make(repos, "clash", git_repo=True)
-    clash.edit(CI, "timeout-minutes: 20", "timeout-minutes: 40")
+    clash.edit(CI, "timeout-minutes: 15", "timeout-minutes: 40")
     git(clash.root, "commit", "-qam", "our edit")
     plain = make(repos, "plain")  # no git at all
     listing = repos / "fleet.txt"

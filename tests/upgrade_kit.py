@@ -18,10 +18,12 @@ import pytest
 from conftest import run_cli
 
 from mlci import templates
+from mlci.providers import github
 from mlci.upgrade.manifest import MANIFEST_PATH
 
 CI = ".github/workflows/ci.yml"
-CI_TEMPLATE = "workflow_templates/github/ci.yml.j2"
+CI_TEMPLATE = "workflow_templates/github/workflow.yml.j2"
+PRE_COMMIT = ".pre-commit-config.yaml"  # managed, and rendered from scaffold/
 OLD_VERSION = "0.0.9"
 
 
@@ -33,14 +35,20 @@ class Templates:
         for name in ("scaffold", "workflow_templates"):
             shutil.copytree(templates.shipped_dir(name), root / name)
         monkeypatch.setattr(templates, "shipped_dir", lambda name: self.root / name)
+        monkeypatch.setattr(github, "shipped_dir", lambda name: self.root / name)
+        self.clear_caches()
+
+    @staticmethod
+    def clear_caches() -> None:
         templates.action_pins.cache_clear()
+        github._template.cache_clear()
 
     def replace(self, relative: str, old: str, new: str) -> None:
         path = self.root / relative
         text = path.read_text(encoding="utf-8")
         assert old in text, f"{old!r} not in {relative}"
         path.write_text(text.replace(old, new), encoding="utf-8")
-        templates.action_pins.cache_clear()
+        self.clear_caches()
 
     def add(self, relative: str, text: str) -> None:
         (self.root / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +79,7 @@ class Project:
         self.root = root
         self.added: dict[str, list[str]] = {}
         self.before: dict[str, bytes] = {}
+        self.managed_before: set[str] = set()
 
     @property
     def manifest(self) -> dict[str, object]:
@@ -115,6 +124,9 @@ class Project:
 
     def snapshot(self) -> None:
         self.before = files_of(self.root)
+        manifest = self.root / MANIFEST_PATH
+        if manifest.exists():
+            self.managed_before = set(json.loads(manifest.read_text(encoding="utf-8"))["managed"])
 
     def upgrade(self, *args: str) -> int:
         if not self.before:
@@ -132,7 +144,7 @@ class Project:
 
     def assert_unmanaged_untouched(self) -> None:
         """Files mlci never managed are byte for byte what they were (mlci.yaml aside)."""
-        managed = set(self.manifest["managed"]) | {MANIFEST_PATH, "mlci.yaml"}  # type: ignore[call-overload]
+        managed = set(self.manifest["managed"]) | self.managed_before | {MANIFEST_PATH, "mlci.yaml"}  # type: ignore[call-overload]
         after = files_of(self.root)
         for relative, data in self.before.items():
             if relative not in managed and not relative.startswith(".github/"):

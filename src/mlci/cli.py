@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from mlci import __version__
 from mlci.errors import EXIT_INTERRUPTED, MlciError
 
-STAGES = ("lint", "test", "train", "register", "deploy")
+STAGES = ("lint", "test", "data-test", "train", "register", "deploy")
 
 
 def _add_project_dir(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +33,21 @@ def _add_tracking(parser: argparse.ArgumentParser) -> None:
         metavar="URI",
         default=None,
         help="MLflow tracking URI (overrides MLFLOW_TRACKING_URI and mlci.yaml)",
+    )
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine",
+        choices=("duckdb", "spark"),
+        default=None,
+        help="where the contract's SQL runs (default: mlci.yaml data_test.engine, else duckdb)",
+    )
+    parser.add_argument(
+        "--contract",
+        default=None,
+        metavar="PATH",
+        help="the data contract (default: mlci.yaml data_test.contract, else data/contract.yml)",
     )
 
 
@@ -87,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.set_defaults(handler="mlci.commands.upgrade:main")
 
     schema = sub.add_parser("schema", help="print the JSON Schema of mlci.yaml")
+    schema.add_argument("--markdown", action="store_true", help="print the table of keys for docs instead")
     schema.set_defaults(handler="mlci.commands.schema:main")
 
     lint = sub.add_parser("lint", help="ruff check + ruff format --check (+ pre-commit)")
@@ -96,6 +112,37 @@ def build_parser() -> argparse.ArgumentParser:
     test = sub.add_parser("test", help="pytest with JUnit XML and coverage")
     _add_project_dir(test)
     test.set_defaults(handler="mlci.stages.unit_test:main")
+
+    data_test = sub.add_parser(
+        "data-test",
+        help="check the data contract and drift (DuckDB, or Spark at scale)",
+        description="Check data/contract.yml: schema, nulls, ranges, allowed values, uniqueness, row counts, "
+        "freshness, SQL expectations and drift against the reference profile.",
+    )
+    _add_project_dir(data_test)
+    _add_data_options(data_test)
+    data_test.add_argument(
+        "--source",
+        default=None,
+        metavar="PATH",
+        help="check this file instead of the contract's dataset (e.g. the holdout split)",
+    )
+    data_test.set_defaults(handler="mlci.stages.data_test:main")
+
+    data = sub.add_parser("data", help="data contract tools: profile, schema")
+    data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+    profile = data_sub.add_parser("profile", help="write the reference profile drift is measured against")
+    _add_project_dir(profile)
+    _add_data_options(profile)
+    profile.add_argument(
+        "--source", default=None, metavar="PATH", help="profile this file instead of the contract's dataset"
+    )
+    profile.add_argument(
+        "--output", default=None, metavar="PATH", help="where to write it (default: the contract's drift.reference)"
+    )
+    profile.set_defaults(handler="mlci.commands.data:profile_main")
+    contract_schema = data_sub.add_parser("schema", help="print the JSON Schema of the data contract")
+    contract_schema.set_defaults(handler="mlci.commands.data:schema_main")
 
     train = sub.add_parser("train", help="train the entrypoint under an MLflow run")
     _add_project_dir(train)
@@ -112,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_project_dir(deploy)
     _add_tracking(deploy)
     deploy.add_argument("--target", choices=("local", "databricks"), default=None, help="default: mlci.yaml's target")
+    deploy.add_argument(
+        "--env", default=None, metavar="NAME", help="deployment environment, e.g. staging or production"
+    )
     deploy.set_defaults(handler="mlci.stages.deploy:main")
 
     serve = sub.add_parser("serve", help="serve a registered model in the foreground")

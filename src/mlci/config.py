@@ -57,6 +57,33 @@ class ProjectSection:
 class CISection:
     provider: Literal["github", "azure", "jenkins"] = _f("CI system the pipeline files are rendered for.", "github")
     python: str = _f("Python version the CI jobs use.", "3.11", pattern=r"^3\.\d+$")
+    default_branch: str = _f("Branch whose pushes run the cd pipeline.", "main", pattern=r"^[\w./-]+$")
+    runs_on: str = _f("Runner label of every job.", "ubuntu-latest", pattern=r"^[\w.-]+$")
+    actions: Literal["vendored", "remote"] = _f(
+        "Where the workflows take mlci's actions from: copies under .github/actions/ (vendored) or the mlci "
+        "repository pinned by commit (remote: needs mlci_repository and mlci_ref).",
+        "vendored",
+    )
+    mlci_repository: str | None = _f(
+        "owner/name of the mlci repository the remote actions come from.", None, pattern=r"^[\w.-]+/[\w.-]+$"
+    )
+    mlci_ref: str | None = _f(
+        "Full 40-character commit SHA of mlci_repository the remote actions are pinned to.",
+        None,
+        pattern=r"^[0-9a-f]{40}$",
+    )
+    mlci_install: str | None = _f(
+        "pip requirement CI installs mlci from (default: the remote actions' own checkout, or mlci==<version> "
+        "when vendored).",
+        None,
+        # A requirement or a path; nothing a shell or a GitHub expression would interpret.
+        pattern=r"^[\w.\-\[\],=<>!~@:/+ ]+$",
+    )
+    retrain_cron: str | None = _f(
+        "Cron schedule (UTC) of the retrain pipeline, e.g. '0 3 * * 1'; unset: no retrain pipeline.",
+        None,
+        pattern=r"^\S+ \S+ \S+ \S+ \S+$",
+    )
 
 
 @dataclass(frozen=True)
@@ -126,6 +153,14 @@ class TestSection:
 
 
 @dataclass(frozen=True)
+class DataTestSection:
+    contract: str = _f("Data contract checked by 'mlci data-test', relative to the project root.", "data/contract.yml")
+    engine: Literal["duckdb", "spark"] = _f(
+        "Engine the contract's SQL runs on: embedded DuckDB, or Spark (local mode or Databricks).", "duckdb"
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     schema: int = _f("Version of this file's format; mlci migrates older versions.", minimum=1)
     project: ProjectSection = _f("Names of the project.")
@@ -138,6 +173,7 @@ class Config:
     deploy: DeploySection = _f("Serving the champion.", DeploySection())
     lint: LintSection = _f("The lint stage.", LintSection())
     test: TestSection = _f("The unit-test stage.", TestSection())
+    data_test: DataTestSection = _f("The data-test stage: data contract and drift.", DataTestSection())
 
     @property
     def model_name(self) -> str:
@@ -233,12 +269,11 @@ def find_project(start: Path) -> Path:
 
 def load_project(root: Path | None = None) -> Project:
     root = find_project(root or Path.cwd())
-    path = root / CONFIG_FILE
-    return project_from_text(root, path.read_text(encoding="utf-8"))
+    return project_from_text((root / CONFIG_FILE).read_text(encoding="utf-8"), root)
 
 
-def project_from_text(root: Path, text: str) -> Project:
-    """A project from mlci.yaml's text (e.g. migrated in memory by `mlci upgrade`), validated."""
+def project_from_text(text: str, root: Path) -> Project:
+    """Validate mlci.yaml text fully (types and semantics) as if it were `root`/mlci.yaml."""
     config, lines = parse_config(text, str(root / CONFIG_FILE))
     project = Project(root=root, config=config, lines=lines)
     _check_semantics(project)
@@ -247,6 +282,18 @@ def project_from_text(root: Path, text: str) -> Project:
 
 def parse_config(text: str, filename: str) -> tuple[Config, dict[str, int]]:
     """Validate YAML text against the Config dataclasses; returns the config and key lines."""
+    return parse_yaml(text, filename, Config, empty_hint="start it with 'schema: 1' (see docs/mlci-yaml.md)")
+
+
+T = typing.TypeVar("T")
+
+
+def parse_yaml(text: str, filename: str, root: type[T], empty_hint: str = "") -> tuple[T, dict[str, int]]:
+    """Validate YAML text against any root dataclass; returns the value and the line of every key.
+
+    Keys are dotted paths with list indexes (`columns[3].min`); errors are ConfigErrors naming
+    `filename` and the line.
+    """
     loader = _Loader(text)
     try:
         try:
@@ -256,9 +303,9 @@ def parse_config(text: str, filename: str) -> tuple[Config, dict[str, int]]:
             line = mark.line + 1 if mark else None
             raise ConfigError(filename, line, f"invalid YAML: {exc.problem}; fix the syntax") from None
         if node is None:
-            raise ConfigError(filename, 1, "the file is empty; start it with 'schema: 1' (see docs/mlci-yaml.md)")
-        walker = _Walker(loader, filename)
-        value = walker.convert(node, Config, "")
+            raise ConfigError(filename, 1, f"the file is empty; {empty_hint or 'fill it in'}")
+        walker = _Walker(loader, filename, Path(filename).name)
+        value: T = walker.convert(node, root, "")
     finally:
         loader.dispose()
     return value, walker.lines
@@ -267,9 +314,10 @@ def parse_config(text: str, filename: str) -> tuple[Config, dict[str, int]]:
 class _Walker:
     """Converts YAML nodes into the typed dataclasses, recording the line of every key."""
 
-    def __init__(self, loader: Any, filename: str) -> None:
+    def __init__(self, loader: Any, filename: str, root_label: str = CONFIG_FILE) -> None:
         self.loader = loader
         self.filename = filename
+        self.root_label = root_label
         self.lines: dict[str, int] = {}
 
     def fail(self, node: yaml.Node, problem: str) -> ConfigError:
@@ -281,6 +329,11 @@ class _Walker:
         label = f"'{where}'" if where else "the top level"
         if dataclasses.is_dataclass(tp):
             return self._dataclass(node, tp, where)
+        if tp is Any:  # any one scalar: a string, number or boolean
+            value = self._scalar(node)
+            if value is None or not isinstance(value, str | int | float | bool):
+                raise self.fail(node, f"{label} must be a string, number or true/false, not {value!r}")
+            return value
         if origin in (typing.Union, types.UnionType):
             args = [a for a in typing.get_args(tp) if a is not type(None)]
             if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
@@ -290,7 +343,9 @@ class _Walker:
             choices = typing.get_args(tp)
             value = self._scalar(node)
             if value not in choices:
-                raise self.fail(node, f"{label} is {value!r}; use one of {', '.join(map(str, choices))}")
+                # A strict cut-off: 'flaot' suggests 'float', but 'gitlab' must not suggest 'github'.
+                hint = _did_you_mean(str(value), [str(c) for c in choices], cutoff=0.8)
+                raise self.fail(node, f"{label} is {value!r}; use one of {', '.join(map(str, choices))}{hint}")
             return value
         if origin is list:
             if not isinstance(node, yaml.SequenceNode):
@@ -343,7 +398,7 @@ class _Walker:
             seen.add(key)
 
     def _dataclass(self, node: yaml.Node, cls: Any, where: str) -> Any:
-        label = f"'{where}'" if where else "mlci.yaml"
+        label = f"'{where}'" if where else self.root_label
         if not isinstance(node, yaml.MappingNode):
             raise self.fail(node, f"{label} must be a mapping of keys to values")
         self._no_duplicates(node, where)
@@ -371,8 +426,8 @@ def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
-def _did_you_mean(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+def _did_you_mean(word: str, choices: list[str], cutoff: float = 0.6) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=cutoff)
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
@@ -424,6 +479,13 @@ def _check_semantics(project: Project) -> None:
         rel = getattr(cfg.data, key)
         if Path(rel).is_absolute() or ".." in Path(rel).parts:
             raise project.error(f"data.{key}", f"'{rel}' must be a path inside the project, relative to mlci.yaml")
+    if cfg.ci.actions == "remote" and not (cfg.ci.mlci_repository and cfg.ci.mlci_ref):
+        missing = "ci.mlci_repository" if not cfg.ci.mlci_repository else "ci.mlci_ref"
+        raise project.error(
+            "ci.actions",
+            f"ci.actions: remote needs {missing} (the repository and the full commit SHA to pin); "
+            "set it or use ci.actions: vendored",
+        )
     if cfg.target == "databricks" and not _UC_NAME_RE.match(cfg.model_name):
         raise project.error(
             "register.model_name",
@@ -436,12 +498,19 @@ def _check_semantics(project: Project) -> None:
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of mlci.yaml, generated from the dataclasses above."""
-    schema = _schema_of(Config, {})
+    return json_schema_of(
+        Config, "mlci.yaml", "Configuration of an mlci project: the one source of truth for its pipeline."
+    )
+
+
+def json_schema_of(root: Any, title: str, description: str) -> dict[str, Any]:
+    """The JSON Schema of any root dataclass read by parse_yaml."""
+    schema = _schema_of(root, {})
     schema.update(
         {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "title": "mlci.yaml",
-            "description": "Configuration of an mlci project: the one source of truth for its pipeline.",
+            "title": title,
+            "description": description,
         }
     )
     return schema
@@ -450,7 +519,9 @@ def json_schema() -> dict[str, Any]:
 def _schema_of(tp: Any, meta: dict[str, Any]) -> dict[str, Any]:
     origin = typing.get_origin(tp)
     out: dict[str, Any]
-    if dataclasses.is_dataclass(tp):
+    if tp is Any:
+        out = {"type": ["string", "number", "boolean"]}
+    elif dataclasses.is_dataclass(tp):
         hints = typing.get_type_hints(tp)
         props: dict[str, Any] = {}
         required = []
@@ -479,7 +550,7 @@ def _schema_of(tp: Any, meta: dict[str, Any]) -> dict[str, Any]:
         out = {"type": {str: "string", int: "integer", float: "number", bool: "boolean"}[tp]}
     if "doc" in meta:
         out["description"] = meta["doc"]
-    for key in ("minimum", "maximum", "pattern"):
+    for key in ("minimum", "maximum", "pattern", "minItems"):
         if key in meta:
             out[key] = meta[key]
     return out

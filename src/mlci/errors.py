@@ -19,6 +19,8 @@ class MlciError(Exception):
     """Base of every error mlci reports to the user as one line."""
 
     exit_code = EXIT_USAGE
+    # Extra Markdown for the CI job summary (e.g. a table of the failed checks).
+    markdown = ""
 
     def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)

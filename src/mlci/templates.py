@@ -32,10 +32,10 @@ MANAGED_PREFIXES = (
     "Jenkinsfile",
     ".pre-commit-config.yaml",
     ".mlci/mlci.schema.json",
+    ".mlci/contract.schema.json",
     "databricks.yml",
     "resources/",
 )
-WORKFLOW_DIR = {"github": ".github/workflows"}
 
 
 def shipped_dir(name: str) -> Path:
@@ -117,18 +117,50 @@ def action_pins() -> dict[str, dict[str, str]]:
     return pins
 
 
-def render_project(answers: Mapping[str, Any], keep: Callable[[str], bool] | None = None) -> dict[str, bytes]:
-    """The whole project: scaffold files plus the CI files of the chosen provider (or those `keep` accepts)."""
-    context = {**answers, "pins": action_pins()}
-    files = render_tree(shipped_dir("scaffold"), context, keep=keep)
-    provider = str(answers["provider"])
-    provider_dir = shipped_dir("workflow_templates") / provider
-    if provider_dir.is_dir():
-        ci_files = render_tree(
-            provider_dir, context, prefix=WORKFLOW_DIR.get(provider, "") and WORKFLOW_DIR[provider] + "/", keep=keep
+def render_project(
+    answers: Mapping[str, Any],
+    config_text: str | None = None,
+    root: Path | None = None,
+    keep: Callable[[str], bool] | None = None,
+) -> dict[str, bytes]:
+    """The whole project: scaffold files plus the CI files of the chosen provider.
+
+    The CI files are rendered from mlci.yaml (`config_text`, or the freshly rendered one), so
+    `mlci new` and `mlci render` produce them the same way. `keep`, when given, selects the
+    output paths to render (`mlci upgrade` renders only the managed files).
+    """
+    files = render_tree(shipped_dir("scaffold"), answers, keep=keep)
+    if config_text is None:
+        config_file = (
+            files.get("mlci.yaml")
+            or render_tree(shipped_dir("scaffold"), answers, keep=lambda path: path == "mlci.yaml")["mlci.yaml"]
         )
-        files.update({path: text for path, text in ci_files.items() if not path.endswith(".json")})
+        config_text = config_file.decode("utf-8")
+    ci_files = render_ci(config_text, answers, root or Path("."))
+    files.update({path: data for path, data in ci_files.items() if keep is None or keep(path)})
     return files
+
+
+def render_ci(config_text: str, answers: Mapping[str, Any], root: Path) -> dict[str, bytes]:
+    """The provider's CI files; a mlci.yaml that does not validate is refused with its line."""
+    from mlci import pipeline, providers
+    from mlci.config import project_from_text
+
+    config = project_from_text(config_text, root).config
+    provider = providers.get(config.ci.provider)
+    if provider is None:
+        return {}
+    context = {
+        **answers,
+        "python": config.ci.python,
+        "runs_on": config.ci.runs_on,
+        "ci_actions": config.ci.actions,
+        "mlci_repository": config.ci.mlci_repository,
+        "mlci_ref": config.ci.mlci_ref,
+        "mlci_install": config.ci.mlci_install,
+        "target": config.target,
+    }
+    return provider.render(pipeline.build(config), context)
 
 
 def is_managed(path: str) -> bool:

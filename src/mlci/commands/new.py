@@ -22,6 +22,7 @@ from typing import Any
 
 from mlci import __version__
 from mlci.config import CONFIG_FILE, is_valid_project_name, json_schema
+from mlci.contracts.format import json_schema as contract_json_schema
 from mlci.errors import UsageError
 from mlci.templates import is_managed, render_project, shipped_dir
 from mlci.upgrade.manifest import MANIFEST_PATH, build_manifest
@@ -32,8 +33,20 @@ RESERVED_PACKAGES = frozenset({"mlci", "mlflow", "sklearn", "pandas", "numpy", "
 _SPECIAL = set(" \t\n\r:#&*!|>'\"%@`{}[],?$;()<>\\~^=+")
 _PYTHON_RE = re.compile(r"^3\.(\d+)$")
 _UC_OR_PLAIN_MODEL = re.compile(r"^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*){0,2}$")
-SCHEMA_FILE = ".mlci/mlci.schema.json"
-ANSWER_KEYS = ("description", "author", "python_version", "package", "model_name")
+ANSWER_KEYS = (
+    "description",
+    "author",
+    "python_version",
+    "package",
+    "model_name",
+    "actions",
+    "mlci_repository",
+    "mlci_ref",
+    "mlci_install",
+    "retrain_cron",
+)
+# Answers that go into mlci.yaml's ci: section as they are; validated by loading the result.
+CI_ANSWERS = ("actions", "mlci_repository", "mlci_ref", "mlci_install", "retrain_cron")
 
 
 def validate_name(name: str) -> None:
@@ -136,6 +149,7 @@ def collect_answers(
     if "\n" in str(answers["description"]) or "\r" in str(answers["description"]):
         answers["description"] = " ".join(str(answers["description"]).split())
     return {
+        **{key: data[key] for key in CI_ANSWERS if key in data},
         "name": name,
         "package": package,
         "description": str(answers["description"]),
@@ -156,19 +170,37 @@ def _ask_choice(ask: Callable[[str, str], str], question: str, choices: tuple[st
         print(f"  choose one of {', '.join(choices)}", file=sys.stderr)
 
 
-def render_generated(answers: Mapping[str, Any], keep: Callable[[str], bool] | None = None) -> dict[str, bytes]:
-    """Every file mlci generates for a project but the manifest (or those whose path `keep` accepts)."""
+def render_generated(
+    answers: Mapping[str, Any],
+    config_text: str | None = None,
+    root: Path | None = None,
+    keep: Callable[[str], bool] | None = None,
+) -> dict[str, bytes]:
+    """Every file mlci generates for a project but the manifest (or those whose path `keep` accepts).
+
+    CI files come from `config_text` (mlci.yaml as the user now has it) when given.
+    """
     import json
 
-    files = render_project(answers, keep=keep)
-    if keep is None or keep(SCHEMA_FILE):
-        files[SCHEMA_FILE] = (json.dumps(json_schema(), indent=2) + "\n").encode("utf-8")
+    files = render_project(answers, config_text, root, keep=keep)
+    schemas: dict[str, Callable[[], dict[str, Any]]] = {
+        ".mlci/mlci.schema.json": json_schema,
+        ".mlci/contract.schema.json": contract_json_schema,
+    }
+    for path, schema in schemas.items():
+        if keep is None or keep(path):
+            files[path] = (json.dumps(schema(), indent=2) + "\n").encode("utf-8")
     return files
 
 
-def render_files(answers: Mapping[str, Any]) -> dict[str, bytes]:
-    """Every file of a new project, the manifest included, keyed by relative path."""
-    files = render_generated(answers)
+def render_files(
+    answers: Mapping[str, Any], config_text: str | None = None, root: Path | None = None
+) -> dict[str, bytes]:
+    """Every file of a project, the manifest included, keyed by relative path.
+
+    CI files come from `config_text` (mlci.yaml as the user now has it) when given.
+    """
+    files = render_generated(answers, config_text, root)
     managed = {path for path in files if is_managed(path)}
     manifest = build_manifest(answers, files, managed)
     files[MANIFEST_PATH] = manifest.to_json().encode("utf-8")
@@ -232,7 +264,7 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"{target} exists and is not a directory; choose another name or --output-dir")
     if target.is_dir() and any(target.iterdir()) and not args.force:
         raise UsageError(f"{target} is not empty; choose another name or --output-dir, or pass --force")
-    files = render_files(answers)
+    files = render_files(answers, root=target)
     write_tree(target, files, args.force)
     git_note = "git init skipped (--no-git)" if args.no_git else git_init(target)
     elapsed = time.perf_counter() - started

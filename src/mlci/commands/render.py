@@ -95,7 +95,7 @@ def main(args: argparse.Namespace) -> int:
     project = load_project_for(args)
     manifest = load_manifest(project.root)
     answers = answers_from(project, manifest)
-    rendered = render_files(answers)
+    rendered = render_files(answers, project.config_path.read_text(encoding="utf-8"), project.root)
     rendered.pop(MANIFEST_PATH, None)
     writes, deletes, edited, opted_out = plan(project, manifest, rendered)
     # The new manifest: fresh bases for what is now on disk as rendered, old bases for the rest.

@@ -24,6 +24,10 @@ def _work(stage: str, project: Project, args: argparse.Namespace) -> Callable[[]
         from mlci.stages.unit_test import run_tests
 
         return lambda: run_tests(project)
+    if stage == "data-test":
+        from mlci.stages.data_test import run_data_test
+
+        return lambda: run_data_test(project)
     if stage == "train":
         from mlci.stages.train import run_train
 

@@ -74,7 +74,7 @@ def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> St
             details=getattr(exc, "details", {}),
         )
         _write_json(result_path(project, stage), record)
-        ci_env.add_summary(f"### mlci {stage}: {record['status']}\n\n{exc.message}")
+        ci_env.add_summary(f"### mlci {stage}: {record['status']}\n\n{exc.message}\n\n{exc.markdown}")
         raise
     record.update(
         status="passed",

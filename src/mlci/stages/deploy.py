@@ -43,7 +43,9 @@ def smoke_test(project: Project, model_uri: str) -> dict[str, Any]:
     }
 
 
-def run_deploy(project: Project, target: str | None, tracking_override: str | None = None) -> StageResult:
+def run_deploy(
+    project: Project, target: str | None, tracking_override: str | None = None, env: str | None = None
+) -> StageResult:
     cfg = project.config
     where = target or cfg.target
     if where != "local":
@@ -98,6 +100,7 @@ def run_deploy(project: Project, target: str | None, tracking_override: str | No
         "version": version,
         "previous_champion": previous,
         "target": "local",
+        "environment": env,
         "smoke_test": smoke,
     }
     summary = (
@@ -109,6 +112,6 @@ def run_deploy(project: Project, target: str | None, tracking_override: str | No
 
 def main(args: argparse.Namespace) -> int:
     project = load_project_for(args)
-    result = execute("deploy", project, lambda: run_deploy(project, args.target, args.tracking_uri))
+    result = execute("deploy", project, lambda: run_deploy(project, args.target, args.tracking_uri, args.env))
     print(result.summary)
     return 0

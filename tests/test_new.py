@@ -23,6 +23,7 @@ VENDORED_ACTIONS = {
 EXPECTED_FILES = VENDORED_ACTIONS | {
     ".github/workflows/ci.yml",
     ".github/workflows/cd.yml",
+    ".github/workflows/mlci-upgrade.yml",
     ".gitignore",
     ".mlci/manifest.json",
     ".mlci/mlci.schema.json",
@@ -114,6 +115,7 @@ def test_manifest_records_answers_and_managed_bases(tmp_path: Path) -> None:
     assert set(manifest["managed"]) == VENDORED_ACTIONS | {
         ".github/workflows/ci.yml",
         ".github/workflows/cd.yml",
+        ".github/workflows/mlci-upgrade.yml",
         ".pre-commit-config.yaml",
         ".mlci/mlci.schema.json",
         ".mlci/contract.schema.json",

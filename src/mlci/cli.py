@@ -86,6 +86,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_project_dir(render)
     render.set_defaults(handler="mlci.commands.render:main")
 
+    upgrade = sub.add_parser(
+        "upgrade",
+        help="three-way merge the installed mlci's templates into one or many projects",
+        description="Upgrade managed files: a three-way merge of the manifest's base, your file and the new render.",
+        epilog="Exit codes: 0 merged or current, 1 conflicts remain (--check: behind), 2 bad input, 3 write error.",
+    )
+    upgrade.add_argument("paths", nargs="*", metavar="PATH", help="project directories (default: the current one)")
+    upgrade.add_argument("--repos-file", metavar="FILE", help="more project directories, one per line (# comments)")
+    mode = upgrade.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 1 if a project is behind or drifted; change nothing")
+    mode.add_argument("--dry-run", action="store_true", help="print unified diffs; change nothing")
+    upgrade.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="projects upgraded in parallel")
+    upgrade.add_argument("--report", metavar="FILE", help="write a JSON report of every project")
+    upgrade.add_argument(
+        "--require-clean", action="store_true", help="refuse (exit 2) if a file to change has uncommitted edits"
+    )
+    upgrade.add_argument("--branch", metavar="NAME", help="create this git branch in each cleanly upgraded project")
+    upgrade.add_argument("--commit", action="store_true", help="commit the upgrade in each cleanly upgraded project")
+    upgrade.set_defaults(handler="mlci.commands.upgrade:main")
+
     schema = sub.add_parser("schema", help="print the JSON Schema of mlci.yaml")
     schema.add_argument("--markdown", action="store_true", help="print the table of keys for docs instead")
     schema.set_defaults(handler="mlci.commands.schema:main")

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
-from functools import cache
+from collections.abc import Callable, Mapping
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,12 @@ def environment() -> jinja2.Environment:
     return env
 
 
+@lru_cache(maxsize=256)
+def compiled(source: str) -> jinja2.Template:
+    """A template compiled once per process (a fleet upgrade renders the same sources many times)."""
+    return environment().from_string(source)
+
+
 def yaml_str(value: Any) -> str:
     """A YAML double-quoted scalar for any text: quotes, newlines and ${{ stay inert."""
     return json.dumps(str(value), ensure_ascii=False)
@@ -82,17 +88,20 @@ def render_path(relative: str, answers: Mapping[str, Any]) -> str:
     return rendered[: -len(".j2")] if rendered.endswith(".j2") else rendered
 
 
-def render_tree(root: Path, answers: Mapping[str, Any], prefix: str = "") -> dict[str, bytes]:
-    """Every file of a template tree, rendered: {relative posix path: content}."""
-    env = environment()
+def render_tree(
+    root: Path, answers: Mapping[str, Any], prefix: str = "", keep: Callable[[str], bool] | None = None
+) -> dict[str, bytes]:
+    """Every file of a template tree (or those whose output path `keep` accepts), rendered."""
     files: dict[str, bytes] = {}
     for source in sorted(root.rglob("*")):
         if not source.is_file() or "__pycache__" in source.parts:
             continue
         relative = source.relative_to(root).as_posix()
         target = prefix + render_path(relative, answers)
+        if keep is not None and not keep(target):
+            continue
         if source.name.endswith(".j2"):
-            text = env.from_string(source.read_text(encoding="utf-8")).render(**answers)
+            text = compiled(source.read_text(encoding="utf-8")).render(**answers)
             if not text.strip():
                 continue
             files[target] = text.encode("utf-8")
@@ -109,16 +118,26 @@ def action_pins() -> dict[str, dict[str, str]]:
 
 
 def render_project(
-    answers: Mapping[str, Any], config_text: str | None = None, root: Path | None = None
+    answers: Mapping[str, Any],
+    config_text: str | None = None,
+    root: Path | None = None,
+    keep: Callable[[str], bool] | None = None,
 ) -> dict[str, bytes]:
     """The whole project: scaffold files plus the CI files of the chosen provider.
 
     The CI files are rendered from mlci.yaml (`config_text`, or the freshly rendered one), so
-    `mlci new` and `mlci render` produce them the same way.
+    `mlci new` and `mlci render` produce them the same way. `keep`, when given, selects the
+    output paths to render (`mlci upgrade` renders only the managed files).
     """
-    files = render_tree(shipped_dir("scaffold"), answers)
-    text = config_text if config_text is not None else files["mlci.yaml"].decode("utf-8")
-    files.update(render_ci(text, answers, root or Path(".")))
+    files = render_tree(shipped_dir("scaffold"), answers, keep=keep)
+    if config_text is None:
+        config_file = (
+            files.get("mlci.yaml")
+            or render_tree(shipped_dir("scaffold"), answers, keep=lambda path: path == "mlci.yaml")["mlci.yaml"]
+        )
+        config_text = config_file.decode("utf-8")
+    ci_files = render_ci(config_text, answers, root or Path("."))
+    files.update({path: data for path, data in ci_files.items() if keep is None or keep(path)})
     return files
 
 

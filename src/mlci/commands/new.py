@@ -170,6 +170,29 @@ def _ask_choice(ask: Callable[[str, str], str], question: str, choices: tuple[st
         print(f"  choose one of {', '.join(choices)}", file=sys.stderr)
 
 
+def render_generated(
+    answers: Mapping[str, Any],
+    config_text: str | None = None,
+    root: Path | None = None,
+    keep: Callable[[str], bool] | None = None,
+) -> dict[str, bytes]:
+    """Every file mlci generates for a project but the manifest (or those whose path `keep` accepts).
+
+    CI files come from `config_text` (mlci.yaml as the user now has it) when given.
+    """
+    import json
+
+    files = render_project(answers, config_text, root, keep=keep)
+    schemas: dict[str, Callable[[], dict[str, Any]]] = {
+        ".mlci/mlci.schema.json": json_schema,
+        ".mlci/contract.schema.json": contract_json_schema,
+    }
+    for path, schema in schemas.items():
+        if keep is None or keep(path):
+            files[path] = (json.dumps(schema(), indent=2) + "\n").encode("utf-8")
+    return files
+
+
 def render_files(
     answers: Mapping[str, Any], config_text: str | None = None, root: Path | None = None
 ) -> dict[str, bytes]:
@@ -177,11 +200,7 @@ def render_files(
 
     CI files come from `config_text` (mlci.yaml as the user now has it) when given.
     """
-    import json
-
-    files = render_project(answers, config_text, root)
-    files[".mlci/mlci.schema.json"] = (json.dumps(json_schema(), indent=2) + "\n").encode("utf-8")
-    files[".mlci/contract.schema.json"] = (json.dumps(contract_json_schema(), indent=2) + "\n").encode("utf-8")
+    files = render_generated(answers, config_text, root)
     managed = {path for path in files if is_managed(path)}
     manifest = build_manifest(answers, files, managed)
     files[MANIFEST_PATH] = manifest.to_json().encode("utf-8")

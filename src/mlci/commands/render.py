@@ -48,7 +48,7 @@ def plan(
         on_disk = project.root / path
         recorded = manifest.managed.get(path)
         if not on_disk.exists():
-            if recorded is not None:
+            if recorded is not None or path in manifest.opted_out:
                 opted_out.append(path)  # deleted by the user: stays deleted
             else:
                 writes[path] = data  # a file the template gained
@@ -107,6 +107,8 @@ def main(args: argparse.Namespace) -> int:
         if path in manifest.managed:
             new_manifest.managed[path] = manifest.managed[path]
     new_manifest.seeded = manifest.seeded
+    new_manifest.opted_out = manifest.opted_out  # what `mlci upgrade` recorded stays recorded
+    new_manifest.pending = {p: v for p, v in manifest.pending.items() if p in edited}
     writes[MANIFEST_PATH] = new_manifest.to_json().encode("utf-8")
     apply(project.root, writes, deletes)
     for path in sorted(writes):

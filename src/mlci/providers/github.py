@@ -165,6 +165,9 @@ def render(pipelines: tuple[Pipeline, ...], context: Mapping[str, Any]) -> dict[
         )
         _check_yaml(text, pipeline.id)
         files[f"{WORKFLOWS}/{pipeline.id}.yml"] = text.encode("utf-8")
+    # Not a pipeline of the model: the weekly `mlci upgrade` pull request (docs/upgrades.md).
+    upgrade = _template("mlci-upgrade.yml.j2").render(**context, pins=action_pins())
+    files[f"{WORKFLOWS}/mlci-upgrade.yml"] = upgrade.encode("utf-8")
     if context["ci_actions"] == "vendored":
         for name, text in render_actions(str(context["mlci_version"]), vendored=True).items():
             files[f"{VENDORED}/mlci-{name}/action.yml"] = text.encode("utf-8")

@@ -35,6 +35,11 @@ class Manifest:
     answers: dict[str, Any]
     managed: dict[str, dict[str, str]] = field(default_factory=dict)
     seeded: dict[str, str] = field(default_factory=dict)
+    # Written by `mlci upgrade`, only when non-empty: managed files the user deleted (never
+    # re-added), and files left with conflicts ({"theirs": text} or {"removed": true}) so the
+    # next run knows what the user resolved against.
+    opted_out: list[str] = field(default_factory=list)
+    pending: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         payload = {
@@ -45,6 +50,10 @@ class Manifest:
             "managed": dict(sorted(self.managed.items())),
             "seeded": dict(sorted(self.seeded.items())),
         }
+        if self.opted_out:
+            payload["opted_out"] = sorted(self.opted_out)
+        if self.pending:
+            payload["pending"] = dict(sorted(self.pending.items()))
         return json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
 
 
@@ -79,4 +88,6 @@ def load_manifest(root: Path) -> Manifest:
         answers=data["answers"],
         managed=data["managed"],
         seeded=data.get("seeded", {}),
+        opted_out=list(data.get("opted_out", [])),
+        pending=dict(data.get("pending", {})),
     )

@@ -1,0 +1,205 @@
+"""Upgrade one repository or a fleet of them: per-repo results, a progress line, a JSON report.
+
+Each repository is planned and applied on its own (atomically); one repository's error never
+stops the others. `--jobs N` runs N repositories at a time in threads. Git is spawned only
+for `--require-clean` and for `--branch/--commit`; a clean upgrade itself spawns nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlci import __version__
+from mlci.errors import EXIT_CHECK_FAILED, EXIT_INFRA, EXIT_OK, MlciError, UsageError
+from mlci.upgrade import engine
+from mlci.upgrade.manifest import MANIFEST_PATH
+
+UPDATED, UP_TO_DATE, CONFLICTS, ERROR, BEHIND = "updated", "up-to-date", "conflicts", "error", "behind"
+
+
+@dataclass(frozen=True)
+class Options:
+    check: bool = False
+    dry_run: bool = False
+    require_clean: bool = False
+    branch: str | None = None
+    commit: bool = False
+
+
+@dataclass
+class RepoResult:
+    path: str
+    status: str = UP_TO_DATE
+    from_version: str | None = None
+    to_version: str = __version__
+    files: dict[str, list[str]] = field(default_factory=dict)
+    conflicts: list[str] = field(default_factory=list)
+    error: str | None = None
+    exit_code: int = EXIT_OK
+    seconds: float = 0.0
+    git: str | None = None
+    commit: str | None = None
+    lines: list[str] = field(default_factory=list)  # what a user reads, one per file
+    diff: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("lines")
+        data.pop("diff")
+        return data
+
+
+def describe(change: engine.FileChange) -> str:
+    detail = f" ({change.detail})" if change.detail else ""
+    return f"{change.action:<9} {change.path}{detail}"
+
+
+def upgrade_repo(root: Path, options: Options) -> RepoResult:
+    started = time.perf_counter()
+    result = RepoResult(path=str(root))
+    try:
+        if engine.leftovers(root):
+            if options.check or options.dry_run:
+                raise UsageError(
+                    f"{root}: an interrupted upgrade left {engine.leftovers(root)[0].name} in .mlci/; "
+                    "run 'mlci upgrade' to restore the files it had replaced"
+                )
+            restored = engine.recover(root)
+            result.lines.append(f"restored  {len(restored)} file(s) left half-upgraded by an interrupted run")
+        plan = engine.plan_upgrade(root)
+        result.from_version = plan.from_version
+        for change in plan.changes:
+            result.files.setdefault(change.action, []).append(change.path)
+            result.lines.append(describe(change))
+        result.conflicts = [c.path for c in plan.conflicts]
+        if options.check:
+            result.status = BEHIND if plan.needed else UP_TO_DATE
+            result.exit_code = EXIT_CHECK_FAILED if plan.needed else EXIT_OK
+            if plan.needed and not plan.changes:
+                result.lines.append(f"manifest  {MANIFEST_PATH} (records mlci {plan.from_version})")
+            return result
+        if options.dry_run:
+            result.diff = "".join(engine.unified_diff(c) for c in plan.changes if c.writes or c.deletes)
+        else:
+            if options.require_clean:
+                engine.check_clean(plan)
+            if plan.needed:
+                engine.apply_plan(plan)
+        if plan.conflicts:
+            result.status, result.exit_code = CONFLICTS, EXIT_CHECK_FAILED
+        elif plan.needed:
+            result.status = UPDATED
+            if not options.dry_run and (options.branch or options.commit):
+                _git_branch_commit(root, plan, options, result)
+    except MlciError as exc:
+        result.status, result.error, result.exit_code = ERROR, exc.message, exc.exit_code
+    except OSError as exc:
+        result.status, result.error, result.exit_code = ERROR, f"{exc}; every file was left as it was", EXIT_INFRA
+    finally:
+        result.seconds = round(time.perf_counter() - started, 4)
+    return result
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=120, check=False)
+
+
+def _git_branch_commit(root: Path, plan: engine.Plan, options: Options, result: RepoResult) -> None:
+    """Create the branch and/or commit the upgrade (only for repos that upgraded cleanly)."""
+    if shutil.which("git") is None or not (root / ".git").exists():
+        result.git = "not a git repository: files upgraded, no branch or commit made"
+        return
+    if options.branch:
+        done = _git(root, "switch", "-c", options.branch)
+        if done.returncode != 0:
+            result.git = f"branch {options.branch} not created: {done.stderr.strip()}"
+            return
+        result.git = f"branch {options.branch}"
+    if not options.commit:
+        return
+    paths = sorted({c.path for c in plan.changes if c.writes or c.deletes} | {MANIFEST_PATH})
+    steps = [["add", "-A", "--", *paths]]
+    message = f"Upgrade to mlci {plan.to_version}\n\nFrom mlci {plan.from_version} by 'mlci upgrade'."
+    identity = ["-c", "user.name=mlci", "-c", "user.email=mlci@users.noreply.localhost"]
+    for step in steps:
+        done = _git(root, *step)
+        if done.returncode != 0:
+            result.git = f"git {step[0]} failed: {done.stderr.strip()}"
+            return
+    done = _git(root, "commit", "-q", "--no-verify", "-m", message)
+    if done.returncode != 0:  # no identity on this machine: commit as mlci
+        done = _git(root, *identity, "commit", "-q", "--no-verify", "-m", message)
+    if done.returncode != 0:
+        result.git = f"git commit failed: {(done.stderr or done.stdout).strip()}"
+        return
+    result.commit = _git(root, "rev-parse", "HEAD").stdout.strip()
+    result.git = f"{result.git + ', ' if result.git else ''}commit {result.commit[:12]}"
+
+
+def run_fleet(
+    roots: Sequence[Path],
+    options: Options,
+    jobs: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> list[RepoResult]:
+    """Upgrade every repository, `jobs` at a time; results in the order given."""
+    results: dict[int, RepoResult] = {}
+    total = len(roots)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(upgrade_repo, root, options): index for index, root in enumerate(roots)}
+        for count, future in enumerate(as_completed(futures), start=1):
+            index = futures[future]
+            result = future.result()
+            results[index] = result
+            if progress is not None:
+                status = result.status + (f": {result.error}" if result.error else "")
+                progress(f"[{count}/{total}] {Path(result.path).name}: {status} ({result.seconds:.2f}s)")
+    return [results[i] for i in range(total)]
+
+
+def exit_code(results: Sequence[RepoResult]) -> int:
+    return max((r.exit_code for r in results), default=EXIT_OK)
+
+
+def summary(results: Sequence[RepoResult]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for result in results:
+        counts[result.status] = counts.get(result.status, 0) + 1
+    return counts
+
+
+def write_report(path: Path, results: Sequence[RepoResult], options: Options, seconds: float) -> None:
+    """The JSON report, written atomically (a temp file beside it, then renamed)."""
+    payload = {
+        "mlci_version": __version__,
+        "mode": "check" if options.check else "dry-run" if options.dry_run else "upgrade",
+        "seconds": round(seconds, 3),
+        "exit_code": exit_code(results),
+        "summary": summary(results),
+        "repos": [r.to_json() for r in results],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=2)
+            handle.write("\n")
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def stderr_progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)

@@ -159,15 +159,18 @@ def test_databricks_target_refuses_to_run_locally_by_accident(
 
 SLOW_MODEL = """\
 import time
+from pathlib import Path
 
 import mlflow.pyfunc
 
+# Created by the test once the model is logged: MLflow also predicts while logging it.
+SLOW_MARKER = Path(__file__).resolve().parent / "slow-marker"
+
 
 class Slow(mlflow.pyfunc.PythonModel):
-    def load_context(self, context):
-        time.sleep(60)  # the server never gets ready before the test sends SIGTERM
-
     def predict(self, context, model_input, params=None):
+        if Path(SLOW_MARKER_PATH).exists():
+            time.sleep(60)  # the smoke test waits here until the test sends SIGTERM
         return [0] * len(model_input)
 """
 
@@ -185,7 +188,8 @@ def test_sigterm_during_deploy_leaves_the_champion(new_project: Any) -> None:
     name = load_project(project).config.model_name
     uri = f"sqlite:///{project / '.mlci' / 'mlflow.db'}"
     sys.path.insert(0, str(project))
-    (project / "slow_model.py").write_text(SLOW_MODEL)
+    marker = project / "slow-marker"
+    (project / "slow_model.py").write_text(SLOW_MODEL.replace("SLOW_MARKER_PATH", repr(str(marker))))
     try:
         import slow_model
 
@@ -203,6 +207,7 @@ def test_sigterm_during_deploy_leaves_the_champion(new_project: Any) -> None:
         sys.path.remove(str(project))
     client = MlflowClient(tracking_uri=uri)
     slow = str(mlflow.register_model(info.model_uri, name).version)
+    marker.write_text("slow")
     client.set_registered_model_alias(name, "challenger", slow)
     process = subprocess.Popen(
         [sys.executable, "-m", "mlci", "deploy"],
@@ -216,10 +221,10 @@ def test_sigterm_during_deploy_leaves_the_champion(new_project: Any) -> None:
     while result(project, "deploy")["status"] != "running":  # the stage marks itself running first
         assert time.monotonic() < deadline, "deploy never started"
         time.sleep(0.2)
-    time.sleep(3)  # inside the model load
+    time.sleep(5)  # by now the smoke test waits on the model's predict
     process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, out + err
     assert "mlci: interrupted" in err
     aliases = {a: str(v) for a, v in client.get_registered_model(name).aliases.items()}
     assert aliases == {"champion": "1", "challenger": slow}

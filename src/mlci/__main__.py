@@ -1,5 +1,3 @@
-import sys
+from mlci.cli import run
 
-from mlci.cli import main
-
-sys.exit(main())
+run()

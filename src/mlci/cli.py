@@ -222,5 +222,16 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def run() -> None:
+    """The `mlci` command: main(), then exit. After an interruption exit at once, without
+    waiting for worker threads (e.g. a model server stuck in predict) that cannot be stopped."""
+    code = main()
+    if code == EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

@@ -139,7 +139,7 @@ def _check_yaml(text: str, what: str) -> None:
     import yaml
 
     try:
-        yaml.safe_load(text)
+        yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         raise InfraError(
             f"mlci rendered an invalid {what} workflow ({exc}); this is a bug in mlci, please report it"

@@ -151,3 +151,12 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _repository_stays_clean() -> Iterator[None]:
+    """No test may write MLflow runs (or anything else) into the checkout."""
+    before = set(os.listdir(REPO))
+    yield
+    stray = set(os.listdir(REPO)) - before
+    assert not stray, f"tests left files in the repository: {sorted(stray)}"

@@ -194,6 +194,7 @@ def test_sigterm_during_deploy_leaves_the_champion(new_project: Any) -> None:
         import slow_model
 
         mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment(load_project(project).config.experiment)  # artifacts under the project's .mlci/
         example = pd.read_csv(project / "data" / "holdout.csv").drop(columns=["malignant"]).head(2)
         with mlflow.start_run():
             info = mlflow.pyfunc.log_model(

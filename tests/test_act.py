@@ -63,10 +63,19 @@ def make_stubs(root: Path) -> list[str]:
     return mappings
 
 
-def scaffold_for_act(tmp_path: Path, fault: str | None) -> Path:
-    assert (
-        run_cli("new", "act-model", "--defaults", "--output-dir", str(tmp_path), "--data", f"mlci_install={REPO}") == 0
+REMOTE_SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def scaffold_for_act(tmp_path: Path, fault: str | None, remote: bool = False) -> Path:
+    # Vendored actions install mlci from this working tree; remote ones are this working
+    # tree's actions/ (mapped by act) and install mlci from their own checkout.
+    answers = (
+        ["actions=remote", "mlci_repository=mlci-dev/mlci", f"mlci_ref={REMOTE_SHA}"]
+        if remote
+        else [f"mlci_install={REPO}"]
     )
+    data = [arg for answer in answers for arg in ("--data", answer)]
+    assert run_cli("new", "act-model", "--defaults", "--output-dir", str(tmp_path), *data) == 0
     project = tmp_path / "act-model"
     package = project / "src" / "act_model"
     if fault == "lint":
@@ -87,14 +96,14 @@ def scaffold_for_act(tmp_path: Path, fault: str | None) -> Path:
         workflow.write_text(workflow.read_text().replace("uses: $/", "uses: ./"))
     subprocess.run(["git", "add", "-A"], cwd=project, check=True)
     subprocess.run(
-        ["git", "-c", "user.name=act", "-c", "user.email=act@localhost", "commit", "-qm", "act copy"],
+        ["git", "-c", "user.name=act", "-c", "user.email=act@localhost", "commit", "--allow-empty", "-qm", "act copy"],
         cwd=project,
         check=True,
     )
     return project
 
 
-def run_ci_with_act(project: Path, tmp_path: Path) -> tuple[dict[str, str], str]:
+def run_ci_with_act(project: Path, tmp_path: Path, extra: tuple[str, ...] = ()) -> tuple[dict[str, str], str]:
     event = tmp_path / "event.json"
     event.write_text(
         json.dumps({"ref": "refs/heads/main", "repository": {"default_branch": "main", "full_name": "acme/act-model"}})
@@ -120,6 +129,7 @@ def run_ci_with_act(project: Path, tmp_path: Path) -> tuple[dict[str, str], str]
             "--env",
             "GIT_PAGER=cat",
             *make_stubs(tmp_path / "stubs"),
+            *extra,
         ],
         cwd=project,
         env=env,
@@ -146,3 +156,23 @@ def test_generated_ci_runs_under_act(tmp_path: Path, fault: str | None) -> None:
     assert failed == expected, log
     if fault:
         assert f"jobs did not pass: {fault}: failure" in log
+
+
+def source_copy(root: Path) -> Path:
+    """The parts of this working tree an action checkout needs (not .venv or .git, which act
+    would copy too)."""
+    import shutil
+
+    for name in ("actions", "src", "scaffold", "workflow_templates", "requirements"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, root / name)
+    return root
+
+
+def test_remote_actions_from_this_working_tree_run_under_act(tmp_path: Path) -> None:
+    project = scaffold_for_act(tmp_path, None, remote=True)
+    source = source_copy(tmp_path / "mlci-source")
+    assert f"mlci-dev/mlci/actions/lint@{REMOTE_SHA}" in (project / ".github" / "workflows" / "ci.yml").read_text()
+    results, log = run_ci_with_act(project, tmp_path, ("--local-repository", f"mlci-dev/mlci@{REMOTE_SHA}={source}"))
+    assert results == dict.fromkeys(ALL_JOBS, "succeeded"), log

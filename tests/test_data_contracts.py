@@ -428,3 +428,30 @@ def test_data_test_runs_between_test_and_train() -> None:
     from mlci.cli import STAGES
 
     assert STAGES == ("lint", "test", "data-test", "train", "register", "deploy")
+
+
+@pytest.mark.parametrize(
+    ("column_type", "values", "data"),
+    [
+        ("integer", [0, 1, 2, 3], [0, 3, 4, -1, None, 2]),  # a range: one BETWEEN
+        ("integer", [3, 1, 2, 2], [1, 2, 3, 0, 4, None]),  # a range given out of order, repeated
+        ("integer", [0, 2, 5], [0, 1, 2, 5, 6, None]),  # gaps: NOT IN
+        ("string", ["a", "o'b", "a", ""], ["a", "o'b", "", "b", "A", None, "a "]),  # ENUM cast on DuckDB
+    ],
+)
+def test_allowed_rewrites_count_like_not_in(column_type: str, values: list[object], data: list[object]) -> None:
+    import duckdb
+
+    sql_type = "BIGINT" if column_type == "integer" else "VARCHAR"
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE t (c {sql_type})")
+    con.executemany("INSERT INTO t VALUES (?)", [[v] for v in data])
+    naive = DIALECTS["duckdb"].literal
+    listed = ", ".join(naive(v, column_type) for v in values)
+    expected = con.execute(f"SELECT count_if(c IS NOT NULL AND c NOT IN ({listed})) FROM t").fetchone()
+    # Spark's integer form is plain SQL that DuckDB also runs (its string quoting is not).
+    for dialect in DIALECTS.values() if column_type == "integer" else [DIALECTS["duckdb"]]:
+        condition = dialect.outside('"c"', values, column_type)
+        assert con.execute(f"SELECT count_if({condition}) FROM t").fetchone() == expected, condition
+    assert "BETWEEN" in DIALECTS["spark"].outside("c", [1, 0], "integer")
+    assert "ENUM" in DIALECTS["duckdb"].outside("c", ["x"], "string")

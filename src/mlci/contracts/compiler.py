@@ -55,6 +55,22 @@ class Dialect:
         all_set = " AND ".join(f"{c} IS NOT NULL" for c in columns_sql)
         return f"count(DISTINCT CASE WHEN {all_set} THEN ({', '.join(columns_sql)}) END)"
 
+    def outside(self, column_sql: str, values: Sequence[Any], column_type: str) -> str:
+        """Condition: a non-null value not in `values` (the `allowed` check).
+
+        Integer sets that fill a range become one BETWEEN (a NOT IN list is evaluated value by
+        value, and a range lets the engine use the column's min/max statistics).
+        """
+        if (
+            column_type == "integer"
+            and values
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+            and len(set(values)) == max(values) - min(values) + 1
+        ):
+            return f"{column_sql} IS NOT NULL AND {column_sql} NOT BETWEEN {min(values)} AND {max(values)}"
+        listed = ", ".join(self.literal(v, column_type) for v in values)
+        return f"{column_sql} IS NOT NULL AND {column_sql} NOT IN ({listed})"
+
     def quantiles(self, column_sql: str, probabilities: Sequence[float]) -> str:
         """One expression giving the list of continuous (linearly interpolated) quantiles."""
         return f"quantile_cont({column_sql}, [{', '.join(repr(p) for p in probabilities)}])"
@@ -80,6 +96,14 @@ class Dialect:
 
 class DuckDBDialect(Dialect):
     name = "duckdb"
+
+    def outside(self, column_sql: str, values: Sequence[Any], column_type: str) -> str:
+        if column_type == "string" and values and all(isinstance(v, str) for v in values):
+            # A cast to an ENUM of the allowed strings is one hash lookup per row (NULL when the
+            # value is not a member), several times faster than a NOT IN list of strings.
+            members = ", ".join(self.string(v) for v in dict.fromkeys(values))
+            return f"{column_sql} IS NOT NULL AND TRY_CAST({column_sql} AS ENUM({members})) IS NULL"
+        return super().outside(column_sql, values, column_type)
 
 
 class SparkDialect(Dialect):
@@ -322,8 +346,7 @@ def _column_checks(plan: _Plan, contract: Contract, index: int, col: Column) -> 
 
         out.append(bound_check)
     if col.allowed is not None:
-        values = ", ".join(d.literal(v, col.type) for v in col.allowed)
-        bad = plan.add(d.count_if(f"{c} IS NOT NULL AND {c} NOT IN ({values})"))
+        bad = plan.add(d.count_if(d.outside(c, col.allowed, col.type)))
         listed = ", ".join(show(v) if not isinstance(v, bool) else str(v).lower() for v in col.allowed)
         expected = f"in {{{listed}}}" if len(listed) <= 60 else f"in {{{listed[:57]}...}}"
 

@@ -26,6 +26,10 @@ class DuckDBEngine:
 
     def __init__(self) -> None:
         self.con = duckdb.connect(":memory:")
+        # count(DISTINCT k) on an integer key whose min/max statistics span at most 2^24 values
+        # uses a directly indexed (perfect) hash table instead of a hashed one: ~5x faster on
+        # 10M unique ids. The table is sized from the statistics (<= 16M slots), not the rows.
+        self.con.execute("SET perfect_ht_threshold = 24")
         self._arrow: Any = None  # keeps a registered Arrow dataset alive
 
     def open(self, source: Source) -> None:

@@ -637,7 +637,83 @@ def test_upgrade_killed_half_way_is_undone_by_the_next_run(tmp_path: Path, capsy
     assert run_cli("upgrade", "--dry-run", str(proj.root)) == 2
     capsys.readouterr()
     assert proj.upgrade() == 0
-    assert "restored  1 file(s)" in capsys.readouterr().out
+    assert "restored  .github/workflows/" in capsys.readouterr().out
     assert 'python-version: "3.12"' in proj.read(CI) and 'python-version: "3.12"' in proj.read(UPGRADE_WF)
     assert not engine.leftovers(proj.root) and proj.upgrade("--check") == 0
+    proj.assert_no_user_line_lost()
+
+
+KILL_AFTER_FIRST_SWAP = (
+    "import os, sys\n"
+    "from mlci.upgrade import engine\n"
+    "real, calls = engine._swap, []\n"
+    "def swap(source, target):\n"
+    "    calls.append(target)\n"
+    "    if len(calls) == 2:\n"
+    "        os._exit(9)\n"
+    "    real(source, target)\n"
+    "engine._swap = swap\n"
+    "from mlci.cli import main\n"
+    "sys.exit(main(['upgrade', sys.argv[1]]))\n"
+)
+
+
+def test_recovery_never_overwrites_an_edit_made_after_the_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proj = make(tmp_path, "edited-after-crash")
+    proj.edit("mlci.yaml", 'python: "3.11"', 'python: "3.12"')
+    done = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_FIRST_SWAP, str(proj.root)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 9
+    swapped = next(p for p in (CI, UPGRADE_WF, ".github/workflows/cd.yml") if '"3.12"' in proj.read(p))
+    before_crash = manifest_base(proj, swapped)
+    proj.write(swapped, proj.read(swapped) + "# IMPORTANT user edit after the crash\n")
+    capsys.readouterr()
+    assert proj.upgrade() in (0, 1)
+    out = capsys.readouterr().out
+    assert "IMPORTANT user edit after the crash" in proj.read(swapped)
+    assert f"{swapped} (edited after the interrupted upgrade: kept" in out
+    assert (proj.root / (swapped + ".mlci-orig")).read_text() == before_crash
+    proj.assert_no_user_line_lost()
+
+
+def test_render_then_upgrade_keeps_a_deleted_file_deleted(proj: Project, tpl: Templates) -> None:
+    (proj.root / ".github/workflows/cd.yml").unlink()
+    proj.edit("mlci.yaml", 'python: "3.11"', 'python: "3.12"')
+    assert run_cli("render", "-C", str(proj.root)) == 0
+    assert ".github/workflows/cd.yml" in proj.manifest["opted_out"]  # type: ignore[operator]
+    new_timeout(tpl)
+    assert proj.upgrade() == 0
+    assert not (proj.root / ".github/workflows/cd.yml").exists()
+
+
+def test_manifest_missing_a_key_is_bad_input(proj: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    import json as _json
+
+    path = proj.root / MANIFEST_PATH
+    data = _json.loads(path.read_text())
+    del data["answers"]
+    path.write_text(_json.dumps(data))
+    assert proj.upgrade() == 2
+    assert "'answers' is missing or not a dict; restore the manifest from git" in capsys.readouterr().err
+
+
+def test_require_clean_in_a_project_inside_a_monorepo(tmp_path: Path, tpl: Templates) -> None:
+    from upgrade_kit import git
+
+    mono = tmp_path / "mono"
+    mono.mkdir()
+    proj = make(mono, "inner")
+    git(mono, "init", "-q")
+    git(mono, "add", "-A")
+    git(mono, "commit", "-qm", "monorepo")
+    proj.age()
+    new_timeout(tpl)
+    proj.edit(CI, "name: ci\n", "name: ci\n# our note\n")  # uncommitted, under merge
+    assert proj.upgrade("--require-clean") == 2  # git found above the project, the edit seen
+    assert "# our note" in proj.read(CI)
+    git(mono, "commit", "-qam", "edit")
+    assert proj.upgrade("--require-clean") == 0
     proj.assert_no_user_line_lost()

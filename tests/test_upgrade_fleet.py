@@ -128,3 +128,37 @@ def test_fleet_check_mode_lists_behind_repos(tmp_path: Path, tpl: Templates) -> 
 def test_missing_repos_file_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli("upgrade", "--repos-file", str(tmp_path / "nope.txt")) == 2
     assert "--repos-file" in capsys.readouterr().err
+
+
+def test_one_broken_repository_does_not_stop_the_fleet(
+    tmp_path: Path, tpl: Templates, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlci.upgrade import engine
+
+    good = make(tmp_path, "good")
+    bad_yaml = make(tmp_path, "bad-yaml")
+    surprise = make(tmp_path, "surprise")
+    with (bad_yaml.root / "mlci.yaml").open("a") as config:
+        config.write("# form\x0cfeed\n")  # a character YAML refuses
+    newer(tpl)
+    real_plan = engine.plan_upgrade
+
+    def plan(root: Path) -> engine.Plan:
+        if root.name == "surprise":
+            raise RuntimeError("disk on fire")  # stands for any bug below the fleet
+        return real_plan(root)
+
+    monkeypatch.setattr(engine, "plan_upgrade", plan)
+    report = tmp_path / "report.json"
+    code = run_cli(
+        "upgrade", "--jobs", "2", "--report", str(report), str(good.root), str(bad_yaml.root), str(surprise.root)
+    )
+    assert code == 3
+    repos = {Path(r["path"]).name: r for r in json.loads(report.read_text())["repos"]}
+    assert repos["good"]["status"] == "updated"
+    assert repos["bad-yaml"]["status"] == "error" and repos["bad-yaml"]["exit_code"] == 2
+    assert "invalid YAML" in repos["bad-yaml"]["error"] and "mlci.yaml:" in repos["bad-yaml"]["error"]
+    assert (
+        repos["surprise"]["status"] == "error" and "unexpected RuntimeError: disk on fire" in repos["surprise"]["error"]
+    )
+    assert "timeout-minutes: 115" in good.read(CI)

@@ -304,10 +304,8 @@ def parse_yaml(text: str, filename: str, root: type[T], empty_hint: str = "") ->
     try:
         try:
             node = loader.get_single_node()
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark
-            line = mark.line + 1 if mark else None
-            raise ConfigError(filename, line, f"invalid YAML: {exc.problem}; fix the syntax") from None
+        except yaml.YAMLError as exc:
+            raise yaml_error(exc, text, filename) from None
         if node is None:
             raise ConfigError(filename, 1, f"the file is empty; {empty_hint or 'fill it in'}")
         walker = _Walker(loader, filename, Path(filename).name)
@@ -315,6 +313,17 @@ def parse_yaml(text: str, filename: str, root: type[T], empty_hint: str = "") ->
     finally:
         loader.dispose()
     return value, walker.lines
+
+
+def yaml_error(exc: yaml.YAMLError, text: str, filename: str) -> ConfigError:
+    """A YAML syntax or reader error as a ConfigError naming the line."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        return ConfigError(filename, mark.line + 1, f"invalid YAML: {getattr(exc, 'problem', exc)}; fix the syntax")
+    position = getattr(exc, "position", None)  # a ReaderError: a character YAML does not allow
+    line = text[:position].count("\n") + 1 if isinstance(position, int) else None
+    reason = getattr(exc, "reason", None) or str(exc)
+    return ConfigError(filename, line, f"invalid YAML: {reason}; remove the control character")
 
 
 class _Walker:

@@ -107,7 +107,8 @@ def main(args: argparse.Namespace) -> int:
         if path in manifest.managed:
             new_manifest.managed[path] = manifest.managed[path]
     new_manifest.seeded = manifest.seeded
-    new_manifest.opted_out = manifest.opted_out  # what `mlci upgrade` recorded stays recorded
+    # A file the user deleted stays deleted: recorded, so `mlci upgrade` does not bring it back either.
+    new_manifest.opted_out = sorted(set(manifest.opted_out) | set(opted_out))
     new_manifest.pending = {p: v for p, v in manifest.pending.items() if p in edited}
     writes[MANIFEST_PATH] = new_manifest.to_json().encode("utf-8")
     apply(project.root, writes, deletes)

@@ -86,7 +86,8 @@ def main(args: argparse.Namespace) -> int:
 def _one_line(result: fleet.RepoResult) -> str:
     moved = f"mlci {result.from_version} -> {result.to_version}"
     if result.status == fleet.BEHIND:
-        return f"upgrade --check: {result.path} is behind ({moved}); run 'mlci upgrade'"
+        why = moved if result.from_version != result.to_version else "generated files drifted from mlci.yaml"
+        return f"upgrade --check: {result.path} is behind ({why}); run 'mlci upgrade'"
     if result.status == fleet.UP_TO_DATE:
         return f"upgrade: up to date with mlci {result.to_version}"
     if result.status == fleet.CONFLICTS:

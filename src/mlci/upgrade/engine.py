@@ -239,11 +239,25 @@ def plan_upgrade(root: Path) -> Plan:
     return plan
 
 
+def git_toplevel(root: Path) -> Path | None:
+    """The git work tree holding `root` (it may be a monorepo above it), or None."""
+    if shutil.which("git") is None:
+        return None
+    done = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--show-toplevel"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return Path(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip() else None
+
+
 def dirty_files(root: Path, paths: list[str]) -> list[str]:
     """Paths with uncommitted changes in git (only for --require-clean; spawns git)."""
     if not paths:
         return []
-    if shutil.which("git") is None or not (root / ".git").exists():
+    if git_toplevel(root) is None:
         raise UsageError(f"{root}: --require-clean needs a git repository; commit the project first or drop the flag")
     done = subprocess.run(
         ["git", "status", "--porcelain", "-z", "--", *paths],
@@ -294,8 +308,14 @@ def apply_plan(plan: Plan) -> None:
                 shutil.copymode(target, source)
             staged.append((target, source))
         # The journal lets the next run undo an upgrade killed half-way (see recover()).
+        # Each entry also records the hash of what this run writes there (None: it deletes),
+        # so a recovery can tell the upgrade's half-done work from an edit made after the crash.
         journal = [
-            {"target": (t.relative_to(root)).as_posix(), "backup": f"old-{i}" if t.exists() else None}
+            {
+                "target": (t.relative_to(root)).as_posix(),
+                "backup": f"old-{i}" if t.exists() else None,
+                "new": sha256(ops[i][1]) if ops[i][1] is not None else None,  # type: ignore[arg-type]
+            }
             for i, (t, _) in enumerate(staged)
         ]
         (work / JOURNAL).write_text(json.dumps(journal), encoding="utf-8")
@@ -339,25 +359,45 @@ def leftovers(root: Path) -> list[Path]:
 
 
 def recover(root: Path) -> list[str]:
-    """Put back every file an interrupted upgrade had replaced; returns the restored paths."""
-    restored: list[str] = []
+    """Undo an upgrade that was killed half-way; returns one line per file it touched.
+
+    A file is put back only while it is still exactly what the interrupted run left (its new
+    text, or absent where it deleted); anything changed since then is someone's edit: it stays,
+    and the pre-upgrade copy is kept beside it as `<name>.mlci-orig`.
+    """
+    notes: list[str] = []
     for work in leftovers(root):
         journal_file = work / JOURNAL
         if journal_file.is_file():  # no journal: it died while staging, nothing was swapped
-            entries = json.loads(journal_file.read_text(encoding="utf-8"))
-            for entry in reversed(entries):
-                target = root / entry["target"]
-                if entry["backup"] is not None:
-                    backup = work / entry["backup"]
-                    if backup.exists():
-                        if not (target.exists() and target.read_bytes() == backup.read_bytes()):
-                            restored.append(entry["target"])
-                        os.replace(backup, target)
-                elif target.exists():
-                    target.unlink()
-                    restored.append(entry["target"])
+            for entry in reversed(json.loads(journal_file.read_text(encoding="utf-8"))):
+                note = _recover_entry(root, work, entry)
+                if note:
+                    notes.append(note)
         shutil.rmtree(work, ignore_errors=True)
-    return sorted(set(restored))
+    return sorted(set(notes))
+
+
+def _recover_entry(root: Path, work: Path, entry: dict[str, Any]) -> str | None:
+    target = root / entry["target"]
+    current = target.read_bytes() if target.is_file() else None
+    backup = work / entry["backup"] if entry["backup"] is not None else None
+    old = backup.read_bytes() if backup is not None and backup.exists() else None
+    if current == old:
+        return None  # not swapped yet, or already back
+    left_by_upgrade = (current is None and entry.get("new") is None) or (
+        current is not None and sha256(current) == entry.get("new")
+    )
+    if not left_by_upgrade and "new" in entry:
+        if old is not None:
+            keep = target.with_name(target.name + ".mlci-orig")
+            keep.write_bytes(old)
+            return f"{entry['target']} (edited after the interrupted upgrade: kept; old copy in {keep.name})"
+        return None  # a file the user created after the crash: theirs
+    if old is not None:
+        os.replace(backup, target)  # type: ignore[arg-type]
+    else:
+        target.unlink(missing_ok=True)
+    return entry["target"]  # type: ignore[no-any-return]
 
 
 def unified_diff(change: FileChange) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,8 +74,8 @@ def upgrade_repo(root: Path, options: Options) -> RepoResult:
                     f"{root}: an interrupted upgrade left {engine.leftovers(root)[0].name} in .mlci/; "
                     "run 'mlci upgrade' to restore the files it had replaced"
                 )
-            restored = engine.recover(root)
-            result.lines.append(f"restored  {len(restored)} file(s) left half-upgraded by an interrupted run")
+            for note in engine.recover(root):
+                result.lines.append(f"restored  {note} (left half-upgraded by an interrupted run)")
         plan = engine.plan_upgrade(root)
         result.from_version = plan.from_version
         for change in plan.changes:
@@ -106,6 +105,9 @@ def upgrade_repo(root: Path, options: Options) -> RepoResult:
         result.status, result.error, result.exit_code = ERROR, exc.message, exc.exit_code
     except OSError as exc:
         result.status, result.error, result.exit_code = ERROR, f"{exc}; every file was left as it was", EXIT_INFRA
+    except Exception as exc:  # one repository's surprise must not abort the fleet or lose its report
+        result.status, result.exit_code = ERROR, EXIT_INFRA
+        result.error = f"unexpected {type(exc).__name__}: {exc}; every file was left as it was"
     finally:
         result.seconds = round(time.perf_counter() - started, 4)
     return result
@@ -117,7 +119,7 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _git_branch_commit(root: Path, plan: engine.Plan, options: Options, result: RepoResult) -> None:
     """Create the branch and/or commit the upgrade (only for repos that upgraded cleanly)."""
-    if shutil.which("git") is None or not (root / ".git").exists():
+    if engine.git_toplevel(root) is None:
         result.git = "not a git repository: files upgraded, no branch or commit made"
         return
     if options.branch:

@@ -79,10 +79,18 @@ def load_manifest(root: Path) -> Manifest:
         raise ConfigError(
             str(path), exc.lineno, f"invalid JSON ({exc.msg}); restore it from git, it is never edited by hand"
         ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), 1, "is not a JSON object; restore it from git, it is never edited by hand")
     if data.get("format") != MANIFEST_FORMAT:
         raise ConfigError(
             str(path), None, f"manifest format {data.get('format')!r} is not {MANIFEST_FORMAT}; upgrade mlci"
         )
+    expected = {"mlci_version": str, "answers": dict, "managed": dict}
+    for key, kind in expected.items():
+        if not isinstance(data.get(key), kind):
+            raise ConfigError(
+                str(path), None, f"'{key}' is missing or not a {kind.__name__}; restore the manifest from git"
+            )
     return Manifest(
         mlci_version=data["mlci_version"],
         answers=data["answers"],

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from mlci.config import yaml_error
 from mlci.errors import ConfigError
 
 
@@ -44,9 +45,8 @@ MIGRATIONS: list[Migration] = []
 def _compose(text: str, filename: str) -> yaml.Node | None:
     try:
         return yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else None
-        raise ConfigError(filename, line, f"invalid YAML: {exc.problem}; fix the syntax") from None
+    except yaml.YAMLError as exc:
+        raise yaml_error(exc, text, filename) from None
 
 
 def _find(node: yaml.Node | None, dotted: str) -> tuple[yaml.MappingNode, yaml.ScalarNode, yaml.Node] | None:

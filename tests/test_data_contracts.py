@@ -388,6 +388,40 @@ def test_cli_bad_contract_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[
     )
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ("    min: 0\n", "    min: .nan\n", "<tmp>/contract.yml:12: columns[1].min is nan"),
+        ("    max: 100\n", "    max: .inf\n", "<tmp>/contract.yml:13: columns[1].max is inf"),
+        ("    max: 100\n", "    max: -.inf\n", "<tmp>/contract.yml:13: columns[1].max is -inf"),
+        (
+            "    min: 0\n",
+            "    min: 0\n    allowed: [1.0, .inf]\n",
+            "<tmp>/contract.yml:13: columns[1].allowed[1] is inf",
+        ),
+        (
+            "    max_null_fraction: 0.25\n",
+            "    max_null_fraction: .nan\n",
+            "<tmp>/contract.yml:22: columns[4].max_null_fraction is nan",
+        ),
+        ("  threshold: 0.2\n", "  threshold: .nan\n", "<tmp>/contract.yml:39: drift.threshold is nan"),
+        ("max_age_hours: 24}", "max_age_hours: .inf}", "<tmp>/contract.yml:31: table.freshness.max_age_hours is inf"),
+    ],
+)
+def test_non_finite_numbers_are_contract_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, key: str
+) -> None:
+    assert old in CONTRACT
+    text = CONTRACT.replace(old, new, 1)
+    fix = "; write a finite number (NaN and infinities cannot be checked against; to leave a bound open, omit it)"
+    assert contract_error(tmp_path, text) == key + fix
+    (tmp_path / "cli").mkdir()
+    root = project(tmp_path / "cli", None)
+    (root / "contract.yml").write_text(text)
+    assert cli_main(["data-test", "-C", str(root)]) == 2
+    assert capsys.readouterr().err == "mlci: error: " + (key + fix).replace("<tmp>/", f"{root}/") + "\n"
+
+
 def test_cli_missing_configured_contract_exits_2_and_absent_one_is_skipped(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from contract_cases import CASES, CONTRACT, NOW, good_rows, write
+from contract_cases import CASES, CONTRACT, NOW, N, good_rows, write
 
 from mlci.cli import main as cli_main
 from mlci.contracts import drift
@@ -371,6 +371,22 @@ def test_cli_failure_exits_1_with_junit_failures_and_annotations(
     failures = ET.parse(root / ".mlci" / "out" / "data-test.xml").getroot().findall("testcase/failure")
     assert [f.get("message") for f in failures] == ["observed 100.25, expected <= 100"]
     assert "| max | score | 100.25 | <= 100 | ❌ |" in summary.read_text()
+
+
+def test_junit_is_well_formed_xml_with_control_characters_in_the_contract(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = project(tmp_path, None)
+    text = CLI_CONTRACT.replace("    regex: '^[A-Z]{2}-\\d{3}$'\n", '    regex: "^\\x01\\x1b\\uFFFE$"\n')
+    assert text != CLI_CONTRACT
+    (root / "contract.yml").write_text(text)
+    assert cli_main(["data-test", "-C", str(root)]) == 1
+    capsys.readouterr()
+    suite = ET.parse(root / ".mlci" / "out" / "data-test.xml").getroot()
+    failure = suite.find("testcase[@name='regex[code]']/failure")
+    assert failure is not None
+    assert failure.get("message") == f"observed {N}, expected matches ^\\x01\\x1b\\ufffe$: {N} values do not match"
+    assert failure.text == failure.get("message")
 
 
 def test_cli_bad_contract_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -130,11 +130,19 @@ def _nulls(rows: list[dict[str, Any]]) -> None:
         row["note"] = None
 
 
+def _nan_and_below_min(rows: list[dict[str, Any]]) -> None:
+    rows[4]["score"] = float("nan")
+    rows[1]["score"] = -0.5
+
+
 # name -> (mutation, {failing check name: observed figure})
 CASES: dict[str, tuple[Callable[[list[dict[str, Any]]], None], dict[str, Any]]] = {
     "not_null": (_set(3, score=None), {"not_null[score]": 1}),
     "min": (_set(1, score=-0.5), {"min[score]": -0.5}),
     "max": (_set(5, score=100.25), {"max[score]": 100.25}),
+    # A NaN breaks both bounds (it is not null: not_null passes) and the observed extremes are NaN.
+    "nan": (_set(4, score=float("nan")), {"min[score]": "NaN", "max[score]": "NaN"}),
+    "nan_and_below_min": (_nan_and_below_min, {"min[score]": "NaN", "max[score]": "NaN"}),
     "allowed": (_set(6, label=2), {"allowed[label]": 1}),
     "allowed_quoted_string": (_set(6, region="o'north"), {"allowed[region]": 1}),
     "regex": (_set(7, code="ab-123"), {"regex[code]": 1}),

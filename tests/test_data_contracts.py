@@ -89,6 +89,16 @@ def test_each_check_fails_on_its_violation(tmp_path: Path, case: str) -> None:
     assert failing(report) == CASES[case][1]
 
 
+def test_nan_breaks_min_and_max_but_not_nullable(tmp_path: Path) -> None:
+    by_name = {r.name: r for r in check(make_case(tmp_path, "nan_and_below_min")).results}
+    assert by_name["not_null[score]"].status == "pass"
+    low, high = by_name["min[score]"], by_name["max[score]"]
+    assert (low.status, low.observed, low.violations) == ("fail", "NaN", 2)
+    assert low.message == "2 values out of range (1 NaN)"
+    assert (high.status, high.observed, high.violations) == ("fail", "NaN", 1)
+    assert high.message == "1 value out of range (1 NaN)"
+
+
 def test_one_query_reads_only_the_contract_columns(tmp_path: Path) -> None:
     rows = good_rows()
     for row in rows:

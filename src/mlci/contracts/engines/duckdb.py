@@ -37,7 +37,10 @@ class DuckDBEngine:
         if source.kind == "csv":
             relation = f"read_csv({d.string(source.location)}, header = true)"
         elif source.kind == "parquet":
-            relation = f"read_parquet({d.string(source.location)})"
+            # Writers leave NaN out of Parquet min/max statistics (as the format says); without
+            # can_have_nan DuckDB trusts them and folds `x > max` or isnan(x) to false on a column
+            # that holds NaN (duckdb#25521), so NaN would pass the `min`/`max` checks.
+            relation = f"read_parquet({d.string(source.location)}, can_have_nan = true)"
         elif source.kind == "delta":
             try:
                 from deltalake import DeltaTable

@@ -135,6 +135,15 @@ def _nan_and_below_min(rows: list[dict[str, Any]]) -> None:
     rows[1]["score"] = -0.5
 
 
+def _no_rows(rows: list[dict[str, Any]]) -> None:
+    del rows[:]
+
+
+def _no_scores(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        row["score"] = None
+
+
 # name -> (mutation, {failing check name: observed figure})
 CASES: dict[str, tuple[Callable[[list[dict[str, Any]]], None], dict[str, Any]]] = {
     "not_null": (_set(3, score=None), {"not_null[score]": 1}),
@@ -154,4 +163,20 @@ CASES: dict[str, tuple[Callable[[list[dict[str, Any]]], None], dict[str, Any]]] 
     "expectation": (_set(12, flag=True, score=10.0), {"expectation[flagged_rows_score_high]": 1}),
     "date_allowed": (_set(13, day=date(2024, 1, 1)), {"allowed[day]": 1}),
     "drift": (_shift, {"psi[score]": 3.893468, "ks[score]": 0.5}),
+    # No rows, or a column of nulls: every count is 0 (DuckDB's count_if alone would give NULL).
+    "no_rows": (
+        _no_rows,
+        {
+            "row_count": 0,
+            "freshness[ts]": None,
+            "psi[score]": None,
+            "ks[score]": None,
+            "psi[label]": None,
+            "psi[region]": None,
+        },
+    ),
+    "no_scores": (
+        _no_scores,
+        {"not_null[score]": 200, "expectation[flagged_rows_score_high]": 20, "psi[score]": None, "ks[score]": None},
+    ),
 }

@@ -101,6 +101,11 @@ class Dialect:
 class DuckDBDialect(Dialect):
     name = "duckdb"
 
+    def count_if(self, condition: str) -> str:
+        # DuckDB's count_if is NULL, not 0, when no row gives a non-null condition (no rows, or
+        # a column of nulls); Spark's is 0.
+        return f"coalesce(count_if({condition}), 0)"
+
     def outside(self, column_sql: str, values: Sequence[Any], column_type: str) -> str:
         if column_type == "string" and values and all(isinstance(v, str) for v in values):
             # A cast to an ENUM of the allowed strings is one hash lookup per row (NULL when the

@@ -180,3 +180,40 @@ CASES: dict[str, tuple[Callable[[list[dict[str, Any]]], None], dict[str, Any]]] 
         {"not_null[score]": 200, "expectation[flagged_rows_score_high]": 20, "psi[score]": None, "ks[score]": None},
     ),
 }
+
+
+# CSV files whose columns hold no value: readers infer text for them, which any declared type accepts.
+EMPTY_CSV_CONTRACT = """\
+contract: 1
+dataset:
+  path: data.csv
+columns:
+  - {name: id, type: integer, unique: true}
+  - {name: x, type: float, min: 0, max: 3, max_null_fraction: 0.1}
+  - {name: day, type: date, nullable: false}
+  - {name: word, type: string, regex: '^a', allowed: [a, ab]}
+table:
+  row_count: {min: 0}
+"""
+
+# file content -> ({check name: (status, observed)} for the checks that do not pass, empty columns)
+EMPTY_CSV_CASES: dict[str, tuple[dict[str, tuple[str, Any]], set[str]]] = {
+    "id,x,day,word\n1,,,\n2,,,\n": (
+        {"max_null_fraction[x]": ("fail", 1.0), "not_null[day]": ("fail", 2)},
+        {"x", "day"},  # word: text is a string already
+    ),
+    "id,x,day,word\n": ({}, {"id", "x", "day"}),
+    # A value that is not a number still fails the type check.
+    "id,x,day,word\n1,,2024-01-01,\n2,oops,,b\n": (
+        {
+            "type[x]": ("fail", "string"),
+            "not_null[day]": ("fail", 1),
+            "regex[word]": ("fail", 1),
+            "allowed[word]": ("fail", 1),
+            "max_null_fraction[x]": ("skip", None),
+            "min[x]": ("skip", None),
+            "max[x]": ("skip", None),
+        },
+        set(),
+    ),
+}

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from contract_cases import CASES, CONTRACT, NOW, N, good_rows, write
+from contract_cases import CASES, CONTRACT, EMPTY_CSV_CASES, EMPTY_CSV_CONTRACT, NOW, N, good_rows, write
 
 from mlci.cli import main as cli_main
 from mlci.contracts import drift
@@ -168,6 +168,18 @@ def test_csv_and_delta_sources(tmp_path: Path) -> None:
         other = run_contract(contract, "duckdb", source, now=NOW)
         assert failing(other) == {}
         assert [r.to_json() for r in other.results] == [r.to_json() for r in parquet.results]
+
+
+@pytest.mark.parametrize("text", sorted(EMPTY_CSV_CASES))
+def test_csv_column_without_values_has_the_declared_type(tmp_path: Path, text: str) -> None:
+    (tmp_path / "contract.yml").write_text(EMPTY_CSV_CONTRACT)
+    (tmp_path / "data.csv").write_text(text)
+    report = check(tmp_path)
+    failing, empty = EMPTY_CSV_CASES[text]
+    assert {r.name: (r.status, r.observed) for r in report.results if r.status != "pass"} == failing
+    read_as_declared = [r for r in report.results if r.message == "no non-null values: read as declared"]
+    assert all(r.check == "type" and r.status == "pass" and r.observed == r.expected for r in read_as_declared)
+    assert {r.column for r in read_as_declared} == empty
 
 
 # ---------------------------------------------------------------- drift on the demo data

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from contract_cases import CASES, CONTRACT, NOW, good_rows, write
+from contract_cases import CASES, CONTRACT, EMPTY_CSV_CASES, EMPTY_CSV_CONTRACT, NOW, good_rows, write
 
 from mlci.contracts import drift
 from mlci.contracts.format import load_contract
@@ -60,6 +60,23 @@ def test_every_case_gives_the_same_results_on_spark_and_duckdb(spark: Any, tmp_p
         on_spark = run_contract(contract, "spark", now=NOW)
         assert {r.name: r.observed for r in on_spark.results if r.status != "pass"} == expected, case
         assert results(on_spark) == results(run_contract(contract, "duckdb", now=NOW)), case
+
+
+def test_csv_columns_without_values_agree_with_duckdb(spark: Any, tmp_path: Path) -> None:
+    (tmp_path / "contract.yml").write_text(EMPTY_CSV_CONTRACT)
+    contract = load_contract(tmp_path / "contract.yml", tmp_path)
+    for text, (expected, _) in sorted(EMPTY_CSV_CASES.items()):
+        (tmp_path / "data.csv").write_text(text)
+        on_spark = run_contract(contract, "spark", now=NOW)
+        assert {r.name: (r.status, r.observed) for r in on_spark.results if r.status != "pass"} == expected, text
+        # A failed type check's message names the engine's own type (string / VARCHAR).
+        same = [
+            r | {"message": "-"} if r["check"] == "type" and r["status"] == "fail" else r for r in results(on_spark)
+        ]
+        on_duckdb = run_contract(contract, "duckdb", now=NOW)
+        assert same == [
+            r | {"message": "-"} if r["check"] == "type" and r["status"] == "fail" else r for r in results(on_duckdb)
+        ], text
 
 
 def test_profile_and_demo_csv_agree_with_duckdb(spark: Any) -> None:

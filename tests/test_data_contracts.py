@@ -182,6 +182,21 @@ def test_csv_column_without_values_has_the_declared_type(tmp_path: Path, text: s
     assert {r.column for r in read_as_declared} == empty
 
 
+def test_typed_empty_column_keeps_its_type(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "contract.yml").write_text(
+        "contract: 1\ndataset: {path: data.parquet}\ncolumns:\n  - {name: d, type: date}\n  - {name: s, type: float}\n"
+    )
+    pq.write_table(
+        pa.table({"d": pa.array([None], pa.int64()), "s": pa.array([None], pa.string())}), tmp_path / "data.parquet"
+    )
+    by_name = {r.name: r for r in check(tmp_path).results}
+    assert (by_name["type[d]"].status, by_name["type[d]"].observed) == ("fail", "integer")
+    assert (by_name["type[s]"].status, by_name["type[s]"].observed) == ("pass", "float")
+
+
 # ---------------------------------------------------------------- drift on the demo data
 
 

@@ -88,9 +88,12 @@ class SparkEngine:
     def cast_columns(self, types: Mapping[str, str]) -> None:
         from pyspark.sql.functions import col
 
-        frame = self._frame.withColumns(
-            {name: col(self.dialect.ident(name)).cast(_SQL_TYPES[t]) for name, t in types.items()}
-        )
+        try:
+            frame = self._frame.withColumns(
+                {name: col(self.dialect.ident(name)).cast(_SQL_TYPES[t]) for name, t in types.items()}
+            )
+        except Exception as exc:  # AnalysisException: a cast Spark does not allow
+            raise QueryError(first_line(exc)) from None
         frame.createOrReplaceTempView(SOURCE_VIEW)
         self._frame = frame
 

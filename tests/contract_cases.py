@@ -130,11 +130,28 @@ def _nulls(rows: list[dict[str, Any]]) -> None:
         row["note"] = None
 
 
+def _nan_and_below_min(rows: list[dict[str, Any]]) -> None:
+    rows[4]["score"] = float("nan")
+    rows[1]["score"] = -0.5
+
+
+def _no_rows(rows: list[dict[str, Any]]) -> None:
+    del rows[:]
+
+
+def _no_scores(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        row["score"] = None
+
+
 # name -> (mutation, {failing check name: observed figure})
 CASES: dict[str, tuple[Callable[[list[dict[str, Any]]], None], dict[str, Any]]] = {
     "not_null": (_set(3, score=None), {"not_null[score]": 1}),
     "min": (_set(1, score=-0.5), {"min[score]": -0.5}),
     "max": (_set(5, score=100.25), {"max[score]": 100.25}),
+    # A NaN breaks both bounds (it is not null: not_null passes) and the observed extremes are NaN.
+    "nan": (_set(4, score=float("nan")), {"min[score]": "NaN", "max[score]": "NaN"}),
+    "nan_and_below_min": (_nan_and_below_min, {"min[score]": "NaN", "max[score]": "NaN"}),
     "allowed": (_set(6, label=2), {"allowed[label]": 1}),
     "allowed_quoted_string": (_set(6, region="o'north"), {"allowed[region]": 1}),
     "regex": (_set(7, code="ab-123"), {"regex[code]": 1}),
@@ -146,4 +163,57 @@ CASES: dict[str, tuple[Callable[[list[dict[str, Any]]], None], dict[str, Any]]] 
     "expectation": (_set(12, flag=True, score=10.0), {"expectation[flagged_rows_score_high]": 1}),
     "date_allowed": (_set(13, day=date(2024, 1, 1)), {"allowed[day]": 1}),
     "drift": (_shift, {"psi[score]": 3.893468, "ks[score]": 0.5}),
+    # No rows, or a column of nulls: every count is 0 (DuckDB's count_if alone would give NULL).
+    "no_rows": (
+        _no_rows,
+        {
+            "row_count": 0,
+            "freshness[ts]": None,
+            "psi[score]": None,
+            "ks[score]": None,
+            "psi[label]": None,
+            "psi[region]": None,
+        },
+    ),
+    "no_scores": (
+        _no_scores,
+        {"not_null[score]": 200, "expectation[flagged_rows_score_high]": 20, "psi[score]": None, "ks[score]": None},
+    ),
+}
+
+
+# CSV files whose columns hold no value: readers infer text for them, which any declared type accepts.
+EMPTY_CSV_CONTRACT = """\
+contract: 1
+dataset:
+  path: data.csv
+columns:
+  - {name: id, type: integer, unique: true}
+  - {name: x, type: float, min: 0, max: 3, max_null_fraction: 0.1}
+  - {name: day, type: date, nullable: false}
+  - {name: word, type: string, regex: '^a', allowed: [a, ab]}
+table:
+  row_count: {min: 0}
+"""
+
+# file content -> ({check name: (status, observed)} for the checks that do not pass, empty columns)
+EMPTY_CSV_CASES: dict[str, tuple[dict[str, tuple[str, Any]], set[str]]] = {
+    "id,x,day,word\n1,,,\n2,,,\n": (
+        {"max_null_fraction[x]": ("fail", 1.0), "not_null[day]": ("fail", 2)},
+        {"x", "day"},  # word: text is a string already
+    ),
+    "id,x,day,word\n": ({}, {"id", "x", "day"}),
+    # A value that is not a number still fails the type check.
+    "id,x,day,word\n1,,2024-01-01,\n2,oops,,b\n": (
+        {
+            "type[x]": ("fail", "string"),
+            "not_null[day]": ("fail", 1),
+            "regex[word]": ("fail", 1),
+            "allowed[word]": ("fail", 1),
+            "max_null_fraction[x]": ("skip", None),
+            "min[x]": ("skip", None),
+            "max[x]": ("skip", None),
+        },
+        set(),
+    ),
 }

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from contract_cases import CASES, CONTRACT, NOW, good_rows, write
+from contract_cases import CASES, CONTRACT, EMPTY_CSV_CASES, EMPTY_CSV_CONTRACT, NOW, N, good_rows, write
 
 from mlci.cli import main as cli_main
 from mlci.contracts import drift
@@ -89,6 +89,16 @@ def test_each_check_fails_on_its_violation(tmp_path: Path, case: str) -> None:
     assert failing(report) == CASES[case][1]
 
 
+def test_nan_breaks_min_and_max_but_not_nullable(tmp_path: Path) -> None:
+    by_name = {r.name: r for r in check(make_case(tmp_path, "nan_and_below_min")).results}
+    assert by_name["not_null[score]"].status == "pass"
+    low, high = by_name["min[score]"], by_name["max[score]"]
+    assert (low.status, low.observed, low.violations) == ("fail", "NaN", 2)
+    assert low.message == "2 values out of range (1 NaN)"
+    assert (high.status, high.observed, high.violations) == ("fail", "NaN", 1)
+    assert high.message == "1 value out of range (1 NaN)"
+
+
 def test_one_query_reads_only_the_contract_columns(tmp_path: Path) -> None:
     rows = good_rows()
     for row in rows:
@@ -158,6 +168,33 @@ def test_csv_and_delta_sources(tmp_path: Path) -> None:
         other = run_contract(contract, "duckdb", source, now=NOW)
         assert failing(other) == {}
         assert [r.to_json() for r in other.results] == [r.to_json() for r in parquet.results]
+
+
+@pytest.mark.parametrize("text", sorted(EMPTY_CSV_CASES))
+def test_csv_column_without_values_has_the_declared_type(tmp_path: Path, text: str) -> None:
+    (tmp_path / "contract.yml").write_text(EMPTY_CSV_CONTRACT)
+    (tmp_path / "data.csv").write_text(text)
+    report = check(tmp_path)
+    failing, empty = EMPTY_CSV_CASES[text]
+    assert {r.name: (r.status, r.observed) for r in report.results if r.status != "pass"} == failing
+    read_as_declared = [r for r in report.results if r.message == "no non-null values: read as declared"]
+    assert all(r.check == "type" and r.status == "pass" and r.observed == r.expected for r in read_as_declared)
+    assert {r.column for r in read_as_declared} == empty
+
+
+def test_typed_empty_column_keeps_its_type(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "contract.yml").write_text(
+        "contract: 1\ndataset: {path: data.parquet}\ncolumns:\n  - {name: d, type: date}\n  - {name: s, type: float}\n"
+    )
+    pq.write_table(
+        pa.table({"d": pa.array([None], pa.int64()), "s": pa.array([None], pa.string())}), tmp_path / "data.parquet"
+    )
+    by_name = {r.name: r for r in check(tmp_path).results}
+    assert (by_name["type[d]"].status, by_name["type[d]"].observed) == ("fail", "integer")
+    assert (by_name["type[s]"].status, by_name["type[s]"].observed) == ("pass", "float")
 
 
 # ---------------------------------------------------------------- drift on the demo data
@@ -373,6 +410,22 @@ def test_cli_failure_exits_1_with_junit_failures_and_annotations(
     assert "| max | score | 100.25 | <= 100 | ❌ |" in summary.read_text()
 
 
+def test_junit_is_well_formed_xml_with_control_characters_in_the_contract(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = project(tmp_path, None)
+    text = CLI_CONTRACT.replace("    regex: '^[A-Z]{2}-\\d{3}$'\n", '    regex: "^\\x01\\x1b\\uFFFE$"\n')
+    assert text != CLI_CONTRACT
+    (root / "contract.yml").write_text(text)
+    assert cli_main(["data-test", "-C", str(root)]) == 1
+    capsys.readouterr()
+    suite = ET.parse(root / ".mlci" / "out" / "data-test.xml").getroot()
+    failure = suite.find("testcase[@name='regex[code]']/failure")
+    assert failure is not None
+    assert failure.get("message") == f"observed {N}, expected matches ^\\x01\\x1b\\ufffe$: {N} values do not match"
+    assert failure.text == failure.get("message")
+
+
 def test_cli_bad_contract_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = project(tmp_path, None)
     (root / "contract.yml").write_text(CONTRACT.replace("type: float", "type: double"))
@@ -386,6 +439,40 @@ def test_cli_bad_contract_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[
         f"mlci: error: {root}/nope.yml: data contract not found; write one (see docs/data-contracts.md) "
         "or pass --contract\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ("    min: 0\n", "    min: .nan\n", "<tmp>/contract.yml:12: columns[1].min is nan"),
+        ("    max: 100\n", "    max: .inf\n", "<tmp>/contract.yml:13: columns[1].max is inf"),
+        ("    max: 100\n", "    max: -.inf\n", "<tmp>/contract.yml:13: columns[1].max is -inf"),
+        (
+            "    min: 0\n",
+            "    min: 0\n    allowed: [1.0, .inf]\n",
+            "<tmp>/contract.yml:13: columns[1].allowed[1] is inf",
+        ),
+        (
+            "    max_null_fraction: 0.25\n",
+            "    max_null_fraction: .nan\n",
+            "<tmp>/contract.yml:22: columns[4].max_null_fraction is nan",
+        ),
+        ("  threshold: 0.2\n", "  threshold: .nan\n", "<tmp>/contract.yml:39: drift.threshold is nan"),
+        ("max_age_hours: 24}", "max_age_hours: .inf}", "<tmp>/contract.yml:31: table.freshness.max_age_hours is inf"),
+    ],
+)
+def test_non_finite_numbers_are_contract_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, key: str
+) -> None:
+    assert old in CONTRACT
+    text = CONTRACT.replace(old, new, 1)
+    fix = "; write a finite number (NaN and infinities cannot be checked against; to leave a bound open, omit it)"
+    assert contract_error(tmp_path, text) == key + fix
+    (tmp_path / "cli").mkdir()
+    root = project(tmp_path / "cli", None)
+    (root / "contract.yml").write_text(text)
+    assert cli_main(["data-test", "-C", str(root)]) == 2
+    assert capsys.readouterr().err == "mlci: error: " + (key + fix).replace("<tmp>/", f"{root}/") + "\n"
 
 
 def test_cli_missing_configured_contract_exits_2_and_absent_one_is_skipped(

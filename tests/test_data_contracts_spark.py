@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from contract_cases import CASES, CONTRACT, NOW, good_rows, write
+from contract_cases import CASES, CONTRACT, EMPTY_CSV_CASES, EMPTY_CSV_CONTRACT, NOW, good_rows, write
 
 from mlci.contracts import drift
 from mlci.contracts.format import load_contract
@@ -60,6 +60,34 @@ def test_every_case_gives_the_same_results_on_spark_and_duckdb(spark: Any, tmp_p
         on_spark = run_contract(contract, "spark", now=NOW)
         assert {r.name: r.observed for r in on_spark.results if r.status != "pass"} == expected, case
         assert results(on_spark) == results(run_contract(contract, "duckdb", now=NOW)), case
+
+
+def engine_neutral(report: Any) -> list[dict[str, Any]]:
+    """Results without the message of a failed type check, which names the engine's own type."""
+    return [r | {"message": "-"} if r["check"] == "type" and r["status"] == "fail" else r for r in results(report)]
+
+
+def test_csv_columns_without_values_agree_with_duckdb(spark: Any, tmp_path: Path) -> None:
+    (tmp_path / "contract.yml").write_text(EMPTY_CSV_CONTRACT)
+    contract = load_contract(tmp_path / "contract.yml", tmp_path)
+    for text, (expected, _) in sorted(EMPTY_CSV_CASES.items()):
+        (tmp_path / "data.csv").write_text(text)
+        on_spark = run_contract(contract, "spark", now=NOW)
+        assert {r.name: (r.status, r.observed) for r in on_spark.results if r.status != "pass"} == expected, text
+        assert engine_neutral(on_spark) == engine_neutral(run_contract(contract, "duckdb", now=NOW)), text
+    # A typed source keeps its types: an empty bigint column declared date fails on both.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "typed.yml").write_text(
+        "contract: 1\ndataset: {path: data.parquet}\ncolumns:\n  - {name: d, type: date}\n  - {name: s, type: float}\n"
+    )
+    table = pa.table({"d": pa.array([None], pa.int64()), "s": pa.array([None], pa.string())})
+    pq.write_table(table, tmp_path / "data.parquet")
+    typed = load_contract(tmp_path / "typed.yml", tmp_path)
+    on_spark = run_contract(typed, "spark", now=NOW)
+    assert [(r.name, r.status) for r in on_spark.results] == [("type[d]", "fail"), ("type[s]", "pass")]
+    assert engine_neutral(on_spark) == engine_neutral(run_contract(typed, "duckdb", now=NOW))
 
 
 def test_profile_and_demo_csv_agree_with_duckdb(spark: Any) -> None:

@@ -78,6 +78,10 @@ class Dialect:
     def to_text(self, expression: str) -> str:
         return f"CAST({expression} AS {self.text_type})"
 
+    def is_nan(self, column_sql: str) -> str:
+        """Condition: a NaN (the cast lets a float column hold integers or decimals)."""
+        return f"isnan(CAST({column_sql} AS DOUBLE))"
+
     def literal(self, value: Any, column_type: str) -> str:
         """A contract value as a SQL literal of the column's type (always escaped)."""
         if isinstance(value, bool):
@@ -96,6 +100,11 @@ class Dialect:
 
 class DuckDBDialect(Dialect):
     name = "duckdb"
+
+    def count_if(self, condition: str) -> str:
+        # DuckDB's count_if is NULL, not 0, when no row gives a non-null condition (no rows, or
+        # a column of nulls); Spark's is 0.
+        return f"coalesce(count_if({condition}), 0)"
 
     def outside(self, column_sql: str, values: Sequence[Any], column_type: str) -> str:
         if column_type == "string" and values and all(isinstance(v, str) for v in values):
@@ -324,12 +333,17 @@ def _column_checks(plan: _Plan, contract: Contract, index: int, col: Column) -> 
             )
 
         out.append(null_fraction)
+    # A NaN is outside every range: it breaks `min` and `max` alike (the engines order NaN above
+    # every number, so `x < min` alone would miss it), and the observed extreme is then NaN.
+    is_nan = d.is_nan(c) if col.type == "float" else None
+    nans = plan.add(d.count_if(is_nan)) if is_nan and (col.min is not None or col.max is not None) else None
     for bound, agg, op, word in (("min", "min", "<", ">="), ("max", "max", ">", "<=")):
         value = getattr(col, bound)
         if value is None:
             continue
         extreme = plan.add(f"{agg}({c})")
-        beyond = plan.add(d.count_if(f"{c} {op} {d.literal(value, col.type)}"))
+        outside = f"{c} {op} {d.literal(value, col.type)}"
+        beyond = plan.add(d.count_if(f"{outside} OR {is_nan}" if is_nan else outside))
         shown = show(int(value) if float(value).is_integer() else value)
 
         def bound_check(
@@ -342,7 +356,10 @@ def _column_checks(plan: _Plan, contract: Contract, index: int, col: Column) -> 
             _line: int | None = line(f"{key}.{bound}"),
         ) -> CheckResult:
             n = int(r[_n])
-            return CheckResult(_b, col.name, norm(r[_x]), f"{_w} {_s}", "pass" if n == 0 else "fail", n, _line)
+            nan_count = int(r[nans]) if nans else 0
+            observed = "NaN" if nan_count else norm(r[_x])
+            message = f"{n} value{'s' if n != 1 else ''} out of range ({nan_count} NaN)" if nan_count else ""
+            return CheckResult(_b, col.name, observed, f"{_w} {_s}", "pass" if n == 0 else "fail", n, _line, message)
 
         out.append(bound_check)
     if col.allowed is not None:

@@ -107,10 +107,28 @@ def compatible(declared: str, actual: str | None) -> bool:
 def schema_checks(
     contract: Contract, engine: Engine, columns: dict[str, str]
 ) -> tuple[list[CheckResult], dict[str, str]]:
-    """One 'type' check per declared column; returns the results and the usable columns."""
+    """One 'type' check per declared column; returns the results and the usable columns.
+
+    A text column without a single non-null value has no type to observe (CSV readers infer
+    text for it, and for every column of a header-only file): it is compatible with any declared
+    type, and the engine re-exposes it cast to that type so its checks run like any other's.
+    Only text qualifies: a typed source (Parquet, Delta, a table) states its types, and a text
+    cast binds to every contract type on both engines, so both give the same verdict.
+    """
     results: list[CheckResult] = []
     usable: dict[str, str] = {}
     lower = {name.lower(): name for name in columns}
+    mismatched = [
+        col.name
+        for col in contract.spec.columns
+        if col.name in columns and engine.family(columns[col.name]) == "string" and not compatible(col.type, "string")
+    ]
+    empty = _empty_columns(engine, mismatched)
+    if empty:
+        try:
+            engine.cast_columns({name: contract.column(name).type for name in empty})
+        except QueryError:
+            empty = set()  # not expected from text; the type checks then fail as before
     for index, col in enumerate(contract.spec.columns):
         line = contract.line_of(f"columns[{index}].type") or contract.line_of(f"columns[{index}]")
         if col.name not in columns:
@@ -121,7 +139,14 @@ def schema_checks(
             )
             continue
         family = engine.family(columns[col.name])
-        if compatible(col.type, family):
+        if col.name in empty:
+            usable[col.name] = col.type
+            results.append(
+                CheckResult(
+                    "type", col.name, col.type, col.type, "pass", None, line, "no non-null values: read as declared"
+                )
+            )
+        elif compatible(col.type, family):
             usable[col.name] = col.type
             results.append(CheckResult("type", col.name, family, col.type, "pass", None, line))
         else:
@@ -138,6 +163,19 @@ def schema_checks(
                 )
             )
     return results, usable
+
+
+def _empty_columns(engine: Engine, names: list[str]) -> set[str]:
+    """Those of `names` without a non-null value (one extra scan, only when a type mismatches)."""
+    if not names:
+        return set()
+    d = engine.dialect
+    counts = ", ".join(f"count({d.ident(name)}) AS a{i}" for i, name in enumerate(names))
+    try:
+        row = engine.fetch_one(f"SELECT {counts} FROM {SOURCE_VIEW}")
+    except QueryError as exc:
+        raise CheckFailed(f"cannot read the data: {exc}") from None
+    return {name for i, name in enumerate(names) if int(row[f"a{i}"]) == 0}
 
 
 def _skipped(contract: Contract, usable: dict[str, str]) -> list[CheckResult]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from mlci.errors import CheckFailed
 from mlci.stages._result import StageResult, execute, load_project_for
 
 JUNIT_FILE = "data-test.xml"
+# Characters XML 1.0 forbids (C0 controls but tab/newline/return, surrogates, U+FFFE/U+FFFF).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def contract_for(project: Project, cli_path: str | None) -> tuple[Contract | None, str]:
@@ -129,10 +132,25 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def xml_text(text: str) -> str:
+    """`text` with each character XML 1.0 forbids written as a visible escape (\\x01, \\ufffe)."""
+    return _NOT_XML.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+def _element(parent: ET.Element | None, tag: str, **attributes: str) -> ET.Element:
+    safe = {key: xml_text(value) for key, value in attributes.items()}
+    return ET.Element(tag, safe) if parent is None else ET.SubElement(parent, tag, safe)
+
+
 def write_junit(report: Report, contract: Contract, path: Path) -> None:
-    """One test case per check, so every CI lists them; written atomically."""
+    """One test case per check, so every CI lists them; written atomically.
+
+    Names and messages come from the contract and the data (a regex may hold control
+    characters); every string is made XML 1.0-safe so the file always parses.
+    """
     counts = report.counts()
-    suite = ET.Element(
+    suite = _element(
+        None,
         "testsuite",
         name="mlci.data-test",
         tests=str(len(report.results)),
@@ -142,7 +160,7 @@ def write_junit(report: Report, contract: Contract, path: Path) -> None:
         time=f"{report.seconds:.3f}",
     )
     for r in report.results:
-        case = ET.SubElement(
+        case = _element(
             suite,
             "testcase",
             classname=f"data-test.{r.check}",
@@ -153,9 +171,9 @@ def write_junit(report: Report, contract: Contract, path: Path) -> None:
         )
         text = f"observed {show(r.observed)}, expected {r.expected}" + (f": {r.message}" if r.message else "")
         if r.status == "fail":
-            ET.SubElement(case, "failure", message=text, type="contract").text = text
+            _element(case, "failure", message=text, type="contract").text = xml_text(text)
         elif r.status == "skip":
-            ET.SubElement(case, "skipped", message=r.message or "not run")
+            _element(case, "skipped", message=r.message or "not run")
     tmp = path.with_suffix(".xml.tmp")
     ET.ElementTree(suite).write(tmp, encoding="utf-8", xml_declaration=True)
     os.replace(tmp, path)

@@ -8,6 +8,7 @@ Spark.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -42,6 +43,9 @@ class Engine(Protocol):
 
     def schema(self) -> dict[str, str]:
         """Column name -> the engine's type name, in the data's order."""
+
+    def cast_columns(self, types: Mapping[str, str]) -> None:
+        """Re-expose __mlci_source with these columns cast to contract types (integer, float, ...)."""
 
     def family(self, engine_type: str) -> str | None:
         """The contract type family of an engine type (integer, float, ...), None if none fits."""

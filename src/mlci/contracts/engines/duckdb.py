@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import duckdb
@@ -20,6 +21,16 @@ _FAMILIES = (
 )
 
 
+_SQL_TYPES = {
+    "integer": "BIGINT",
+    "float": "DOUBLE",
+    "string": "VARCHAR",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+}
+
+
 class DuckDBEngine:
     name = "duckdb"
     dialect = DuckDBDialect()
@@ -31,13 +42,17 @@ class DuckDBEngine:
         # 10M unique ids. The table is sized from the statistics (<= 16M slots), not the rows.
         self.con.execute("SET perfect_ht_threshold = 24")
         self._arrow: Any = None  # keeps a registered Arrow dataset alive
+        self._relation = ""
 
     def open(self, source: Source) -> None:
         d = self.dialect
         if source.kind == "csv":
             relation = f"read_csv({d.string(source.location)}, header = true)"
         elif source.kind == "parquet":
-            relation = f"read_parquet({d.string(source.location)})"
+            # Writers leave NaN out of Parquet min/max statistics (as the format says); without
+            # can_have_nan DuckDB trusts them and folds `x > max` or isnan(x) to false on a column
+            # that holds NaN (duckdb#25521), so NaN would pass the `min`/`max` checks.
+            relation = f"read_parquet({d.string(source.location)}, can_have_nan = true)"
         elif source.kind == "delta":
             try:
                 from deltalake import DeltaTable
@@ -53,7 +68,13 @@ class DuckDBEngine:
             relation = "__mlci_arrow"
         else:
             raise QueryError("a table name needs the Spark engine: pass --engine spark")
+        self._relation = relation
         self._execute(f"CREATE OR REPLACE TEMP VIEW {SOURCE_VIEW} AS SELECT * FROM {relation}")
+
+    def cast_columns(self, types: Mapping[str, str]) -> None:
+        d = self.dialect
+        casts = ", ".join(f"CAST({d.ident(name)} AS {_SQL_TYPES[t]}) AS {d.ident(name)}" for name, t in types.items())
+        self._execute(f"CREATE OR REPLACE TEMP VIEW {SOURCE_VIEW} AS SELECT * REPLACE ({casts}) FROM {self._relation}")
 
     def schema(self) -> dict[str, str]:
         rows = self._execute(f"DESCRIBE SELECT * FROM {SOURCE_VIEW}").fetchall()

@@ -8,6 +8,7 @@ session time zone.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -31,6 +32,16 @@ _FAMILIES = {
     "date": "date",
     "timestamp": "timestamp",
     "timestamp_ntz": "timestamp",
+}
+
+
+_SQL_TYPES = {
+    "integer": "bigint",
+    "float": "double",
+    "string": "string",
+    "boolean": "boolean",
+    "date": "date",
+    "timestamp": "timestamp",
 }
 
 
@@ -70,6 +81,18 @@ class SparkEngine:
             else:
                 frame = self.spark.table(source.location)
         except Exception as exc:  # AnalysisException and friends; no pyspark class is stable across versions
+            raise QueryError(first_line(exc)) from None
+        frame.createOrReplaceTempView(SOURCE_VIEW)
+        self._frame = frame
+
+    def cast_columns(self, types: Mapping[str, str]) -> None:
+        from pyspark.sql.functions import col
+
+        try:
+            frame = self._frame.withColumns(
+                {name: col(self.dialect.ident(name)).cast(_SQL_TYPES[t]) for name, t in types.items()}
+            )
+        except Exception as exc:  # AnalysisException: a cast Spark does not allow
             raise QueryError(first_line(exc)) from None
         frame.createOrReplaceTempView(SOURCE_VIEW)
         self._frame = frame

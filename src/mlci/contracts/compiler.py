@@ -522,32 +522,18 @@ def _drift_checks(plan: _Plan, contract: Contract, index: int, name: str, profil
     col = contract.column(name)
     aliases = [plan.add(expr) for expr in drift.bin_count_sql(plan.dialect, name, col.type, ref)]
     line = contract.line_of(f"drift.columns[{index}]")
-    out: list[Verdict] = []
-    psi_limit, ks_limit = settings.threshold, settings.ks_threshold
 
-    def current(r: Row) -> list[int]:
-        return drift.bin_counts(ref, [int(r[a]) for a in aliases])
-
-    def psi(r: Row) -> CheckResult:
-        counts = current(r)
-        if sum(counts) == 0:
-            return CheckResult("psi", name, None, f"<= {psi_limit:g}", "fail", None, line, "no non-null values")
-        value = drift.psi(ref.counts, counts)
-        return CheckResult(
-            "psi", name, value, f"<= {psi_limit:g}", "pass" if value <= psi_limit else "fail", None, line
-        )
-
-    out.append(psi)
-    if settings.method == "psi+ks" and ref.kind == "numeric":
-
-        def ks(r: Row) -> CheckResult:
-            counts = current(r)
+    def statistic(check: str, measure: Callable[[list[int], list[int]], float], limit: float) -> Verdict:
+        def verdict(r: Row) -> CheckResult:
+            counts = drift.bin_counts(ref, [int(r[a]) for a in aliases])
             if sum(counts) == 0:
-                return CheckResult("ks", name, None, f"<= {ks_limit:g}", "fail", None, line, "no non-null values")
-            value = drift.ks_binned(ref.counts, counts)
-            return CheckResult(
-                "ks", name, value, f"<= {ks_limit:g}", "pass" if value <= ks_limit else "fail", None, line
-            )
+                return CheckResult(check, name, None, f"<= {limit:g}", "fail", None, line, "no non-null values")
+            value = measure(ref.counts, counts)
+            return CheckResult(check, name, value, f"<= {limit:g}", "pass" if value <= limit else "fail", None, line)
 
-        out.append(ks)
+        return verdict
+
+    out = [statistic("psi", drift.psi, settings.threshold)]
+    if settings.method == "psi+ks" and ref.kind == "numeric":
+        out.append(statistic("ks", drift.ks_binned, settings.ks_threshold))
     return out

@@ -163,12 +163,9 @@ from pathlib import Path
 
 import mlflow.pyfunc
 
-# Created by the test once the model is logged: MLflow also predicts while logging it.
-SLOW_MARKER = Path(__file__).resolve().parent / "slow-marker"
-
-
 class Slow(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
+        # The marker is created once the model is logged (MLflow also predicts while logging it).
         if Path(SLOW_MARKER_PATH).exists():
             time.sleep(60)  # the smoke test waits here until the test sends SIGTERM
         return [0] * len(model_input)

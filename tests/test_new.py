@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_cli
+from conftest import run_cli, scaffold
 
 from mlci import __version__
 from mlci.config import load_project
@@ -93,19 +93,7 @@ def test_git_initial_commit_holds_every_file(tmp_path: Path) -> None:
 
 
 def test_manifest_records_answers_and_managed_bases(tmp_path: Path) -> None:
-    assert (
-        run_cli(
-            "new",
-            "churn-model",
-            "--defaults",
-            "--no-git",
-            "--output-dir",
-            str(tmp_path),
-            "--data",
-            "author=Ada Lovelace",
-        )
-        == 0
-    )
+    assert scaffold("churn-model", tmp_path, "--data", "author=Ada Lovelace") == 0
     project = tmp_path / "churn-model"
     manifest = json.loads((project / ".mlci/manifest.json").read_text())
     assert manifest["format"] == 1 and manifest["mlci_version"] == __version__
@@ -129,7 +117,7 @@ def test_manifest_records_answers_and_managed_bases(tmp_path: Path) -> None:
 
 
 def test_rendered_project_is_lint_clean_and_its_tests_pass(tmp_path: Path) -> None:
-    assert run_cli("new", "churn-model", "--defaults", "--no-git", "--output-dir", str(tmp_path)) == 0
+    assert scaffold("churn-model", tmp_path) == 0
     project = tmp_path / "churn-model"
     for command in (["ruff", "check", "."], ["ruff", "format", "--check", "."]):
         done = subprocess.run(
@@ -149,19 +137,7 @@ def test_rendered_project_is_lint_clean_and_its_tests_pass(tmp_path: Path) -> No
 
 def test_hostile_description_stays_data(tmp_path: Path) -> None:
     hostile = 'Say "hi" ${{ github.event.issue.title }} $(rm -rf ~) `id` # not a comment: x'
-    assert (
-        run_cli(
-            "new",
-            "churn-model",
-            "--defaults",
-            "--no-git",
-            "--output-dir",
-            str(tmp_path),
-            "--data",
-            f"description={hostile}",
-        )
-        == 0
-    )
+    assert scaffold("churn-model", tmp_path, "--data", f"description={hostile}") == 0
     project = tmp_path / "churn-model"
     assert load_project(project).config.project.description == hostile
     import tomllib
@@ -304,7 +280,7 @@ def test_existing_non_empty_directory_needs_force(tmp_path: Path, capsys: pytest
 
 def test_empty_existing_directory_is_used(tmp_path: Path) -> None:
     (tmp_path / "churn-model").mkdir()
-    assert run_cli("new", "churn-model", "--defaults", "--no-git", "--output-dir", str(tmp_path)) == 0
+    assert scaffold("churn-model", tmp_path) == 0
     assert (tmp_path / "churn-model" / "mlci.yaml").is_file()
 
 

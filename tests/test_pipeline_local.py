@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import run_cli
+from conftest import run_cli, scaffold
 
 from mlci.config import load_project
 
@@ -42,7 +42,7 @@ def edit_config(project: Path, old: str, new: str) -> None:
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One project taken through train, register and deploy once (v1 is champion)."""
     root = tmp_path_factory.mktemp("deployed")
-    assert run_cli("new", "gated-model", "--defaults", "--no-git", "--output-dir", str(root)) == 0
+    assert scaffold("gated-model", root) == 0
     project = root / "gated-model"
     for stage in ("train", "register", "deploy"):
         assert run_cli(stage, "-C", str(project)) == 0, stage

@@ -100,6 +100,11 @@ def _decode(data: bytes, path: str) -> str:
         raise ConfigError(path, None, "is not UTF-8 text; restore it from git or delete it to opt out") from None
 
 
+def _kept(path: str, ours: bytes, why: str) -> FileChange:
+    """A conflict where the file on disk is left exactly as it is."""
+    return FileChange(path, CONFLICT, ours, None, why)
+
+
 def plan_upgrade(root: Path) -> Plan:
     """Everything an upgrade would do, computed in memory; nothing is written."""
     from mlci.commands.new import render_generated
@@ -160,11 +165,9 @@ def plan_upgrade(root: Path) -> Plan:
                 record(path, theirs)  # already there, as mlci would write it: adopt it
             else:
                 plan.changes.append(
-                    FileChange(
+                    _kept(
                         path,
-                        CONFLICT,
                         ours_bytes,
-                        None,
                         "new in this mlci, but a file mlci did not write is there: left untouched; "
                         "move it away to receive mlci's version",
                     )
@@ -188,13 +191,11 @@ def plan_upgrade(root: Path) -> Plan:
                 new.seeded[path] = sha256(ours_bytes)
             else:
                 plan.changes.append(
-                    FileChange(
+                    _kept(
                         path,
-                        CONFLICT,
                         ours_bytes,
-                        None,
-                        "no longer generated, but edited by you: kept; delete it, or keep it and run "
-                        "'mlci upgrade' again to make it yours",
+                        "no longer generated, but edited by you: kept; delete it, or keep it and "
+                        "run 'mlci upgrade' again to make it yours",
                     )
                 )
                 new.managed[path] = recorded

@@ -272,7 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tracking(serve)
     serve.add_argument("--alias", default="champion", help="alias to serve (default: champion)")
     serve.add_argument("--version", dest="model_version", default=None, help="serve this version instead of an alias")
-    serve.add_argument("--port", type=int, default=None, help="port (default: mlci.yaml deploy.port, 0 = free port)")
+    serve.add_argument(
+        "--port", type=int, default=None, help="port (default: mlci.yaml deploy.port, 5055; 0 = a free port)"
+    )
+    serve.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="answer each row with its label and class probabilities (models with predict_proba)",
+    )
     serve.set_defaults(handler="mlci.commands.serve:main")
 
     run = command(

@@ -32,9 +32,7 @@ def served_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def post(url: str, body: bytes) -> Any:
-    request = urllib.request.Request(
-        f"{url}/invocations", data=body, headers={"Content-Type": "application/json"}
-    )
+    request = urllib.request.Request(f"{url}/invocations", data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as answer:
         return json.loads(answer.read())
 

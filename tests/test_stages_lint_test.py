@@ -184,9 +184,7 @@ def test_lint_syntax_error_is_a_finding_with_file_and_line(
     assert "ruff configuration" not in err
 
 
-def test_outputs_are_written_on_failure_too(
-    new_project: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_outputs_are_written_on_failure_too(new_project: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     project = new_project()
     (project / "tests" / "test_broken.py").write_text("def test_one_is_two():\n    assert 1 == 2\n")
     (package_dir(project) / "extra.py").write_text("import os\n")

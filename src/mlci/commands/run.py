@@ -87,8 +87,8 @@ def main(args: argparse.Namespace) -> int:
         rows.append((stage, status, elapsed, summary))
         _line(f"<== {stage}: {status} in {elapsed:.1f}s")
         break
+    why = f"not run: {rows[-1][0]} {rows[-1][1].lower()}" if rows else ""
     for stage in stages[len(rows) :]:
-        why = f"not run: {rows[-1][0]} {rows[-1][1].lower()}"
         mark(project, stage, "skipped", why)
         rows.append((stage, "skipped", 0.0, why))
     total = time.perf_counter() - started

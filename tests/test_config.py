@@ -185,7 +185,7 @@ def test_schema_rejects_what_the_loader_rejects() -> None:
         "default": 5055,
         "minimum": 0,
         "maximum": 65535,
-        "description": "Port 'mlci serve' listens on (0 picks a free one); the deploy smoke test always picks a free port.",
+        "description": "Port 'mlci serve' listens on (0: any free port); deploy's smoke test always takes a free port.",
     }
 
 

@@ -124,7 +124,7 @@ def test_every_subcommand_describes_itself_and_deploy_says_smoke_test_first() ->
     actions = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
     choices: dict[str, Any] = dict(actions[0].choices)  # type: ignore[attr-defined]
     for sub in [choices["data"]]:
-        nested = [a for a in sub._actions if a.__class__.__name__ == "_SubParsersAction"][0]
+        nested = next(a for a in sub._actions if a.__class__.__name__ == "_SubParsersAction")
         choices.update({f"data {k}": v for k, v in nested.choices.items()})
     for name, sub in choices.items():
         assert sub.description and len(sub.description) > 20, name

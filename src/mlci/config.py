@@ -134,7 +134,7 @@ class RegisterSection:
 class DeploySection:
     host: str = _f("Address the local server binds to (loopback by default).", "127.0.0.1")
     port: int = _f(
-        "Port 'mlci serve' listens on (0 picks a free one); the deploy smoke test always picks a free port.",
+        "Port 'mlci serve' listens on (0: any free port); deploy's smoke test always takes a free port.",
         5055,
         minimum=0,
         maximum=65535,

@@ -182,10 +182,10 @@ def test_schema_rejects_what_the_loader_rejects() -> None:
     assert schema["properties"]["ci"]["properties"]["provider"]["enum"] == ["github", "azure", "jenkins"]
     assert schema["properties"]["deploy"]["properties"]["port"] == {
         "type": "integer",
-        "default": 0,
+        "default": 5055,
         "minimum": 0,
         "maximum": 65535,
-        "description": "Port of the local server; 0 picks a free one.",
+        "description": "Port 'mlci serve' listens on (0: any free port); deploy's smoke test always takes a free port.",
     }
 
 

@@ -376,8 +376,12 @@ def test_cli_passes_writes_json_and_junit(tmp_path: Path, capsys: pytest.Capture
     root = project(tmp_path, None)
     assert cli_main(["data-test", "-C", str(root)]) == 0
     out = capsys.readouterr().out
+    # Passing checks are summarised in the one final line; --verbose lists every check.
+    assert len(out.splitlines()) == 1 and out.startswith("data contract passed: 27 checks on data.parquet (duckdb, ")
+    assert cli_main(["data-test", "--verbose", "-C", str(root)]) == 0
+    out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["check", "column", "observed", "expected", "result"]
-    assert "data contract passed: 27 checks on data.parquet (duckdb, " in out
+    assert len(out.splitlines()) == 1 + 27 + 1
     record = json.loads((root / ".mlci" / "out" / "data-test.json").read_text())
     assert record["status"] == "passed"
     assert record["details"]["pass"] == 27
@@ -401,6 +405,11 @@ def test_cli_failure_exits_1_with_junit_failures_and_annotations(
     assert (
         "::error file=contract.yml,line=13,title=data-test max[score]::observed 100.25, expected <= 100" in captured.out
     )
+    # Failures first: only the failed check in the table, the 26 passing ones in one line.
+    lines = captured.out.splitlines()
+    assert lines[0].split() == ["check", "column", "observed", "expected", "result"]
+    assert lines[1].split() == ["max", "score", "100.25", "<=", "100", "FAIL"]
+    assert lines[2] == "26 other checks passed (--verbose lists them)"
     assert captured.err.startswith("mlci: error: data contract failed: 1 of 27 checks on data.parquet (duckdb, ")
     assert captured.err.rstrip().endswith("s): max[score] (observed 100.25, expected <= 100)")
     record = json.loads((root / ".mlci" / "out" / "data-test.json").read_text())

@@ -79,11 +79,9 @@ def test_no_tests_collected_fails(new_project: Any, capsys: pytest.CaptureFixtur
     assert "no tests were collected from tests" in capsys.readouterr().err
 
 
-def test_pre_commit_runs_when_enabled(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _hooked_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A git project with lint.pre_commit: true and its (local, ruff) hooks runnable offline."""
     import os
-    import subprocess
     import sys
 
     assert run_cli("new", "hooked-model", "--defaults", "--output-dir", str(tmp_path)) == 0  # with git
@@ -93,12 +91,110 @@ def test_pre_commit_runs_when_enabled(
     # The hooks are `language: system`: they find ruff on PATH, as in a developer's environment.
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("PRE_COMMIT_HOME", str(tmp_path / "pre-commit-home"))
+    return project
+
+
+def _tree(project: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(project)): p.read_bytes()
+        for p in project.rglob("*")
+        if p.is_file() and not {".git", ".mlci", ".ruff_cache", "__pycache__"} & set(p.parts)
+    }
+
+
+def test_pre_commit_runs_when_enabled(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    project = _hooked_project(tmp_path, monkeypatch)
     assert run_cli("lint", "-C", str(project)) == 0
-    assert result(project, "lint")["details"]["pre_commit"] == {"ran": True, "passed": True}
-    # A tracked file with an unused import: the ruff hook fixes it and so fails the run.
+    pre_commit = result(project, "lint")["details"]["pre_commit"]
+    assert pre_commit["ran"] is True and pre_commit["passed"] is True and pre_commit["would_change"] == []
+    # A tracked file with an unused import: the ruff hook would fix it and so fails the run.
     module = project / "src" / "hooked_model" / "extra.py"
     module.write_text("import os\nimport sys\n\nprint(sys.argv)\n")
     subprocess.run(["git", "add", "-A"], cwd=project, check=True)
     assert run_cli("lint", "-C", str(project)) == 1
-    assert result(project, "lint")["details"]["pre_commit"] == {"ran": True, "passed": False}
-    assert "pre-commit hooks failed" in capsys.readouterr().err
+    pre_commit = result(project, "lint")["details"]["pre_commit"]
+    assert pre_commit["passed"] is False and pre_commit["would_change"] == ["src/hooked_model/extra.py"]
+    assert "pre-commit hooks failed (they would change 1 file)" in capsys.readouterr().err
+
+
+def test_lint_never_edits_the_tree_and_lint_fix_fixes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    project = _hooked_project(tmp_path, monkeypatch)
+    package = project / "src" / "hooked_model"
+    (package / "extra.py").write_text("import os\nimport sys\nx = {  'a':1 }\nprint(sys.argv, x)\n")
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    (package / "untracked.py").write_text("import json\n")  # pre-commit never sees untracked files
+    before = _tree(project)
+    assert run_cli("lint", "-C", str(project)) == 1
+    assert _tree(project) == before  # byte for byte: the hooks' edits were put back
+    out = capsys.readouterr().out
+    assert "src/hooked_model/extra.py: a pre-commit hook would change it; restored" in out
+    assert "pre-commit checks tracked files only; not checked by its hooks: src/hooked_model/untracked.py" in out
+
+    assert run_cli("lint", "--fix", "-C", str(project)) == 0
+    assert (package / "extra.py").read_text() == 'import sys\n\nx = {"a": 1}\nprint(sys.argv, x)\n'
+    assert (package / "untracked.py").read_text() == ""  # ruff --fix removed the unused import
+    assert result(project, "lint")["status"] == "passed"
+
+
+def test_collection_error_is_a_failure_not_an_interruption(
+    new_project: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = new_project()
+    (project / "tests" / "test_broken.py").write_text("def test_broken(:\n    pass\n")
+    assert run_cli("test", "-C", str(project)) == 1
+    err = capsys.readouterr().err
+    assert err.endswith(
+        "mlci: error: collection error in tests/test_broken.py:1: SyntaxError: invalid syntax; "
+        "fix it so pytest can import the tests\n"
+    )
+    assert "interrupted" not in err.splitlines()[-1]
+    record = result(project, "test")
+    assert record["status"] == "failed" and record["exit_code"] == 1
+    assert record["details"]["collection_errors"] == [
+        {"file": "tests/test_broken.py", "line": 1, "message": "SyntaxError: invalid syntax"}
+    ]
+
+
+def test_import_error_in_a_test_module_names_its_line(new_project: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    project = new_project()
+    (project / "tests" / "test_imports.py").write_text("\nimport no_such_module_x\n")
+    assert run_cli("test", "-C", str(project)) == 1
+    assert (
+        "collection error in tests/test_imports.py:2: ModuleNotFoundError: No module named 'no_such_module_x'"
+        in capsys.readouterr().err
+    )
+
+
+def test_lint_syntax_error_is_a_finding_with_file_and_line(
+    new_project: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = new_project()
+    (project / "tests" / "test_broken.py").write_text("def test_broken(:\n    pass\n")
+    assert run_cli("lint", "-C", str(project)) == 1
+    err = capsys.readouterr().err
+    assert "mlci: error: lint failed: syntax error in tests/test_broken.py:1:17 (" in err
+    assert "ruff configuration" not in err
+
+
+def test_outputs_are_written_on_failure_too(new_project: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = new_project()
+    (project / "tests" / "test_broken.py").write_text("def test_one_is_two():\n    assert 1 == 2\n")
+    (package_dir(project) / "extra.py").write_text("import os\n")
+    output = tmp_path / "gh_output"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(output))
+    assert run_cli("lint", "-C", str(project)) == 1
+    assert output.read_text().splitlines() == ["findings=1", "result=failed"]
+    output.unlink()
+    assert run_cli("test", "-C", str(project)) == 1
+    lines = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    tests = result(project, "test")["details"]["tests"]
+    assert lines["result"] == "failed" and lines["tests"] == str(tests) and float(lines["coverage"]) > 50

@@ -7,19 +7,49 @@ scikit-learn) is imported when that command runs, so `mlci --help` stays instant
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import json
 import os
 import signal
 import sys
 import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from mlci import __version__
+from mlci import __version__, console
 from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, MlciError
 
 STAGES = ("lint", "test", "data-test", "train", "register", "deploy")
+# Commands that record a result (.mlci/out/<stage>.json, run.json): --json prints it, --quiet
+# keeps only its final line.
+RECORDED = (*STAGES, "run")
+# A reader closed the pipe (`mlci data schema | head`): exit as a killed-by-SIGPIPE tool does.
+EXIT_BROKEN_PIPE = 141
+
+
+def _output_flags() -> argparse.ArgumentParser:
+    """--quiet, --verbose, --json: accepted before the command and after it alike."""
+    flags = argparse.ArgumentParser(add_help=False)
+    group = flags.add_mutually_exclusive_group()
+    group.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="print only errors and the final line"
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="also list every passing check and the tools' full output",
+    )
+    flags.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print the result (stage record or run summary) as JSON on stdout; everything else on stderr",
+    )
+    return flags
 
 
 def _add_project_dir(parser: argparse.ArgumentParser) -> None:
@@ -57,15 +87,36 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    flags = _output_flags()
     parser = argparse.ArgumentParser(
         prog="mlci",
         description="Production-grade CI/CD for machine-learning repositories.",
         epilog="Exit codes: 0 ok, 1 a check failed, 2 bad usage or config, 3 infrastructure, 130 interrupted.",
+        parents=[flags],
     )
     parser.add_argument("--version", action="version", version=f"mlci {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    new = sub.add_parser("new", help="scaffold a new ML project", description="Scaffold a new ML project.")
+    def command(
+        parent: argparse._SubParsersAction,  # type: ignore[type-arg]
+        name: str,
+        help: str,
+        description: str | None = None,
+        epilog: str | None = None,
+    ) -> argparse.ArgumentParser:
+        # Every subcommand takes the output flags too, and --help always describes it.
+        described = description or help[0].upper() + help[1:] + "."
+        made: argparse.ArgumentParser = parent.add_parser(
+            name, help=help, description=described, epilog=epilog, parents=[flags]
+        )
+        return made
+
+    new = command(
+        sub,
+        "new",
+        "scaffold a new ML project",
+        "Scaffold a new ML project: code, data contract, tests, mlci.yaml and the CI files of --provider.",
+    )
     new.add_argument("name", help="project name: lowercase letters, digits, '-' or '_'")
     new.add_argument(
         "--provider", choices=("github", "azure", "jenkins"), default=None, help="CI system (default: github)"
@@ -82,14 +133,21 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--no-git", action="store_true", help="do not run git init")
     new.set_defaults(handler="mlci.commands.new:main")
 
-    render = sub.add_parser("render", help="re-render every managed file from mlci.yaml")
+    render = command(
+        sub,
+        "render",
+        "re-render every managed file from mlci.yaml",
+        "Re-render the CI files and every other file mlci manages from mlci.yaml (after you edit it); "
+        "files edited by hand are kept for 'mlci upgrade' to merge.",
+    )
     _add_project_dir(render)
     render.set_defaults(handler="mlci.commands.render:main")
 
-    upgrade = sub.add_parser(
+    upgrade = command(
+        sub,
         "upgrade",
-        help="three-way merge the installed mlci's templates into one or many projects",
-        description="Upgrade managed files: a three-way merge of the manifest's base, your file and the new render.",
+        "three-way merge the installed mlci's templates into one or many projects",
+        "Upgrade managed files: a three-way merge of the manifest's base, your file and the new render.",
         epilog="Exit codes: 0 merged or current, 1 conflicts remain (--check: behind), 2 bad input, 3 write error.",
     )
     upgrade.add_argument("paths", nargs="*", metavar="PATH", help="project directories (default: the current one)")
@@ -106,22 +164,39 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--commit", action="store_true", help="commit the upgrade in each cleanly upgraded project")
     upgrade.set_defaults(handler="mlci.commands.upgrade:main")
 
-    schema = sub.add_parser("schema", help="print the JSON Schema of mlci.yaml")
+    schema = command(sub, "schema", "print the JSON Schema of mlci.yaml")
     schema.add_argument("--markdown", action="store_true", help="print the table of keys for docs instead")
     schema.set_defaults(handler="mlci.commands.schema:main")
 
-    lint = sub.add_parser("lint", help="ruff check + ruff format --check (+ pre-commit)")
+    lint = command(
+        sub,
+        "lint",
+        "ruff check + ruff format --check (+ pre-commit)",
+        "Check the code: ruff check, ruff format --check and, with lint.pre_commit, the pre-commit hooks. "
+        "A check never edits files; --fix applies the fixes.",
+    )
     _add_project_dir(lint)
+    lint.add_argument(
+        "--fix",
+        action="store_true",
+        help="apply the fixes: ruff check --fix, ruff format (and the pre-commit hooks), then check",
+    )
     lint.set_defaults(handler="mlci.stages.lint:main")
 
-    test = sub.add_parser("test", help="pytest with JUnit XML and coverage")
+    test = command(
+        sub,
+        "test",
+        "pytest with JUnit XML and coverage",
+        "Run pytest on test.paths with JUnit XML (.mlci/out/junit.xml) and line coverage of the package.",
+    )
     _add_project_dir(test)
     test.set_defaults(handler="mlci.stages.unit_test:main")
 
-    data_test = sub.add_parser(
+    data_test = command(
+        sub,
         "data-test",
-        help="check the data contract and drift (DuckDB, or Spark at scale)",
-        description="Check data/contract.yml: schema, nulls, ranges, allowed values, uniqueness, row counts, "
+        "check the data contract and drift (DuckDB, or Spark at scale)",
+        "Check data/contract.yml: schema, nulls, ranges, allowed values, uniqueness, row counts, "
         "freshness, SQL expectations and drift against the reference profile.",
     )
     _add_project_dir(data_test)
@@ -134,9 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data_test.set_defaults(handler="mlci.stages.data_test:main")
 
-    data = sub.add_parser("data", help="data contract tools: profile, schema")
+    data = command(sub, "data", "data contract tools: profile, schema")
     data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
-    profile = data_sub.add_parser("profile", help="write the reference profile drift is measured against")
+    profile = command(data_sub, "profile", "write the reference profile drift is measured against")
     _add_project_dir(profile)
     _add_data_options(profile)
     profile.add_argument(
@@ -146,21 +221,39 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", default=None, metavar="PATH", help="where to write it (default: the contract's drift.reference)"
     )
     profile.set_defaults(handler="mlci.commands.data:profile_main")
-    contract_schema = data_sub.add_parser("schema", help="print the JSON Schema of the data contract")
+    contract_schema = command(data_sub, "schema", "print the JSON Schema of the data contract")
     contract_schema.set_defaults(handler="mlci.commands.data:schema_main")
 
-    train = sub.add_parser("train", help="train the entrypoint under an MLflow run")
+    train = command(
+        sub,
+        "train",
+        "train the entrypoint under an MLflow run",
+        "Train train.entrypoint under an MLflow run: params, holdout metrics, lineage tags and the model "
+        "with its signature and input example.",
+    )
     _add_project_dir(train)
     _add_tracking(train)
     train.set_defaults(handler="mlci.stages.train:main")
 
-    register = sub.add_parser("register", help="register the trained model if it passes the gates")
+    register = command(
+        sub,
+        "register",
+        "register the trained model if it passes the gates",
+        "Score the trained model on the holdout, check the gates and the comparison with the champion, "
+        "and register a passing model as challenger.",
+    )
     _add_project_dir(register)
     _add_tracking(register)
     register.add_argument("--run-id", default=None, help="MLflow run to register (default: the last 'mlci train')")
     register.set_defaults(handler="mlci.stages.register:main")
 
-    deploy = sub.add_parser("deploy", help="promote the challenger and smoke-test it served")
+    deploy = command(
+        sub,
+        "deploy",
+        "smoke-test the challenger served on loopback, then promote it",
+        "Serve the challenger on loopback and smoke-test it with its input example; only a model that "
+        "answered is promoted, and the aliases stay as they were on failure.",
+    )
     _add_project_dir(deploy)
     _add_tracking(deploy)
     deploy.add_argument("--target", choices=("local", "databricks"), default=None, help="default: mlci.yaml's target")
@@ -169,15 +262,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deploy.set_defaults(handler="mlci.stages.deploy:main")
 
-    serve = sub.add_parser("serve", help="serve a registered model in the foreground")
+    serve = command(
+        sub,
+        "serve",
+        "serve a registered model in the foreground",
+        "Serve a registered model (the champion by default) over HTTP until Ctrl-C: POST /invocations, GET /health.",
+    )
     _add_project_dir(serve)
     _add_tracking(serve)
     serve.add_argument("--alias", default="champion", help="alias to serve (default: champion)")
     serve.add_argument("--version", dest="model_version", default=None, help="serve this version instead of an alias")
-    serve.add_argument("--port", type=int, default=None, help="port (default: mlci.yaml deploy.port, 0 = free port)")
+    serve.add_argument(
+        "--port", type=int, default=None, help="port (default: mlci.yaml deploy.port, 5055; 0 = a free port)"
+    )
+    serve.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="answer each row with its label and class probabilities (models with predict_proba)",
+    )
     serve.set_defaults(handler="mlci.commands.serve:main")
 
-    run = sub.add_parser("run", help="run the stages in order on the embedded default")
+    run = command(
+        sub,
+        "run",
+        "run the stages in order on the embedded default",
+        "Run the stages in order (lint, test, data-test, train, register, deploy), stop at the first "
+        "failure, print a summary table and write .mlci/out/run.json.",
+    )
     _add_project_dir(run)
     _add_tracking(run)
     run.add_argument("stages", nargs="*", metavar="STAGE", help=f"stages to run (default: all of {', '.join(STAGES)})")
@@ -188,34 +299,79 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    as_json = bool(getattr(args, "json", False))
+    recorded = args.command in RECORDED
+    console.configure(
+        quiet=bool(getattr(args, "quiet", False)), verbose=bool(getattr(args, "verbose", False)), json=as_json
+    )
     module_name, _, function_name = args.handler.partition(":")
     # CI systems cancel and time out jobs with SIGTERM: unwind like Ctrl-C, so stages restore
     # what they changed (e.g. deploy's aliases) and record the interruption.
     previous = (
         signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
     )
+    code = EXIT_INFRA
     try:
-        handler = getattr(importlib.import_module(module_name), function_name)
-        return int(handler(args))
+        with _stdout_for(recorded, as_json):
+            handler = getattr(importlib.import_module(module_name), function_name)
+            code = int(handler(args))
+        if recorded and console.quiet() and not as_json and console.result():
+            console.final(str(console.result().get("summary", "")))  # type: ignore[union-attr]
     except MlciError as exc:
-        print(f"mlci: error: {exc.message}", file=sys.stderr)
-        return exc.exit_code
+        console.error(f"mlci: error: {exc.message}")
+        code = exc.exit_code
     except KeyboardInterrupt:
-        print("mlci: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        console.error("mlci: interrupted")
+        code = EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _reader_went_away()
     except Exception as exc:  # a bug or an unexpected failure below us: one line, exit 3
-        if os.environ.get("MLCI_DEBUG"):
-            traceback.print_exc()
-        where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-        at = f" at {Path(where.filename).name}:{where.lineno}" if where else ""
-        print(
-            f"mlci: error: unexpected {type(exc).__name__}: {exc}{at} (MLCI_DEBUG=1 shows the traceback)",
-            file=sys.stderr,
-        )
-        return EXIT_INFRA
+        console.error(unexpected(exc))
+        code = EXIT_INFRA
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    try:
+        if as_json and recorded and console.result() is not None:
+            print(json.dumps(console.result(), indent=2, sort_keys=True, default=str))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _reader_went_away()
+    return code
+
+
+def unexpected(exc: BaseException) -> str:
+    """The one line for an exception mlci did not expect (a bug, or user code failing)."""
+    if os.environ.get("MLCI_DEBUG"):
+        traceback.print_exception(exc)
+    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    at = f" at {Path(where.filename).name}:{where.lineno}" if where else ""
+    return f"mlci: error: unexpected {type(exc).__name__}: {exc}{at} (MLCI_DEBUG=1 shows the traceback)"
+
+
+@contextlib.contextmanager
+def _stdout_for(recorded: bool, as_json: bool) -> Iterator[None]:
+    """--json: stdout carries only the JSON, so whatever a stage prints goes to stderr.
+    --quiet: a stage's own lines are dropped; the boundary prints the final line."""
+    if recorded and as_json:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    elif recorded and console.quiet():
+        with open(os.devnull, "w", encoding="utf-8") as sink, contextlib.redirect_stdout(sink):
+            yield
+    else:
+        yield
+
+
+def _reader_went_away() -> int:
+    """The reader of our stdout closed it (`| head`): stop quietly, as `cat` does. Point
+    stdout at /dev/null so the interpreter's last flush cannot raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file descriptor (a test's capture)
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -133,7 +133,12 @@ class RegisterSection:
 @dataclass(frozen=True)
 class DeploySection:
     host: str = _f("Address the local server binds to (loopback by default).", "127.0.0.1")
-    port: int = _f("Port of the local server; 0 picks a free one.", 0, minimum=0, maximum=65535)
+    port: int = _f(
+        "Port 'mlci serve' listens on (0: any free port); deploy's smoke test always takes a free port.",
+        5055,
+        minimum=0,
+        maximum=65535,
+    )
     ready_timeout: float = _f("Seconds to wait for the served model to answer /health.", 120.0, minimum=1)
 
 

@@ -22,11 +22,15 @@ class MlciError(Exception):
     # Extra Markdown for the CI job summary (e.g. a table of the failed checks).
     markdown = ""
 
-    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str, details: dict[str, Any] | None = None, outputs: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         # Structured facts for .mlci/out/<stage>.json (e.g. each failed gate's numbers).
         self.details: dict[str, Any] = details or {}
+        # CI step outputs the stage knows although it failed (e.g. tests run, coverage).
+        self.outputs: dict[str, Any] = outputs or {}
 
 
 class UsageError(MlciError):

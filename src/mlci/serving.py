@@ -12,19 +12,20 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlci.errors import InfraError
+from mlci.errors import InfraError, UsageError
 
 
 @dataclass
 class Endpoint:
     url: str
     ready_seconds: float
+    thread: threading.Thread | None = None
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -36,7 +37,8 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise InfraError(
-            f"cannot listen on {host}:{port} ({exc.strerror}); set deploy.port in mlci.yaml to a free port or 0"
+            f"cannot listen on {host}:{port} ({exc.strerror}); pass --port with a free port (0 picks one), "
+            "or set deploy.port in mlci.yaml"
         ) from None
     sock.listen(128)
     return sock
@@ -47,11 +49,58 @@ def _url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def scoring_app(model_path: Path) -> Any:
+def scoring_app(model_path: Path, probabilities: bool = False) -> Any:
     import mlflow.pyfunc
     from mlflow.pyfunc import scoring_server
 
-    return scoring_server.init(mlflow.pyfunc.load_model(str(model_path)))
+    model = mlflow.pyfunc.load_model(str(model_path))
+    if probabilities:
+        model = with_probabilities(model)
+    return scoring_server.init(model)
+
+
+def probability_function(model: Any) -> Any | None:
+    """The model's `predict_proba`, or None when it has none (e.g. a LinearSVC)."""
+    implementation = getattr(model, "_model_impl", None)
+    found = getattr(implementation, "predict_proba", None)
+    if found is None:
+        try:
+            found = getattr(model.get_raw_model(), "predict_proba", None)
+        except Exception:  # not every flavour exposes a raw model
+            found = None
+    return found if callable(found) else None
+
+
+class _LabelsAndProbabilities:
+    """A pyfunc implementation answering one record per row: the label and each class's
+    probability (`prediction`, `probability_<class>`), for `mlci serve --probabilities`."""
+
+    def __init__(self, model: Any, predict_proba: Any) -> None:
+        self._model = model
+        self._predict_proba = predict_proba
+        raw = getattr(predict_proba, "__self__", None)
+        self._classes = [str(c) for c in getattr(raw, "classes_", [])]
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        import pandas as pd
+
+        labels = self._model.predict(data)
+        table = self._predict_proba(data)
+        names = self._classes if len(self._classes) == table.shape[1] else [str(i) for i in range(table.shape[1])]
+        frame = pd.DataFrame({"prediction": list(labels)})
+        for index, name in enumerate(names):
+            frame[f"probability_{name}"] = table[:, index]
+        return frame
+
+
+def with_probabilities(model: Any) -> Any:
+    """The same model, answering labels and probabilities; UsageError when it has none."""
+    from mlflow.pyfunc import PyFuncModel
+
+    predict_proba = probability_function(model)
+    if predict_proba is None:
+        raise UsageError("--probabilities: this model has no predict_proba (e.g. a LinearSVC); serve it without")
+    return PyFuncModel(model_meta=model.metadata, model_impl=_LabelsAndProbabilities(model, predict_proba))
 
 
 def wait_ready(url: str, timeout: float, thread: threading.Thread | None = None) -> float:
@@ -73,32 +122,53 @@ def wait_ready(url: str, timeout: float, thread: threading.Thread | None = None)
 
 
 @contextmanager
-def serve_in_thread(model_path: Path, host: str, port: int, ready_timeout: float) -> Iterator[Endpoint]:
+def serve_in_thread(
+    model_path: Path,
+    host: str,
+    port: int,
+    ready_timeout: float,
+    probabilities: bool = False,
+    log_level: str = "warning",
+) -> Iterator[Endpoint]:
     """Serve a model for the duration of the block; yields its URL once /health answers."""
     import uvicorn
 
-    app = scoring_app(model_path)
-    sock = bind(host, port)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    sock = bind(host, port)  # first: a port in use fails before seconds of loading the model
+    try:
+        app = scoring_app(model_path, probabilities)
+    except BaseException:
+        sock.close()
+        raise
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="mlci-serve", daemon=True)
     thread.start()
     url = _url(sock)
     try:
         ready = wait_ready(url, ready_timeout, thread)
-        yield Endpoint(url=url, ready_seconds=ready)
+        yield Endpoint(url=url, ready_seconds=ready, thread=thread)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
 
 
-def serve_forever(model_path: Path, host: str, port: int) -> None:
-    import uvicorn
-
-    app = scoring_app(model_path)
-    sock = bind(host, port)
-    print(f"serving on {_url(sock)}  (POST /invocations, GET /health; Ctrl-C to stop)", flush=True)
-    uvicorn.Server(uvicorn.Config(app, log_level="info", lifespan="off")).run(sockets=[sock])
+def serve_until_interrupted(
+    model_path: Path,
+    host: str,
+    port: int,
+    ready_timeout: float,
+    announce: Callable[[Endpoint], None],
+    probabilities: bool = False,
+    log_level: str = "warning",
+) -> None:
+    """Serve in the foreground: `announce` is called once /health answers, then serve until
+    Ctrl-C (or SIGTERM), or until the server stops by itself (an InfraError)."""
+    with serve_in_thread(model_path, host, port, ready_timeout, probabilities, log_level) as endpoint:
+        announce(endpoint)
+        assert endpoint.thread is not None
+        while endpoint.thread.is_alive():
+            endpoint.thread.join(timeout=0.5)
+    raise InfraError(f"the model server at {endpoint.url} stopped")
 
 
 def predict(url: str, frame: Any, timeout: float = 30) -> tuple[list[Any], float]:

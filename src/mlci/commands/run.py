@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import sys
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
 
+from mlci import __version__, console
 from mlci.cli import STAGES
 from mlci.config import Project
-from mlci.errors import MlciError, UsageError
-from mlci.stages._result import StageResult, execute, load_project_for
+from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, MlciError, UsageError
+from mlci.stages._result import StageResult, execute, load_project_for, mark, write_json
 
 
 def _work(stage: str, project: Project, args: argparse.Namespace) -> Callable[[], StageResult]:
@@ -51,42 +53,102 @@ def selected_stages(requested: list[str]) -> list[str]:
 
 
 def _line(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    console.progress(text)
 
 
 def main(args: argparse.Namespace) -> int:
     stages = selected_stages(args.stages)
     project = load_project_for(args)
     rows: list[tuple[str, str, float, str]] = []
+    started_at = datetime.now(timezone.utc)
     started = time.perf_counter()
-    failure: MlciError | None = None
+    failure: BaseException | None = None
+    # Every stage this run will run says so before the first starts: a result of an earlier
+    # run (an old passed deploy.json) never sits beside this run's failed register.json.
+    for stage in stages:
+        mark(project, stage, "pending", "pending: 'mlci run' has not reached this stage")
     for index, stage in enumerate(stages, 1):
         _line(f"==> [{index}/{len(stages)}] {stage}")
         clock = time.perf_counter()
         try:
             result = execute(stage, project, _work(stage, project, args))
         except MlciError as exc:
+            status, summary, failure = ("FAILED" if exc.exit_code == 1 else "ERROR"), exc.message, exc
+        except KeyboardInterrupt as exc:
+            status, summary, failure = "interrupted", "interrupted", exc
+        except Exception as exc:  # a bug or user code failing: still this stage's line and the table
+            status, summary, failure = "ERROR", f"unexpected {type(exc).__name__}: {exc}", exc
+        else:
             elapsed = time.perf_counter() - clock
-            status = "FAILED" if exc.exit_code == 1 else "ERROR"
-            rows.append((stage, status, elapsed, exc.message))
-            _line(f"<== {stage}: {status} in {elapsed:.1f}s")
-            failure = exc
-            break
+            rows.append((stage, "passed", elapsed, result.summary))
+            _line(f"<== {stage}: passed in {elapsed:.1f}s")
+            continue
         elapsed = time.perf_counter() - clock
-        rows.append((stage, "passed", elapsed, result.summary))
-        _line(f"<== {stage}: passed in {elapsed:.1f}s")
+        rows.append((stage, status, elapsed, summary))
+        _line(f"<== {stage}: {status} in {elapsed:.1f}s")
+        break
+    why = f"not run: {rows[-1][0]} {rows[-1][1].lower()}" if rows else ""
     for stage in stages[len(rows) :]:
-        rows.append((stage, "skipped", 0.0, "not run: an earlier stage failed"))
-    width = max(len(s) for s in stages)
-    _line("")
-    _line(f"{'stage':<{width}}  {'result':<8}  {'time':>7}  summary")
-    for stage, status, elapsed, summary in rows:
-        short = summary if len(summary) <= 90 else summary[:87] + "..."
-        _line(f"{stage:<{width}}  {status:<8}  {elapsed:>6.1f}s  {short}")
-    _line(
-        f"{'total':<{width}}  {'':<8}  {time.perf_counter() - started:>6.1f}s  "
-        f"results in {project.out_dir.relative_to(project.root)}/"
-    )
+        mark(project, stage, "skipped", why)
+        rows.append((stage, "skipped", 0.0, why))
+    total = time.perf_counter() - started
+    _table(project, rows, total)
+    console.set_result(_write_summary(project, rows, failure, started_at, total))
     if failure is not None:
         raise failure
     return 0
+
+
+def _table(project: Project, rows: list[tuple[str, str, float, str]], total: float) -> None:
+    # Wide enough for the headings too: `mlci run lint test` has only short stage names.
+    width = max(len("stage"), len("total"), *(len(row[0]) for row in rows))
+    status_width = max(len("result"), *(len(row[1]) for row in rows))
+    _line("")
+    _line(f"{'stage':<{width}}  {'result':<{status_width}}  {'time':>7}  summary")
+    for stage, status, elapsed, summary in rows:
+        short = summary if len(summary) <= 90 else summary[:87] + "..."
+        _line(f"{stage:<{width}}  {status:<{status_width}}  {elapsed:>6.1f}s  {short}")
+    _line(
+        f"{'total':<{width}}  {'':<{status_width}}  {total:>6.1f}s  "
+        f"results in {project.out_dir.relative_to(project.root)}/"
+    )
+
+
+def _write_summary(
+    project: Project,
+    rows: list[tuple[str, str, float, str]],
+    failure: BaseException | None,
+    started_at: datetime,
+    total: float,
+) -> dict[str, Any]:
+    """.mlci/out/run.json: what this run did, stage by stage; also the --json result."""
+    if failure is None:
+        status, code = "passed", EXIT_OK
+    elif isinstance(failure, KeyboardInterrupt):
+        status, code = "interrupted", EXIT_INTERRUPTED
+    elif isinstance(failure, MlciError):
+        status, code = ("failed" if failure.exit_code == 1 else "error"), failure.exit_code
+    else:
+        status, code = "error", EXIT_INFRA
+    passed = sum(row[1] == "passed" for row in rows)
+    last = rows[-1] if failure is not None else None
+    text = (
+        f"run passed: {passed} stage{'s' * (passed != 1)} in {total:.1f}s"
+        if last is None
+        else f"run {status}: {last[0]} {last[1].lower()}: {last[3]}"
+    )
+    summary: dict[str, Any] = {
+        "stage": "run",
+        "mlci_version": __version__,
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "status": status,
+        "exit_code": code,
+        "summary": text,
+        "duration_s": round(total, 3),
+        "stages": [
+            {"stage": stage, "status": state.lower(), "duration_s": round(elapsed, 3), "summary": summary}
+            for stage, state, elapsed, summary in rows
+        ],
+    }
+    write_json(project.out_dir / "run.json", summary)
+    return summary

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from mlci import console
 from mlci.errors import UsageError
 from mlci.stages._result import load_project_for
 from mlci.targets import local
@@ -11,20 +13,60 @@ from mlci.targets import local
 
 def main(args: argparse.Namespace) -> int:
     project = load_project_for(args)
+    name = project.config.model_name
+    uri = local.tracking_uri(project, args.tracking_uri)
+    store = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if store is not None and not store.is_file():
+        # Say so before MLflow would create (and migrate) an empty database just to look.
+        raise UsageError(
+            f"no model to serve: the MLflow store {store} does not exist yet; "
+            "run 'mlci run' (or mlci train, register and deploy) first"
+        )
     local.configure_mlflow(project, args.tracking_uri)
     from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
 
     from mlci import serving
 
-    name = project.config.model_name
-    uri = f"models:/{name}/{args.model_version}" if args.model_version else f"models:/{name}@{args.alias}"
+    client = MlflowClient()
+    if args.model_version:
+        version, chosen = str(args.model_version), f"version {args.model_version}"
+    else:
+        try:
+            version = str(int(client.get_model_version_by_alias(name, args.alias).version))
+        except MlflowException:
+            raise UsageError(
+                f"no model to serve: '{name}' has no '{args.alias}' alias in {uri}; "
+                "run 'mlci register' and 'mlci deploy', or pick --version"
+            ) from None
+        chosen = f"alias {args.alias}"
+    model_uri = f"models:/{name}/{version}"
     try:
-        path = local.model_dir(uri)
+        path = local.model_dir(model_uri)
     except MlflowException as exc:
         raise UsageError(
-            f"cannot load {uri}: {exc.message}; run 'mlci register' and 'mlci deploy', or pick --version"
+            f"cannot load {model_uri}: {exc.message}; run 'mlci register' and 'mlci deploy', or pick --version"
         ) from None
-    port = project.config.deploy.port if args.port is None else args.port
-    print(f"mlci serve: {uri}", flush=True)
-    serving.serve_forever(path, project.config.deploy.host, port)
+    cfg = project.config.deploy
+    port = cfg.port if args.port is None else args.port
+    probabilities = bool(getattr(args, "probabilities", False))
+    console.say(f"mlci serve: loading {name} v{version} ({chosen}) ...")
+
+    def announce(endpoint: serving.Endpoint) -> None:
+        # Printed only once /health answers: a curl right after this line works.
+        extra = "; answers carry class probabilities" if probabilities else ""
+        console.final(
+            f"serving {name} v{version} ({chosen}) on {endpoint.url}{extra}  "
+            "(POST /invocations, GET /health; Ctrl-C to stop)"
+        )
+
+    serving.serve_until_interrupted(
+        path,
+        cfg.host,
+        port,
+        cfg.ready_timeout,
+        announce,
+        probabilities=probabilities,
+        log_level="info" if console.verbose() else "warning",
+    )
     return 0

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mlci import __version__, ci_env
+from mlci import __version__, ci_env, console
 from mlci.config import Project
 from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, MlciError
 
@@ -78,6 +78,10 @@ def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> St
             details=getattr(exc, "details", {}),
         )
         _write_json(path, record)
+        console.set_result(record)
+        # Outputs on failure too (actions/README: `result` is passed, failed or error), with
+        # whatever the stage knew, so a later step can report the numbers of a failing run.
+        ci_env.set_outputs({**getattr(exc, "outputs", {}), "result": record["status"]})
         ci_env.add_summary(f"### mlci {stage}: {record['status']}\n\n{exc.message}\n\n{exc.markdown}")
         raise
     except BaseException as exc:
@@ -90,6 +94,9 @@ def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> St
             details={},
         )
         _write_json(path, record)
+        console.set_result(record)
+        ci_env.set_outputs({"result": "error"})
+        ci_env.add_summary(f"### mlci {stage}: error\n\n{record['summary']}")
         raise
     record.update(
         status="passed",
@@ -99,9 +106,30 @@ def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> St
         details=result.details,
     )
     _write_json(path, record)
+    console.set_result(record)
     ci_env.set_outputs({"result": record["status"], **result.outputs})
     ci_env.add_summary(f"### mlci {stage}: {record['status']}\n\n{result.summary}\n\n{result.markdown}")
     return result
+
+
+def mark(project: Project, stage: str, status: str, summary: str) -> None:
+    """Record a stage that `mlci run` did not run (yet): `pending` before the run starts,
+    `skipped` after an earlier stage failed. An older result never sits beside a new one
+    as if this run had produced it."""
+    record: dict[str, Any] = {
+        "stage": stage,
+        "mlci_version": __version__,
+        "started_at": None,
+        "status": status,
+        "exit_code": None,
+        "summary": summary,
+        "details": {},
+    }
+    _write_json(result_path(project, stage), record)
+
+
+def write_json(path: Path, payload: Mapping[str, Any]) -> None:
+    _write_json(path, payload)
 
 
 def load_project_for(args: Any) -> Project:

@@ -8,7 +8,7 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from mlci import ci_env
+from mlci import ci_env, console
 from mlci.config import Project
 from mlci.contracts.compiler import CheckResult, show
 from mlci.contracts.format import Contract, load_contract
@@ -53,7 +53,7 @@ def run_data_test(
     out.mkdir(parents=True, exist_ok=True)
     junit = out / JUNIT_FILE
     write_junit(report, contract, junit)
-    print(result_table(report.results))
+    print_results(report.results)
     counts = report.counts()
     details = {**report.to_json(), "contract": contract.display_path, "junit_xml": str(junit.relative_to(project.root))}
     markdown = markdown_report(report)
@@ -72,8 +72,7 @@ def run_data_test(
                 r.line,
                 title=f"data-test {r.name}",
             )
-            if note:
-                print(note)
+            console.annotation(note)
         names = ", ".join(f"{r.name} (observed {show(r.observed)}, expected {r.expected})" for r in report.failed[:5])
         more = f" and {len(report.failed) - 5} more" if len(report.failed) > 5 else ""
         error = CheckFailed(
@@ -89,6 +88,19 @@ def run_data_test(
         outputs={"checks": len(report.results), "failed": 0},
         markdown=markdown,
     )
+
+
+def print_results(results: list[CheckResult]) -> None:
+    """Failures first: the checks that failed or were skipped as a table, the passing ones in
+    one line (--verbose lists every check)."""
+    if console.verbose():
+        console.say(result_table(results))
+        return
+    shown = [r for r in results if r.status != "pass"]
+    if shown:
+        console.say(result_table(shown))
+        passed = len(results) - len(shown)
+        console.say(f"{passed} other check{'s' * (passed != 1)} passed (--verbose lists them)")
 
 
 def result_table(results: list[CheckResult]) -> str:

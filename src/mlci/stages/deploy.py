@@ -24,7 +24,8 @@ def smoke_test(project: Project, model_uri: str) -> dict[str, Any]:
     example = mlflow.models.Model.load(str(path)).load_input_example(str(path))
     if example is None:
         raise CheckFailed(f"{model_uri} has no input example to smoke-test with; retrain with 'mlci train'")
-    with serving.serve_in_thread(path, cfg.deploy.host, cfg.deploy.port, cfg.deploy.ready_timeout) as endpoint:
+    # Port 0: a free port every time, so two runs (or a running 'mlci serve') never collide.
+    with serving.serve_in_thread(path, cfg.deploy.host, 0, cfg.deploy.ready_timeout) as endpoint:
         print(
             f"deploy: serving at {endpoint.url} (ready in {endpoint.ready_seconds:.1f}s); sending the input example",
             flush=True,

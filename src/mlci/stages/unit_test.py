@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from mlci import ci_env
+from mlci import ci_env, console
 from mlci.config import Project
 from mlci.errors import CheckFailed, InfraError, UsageError
 from mlci.stages._result import StageResult, execute, load_project_for, tool_env
@@ -39,15 +39,45 @@ def parse_junit(path: Path) -> dict[str, Any]:
     return {**counts, "failed": failed, "time_s": round(sum(float(s.get("time", 0)) for s in suites), 3)}
 
 
-def run_tests(project: Project) -> StageResult:
+def collection_errors(junit: Path, root: Path) -> list[dict[str, Any]]:
+    """Modules pytest could not collect (a syntax or import error), with file, line and the
+    error line, from the JUnit report; pytest exits 2 for these, as it does when interrupted."""
+    if not junit.is_file():
+        return []
+    errors = []
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        problem = case.find("error")
+        if problem is None or problem.get("message") != "collection failure":
+            continue
+        file = case.get("file") or case.get("name", "").replace(".", "/") + ".py"
+        text = problem.text or ""
+        errors.append({"file": file, "line": _error_line(text, file, root), "message": _error_message(text)})
+    return errors
+
+
+def _error_line(text: str, file: str, root: Path) -> int | None:
+    # A SyntaxError names the line as `File "/abs/path", line N`; an import error shows the
+    # module's frame as `tests/test_x.py:N: in <module>`.
+    absolute = re.escape(str((root / file).resolve()))
+    for pattern in (rf'File "(?:{absolute}|[^"]*{re.escape(file)})", line (\d+)', rf"{re.escape(file)}:(\d+): in "):
+        found = re.findall(pattern, text)
+        if found:
+            return int(found[-1])
+    return None
+
+
+def _error_message(text: str) -> str:
+    lines = [line[1:].strip() for line in text.splitlines() if line.startswith("E ")]
+    errors = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", line)]
+    return (errors or lines or ["cannot be imported"])[-1][:300]
+
+
+def pytest_command(project: Project, junit: Path, coverage_json: Path) -> list[str]:
     cfg = project.config
-    out = project.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    junit = out / "junit.xml"
-    coverage_json = out / "coverage.json"
-    for stale in (junit, coverage_json):
-        stale.unlink(missing_ok=True)
-    command = [
+    # Failures first: by default pytest prints progress dots, the failures and a short summary;
+    # --verbose lists every test and the coverage of every file.
+    shown = ["-v", "--cov-report=term-missing"] if console.verbose() else ["-q", "--no-header"]
+    return [
         sys.executable,
         "-m",
         "pytest",
@@ -59,48 +89,78 @@ def run_tests(project: Project) -> StageResult:
         "pytest_cov",
         f"--cov={cfg.project.package}",
         f"--cov-report=json:{coverage_json}",
-        "--cov-report=term",
+        *shown,
         "-p",
         "no:cacheprovider",
     ]
-    done = subprocess.run(command, cwd=project.root, env=tool_env(project), check=False)
-    if done.returncode == 4:
+
+
+def run_tests(project: Project) -> StageResult:
+    cfg = project.config
+    out = project.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    junit = out / "junit.xml"
+    coverage_json = out / "coverage.json"
+    for stale in (junit, coverage_json):
+        stale.unlink(missing_ok=True)
+    code, output = console.run_tool(
+        pytest_command(project, junit, coverage_json), cwd=project.root, env=tool_env(project)
+    )
+    if code != 0 and console.quiet():
+        console.dump(output)  # --quiet hid pytest's output; a failure needs it
+    # pytest's exit codes: 0 passed, 1 tests failed, 2 interrupted or a collection error,
+    # 3 internal error, 4 usage error, 5 no tests collected.
+    if code == 4:
         raise UsageError(f"pytest rejected its arguments (test.paths {cfg.test.paths}); fix test.paths in mlci.yaml")
-    if done.returncode == 3:
+    if code == 3:
         raise InfraError("pytest hit an internal error; see its output above")
-    if done.returncode == 2:
-        raise KeyboardInterrupt
-    if done.returncode == 5:
+    if code == 5:
         raise CheckFailed(
-            f"no tests were collected from {', '.join(cfg.test.paths)}; add tests or fix test.paths in mlci.yaml"
+            f"no tests were collected from {', '.join(cfg.test.paths)}; add tests or fix test.paths in mlci.yaml",
+            {"tests": 0},
+            outputs={"tests": 0},
+        )
+    if code == 2:
+        broken = collection_errors(junit, project.root)
+        if not broken:
+            raise KeyboardInterrupt  # pytest itself was interrupted (its own Ctrl-C)
+        for item in broken:
+            console.annotation(
+                ci_env.annotation("error", item["message"], item["file"], item["line"], title="collection error")
+            )
+        first = broken[0]
+        where = f"{first['file']}:{first['line']}" if first["line"] else first["file"]
+        more = f" and {len(broken) - 1} more file(s)" if len(broken) > 1 else ""
+        raise CheckFailed(
+            f"collection error in {where}: {first['message']}{more}; fix it so pytest can import the tests",
+            {"collection_errors": broken, "junit_xml": str(junit.relative_to(project.root))},
+            outputs={"tests": 0},
         )
     if not junit.is_file():
-        raise InfraError(f"pytest exited {done.returncode} without writing {junit}")
+        raise InfraError(f"pytest exited {code} without writing {junit}")
     report = parse_junit(junit)
     coverage = None
     if coverage_json.is_file():
         coverage = round(float(json.loads(coverage_json.read_text())["totals"]["percent_covered"]), 2)
     details = {**report, "coverage_percent": coverage, "junit_xml": str(junit.relative_to(project.root))}
+    outputs = {"tests": report["tests"], "coverage": coverage}
     for case in report["failed"]:
-        note = ci_env.annotation(
-            "error", case["message"] or "test failed", case["file"], case["line"], title=case["test"]
+        console.annotation(
+            ci_env.annotation("error", case["message"] or "test failed", case["file"], case["line"], title=case["test"])
         )
-        if note:
-            print(note)
     counts = f"{report['passed']} passed, {report['failures'] + report['errors']} failed, {report['skipped']} skipped"
     cov_text = f", coverage {coverage:.1f}%" if coverage is not None else ""
-    if done.returncode != 0 or report["failures"] or report["errors"]:
+    if code != 0 or report["failures"] or report["errors"]:
         names = ", ".join(c["test"] for c in report["failed"][:5])
-        raise CheckFailed(f"tests failed: {counts}{cov_text}; failing: {names}", details)
+        raise CheckFailed(f"tests failed: {counts}{cov_text}; failing: {names}", details, outputs)
     if cfg.test.coverage_min is not None and (coverage or 0.0) < cfg.test.coverage_min:
         raise CheckFailed(
             f"coverage {coverage or 0:.1f}% is below test.coverage_min {cfg.test.coverage_min:g}% "
             f"({project.config_path.name}:{project.line_of('test.coverage_min')}); add tests or lower it",
             details,
+            outputs,
         )
-    return StageResult(
-        "test", f"tests passed: {counts}{cov_text}", details, outputs={"tests": report["tests"], "coverage": coverage}
-    )
+    return StageResult("test", f"tests passed: {counts}{cov_text}", details, outputs=outputs)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -5,10 +5,14 @@ Every MLflow import happens inside these functions: `mlci --help` never pays for
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
+from mlci import console
 from mlci.config import Project
 
 
@@ -49,11 +53,58 @@ def configure_mlflow(project: Project, override: str | None = None) -> Any:
         (project.root / ".mlci").mkdir(parents=True, exist_ok=True)
     if uri.startswith(("http://", "https://")):
         check_reachable(uri)
+    chatty = console.verbose()
+    if not chatty:
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is first imported
     import mlflow
 
+    if not chatty:
+        hush_mlflow()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(project.config.tracking.registry_uri or uri)
     return mlflow
+
+
+# MLflow's own progress lines that say nothing to an mlci user: mlci reports the outcome itself.
+_CHATTER = (
+    "Saving scikit-learn models in the pickle or cloudpickle format",  # mlci chose the format on purpose
+    "Creating initial MLflow database tables",
+)
+
+
+class _ToStderr:
+    """A stream that writes to whatever sys.stderr is at the time (pytest swaps it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+class _NoChatter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_CHATTER)
+
+
+def hush_mlflow() -> None:
+    """Keep MLflow's chatter out of mlci's output: its INFO lines (database creation, alembic's
+    migrations), eprint() notes ("Successfully registered model", "Registered model ... already
+    exists"), the pickle warning and the integer-column hint. Warnings and errors still show;
+    `--verbose` leaves MLflow as it is."""
+    from mlflow.utils import logging_utils
+
+    handler = logging.StreamHandler(_ToStderr())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_NoChatter())
+    mlflow_logger = logging.getLogger("mlflow")
+    mlflow_logger.handlers = [handler]
+    mlflow_logger.setLevel(logging.WARNING)
+    mlflow_logger.propagate = False
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # eprint() writes through this stream only; the loggers above no longer use it.
+    logging_utils.MLFLOW_LOGGING_STREAM.enabled = False
+    warnings.filterwarnings("ignore", message=r"Hint: Inferred schema contains integer column", category=UserWarning)
 
 
 def check_reachable(uri: str, timeout: float = 10.0) -> None:

@@ -1,0 +1,183 @@
+"""What mlci prints, and where: one place that knows --quiet, --verbose and --json.
+
+- normal: progress and failures, passing checks summarised in one line, the final line.
+- --verbose: also every passing check and the tools' full output.
+- --quiet: only errors and the final line.
+- --json: the machine-readable result alone on stdout (the stage record or the run summary);
+  everything a person reads goes to stderr.
+
+The CLI boundary (cli.py) configures it once per command. Tools' output (pytest, pre-commit)
+is passed through `run_tool`, so mlci knows whether the terminal is mid-line (pytest's progress
+dots) and starts its own lines on a new one.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+QUIET, NORMAL, VERBOSE = 0, 1, 2
+
+
+@dataclass
+class _State:
+    level: int = NORMAL
+    json: bool = False
+    # Did the last text written to each stream end a line? (fd number -> bool)
+    mid_line: dict[int, bool] | None = None
+    # The result --json prints: set by each stage, replaced by `mlci run`'s summary.
+    result: dict[str, Any] | None = None
+
+
+_state = _State(mid_line={})
+
+
+def configure(*, quiet: bool = False, verbose: bool = False, json: bool = False) -> None:
+    _state.level = QUIET if quiet else VERBOSE if verbose else NORMAL
+    _state.json = json
+    _state.result = None
+    _state.mid_line = {}
+
+
+def level() -> int:
+    return _state.level
+
+
+def verbose() -> bool:
+    return _state.level >= VERBOSE
+
+
+def quiet() -> bool:
+    return _state.level <= QUIET
+
+
+def json_mode() -> bool:
+    return _state.json
+
+
+def human() -> TextIO:
+    """The stream for text a person reads: stdout, or stderr when stdout carries JSON."""
+    return sys.stderr if _state.json else sys.stdout
+
+
+def _write(stream: TextIO, text: str) -> None:
+    stream.write(text)
+    stream.flush()
+    if text:
+        assert _state.mid_line is not None
+        _state.mid_line[_fd(stream)] = not text.endswith("\n")
+
+
+def _fd(stream: TextIO) -> int:
+    try:
+        return stream.fileno()
+    except (OSError, ValueError, AttributeError):  # a test's capture buffer: key by identity
+        return id(stream)
+
+
+def new_line() -> None:
+    """End a line a tool left open (pytest's dots), on both streams, before mlci writes one."""
+    assert _state.mid_line is not None
+    for stream in (sys.stdout, sys.stderr):
+        if _state.mid_line.get(_fd(stream)):
+            _write(stream, "\n")
+    # stdout and stderr are often one terminal: a line open on either is open on both.
+
+
+def say(text: str) -> None:
+    """Normal output (what a stage did, its failures); hidden by --quiet."""
+    if _state.level >= NORMAL:
+        new_line()
+        _write(human(), text + "\n")
+
+
+def detail(text: str) -> None:
+    """Only with --verbose (each passing check, full tool output)."""
+    if _state.level >= VERBOSE:
+        new_line()
+        _write(human(), text + "\n")
+
+
+def progress(text: str) -> None:
+    """Progress lines of `mlci run` (stderr); hidden by --quiet."""
+    if _state.level >= NORMAL:
+        new_line()
+        _write(sys.stderr, text + "\n")
+
+
+def final(text: str) -> None:
+    """The one line that says how a command ended: shown even with --quiet, never on stdout
+    with --json."""
+    new_line()
+    _write(human(), text + "\n")
+
+
+def error(text: str) -> None:
+    """An error line: always, on stderr, on a line of its own."""
+    new_line()
+    _write(sys.stderr, text + "\n")
+
+
+def annotation(text: str | None) -> None:
+    """A CI annotation line (::error ...): the CI system reads it from the log, so it is
+    printed even with --quiet."""
+    if text:
+        new_line()
+        _write(human(), text + "\n")
+
+
+def set_result(payload: Mapping[str, Any]) -> None:
+    _state.result = dict(payload)
+
+
+def result() -> dict[str, Any] | None:
+    return _state.result
+
+
+def run_tool(command: Sequence[str], *, cwd: Path, env: Mapping[str, str], show: bool = True) -> tuple[int, str]:
+    """Run a tool, passing its output (stdout and stderr merged) through as it comes.
+
+    The output is also returned, so a stage can parse it and, with --quiet, print it only when
+    the tool failed. On Ctrl-C or SIGTERM the tool is stopped before the interruption goes on.
+    """
+    process = subprocess.Popen(list(command), cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert process.stdout is not None
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    chunks: list[str] = []
+    passthrough = show and _state.level >= NORMAL
+    try:
+        fd = process.stdout.fileno()
+        while block := os.read(fd, 65536):
+            text = decoder.decode(block)
+            chunks.append(text)
+            if passthrough and text:
+                _write(human(), text)
+        tail = decoder.decode(b"", final=True)
+        chunks.append(tail)
+        if passthrough and tail:
+            _write(human(), tail)
+        code = process.wait()
+    except BaseException:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        raise
+    finally:
+        process.stdout.close()
+    return code, "".join(chunks)
+
+
+def dump(text: str) -> None:
+    """A tool's captured output, shown with --quiet only because the tool failed."""
+    if text.strip():
+        new_line()
+        _write(sys.stderr, text if text.endswith("\n") else text + "\n")

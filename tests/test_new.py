@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -313,3 +314,93 @@ def test_prompts_only_on_a_tty(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_train_module_honours_mlci_yaml_params_and_target(tmp_path: Path) -> None:
+    """`python -m <package>.train` reports what `mlci train` logs once params and the label change."""
+    assert scaffold("tuned-model", tmp_path) == 0
+    project = tmp_path / "tuned-model"
+    config = project / "mlci.yaml"
+    text = config.read_text()
+    assert "    C: 1.0\n" in text and "  target: malignant\n" in text
+    text = text.replace("    C: 1.0\n", "    C: 0.002\n").replace("  target: malignant\n", "  target: label\n")
+    config.write_text(text)
+    for split in ("train", "holdout"):
+        path = project / "data" / f"{split}.csv"
+        path.write_text(path.read_text().replace(",malignant\n", ",label\n", 1))
+    contract = project / "data" / "contract.yml"
+    contract.write_text(contract.read_text().replace("{name: malignant,", "{name: label,"))
+    done = subprocess.run(
+        [sys.executable, "-m", "tuned_model.train"],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(project / "src")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    printed = dict(line.split(": ") for line in done.stdout.strip().splitlines())
+    assert run_cli("train", "-C", str(project)) == 0
+    logged = json.loads((project / ".mlci" / "out" / "train.json").read_text())["details"]["metrics"]
+    assert printed == {name: f"{logged[name]:.4f}" for name in ("accuracy", "roc_auc")}
+    # C=0.002 regularises hard: the figures differ from the demo defaults (accuracy 0.9737).
+    assert printed["accuracy"] != "0.9737"
+    # The project's own tests follow mlci.yaml's label too.
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_data.py"],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(project / "src")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert tests.returncode == 0, tests.stdout
+
+
+def test_force_refuses_files_that_differ_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert scaffold("churn-model", tmp_path) == 0
+    project = tmp_path / "churn-model"
+    # Re-running on an untouched project is fine: every file is identical.
+    assert scaffold("churn-model", tmp_path, "--force") == 0
+    assert "into the existing directory: 0 new, 0 replaced (--overwrite), " in capsys.readouterr().out
+    (project / "data" / "train.csv").write_text("mine\n")
+    config = project / "mlci.yaml"
+    config.write_text(config.read_text().replace("C: 1.0", "C: 0.3"))
+    (project / "src" / "churn_model" / "features.py").unlink()
+    before = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
+    assert scaffold("churn-model", tmp_path, "--force") == 2
+    assert capsys.readouterr().err == (
+        f"mlci: error: {project}: 2 existing file(s) differ from what mlci new would write: data/train.csv, "
+        "mlci.yaml; nothing was written. Keep them (choose another --output-dir), or replace each with "
+        "--overwrite PATH\n"
+    )
+    assert {p: p.read_bytes() for p in project.rglob("*") if p.is_file()} == before  # features.py not restored
+    # A different package name would write a second package: refused too, on the same files.
+    assert scaffold("churn-model", tmp_path, "--force", "--data", "package=other_pkg") == 2
+    assert "mlci.yaml" in capsys.readouterr().err and not (project / "src" / "other_pkg").exists()
+    # Asked per file: that file is replaced, the other differing one still refuses.
+    assert scaffold("churn-model", tmp_path, "--force", "--overwrite", "data/train.csv") == 2
+    assert "1 existing file(s) differ from what mlci new would write: mlci.yaml;" in capsys.readouterr().err
+    assert scaffold("churn-model", tmp_path, "--overwrite", "data/train.csv", "--overwrite", "mlci.yaml") == 0
+    assert "into the existing directory: 1 new, 2 replaced (--overwrite), " in capsys.readouterr().out
+    assert "C: 1.0" in config.read_text() and (project / "src" / "churn_model" / "features.py").is_file()
+    assert scaffold("churn-model", tmp_path, "--force", "--overwrite", "notes.txt") == 2
+    assert capsys.readouterr().err == (
+        "mlci: error: --overwrite notes.txt: mlci new does not write that file; name a file of the project\n"
+    )
+
+
+def test_force_does_not_follow_a_symlink_out_of_the_project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    project = tmp_path / "out" / "churn-model"
+    project.mkdir(parents=True)
+    (project / "data").symlink_to(outside)
+    assert scaffold("churn-model", tmp_path / "out", "--force") == 2
+    assert capsys.readouterr().err == (
+        f"mlci: error: refusing to write data/README.md: data is a symlink to {outside.resolve()}, outside "
+        f"{project}; remove the link or choose another --output-dir\n"
+    )
+    assert list(outside.iterdir()) == [] and [p.name for p in project.iterdir()] == ["data"]

@@ -207,6 +207,49 @@ def render_files(
     return files
 
 
+def plan_existing(target: Path, files: Mapping[str, bytes], overwrite: frozenset[str]) -> dict[str, bytes]:
+    """Of `files`, those to write into the existing directory `target`: missing ones, and the
+    differing ones named in `overwrite`. Identical files are left alone.
+
+    Everything is checked before anything is written: a path that would leave `target` through
+    a symlink, and every existing file whose content differs (unless named in `overwrite`),
+    refuse the whole scaffold with the list (exit 2).
+    """
+    unknown = sorted(overwrite - set(files))
+    if unknown:
+        raise UsageError(f"--overwrite {unknown[0]}: mlci new does not write that file; name a file of the project")
+    root = target.resolve()
+    to_write: dict[str, bytes] = {}
+    differing: list[str] = []
+    for relative, data in files.items():
+        destination = target / relative
+        resolved = destination.resolve()
+        if not resolved.is_relative_to(root):
+            link = next(
+                (parent for parent in (destination, *destination.parents) if parent.is_symlink()),
+                destination,
+            )
+            raise UsageError(
+                f"refusing to write {relative}: {link.relative_to(target)} is a symlink to {resolved.parent}, "
+                f"outside {target}; remove the link or choose another --output-dir"
+            )
+        if not destination.exists() and not destination.is_symlink():
+            to_write[relative] = data
+        elif destination.is_file() and destination.read_bytes() == data:
+            continue
+        elif relative in overwrite and not destination.is_dir():
+            to_write[relative] = data
+        else:
+            differing.append(relative)
+    if differing:
+        listed = ", ".join(differing[:10]) + (f" and {len(differing) - 10} more" if len(differing) > 10 else "")
+        raise UsageError(
+            f"{target}: {len(differing)} existing file(s) differ from what mlci new would write: {listed}; "
+            "nothing was written. Keep them (choose another --output-dir), or replace each with --overwrite PATH"
+        )
+    return to_write
+
+
 def write_tree(target: Path, files: Mapping[str, bytes], force: bool) -> None:
     """Write into a sibling temp dir, then move into place: all files or none."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -260,18 +303,28 @@ def main(args: argparse.Namespace) -> int:
     interactive = not args.defaults and sys.stdin.isatty() and not os.environ.get("CI")
     answers = collect_answers(args.name, args.provider, args.target, data, interactive)
     target = Path(args.output_dir) / args.name
+    overwrite = frozenset(Path(path).as_posix() for path in getattr(args, "overwrite", None) or [])
+    force = args.force or bool(overwrite)
     if target.exists() and not target.is_dir():
         raise UsageError(f"{target} exists and is not a directory; choose another name or --output-dir")
-    if target.is_dir() and any(target.iterdir()) and not args.force:
+    existing = target.is_dir() and any(target.iterdir())
+    if existing and not force:
         raise UsageError(f"{target} is not empty; choose another name or --output-dir, or pass --force")
     files = render_files(answers, root=target)
-    write_tree(target, files, args.force)
+    to_write = plan_existing(target, files, overwrite) if existing else dict(files)
+    write_tree(target, to_write, force)
     git_note = "git init skipped (--no-git)" if args.no_git else git_init(target)
     elapsed = time.perf_counter() - started
     print(
         f"Created {target} ({len(files)} files, {answers['provider']} CI, target {answers['target']}) in {elapsed:.2f}s"
     )
     print(f"  {git_note}")
+    if existing:
+        replaced = sorted(set(to_write) & overwrite)
+        print(
+            f"  into the existing directory: {len(to_write) - len(replaced)} new, {len(replaced)} replaced "
+            f"(--overwrite), {len(files) - len(to_write)} unchanged"
+        )
     if answers["target"] == "databricks":
         print("  note: Databricks target: mlci.yaml and CI files are ready for it, but this mlci version runs")
         print("        train, register and deploy only on the embedded default (target: local)")

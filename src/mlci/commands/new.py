@@ -24,6 +24,7 @@ from mlci import __version__
 from mlci.config import CONFIG_FILE, is_valid_project_name, json_schema
 from mlci.contracts.format import json_schema as contract_json_schema
 from mlci.errors import UsageError
+from mlci.install_source import InstallSource, installed_source
 from mlci.templates import is_managed, render_project, shipped_dir
 from mlci.upgrade.manifest import MANIFEST_PATH, build_manifest
 
@@ -114,8 +115,12 @@ def collect_answers(
     data: Mapping[str, str],
     interactive: bool,
     ask: Callable[[str, str], str] = lambda q, d: input(f"{q} [{d}]: ").strip() or d,
+    install: InstallSource | None = None,
 ) -> dict[str, Any]:
-    """Answers from flags, --data, prompts (only on a TTY without --defaults), then defaults."""
+    """Answers from flags, --data, prompts (only on a TTY without --defaults), then defaults.
+
+    `install` is the default of ci.mlci_install (default: how the running mlci was installed).
+    """
     package = data.get("package", name.replace("-", "_"))
     validate_package(package, "--data package" if "package" in data else f"project name {name!r}")
     running = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -135,6 +140,14 @@ def collect_answers(
             answers["provider"] = _ask_choice(ask, "CI provider", ("github", "azure", "jenkins"), "github")
         if target is None:
             answers["target"] = _ask_choice(ask, "target", ("local", "databricks"), "local")
+    ci_answers = {key: data[key] for key in CI_ANSWERS if key in data}
+    if "mlci_install" not in data and data.get("actions") != "remote":  # remote: the actions' own checkout
+        source = install or installed_source()
+        ci_answers["mlci_install"] = (
+            ask("mlci install source for CI (ci.mlci_install)", source.requirement)
+            if interactive
+            else source.requirement
+        )
     match = _PYTHON_RE.match(str(answers["python_version"]))
     if not match or int(match.group(1)) < 10:
         raise UsageError(
@@ -149,7 +162,7 @@ def collect_answers(
     if "\n" in str(answers["description"]) or "\r" in str(answers["description"]):
         answers["description"] = " ".join(str(answers["description"]).split())
     return {
-        **{key: data[key] for key in CI_ANSWERS if key in data},
+        **ci_answers,
         "name": name,
         "package": package,
         "description": str(answers["description"]),
@@ -296,12 +309,23 @@ def git_init(target: Path) -> str:
     return "git repository initialised with an initial commit"
 
 
+def install_note(answers: Mapping[str, Any], detected: InstallSource) -> str:
+    """Which mlci CI installs, and where to change it."""
+    change = f"change ci.mlci_install in {CONFIG_FILE}, then run 'mlci render'"
+    if "mlci_install" not in answers:
+        return f"CI installs mlci from the remote actions' checkout ({answers.get('mlci_repository')}); {change}"
+    requirement = answers["mlci_install"]
+    origin = f" ({detected.origin})" if requirement == detected.requirement else ""
+    return f"CI installs {requirement!r}{origin}; {change}"
+
+
 def main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     validate_name(args.name)
     data = parse_data(args.data)
     interactive = not args.defaults and sys.stdin.isatty() and not os.environ.get("CI")
-    answers = collect_answers(args.name, args.provider, args.target, data, interactive)
+    install = installed_source()
+    answers = collect_answers(args.name, args.provider, args.target, data, interactive, install=install)
     target = Path(args.output_dir) / args.name
     overwrite = frozenset(Path(path).as_posix() for path in getattr(args, "overwrite", None) or [])
     force = args.force or bool(overwrite)
@@ -332,8 +356,11 @@ def main(args: argparse.Namespace) -> int:
         print(
             f"  note: this mlci version renders no {answers['provider']} CI files yet; the stages run the same anywhere"
         )
+    print(f"  {install_note(answers, install)}")
+    if "mlci_install" not in data and answers.get("mlci_install") == install.requirement and install.warning:
+        print(f"  warning: {install.warning}", file=sys.stderr)
     print("Next:")
     print(f"  cd {target}")
-    print("  pip install -e .          # the project's own dependencies")
+    print("  pip install -e '.[dev]'   # the project and the same mlci CI installs")
     print(f"  mlci run                  # lint, test, train, register, deploy; settings in {CONFIG_FILE}")
     return 0

@@ -531,3 +531,14 @@ def test_install_answers_a_shell_would_interpret_are_refused(
     assert scaffold("bad-model", tmp_path, "--data", f"mlci_install={answer}") == 2
     assert "'ci.mlci_install' is " in capsys.readouterr().err
     assert not (tmp_path / "bad-model").exists()
+
+
+@pytest.mark.parametrize("provider", ["azure", "jenkins"])
+def test_readme_describes_only_ci_files_that_exist(tmp_path: Path, provider: str) -> None:
+    assert scaffold("other-ci", tmp_path, "--provider", provider) == 0
+    project = tmp_path / "other-ci"
+    readme = (project / "README.md").read_text()
+    assert not (project / ".github").exists()
+    assert ".github" not in readme and "ci.yml" not in readme
+    assert f"This mlci version renders no {provider} pipeline files yet" in readme
+    assert "pip install -e '.[dev]'" in readme

@@ -75,7 +75,15 @@ def run_cli_process(
 
 
 def scaffold(name: str, output_dir: Path, *extra: str) -> int:
-    """`mlci new NAME --defaults --no-git --output-dir DIR [extra...]`, in-process."""
+    """`mlci new NAME --defaults --no-git --output-dir DIR [extra...]`, in-process.
+
+    CI's mlci source is pinned to `mlci==<version>` (unless `extra` sets it or uses remote
+    actions), so renders do not depend on how the mlci under test was installed.
+    """
+    from mlci import __version__
+
+    if not any(arg.startswith(("mlci_install=", "actions=remote")) for arg in extra):
+        extra = (*extra, "--data", f"mlci_install=mlci=={__version__}")
     return run_cli("new", name, "--defaults", "--no-git", "--output-dir", str(output_dir), *extra)
 
 

@@ -377,14 +377,21 @@ def test_cli_passes_writes_json_and_junit(tmp_path: Path, capsys: pytest.Capture
     assert cli_main(["data-test", "-C", str(root)]) == 0
     out = capsys.readouterr().out
     # Passing checks are summarised in the one final line; --verbose lists every check.
-    assert len(out.splitlines()) == 1 and out.startswith("data contract passed: 27 checks on data.parquet (duckdb, ")
+    lines = out.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("train: passed, 27 passed, 0 failed on data.parquet (")
+    assert lines[1].startswith("data contract passed on train: 27 checks (duckdb, ")
     assert cli_main(["data-test", "--verbose", "-C", str(root)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["check", "column", "observed", "expected", "result"]
-    assert len(out.splitlines()) == 1 + 27 + 1
+    assert len(out.splitlines()) == 1 + 27 + 2
+    # data.train and data.holdout are the contract's dataset: one file, checked once.
+    assert "\ntrain: passed, 27 passed, 0 failed on data.parquet (" in out
+    assert "data contract passed on train: 27 checks (duckdb, " in out
     record = json.loads((root / ".mlci" / "out" / "data-test.json").read_text())
     assert record["status"] == "passed"
     assert record["details"]["pass"] == 27
+    assert [(d["name"], d["path"], d["pass"]) for d in record["details"]["datasets"]] == [("train", "data.parquet", 27)]
     suite = ET.parse(root / ".mlci" / "out" / "data-test.xml").getroot()
     assert suite.get("tests") == "27"
     assert suite.get("failures") == "0"
@@ -403,14 +410,15 @@ def test_cli_failure_exits_1_with_junit_failures_and_annotations(
     assert cli_main(["data-test", "-C", str(root)]) == 1
     captured = capsys.readouterr()
     assert (
-        "::error file=contract.yml,line=13,title=data-test max[score]::observed 100.25, expected <= 100" in captured.out
+        "::error file=contract.yml,line=13,title=data-test train/max[score]::train: observed 100.25, expected <= 100"
+        in captured.out
     )
     # Failures first: only the failed check in the table, the 26 passing ones in one line.
     lines = captured.out.splitlines()
     assert lines[0].split() == ["check", "column", "observed", "expected", "result"]
     assert lines[1].split() == ["max", "score", "100.25", "<=", "100", "FAIL"]
     assert lines[2] == "26 other checks passed (--verbose lists them)"
-    assert captured.err.startswith("mlci: error: data contract failed: 1 of 27 checks on data.parquet (duckdb, ")
+    assert captured.err.startswith("mlci: error: data contract failed: train: 1 of 27 checks on data.parquet (duckdb, ")
     assert captured.err.rstrip().endswith("s): max[score] (observed 100.25, expected <= 100)")
     record = json.loads((root / ".mlci" / "out" / "data-test.json").read_text())
     assert (record["status"], record["exit_code"], record["details"]["fail"]) == ("failed", 1, 1)
@@ -429,7 +437,7 @@ def test_junit_is_well_formed_xml_with_control_characters_in_the_contract(
     assert cli_main(["data-test", "-C", str(root)]) == 1
     capsys.readouterr()
     suite = ET.parse(root / ".mlci" / "out" / "data-test.xml").getroot()
-    failure = suite.find("testcase[@name='regex[code]']/failure")
+    failure = suite.find("testcase[@name='train/regex[code]']/failure")
     assert failure is not None
     assert failure.get("message") == f"observed {N}, expected matches ^\\x01\\x1b\\ufffe$: {N} values do not match"
     assert failure.text == failure.get("message")
@@ -551,3 +559,168 @@ def test_allowed_rewrites_count_like_not_in(column_type: str, values: list[objec
         assert con.execute(f"SELECT count_if({condition}) FROM t").fetchone() == expected, condition
     assert "BETWEEN" in DIALECTS["spark"].outside("c", [1, 0], "integer")
     assert "ENUM" in DIALECTS["duckdb"].outside("c", ["x"], "string")
+
+
+# ---------------------------------------------------------------- every dataset, strict columns
+
+
+def demo_project(tmp_path: Path) -> Path:
+    """A project with the scaffold's mlci.yaml data section, contract, data and profile."""
+    demo_contract(tmp_path, SCAFFOLD / "data" / "train.csv")
+    (tmp_path / "data" / "holdout.csv").write_bytes((SCAFFOLD / "data" / "holdout.csv").read_bytes())
+    (tmp_path / "mlci.yaml").write_text(
+        "schema: 1\nproject: {name: demo, package: demo}\n"
+        "data: {train: data/train.csv, holdout: data/holdout.csv, target: malignant}\n"
+        'train: {entrypoint: "demo.train:train"}\n'
+    )
+    return tmp_path
+
+
+def corrupt_first_row(path: Path, **values: str) -> None:
+    """Replace columns of the first data row of a CSV (the user report's broken holdout)."""
+    lines = path.read_text().splitlines(keepends=True)
+    header = lines[0].strip().split(",")
+    cells = lines[1].strip().split(",")
+    for name, value in values.items():
+        cells[header.index(name)] = value
+    lines[1] = ",".join(cells) + "\n"
+    path.write_text("".join(lines))
+
+
+def test_corrupted_holdout_fails_on_its_own(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = demo_project(tmp_path)
+    assert cli_main(["data-test", "-C", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "\ntrain: passed, 133 passed, 0 failed on data/train.csv (" in out
+    assert "\nholdout: passed, 133 passed, 0 failed on data/holdout.csv (" in out
+    corrupt_first_row(root / "data" / "holdout.csv", mean_radius="999", malignant="7")
+    assert cli_main(["data-test", "-C", str(root)]) == 1
+    captured = capsys.readouterr()
+    assert "\ntrain: passed, 133 passed, 0 failed on data/train.csv (" in captured.out
+    assert "\nholdout: FAILED, 129 passed, 4 failed on data/holdout.csv (" in captured.out
+    assert captured.err.startswith("mlci: error: data contract failed: holdout: 4 of 133 checks on data/holdout.csv")
+    assert "max[mean_radius] (observed 999, expected <= 35)" in captured.err
+    assert "allowed[malignant] (observed 1, expected in {0, 1})" in captured.err
+    record = json.loads((root / ".mlci" / "out" / "data-test.json").read_text())
+    assert (record["status"], record["exit_code"]) == ("failed", 1)
+    by_name = {d["name"]: d for d in record["details"]["datasets"]}
+    assert (by_name["train"]["fail"], by_name["holdout"]["fail"]) == (0, 4)
+    assert by_name["holdout"]["source"] == str((root / "data" / "holdout.csv").resolve())
+    suite = ET.parse(root / ".mlci" / "out" / "data-test.xml").getroot()
+    assert (suite.get("tests"), suite.get("failures")) == ("266", "4")
+    failed = [case.get("name") for case in suite.findall("testcase") if case.find("failure") is not None]
+    assert failed == [
+        "holdout/max[mean_radius]",
+        "holdout/allowed[malignant]",
+        "holdout/expectation[worst_at_least_mean]",
+        "holdout/expectation[perimeter_fits_radius]",
+    ]
+    # --source still checks that one file.
+    assert cli_main(["data-test", "-C", str(root), "--source", "data/train.csv"]) == 0
+    assert "data contract passed on source: 133 checks (duckdb, " in capsys.readouterr().out
+
+
+def test_holdout_missing_or_unreadable_names_its_mlci_yaml_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = demo_project(tmp_path)
+    (root / "data" / "holdout.csv").unlink()
+    assert cli_main(["data-test", "-C", str(root)]) == 2
+    assert capsys.readouterr().err == (
+        f"mlci: error: {root}/mlci.yaml:3: data.holdout: data file 'data/holdout.csv' not found; "
+        "create it or fix the path\n"
+    )
+
+
+def test_drift_datasets_skips_drift_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = demo_project(tmp_path)
+    contract = root / "data" / "contract.yml"
+    contract.write_text(contract.read_text().replace("  method: psi+ks\n", "  method: psi+ks\n  datasets: [train]\n"))
+    assert cli_main(["data-test", "-C", str(root)]) == 0
+    capsys.readouterr()
+    record = json.loads((root / ".mlci" / "out" / "data-test.json").read_text())
+    holdout = next(d for d in record["details"]["datasets"] if d["name"] == "holdout")
+    skipped = [(c["check"], c["column"], c["message"]) for c in holdout["checks"] if c["status"] == "skip"]
+    reason = "not run: drift is not measured on holdout (drift.datasets)"
+    assert skipped == [
+        (check, column, reason)
+        for column in ("mean_radius", "mean_texture", "worst_concave_points")
+        for check in ("psi", "ks")
+    ]
+
+
+def test_contract_datasets_entries_are_checked_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = demo_project(tmp_path)
+    scoring = root / "data" / "scoring.csv"
+    scoring.write_bytes((root / "data" / "holdout.csv").read_bytes())
+    corrupt_first_row(scoring, mean_texture="-1")
+    contract = root / "data" / "contract.yml"
+    entry = "\ndatasets:\n  - {name: scoring, path: data/scoring.csv}\n\ncolumns:\n"
+    contract.write_text(contract.read_text().replace("\ncolumns:\n", entry))
+    assert cli_main(["data-test", "-C", str(root)]) == 1
+    captured = capsys.readouterr()
+    assert "\nscoring: FAILED, 132 passed, 1 failed on data/scoring.csv (" in captured.out
+    assert captured.err.startswith("mlci: error: data contract failed: scoring: 1 of 133 checks on data/scoring.csv")
+
+
+def test_strict_contract_rejects_undeclared_columns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = demo_project(tmp_path)
+    holdout = root / "data" / "holdout.csv"
+    lines = holdout.read_text().splitlines()
+    holdout.write_text("\n".join([lines[0] + ",patient_age,site"] + [line + ",50,a" for line in lines[1:]]) + "\n")
+    assert cli_main(["data-test", "-C", str(root)]) == 1  # the scaffold's contract opts in
+    captured = capsys.readouterr()
+    assert "\ntrain: passed, 133 passed, 0 failed on data/train.csv (" in captured.out
+    assert captured.err.startswith(
+        "mlci: error: data contract failed: holdout: 1 of 133 checks on data/holdout.csv (duckdb, "
+    )
+    assert captured.err.rstrip().endswith("strict (observed patient_age, site, expected no undeclared columns)")
+    record = json.loads((root / ".mlci" / "out" / "data-test.json").read_text())
+    holdout_checks = next(d for d in record["details"]["datasets"] if d["name"] == "holdout")["checks"]
+    strict = next(c for c in holdout_checks if c["check"] == "strict")
+    assert strict == {
+        "check": "strict",
+        "column": None,
+        "observed": "patient_age, site",
+        "expected": "no undeclared columns",
+        "status": "fail",
+        "violations": 2,
+        "line": 8,
+        "message": "undeclared columns patient_age, site: declare under 'columns' or set strict: false",
+    }
+    # strict is off by default (and with strict: false): extra columns are ignored, as before.
+    contract = root / "data" / "contract.yml"
+    for text in ("strict: false\n", ""):
+        contract.write_text(contract.read_text().replace("strict: true\n", text).replace("strict: false\n", text))
+        assert cli_main(["data-test", "-C", str(root)]) == 0
+        assert "\nholdout: passed, 132 passed, 0 failed on data/holdout.csv (" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "\ncolumns:\n",
+            "\ndatasets:\n  - {name: holdout, path: data/holdout.csv}\ncolumns:\n",
+            "datasets[0]: the name 'holdout' is taken (train and holdout are mlci.yaml's data.train and "
+            "data.holdout, always checked; dataset is the contract's own); choose another name",
+        ),
+        (
+            "\ncolumns:\n",
+            "\ndatasets:\n  - {name: scoring}\ncolumns:\n",
+            "datasets[0] needs exactly one of 'path' or 'table'",
+        ),
+        (
+            "  method: psi+ks\n",
+            "  method: psi+ks\n  datasets: [train, holdot]\n",
+            "drift.datasets[1]: unknown dataset 'holdot'; did you mean 'holdout'?",
+        ),
+        ("strict: true\n", "strict: yes please\n", "'strict' must be true or false"),
+    ],
+)
+def test_bad_dataset_settings_name_the_line(tmp_path: Path, old: str, new: str, message: str) -> None:
+    text = (SCAFFOLD / "data" / "contract.yml").read_text()
+    assert old in text
+    with pytest.raises(ConfigError) as caught:
+        parse_contract(text.replace(old, new), tmp_path / "contract.yml", tmp_path)
+    assert message in str(caught.value)

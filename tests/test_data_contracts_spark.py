@@ -110,3 +110,28 @@ def test_bad_expectation_sql_is_a_contract_error_on_spark(spark: Any, tmp_path: 
         run_contract(contract, "spark", now=NOW)
     assert info.value.line == 34
     assert "expectation 'flagged_rows_score_high': invalid SQL on spark: [UNRESOLVED_COLUMN" in info.value.message
+
+
+def test_every_dataset_and_strict_give_the_same_verdicts_on_spark(
+    spark: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from test_data_contracts import corrupt_first_row, demo_project
+
+    from mlci.cli import main as cli_main
+
+    root = demo_project(tmp_path)
+    holdout = root / "data" / "holdout.csv"
+    corrupt_first_row(holdout, mean_radius="999", malignant="7")
+    lines = holdout.read_text().splitlines()
+    holdout.write_text("\n".join([lines[0] + ",patient_age"] + [line + ",50" for line in lines[1:]]) + "\n")
+    verdicts = {}
+    for engine in ("duckdb", "spark"):
+        assert cli_main(["data-test", "-C", str(root), "--engine", engine]) == 1
+        capsys.readouterr()
+        record = json.loads((root / ".mlci" / "out" / "data-test.json").read_text())
+        verdicts[engine] = {d["name"]: d["checks"] for d in record["details"]["datasets"]}
+    assert verdicts["spark"] == verdicts["duckdb"]
+    failed = {name: [c["check"] for c in checks if c["status"] == "fail"] for name, checks in verdicts["spark"].items()}
+    assert failed == {"train": [], "holdout": ["strict", "max", "allowed", "expectation", "expectation"]}

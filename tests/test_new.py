@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -300,6 +301,7 @@ def test_prompts_only_on_a_tty(tmp_path: Path) -> None:
         "python version",
         "CI provider (github/azure/jenkins)",
         "target (local/databricks)",
+        "mlci install source for CI (ci.mlci_install)",
     ]
     assert answers["description"] == "Predicts churn" and answers["provider"] == "azure"
     assert collect_answers("churn-model", None, None, {}, interactive=False, ask=ask)["provider"] == "github"
@@ -313,3 +315,230 @@ def test_prompts_only_on_a_tty(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_train_module_honours_mlci_yaml_params_and_target(tmp_path: Path) -> None:
+    """`python -m <package>.train` reports what `mlci train` logs once params and the label change."""
+    assert scaffold("tuned-model", tmp_path) == 0
+    project = tmp_path / "tuned-model"
+    config = project / "mlci.yaml"
+    text = config.read_text()
+    assert "    C: 1.0\n" in text and "  target: malignant\n" in text
+    text = text.replace("    C: 1.0\n", "    C: 0.002\n").replace("  target: malignant\n", "  target: label\n")
+    config.write_text(text)
+    for split in ("train", "holdout"):
+        path = project / "data" / f"{split}.csv"
+        path.write_text(path.read_text().replace(",malignant\n", ",label\n", 1))
+    contract = project / "data" / "contract.yml"
+    contract.write_text(contract.read_text().replace("{name: malignant,", "{name: label,"))
+    done = subprocess.run(
+        [sys.executable, "-m", "tuned_model.train"],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(project / "src")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    printed = dict(line.split(": ") for line in done.stdout.strip().splitlines())
+    assert run_cli("train", "-C", str(project)) == 0
+    logged = json.loads((project / ".mlci" / "out" / "train.json").read_text())["details"]["metrics"]
+    assert printed == {name: f"{logged[name]:.4f}" for name in ("accuracy", "roc_auc")}
+    # C=0.002 regularises hard: the figures differ from the demo defaults (accuracy 0.9737).
+    assert printed["accuracy"] != "0.9737"
+    # The project's own tests follow mlci.yaml's label too.
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_data.py"],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(project / "src")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert tests.returncode == 0, tests.stdout
+
+
+def test_force_refuses_files_that_differ_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert scaffold("churn-model", tmp_path) == 0
+    project = tmp_path / "churn-model"
+    # Re-running on an untouched project is fine: every file is identical.
+    assert scaffold("churn-model", tmp_path, "--force") == 0
+    assert "into the existing directory: 0 new, 0 replaced (--overwrite), " in capsys.readouterr().out
+    (project / "data" / "train.csv").write_text("mine\n")
+    config = project / "mlci.yaml"
+    config.write_text(config.read_text().replace("C: 1.0", "C: 0.3"))
+    (project / "src" / "churn_model" / "features.py").unlink()
+    before = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
+    assert scaffold("churn-model", tmp_path, "--force") == 2
+    assert capsys.readouterr().err == (
+        f"mlci: error: {project}: 2 existing file(s) differ from what mlci new would write: data/train.csv, "
+        "mlci.yaml; nothing was written. Keep them (choose another --output-dir), or replace each with "
+        "--overwrite PATH\n"
+    )
+    assert {p: p.read_bytes() for p in project.rglob("*") if p.is_file()} == before  # features.py not restored
+    # A different package name would write a second package: refused too, on the same files.
+    assert scaffold("churn-model", tmp_path, "--force", "--data", "package=other_pkg") == 2
+    assert "mlci.yaml" in capsys.readouterr().err and not (project / "src" / "other_pkg").exists()
+    # Asked per file: that file is replaced, the other differing one still refuses.
+    assert scaffold("churn-model", tmp_path, "--force", "--overwrite", "data/train.csv") == 2
+    assert "1 existing file(s) differ from what mlci new would write: mlci.yaml;" in capsys.readouterr().err
+    assert scaffold("churn-model", tmp_path, "--overwrite", "data/train.csv", "--overwrite", "mlci.yaml") == 0
+    assert "into the existing directory: 1 new, 2 replaced (--overwrite), " in capsys.readouterr().out
+    assert "C: 1.0" in config.read_text() and (project / "src" / "churn_model" / "features.py").is_file()
+    assert scaffold("churn-model", tmp_path, "--force", "--overwrite", "notes.txt") == 2
+    assert capsys.readouterr().err == (
+        "mlci: error: --overwrite notes.txt: mlci new does not write that file; name a file of the project\n"
+    )
+
+
+def test_force_does_not_follow_a_symlink_out_of_the_project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    project = tmp_path / "out" / "churn-model"
+    project.mkdir(parents=True)
+    (project / "data").symlink_to(outside)
+    assert scaffold("churn-model", tmp_path / "out", "--force") == 2
+    assert capsys.readouterr().err == (
+        f"mlci: error: refusing to write data/README.md: data is a symlink to {outside.resolve()}, outside "
+        f"{project}; remove the link or choose another --output-dir\n"
+    )
+    assert list(outside.iterdir()) == [] and [p.name for p in project.iterdir()] == ["data"]
+
+
+# ---------------------------------------------------------------- where CI installs mlci from
+
+SHA1 = "0123456789abcdef0123456789abcdef01234567"
+SHA2 = "89abcdef0123456789abcdef0123456789abcdef"
+
+
+def no_checkout(path: Path) -> tuple[str | None, str | None]:
+    return None, None
+
+
+@pytest.mark.parametrize(
+    ("direct_url", "checkout", "requirement", "warned"),
+    [
+        (None, no_checkout, f"mlci=={__version__}", False),  # from an index: no direct_url.json
+        (
+            json.dumps({"url": "https://github.com/acme/mlci.git", "vcs_info": {"vcs": "git", "commit_id": SHA1}}),
+            no_checkout,
+            f"mlci @ git+https://github.com/acme/mlci.git@{SHA1}",
+            False,
+        ),
+        (  # a token in the URL is never written into mlci.yaml
+            json.dumps({"url": "https://x:tok@github.com/acme/mlci", "vcs_info": {"vcs": "git", "commit_id": SHA1}}),
+            no_checkout,
+            f"mlci=={__version__}",
+            True,
+        ),
+        (
+            json.dumps({"url": "https://files.example/mlci-0.1.0.tar.gz", "archive_info": {}}),
+            no_checkout,
+            "mlci @ https://files.example/mlci-0.1.0.tar.gz",
+            False,
+        ),
+        (
+            json.dumps({"url": "file:///src/mlci", "dir_info": {"editable": True}}),
+            lambda path: ("https://github.com/acme/mlci.git", SHA2) if path == Path("/src/mlci") else (None, None),
+            f"mlci @ git+https://github.com/acme/mlci.git@{SHA2}",
+            False,
+        ),
+        (  # the ssh form of a remote: CI has no key, the https URL of the same repository works
+            json.dumps({"url": "file:///src/mlci", "dir_info": {}}),
+            lambda path: ("git@github.com:acme/mlci.git", SHA2),
+            f"mlci @ git+https://github.com/acme/mlci.git@{SHA2}",
+            False,
+        ),
+        (
+            json.dumps({"url": "file:///src/mlci", "dir_info": {"editable": True}}),
+            lambda path: ("/srv/git/mlci", SHA2),  # a local remote: unreachable from CI
+            f"mlci=={__version__}",
+            True,
+        ),
+        (json.dumps({"url": "file:///src/mlci", "dir_info": {}}), no_checkout, f"mlci=={__version__}", True),
+    ],
+    ids=["index", "vcs", "vcs-credentials", "archive", "editable-git", "editable-ssh", "editable-local", "dir"],
+)
+def test_install_source_follows_how_mlci_was_installed(
+    direct_url: str | None, checkout: object, requirement: str, warned: bool
+) -> None:
+    from mlci.install_source import detect
+
+    source = detect(direct_url, __version__, checkout)  # type: ignore[arg-type]
+    assert source.requirement == requirement
+    assert (source.warning is not None) == warned
+    if direct_url and "file:///src/mlci" in direct_url and warned:
+        assert source.warning == (
+            "mlci runs from the local directory /src/mlci, which CI cannot reach (no https 'origin' remote); "
+            f"mlci=={__version__} must be on your package index"
+        )
+
+
+def test_new_writes_prints_and_shares_the_install_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    git_source = f"mlci @ git+https://github.com/acme/mlci@{SHA1}"
+    assert scaffold("src-model", tmp_path, "--data", f"mlci_install={git_source}") == 0
+    project = tmp_path / "src-model"
+    out = capsys.readouterr().out
+    assert f"  CI installs {git_source!r}; change ci.mlci_install in mlci.yaml, then run 'mlci render'\n" in out
+    assert load_project(project).config.ci.mlci_install == git_source
+    assert f'dev = ["{git_source}"]\n' in (project / "pyproject.toml").read_text()
+    ci = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
+    assert {
+        step["with"]["mlci-install"]
+        for job in ci["jobs"].values()
+        for step in job.get("steps", [])
+        if "mlci-install" in step.get("with", {})
+    } == {git_source}
+    upgrade = yaml.safe_load((project / ".github" / "workflows" / "mlci-upgrade.yml").read_text())
+    envs = [step.get("env", {}) for job in upgrade["jobs"].values() for step in job["steps"]]
+    # The weekly upgrade looks for a newer mlci: the same repository, not the pinned commit.
+    assert {"MLCI_INSTALL": "mlci @ git+https://github.com/acme/mlci"} in envs
+
+
+def test_new_default_install_source_is_detected_and_warned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mlci.install_source import installed_source
+
+    detected = installed_source()
+    assert run_cli("new", "auto-model", "--defaults", "--no-git", "--output-dir", str(tmp_path)) == 0
+    captured = capsys.readouterr()
+    assert f"  CI installs {detected.requirement!r} ({detected.origin}); change ci.mlci_install" in captured.out
+    assert load_project(tmp_path / "auto-model").config.ci.mlci_install == detected.requirement
+    assert (f"  warning: {detected.warning}\n" in captured.err) == (detected.warning is not None)
+    # Remote actions install mlci from their own checkout: nothing is written, and it says so.
+    remote = ["--data", "actions=remote", "--data", "mlci_repository=acme/mlci", "--data", f"mlci_ref={SHA1}"]
+    assert run_cli("new", "remote-model", "--defaults", "--no-git", "--output-dir", str(tmp_path), *remote) == 0
+    assert "CI installs mlci from the remote actions' checkout (acme/mlci)" in capsys.readouterr().out
+    project = tmp_path / "remote-model"
+    assert load_project(project).config.ci.mlci_install is None
+    assert f'dev = ["mlci @ git+https://github.com/acme/mlci@{SHA1}"]' in (project / "pyproject.toml").read_text()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "mlci @ git+https://github.com/acme/mlci@$(curl evil)",
+        "mlci; rm -rf ~",
+        'mlci" && echo',
+        "mlci==0.1.0\nrun: evil",
+        "mlci `id`",
+    ],
+)
+def test_install_answers_a_shell_would_interpret_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], answer: str
+) -> None:
+    assert scaffold("bad-model", tmp_path, "--data", f"mlci_install={answer}") == 2
+    assert "'ci.mlci_install' is " in capsys.readouterr().err
+    assert not (tmp_path / "bad-model").exists()
+
+
+@pytest.mark.parametrize("provider", ["azure", "jenkins"])
+def test_readme_describes_only_ci_files_that_exist(tmp_path: Path, provider: str) -> None:
+    assert scaffold("other-ci", tmp_path, "--provider", provider) == 0
+    project = tmp_path / "other-ci"
+    readme = (project / "README.md").read_text()
+    assert not (project / ".github").exists()
+    assert ".github" not in readme and "ci.yml" not in readme
+    assert f"This mlci version renders no {provider} pipeline files yet" in readme
+    assert "pip install -e '.[dev]'" in readme

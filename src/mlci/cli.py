@@ -129,7 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     new.add_argument("--defaults", action="store_true", help="take every default; never prompt")
     new.add_argument("--output-dir", default=".", metavar="DIR", help="directory to create the project in (default: .)")
-    new.add_argument("--force", action="store_true", help="write into an existing non-empty directory")
+    new.add_argument(
+        "--force",
+        action="store_true",
+        help="write into an existing non-empty directory: adds missing files, refuses any that differ",
+    )
+    new.add_argument(
+        "--overwrite",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="with --force: replace this existing file (relative to the project); repeatable",
+    )
     new.add_argument("--no-git", action="store_true", help="do not run git init")
     new.set_defaults(handler="mlci.commands.new:main")
 

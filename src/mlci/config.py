@@ -73,8 +73,9 @@ class CISection:
         pattern=r"^[0-9a-f]{40}$",
     )
     mlci_install: str | None = _f(
-        "pip requirement CI installs mlci from (default: the remote actions' own checkout, or mlci==<version> "
-        "when vendored).",
+        "pip requirement CI (and the project's dev extra) installs mlci from, e.g. mlci==0.1.0 or "
+        "'mlci @ git+https://github.com/owner/mlci@<sha>'. mlci new writes one that CI can reach (how the "
+        "running mlci was installed); unset: the remote actions' own checkout, or mlci==<version> when vendored.",
         None,
         # A requirement or a path; nothing a shell or a GitHub expression would interpret.
         pattern=r"^[\w.\-\[\],=<>!~@:/+ ]+$",

@@ -63,6 +63,10 @@ def environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["yaml_str"] = yaml_str
+    from mlci.install_source import dev_requirement, unpinned
+
+    env.filters["mlci_unpinned"] = unpinned
+    env.globals["mlci_dev_requirement"] = dev_requirement
     return env
 
 

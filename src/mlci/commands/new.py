@@ -24,6 +24,7 @@ from mlci import __version__
 from mlci.config import CONFIG_FILE, is_valid_project_name, json_schema
 from mlci.contracts.format import json_schema as contract_json_schema
 from mlci.errors import UsageError
+from mlci.install_source import InstallSource, installed_source
 from mlci.templates import is_managed, render_project, shipped_dir
 from mlci.upgrade.manifest import MANIFEST_PATH, build_manifest
 
@@ -114,8 +115,12 @@ def collect_answers(
     data: Mapping[str, str],
     interactive: bool,
     ask: Callable[[str, str], str] = lambda q, d: input(f"{q} [{d}]: ").strip() or d,
+    install: InstallSource | None = None,
 ) -> dict[str, Any]:
-    """Answers from flags, --data, prompts (only on a TTY without --defaults), then defaults."""
+    """Answers from flags, --data, prompts (only on a TTY without --defaults), then defaults.
+
+    `install` is the default of ci.mlci_install (default: how the running mlci was installed).
+    """
     package = data.get("package", name.replace("-", "_"))
     validate_package(package, "--data package" if "package" in data else f"project name {name!r}")
     running = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -135,6 +140,14 @@ def collect_answers(
             answers["provider"] = _ask_choice(ask, "CI provider", ("github", "azure", "jenkins"), "github")
         if target is None:
             answers["target"] = _ask_choice(ask, "target", ("local", "databricks"), "local")
+    ci_answers = {key: data[key] for key in CI_ANSWERS if key in data}
+    if "mlci_install" not in data and data.get("actions") != "remote":  # remote: the actions' own checkout
+        source = install or installed_source()
+        ci_answers["mlci_install"] = (
+            ask("mlci install source for CI (ci.mlci_install)", source.requirement)
+            if interactive
+            else source.requirement
+        )
     match = _PYTHON_RE.match(str(answers["python_version"]))
     if not match or int(match.group(1)) < 10:
         raise UsageError(
@@ -149,7 +162,7 @@ def collect_answers(
     if "\n" in str(answers["description"]) or "\r" in str(answers["description"]):
         answers["description"] = " ".join(str(answers["description"]).split())
     return {
-        **{key: data[key] for key in CI_ANSWERS if key in data},
+        **ci_answers,
         "name": name,
         "package": package,
         "description": str(answers["description"]),
@@ -207,6 +220,49 @@ def render_files(
     return files
 
 
+def plan_existing(target: Path, files: Mapping[str, bytes], overwrite: frozenset[str]) -> dict[str, bytes]:
+    """Of `files`, those to write into the existing directory `target`: missing ones, and the
+    differing ones named in `overwrite`. Identical files are left alone.
+
+    Everything is checked before anything is written: a path that would leave `target` through
+    a symlink, and every existing file whose content differs (unless named in `overwrite`),
+    refuse the whole scaffold with the list (exit 2).
+    """
+    unknown = sorted(overwrite - set(files))
+    if unknown:
+        raise UsageError(f"--overwrite {unknown[0]}: mlci new does not write that file; name a file of the project")
+    root = target.resolve()
+    to_write: dict[str, bytes] = {}
+    differing: list[str] = []
+    for relative, data in files.items():
+        destination = target / relative
+        resolved = destination.resolve()
+        if not resolved.is_relative_to(root):
+            link = next(
+                (parent for parent in (destination, *destination.parents) if parent.is_symlink()),
+                destination,
+            )
+            raise UsageError(
+                f"refusing to write {relative}: {link.relative_to(target)} is a symlink to {resolved.parent}, "
+                f"outside {target}; remove the link or choose another --output-dir"
+            )
+        if not destination.exists() and not destination.is_symlink():
+            to_write[relative] = data
+        elif destination.is_file() and destination.read_bytes() == data:
+            continue
+        elif relative in overwrite and not destination.is_dir():
+            to_write[relative] = data
+        else:
+            differing.append(relative)
+    if differing:
+        listed = ", ".join(differing[:10]) + (f" and {len(differing) - 10} more" if len(differing) > 10 else "")
+        raise UsageError(
+            f"{target}: {len(differing)} existing file(s) differ from what mlci new would write: {listed}; "
+            "nothing was written. Keep them (choose another --output-dir), or replace each with --overwrite PATH"
+        )
+    return to_write
+
+
 def write_tree(target: Path, files: Mapping[str, bytes], force: bool) -> None:
     """Write into a sibling temp dir, then move into place: all files or none."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -253,25 +309,46 @@ def git_init(target: Path) -> str:
     return "git repository initialised with an initial commit"
 
 
+def install_note(answers: Mapping[str, Any], detected: InstallSource) -> str:
+    """Which mlci CI installs, and where to change it."""
+    change = f"change ci.mlci_install in {CONFIG_FILE}, then run 'mlci render'"
+    if "mlci_install" not in answers:
+        return f"CI installs mlci from the remote actions' checkout ({answers.get('mlci_repository')}); {change}"
+    requirement = answers["mlci_install"]
+    origin = f" ({detected.origin})" if requirement == detected.requirement else ""
+    return f"CI installs {requirement!r}{origin}; {change}"
+
+
 def main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     validate_name(args.name)
     data = parse_data(args.data)
     interactive = not args.defaults and sys.stdin.isatty() and not os.environ.get("CI")
-    answers = collect_answers(args.name, args.provider, args.target, data, interactive)
+    install = installed_source()
+    answers = collect_answers(args.name, args.provider, args.target, data, interactive, install=install)
     target = Path(args.output_dir) / args.name
+    overwrite = frozenset(Path(path).as_posix() for path in getattr(args, "overwrite", None) or [])
+    force = args.force or bool(overwrite)
     if target.exists() and not target.is_dir():
         raise UsageError(f"{target} exists and is not a directory; choose another name or --output-dir")
-    if target.is_dir() and any(target.iterdir()) and not args.force:
+    existing = target.is_dir() and any(target.iterdir())
+    if existing and not force:
         raise UsageError(f"{target} is not empty; choose another name or --output-dir, or pass --force")
     files = render_files(answers, root=target)
-    write_tree(target, files, args.force)
+    to_write = plan_existing(target, files, overwrite) if existing else dict(files)
+    write_tree(target, to_write, force)
     git_note = "git init skipped (--no-git)" if args.no_git else git_init(target)
     elapsed = time.perf_counter() - started
     print(
         f"Created {target} ({len(files)} files, {answers['provider']} CI, target {answers['target']}) in {elapsed:.2f}s"
     )
     print(f"  {git_note}")
+    if existing:
+        replaced = sorted(set(to_write) & overwrite)
+        print(
+            f"  into the existing directory: {len(to_write) - len(replaced)} new, {len(replaced)} replaced "
+            f"(--overwrite), {len(files) - len(to_write)} unchanged"
+        )
     if answers["target"] == "databricks":
         print("  note: Databricks target: mlci.yaml and CI files are ready for it, but this mlci version runs")
         print("        train, register and deploy only on the embedded default (target: local)")
@@ -279,8 +356,11 @@ def main(args: argparse.Namespace) -> int:
         print(
             f"  note: this mlci version renders no {answers['provider']} CI files yet; the stages run the same anywhere"
         )
+    print(f"  {install_note(answers, install)}")
+    if "mlci_install" not in data and answers.get("mlci_install") == install.requirement and install.warning:
+        print(f"  warning: {install.warning}", file=sys.stderr)
     print("Next:")
     print(f"  cd {target}")
-    print("  pip install -e .          # the project's own dependencies")
+    print("  pip install -e '.[dev]'   # the project and the same mlci CI installs")
     print(f"  mlci run                  # lint, test, train, register, deploy; settings in {CONFIG_FILE}")
     return 0

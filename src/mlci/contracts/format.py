@@ -37,6 +37,25 @@ class Dataset:
     table: str | None = _f("A table name such as catalog.schema.table (Spark engine only), instead of `path`.", None)
 
 
+# mlci.yaml's data.train and data.holdout are always checked under these names.
+CONFIG_DATASETS = ("train", "holdout")
+
+
+@dataclass(frozen=True)
+class NamedDataset:
+    name: str = _f(
+        "Name of the dataset in reports and JUnit; not train or holdout (mlci.yaml's data.train and "
+        "data.holdout, which are always checked).",
+        pattern=_NAME_RE.pattern,
+    )
+    path: str | None = _f("CSV or Parquet file (or directory) or Delta table directory, relative to the root.", None)
+    format: Literal["auto", "csv", "parquet", "delta"] = _f("How to read `path` (as dataset.format).", "auto")
+    table: str | None = _f("A table name (Spark engine only), instead of `path`.", None)
+
+    def as_dataset(self) -> Dataset:
+        return Dataset(path=self.path, format=self.format, table=self.table)
+
+
 @dataclass(frozen=True)
 class Column:
     name: str = _f("Column name, exactly as in the data.")
@@ -103,6 +122,12 @@ class Drift:
         "Largest allowed KS statistic per numeric column (with method psi+ks).", 0.2, minimum=0, maximum=1
     )
     bins: int = _f("Quantile bins per numeric column when profiling.", 10, minimum=2, maximum=100)
+    datasets: list[str] | None = _f(
+        "Names of the datasets drift is measured on (train, holdout, dataset or a `datasets` entry); "
+        "default: every dataset checked, all against the one reference profile. Drift checks of the "
+        "others are reported as skipped.",
+        None,
+    )
     max_categories: int = _f(
         "Most frequent categories kept per categorical column when profiling; the rest pool in 'other'.",
         50,
@@ -114,8 +139,16 @@ class Drift:
 @dataclass(frozen=True)
 class ContractSpec:
     contract: int = _f("Version of the contract format.", minimum=1, maximum=CONTRACT_VERSION)
-    dataset: Dataset = _f("The data the contract is checked against.")
-    columns: list[Column] = _f("The columns and their checks; other columns in the data are ignored.")
+    dataset: Dataset = _f(
+        "The data the contract is checked against (mlci.yaml's data.train and data.holdout are checked too)."
+    )
+    columns: list[Column] = _f(
+        "The columns and their checks; other columns in the data are ignored unless `strict` is true."
+    )
+    strict: bool = _f("Fail a dataset that has columns not declared under `columns` (the failure lists them).", False)
+    datasets: list[NamedDataset] = _f(
+        "More datasets checked against the same columns and table checks, each reported on its own.", []
+    )
     table: TableChecks = _f("Checks on the whole table.", TableChecks())
     drift: Drift | None = _f("Distribution drift against a reference profile.", None)
 
@@ -221,6 +254,7 @@ def _check_semantics(contract: Contract) -> None:
         raise contract.error("dataset.format", "dataset.format applies to 'path' only; remove it for a table")
     if not spec.columns:
         raise contract.error("columns", "'columns' is empty; declare at least one column")
+    _check_datasets(contract)
     seen: set[str] = set()
     for index, col in enumerate(spec.columns):
         key = f"columns[{index}]"
@@ -302,6 +336,43 @@ def _check_semantics(contract: Contract) -> None:
                     f"{key}: drift is computed on numeric, string or boolean columns, "
                     f"not {contract.column(name).type} column '{name}'",
                 )
+
+
+def dataset_names(spec: ContractSpec) -> tuple[str, ...]:
+    """Every name a dataset can be checked under (what `drift.datasets` may list)."""
+    return (*CONFIG_DATASETS, "dataset", *(d.name for d in spec.datasets))
+
+
+def _check_datasets(contract: Contract) -> None:
+    seen: set[str] = set()
+    for index, named in enumerate(contract.spec.datasets):
+        key = f"datasets[{index}]"
+        if named.name in (*CONFIG_DATASETS, "dataset"):
+            raise contract.error(
+                f"{key}.name",
+                f"{key}: the name '{named.name}' is taken (train and holdout are mlci.yaml's data.train and "
+                "data.holdout, always checked; dataset is the contract's own); choose another name",
+            )
+        if named.name in seen:
+            raise contract.error(f"{key}.name", f"{key}: dataset name '{named.name}' is used twice; keep one")
+        seen.add(named.name)
+        if (named.path is None) == (named.table is None):
+            raise contract.error(key, f"{key} needs exactly one of 'path' or 'table'")
+        if named.table is not None and named.format != "auto":
+            raise contract.error(f"{key}.format", f"{key}.format applies to 'path' only; remove it for a table")
+    drift_settings = contract.spec.drift
+    if drift_settings is not None and drift_settings.datasets is not None:
+        names = dataset_names(contract.spec)
+        for index, name in enumerate(drift_settings.datasets):
+            if name not in names:
+                key = f"drift.datasets[{index}]"
+                hint = _did_you_mean_name(name, list(names))
+                raise contract.error(key, f"{key}: unknown dataset '{name}'; {hint}")
+
+
+def _did_you_mean_name(name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else f"datasets: {', '.join(names)}"
 
 
 def _fits(column_type: str, value: Any) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 from mlci.contracts import drift
 from mlci.contracts.compiler import SOURCE_VIEW, CheckResult, compile_contract
 from mlci.contracts.engines import Engine, QueryError, Source, create_engine
-from mlci.contracts.format import Contract
+from mlci.contracts.format import Contract, Dataset
 from mlci.errors import CheckFailed, ConfigError
 
 
@@ -45,38 +45,43 @@ class Report:
         }
 
 
-def resolve_source(contract: Contract, engine: str, override: str | None = None) -> Source:
-    """Where the data is and how to read it; a missing file is a configuration error (exit 2)."""
-    ds = contract.spec.dataset
+def resolve_source(
+    contract: Contract, engine: str, override: str | None = None, dataset: Dataset | None = None, key: str = "dataset"
+) -> Source:
+    """Where the data is and how to read it; a missing file is a configuration error (exit 2).
+
+    `dataset` (declared at contract key `key`) replaces the contract's own `dataset`.
+    """
+    ds = dataset or contract.spec.dataset
     if override is None and ds.table is not None:
         if engine != "spark":
             raise contract.error(
-                "dataset.table",
-                f"dataset.table '{ds.table}' needs the Spark engine; pass --engine spark or use dataset.path",
+                f"{key}.table",
+                f"{key}.table '{ds.table}' needs the Spark engine; pass --engine spark or use {key}.path",
             )
         return Source("table", ds.table)
     relative = override if override is not None else ds.path
     assert relative is not None
-    where = "--source" if override is not None else "dataset.path"
+    where = "--source" if override is not None else f"{key}.path"
     path = contract.resolve(relative)
     if not path.exists():
         if override is not None:
             raise ConfigError(relative, None, "data file not found; check --source")
-        raise contract.error("dataset.path", f"{where}: data file '{relative}' not found (relative to {contract.root})")
+        raise contract.error(f"{key}.path", f"{where}: data file '{relative}' not found (relative to {contract.root})")
     fmt: str | None = ds.format if override is None else "auto"
     if fmt == "auto":
-        fmt = _guess_format(path)
+        fmt = guess_format(path)
         if fmt is None:
-            problem = f"cannot tell the format of '{relative}'; set dataset.format to csv, parquet or delta"
+            problem = f"cannot tell the format of '{relative}'; set {key}.format to csv, parquet or delta"
             if override is not None:
                 raise ConfigError(relative, None, problem)
-            raise contract.error("dataset.path", problem)
+            raise contract.error(f"{key}.path", problem)
     if fmt == "parquet" and path.is_dir():
         return Source("parquet", str(path / "**" / "*.parquet") if engine == "duckdb" else str(path))
     return Source(fmt, str(path))  # type: ignore[arg-type]
 
 
-def _guess_format(path: Path) -> str | None:
+def guess_format(path: Path) -> str | None:
     if path.is_dir():
         if (path / "_delta_log").is_dir():
             return "delta"
@@ -89,11 +94,11 @@ def _guess_format(path: Path) -> str | None:
     return None
 
 
-def open_source(engine: Engine, contract: Contract, source: Source) -> None:
+def open_source(engine: Engine, contract: Contract, source: Source, prefix: str = "dataset") -> None:
     try:
         engine.open(source)
     except QueryError as exc:
-        key = "dataset.table" if source.kind == "table" else "dataset.path"
+        key = f"{prefix}.table" if source.kind == "table" else f"{prefix}.path"
         raise CheckFailed(
             f"{contract.display_path}:{contract.line_of(key)}: cannot read {source.location}: {exc}"
         ) from None
@@ -165,6 +170,30 @@ def schema_checks(
     return results, usable
 
 
+def strict_check(contract: Contract, columns: dict[str, str]) -> list[CheckResult]:
+    """With `strict: true`, one check that the data has no column the contract does not declare."""
+    if not contract.spec.strict:
+        return []
+    declared = {col.name for col in contract.spec.columns}
+    extra = [name for name in columns if name not in declared]
+    line = contract.line_of("strict")
+    if not extra:
+        return [CheckResult("strict", None, "none", "no undeclared columns", "pass", 0, line)]
+    names = ", ".join(extra)
+    return [
+        CheckResult(
+            "strict",
+            None,
+            names,
+            "no undeclared columns",
+            "fail",
+            len(extra),
+            line,
+            f"undeclared column{'s' if len(extra) > 1 else ''} {names}: declare under 'columns' or set strict: false",
+        )
+    ]
+
+
 def _empty_columns(engine: Engine, names: list[str]) -> set[str]:
     """Those of `names` without a non-null value (one extra scan, only when a type mismatches)."""
     if not names:
@@ -176,6 +205,19 @@ def _empty_columns(engine: Engine, names: list[str]) -> set[str]:
     except QueryError as exc:
         raise CheckFailed(f"cannot read the data: {exc}") from None
     return {name for i, name in enumerate(names) if int(row[f"a{i}"]) == 0}
+
+
+def _drift_skipped(contract: Contract, reason: str) -> list[CheckResult]:
+    """The drift checks of a dataset drift is not measured on: reported, not run."""
+    settings = contract.spec.drift
+    if settings is None:
+        return []
+    checks = ("psi", "ks") if settings.method == "psi+ks" else ("psi",)
+    return [
+        CheckResult(check, name, None, "-", "skip", None, contract.line_of(f"drift.columns[{index}]"), reason)
+        for index, name in enumerate(settings.columns)
+        for check in checks
+    ]
 
 
 def _skipped(contract: Contract, usable: dict[str, str]) -> list[CheckResult]:
@@ -250,18 +292,26 @@ def run_contract(
     source_override: str | None = None,
     now: datetime | None = None,
     engine: Engine | None = None,
+    dataset: Dataset | None = None,
+    dataset_key: str = "dataset",
+    drift_skip_reason: str | None = None,
 ) -> Report:
-    source = resolve_source(contract, engine_name, source_override)
-    profile = load_reference(contract)
+    """Check one dataset: the contract's own, `source_override` (a path) or `dataset` (at `dataset_key`).
+
+    With `drift_skip_reason` the drift checks are reported as skipped for that reason.
+    """
+    source = resolve_source(contract, engine_name, source_override, dataset, dataset_key)
+    profile = load_reference(contract) if drift_skip_reason is None else None
     clock = time.perf_counter()
     engine = engine or create_engine(engine_name)
     try:
-        open_source(engine, contract, source)
+        open_source(engine, contract, source, dataset_key)
         try:
             columns = engine.schema()
         except QueryError as exc:
             raise CheckFailed(f"cannot read {source.location}: {exc}") from None
         results, usable = schema_checks(contract, engine, columns)
+        results += strict_check(contract, columns)
         compiled = compile_contract(contract, usable, engine.dialect, profile, now)
         try:
             row = engine.fetch_one(compiled.sql)
@@ -275,7 +325,12 @@ def run_contract(
             except QueryError as again:
                 raise CheckFailed(f"the contract's query failed on {engine_name}: {again}") from None
         results += [verdict(row) for verdict in compiled.verdicts]
-        results += _skipped(contract, usable)
+        skipped = _skipped(contract, usable)
+        if drift_skip_reason is not None:  # every drift check is reported once, for that reason
+            skipped = [r for r in skipped if r.check not in ("psi", "ks")]
+        results += skipped
+        if drift_skip_reason is not None:
+            results += _drift_skipped(contract, drift_skip_reason)
     finally:
         engine.close()
     return Report(engine_name, source.location, results, round(time.perf_counter() - clock, 3), compiled.sql)

@@ -1,4 +1,4 @@
-"""data-test: check the data contract (and drift) on DuckDB or Spark; table, JSON, JUnit, CI outputs."""
+"""data-test: the data contract (and drift) on every dataset, on DuckDB or Spark; table, JSON, JUnit, CI outputs."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import argparse
 import os
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlci import ci_env, console
 from mlci.config import Project
 from mlci.contracts.compiler import CheckResult, show
-from mlci.contracts.format import Contract, load_contract
-from mlci.contracts.runner import Report, run_contract
+from mlci.contracts.format import CONFIG_DATASETS, Contract, Dataset, load_contract
+from mlci.contracts.runner import Report, guess_format, run_contract
 from mlci.errors import CheckFailed
 from mlci.stages._result import StageResult, execute, load_project_for
 
@@ -37,6 +38,67 @@ def contract_for(project: Project, cli_path: str | None) -> tuple[Contract | Non
     return load_contract(path, project.root), relative
 
 
+@dataclass(frozen=True)
+class Target:
+    """One dataset to check: its name in reports, where it is and where it is declared."""
+
+    name: str
+    label: str  # the path or table as the user wrote it
+    dataset: Dataset | None = None  # None with `override`: the --source path
+    key: str = "dataset"  # the contract key errors about it point at
+    override: str | None = None
+
+
+def datasets_to_check(project: Project, contract: Contract, source: str | None) -> list[Target]:
+    """Every dataset the pipeline consumes, once each: data.train, data.holdout, the contract's
+    own `dataset` (when it is another location) and the contract's `datasets` entries.
+
+    `--source` checks that one file instead.
+    """
+    if source is not None:
+        return [Target("source", source, override=source)]
+    own = contract.spec.dataset
+    own_location = contract.resolve(own.path).resolve() if own.path is not None else None
+    targets: list[Target] = []
+    seen: set[Path] = set()
+    for name in CONFIG_DATASETS:
+        relative: str = getattr(project.config.data, name)
+        path = (project.root / relative).resolve()
+        if path in seen:
+            continue  # holdout and train are one file: checked once
+        seen.add(path)
+        if path == own_location:  # the contract's dataset: read it as the contract says
+            targets.append(Target(name, relative, own))
+            continue
+        if not path.exists():
+            raise project.error(
+                f"data.{name}", f"data.{name}: data file '{relative}' not found; create it or fix the path"
+            )
+        fmt = guess_format(path)
+        if fmt is None:
+            raise project.error(
+                f"data.{name}", f"data.{name}: cannot tell the format of '{relative}'; use a .csv or .parquet file"
+            )
+        targets.append(Target(name, relative, Dataset(path=str(path), format=fmt)))  # type: ignore[arg-type]
+    if own_location is None or own_location not in seen:
+        targets.append(Target("dataset", own.path or own.table or "", own))
+    for index, named in enumerate(contract.spec.datasets):
+        location = contract.resolve(named.path).resolve() if named.path is not None else None
+        if location is not None and location in seen:
+            continue
+        if location is not None:
+            seen.add(location)
+        targets.append(Target(named.name, named.path or named.table or "", named.as_dataset(), f"datasets[{index}]"))
+    return targets
+
+
+def _drift_skip_reason(contract: Contract, name: str) -> str | None:
+    settings = contract.spec.drift
+    if settings is None or settings.datasets is None or name in settings.datasets:
+        return None
+    return f"not run: drift is not measured on {name} (drift.datasets)"
+
+
 def run_data_test(
     project: Project, engine: str | None = None, contract_path: str | None = None, source: str | None = None
 ) -> StageResult:
@@ -48,44 +110,81 @@ def run_data_test(
             {"skipped": True, "contract": relative},
         )
     engine_name = engine or project.config.data_test.engine
-    report = run_contract(contract, engine_name, source)
+    targets = datasets_to_check(project, contract, source)
+    runs: list[tuple[Target, Report]] = []
+    for target in targets:  # all resolved first: a bad path fails before any data is read
+        report = run_contract(
+            contract,
+            engine_name,
+            target.override,
+            dataset=target.dataset,
+            dataset_key=target.key,
+            drift_skip_reason=None if target.override else _drift_skip_reason(contract, target.name),
+        )
+        runs.append((target, report))
     out = project.out_dir
     out.mkdir(parents=True, exist_ok=True)
     junit = out / JUNIT_FILE
-    write_junit(report, contract, junit)
-    print_results(report.results)
-    counts = report.counts()
-    details = {**report.to_json(), "contract": contract.display_path, "junit_xml": str(junit.relative_to(project.root))}
-    markdown = markdown_report(report)
-    drift_text = ""
-    worst = report.worst_drift(1)
-    if worst:
-        drift_text = f"; worst drift: {worst[0].column} PSI {show(worst[0].observed)}"
-    data = report.source if source else contract.spec.dataset.path or contract.spec.dataset.table
-    where = f"{data} ({engine_name}, {report.seconds:.2f}s)"
-    if report.failed:
-        for r in report.failed:
-            note = ci_env.annotation(
-                "error",
-                f"observed {show(r.observed)}, expected {r.expected}" + (f": {r.message}" if r.message else ""),
-                contract.display_path,
-                r.line,
-                title=f"data-test {r.name}",
+    write_junit(runs, contract, junit)
+    for target, report in runs:
+        if len(runs) > 1:
+            console.say(f"{target.name}: {target.label}")
+        print_results(report.results)
+    for target, report in runs:
+        console.say(dataset_line(target, report))
+    total = {s: sum(r.counts()[s] for _, r in runs) for s in ("pass", "fail", "skip")}
+    seconds = round(sum(r.seconds for _, r in runs), 3)
+    details = {
+        "engine": engine_name,
+        "seconds": seconds,
+        **total,
+        "datasets": [{"name": t.name, "path": t.label, **r.to_json()} for t, r in runs],
+        "contract": contract.display_path,
+        "junit_xml": str(junit.relative_to(project.root)),
+    }
+    markdown = markdown_report(runs)
+    failed_runs = [(t, r) for t, r in runs if r.failed]
+    if failed_runs:
+        for target, report in failed_runs:
+            for r in report.failed:
+                note = ci_env.annotation(
+                    "error",
+                    f"{target.name}: observed {show(r.observed)}, expected {r.expected}"
+                    + (f": {r.message}" if r.message else ""),
+                    contract.display_path,
+                    r.line,
+                    title=f"data-test {target.name}/{r.name}",
+                )
+                console.annotation(note)
+        parts = []
+        for target, report in failed_runs:
+            names = ", ".join(
+                f"{r.name} (observed {show(r.observed)}, expected {r.expected})" for r in report.failed[:5]
             )
-            console.annotation(note)
-        names = ", ".join(f"{r.name} (observed {show(r.observed)}, expected {r.expected})" for r in report.failed[:5])
-        more = f" and {len(report.failed) - 5} more" if len(report.failed) > 5 else ""
-        error = CheckFailed(
-            f"data contract failed: {counts['fail']} of {len(report.results)} checks on {where}: {names}{more}", details
-        )
+            more = f" and {len(report.failed) - 5} more" if len(report.failed) > 5 else ""
+            parts.append(
+                f"{target.name}: {len(report.failed)} of {len(report.results)} checks on {target.label} "
+                f"({engine_name}, {report.seconds:.2f}s): {names}{more}"
+            )
+        error = CheckFailed(f"data contract failed: {'; '.join(parts)}", details)
         error.markdown = markdown
         raise error
-    skipped = f", {counts['skip']} skipped" if counts["skip"] else ""
+    drift_text = ""
+    worst = max(
+        ((t, r) for t, report in runs for r in report.worst_drift(1)),
+        key=lambda pair: float(pair[1].observed),
+        default=None,
+    )
+    if worst is not None:
+        where = f"{worst[0].name} " if len(runs) > 1 else ""
+        drift_text = f"; worst drift: {where}{worst[1].column} PSI {show(worst[1].observed)}"
+    skipped = f", {total['skip']} skipped" if total["skip"] else ""
+    names = ", ".join(t.name for t, _ in runs)
     return StageResult(
         "data-test",
-        f"data contract passed: {counts['pass']} checks{skipped} on {where}{drift_text}",
+        f"data contract passed on {names}: {total['pass']} checks{skipped} ({engine_name}, {seconds:.2f}s){drift_text}",
         details,
-        outputs={"checks": len(report.results), "failed": 0},
+        outputs={"checks": sum(len(r.results) for _, r in runs), "failed": 0},
         markdown=markdown,
     )
 
@@ -103,6 +202,17 @@ def print_results(results: list[CheckResult]) -> None:
         console.say(f"{passed} other check{'s' * (passed != 1)} passed (--verbose lists them)")
 
 
+def dataset_line(target: Target, report: Report) -> str:
+    """One line per dataset: its verdict and counts."""
+    counts = report.counts()
+    verdict = "FAILED" if report.failed else "passed"
+    skipped = f", {counts['skip']} skipped" if counts["skip"] else ""
+    return (
+        f"{target.name}: {verdict}, {counts['pass']} passed, {counts['fail']} failed{skipped} "
+        f"on {target.label} ({report.seconds:.2f}s)"
+    )
+
+
 def result_table(results: list[CheckResult]) -> str:
     rows = [("check", "column", "observed", "expected", "result")]
     rows += [
@@ -117,7 +227,15 @@ def result_table(results: list[CheckResult]) -> str:
     return "\n".join(lines)
 
 
-def markdown_report(report: Report) -> str:
+def markdown_report(runs: list[tuple[Target, Report]]) -> str:
+    sections = []
+    for target, report in runs:
+        heading = [f"**{target.name}** (`{_cell(target.label)}`)", ""] if len(runs) > 1 else []
+        sections.append("\n".join([*heading, dataset_markdown(report)]))
+    return "\n\n".join(sections)
+
+
+def dataset_markdown(report: Report) -> str:
     def table(results: list[CheckResult]) -> list[str]:
         out = ["| check | column | observed | expected | result |", "|---|---|---:|---|---|"]
         out += [
@@ -154,29 +272,29 @@ def _element(parent: ET.Element | None, tag: str, **attributes: str) -> ET.Eleme
     return ET.Element(tag, safe) if parent is None else ET.SubElement(parent, tag, safe)
 
 
-def write_junit(report: Report, contract: Contract, path: Path) -> None:
-    """One test case per check, so every CI lists them; written atomically.
+def write_junit(runs: list[tuple[Target, Report]], contract: Contract, path: Path) -> None:
+    """One test case per check and dataset (named `dataset/check`), so every CI lists them; atomic.
 
     Names and messages come from the contract and the data (a regex may hold control
     characters); every string is made XML 1.0-safe so the file always parses.
     """
-    counts = report.counts()
+    results = [(target, r) for target, report in runs for r in report.results]
     suite = _element(
         None,
         "testsuite",
         name="mlci.data-test",
-        tests=str(len(report.results)),
-        failures=str(counts["fail"]),
+        tests=str(len(results)),
+        failures=str(sum(1 for _, r in results if r.status == "fail")),
         errors="0",
-        skipped=str(counts["skip"]),
-        time=f"{report.seconds:.3f}",
+        skipped=str(sum(1 for _, r in results if r.status == "skip")),
+        time=f"{sum(report.seconds for _, report in runs):.3f}",
     )
-    for r in report.results:
+    for target, r in results:
         case = _element(
             suite,
             "testcase",
-            classname=f"data-test.{r.check}",
-            name=r.name,
+            classname=f"data-test.{target.name}.{r.check}",
+            name=f"{target.name}/{r.name}",
             file=contract.display_path,
             line=str(r.line or 0),
             time="0",

@@ -160,14 +160,56 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--run-id", default=None, help="MLflow run to register (default: the last 'mlci train')")
     register.set_defaults(handler="mlci.stages.register:main")
 
-    deploy = sub.add_parser("deploy", help="promote the challenger and smoke-test it served")
+    deploy = sub.add_parser(
+        "deploy",
+        help="smoke-test a version served, then move the environment's alias",
+        description="Serve a version on loopback, smoke-test it with its input example, and only then move the "
+        "environment's alias (production also moves champion); aliases are put back on any failure. "
+        "Environments, in order: staging, production. --env staging (the default) deploys --version or the "
+        "challenger; a later environment takes exactly the version the one before it verified.",
+    )
     _add_project_dir(deploy)
     _add_tracking(deploy)
     deploy.add_argument("--target", choices=("local", "databricks"), default=None, help="default: mlci.yaml's target")
+    deploy.add_argument("--env", default=None, metavar="NAME", help="environment: staging (default) or production")
     deploy.add_argument(
-        "--env", default=None, metavar="NAME", help="deployment environment, e.g. staging or production"
+        "--version", dest="model_version", default=None, metavar="N", help="version to deploy (default: challenger)"
     )
     deploy.set_defaults(handler="mlci.stages.deploy:main")
+
+    promote = sub.add_parser(
+        "promote",
+        help="release a given version to an environment",
+        description="Release version N to an environment: it must have passed the gates and, for production, "
+        "been verified in staging. It is smoke-tested served before the alias moves, as deploy does.",
+    )
+    _add_project_dir(promote)
+    _add_tracking(promote)
+    promote.add_argument("--env", required=True, metavar="NAME", help="environment: staging or production")
+    promote.add_argument("--version", dest="model_version", required=True, metavar="N", help="registered version")
+    promote.set_defaults(handler="mlci.commands.models:promote_main")
+
+    rollback = sub.add_parser(
+        "rollback",
+        help="put an environment back on the version it served before",
+        description="Move an environment's alias back to the version it served before its current one "
+        "(recorded as the version tag mlci.previous.<env>); repeated rollbacks walk further back.",
+    )
+    _add_project_dir(rollback)
+    _add_tracking(rollback)
+    rollback.add_argument("--env", required=True, metavar="NAME", help="environment: staging or production")
+    rollback.set_defaults(handler="mlci.commands.models:rollback_main")
+
+    status = sub.add_parser(
+        "status",
+        help="which version each alias points to, with metrics and lineage",
+        description="Show challenger, each environment's alias and champion: version, metrics, run id, git "
+        "commit, data digests and when it was deployed.",
+    )
+    _add_project_dir(status)
+    _add_tracking(status)
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.set_defaults(handler="mlci.commands.models:status_main")
 
     serve = sub.add_parser("serve", help="serve a registered model in the foreground")
     _add_project_dir(serve)

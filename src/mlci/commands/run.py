@@ -14,7 +14,9 @@ from mlci.errors import MlciError, UsageError
 from mlci.stages._result import StageResult, execute, load_project_for
 
 
-def _work(stage: str, project: Project, args: argparse.Namespace) -> Callable[[], StageResult]:
+def _work(
+    stage: str, project: Project, args: argparse.Namespace, handover: dict[str, str]
+) -> Callable[[], StageResult]:
     # Imported per stage: `mlci run lint` never imports MLflow.
     if stage == "lint":
         from mlci.stages.lint import run_lint
@@ -35,10 +37,12 @@ def _work(stage: str, project: Project, args: argparse.Namespace) -> Callable[[]
     if stage == "register":
         from mlci.stages.register import run_register
 
-        return lambda: run_register(project, None, args.tracking_uri)
+        # This run's own model, never whatever .mlci/out/train.json says by now.
+        return lambda: run_register(project, handover.get("run-id"), args.tracking_uri)
     from mlci.stages.deploy import run_deploy
 
-    return lambda: run_deploy(project, "local", args.tracking_uri)
+    # The first environment (staging) only: production moves by 'mlci deploy --env production'.
+    return lambda: run_deploy(project, "local", args.tracking_uri, version=handover.get("model-version"))
 
 
 def selected_stages(requested: list[str]) -> list[str]:
@@ -55,8 +59,16 @@ def _line(text: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from mlci.lock import project_lock
+
     stages = selected_stages(args.stages)
     project = load_project_for(args)
+    with project_lock(project, "run"):
+        return _run(stages, project, args)
+
+
+def _run(stages: list[str], project: Project, args: argparse.Namespace) -> int:
+    handover: dict[str, str] = {}  # run id and version passed from stage to stage in this run
     rows: list[tuple[str, str, float, str]] = []
     started = time.perf_counter()
     failure: MlciError | None = None
@@ -64,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
         _line(f"==> [{index}/{len(stages)}] {stage}")
         clock = time.perf_counter()
         try:
-            result = execute(stage, project, _work(stage, project, args))
+            result = execute(stage, project, _work(stage, project, args, handover))
         except MlciError as exc:
             elapsed = time.perf_counter() - clock
             status = "FAILED" if exc.exit_code == 1 else "ERROR"
@@ -72,6 +84,7 @@ def main(args: argparse.Namespace) -> int:
             _line(f"<== {stage}: {status} in {elapsed:.1f}s")
             failure = exc
             break
+        handover.update({k: str(v) for k, v in result.outputs.items() if k in ("run-id", "model-version")})
         elapsed = time.perf_counter() - clock
         rows.append((stage, "passed", elapsed, result.summary))
         _line(f"<== {stage}: passed in {elapsed:.1f}s")

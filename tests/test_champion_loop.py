@@ -85,6 +85,39 @@ def test_feature_change_compares_against_champion_scored_with_its_own_code(
     assert "in isolation" in out
 
 
+def test_isolated_scoring_refuses_a_model_whose_code_comes_from_elsewhere(
+    new_project: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model without its own code, with the package importable from an installed copy: it
+    would be scored with code it was not trained with, so scoring fails and says why."""
+    import shutil
+
+    import mlflow
+
+    from mlci import scoring
+    from mlci.errors import InfraError
+    from mlci.stages.train import read_split
+
+    project = new_project()
+    for stage in ("train", "register"):
+        assert run_cli(stage, "-C", str(project)) == 0
+    loaded = load_project(project)
+    mlflow.set_tracking_uri(f"sqlite:///{project / '.mlci' / 'mlflow.db'}")
+    model = Path(
+        mlflow.artifacts.download_artifacts(f"models:/{loaded.config.model_name}/1", dst_path=str(tmp_path / "model"))
+    )
+    shutil.rmtree(model / "code")
+    installed = tmp_path / "site-packages"
+    shutil.copytree(package_dir(project), installed / loaded.config.project.package)
+    monkeypatch.setenv("PYTHONPATH", str(installed))
+    features, target, _ = read_split(loaded, "holdout")
+    with pytest.raises(InfraError) as failure:
+        scoring.score_isolated(project, loaded.config.project.package, model, features, target, "classification", "v1")
+    assert failure.value.message.startswith("could not score v1 in isolation from the working tree: RuntimeError: ")
+    assert f"was imported from {installed / loaded.config.project.package / '__init__.py'}" in failure.value.message
+    assert "not from the model's own logged code" in failure.value.message
+
+
 def _log_ungated_model(project: Path) -> str:
     """A version registered by hand, outside mlci register: no gates, never verified."""
     import mlflow

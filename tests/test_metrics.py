@@ -65,3 +65,21 @@ def test_model_with_labels_only_gets_no_roc_auc_and_a_note() -> None:
         "roc_auc left out: LabelsOnly has neither predict_proba nor decision_function, "
         "and the AUC of hard labels would be balanced accuracy"
     ]
+
+
+@pytest.mark.parametrize(
+    ("metric", "candidate", "reference", "verdict"),
+    [
+        ("roc_auc", 0.99, 0.98, "beats"),
+        ("roc_auc", 0.98, 0.98, "ties"),
+        ("roc_auc", 0.996, 0.997, "within tolerance of"),
+        ("rmse", 0.2, 0.3, "beats"),
+        ("rmse", 0.31, 0.3, "within tolerance of"),
+    ],
+)
+def test_register_says_beats_only_when_strictly_better(
+    metric: str, candidate: float, reference: float, verdict: str
+) -> None:
+    from mlci.stages.register import _verdict
+
+    assert _verdict(metric, candidate, reference) == verdict

@@ -52,3 +52,35 @@ def test_unknown_command_is_usage_error(capsys: pytest.CaptureFixture[str]) -> N
 def test_unknown_stage_in_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli("run", "lnt") == 2
     assert capsys.readouterr().err == "mlci: error: unknown stage 'lnt'; did you mean 'lint'?\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "phrase"),
+    [
+        ("promote", "it must have passed the gates and, for production, been verified in staging"),
+        ("rollback", "repeated rollbacks walk further back"),
+        ("status", "Show challenger, each environment's alias and champion"),
+        ("deploy", "a later environment takes exactly the version the one before it verified"),
+    ],
+)
+def test_loop_commands_describe_themselves(command: str, phrase: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", f"import sys; from mlci.cli import main; main(['{command}', '--help'])"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert phrase in " ".join(done.stdout.split())
+    assert "mlflow" not in done.stderr
+
+
+def test_help_never_imports_mlflow_for_the_loop_commands() -> None:
+    code = (
+        "import sys\nfrom mlci.cli import main\n"
+        "for c in ('promote', 'rollback', 'status', 'deploy'):\n"
+        "    try:\n        main([c, '--help'])\n    except SystemExit:\n        pass\n"
+        "print(sorted(m for m in ('mlflow', 'pandas', 'sklearn') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"

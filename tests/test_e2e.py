@@ -86,14 +86,33 @@ def test_new_install_run_and_predict_over_http(tmp_path: Path) -> None:
     assert run.data.tags["mlci.git.commit"] == head.stdout.strip()
     assert run.data.tags["mlci.git.branch"] == "main" and run.data.tags["mlci.git.dirty"] == "false"
 
-    # A second run: the new candidate is compared with champion v1 and replaces it.
+    # Production moves only by its own deploy, of exactly what staging verified.
+    promoted = mlci(python, "deploy", "--env", "production", cwd=project)
+    assert promoted.returncode == 0, promoted.stderr[-3000:]
+
+    # A feature change, with the project installed as a wheel (the old code in site-packages):
+    # the candidate is compared with champion v1, scored with v1's own logged code.
+    features = project / "src" / "e2e_model" / "features.py"
+    features.write_text(
+        features.read_text().replace(
+            '    "area_to_perimeter": ("mean_area", "mean_perimeter"),\n',
+            '    "area_to_perimeter": ("mean_area", "mean_perimeter"),\n'
+            '    "area_to_radius": ("mean_area", "mean_radius"),\n',
+        )
+    )
     second = mlci(python, "run", "train", "register", "deploy", cwd=project)
     assert second.returncode == 0, second.stderr[-3000:]
     register = json.loads((out / "register.json").read_text())["details"]
     assert register["version"] == "2" and register["champion"]["champion_version"] == "1"
-    assert register["champion"]["passed"] is True
+    assert register["champion"]["passed"] is True and register["champion"]["against"] == "champion"
+    recorded = client.get_model_version("e2e_model", "1").tags["mlci.metric.roc_auc"]
+    assert f"{register['champion']['champion']:.6g}" == recorded
     aliases = {a: str(v) for a, v in client.get_registered_model("e2e_model").aliases.items()}
-    assert aliases == {"champion": "2"}
+    assert aliases == {"staging": "2", "production": "1", "champion": "1"}
+    promoted = mlci(python, "deploy", "--env", "production", cwd=project)
+    assert promoted.returncode == 0, promoted.stderr[-3000:]
+    aliases = {a: str(v) for a, v in client.get_registered_model("e2e_model").aliases.items()}
+    assert aliases == {"staging": "2", "production": "2", "champion": "2"}
 
     # The champion, served by `mlci serve`, answers real HTTP requests correctly.
     port = free_port()

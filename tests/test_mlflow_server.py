@@ -33,11 +33,24 @@ def test_pipeline_against_tracking_server(new_project: Any, mlflow_server: str) 
     # Over HTTP MLflow returns versions as strings, on sqlite as ints: mlci reports "1" either way.
     assert register["version"] == deploy["version"] == "1"
     model = client.get_registered_model(name)
-    assert {alias: str(v) for alias, v in model.aliases.items()} == {"champion": "1"}
+    assert {alias: str(v) for alias, v in model.aliases.items()} == {"staging": "1"}
     version = client.get_model_version(name, "1")
     assert version.tags["mlci.gates"] == "passed"
     assert "mlci.deployed_at" in version.tags
     assert deploy["smoke_test"]["rows"] == 5
+    assert register["registry"] == f"registry {mlflow_server}" and register["champion_existed"] is False
+
+    # With a champion on the server, the next candidate is compared with it, the champion
+    # downloaded from the server and scored in isolation with its own code.
+    assert run_cli("deploy", "--env", "production", "-C", str(project), "--tracking-uri", mlflow_server) == 0
+    config = project / "mlci.yaml"
+    config.write_text(config.read_text().replace("C: 1.0", "C: 0.5", 1))
+    for stage in ("train", "register"):
+        assert run_cli(stage, "-C", str(project), "--tracking-uri", mlflow_server) == 0, stage
+    register = json.loads((out / "register.json").read_text())["details"]
+    assert register["version"] == "2" and register["champion_existed"] is True
+    assert register["champion"]["against"] == "champion" and register["champion"]["champion_version"] == "1"
+    assert f"{register['champion']['champion']:.6g}" == version.tags["mlci.metric.roc_auc"]
 
 
 def test_environment_variable_selects_the_server(

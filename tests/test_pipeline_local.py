@@ -40,12 +40,15 @@ def edit_config(project: Path, old: str, new: str) -> None:
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One project taken through train, register and deploy once (v1 is champion)."""
+    """One project taken through train, register, deploy to staging and production (v1 is champion)."""
     root = tmp_path_factory.mktemp("deployed")
     assert scaffold("gated-model", root) == 0
     project = root / "gated-model"
     for stage in ("train", "register", "deploy"):
         assert run_cli(stage, "-C", str(project)) == 0, stage
+    assert stage_json(project, "deploy")["details"]["environment"] == "staging"
+    assert aliases(project) == {"staging": "1"}  # the first deploy moves staging only
+    assert run_cli("deploy", "--env", "production", "-C", str(project)) == 0
     return project
 
 
@@ -75,13 +78,15 @@ def test_register_sets_challenger_and_deploy_promotes_to_champion(deployed: Path
     register = stage_json(deployed, "register")["details"]
     assert register["version"] == "1"
     assert all(gate["passed"] for gate in register["gates"]) and len(register["gates"]) == 2
-    assert register["champion"] is None  # nothing to beat on the first run
+    assert register["champion"] is None and register["champion_existed"] is False  # nothing to beat yet
+    assert register["registry"] == "local sqlite store .mlci/mlflow.db"
     deploy = stage_json(deployed, "deploy")["details"]
     assert deploy["version"] == "1" and deploy["previous_champion"] is None
+    assert deploy["environment"] == "production" and deploy["aliases"] == ["production", "champion"]
     assert deploy["smoke_test"]["rows"] == 5
     assert set(deploy["smoke_test"]["predictions"]) <= {0, 1}
-    # Promoted: champion set, challenger consumed.
-    assert aliases(deployed) == {"champion": "1"}
+    # Promoted: production and champion set, challenger consumed by staging.
+    assert aliases(deployed) == {"staging": "1", "production": "1", "champion": "1"}
 
 
 def test_served_champion_answers_http_like_the_model(deployed: Path) -> None:
@@ -110,11 +115,11 @@ def test_worse_model_fails_a_gate_and_champion_stays(deployed: Path, capsys: pyt
         edit_config(deployed, "C: 0.000001", "C: 1.0")
     error = capsys.readouterr().err
     assert "mlci: error: model rejected: gate accuracy >= 0.93 not met: candidate accuracy = 0.6316" in error
-    assert "champion and aliases unchanged" in error
+    assert "aliases unchanged (local sqlite store .mlci/mlflow.db)" in error
     result = stage_json(deployed, "register")
     assert result["status"] == "failed" and result["exit_code"] == 1
     assert [g["passed"] for g in result["details"]["gates"]] == [True, False]
-    assert aliases(deployed) == {"champion": "1"}
+    assert aliases(deployed) == {"staging": "1", "production": "1", "champion": "1"}
     name = load_project(deployed).config.model_name
     assert [str(v.version) for v in client_for(deployed).search_model_versions(f"name='{name}'")] == ["1"]
     run = client_for(deployed).get_run(stage_json(deployed, "train")["details"]["run_id"])
@@ -135,7 +140,8 @@ def test_challenger_that_loses_to_champion_is_rejected(deployed: Path, capsys: p
     assert ("challenger loses to champion v1 on accuracy: 0.9474 vs 0.9737 (tolerance 0.005)") in error
     comparison = stage_json(deployed, "register")["details"]["champion"]
     assert comparison["passed"] is False and comparison["champion_version"] == "1"
-    assert aliases(deployed) == {"champion": "1"}
+    assert comparison["against"] == "champion"
+    assert aliases(deployed) == {"staging": "1", "production": "1", "champion": "1"}
 
 
 def _log_broken_model(project: Path) -> str:
@@ -163,10 +169,10 @@ def test_deploy_failure_rolls_back_to_previous_champion(deployed: Path, capsys: 
     client_for(deployed).set_registered_model_alias(load_project(deployed).config.model_name, "challenger", broken)
     assert run_cli("deploy", "-C", str(deployed)) == 1
     error = capsys.readouterr().err
-    assert f"deploy of {load_project(deployed).config.model_name} v{broken} failed" in error
+    assert f"deploy of {load_project(deployed).config.model_name} v{broken} to staging failed" in error
     assert "feature store unreachable" in error
-    assert "champion stays v1" in error
-    assert aliases(deployed) == {"champion": "1", "challenger": broken}
+    assert "staging stays v1" in error
+    assert aliases(deployed) == {"staging": "1", "production": "1", "champion": "1", "challenger": broken}
     result = stage_json(deployed, "deploy")
     assert result["status"] == "failed" and result["details"]["promoted"] is False
     client_for(deployed).delete_registered_model_alias(load_project(deployed).config.model_name, "challenger")

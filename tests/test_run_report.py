@@ -128,7 +128,7 @@ def test_every_subcommand_describes_itself_and_deploy_says_smoke_test_first() ->
         choices.update({f"data {k}": v for k, v in nested.choices.items()})
     for name, sub in choices.items():
         assert sub.description and len(sub.description) > 20, name
-    assert choices["deploy"].description.startswith("Serve the challenger on loopback and smoke-test it")
+    assert choices["deploy"].description.startswith("Serve a version on loopback, smoke-test it")
     assert "promote the challenger and smoke-test" not in parser.format_help()
 
 

@@ -28,6 +28,7 @@ def served_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = root / "serve-model"
     for stage in ("train", "register", "deploy"):
         assert run_cli(stage, "-C", str(project)) == 0, stage
+    assert run_cli("deploy", "--env", "production", "-C", str(project)) == 0  # champion = production
     return project
 
 

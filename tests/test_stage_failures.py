@@ -86,7 +86,7 @@ def test_regression_task_with_lower_is_better_gates(new_project: Any, capsys: py
     config.write_text(config.read_text().replace("r2 >= 0.5", "r2 >= -1"))
     assert run_cli("train", "-C", str(project)) == 0
     assert run_cli("register", "-C", str(project)) == 1
-    assert "challenger loses to champion v1 on rmse" in capsys.readouterr().err
+    assert "challenger loses to staging v1 on rmse" in capsys.readouterr().err
 
 
 def test_multiclass_parquet_with_string_labels(new_project: Any, tmp_path: Path) -> None:
@@ -225,5 +225,5 @@ def test_sigterm_during_deploy_leaves_the_champion(new_project: Any) -> None:
     assert process.returncode == 130, out + err
     assert "mlci: interrupted" in err
     aliases = {a: str(v) for a, v in client.get_registered_model(name).aliases.items()}
-    assert aliases == {"champion": "1", "challenger": slow}
+    assert aliases == {"staging": "1", "challenger": slow}
     assert result(project, "deploy")["status"] == "error"

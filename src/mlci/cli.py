@@ -24,7 +24,7 @@ from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, MlciError
 STAGES = ("lint", "test", "data-test", "train", "register", "deploy")
 # Commands that record a result (.mlci/out/<stage>.json, run.json): --json prints it, --quiet
 # keeps only its final line.
-RECORDED = (*STAGES, "run")
+RECORDED = (*STAGES, "run", "promote", "rollback")
 # A reader closed the pipe (`mlci data schema | head`): exit as a killed-by-SIGPIPE tool does.
 EXIT_BROKEN_PIPE = 141
 
@@ -261,17 +261,56 @@ def build_parser() -> argparse.ArgumentParser:
     deploy = command(
         sub,
         "deploy",
-        "smoke-test the challenger served on loopback, then promote it",
-        "Serve the challenger on loopback and smoke-test it with its input example; only a model that "
-        "answered is promoted, and the aliases stay as they were on failure.",
+        "smoke-test a version served, then move the environment's alias",
+        "Serve a version on loopback, smoke-test it with its input example, and only then move the "
+        "environment's alias (production also moves champion); aliases are put back on any failure. "
+        "Environments, in order: staging, production. --env staging (the default) deploys --version or the "
+        "challenger; a later environment takes exactly the version the one before it verified.",
     )
     _add_project_dir(deploy)
     _add_tracking(deploy)
     deploy.add_argument("--target", choices=("local", "databricks"), default=None, help="default: mlci.yaml's target")
+    deploy.add_argument("--env", default=None, metavar="NAME", help="environment: staging (default) or production")
     deploy.add_argument(
-        "--env", default=None, metavar="NAME", help="deployment environment, e.g. staging or production"
+        "--version", dest="model_version", default=None, metavar="N", help="version to deploy (default: challenger)"
     )
     deploy.set_defaults(handler="mlci.stages.deploy:main")
+
+    promote = command(
+        sub,
+        "promote",
+        "release a given version to an environment",
+        "Release version N to an environment: it must have passed the gates and, for production, "
+        "been verified in staging. It is smoke-tested served before the alias moves, as deploy does.",
+    )
+    _add_project_dir(promote)
+    _add_tracking(promote)
+    promote.add_argument("--env", required=True, metavar="NAME", help="environment: staging or production")
+    promote.add_argument("--version", dest="model_version", required=True, metavar="N", help="registered version")
+    promote.set_defaults(handler="mlci.commands.models:promote_main")
+
+    rollback = command(
+        sub,
+        "rollback",
+        "put an environment back on the version it served before",
+        "Move an environment's alias back to the version it served before its current one "
+        "(recorded as the version tag mlci.previous.<env>); repeated rollbacks walk further back.",
+    )
+    _add_project_dir(rollback)
+    _add_tracking(rollback)
+    rollback.add_argument("--env", required=True, metavar="NAME", help="environment: staging or production")
+    rollback.set_defaults(handler="mlci.commands.models:rollback_main")
+
+    status = command(
+        sub,
+        "status",
+        "which version each alias points to, with metrics and lineage",
+        "Show challenger, each environment's alias and champion: version, metrics, run id, git "
+        "commit, data digests and when it was deployed (--json: as JSON).",
+    )
+    _add_project_dir(status)
+    _add_tracking(status)
+    status.set_defaults(handler="mlci.commands.models:status_main")
 
     serve = command(
         sub,
@@ -281,7 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_project_dir(serve)
     _add_tracking(serve)
-    serve.add_argument("--alias", default="champion", help="alias to serve (default: champion)")
+    serve.add_argument(
+        "--alias",
+        default=None,
+        help="alias to serve (default: champion; before the first production deploy, staging)",
+    )
     serve.add_argument("--version", dest="model_version", default=None, help="serve this version instead of an alias")
     serve.add_argument(
         "--port", type=int, default=None, help="port (default: mlci.yaml deploy.port, 5055; 0 = a free port)"

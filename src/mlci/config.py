@@ -29,6 +29,9 @@ CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "l
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 # Metrics where a smaller value is better; gates and champion comparisons respect this.
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+# The deployment environments, in promotion order: a version reaches one only after the one
+# before it verified it. Each has a registry alias of its name; `champion` follows the last.
+ENVIRONMENTS: tuple[str, ...] = ("staging", "production")
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
 _ENTRYPOINT_RE = re.compile(r"^[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")

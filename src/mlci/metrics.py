@@ -7,10 +7,16 @@ from typing import Any
 from mlci.config import LOWER_IS_BETTER
 
 
-def evaluate(model: Any, features: Any, target: Any, task: str) -> dict[str, float]:
-    """Score `model` on holdout data. Uses predict_proba for ROC AUC and log loss when it exists."""
+def evaluate(model: Any, features: Any, target: Any, task: str, notes: list[str] | None = None) -> dict[str, float]:
+    """Score `model` on holdout data. ROC AUC ranks by predict_proba, else by decision_function;
+    a model with neither gets no ROC AUC (the AUC of hard labels is balanced accuracy, not
+    AUC), and `notes` (when given) says why a metric was left out."""
     import numpy as np
     from sklearn import metrics
+
+    def note(text: str) -> None:
+        if notes is not None:
+            notes.append(text)
 
     predicted = np.asarray(model.predict(features))
     if predicted.ndim > 1 and predicted.shape[1] == 1:
@@ -36,20 +42,34 @@ def evaluate(model: Any, features: Any, target: Any, task: str) -> dict[str, flo
         "f1": float(metrics.f1_score(truth, predicted, zero_division=0, **averaged)),
     }
     if len(np.unique(truth)) < 2:
-        return scores  # ROC AUC and log loss are undefined on a single-class holdout
+        note("roc_auc and log_loss left out: the holdout has a single class")
+        return scores
     proba = np.asarray(model.predict_proba(features)) if hasattr(model, "predict_proba") else None
+    decision = (
+        np.asarray(model.decision_function(features)) if proba is None and hasattr(model, "decision_function") else None
+    )
     try:
         if proba is not None and binary:
             scores["roc_auc"] = float(metrics.roc_auc_score(truth == positive, proba[:, 1]))
         elif proba is not None:
             scores["roc_auc"] = float(metrics.roc_auc_score(truth, proba, multi_class="ovr", labels=classes))
-        elif binary:
-            # A model without probabilities (e.g. a generic pyfunc): AUC of its hard labels.
-            scores["roc_auc"] = float(metrics.roc_auc_score(truth == positive, predicted == positive))
+        elif decision is not None and binary:
+            # sklearn's binary decision_function scores the positive class (classes_[1]).
+            scores["roc_auc"] = float(metrics.roc_auc_score(truth == positive, decision.ravel()))
+        elif decision is not None:
+            # One score column per class: macro one-vs-rest AUC, as roc_auc_score does with
+            # probabilities (which it requires to sum to one, so it cannot take margins).
+            per_class = [metrics.roc_auc_score(truth == c, decision[:, i]) for i, c in enumerate(classes)]
+            scores["roc_auc"] = float(np.mean(per_class))
+        else:
+            note(
+                f"roc_auc left out: {type(model).__name__} has neither predict_proba nor decision_function, "
+                "and the AUC of hard labels would be balanced accuracy"
+            )
         if proba is not None:
             scores["log_loss"] = float(metrics.log_loss(truth, proba, labels=classes))
-    except ValueError:
-        pass  # e.g. a holdout missing one of several classes: one-vs-rest AUC is undefined
+    except ValueError as exc:
+        note(f"roc_auc left out: {exc}")  # e.g. a holdout missing one of several classes
     # sklearn may also answer NaN (with a warning) where a score is undefined: report none.
     return {name: value for name, value in scores.items() if np.isfinite(value)}
 

@@ -16,7 +16,9 @@ from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, MlciError, UsageE
 from mlci.stages._result import StageResult, execute, load_project_for, mark, write_json
 
 
-def _work(stage: str, project: Project, args: argparse.Namespace) -> Callable[[], StageResult]:
+def _work(
+    stage: str, project: Project, args: argparse.Namespace, handover: dict[str, str]
+) -> Callable[[], StageResult]:
     # Imported per stage: `mlci run lint` never imports MLflow.
     if stage == "lint":
         from mlci.stages.lint import run_lint
@@ -37,10 +39,12 @@ def _work(stage: str, project: Project, args: argparse.Namespace) -> Callable[[]
     if stage == "register":
         from mlci.stages.register import run_register
 
-        return lambda: run_register(project, None, args.tracking_uri)
+        # This run's own model, never whatever .mlci/out/train.json says by now.
+        return lambda: run_register(project, handover.get("run-id"), args.tracking_uri)
     from mlci.stages.deploy import run_deploy
 
-    return lambda: run_deploy(project, "local", args.tracking_uri)
+    # The first environment (staging) only: production moves by 'mlci deploy --env production'.
+    return lambda: run_deploy(project, "local", args.tracking_uri, version=handover.get("model-version"))
 
 
 def selected_stages(requested: list[str]) -> list[str]:
@@ -57,8 +61,16 @@ def _line(text: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from mlci.lock import project_lock
+
     stages = selected_stages(args.stages)
     project = load_project_for(args)
+    with project_lock(project, "run"):
+        return _run(stages, project, args)
+
+
+def _run(stages: list[str], project: Project, args: argparse.Namespace) -> int:
+    handover: dict[str, str] = {}  # run id and version passed from stage to stage in this run
     rows: list[tuple[str, str, float, str]] = []
     started_at = datetime.now(timezone.utc)
     started = time.perf_counter()
@@ -71,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
         _line(f"==> [{index}/{len(stages)}] {stage}")
         clock = time.perf_counter()
         try:
-            result = execute(stage, project, _work(stage, project, args))
+            result = execute(stage, project, _work(stage, project, args, handover))
         except MlciError as exc:
             status, summary, failure = ("FAILED" if exc.exit_code == 1 else "ERROR"), exc.message, exc
         except KeyboardInterrupt as exc:
@@ -80,6 +92,7 @@ def main(args: argparse.Namespace) -> int:
             status, summary, failure = "ERROR", f"unexpected {type(exc).__name__}: {exc}", exc
         else:
             elapsed = time.perf_counter() - clock
+            handover.update({k: str(v) for k, v in result.outputs.items() if k in ("run-id", "model-version")})
             rows.append((stage, "passed", elapsed, result.summary))
             _line(f"<== {stage}: passed in {elapsed:.1f}s")
             continue

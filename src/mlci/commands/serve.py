@@ -32,14 +32,22 @@ def main(args: argparse.Namespace) -> int:
     if args.model_version:
         version, chosen = str(args.model_version), f"version {args.model_version}"
     else:
-        try:
-            version = str(int(client.get_model_version_by_alias(name, args.alias).version))
-        except MlflowException:
+        # What production serves; before the first production deploy (the local loop deploys
+        # to staging only) what staging serves, so `mlci run` then `mlci serve` just works.
+        candidates = [args.alias] if args.alias else ["champion", "staging"]
+        version = ""
+        for alias in candidates:
+            try:
+                version = str(int(client.get_model_version_by_alias(name, alias).version))
+            except MlflowException:
+                continue
+            chosen = f"alias {alias}"
+            break
+        if not version:
             raise UsageError(
-                f"no model to serve: '{name}' has no '{args.alias}' alias in {uri}; "
+                f"no model to serve: '{name}' has no {' or '.join(repr(a) for a in candidates)} alias in {uri}; "
                 "run 'mlci register' and 'mlci deploy', or pick --version"
-            ) from None
-        chosen = f"alias {args.alias}"
+            )
     model_uri = f"models:/{name}/{version}"
     try:
         path = local.model_dir(model_uri)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
+import json
 import subprocess
 import sys
 import time
@@ -78,6 +79,38 @@ def load_entrypoint(project: Project) -> Callable[..., Any]:
             "train.entrypoint", f"'{module_name}' has no function '{function_name}'; fix train.entrypoint"
         )
     return function  # type: ignore[no-any-return]
+
+
+def fingerprint(project: Project, entrypoint: Callable[..., Any], digests: dict[str, str]) -> str:
+    """What makes a trained model what it is: the package's source files (and the entrypoint's
+    module when it lives outside the package), the entrypoint, params, data, task and
+    serialisation. register finds an earlier version with the same fingerprint and registers
+    nothing new: retraining with nothing changed is not a new model."""
+    cfg = project.config
+    package_dir = project.root / "src" / cfg.project.package
+    files = {
+        p.resolve()
+        for p in package_dir.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    }
+    module = sys.modules.get(getattr(entrypoint, "__module__", ""))
+    module_file = getattr(module, "__file__", None)
+    if module_file:
+        files.add(Path(module_file).resolve())
+    digest = hashlib.sha256()
+    facts = {
+        "entrypoint": cfg.train.entrypoint,
+        "params": cfg.train.params,
+        "data": digests,
+        "task": cfg.train.task,
+        "serialization": cfg.train.serialization,
+    }
+    digest.update(json.dumps(facts, sort_keys=True, default=str).encode())
+    root = project.root.resolve()
+    for path in sorted(files):
+        name = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+        digest.update(f"\0{name}\0{file_digest(path)}".encode())
+    return digest.hexdigest()
 
 
 def _git(project: Project, *arguments: str) -> str | None:
@@ -180,7 +213,8 @@ def run_train(project: Project, tracking_override: str | None = None) -> StageRe
     experiment_id = local.ensure_experiment(mlflow, project, uri)
     digests = {"train": file_digest(train_path), "holdout": file_digest(holdout_path)}
     params = dict(cfg.train.params)
-    with mlflow.start_run(experiment_id=experiment_id, tags=lineage_tags(project, digests)) as run:
+    tags = {**lineage_tags(project, digests), "mlci.fingerprint": fingerprint(project, function, digests)}
+    with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
         if params:
             mlflow.log_params(flat_params(params))
         started = time.perf_counter()
@@ -194,11 +228,14 @@ def run_train(project: Project, tracking_override: str | None = None) -> StageRe
                 "return the fitted model",
             )
         example = holdout_x.head(5)
+        notes: list[str] = []
         with user_code(mlflow, f"the model returned by {cfg.train.entrypoint}"):
-            metrics = evaluate(model, holdout_x, holdout_y, cfg.train.task)
+            metrics = evaluate(model, holdout_x, holdout_y, cfg.train.task, notes)
             signature = infer_signature(example, model.predict(example))
         mlflow.log_metrics({**metrics, "fit_seconds": fit_seconds})
         print("train: holdout " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), flush=True)
+        for text in notes:
+            print(f"train: note: {text}", flush=True)
         package_dir = project.root / "src" / cfg.project.package
         import mlflow.sklearn
 
@@ -222,6 +259,8 @@ def run_train(project: Project, tracking_override: str | None = None) -> StageRe
         "logged_model_uri": getattr(logged, "model_uri", model_uri),
         "tracking_uri": uri,
         "metrics": metrics,
+        "metric_notes": notes,
+        "fingerprint": tags["mlci.fingerprint"],
         "params": params,
         "fit_seconds": round(fit_seconds, 3),
         "data": {
@@ -235,7 +274,10 @@ def run_train(project: Project, tracking_override: str | None = None) -> StageRe
 
 
 def main(args: argparse.Namespace) -> int:
+    from mlci.lock import project_lock
+
     project = load_project_for(args)
-    result = execute("train", project, lambda: run_train(project, args.tracking_uri))
+    with project_lock(project, "train"):
+        result = execute("train", project, lambda: run_train(project, args.tracking_uri))
     print(result.summary)
     return 0

@@ -26,6 +26,25 @@ def tracking_uri(project: Project, override: str | None = None) -> str:
     )
 
 
+def registry_uri(project: Project, override: str | None = None) -> str:
+    return project.config.tracking.registry_uri or tracking_uri(project, override)
+
+
+def registry_label(project: Project, override: str | None = None) -> str:
+    """Which registry a stage used, safe to print: credentials and query strings removed."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    uri = registry_uri(project, override)
+    default = f"sqlite:///{(project.root / '.mlci' / 'mlflow.db').as_posix()}"
+    if uri == default:
+        return "local sqlite store .mlci/mlflow.db"
+    if uri.startswith(("sqlite:", "file:")) or "://" not in uri:
+        return f"local store {uri}" if not uri.startswith("sqlite:") else f"local sqlite store {uri}"
+    parts = urlsplit(uri)
+    host = parts.netloc.rpartition("@")[2]  # drop user:password@
+    return f"registry {urlunsplit((parts.scheme, host, parts.path, '', ''))}"
+
+
 def is_local_store(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:")) or "://" not in uri
 
@@ -61,7 +80,7 @@ def configure_mlflow(project: Project, override: str | None = None) -> Any:
     if not chatty:
         hush_mlflow()
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(project.config.tracking.registry_uri or uri)
+    mlflow.set_registry_uri(registry_uri(project, override))
     return mlflow
 
 

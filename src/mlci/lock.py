@@ -1,0 +1,73 @@
+"""One mlci at a time per project: `.mlci/lock`.
+
+`mlci run` and every command that changes the registry (train, register, deploy, promote,
+rollback) hold it, so two runs in one project cannot register or deploy each other's model.
+The lock is an OS file lock (flock on POSIX, msvcrt on Windows), which the kernel releases
+when its process dies: a lock file left by a killed run is simply taken over. The file's
+text (pid, start time, command) only serves the message of the one who is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO
+
+from mlci.config import Project
+from mlci.errors import UsageError
+
+
+def lock_path(project: Project) -> Path:
+    return project.root / ".mlci" / "lock"
+
+
+def _try_lock(handle: IO[str]) -> bool:
+    if sys.platform == "win32":
+        import msvcrt
+
+        try:
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        return f"pid {info['pid']}, started {info['started']}, 'mlci {info['command']}'"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "pid unknown"
+
+
+@contextmanager
+def project_lock(project: Project, command: str) -> Iterator[None]:
+    """Hold the project's lock for the block; exit 2 at once when another mlci holds it."""
+    path = lock_path(project)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # "a" never truncates: the holder's text stays readable until we own the lock.
+    handle = path.open("a+", encoding="utf-8")
+    try:
+        if not _try_lock(handle):
+            raise UsageError(f"another mlci run is active ({_holder(path)}); wait for it to finish (lock file {path})")
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "started": started, "command": command}) + "\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing releases the OS lock; the text stays, harmless once unlocked

@@ -1,0 +1,82 @@
+"""The model registry's aliases and version tags, as mlci uses them.
+
+Aliases: `challenger` (set by register: passed the gates, not yet deployed), one alias per
+environment named after it (`staging`, `production`: what that environment serves) and
+`champion`, which always moves together with the last environment (what production serves).
+
+Version tags written by deploy, promote and rollback (all timestamps UTC, ISO 8601):
+- `mlci.verified.<env>`: when the version was smoke-tested and went live in <env>; the next
+  environment only takes a version verified in the one before it.
+- `mlci.deployed_at.<env>` (and `mlci.deployed_at`, the latest of them).
+- `mlci.previous.<env>`: the version <env> served before this one; `mlci rollback` goes back
+  to it, so repeated rollbacks walk back through the environment's history.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlci.config import ENVIRONMENTS
+from mlci.errors import UsageError
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+def verified_tag(env: str) -> str:
+    return f"mlci.verified.{env}"
+
+
+def previous_tag(env: str) -> str:
+    return f"mlci.previous.{env}"
+
+
+def deployed_tag(env: str) -> str:
+    return f"mlci.deployed_at.{env}"
+
+
+def check_environment(env: str) -> int:
+    """The position of `env` in the promotion chain; exit 2 naming the known ones otherwise."""
+    if env not in ENVIRONMENTS:
+        raise UsageError(f"unknown environment '{env}'; environments: {', '.join(ENVIRONMENTS)}")
+    return ENVIRONMENTS.index(env)
+
+
+def aliases_for(env: str) -> list[str]:
+    """The aliases a release to `env` moves: its own, plus `champion` for the last one."""
+    return [env, CHAMPION] if env == ENVIRONMENTS[-1] else [env]
+
+
+def normalise_version(version: Any) -> str:
+    """MLflow returns an int on sqlite and a string over HTTP; mlci always says a string."""
+    return str(int(version))
+
+
+def alias_version(client: Any, name: str, alias: str) -> str | None:
+    """The version an alias points to, or None when the model or the alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return normalise_version(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def get_version(client: Any, name: str, version: str) -> Any:
+    """The model version, or exit 2 when it does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(name, version)
+    except MlflowException:
+        raise UsageError(f"model '{name}' has no version {version}; 'mlci status' lists the versions") from None
+
+
+def set_aliases(client: Any, name: str, wanted: dict[str, str | None]) -> None:
+    """Point each alias at its version (None: remove it)."""
+    for alias, version in wanted.items():
+        if version is None:
+            if alias_version(client, name, alias) is not None:
+                client.delete_registered_model_alias(name, alias)
+        else:
+            client.set_registered_model_alias(name, alias, version)

@@ -21,7 +21,7 @@ from mlci.config import load_project
 from mlci.providers.github import permissions, render_actions
 
 sys.path.insert(0, str(REPO / "scripts"))
-from update_golden import COMBOS, GOLDEN, SHA, combo_name, render_combo, workflow_files  # noqa: E402
+from update_golden import COMBOS, GOLDEN, SHA, combo_name, render_combo, workflow_files
 
 BIN = Path(sys.executable).parent
 
@@ -245,6 +245,15 @@ def test_remote_actions_need_a_pinned_ref(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_own_workflows_are_audited_clean_and_self_test_every_action() -> None:
+    own = sorted(str(p) for p in (REPO / ".github" / "workflows").glob("*.yml"))
+    assert [Path(p).name for p in own] == ["ci.yml", "release.yml"]
+    done = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *own],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
     done = zizmor(str(REPO / ".github"))
     assert done.returncode == 0, done.stdout + done.stderr
     done = subprocess.run(

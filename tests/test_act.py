@@ -1,11 +1,17 @@
-"""The generated ci.yml executed for real by act (nektos/act, host mode), with mlci's composite
-actions from this working tree: every job passes on a fresh project, and a seeded fault fails
-exactly the job that checks for it (and the gate).
+"""The generated ci.yml and cd.yml executed for real by act (nektos/act, host mode), with mlci's
+composite actions from this working tree: every ci job passes on a fresh project, a seeded
+fault fails exactly the job that checks for it (and the gate), and cd runs no delivery job
+for a commit whose checks failed.
 
 act runs steps on this machine, so each run works in a throwaway scaffold. Third-party actions
 that would download toolchains are replaced by local stubs (the host's Python and uv are used);
 actions/checkout is handled by act itself. act 0.2.89 does not know GitHub's `$/` self-repository
 syntax, so the throwaway copy rewrites it to `./`, which names the same files after checkout.
+
+act's whole log is kept in a file under the test's tmp_path; a failing assertion prints its
+path and the lines of the jobs that matter. (act's host mode closes a step's pseudo-terminal as
+soon as the step exits non-zero, so a failing step's last lines can be lost: assertions on
+messages rely only on steps that succeed, such as the gate's report step.)
 """
 
 from __future__ import annotations
@@ -13,12 +19,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import sqlite3
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, run_cli_process
 
 from mlci.templates import action_pins
 
@@ -39,7 +48,7 @@ STUBS = {
     "actions/setup-python": ("python-version", "python --version"),
     "astral-sh/setup-uv": ("enable-cache", "uv --version"),
 }
-JOB_RESULT = re.compile(r"^\[ci/(?P<job>[^\]]+?)\s*\] 🏁  Job (?P<result>succeeded|failed)", re.MULTILINE)
+JOB_RESULT = re.compile(r"^\[(?:ci|cd)/(?P<job>[^\]]+?)\s*\] 🏁  Job (?P<result>succeeded|failed)", re.MULTILINE)
 
 
 def act_binary() -> str:
@@ -51,6 +60,79 @@ def act_binary() -> str:
     return str(candidate)
 
 
+# Artifacts and caches without GitHub's services: a folder on this machine stands in for both.
+# Cache keys are listed in save order in <store>/caches/index, so a restore by prefix gets the
+# newest match, as actions/cache/restore does; key and prefix go through env, never into a script.
+STORE_STUBS = {
+    "actions/upload-artifact": (
+        "name path include-hidden-files retention-days if-no-files-found",
+        """\
+set -eu
+dest="$STORE/artifacts/$IN_NAME"
+mkdir -p "$dest"
+cp -a "$IN_PATH/." "$dest/"
+""",
+    ),
+    "actions/download-artifact": (
+        "name path",
+        """\
+set -eu
+mkdir -p "$IN_PATH"
+cp -a "$STORE/artifacts/$IN_NAME/." "$IN_PATH/"
+""",
+    ),
+    "actions/cache/save": (
+        "path key",
+        """\
+set -eu
+dest="$STORE/caches/$(printf '%s' "$IN_KEY" | tr '/' '%')"
+mkdir -p "$dest"
+while IFS= read -r item; do
+  if [ -n "$item" ] && [ -e "$item" ]; then cp -a --parents "$item" "$dest/"; fi
+done <<< "$IN_PATH"
+printf '%s\\n' "$IN_KEY" >> "$STORE/caches/index"
+""",
+    ),
+    "actions/cache/restore": (
+        "path key restore-keys",
+        """\
+set -eu
+matched=""
+if [ -f "$STORE/caches/index" ]; then
+  matched="$(grep -Fx -- "$IN_KEY" "$STORE/caches/index" | tail -n 1 || true)"
+  if [ -z "$matched" ] && [ -n "$IN_RESTORE_KEYS" ]; then
+    matched="$(awk -v prefix="$IN_RESTORE_KEYS" 'index($0, prefix) == 1' "$STORE/caches/index" | tail -n 1)"
+  fi
+fi
+if [ -n "$matched" ]; then
+  cp -a "$STORE/caches/$(printf '%s' "$matched" | tr '/' '%')/." ./
+fi
+echo "cache-matched-key=$matched" >> "$GITHUB_OUTPUT"
+""",
+    ),
+}
+STORE_STUB = """\
+name: {name} stub
+description: Stands in for {name} under act with a folder on this machine.
+inputs:
+{inputs}
+outputs:
+  cache-matched-key:
+    description: the key restored (actions/cache/restore only)
+    value: ${{{{ steps.stub.outputs.cache-matched-key }}}}
+runs:
+  using: composite
+  steps:
+    - id: stub
+      shell: bash
+      env:
+        STORE: {store}
+{env}
+      run: |
+{script}
+"""
+
+
 def make_stubs(root: Path) -> list[str]:
     pins = action_pins()
     mappings = []
@@ -60,6 +142,22 @@ def make_stubs(root: Path) -> list[str]:
         inputs = f"  {input_name}:\n    description: ignored\n    required: false"
         (folder / "action.yml").write_text(STUB.format(name=action, inputs=inputs, check=check))
         mappings += ["--local-repository", f"{action}@{pins[action]['sha']}={folder}"]
+    store = root / "store"
+    for action, (names, script) in STORE_STUBS.items():
+        owner, repo, *sub = action.split("/")
+        folder = root / f"{owner}-{repo}" / "/".join(sub)
+        folder.mkdir(parents=True, exist_ok=True)
+        inputs = "".join(f"  {n}:\n    description: stub input\n    required: false\n" for n in names.split())
+        env = "".join(
+            f"        IN_{n.upper().replace('-', '_')}: ${{{{ inputs.{n} }}}}\n" for n in names.split()
+        ).rstrip("\n")
+        body = "".join(f"        {line}\n" for line in script.splitlines())
+        (folder / "action.yml").write_text(
+            STORE_STUB.format(name=action, inputs=inputs.rstrip("\n"), store=store, env=env, script=body.rstrip("\n"))
+        )
+        pinned = f"{owner}/{repo}"
+        if not any(m.startswith(f"{pinned}@") for m in mappings):
+            mappings += ["--local-repository", f"{pinned}@{pins[pinned]['sha']}={root / f'{owner}-{repo}'}"]
     return mappings
 
 
@@ -103,11 +201,36 @@ def scaffold_for_act(tmp_path: Path, fault: str | None, remote: bool = False) ->
     return project
 
 
-def run_ci_with_act(project: Path, tmp_path: Path, extra: tuple[str, ...] = ()) -> tuple[dict[str, str], str]:
-    event = tmp_path / "event.json"
-    event.write_text(
-        json.dumps({"ref": "refs/heads/main", "repository": {"default_branch": "main", "full_name": "acme/act-model"}})
-    )
+@dataclass(frozen=True)
+class ActRun:
+    """One act run: each job's result, and the whole log kept in a file."""
+
+    results: dict[str, str]
+    log: str
+    log_path: Path
+
+    def job_lines(self, job: str) -> list[str]:
+        return [line for line in self.log.splitlines() if re.match(rf"\[(ci|cd)/{re.escape(job)}\s*\]", line)]
+
+    def explain(self, *jobs: str) -> str:
+        """For an assertion message: where the whole log is, and the lines of the given jobs
+        (default: the failed ones and the gate)."""
+        shown = jobs or tuple(sorted({j for j, r in self.results.items() if r == "failed"} | {"CI gate"}))
+        parts = [f"act results: {self.results}", f"whole act log: {self.log_path}"]
+        for job in shown:
+            parts += [f"--- {job} (last 40 lines)", *self.job_lines(job)[-40:]]
+        parts += ["--- end of the log", *self.log.splitlines()[-10:]]
+        return "\n".join(parts)
+
+
+def run_with_act(project: Path, tmp_path: Path, workflow: str, event_name: str, extra: tuple[str, ...] = ()) -> ActRun:
+    event = tmp_path / f"{workflow}-event.json"
+    payload: dict[str, object] = {"repository": {"default_branch": "main", "full_name": "acme/act-model"}}
+    if event_name == "pull_request":
+        payload["pull_request"] = {"number": 7, "head": {"ref": "feature"}, "base": {"ref": "main"}}
+    else:
+        payload["ref"] = "refs/heads/main"
+    event.write_text(json.dumps(payload))
     bin_dir = str(Path(sys.executable).parent)
     env = {
         **os.environ,
@@ -119,11 +242,11 @@ def run_ci_with_act(project: Path, tmp_path: Path, extra: tuple[str, ...] = ()) 
     done = subprocess.run(
         [
             act_binary(),
-            "push",
+            event_name,
             "-P",
             "ubuntu-latest=-self-hosted",
             "-W",
-            ".github/workflows/ci.yml",
+            f".github/workflows/{workflow}.yml",
             "-e",
             str(event),
             "--env",
@@ -138,24 +261,54 @@ def run_ci_with_act(project: Path, tmp_path: Path, extra: tuple[str, ...] = ()) 
         timeout=900,
         check=False,
     )
+    log = done.stdout + "\n--- act stderr ---\n" + done.stderr
+    log_path = tmp_path / f"act-{workflow}-{event_name}.log"
+    log_path.write_text(log)
     results = {m["job"]: m["result"] for m in JOB_RESULT.finditer(done.stdout + done.stderr)}
-    return results, done.stdout[-6000:] + done.stderr[-3000:]
+    return ActRun(results, log, log_path)
+
+
+def run_ci_with_act(project: Path, tmp_path: Path, extra: tuple[str, ...] = ()) -> ActRun:
+    """ci.yml runs on pull requests only (pushes to the default branch run its checks in cd)."""
+    return run_with_act(project, tmp_path, "ci", "pull_request", extra)
 
 
 ALL_JOBS = {"Lint", "Unit tests", "Data tests", "CI gate"}
 FAULT_JOB = {"lint": "Lint", "unit-test": "Unit tests", "data-test": "Data tests"}
 
 
-@pytest.mark.parametrize("fault", [None, "lint", "unit-test", "data-test"])
-def test_generated_ci_runs_under_act(tmp_path: Path, fault: str | None) -> None:
+# The green path of these checks runs in the cd test and the remote-actions test below.
+@pytest.mark.parametrize("fault", ["lint", "unit-test", "data-test"])
+def test_generated_ci_runs_under_act(tmp_path: Path, fault: str) -> None:
     project = scaffold_for_act(tmp_path, fault)
-    results, log = run_ci_with_act(project, tmp_path)
-    assert set(results) == ALL_JOBS, log
-    failed = {job for job, result in results.items() if result == "failed"}
-    expected = set() if fault is None else {FAULT_JOB[fault], "CI gate"}
-    assert failed == expected, log
-    if fault:
-        assert f"jobs did not pass: {fault}: failure" in log
+    run = run_ci_with_act(project, tmp_path)
+    assert set(run.results) == ALL_JOBS, run.explain()
+    failed = {job for job, result in run.results.items() if result == "failed"}
+    assert failed == {FAULT_JOB[fault], "CI gate"}, run.explain()
+    # Exactly this job, and no other: the report step lists every job that did not succeed.
+    gate = "\n".join(run.job_lines("CI gate"))
+    assert f"::error title=CI gate::jobs did not pass: {fault}: failure\n" in gate + "\n", run.explain()
+
+
+DELIVERY_JOBS = {"Train", "Register", "Deploy to staging", "Deploy to production"}
+
+
+def test_generated_cd_delivers_nothing_when_a_check_fails_under_act(tmp_path: Path) -> None:
+    """A push to the default branch with a lint finding: cd runs its checks, the gate fails,
+    and no train, register or deploy job starts."""
+    project = scaffold_for_act(tmp_path, "lint")
+    run = run_with_act(project, tmp_path, "cd", "push")
+    assert run.results == {
+        "Lint": "failed",
+        "Unit tests": "succeeded",
+        "Data tests": "succeeded",
+        "CI gate": "failed",
+    }, run.explain()
+    assert "::error title=CI gate::jobs did not pass: lint: failure" in "\n".join(run.job_lines("CI gate")), (
+        run.explain()
+    )
+    for job in DELIVERY_JOBS:
+        assert not run.job_lines(job), run.explain(job)
 
 
 def source_copy(root: Path) -> Path:
@@ -174,5 +327,55 @@ def test_remote_actions_from_this_working_tree_run_under_act(tmp_path: Path) -> 
     project = scaffold_for_act(tmp_path, None, remote=True)
     source = source_copy(tmp_path / "mlci-source")
     assert f"mlci-dev/mlci/actions/lint@{REMOTE_SHA}" in (project / ".github" / "workflows" / "ci.yml").read_text()
-    results, log = run_ci_with_act(project, tmp_path, ("--local-repository", f"mlci-dev/mlci@{REMOTE_SHA}={source}"))
-    assert results == dict.fromkeys(ALL_JOBS, "succeeded"), log
+    run = run_ci_with_act(project, tmp_path, ("--local-repository", f"mlci-dev/mlci@{REMOTE_SHA}={source}"))
+    assert run.results == dict.fromkeys(ALL_JOBS, "succeeded"), run.explain()
+    assert "every job passed" in "\n".join(run.job_lines("CI gate")), run.explain()
+
+
+def seed_registry(project: Path, store: Path) -> str:
+    """A registry kept by an earlier run: `mlci train` and `mlci register` in the project, saved
+    in the cache stub's store the way the cd workflow saves it. Returns its cache key.
+
+    act's host mode gives every job a fresh, randomly named workspace and deletes it afterwards,
+    while a local MLflow store records absolute artifact paths (stable on GitHub's runners,
+    whose workspace path never changes). Seeding from the project directory keeps the
+    experiment's artifact location there, so later jobs find the artifacts under act too."""
+    for stage in ("train", "register"):
+        done = run_cli_process(stage, cwd=project)
+        assert done.returncode == 0, done.stdout + done.stderr
+    key = "mlci-registry-main-100-1-deploy-production"
+    saved = store / "caches" / key / ".mlci"
+    saved.mkdir(parents=True)
+    for name in ("mlflow.db", "artifacts"):
+        source = project / ".mlci" / name
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, saved / name)
+    (store / "caches" / "index").write_text(key + "\n")
+    shutil.rmtree(project / ".mlci" / "out", ignore_errors=True)
+    (project / ".mlci" / "mlflow.db").unlink()
+    return key
+
+
+def model_versions(database: Path) -> list[int]:
+    with sqlite3.connect(database) as db:
+        return sorted(int(row[0]) for row in db.execute("SELECT version FROM model_versions"))
+
+
+def test_generated_cd_delivers_and_keeps_the_registry_under_act(tmp_path: Path) -> None:
+    """A green push to the default branch: checks, train, register and both deploys pass; train
+    restores the registry an earlier run kept, and the jobs that changed it save it again."""
+    project = scaffold_for_act(tmp_path, None)
+    seed = seed_registry(project, tmp_path / "stubs" / "store")
+    # A changed parameter: a new model for the registry, not a retrain of the same one.
+    config = project / "mlci.yaml"
+    config.write_text(config.read_text().replace("max_iter: 1000", "max_iter: 1001"))
+    subprocess.run(["git", "-c", "user.name=act", "-c", "user.email=act@localhost", "commit", "-qam", "C"], cwd=project)
+    run = run_with_act(project, tmp_path, "cd", "push")
+    assert run.results == dict.fromkeys(ALL_JOBS | DELIVERY_JOBS, "succeeded"), run.explain()
+    train = "\n".join(run.job_lines("Train"))
+    assert f"Registry: the local MLflow store kept by an earlier run (cache {seed})" in train, run.explain("Train")
+    index = (tmp_path / "stubs" / "store" / "caches" / "index").read_text().split()
+    # mlci-registry-main-<run id>-<attempt>-<job>: one new key for each job that changed the registry.
+    jobs = [key.removeprefix("mlci-registry-main-").split("-", 2)[2] for key in index[1:]]
+    assert jobs == ["register", "deploy-staging", "deploy-production"], index
+    newest = tmp_path / "stubs" / "store" / "caches" / index[-1] / ".mlci" / "mlflow.db"
+    assert model_versions(newest) == [1, 2]

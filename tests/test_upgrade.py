@@ -79,7 +79,7 @@ def manifest_base(proj: Project, path: str) -> str:
 
 def test_current_project_is_a_noop(tmp_path: Path, tpl: Templates, capsys: pytest.CaptureFixture[str]) -> None:
     proj = make(tmp_path, "current", age=False)
-    proj.edit(CI, "branches: [main]", "branches: [main, develop]")
+    proj.edit(CI, "  pull_request:\n", "  pull_request:\n    branches: [main, develop]\n")
     assert proj.upgrade() == 0
     assert proj.unchanged_since_snapshot()
     assert "up to date" in capsys.readouterr().out
@@ -100,7 +100,7 @@ def test_untouched_file_is_replaced(proj: Project, tpl: Templates, capsys: pytes
 def test_clean_edit_is_merged_with_the_new_template(
     proj: Project, tpl: Templates, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    proj.edit(CI, "branches: [main]", "branches: [main, release/*]")
+    proj.edit(CI, "  pull_request:\n", "  pull_request:\n    branches: [main, release/*]\n")
     proj.edit(CI, "permissions: {}\n", "permissions: {}\n\nenv:\n  FORCE_COLOR: '1'  # ours\n")
     new_pin(tpl)
     new_timeout(tpl)
@@ -194,7 +194,7 @@ def test_template_removed_edited_file_is_kept_as_a_conflict_then_released(
 
 def test_template_added_file_is_added(proj: Project, tpl: Templates, capsys: pytest.CaptureFixture[str]) -> None:
     tpl.add("scaffold/.github/workflows/docs.yml.j2", "name: docs  # for <%= name %>\non: [push]\n")
-    proj.edit(CI, "branches: [main]", "branches: [trunk]")
+    proj.edit(CI, "  pull_request:\n", "  pull_request:\n    branches: [trunk]\n")
     assert proj.upgrade() == 0
     added = ".github/workflows/docs.yml"
     assert proj.read(added) == "name: docs  # for churn\non: [push]\n"
@@ -214,7 +214,7 @@ def test_template_added_file_never_overwrites_a_file_mlci_did_not_write(proj: Pr
 
 def test_answers_changed_in_mlci_yaml_are_rendered(proj: Project, tpl: Templates) -> None:
     proj.edit("mlci.yaml", 'python: "3.11"', 'python: "3.12"  # we moved on')
-    proj.edit(CI, "branches: [main]", "branches: [main, hotfix]")
+    proj.edit(CI, "  pull_request:\n", "  pull_request:\n    branches: [main, hotfix]\n")
     assert proj.upgrade() == 0
     ci = proj.read(CI)
     assert 'python-version: "3.12"' in ci and '"3.11"' not in ci
@@ -242,7 +242,7 @@ def test_files_never_managed_are_never_touched(proj: Project, tpl: Templates) ->
 def test_crlf_file_with_an_edit_is_merged_and_keeps_crlf(proj: Project, tpl: Templates) -> None:
     path = proj.root / CI
     path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
-    proj.edit(CI, "branches: [main]", "branches: [main, dev]")
+    proj.edit(CI, "  pull_request:\r\n", "  pull_request:\r\n    branches: [main, dev]\r\n")
     new_pin(tpl)
     assert proj.upgrade() == 0
     data = path.read_bytes()
@@ -264,12 +264,12 @@ def test_crlf_only_change_counts_as_untouched(
 
 def test_missing_final_newline_is_kept(proj: Project, tpl: Templates) -> None:
     path = proj.root / CI
-    proj.edit(CI, 'echo "every job passed"\n', 'echo "every job passed, said we"')
+    proj.edit(CI, "run: exit 1\n", "run: exit 1  # said we")
     assert not path.read_bytes().endswith(b"\n")
     new_pin(tpl)
     assert proj.upgrade() == 0
     data = path.read_bytes()
-    assert data.endswith(b'echo "every job passed, said we"') and NEW_CHECKOUT_SHA.encode() in data
+    assert data.endswith(b"run: exit 1  # said we") and NEW_CHECKOUT_SHA.encode() in data
     proj.assert_no_user_line_lost()
 
 
@@ -390,7 +390,7 @@ def test_shallow_clone_upgrades_without_history(tmp_path: Path, tpl: Templates) 
     subprocess.run(["git", "clone", "-q", "--depth", "1", origin.root.as_uri(), str(clone)], check=True)
     assert (clone / ".git/shallow").exists()
     proj = Project(clone)
-    proj.edit(CI, "branches: [main]", "branches: [main, shallow]")
+    proj.edit(CI, "  pull_request:\n", "  pull_request:\n    branches: [main, shallow]\n")
     new_pin(tpl)
     assert proj.upgrade() == 0
     assert NEW_CHECKOUT_SHA in proj.read(CI)
@@ -399,7 +399,7 @@ def test_shallow_clone_upgrades_without_history(tmp_path: Path, tpl: Templates) 
 
 def test_no_git_at_all_and_no_subprocess(proj: Project, tpl: Templates, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(proj.root / "no-such-dir"))
-    proj.edit(CI, "branches: [main]", "branches: [main, nogit]")
+    proj.edit(CI, "  pull_request:\n", "  pull_request:\n    branches: [main, nogit]\n")
     new_pin(tpl)
     new_timeout(tpl)
     proj.snapshot()
@@ -414,7 +414,7 @@ def test_no_git_at_all_and_no_subprocess(proj: Project, tpl: Templates, monkeypa
 def test_interruption_mid_upgrade_leaves_every_file_as_it_was(
     proj: Project, tpl: Templates, monkeypatch: pytest.MonkeyPatch, fail_at: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    proj.edit(CI, "branches: [main]", "branches: [main, x]")
+    proj.edit(CI, "  pull_request:\n", "  pull_request:\n    branches: [main, x]\n")
     (proj.root / UPGRADE_WF).unlink()
     new_pin(tpl)
     tpl.add("scaffold/.github/nested/deeper.yml.j2", "name: deeper\n")  # a new directory too
@@ -445,7 +445,7 @@ def test_require_clean_refuses_uncommitted_edits_under_merge(
     tmp_path: Path, tpl: Templates, capsys: pytest.CaptureFixture[str]
 ) -> None:
     proj = make(tmp_path, "dirty", git_repo=True)
-    proj.edit(CI, "branches: [main]", "branches: [main, wip]")
+    proj.edit(CI, "  pull_request:\n", "  pull_request:\n    branches: [main, wip]\n")
     new_pin(tpl)
     proj.snapshot()
     assert proj.upgrade("--require-clean") == 2
@@ -492,7 +492,7 @@ def test_check_detects_an_older_manifest_version_alone(proj: Project, tpl: Templ
 
 def test_check_tolerates_user_edits(tmp_path: Path, tpl: Templates) -> None:
     proj = make(tmp_path, "edited", age=False)
-    proj.edit(CI, "branches: [main]", "branches: [main, mine]")
+    proj.edit(CI, "  pull_request:\n", "  pull_request:\n    branches: [main, mine]\n")
     assert proj.upgrade("--check") == 0
     proj.assert_no_user_line_lost()
 

@@ -36,7 +36,7 @@ def test_fleet_of_50_gives_the_right_report(tmp_path: Path, tpl: Templates, caps
         expected[f"plain{i:02}"] = "updated"
     for i in range(10):  # clean edits: merged
         proj = make(fleet, f"edited{i:02}")
-        proj.edit(CI, "branches: [main]", f"branches: [main, team-{i}]")
+        proj.edit(CI, "  pull_request:\n", f"  pull_request:\n    branches: [main, team-{i}]\n")
         projects.append(proj)
         expected[f"edited{i:02}"] = "updated"
     for i in range(10):  # the same line on both sides: conflicts
@@ -88,7 +88,7 @@ def test_repos_file_and_branch_commit(tmp_path: Path, tpl: Templates, capsys: py
     repos = tmp_path / "repos"
     repos.mkdir()
     clean = make(repos, "clean", git_repo=True)
-    clean.edit(CI, "branches: [main]", "branches: [main, ours]")
+    clean.edit(CI, "  pull_request:\n", "  pull_request:\n    branches: [main, ours]\n")
     git(clean.root, "commit", "-qam", "our edit")
     clash = make(repos, "clash", git_repo=True)
     clash.edit(CI, "timeout-minutes: 15", "timeout-minutes: 40")

@@ -3,6 +3,13 @@
 Providers render this model; they never decide what runs. Each job runs exactly one `mlci`
 command (or, for a gate, none) and carries the permissions and credentials it needs, so least
 privilege is decided here once for every CI system.
+
+Two guarantees are decided here too, so every provider inherits them:
+- Delivery never runs for a commit whose checks failed: the cd and retrain pipelines contain
+  the CI checks and their gate as jobs, and `train` needs the gate (`Pipeline.requires`).
+  The ci pipeline runs on pull requests only, so one push never runs the checks twice.
+- Without a shared tracking server, the local MLflow store is kept between delivery runs of
+  the default branch (`Pipeline.registry_branch`, `Job.restores_registry`/`saves_registry`).
 """
 
 from __future__ import annotations
@@ -39,6 +46,10 @@ class Job:
     # .mlci state (local MLflow store, stage results) carried from the jobs it needs to this one.
     restores_state: bool = False
     saves_state: bool = False
+    # The local MLflow store (runs, registered versions, aliases) kept between runs of the
+    # pipeline's registry_branch: restored before the job's stage, saved after it.
+    restores_registry: bool = False
+    saves_registry: bool = False
     timeout_minutes: int = 30
     gate: bool = False
     only_on_branch: str | None = None  # deployments run only from this branch, whoever triggers them
@@ -55,9 +66,39 @@ class Pipeline:
     triggers: tuple[Trigger, ...]
     jobs: tuple[Job, ...]
     cancel_in_progress: bool = True
+    # Pipelines with the same group never run at once for one branch (None: this pipeline's
+    # own group). cd and retrain share one: both write the same registry.
+    concurrency_group: str | None = None
+    # The only branch whose runs may save the kept registry; None: there is none to keep
+    # (a shared tracking server, or a pipeline that never touches the registry).
+    registry_branch: str | None = None
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for job in self.jobs:
+            unknown = [need for need in job.needs if need not in seen]
+            if unknown:  # a model bug: jobs are listed in an order every provider can render
+                raise ValueError(f"pipeline {self.id}: job {job.id} needs {unknown}, not defined before it")
+            if (job.saves_registry or job.restores_registry) and self.registry_branch is None:
+                raise ValueError(f"pipeline {self.id}: job {job.id} keeps a registry but the pipeline has no branch")
+            seen.add(job.id)
 
     def job(self, job_id: str) -> Job:
         return next(j for j in self.jobs if j.id == job_id)
+
+    def requires(self, job_id: str) -> frozenset[str]:
+        """Every job that must succeed before `job_id` runs: its needs, transitively.
+
+        A gate (`if: always()`) runs whatever its needs did, but fails unless they all
+        succeeded, so a job that needs a gate still requires everything the gate checks."""
+        required: set[str] = set()
+        pending = list(self.job(job_id).needs)
+        while pending:
+            need = pending.pop()
+            if need not in required:
+                required.add(need)
+                pending.extend(self.job(need).needs)
+        return frozenset(required)
 
 
 def _credentials(config: Config) -> tuple[Credential, ...]:
@@ -76,34 +117,51 @@ def _deploy_job(env: str, after: str, carry: bool, credentials: tuple[Credential
         credentials=credentials,
         restores_state=carry,
         saves_state=carry and not last,
+        saves_registry=carry,  # the aliases it moved
         timeout_minutes=30,
         only_on_branch=branch,
     )
 
 
-def build(config: Config) -> tuple[Pipeline, ...]:
-    """The ci, cd and (when scheduled) retrain pipelines of a project."""
-    branch = config.ci.default_branch
+CHECK_STAGES = ("lint", "unit-test", "data-test")  # the job ids of the checks
+GATE = "gate"
+
+
+def _checks() -> tuple[Job, ...]:
+    """The checks and the one gate that fails unless all of them succeeded."""
     checks = (
         Job("lint", "Lint", ("mlci", "lint"), timeout_minutes=15),
         Job("unit-test", "Unit tests", ("mlci", "test"), timeout_minutes=30),
         Job("data-test", "Data tests", ("mlci", "data-test"), timeout_minutes=30),
     )
-    ci = Pipeline(
-        id="ci",
-        name="ci",
-        triggers=(Trigger("pull_request"), Trigger("push", branches=(branch,))),
-        jobs=(
-            *checks,
-            Job("gate", "CI gate", (), needs=tuple(j.id for j in checks), permissions={}, timeout_minutes=5, gate=True),
-        ),
-    )
+    gate = Job(GATE, "CI gate", (), needs=tuple(j.id for j in checks), permissions={}, timeout_minutes=5, gate=True)
+    return (*checks, gate)
+
+
+def build(config: Config) -> tuple[Pipeline, ...]:
+    """The ci, cd and (when scheduled) retrain pipelines of a project."""
+    branch = config.ci.default_branch
+    checks = _checks()
+    # Pull requests only: a push to the default branch runs these checks as part of cd, so
+    # they never run twice for one commit, and cd cannot start before they passed.
+    ci = Pipeline(id="ci", name="ci", triggers=(Trigger("pull_request"),), jobs=checks)
     remote_store = config.target == "databricks" or config.tracking.uri is not None
     credentials = _credentials(config)
-    # Without a shared tracking server the local MLflow store travels between jobs as state.
+    # Without a shared tracking server the local MLflow store travels between jobs as state,
+    # and between runs of the default branch as the kept registry.
     carry = not remote_store
     delivery = (
-        Job("train", "Train", ("mlci", "train"), credentials=credentials, saves_state=carry, timeout_minutes=60),
+        *checks,
+        Job(
+            "train",
+            "Train",
+            ("mlci", "train"),
+            needs=(GATE,),
+            credentials=credentials,
+            saves_state=carry,
+            restores_registry=carry,
+            timeout_minutes=60,
+        ),
         Job(
             "register",
             "Register",
@@ -112,6 +170,7 @@ def build(config: Config) -> tuple[Pipeline, ...]:
             credentials=credentials,
             restores_state=carry,
             saves_state=carry,
+            saves_registry=carry,
             timeout_minutes=30,
         ),
         _deploy_job("staging", after="register", carry=carry, credentials=credentials, last=False, branch=branch),
@@ -119,12 +178,15 @@ def build(config: Config) -> tuple[Pipeline, ...]:
             "production", after="deploy-staging", carry=carry, credentials=credentials, last=True, branch=branch
         ),
     )
+    registry_branch = branch if carry else None
     cd = Pipeline(
         id="cd",
         name="cd",
         triggers=(Trigger("push", branches=(branch,)), Trigger("manual")),
         jobs=delivery,
         cancel_in_progress=False,  # never cancel a deployment half-way
+        concurrency_group="delivery",
+        registry_branch=registry_branch,
     )
     pipelines: list[Pipeline] = [ci, cd]
     if config.ci.retrain_cron:
@@ -135,6 +197,8 @@ def build(config: Config) -> tuple[Pipeline, ...]:
                 triggers=(Trigger("schedule", cron=config.ci.retrain_cron), Trigger("manual")),
                 jobs=delivery,
                 cancel_in_progress=False,
+                concurrency_group="delivery",
+                registry_branch=registry_branch,
             )
         )
     return tuple(pipelines)

@@ -134,6 +134,16 @@ def permissions(job: Job) -> dict[str, str]:
     return granted
 
 
+def registry_key(pipeline: Pipeline) -> str:
+    """The prefix of the cache keys the kept registry is saved under (see docs/github.md).
+
+    Named after the one branch that saves it; every save adds the run id, attempt and job, so
+    keys never collide and a restore by this prefix gets the newest save."""
+    if pipeline.registry_branch is None:
+        raise ValueError(f"pipeline {pipeline.id} keeps no registry")
+    return f"mlci-registry-{pipeline.registry_branch}"
+
+
 def _check_yaml(text: str, what: str) -> None:
     """Refuse to write a workflow that is not YAML: a template bug must never reach a repository."""
     import yaml
@@ -160,6 +170,7 @@ def render(pipelines: tuple[Pipeline, ...], context: Mapping[str, Any]) -> dict[
             action_for=lambda job: ACTION_FOR_STAGE[job.stage],
             permissions=permissions,
             reasons=PERMISSION_REASONS,
+            registry_key=registry_key,
             mlci_install_spec=install,
             pins=action_pins(),
         )

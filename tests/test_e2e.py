@@ -80,7 +80,8 @@ def test_new_install_run_and_predict_over_http(tmp_path: Path) -> None:
     # Lineage: the run records the project's git commit and that the tree was clean.
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{project / '.mlci' / 'mlflow.db'}")
+    store = f"sqlite:///{project / '.mlci' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store, registry_uri=store)  # never the process-wide registry URI
     run = client.get_run(results["train"]["details"]["run_id"])
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True, check=True)
     assert run.data.tags["mlci.git.commit"] == head.stdout.strip()

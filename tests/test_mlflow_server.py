@@ -25,7 +25,7 @@ def test_pipeline_against_tracking_server(new_project: Any, mlflow_server: str) 
     deploy = json.loads((out / "deploy.json").read_text())["details"]
     assert train["tracking_uri"] == mlflow_server
     assert not (project / ".mlci" / "mlflow.db").exists()  # nothing went to the local store
-    client = MlflowClient(tracking_uri=mlflow_server)
+    client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
     run = client.get_run(train["run_id"])
     assert run.data.metrics["accuracy"] == pytest.approx(train["metrics"]["accuracy"])
     assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # stored by the server, not on this disk

@@ -542,3 +542,27 @@ def test_readme_describes_only_ci_files_that_exist(tmp_path: Path, provider: str
     assert ".github" not in readme and "ci.yml" not in readme
     assert f"This mlci version renders no {provider} pipeline files yet" in readme
     assert "pip install -e '.[dev]'" in readme
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        ("mlci_install=mlci @ git+https://github.com/example/mlci@0123456789abcdef0123456789abcdef01234567",),
+        (f"mlci_install={Path(__file__).resolve().parents[1]}",),  # a local checkout: file:// URL
+        ("actions=remote", "mlci_repository=mlci-dev/mlci", "mlci_ref=0123456789abcdef0123456789abcdef01234567"),
+        (f"mlci_install=mlci=={__version__}",),
+    ],
+    ids=["git", "local-checkout", "remote-actions", "index"],
+)
+def test_project_metadata_builds_whatever_the_install_source(tmp_path: Path, answers: tuple[str, ...]) -> None:
+    # The dev extra names mlci as CI installs it; a URL there is a direct reference, which
+    # hatchling refuses to build unless the project allows it (every CI job installs the project).
+    from hatchling.metadata.core import ProjectMetadata
+    from hatchling.plugin.manager import PluginManager
+
+    extra = [arg for answer in answers for arg in ("--data", answer)]
+    assert scaffold("meta-model", tmp_path, *extra) == 0
+    metadata = ProjectMetadata(str(tmp_path / "meta-model"), PluginManager())
+    metadata.validate_fields()  # raises ValueError for a direct reference that is not allowed
+    (dev,) = metadata.core.optional_dependencies["dev"]
+    assert dev.startswith("mlci")

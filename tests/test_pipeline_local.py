@@ -22,7 +22,9 @@ def stage_json(project: Path, stage: str) -> dict[str, Any]:
 def client_for(project: Path) -> Any:
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=f"sqlite:///{project / '.mlci' / 'mlflow.db'}")
+    store = f"sqlite:///{project / '.mlci' / 'mlflow.db'}"
+    # The registry too: an earlier in-process command leaves mlflow's registry URI set.
+    return MlflowClient(tracking_uri=store, registry_uri=store)
 
 
 def aliases(project: Path) -> dict[str, str]:

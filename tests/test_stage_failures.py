@@ -203,7 +203,7 @@ def test_sigterm_during_deploy_leaves_the_champion(new_project: Any) -> None:
             )
     finally:
         sys.path.remove(str(project))
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     slow = str(mlflow.register_model(info.model_uri, name).version)
     marker.write_text("slow")
     client.set_registered_model_alias(name, "challenger", slow)

@@ -497,6 +497,25 @@ def test_new_writes_prints_and_shares_the_install_source(tmp_path: Path, capsys:
     assert {"MLCI_INSTALL": "mlci @ git+https://github.com/acme/mlci"} in envs
 
 
+def test_new_records_whether_the_install_source_was_the_detected_default() -> None:
+    """`mlci upgrade` moves only a detected default with the vendored actions (tests/test_upgrade_pin.py)."""
+    from mlci.commands.new import collect_answers
+    from mlci.install_source import index_source
+
+    source = index_source("0.0.9")
+
+    def answered(reply: str | None, data: dict[str, str]) -> object:
+        def ask(question: str, default: str) -> str:
+            return reply if reply is not None and question.startswith("mlci install") else default
+
+        return collect_answers("pin-model", None, None, data, True, ask=ask, install=source)["mlci_install_detected"]
+
+    assert answered(None, {}) is True  # the prompt's default, accepted
+    assert answered("mlci==0.0.8", {}) is False  # typed in at the prompt
+    assert answered(None, {"mlci_install": "mlci==0.0.9"}) is False  # given with --data, even the same text
+    assert answered(None, {"actions": "remote"}) is False  # remote actions: no pin at all
+
+
 def test_new_default_install_source_is_detected_and_warned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from mlci.install_source import installed_source
 

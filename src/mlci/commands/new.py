@@ -27,6 +27,7 @@ from mlci.errors import UsageError
 from mlci.install_source import InstallSource, installed_source
 from mlci.templates import is_managed, render_project, shipped_dir
 from mlci.upgrade.manifest import MANIFEST_PATH, build_manifest
+from mlci.upgrade.pin import DETECTED_KEY
 
 # Import names a project may not take: they would shadow what its own pipeline imports.
 RESERVED_PACKAGES = frozenset({"mlci", "mlflow", "sklearn", "pandas", "numpy", "test", "tests", "src", "data"})
@@ -141,6 +142,9 @@ def collect_answers(
         if target is None:
             answers["target"] = _ask_choice(ask, "target", ("local", "databricks"), "local")
     ci_answers = {key: data[key] for key in CI_ANSWERS if key in data}
+    # Recorded in the manifest: a detected default moves with the vendored actions on `mlci upgrade`,
+    # an explicit answer is the user's and is never touched (upgrade/pin.py).
+    detected = False
     if "mlci_install" not in data and data.get("actions") != "remote":  # remote: the actions' own checkout
         source = install or installed_source()
         ci_answers["mlci_install"] = (
@@ -148,6 +152,7 @@ def collect_answers(
             if interactive
             else source.requirement
         )
+        detected = ci_answers["mlci_install"] == source.requirement  # the default, accepted as is
     match = _PYTHON_RE.match(str(answers["python_version"]))
     if not match or int(match.group(1)) < 10:
         raise UsageError(
@@ -172,6 +177,7 @@ def collect_answers(
         "target": answers["target"],
         "model_name": model_name,
         "mlci_version": __version__,
+        DETECTED_KEY: detected,
     }
 
 

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
+from mlci import __version__
 from mlci.commands.new import render_files
 from mlci.config import Project
 from mlci.errors import CheckFailed
 from mlci.stages._result import load_project_for
 from mlci.templates import is_managed
 from mlci.upgrade.manifest import MANIFEST_PATH, Manifest, build_manifest, load_manifest, sha256
+from mlci.upgrade.pin import is_detected_pin
 
 
 def answers_from(project: Project, manifest: Manifest) -> dict[str, Any]:
@@ -91,6 +94,22 @@ def apply(root: Path, writes: dict[str, bytes], deletes: list[str]) -> None:
         (root / path).unlink(missing_ok=True)
 
 
+def _warn_pin_behind(project: Project, manifest: Manifest) -> None:
+    """Rendered as mlci.yaml says, but a newer mlci renders newer vendored actions than a detected pin installs."""
+    ci = project.config.ci
+    rendered_for = str(manifest.answers.get("mlci_version", manifest.mlci_version))
+    if (
+        ci.actions == "vendored"
+        and rendered_for != __version__
+        and is_detected_pin(manifest.answers, manifest.mlci_version, ci.mlci_install)
+    ):
+        print(
+            f"warning: the vendored actions are mlci {__version__}'s, but ci.mlci_install still installs "
+            f"{ci.mlci_install} (detected for mlci {rendered_for}); run 'mlci upgrade' to move the pin with them",
+            file=sys.stderr,
+        )
+
+
 def main(args: argparse.Namespace) -> int:
     project = load_project_for(args)
     manifest = load_manifest(project.root)
@@ -123,6 +142,7 @@ def main(args: argparse.Namespace) -> int:
         for path in edited:
             print(f"kept     {path} (edited by hand; 'mlci upgrade' will merge it)")
         raise CheckFailed(f"{len(edited)} managed file(s) edited by hand were not re-rendered: {', '.join(edited)}")
+    _warn_pin_behind(project, manifest)
     changed = len(writes) - 1 + len(deletes)
     print(f"render: {changed} file(s) changed" if changed else "render: everything is up to date")
     return 0

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 from mlci import __version__
-from mlci.config import find_project
+from mlci.config import CONFIG_FILE, find_project
 from mlci.errors import UsageError
-from mlci.upgrade import fleet
+from mlci.upgrade import engine, fleet
 
 
 def read_repos_file(path: Path) -> list[Path]:
@@ -86,7 +86,14 @@ def main(args: argparse.Namespace) -> int:
 def _one_line(result: fleet.RepoResult) -> str:
     moved = f"mlci {result.from_version} -> {result.to_version}"
     if result.status == fleet.BEHIND:
-        why = moved if result.from_version != result.to_version else "generated files drifted from mlci.yaml"
+        why = (
+            moved
+            if result.from_version != result.to_version
+            # mlci.yaml is "updated" only to move a detected ci.mlci_install (a new commit, same version)
+            else f"{CONFIG_FILE}'s ci.mlci_install would follow the installed mlci"
+            if CONFIG_FILE in result.files.get(engine.UPDATED, [])
+            else "generated files drifted from mlci.yaml"
+        )
         return f"upgrade --check: {result.path} is behind ({why}); run 'mlci upgrade'"
     if result.status == fleet.UP_TO_DATE:
         return f"upgrade: up to date with mlci {result.to_version}"

@@ -10,7 +10,8 @@ Rules (docs/upgrades.md):
 - a file the user deleted stays deleted (recorded as opted out);
 - a file no longer rendered is removed if unedited, else kept and reported as a conflict;
 - a new template file is added, unless a file the team made sits at that path (conflict);
-- files mlci never managed are never touched; mlci.yaml is only edited by schema migrations;
+- files mlci never managed are never touched; mlci.yaml is only edited by schema migrations
+  and to move a detected ci.mlci_install with the vendored actions (upgrade/pin.py);
 - the manifest records the new base only for files that merged cleanly.
 """
 
@@ -28,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from mlci import __version__
-from mlci.config import CONFIG_FILE, SCHEMA_VERSION, project_from_text
+from mlci.config import CONFIG_FILE, SCHEMA_VERSION, CISection, project_from_text
 from mlci.errors import ConfigError, UsageError
+from mlci.install_source import installed_source
 from mlci.templates import is_managed
-from mlci.upgrade import migrations
+from mlci.upgrade import migrations, pin
 from mlci.upgrade.manifest import MANIFEST_PATH, Manifest, load_manifest, sha256
 from mlci.upgrade.merge import TextStyle, has_conflict_markers, merge, normalise
 
@@ -72,6 +74,7 @@ class Plan:
     changes: list[FileChange] = field(default_factory=list)
     manifest_text: str = ""
     old_manifest_text: str = ""
+    notes: list[str] = field(default_factory=list)  # lines for the user that are no file change
 
     @property
     def conflicts(self) -> list[FileChange]:
@@ -105,6 +108,40 @@ def _kept(path: str, ours: bytes, why: str) -> FileChange:
     return FileChange(path, CONFLICT, ours, None, why)
 
 
+def _follow_pin(
+    plan: Plan, manifest: Manifest, ci: CISection, text: str, filename: str, answers: dict[str, Any]
+) -> tuple[str, str]:
+    """Move a detected ci.mlci_install with the vendored actions (docs/upgrades.md).
+
+    Returns mlci.yaml's text and what was done ("" when the pin stays); records the decision
+    in `answers` (the new manifest's) and adds what the user should read to `plan.notes`.
+    """
+    recorded = manifest.answers
+    if pin.DETECTED_KEY not in recorded and manifest.mlci_version != __version__:
+        # A manifest from before the key: record what the old rule decided while its version still says it.
+        answers[pin.DETECTED_KEY] = pin.was_detected(recorded, manifest.mlci_version)
+    decided = pin.plan_pin(recorded, manifest.mlci_version, ci.mlci_install, ci.actions, __version__, installed_source)
+    plan.notes.extend(decided.notes)
+    if decided.new is None:
+        return text, ""
+    edited = migrations.set_scalar(text, "ci.mlci_install", decided.new, filename)
+    if edited is None:
+        plan.notes.append(
+            f"ci.mlci_install left as is ({ci.mlci_install}): not a one-line plain or quoted value mlci can edit "
+            f"in place; set it to {decided.new!r} yourself"
+        )
+        return text, ""
+    answers["mlci_install"] = decided.new
+    answers[pin.DETECTED_KEY] = True
+    pyproject = plan.root / "pyproject.toml"  # seeded (the team's): never edited, but it should follow too
+    if pyproject.is_file() and json.dumps(ci.mlci_install) in pyproject.read_text(encoding="utf-8", errors="replace"):
+        plan.notes.append(
+            f"pyproject.toml's dev extra still installs {ci.mlci_install} (your file: left as is); "
+            f"change it to {decided.new} to develop against the mlci CI installs"
+        )
+    return edited, f"ci.mlci_install {ci.mlci_install} -> {decided.new}, with the vendored actions"
+
+
 def plan_upgrade(root: Path) -> Plan:
     """Everything an upgrade would do, computed in memory; nothing is written."""
     from mlci.commands.new import render_generated
@@ -127,12 +164,16 @@ def plan_upgrade(root: Path) -> Plan:
     config_text = _decode(config_bytes, str(config_path))
     migrated, steps = migrations.migrate(config_text, str(config_path), SCHEMA_VERSION)
     project = project_from_text(migrated, root)
-    if steps:
-        plan.changes.append(
-            FileChange(CONFIG_FILE, MIGRATED, config_bytes, migrated.encode("utf-8"), detail="; ".join(steps))
-        )
-
     answers = {**answers_from(project, manifest), "mlci_version": __version__}
+    # After the migration (it may move keys), so both edits land in the one mlci.yaml change.
+    migrated, pin_step = _follow_pin(plan, manifest, project.config.ci, migrated, str(config_path), answers)
+    if pin_step:
+        project = project_from_text(migrated, root)
+    if steps or pin_step:
+        action = MIGRATED if steps else UPDATED
+        detail = "; ".join([*steps, *([pin_step] if pin_step else [])])
+        plan.changes.append(FileChange(CONFIG_FILE, action, config_bytes, migrated.encode("utf-8"), detail=detail))
+
     managed_now = render_generated(answers, migrated, root, keep=is_managed)
 
     new = Manifest(

@@ -81,6 +81,7 @@ def upgrade_repo(root: Path, options: Options) -> RepoResult:
         for change in plan.changes:
             result.files.setdefault(change.action, []).append(change.path)
             result.lines.append(describe(change))
+        result.lines += [f"note      {note}" for note in plan.notes]
         result.conflicts = [c.path for c in plan.conflicts]
         if options.check:
             result.status = BEHIND if plan.needed else UP_TO_DATE

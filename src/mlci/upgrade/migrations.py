@@ -137,3 +137,31 @@ def migrate(
         done.append(f"schema {step.from_schema} -> {step.to_schema}" + (f" ({step.note})" if step.note else ""))
         schema = step.to_schema
     return text, done
+
+
+def set_scalar(text: str, dotted: str, value: str, filename: str) -> str | None:
+    """`text` with the one-line scalar at `dotted` replaced by `value`; None when it cannot be done in place.
+
+    Only that scalar's characters change (comments, quoting of every other key, blank lines stay);
+    the value is written double-quoted through `yaml_str`, the escaping the scaffold uses, so it
+    is never spliced raw. A block scalar, an anchor or a tag on the value is not edited (None).
+    """
+    from mlci.templates import yaml_str
+
+    found = _find(_compose(text, filename), dotted)
+    if found is None or not isinstance(found[2], yaml.ScalarNode):
+        return None
+    node = found[2]
+    start, end = node.start_mark, node.end_mark
+    span = text[start.index : end.index]
+    if node.style not in (None, '"', "'") or start.line != end.line or span.startswith(("&", "!", "*")):
+        return None
+    edited = text[: start.index] + yaml_str(value) + text[end.index :]
+    # Proof that exactly that value changed: the rest of the document loads as before.
+    before, after = yaml.safe_load(text), yaml.safe_load(edited)
+    node_path = dotted.split(".")
+    target = before
+    for part in node_path[:-1]:
+        target = target[part]
+    target[node_path[-1]] = value
+    return edited if before == after else None

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: install mlci, scaffold a demo ML project and run its whole pipeline locally
-# (lint, unit tests, train, register, deploy) on the embedded MLflow default.
+# (lint, unit tests, data tests, train, register, deploy to staging) on the embedded MLflow
+# default.
 # Usage: bash scripts/demo.sh [DIRECTORY]   (default: ./demo-workspace)
 set -euo pipefail
 cd "$(dirname "$0")/.."

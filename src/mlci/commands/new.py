@@ -368,5 +368,6 @@ def main(args: argparse.Namespace) -> int:
     print("Next:")
     print(f"  cd {target}")
     print("  pip install -e '.[dev]'   # the project and the same mlci CI installs")
-    print(f"  mlci run                  # lint, test, train, register, deploy; settings in {CONFIG_FILE}")
+    print("  mlci run                  # lint, test, data-test, train, register, deploy to staging")
+    print("  mlci deploy --env production   # release what staging verified; settings in " + CONFIG_FILE)
     return 0

@@ -84,13 +84,24 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec(
         "deploy",
         ("deploy",),
-        "Promote the challenger to champion, serve and smoke-test it; roll back on failure.",
+        "Serve and smoke-test a version, then move the environment's alias (production also moves champion); "
+        "aliases are put back on failure.",
         inputs=(
-            ActionInput("env", "Deployment environment, e.g. staging or production.", "--env"),
+            ActionInput(
+                "env",
+                "Environment: staging (default; the challenger) or production (exactly what staging verified).",
+                "--env",
+            ),
+            ActionInput("version", "Version to deploy to staging (default: the challenger).", "--version"),
             ActionInput("target", "local or databricks (default: mlci.yaml).", "--target"),
             _TRACKING,
         ),
-        outputs=(_RESULT, ("model-version", "Version now champion."), ("endpoint-url", "URL the model was served at.")),
+        outputs=(
+            _RESULT,
+            ("model-version", "Version the environment now serves."),
+            ("environment", "The environment deployed to."),
+            ("endpoint-url", "URL the model was served at for the smoke test."),
+        ),
     ),
 )
 ACTION_FOR_STAGE = {spec.command[0]: spec.name for spec in ACTIONS}

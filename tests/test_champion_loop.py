@@ -197,6 +197,14 @@ def test_environments_unchanged_retrain_promote_rollback_and_status(
     assert run_cli("promote", "--env", "production", "--version", "2", "-C", str(project)) == 0
     assert aliases(project) == {"staging": "2", "production": "2", "champion": "2"}
 
+    # Rolling staging back revokes its verification of v2: production can no longer take v2.
+    assert run_cli("rollback", "--env", "staging", "-C", str(project)) == 0
+    assert aliases(project) == {"staging": "1", "production": "2", "champion": "2"}
+    assert "mlci.verified.staging" not in client_for(project).get_model_version(name, "2").tags
+    capsys.readouterr()
+    assert run_cli("promote", "--env", "production", "--version", "2", "-C", str(project)) == 1
+    assert f"{name} v2 was never verified in staging" in capsys.readouterr().err
+
     # A version that skipped the gates or staging is refused, and nothing moves.
     ungated = _log_ungated_model(project)
     capsys.readouterr()
@@ -207,6 +215,9 @@ def test_environments_unchanged_retrain_promote_rollback_and_status(
     assert f"{name} v{ungated} is in staging but was never verified there" in capsys.readouterr().err
     assert run_cli("promote", "--env", "staging", "--version", "99", "-C", str(project)) == 2
     assert f"model '{name}' has no version 99" in capsys.readouterr().err
+    # Naming a version does not skip the gates either.
+    assert run_cli("deploy", "--version", ungated, "-C", str(project)) == 1
+    assert f"{name} v{ungated} did not pass the gates" in capsys.readouterr().err
     assert aliases(project) == {"staging": ungated, "production": "2", "champion": "2"}
 
 
@@ -254,3 +265,51 @@ def test_registry_label_never_shows_credentials(new_project: Any) -> None:
         == "registry https://mlflow.example.com:8443/prefix"
     )
     assert registry_label(project, "sqlite:////data/shared.db") == "local sqlite store sqlite:////data/shared.db"
+
+
+def test_fingerprint_changes_with_the_label_dependencies_and_any_source_file(new_project: Any) -> None:
+    from mlci.stages.train import file_digest, fingerprint, load_entrypoint
+
+    project = new_project()
+    digests = {which: file_digest(project / "data" / f"{which}.csv") for which in ("train", "holdout")}
+
+    def current() -> str:
+        loaded = load_project(project)
+        return fingerprint(loaded, load_entrypoint(loaded), digests)
+
+    seen = [current()]
+    assert current() == seen[0]  # stable: nothing changed, same fingerprint
+    edits = [
+        (project / "mlci.yaml", "target: malignant", "target: benign"),  # same files, other label
+        (project / "pyproject.toml", 'version = "0.1.0"', 'version = "0.1.1"'),
+    ]
+    for path, old, new in edits:
+        text = path.read_text()
+        assert old in text, (path, old)
+        path.write_text(text.replace(old, new, 1))
+        seen.append(current())
+    helper = project / "src" / "shared_helpers.py"  # a module beside the package, under src/
+    helper.write_text("SCALE = 1\n")
+    seen.append(current())
+    assert len(set(seen)) == len(seen), seen
+
+
+def test_a_revert_to_an_older_model_is_compared_not_passed_as_unchanged(new_project: Any) -> None:
+    # Same code, data and params as v1 -- but v1 no longer serves anywhere (v2 does): going
+    # back to it is a change, so it is compared with the champion and registered anew.
+    project = new_project()
+    loop = ("run", "train", "register", "deploy", "-C", str(project))
+    features = package_dir(project) / "features.py"
+    original = features.read_text()
+    assert run_cli(*loop) == 0
+    assert run_cli("deploy", "--env", "production", "-C", str(project)) == 0
+    features.write_text(original + "\n# reviewed\n")
+    assert run_cli(*loop) == 0
+    assert run_cli("deploy", "--env", "production", "-C", str(project)) == 0
+    assert aliases(project) == {"staging": "2", "production": "2", "champion": "2"}
+    features.write_text(original)
+    assert run_cli(*loop) == 0
+    register = stage_json(project, "register")["details"]
+    assert register["unchanged"] is False and register["version"] == "3"
+    assert register["champion"]["champion_version"] == "2" and register["champion"]["passed"] is True
+    assert aliases(project) == {"staging": "3", "production": "2", "champion": "2"}

@@ -72,6 +72,20 @@ def get_version(client: Any, name: str, version: str) -> Any:
         raise UsageError(f"model '{name}' has no version {version}; 'mlci status' lists the versions") from None
 
 
+def require_gated(client: Any, name: str, version: str) -> dict[str, str]:
+    """The version's tags, or exit 1 when it never passed register's gates: a version made by
+    hand (or rejected) must not reach an environment by naming its number."""
+    from mlci.errors import CheckFailed
+
+    tags = dict(get_version(client, name, version).tags or {})
+    if tags.get("mlci.gates") != "passed":
+        raise CheckFailed(
+            f"{name} v{version} did not pass the gates (no mlci.gates=passed tag); only a version 'mlci register' "
+            "admitted can be deployed"
+        )
+    return tags
+
+
 def set_aliases(client: Any, name: str, wanted: dict[str, str | None]) -> None:
     """Point each alias at its version (None: remove it)."""
     for alias, version in wanted.items():

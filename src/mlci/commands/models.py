@@ -23,6 +23,7 @@ from mlci.registry import (
     get_version,
     normalise_version,
     previous_tag,
+    require_gated,
     verified_tag,
 )
 from mlci.stages._result import StageResult, execute, load_project_for
@@ -45,9 +46,7 @@ def run_promote(project: Project, env: str, version: str, tracking_override: str
     client = _client(project, tracking_override)
     name = project.config.model_name
     version = normalise_version(version) if version.isdigit() else version
-    tags = get_version(client, name, version).tags or {}
-    if tags.get("mlci.gates") != "passed":
-        raise CheckFailed(f"{name} v{version} did not pass the gates (no mlci.gates=passed tag); it cannot be promoted")
+    tags = require_gated(client, name, version)
     if index > 0 and verified_tag(ENVIRONMENTS[index - 1]) not in tags:
         upstream = ENVIRONMENTS[index - 1]
         raise CheckFailed(
@@ -77,6 +76,11 @@ def run_rollback(project: Project, env: str, tracking_override: str | None = Non
     # rollback goes further back instead of returning to the version just rolled back from.
     facts = release(project, client, env, previous, consume_challenger=False, record_previous=False)
     facts["rolled_back_from"] = current
+    # Rolled back means not good enough: the version no longer counts as verified in env, so
+    # the next environment can never take it (a later deploy to env verifies it afresh).
+    if not facts.get("unchanged"):
+        with contextlib.suppress(Exception):
+            client.delete_model_version_tag(name, current, verified_tag(env))
     summary = f"rolled {env} back from {name} v{current} to v{previous}"
     return StageResult("rollback", summary, facts, outputs={"model-version": previous, "environment": env})
 

@@ -10,6 +10,7 @@ answered; on any failure or interruption the aliases are put back.
 from __future__ import annotations
 
 import argparse
+import contextlib
 from datetime import datetime, timezone
 from typing import Any
 
@@ -24,6 +25,7 @@ from mlci.registry import (
     deployed_tag,
     get_version,
     previous_tag,
+    require_gated,
     set_aliases,
     verified_tag,
 )
@@ -100,6 +102,7 @@ def release(
     restore = dict(before)
     if consume_challenger and challenger == version:
         restore[CHALLENGER] = challenger
+    was_verified = verified_tag(env) in (get_version(client, name, version).tags or {})
     try:
         set_aliases(client, name, {alias: version for alias in moved})
         if CHALLENGER in restore:
@@ -111,6 +114,9 @@ def release(
             client.set_model_version_tag(name, version, previous_tag(env), before[env])
     except BaseException:  # half-done: put back every alias this release touched
         set_aliases(client, name, restore)
+        if not was_verified:  # and the verification it had not finished recording
+            with contextlib.suppress(Exception):
+                client.delete_model_version_tag(name, version, verified_tag(env))
         raise
     was = f" (was v{before[env]})" if before[env] and before[env] != version else ""
     print(f"deploy: {name} v{version} is now {' and '.join(moved)}{was}", flush=True)
@@ -135,7 +141,7 @@ def choose_version(client: Any, name: str, env: str, version: str | None) -> str
     index = check_environment(env)
     if index == 0:
         if version is not None:
-            get_version(client, name, version)
+            require_gated(client, name, version)
             return version
         chosen = alias_version(client, name, CHALLENGER) or alias_version(client, name, env)
         if chosen is None:

@@ -52,16 +52,24 @@ def reference_version(client: Any, name: str) -> tuple[str, str] | None:
 
 
 def same_fingerprint(client: Any, name: str, fingerprint: str | None) -> str | None:
-    """A registered version trained from the same code, data and params, if any."""
+    """A version trained from the same code, data and params that is still in play (the
+    challenger, or what an environment serves), if any. An older identical version that is no
+    longer live does not count: going back to it (a revert) is a change from what is served,
+    so the candidate is compared and registered like any other."""
     from mlflow.exceptions import MlflowException
 
     if not fingerprint:
         return None
+    live = {alias_version(client, name, alias) for alias in (CHALLENGER, *ENVIRONMENTS, CHAMPION)} - {None}
     try:
         versions = client.search_model_versions(f"name='{name}'")
     except MlflowException:
         return None
-    matches = [normalise_version(v.version) for v in versions if (v.tags or {}).get(FINGERPRINT_TAG) == fingerprint]
+    matches = [
+        normalise_version(v.version)
+        for v in versions
+        if (v.tags or {}).get(FINGERPRINT_TAG) == fingerprint and normalise_version(v.version) in live
+    ]
     return max(matches, key=int) if matches else None
 
 

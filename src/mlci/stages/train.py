@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import importlib
 import json
@@ -81,29 +82,45 @@ def load_entrypoint(project: Project) -> Callable[..., Any]:
     return function  # type: ignore[no-any-return]
 
 
+# Files outside src/ that decide what a training run produces: dependencies and their locks.
+_BUILD_FILES = ("pyproject.toml", "uv.lock", "poetry.lock", "requirements.txt", "requirements.lock", "setup.cfg")
+# Libraries whose version changes a fitted model or how it is scored.
+_MODEL_LIBRARIES = ("scikit-learn", "numpy", "pandas", "scipy", "xgboost", "lightgbm", "catboost")
+
+
 def fingerprint(project: Project, entrypoint: Callable[..., Any], digests: dict[str, str]) -> str:
-    """What makes a trained model what it is: the package's source files (and the entrypoint's
-    module when it lives outside the package), the entrypoint, params, data, task and
-    serialisation. register finds an earlier version with the same fingerprint and registers
-    nothing new: retraining with nothing changed is not a new model."""
+    """What makes a trained model what it is: every source file under src/ (and the
+    entrypoint's module when it lives elsewhere), the project's dependency files, the versions
+    of the libraries that fit and score it, the whole data and train sections of mlci.yaml
+    (label column included) and the data itself. register finds an earlier version with the
+    same fingerprint and registers nothing new: retraining with nothing changed is not a new
+    model."""
+    from importlib import metadata
+
     cfg = project.config
-    package_dir = project.root / "src" / cfg.project.package
+    src = project.root / "src"
     files = {
         p.resolve()
-        for p in package_dir.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+        for p in (src.rglob("*") if src.is_dir() else ())
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc" and ".egg-info" not in str(p)
     }
+    files |= {(project.root / name).resolve() for name in _BUILD_FILES if (project.root / name).is_file()}
     module = sys.modules.get(getattr(entrypoint, "__module__", ""))
     module_file = getattr(module, "__file__", None)
     if module_file:
         files.add(Path(module_file).resolve())
+    libraries: dict[str, str] = {}
+    for library in _MODEL_LIBRARIES:
+        try:
+            libraries[library] = metadata.version(library)
+        except metadata.PackageNotFoundError:
+            continue
     digest = hashlib.sha256()
     facts = {
-        "entrypoint": cfg.train.entrypoint,
-        "params": cfg.train.params,
+        "data_config": dataclasses.asdict(cfg.data),
+        "train_config": dataclasses.asdict(cfg.train),
         "data": digests,
-        "task": cfg.train.task,
-        "serialization": cfg.train.serialization,
+        "libraries": libraries,
     }
     digest.update(json.dumps(facts, sort_keys=True, default=str).encode())
     root = project.root.resolve()

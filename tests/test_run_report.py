@@ -61,13 +61,16 @@ def test_unexpected_error_still_prints_the_stage_line_and_table_and_skips_are_re
     assert record(project, "data-test")["status"] == "skipped"
     run = record(project, "run")
     assert (run["status"], run["exit_code"]) == ("error", 3)
+    assert run["summary"].startswith("run error: test error: unexpected ParseError: ")  # the stage that ended it
     assert [s["status"] for s in run["stages"]] == ["error", "skipped"]
 
 
 def test_interrupted_run_prints_the_summary_on_a_new_line(new_project: Any) -> None:
     project = new_project()
+    inside = project / "inside-test-b"
     (project / "tests" / "test_slow.py").write_text(
-        "import time\n\ndef test_a():\n    pass\n\ndef test_b():\n    time.sleep(120)\n"
+        "import os, pathlib, time\n\ndef test_a():\n    pass\n\n"
+        "def test_b():\n    pathlib.Path(os.environ['MLCI_TEST_MARK']).write_text('in')\n    time.sleep(120)\n"
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "mlci", "run", "test"],
@@ -75,19 +78,16 @@ def test_interrupted_run_prints_the_summary_on_a_new_line(new_project: Any) -> N
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "MLCI_TEST_MARK": str(inside)},
     )
     try:
-        time.sleep(1)
-        deadline = time.monotonic() + 120
-        # Wait until pytest is inside test_b (its dot for test_a is on the screen), then SIGTERM
-        # mlci alone, as a CI system cancelling a job does.
-        while time.monotonic() < deadline:
-            done = subprocess.run(["pgrep", "-f", "pytest tests"], capture_output=True, text=True, check=False)
-            if done.stdout.strip():
-                break
-            time.sleep(0.5)
-        time.sleep(12)
+        # test_b says when it runs (test_a's dot is then on the screen): SIGTERM mlci alone
+        # then, as a CI system cancelling a job does. A marker, not a guess at timing.
+        deadline = time.monotonic() + 300
+        while not inside.exists():
+            assert process.poll() is None and time.monotonic() < deadline, "pytest never reached test_b"
+            time.sleep(0.2)
+        time.sleep(0.5)  # let mlci relay the dot it has been sent
         process.send_signal(signal.SIGTERM)
         out, _ = process.communicate(timeout=60)
     finally:

@@ -114,10 +114,19 @@ def test_a_busy_port_suggests_port_and_deploy_never_uses_it(
         config = served_project / "mlci.yaml"
         text = config.read_text()
         config.write_text(text.replace("  port: 5055\n", f"  port: {port}\n"))
+        name = load_project(served_project).config.model_name
+        from mlflow.tracking import MlflowClient
+
+        store = f"sqlite:///{served_project / '.mlci' / 'mlflow.db'}"
+        # Take v1 out of staging, so the deploy below really serves and smoke-tests it.
+        MlflowClient(tracking_uri=store, registry_uri=store).delete_registered_model_alias(name, "staging")
         try:
-            assert run_cli("deploy", "-C", str(served_project)) == 0
+            assert run_cli("deploy", "--version", "1", "-C", str(served_project)) == 0
         finally:
             config.write_text(text)
+    deployed = json.loads((served_project / ".mlci" / "out" / "deploy.json").read_text())
+    assert deployed["details"]["promoted"] is True and "served on loopback" in deployed["summary"]
+    assert not deployed["details"]["smoke_test"]["url"].endswith(f":{port}")
     assert load_project(served_project).config.deploy.port == 5055
 
 

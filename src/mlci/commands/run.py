@@ -13,7 +13,7 @@ from mlci import __version__, console
 from mlci.cli import STAGES
 from mlci.config import Project
 from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, MlciError, UsageError
-from mlci.stages._result import StageResult, execute, load_project_for, mark, write_json
+from mlci.stages._result import StageResult, execute, load_project_for, mark, read_result, write_json
 
 
 def _work(
@@ -99,6 +99,10 @@ def _run(stages: list[str], project: Project, args: argparse.Namespace) -> int:
         elapsed = time.perf_counter() - clock
         rows.append((stage, status, elapsed, summary))
         _line(f"<== {stage}: {status} in {elapsed:.1f}s")
+        if (read_result(project, stage) or {}).get("status") == "pending":
+            # It failed before its own record was written (e.g. its module failed to import,
+            # or Ctrl-C between two stages): never leave it looking as if it were still to come.
+            mark(project, stage, "interrupted" if status == "interrupted" else "error", summary)
         break
     why = f"not run: {rows[-1][0]} {rows[-1][1].lower()}" if rows else ""
     for stage in stages[len(rows) :]:
@@ -144,7 +148,8 @@ def _write_summary(
     else:
         status, code = "error", EXIT_INFRA
     passed = sum(row[1] == "passed" for row in rows)
-    last = rows[-1] if failure is not None else None
+    # The stage that ended the run, not the skipped ones recorded after it.
+    last = next((row for row in reversed(rows) if row[1] != "skipped"), rows[-1]) if failure is not None else None
     text = (
         f"run passed: {passed} stage{'s' * (passed != 1)} in {total:.1f}s"
         if last is None

@@ -168,7 +168,8 @@ def apply_fixes(project: Project) -> None:
     console.say("ruff check --fix; ruff format")
     for arguments in (["check", "--fix", "--force-exclude", "--quiet"], ["format", "--force-exclude", "--quiet"]):
         # Exit 1 (findings left that cannot be fixed) is reported by the check that follows.
-        subprocess.run([*RUFF, *arguments, *paths], cwd=project.root, env=tool_env(project), check=False)
+        # Through console: ruff's own lines must never reach stdout when it carries --json.
+        console.run_tool([*RUFF, *arguments, *paths], cwd=project.root, env=tool_env(project))
     if project.config.lint.pre_commit:
         run_pre_commit(project, fix=True)
 

@@ -198,3 +198,20 @@ def test_outputs_are_written_on_failure_too(new_project: Any, tmp_path: Path, mo
     lines = dict(line.split("=", 1) for line in output.read_text().splitlines())
     tests = result(project, "test")["details"]["tests"]
     assert lines["result"] == "failed" and lines["tests"] == str(tests) and float(lines["coverage"]) > 50
+
+
+def test_pytest_exit_in_a_test_is_a_failure_not_an_interruption(
+    new_project: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # pytest.exit() ends the session with exit 2, as a collection error or pytest's own Ctrl-C
+    # would: mlci must not report a cancelled job (130) when nobody cancelled it.
+    project = new_project()
+    (project / "tests" / "test_stops.py").write_text(
+        "import pytest\n\ndef test_stops():\n    pytest.exit('database fixture unavailable')\n"
+    )
+    assert run_cli("test", "-C", str(project)) == 1
+    err = capsys.readouterr().err
+    assert "mlci: error: pytest stopped the session (exit 2) before the tests finished: " in err
+    assert "database fixture unavailable" in err
+    record = json.loads((project / ".mlci" / "out" / "test.json").read_text())
+    assert (record["status"], record["exit_code"]) == ("failed", 1)

@@ -123,7 +123,18 @@ def run_tests(project: Project) -> StageResult:
     if code == 2:
         broken = collection_errors(junit, project.root)
         if not broken:
-            raise KeyboardInterrupt  # pytest itself was interrupted (its own Ctrl-C)
+            # A Ctrl-C or SIGTERM meant for this job reaches mlci too and unwinds it before
+            # this line; here pytest stopped on its own (pytest.exit(), a plugin, a signal
+            # sent to pytest alone): the tests did not pass, it is not mlci being cancelled.
+            lines = [line.strip() for line in output.splitlines() if line.strip()]
+            # pytest names why it stopped between rows of '!': "!!! _pytest.outcomes.Exit: why !!!".
+            banner = [m.group(1) for line in lines if (m := re.match(r"^!{3,} (.+?) !{3,}$", line))]
+            last = banner[-1] if banner else (lines[-1] if lines else "no output")
+            raise CheckFailed(
+                f"pytest stopped the session (exit 2) before the tests finished: {last[:300]}",
+                {"pytest_exit_code": 2},
+                outputs={"tests": 0},
+            )
         for item in broken:
             console.annotation(
                 ci_env.annotation("error", item["message"], item["file"], item["line"], title="collection error")

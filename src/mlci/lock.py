@@ -1,7 +1,7 @@
 """One mlci at a time per project: `.mlci/lock`.
 
-`mlci run` and every command that changes the registry (train, register, deploy, promote,
-rollback) hold it, so two runs in one project cannot register or deploy each other's model.
+`mlci run`, every stage command and promote/rollback hold it, so two runs in one project
+cannot register or deploy each other's model, nor overwrite each other's .mlci/out results.
 The lock is an OS file lock (flock on POSIX, msvcrt on Windows), which the kernel releases
 when its process dies: a lock file left by a killed run is simply taken over. The file's
 text (pid, start time, command) only serves the message of the one who is refused.

@@ -310,9 +310,15 @@ def write_junit(runs: list[tuple[Target, Report]], contract: Contract, path: Pat
 
 
 def main(args: argparse.Namespace) -> int:
+    from mlci.lock import project_lock
+
     project = load_project_for(args)
-    result = execute(
-        "data-test", project, lambda: run_data_test(project, args.engine, args.contract, getattr(args, "source", None))
-    )
+    # Locked like the registry commands: .mlci/out (data-test.xml) is shared with 'mlci run'.
+    with project_lock(project, "data-test"):
+        result = execute(
+            "data-test",
+            project,
+            lambda: run_data_test(project, args.engine, args.contract, getattr(args, "source", None)),
+        )
     print(result.summary)
     return 0

@@ -232,7 +232,11 @@ def run_lint(project: Project, fix: bool = False) -> StageResult:
 
 
 def main(args: argparse.Namespace) -> int:
+    from mlci.lock import project_lock
+
     project = load_project_for(args)
-    result = execute("lint", project, lambda: run_lint(project, fix=bool(getattr(args, "fix", False))))
+    # Locked like the registry commands: .mlci/out is shared with a running 'mlci run'.
+    with project_lock(project, "lint"):
+        result = execute("lint", project, lambda: run_lint(project, fix=bool(getattr(args, "fix", False))))
     print(result.summary)
     return 0

@@ -175,7 +175,11 @@ def run_tests(project: Project) -> StageResult:
 
 
 def main(args: argparse.Namespace) -> int:
+    from mlci.lock import project_lock
+
     project = load_project_for(args)
-    result = execute("test", project, lambda: run_tests(project))
+    # Locked like the registry commands: .mlci/out (junit.xml, coverage) is shared with 'mlci run'.
+    with project_lock(project, "test"):
+        result = execute("test", project, lambda: run_tests(project))
     print(result.summary)
     return 0

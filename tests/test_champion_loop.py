@@ -10,27 +10,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import run_cli, run_cli_process
+from conftest import aliases, client_for, run_cli, run_cli_process, stage_json
 
 from mlci.config import load_project
-
-
-def stage_json(project: Path, stage: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((project / ".mlci" / "out" / f"{stage}.json").read_text())
-    return data
-
-
-def client_for(project: Path) -> Any:
-    from mlflow.tracking import MlflowClient
-
-    uri = f"sqlite:///{project / '.mlci' / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def aliases(project: Path) -> dict[str, str]:
-    name = load_project(project).config.model_name
-    model = client_for(project).get_registered_model(name)
-    return {alias: str(version) for alias, version in model.aliases.items()}
 
 
 def package_dir(project: Path) -> Path:

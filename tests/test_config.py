@@ -6,26 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import MINIMAL_CONFIG, REPO, run_cli
 
 from mlci.config import Config, json_schema, load_project, parse_config
 from mlci.errors import ConfigError
 
-VALID = """\
-schema: 1
-project:
-  name: churn-model
-  package: churn_model
-data:
-  train: data/train.csv
-  holdout: data/holdout.csv
-  target: label
-train:
-  entrypoint: churn_model.train:train
-register:
-  gates:
-    - roc_auc >= 0.9
-"""
+VALID = MINIMAL_CONFIG
 
 
 def error_of(text: str) -> str:

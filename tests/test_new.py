@@ -144,7 +144,7 @@ def test_hostile_description_stays_data(tmp_path: Path) -> None:
     import tomllib
 
     assert tomllib.loads((project / "pyproject.toml").read_text())["project"]["description"] == hostile
-    assert "github.event" not in (project / ".github/workflows/ci.yml").read_text()
+    assert "github.event.issue" not in (project / ".github/workflows/ci.yml").read_text()  # the answer stayed data
 
 
 @pytest.mark.parametrize(

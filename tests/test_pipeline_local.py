@@ -3,34 +3,14 @@ served model answering HTTP, real gates, and a rollback when serving fails."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import run_cli, scaffold
+from conftest import aliases, client_for, run_cli, scaffold, stage_json
 
 from mlci.config import load_project
-
-
-def stage_json(project: Path, stage: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((project / ".mlci" / "out" / f"{stage}.json").read_text())
-    return data
-
-
-def client_for(project: Path) -> Any:
-    from mlflow.tracking import MlflowClient
-
-    store = f"sqlite:///{project / '.mlci' / 'mlflow.db'}"
-    # The registry too: an earlier in-process command leaves mlflow's registry URI set.
-    return MlflowClient(tracking_uri=store, registry_uri=store)
-
-
-def aliases(project: Path) -> dict[str, str]:
-    name = load_project(project).config.model_name
-    model = client_for(project).get_registered_model(name)
-    return {alias: str(version) for alias, version in model.aliases.items()}
 
 
 def edit_config(project: Path, old: str, new: str) -> None:

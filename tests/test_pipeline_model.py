@@ -5,25 +5,12 @@ local registry kept only by the default branch and never replaced by an older ru
 from __future__ import annotations
 
 import pytest
+from conftest import MINIMAL_CONFIG
 
 from mlci import pipeline
 from mlci.config import Config, parse_config
 
-BASE = """\
-schema: 1
-project:
-  name: churn-model
-  package: churn_model
-data:
-  train: data/train.csv
-  holdout: data/holdout.csv
-  target: label
-train:
-  entrypoint: churn_model.train:train
-register:
-  gates:
-    - roc_auc >= 0.9
-"""
+BASE = MINIMAL_CONFIG
 VARIANTS = {
     "local": "ci:\n  retrain_cron: '0 3 * * 1'\n",
     "tracking-server": "tracking:\n  uri: https://mlflow.example.com\nci:\n  retrain_cron: '0 3 * * 1'\n",

@@ -215,3 +215,28 @@ def test_pytest_exit_in_a_test_is_a_failure_not_an_interruption(
     assert "database fixture unavailable" in err
     record = json.loads((project / ".mlci" / "out" / "test.json").read_text())
     assert (record["status"], record["exit_code"]) == ("failed", 1)
+
+
+def test_a_hook_that_only_changes_line_endings_is_restored_byte_for_byte(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With `text=auto`, git's filters normalise CRLF to LF when hashing, so a CRLF file and
+    # its LF rewrite look the same: the check must compare the bytes on disk.
+    import subprocess
+    import sys
+
+    project = _hooked_project(tmp_path, monkeypatch)
+    (project / ".gitattributes").write_text("*.txt text=auto\n")
+    notes = project / "notes.txt"
+    notes.write_bytes(b"first\r\nsecond\r\n")
+    hooks = project / ".pre-commit-config.yaml"
+    rewrite = "import pathlib; p = pathlib.Path('notes.txt'); p.write_bytes(p.read_bytes().replace(b'\\r\\n', b'\\n'))"
+    hooks.write_text(
+        hooks.read_text()
+        + f"      - id: to-lf\n        name: to LF\n        entry: {sys.executable} -c \"{rewrite}\"\n"
+        "        language: system\n        pass_filenames: false\n        always_run: true\n"
+    )
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    assert run_cli("lint", "-C", str(project)) == 1  # the hook failed by changing a file
+    assert notes.read_bytes() == b"first\r\nsecond\r\n"
+    assert "notes.txt: a pre-commit hook would change it; restored" in capsys.readouterr().out

@@ -110,7 +110,16 @@ def _tracked_blobs(project: Project, write: bool) -> dict[str, str | None]:
     present = [p for p in paths if (project.root / p).is_file() and not (project.root / p).is_symlink()]
     blobs: dict[str, str | None] = dict.fromkeys(paths)
     if present:
-        hashed = _git(project, "hash-object", *(["-w"] if write else []), "--stdin-paths", stdin="\n".join(present))
+        # --no-filters: the bytes on disk, not what autocrlf or .gitattributes would commit, so a
+        # hook that only changed line endings is seen and the restore is exact.
+        hashed = _git(
+            project,
+            "hash-object",
+            *(["-w"] if write else []),
+            "--no-filters",
+            "--stdin-paths",
+            stdin="\n".join(present),
+        )
         blobs.update(zip(present, hashed.split(), strict=True))
     return blobs
 
@@ -120,6 +129,20 @@ def untracked_files(project: Project) -> list[str]:
     return [p for p in _git(project, "ls-files", "--others", "--exclude-standard", "-z").split("\0") if p]
 
 
+def _restore(project: Project, before: dict[str, str | None]) -> list[str]:
+    """Put back, byte for byte, every tracked file whose content differs from its stored blob."""
+    after = _tracked_blobs(project, write=False)
+    restored = []
+    for path, blob in before.items():
+        if blob is not None and after.get(path) != blob:
+            content = subprocess.run(
+                ["git", "cat-file", "blob", blob], cwd=project.root, capture_output=True, check=True
+            ).stdout
+            (project.root / path).write_bytes(content)
+            restored.append(path)
+    return restored
+
+
 def run_pre_commit(project: Project, *, fix: bool = False) -> dict[str, Any]:
     """`pre-commit run --all-files`. A check must never edit the tree, yet the hooks may
     (`ruff check --fix`, `ruff format`): the tracked files are stored as git blobs first and
@@ -127,24 +150,19 @@ def run_pre_commit(project: Project, *, fix: bool = False) -> dict[str, Any]:
     edits are kept."""
     before = {} if fix else _tracked_blobs(project, write=True)
     console.say("pre-commit run --all-files" + (" (fixing)" if fix else ""))
-    code, output = console.run_tool(
-        [sys.executable, "-m", "pre_commit", "run", "--all-files", "--show-diff-on-failure", "--color=never"],
-        cwd=project.root,
-        env=tool_env(project),
-    )
+    restored: list[str] = []
+    try:
+        code, output = console.run_tool(
+            [sys.executable, "-m", "pre_commit", "run", "--all-files", "--show-diff-on-failure", "--color=never"],
+            cwd=project.root,
+            env=tool_env(project),
+        )
+    finally:
+        # Also when interrupted (Ctrl-C, SIGTERM) half-way through the hooks.
+        if not fix:
+            restored = _restore(project, before)
     if code != 0 and console.quiet():
         console.dump(output)
-    restored: list[str] = []
-    if not fix:
-        after = _tracked_blobs(project, write=False)
-        for path, blob in before.items():
-            if blob is not None and after.get(path) != blob:
-                (project.root / path).write_bytes(
-                    subprocess.run(
-                        ["git", "cat-file", "blob", blob], cwd=project.root, capture_output=True, check=True
-                    ).stdout
-                )
-                restored.append(path)
     for path in restored:
         console.say(f"{path}: a pre-commit hook would change it; restored (run 'mlci lint --fix' to apply)")
     untracked = untracked_files(project)
@@ -156,7 +174,9 @@ def run_pre_commit(project: Project, *, fix: bool = False) -> dict[str, Any]:
         )
     return {
         "ran": True,
-        "passed": code == 0,
+        # A hook that changed a file failed the check, even where pre-commit did not see it
+        # (git's own filters hide a change of line endings from it).
+        "passed": code == 0 and not restored,
         "would_change": restored,
         "untracked_not_checked": untracked[:MAX_LISTED],
     }

@@ -232,8 +232,7 @@ def test_a_hook_that_only_changes_line_endings_is_restored_byte_for_byte(
     hooks = project / ".pre-commit-config.yaml"
     rewrite = "import pathlib; p = pathlib.Path('notes.txt'); p.write_bytes(p.read_bytes().replace(b'\\r\\n', b'\\n'))"
     hooks.write_text(
-        hooks.read_text()
-        + f"      - id: to-lf\n        name: to LF\n        entry: {sys.executable} -c \"{rewrite}\"\n"
+        hooks.read_text() + f'      - id: to-lf\n        name: to LF\n        entry: {sys.executable} -c "{rewrite}"\n'
         "        language: system\n        pass_filenames: false\n        always_run: true\n"
     )
     subprocess.run(["git", "add", "-A"], cwd=project, check=True)

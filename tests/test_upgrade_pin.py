@@ -260,3 +260,24 @@ def test_render_warns_when_a_newer_mlci_renders_past_a_detected_pin(
     capsys.readouterr()
     assert run_cli("render", "-C", str(chosen.root)) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_an_index_pin_moved_by_an_mlci_not_from_an_index_says_what_ci_needs() -> None:
+    from mlci.install_source import index_source
+    from mlci.upgrade.pin import plan_pin
+
+    answers = {"mlci_install": "mlci==0.1.0", "mlci_install_detected": True, "mlci_version": "0.1.0"}
+
+    def plan(from_index: bool) -> tuple[str | None, list[str]]:
+        decided = plan_pin(
+            answers, "0.1.0", "mlci==0.1.0", "vendored", "0.2.0", lambda: index_source("0.2.0"), lambda: from_index
+        )
+        return decided.new, decided.notes
+
+    assert plan(True) == ("mlci==0.2.0", [])
+    new, notes = plan(False)  # e.g. a git checkout of mlci 0.2.0 that no index serves yet
+    assert new == "mlci==0.2.0"
+    assert notes == [
+        "ci.mlci_install moves to mlci==0.2.0, but the mlci running this upgrade was not installed from a "
+        "package index: make sure mlci==0.2.0 is on yours, or set ci.mlci_install to a source CI can reach"
+    ]

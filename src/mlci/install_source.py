@@ -112,6 +112,16 @@ def detect(
     return index_source(version, f"mlci was installed from {url}, which CI may not reach")
 
 
+def installed_from_index() -> bool:
+    """Whether the running mlci came from a package index (PEP 610: no direct_url.json)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        return distribution("mlci").read_text("direct_url.json") is None
+    except PackageNotFoundError:  # imported from a source tree without being installed
+        return False
+
+
 def installed_source() -> InstallSource:
     """The install source for the mlci running now."""
     from importlib.metadata import PackageNotFoundError, distribution

@@ -31,7 +31,7 @@ from typing import Any
 from mlci import __version__
 from mlci.config import CONFIG_FILE, SCHEMA_VERSION, CISection, project_from_text
 from mlci.errors import ConfigError, UsageError
-from mlci.install_source import installed_source
+from mlci.install_source import installed_from_index, installed_source
 from mlci.templates import is_managed
 from mlci.upgrade import migrations, pin
 from mlci.upgrade.manifest import MANIFEST_PATH, Manifest, load_manifest, sha256
@@ -120,7 +120,15 @@ def _follow_pin(
     if pin.DETECTED_KEY not in recorded and manifest.mlci_version != __version__:
         # A manifest from before the key: record what the old rule decided while its version still says it.
         answers[pin.DETECTED_KEY] = pin.was_detected(recorded, manifest.mlci_version)
-    decided = pin.plan_pin(recorded, manifest.mlci_version, ci.mlci_install, ci.actions, __version__, installed_source)
+    decided = pin.plan_pin(
+        recorded,
+        manifest.mlci_version,
+        ci.mlci_install,
+        ci.actions,
+        __version__,
+        installed_source,
+        installed_from_index,
+    )
     plan.notes.extend(decided.notes)
     if decided.new is None:
         return text, ""

@@ -55,6 +55,7 @@ def plan_pin(
     actions: str,
     running_version: str,
     detect: Callable[[], InstallSource],
+    installed_from_index: Callable[[], bool] = lambda: True,
 ) -> PinPlan:
     """Where ci.mlci_install (`current`) goes when mlci `running_version` upgrades the project.
 
@@ -74,6 +75,12 @@ def plan_pin(
         return plan
     if _INDEX_PIN.fullmatch(current):
         new = f"mlci=={running_version}"
+        if new != current and not installed_from_index():
+            # Reading direct_url.json spawns nothing; say what CI will need instead of guessing.
+            plan.notes.append(
+                f"ci.mlci_install moves to {new}, but the mlci running this upgrade was not installed from a "
+                f"package index: make sure {new} is on yours, or set ci.mlci_install to a source CI can reach"
+            )
     else:
         source = detect()
         if source.warning:

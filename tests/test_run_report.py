@@ -137,3 +137,14 @@ def test_closed_pipe_exits_quietly() -> None:
         f"{sys.executable} -m mlci data schema | head -n 1", shell=True, capture_output=True, text=True, check=False
     )
     assert done.stdout == "{\n" and done.stderr == ""
+
+
+def test_json_answers_in_json_when_the_command_fails_before_any_stage_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "mlci.yaml").write_text("schema: 1\nproject: [\n")  # not YAML: fails while loading
+    assert run_cli("data-test", "--json", "-C", str(tmp_path)) == 2
+    captured = capsys.readouterr()
+    payload = json.loads(captured.out)  # stdout is still nothing but JSON
+    assert (payload["stage"], payload["status"], payload["exit_code"]) == ("data-test", "error", 2)
+    assert "invalid YAML" in payload["summary"] and "mlci: error: " in captured.err

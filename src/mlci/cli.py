@@ -365,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
     )
     code = EXIT_INFRA
+    failure = ""  # the one line an error printed, for --json when no stage record was made
     try:
         with _stdout_for(recorded, as_json):
             handler = getattr(importlib.import_module(module_name), function_name)
@@ -372,22 +373,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         if recorded and console.quiet() and not as_json and console.result():
             console.final(str(console.result().get("summary", "")))  # type: ignore[union-attr]
     except MlciError as exc:
+        failure = exc.message
         console.error(f"mlci: error: {exc.message}")
         code = exc.exit_code
     except KeyboardInterrupt:
+        failure = "interrupted"
         console.error("mlci: interrupted")
         code = EXIT_INTERRUPTED
     except BrokenPipeError:
         return _reader_went_away()
     except Exception as exc:  # a bug or an unexpected failure below us: one line, exit 3
+        failure = unexpected(exc).removeprefix("mlci: error: ")
         console.error(unexpected(exc))
         code = EXIT_INFRA
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     try:
-        if as_json and recorded and console.result() is not None:
-            print(json.dumps(console.result(), indent=2, sort_keys=True, default=str))
+        if as_json and recorded:
+            # Failing before any stage record (bad mlci.yaml, the project lock taken) still
+            # answers in JSON, so a script reading stdout never gets nothing.
+            payload = console.result()
+            if payload is None and code != 0:
+                payload = {
+                    "stage": args.command,
+                    "status": "interrupted" if code == EXIT_INTERRUPTED else "failed" if code == 1 else "error",
+                    "exit_code": code,
+                    "summary": failure,
+                }
+            if payload is not None:
+                print(json.dumps(payload, indent=2, sort_keys=True, default=str))
         sys.stdout.flush()
     except BrokenPipeError:
         return _reader_went_away()

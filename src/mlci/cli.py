@@ -383,8 +383,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return _reader_went_away()
     except Exception as exc:  # a bug or an unexpected failure below us: one line, exit 3
-        failure = unexpected(exc).removeprefix("mlci: error: ")
-        console.error(unexpected(exc))
+        line = unexpected(exc)
+        failure = line.removeprefix("mlci: error: ")
+        console.error(line)
         code = EXIT_INFRA
     finally:
         if previous is not None:

@@ -26,7 +26,7 @@ from mlci.registry import (
     require_gated,
     verified_tag,
 )
-from mlci.stages._result import StageResult, execute, load_project_for
+from mlci.stages._result import StageResult, load_project_for, stage_command
 from mlci.targets import local
 
 
@@ -166,25 +166,13 @@ def format_status(status: dict[str, Any]) -> str:
 
 
 def promote_main(args: argparse.Namespace) -> int:
-    from mlci.lock import project_lock
-
-    project = load_project_for(args)
-    with project_lock(project, "promote"):
-        result = execute(
-            "promote", project, lambda: run_promote(project, args.env, args.model_version, args.tracking_uri)
-        )
-    print(result.summary)
-    return 0
+    return stage_command(
+        "promote", args, lambda project: run_promote(project, args.env, args.model_version, args.tracking_uri)
+    )
 
 
 def rollback_main(args: argparse.Namespace) -> int:
-    from mlci.lock import project_lock
-
-    project = load_project_for(args)
-    with project_lock(project, "rollback"):
-        result = execute("rollback", project, lambda: run_rollback(project, args.env, args.tracking_uri))
-    print(result.summary)
-    return 0
+    return stage_command("rollback", args, lambda project: run_rollback(project, args.env, args.tracking_uri))
 
 
 def status_main(args: argparse.Namespace) -> int:

@@ -132,6 +132,18 @@ def write_json(path: Path, payload: Mapping[str, Any]) -> None:
     _write_json(path, payload)
 
 
+def stage_command(stage: str, args: Any, work: Callable[[Project], StageResult]) -> int:
+    """The whole of a stage command: find the project, hold its lock (it shares the registry
+    and .mlci/out with any other mlci there), run and record the stage, print its summary."""
+    from mlci.lock import project_lock
+
+    project = load_project_for(args)
+    with project_lock(project, stage):
+        result = execute(stage, project, lambda: work(project))
+    print(result.summary)
+    return 0
+
+
 def load_project_for(args: Any) -> Project:
     """The project a stage command works on: -C DIR, else the nearest mlci.yaml upwards."""
     from mlci.config import load_project

@@ -15,7 +15,7 @@ from mlci.contracts.compiler import CheckResult, show
 from mlci.contracts.format import CONFIG_DATASETS, Contract, Dataset, load_contract
 from mlci.contracts.runner import Report, guess_format, run_contract
 from mlci.errors import CheckFailed
-from mlci.stages._result import StageResult, execute, load_project_for
+from mlci.stages._result import StageResult, stage_command
 
 JUNIT_FILE = "data-test.xml"
 # Characters XML 1.0 forbids (C0 controls but tab/newline/return, surrogates, U+FFFE/U+FFFF).
@@ -310,15 +310,8 @@ def write_junit(runs: list[tuple[Target, Report]], contract: Contract, path: Pat
 
 
 def main(args: argparse.Namespace) -> int:
-    from mlci.lock import project_lock
-
-    project = load_project_for(args)
-    # Locked like the registry commands: .mlci/out (data-test.xml) is shared with 'mlci run'.
-    with project_lock(project, "data-test"):
-        result = execute(
-            "data-test",
-            project,
-            lambda: run_data_test(project, args.engine, args.contract, getattr(args, "source", None)),
-        )
-    print(result.summary)
-    return 0
+    return stage_command(
+        "data-test",
+        args,
+        lambda project: run_data_test(project, args.engine, args.contract, getattr(args, "source", None)),
+    )

@@ -29,7 +29,7 @@ from mlci.registry import (
     set_aliases,
     verified_tag,
 )
-from mlci.stages._result import StageResult, execute, load_project_for
+from mlci.stages._result import StageResult, stage_command
 from mlci.targets import local
 
 
@@ -200,14 +200,8 @@ def run_deploy(
 
 
 def main(args: argparse.Namespace) -> int:
-    from mlci.lock import project_lock
-
-    project = load_project_for(args)
-    with project_lock(project, "deploy"):
-        result = execute(
-            "deploy",
-            project,
-            lambda: run_deploy(project, args.target, args.tracking_uri, args.env, args.model_version),
-        )
-    print(result.summary)
-    return 0
+    return stage_command(
+        "deploy",
+        args,
+        lambda project: run_deploy(project, args.target, args.tracking_uri, args.env, args.model_version),
+    )

@@ -12,7 +12,7 @@ from typing import Any
 from mlci import ci_env, console
 from mlci.config import Project
 from mlci.errors import CheckFailed, UsageError
-from mlci.stages._result import StageResult, execute, load_project_for, tool_env
+from mlci.stages._result import StageResult, stage_command, tool_env
 
 RUFF = [sys.executable, "-m", "ruff"]
 MAX_LISTED = 200  # findings kept in the JSON result; the count is always exact
@@ -252,11 +252,4 @@ def run_lint(project: Project, fix: bool = False) -> StageResult:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mlci.lock import project_lock
-
-    project = load_project_for(args)
-    # Locked like the registry commands: .mlci/out is shared with a running 'mlci run'.
-    with project_lock(project, "lint"):
-        result = execute("lint", project, lambda: run_lint(project, fix=bool(getattr(args, "fix", False))))
-    print(result.summary)
-    return 0
+    return stage_command("lint", args, lambda project: run_lint(project, fix=bool(getattr(args, "fix", False))))

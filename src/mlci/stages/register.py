@@ -22,7 +22,7 @@ from mlci.config import ENVIRONMENTS, LOWER_IS_BETTER, Project
 from mlci.errors import CheckFailed, UsageError
 from mlci.metrics import better_or_equal, evaluate
 from mlci.registry import CHALLENGER, CHAMPION, alias_version, normalise_version
-from mlci.stages._result import StageResult, execute, load_project_for, read_result
+from mlci.stages._result import StageResult, read_result, stage_command
 from mlci.stages.train import read_split
 from mlci.targets import local
 
@@ -261,10 +261,4 @@ def _fmt(value: float | None) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mlci.lock import project_lock
-
-    project = load_project_for(args)
-    with project_lock(project, "register"):
-        result = execute("register", project, lambda: run_register(project, args.run_id, args.tracking_uri))
-    print(result.summary)
-    return 0
+    return stage_command("register", args, lambda project: run_register(project, args.run_id, args.tracking_uri))

@@ -20,7 +20,7 @@ from mlci import __version__, ci_env
 from mlci.config import Project
 from mlci.errors import CheckFailed, ConfigError, UsageError
 from mlci.metrics import evaluate
-from mlci.stages._result import StageResult, execute, load_project_for
+from mlci.stages._result import StageResult, stage_command
 from mlci.targets import local
 
 
@@ -291,10 +291,4 @@ def run_train(project: Project, tracking_override: str | None = None) -> StageRe
 
 
 def main(args: argparse.Namespace) -> int:
-    from mlci.lock import project_lock
-
-    project = load_project_for(args)
-    with project_lock(project, "train"):
-        result = execute("train", project, lambda: run_train(project, args.tracking_uri))
-    print(result.summary)
-    return 0
+    return stage_command("train", args, lambda project: run_train(project, args.tracking_uri))

@@ -13,7 +13,7 @@ from typing import Any
 from mlci import ci_env, console
 from mlci.config import Project
 from mlci.errors import CheckFailed, InfraError, UsageError
-from mlci.stages._result import StageResult, execute, load_project_for, tool_env
+from mlci.stages._result import StageResult, stage_command, tool_env
 
 
 def parse_junit(path: Path) -> dict[str, Any]:
@@ -175,11 +175,4 @@ def run_tests(project: Project) -> StageResult:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mlci.lock import project_lock
-
-    project = load_project_for(args)
-    # Locked like the registry commands: .mlci/out (junit.xml, coverage) is shared with 'mlci run'.
-    with project_lock(project, "test"):
-        result = execute("test", project, lambda: run_tests(project))
-    print(result.summary)
-    return 0
+    return stage_command("test", args, lambda project: run_tests(project))

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mlci.config import Config
+from mlci.config import ENVIRONMENTS, Config
 
 TriggerKind = Literal["pull_request", "push", "manual", "schedule"]
 Credential = Literal["databricks", "mlflow"]
@@ -157,8 +157,8 @@ def _deploy_job(env: str, after: str, carry: bool, credentials: tuple[Credential
         f"Deploy to {env}",
         ("mlci", "deploy", "--env", env),
         needs=(after,),
-        # Staging deploys the version this run's register answered; production exactly the
-        # version this run's staging serves and verified (mlci deploy refuses any other).
+        # The first environment deploys the version this run's register answered; each later
+        # one exactly the version the one before it serves and verified (mlci deploy refuses others).
         inputs_from=(Handover("version", after, "model-version"),),
         environment=env,
         credentials=credentials,
@@ -228,9 +228,17 @@ def build(config: Config) -> tuple[Pipeline, ...]:
             saves_registry=carry,
             timeout_minutes=30,
         ),
-        _deploy_job("staging", after="register", carry=carry, credentials=credentials, last=False, branch=branch),
-        _deploy_job(
-            "production", after="deploy-staging", carry=carry, credentials=credentials, last=True, branch=branch
+        # One deploy job per environment of the promotion chain, each after the one before.
+        *(
+            _deploy_job(
+                env,
+                after="register" if index == 0 else f"deploy-{ENVIRONMENTS[index - 1]}",
+                carry=carry,
+                credentials=credentials,
+                last=index == len(ENVIRONMENTS) - 1,
+                branch=branch,
+            )
+            for index, env in enumerate(ENVIRONMENTS)
         ),
     )
     registry_branch = branch if carry else None

@@ -697,7 +697,7 @@ def test_manifest_missing_a_key_is_bad_input(proj: Project, capsys: pytest.Captu
     del data["answers"]
     path.write_text(_json.dumps(data))
     assert proj.upgrade() == 2
-    assert "'answers' is missing or not a dict; restore the manifest from git" in capsys.readouterr().err
+    assert "manifest.json: answers is missing; restore .mlci/manifest.json from git" in capsys.readouterr().err
 
 
 def test_require_clean_in_a_project_inside_a_monorepo(tmp_path: Path, tpl: Templates) -> None:

@@ -560,7 +560,7 @@ def test_merge_unit_rules() -> None:
     clash = merge(base, "a\nX\nc\nd\ne\n", "a\nY\nc\nd\ne\n", "old", "new")
     assert clash.conflicts == 1
     assert clash.text == "a\n<<<<<<< ours (your edit)\nX\n||||||| base (old)\nb\n=======\nY\n>>>>>>> new\nc\nd\ne\n"
-    assert has_conflict_markers(clash.text) and not has_conflict_markers("a\n=======\nb\n")
+    assert has_conflict_markers(clash.text) and not has_conflict_markers("a\n======== b\n# =======\n")
 
 
 def test_text_style_round_trip() -> None:

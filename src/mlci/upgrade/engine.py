@@ -35,7 +35,7 @@ from mlci.install_source import installed_from_index, installed_source
 from mlci.templates import is_managed
 from mlci.upgrade import migrations, pin
 from mlci.upgrade.manifest import MANIFEST_PATH, Manifest, load_manifest, sha256
-from mlci.upgrade.merge import TextStyle, has_conflict_markers, merge, normalise
+from mlci.upgrade.merge import TextStyle, conflict_marker, merge, normalise
 from mlci.upgrade.paths import check_confined
 
 JOURNAL = "journal.json"
@@ -240,9 +240,18 @@ def plan_upgrade(root: Path) -> Plan:
             continue
 
         if pending.get("theirs") is not None:
-            if has_conflict_markers(ours):
+            marker = conflict_marker(ours)
+            if marker is not None:
+                line, text = marker
                 plan.changes.append(
-                    FileChange(path, CONFLICT, ours_bytes, None, "conflict markers from the last upgrade remain")
+                    FileChange(
+                        path,
+                        CONFLICT,
+                        ours_bytes,
+                        None,
+                        f"conflict marker {text!r} from the last upgrade left at line {line}; "
+                        "finish resolving it and run 'mlci upgrade' again",
+                    )
                 )
                 new.managed[path] = recorded
                 new.pending[path] = pending

@@ -1,15 +1,16 @@
-"""Answers to `mlci new` cannot inject YAML or TOML, and hostile names are refused.
-Everything here runs in-process on small inputs (issue 9: 2, 14)."""
+"""Answers to `mlci new` cannot inject YAML or TOML, hostile names are refused, and --force never
+writes through a symlink. Everything here runs in-process on small inputs (issue 9: 2, 4, 14)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import scaffold
+from conftest import run_cli, scaffold
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -216,3 +217,82 @@ def test_windows_reserved_names_match_any_case_and_extension() -> None:
 
     assert all(is_windows_reserved(name) for name in ("con", "CON", "Nul.txt", "aux.tar.gz", "com9", "lpt1 .md"))
     assert not any(is_windows_reserved(name) for name in ("console", "com10", "lpt0", "null", "con-model", "auxiliary"))
+
+
+# ---------------------------------------------------------------- 4. --force and symlinks
+
+
+@pytest.fixture
+def existing(tmp_path: Path) -> Path:
+    """An existing, non-empty project directory (what --force writes into) and a directory beside it."""
+    project = tmp_path / "out" / "link-model"
+    project.mkdir(parents=True)
+    (project / "notes.txt").write_text("mine\n")
+    (tmp_path / "elsewhere").mkdir()
+    return project
+
+
+def contents(root: Path) -> dict[str, bytes | str]:
+    return {
+        p.relative_to(root).as_posix(): (os.readlink(p) if p.is_symlink() else p.read_bytes() if p.is_file() else "/")
+        for p in root.rglob("*")
+    }
+
+
+@pytest.mark.parametrize(
+    ("link", "points_to", "written", "kind"),
+    [
+        (".github", "../../elsewhere", ".github/workflows/ci.yml", "directory"),
+        ("src", "tests", "src/link_model/__init__.py", "directory"),  # inside the project: files would alias
+        ("README.md", "../../elsewhere/readme.md", "README.md", "file"),  # dangling, outside
+        ("mlci.yaml", "notes.txt", "mlci.yaml", "file"),
+    ],
+    ids=["dir-outside", "dir-inside", "file-outside", "file-inside"],
+)
+def test_force_never_writes_through_a_symlink(
+    existing: Path, capsys: pytest.CaptureFixture[str], link: str, points_to: str, written: str, kind: str
+) -> None:
+    (existing / link).symlink_to(points_to)
+    before, beside = contents(existing), contents(existing.parents[1])
+    assert scaffold("link-model", existing.parent, "--force", "--overwrite", "mlci.yaml") == 2
+    resolved = (existing / link).resolve()
+    where = "inside" if resolved.is_relative_to(existing.resolve()) else "outside"
+    assert capsys.readouterr().err == (
+        f"mlci: error: refusing to write {written}: {link} is a symlink to {resolved}, {where} {existing}, "
+        f"and mlci new never writes through a symlink; replace the link with a real {kind} or choose another "
+        "--output-dir\n"
+    )
+    assert contents(existing) == before and contents(existing.parents[1]) == beside  # nothing written anywhere
+
+
+def test_force_refuses_a_file_where_a_directory_belongs(existing: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (existing / ".github").write_text("not a directory\n")
+    before = contents(existing)
+    assert scaffold("link-model", existing.parent, "--force") == 2
+    assert capsys.readouterr().err == (
+        "mlci: error: refusing to write .github/workflows/ci.yml: .github is a file, where "
+        "mlci new writes a directory; move it away or choose another --output-dir\n"
+    )
+    assert contents(existing) == before
+
+
+def test_the_writer_itself_never_follows_a_symlink(existing: Path, tmp_path: Path) -> None:
+    """A link that appears after the check (a race) still cannot steer the write out of the project."""
+    from mlci.commands.new import _NO_FOLLOW, replace_no_follow
+
+    if not _NO_FOLLOW:
+        pytest.skip("no O_NOFOLLOW/dir_fd on this platform: the up-front check is the guard")
+    (existing / ".github").symlink_to(tmp_path / "elsewhere")
+    staged = tmp_path / "ci.yml"
+    staged.write_text("on: push\n")
+    with pytest.raises(UsageError, match=r"^refusing to write \.github/workflows/ci\.yml: \.github changed into a"):
+        replace_no_follow(staged, existing, ".github/workflows/ci.yml")
+    assert list((tmp_path / "elsewhere").iterdir()) == [] and staged.is_file()
+    replace_no_follow(staged, existing, "sub/dir/ci.yml")  # real directories are made and written into
+    assert (existing / "sub" / "dir" / "ci.yml").read_text() == "on: push\n"
+
+
+def test_force_writes_beside_unrelated_symlinks(existing: Path) -> None:
+    (existing / "shared").symlink_to("../../elsewhere")  # not on the way to any file mlci writes
+    assert run_cli("new", "link-model", "--defaults", "--no-git", "--force", "--output-dir", str(existing.parent)) == 0
+    assert (existing / "mlci.yaml").is_file() and list((existing.parents[1] / "elsewhere").iterdir()) == []

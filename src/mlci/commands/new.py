@@ -183,29 +183,19 @@ def plan_existing(target: Path, files: Mapping[str, bytes], overwrite: frozenset
     """Of `files`, those to write into the existing directory `target`: missing ones, and the
     differing ones named in `overwrite`. Identical files are left alone.
 
-    Everything is checked before anything is written: a path that would leave `target` through
-    a symlink, and every existing file whose content differs (unless named in `overwrite`),
-    refuse the whole scaffold with the list (exit 2).
+    Everything is checked before anything is written: a symlink (or a file where a directory
+    belongs) on the way to any path mlci would write, and every existing file whose content
+    differs (unless named in `overwrite`), refuse the whole scaffold (exit 2).
     """
     unknown = sorted(overwrite - set(files))
     if unknown:
         raise UsageError(f"--overwrite {unknown[0]}: mlci new does not write that file; name a file of the project")
-    root = target.resolve()
     to_write: dict[str, bytes] = {}
     differing: list[str] = []
     for relative, data in files.items():
+        check_no_symlink(target, relative)
         destination = target / relative
-        resolved = destination.resolve()
-        if not resolved.is_relative_to(root):
-            link = next(
-                (parent for parent in (destination, *destination.parents) if parent.is_symlink()),
-                destination,
-            )
-            raise UsageError(
-                f"refusing to write {relative}: {link.relative_to(target)} is a symlink to {resolved.parent}, "
-                f"outside {target}; remove the link or choose another --output-dir"
-            )
-        if not destination.exists() and not destination.is_symlink():
+        if not destination.exists():
             to_write[relative] = data
         elif destination.is_file() and destination.read_bytes() == data:
             continue
@@ -220,6 +210,69 @@ def plan_existing(target: Path, files: Mapping[str, bytes], overwrite: frozenset
             "nothing was written. Keep them (choose another --output-dir), or replace each with --overwrite PATH"
         )
     return to_write
+
+
+def check_no_symlink(target: Path, relative: str) -> None:
+    """Refuse (UsageError) when writing `relative` under `target` would go through a symlink.
+
+    Every component is looked at with lstat, the file itself included: a symlinked `.github`
+    (or file) would make mlci write outside the project, or over another of its own files.
+    """
+    current = target
+    parts = relative.split("/")
+    for index, part in enumerate(parts):
+        current = current / part
+        shown = "/".join(parts[: index + 1])
+        if current.is_symlink():
+            points_to = current.resolve()
+            where = "outside" if not points_to.is_relative_to(target.resolve()) else "inside"
+            raise UsageError(
+                f"refusing to write {relative}: {shown} is a symlink to {points_to}, {where} {target}, and "
+                "mlci new never writes through a symlink; replace the link with a real "
+                f"{'file' if index == len(parts) - 1 else 'directory'} or choose another --output-dir"
+            )
+        if index < len(parts) - 1 and current.exists() and not current.is_dir():
+            raise UsageError(
+                f"refusing to write {relative}: {shown} is a file, where mlci new writes a directory; "
+                "move it away or choose another --output-dir"
+            )
+
+
+# Writes that cannot follow a symlink even if one appears after the check: each directory is
+# opened relative to its parent with O_NOFOLLOW. Where the OS has no dir_fd (Windows), the
+# check above is all there is.
+_NO_FOLLOW = hasattr(os, "O_NOFOLLOW") and hasattr(os, "O_DIRECTORY") and os.open in os.supports_dir_fd
+
+
+def replace_no_follow(source: Path, target: Path, relative: str) -> None:
+    """os.replace(source, target/relative), never following a symlink below `target`."""
+    parts = relative.split("/")
+    if not _NO_FOLLOW:
+        check_no_symlink(target, relative)
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target / relative)
+        return
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    directory = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for index, part in enumerate(parts[:-1]):
+            try:
+                try:
+                    opened = os.open(part, flags, dir_fd=directory)
+                except FileNotFoundError:
+                    os.mkdir(part, dir_fd=directory)
+                    opened = os.open(part, flags, dir_fd=directory)
+            except OSError as exc:  # ELOOP/ENOTDIR: it became a symlink or a file after the check
+                shown = "/".join(parts[: index + 1])
+                raise UsageError(
+                    f"refusing to write {relative}: {shown} changed into a symlink or a file while mlci new "
+                    f"was writing ({exc.strerror}); check {target} and run mlci new again"
+                ) from exc
+            os.close(directory)
+            directory = opened
+        os.replace(source, parts[-1], dst_dir_fd=directory)  # rename replaces a link, never follows it
+    finally:
+        os.close(directory)
 
 
 def write_tree(target: Path, files: Mapping[str, bytes], force: bool) -> None:
@@ -241,9 +294,9 @@ def write_tree(target: Path, files: Mapping[str, bytes], force: bool) -> None:
         if any(target.iterdir()) and not force:  # re-checked: it may have appeared meanwhile
             raise UsageError(f"{target} is not empty; choose another name or --output-dir, or pass --force")
         for relative in files:
-            destination = target / relative
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / relative, destination)
+            check_no_symlink(target, relative)  # re-checked: nothing is written before every path passed
+        for relative in files:
+            replace_no_follow(staging / relative, target, relative)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -24,8 +24,9 @@ import jinja2
 import mlci
 
 _PATH_VAR = re.compile(r"\[\[(\w+)\]\]")
-# Files under these prefixes are owned by mlci and upgraded; everything else is seeded once
-# and belongs to the team (their model code, tests, data, README).
+# Files under these folders (a trailing '/'), and these exact files, are owned by mlci and
+# upgraded; everything else is seeded once and belongs to the team (their model code, tests,
+# data, README). Exact, not prefixes: `Jenkinsfile.local` or `databricks.yml.bak` stay the team's.
 MANAGED_PREFIXES = (
     ".github/",
     ".azure/",
@@ -220,4 +221,4 @@ def render_ci(config_text: str, answers: Mapping[str, Any], root: Path) -> dict[
 
 
 def is_managed(path: str) -> bool:
-    return path.startswith(MANAGED_PREFIXES)
+    return any(path.startswith(entry) if entry.endswith("/") else path == entry for entry in MANAGED_PREFIXES)

@@ -1,4 +1,4 @@
-"""`mlci upgrade` survives a kill at any moment.
+"""`mlci upgrade` survives a kill at any moment, and two upgrades never overlap.
 
 The kill-anywhere test forks a child that runs the real apply (or recovery) with the test
 seam MLCI_CRASH_AT_STEP=N (transaction.Disk): the child gets SIGKILL right after its Nth
@@ -15,15 +15,19 @@ import os
 import shutil
 import signal
 import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, run_cli_process
 from upgrade_kit import LOCK, PRE_COMMIT, Project, Templates, make
 
-from mlci.errors import InfraError
+from mlci.config import load_project
+from mlci.errors import InfraError, UsageError
+from mlci.lock import project_lock
 from mlci.upgrade import engine, transaction
 from mlci.upgrade.manifest import MANIFEST_PATH
 
@@ -269,6 +273,60 @@ def test_recovery_refuses_a_journal_it_did_not_write(proj_and_tpl: tuple[Project
     (work / transaction.JOURNAL).write_text('[{"target": "x", "backup": null}]')
     with pytest.raises(Exception, match="not a journal this mlci wrote; check the files with 'git status'"):
         transaction.recover(proj.root)
+
+
+# ------------------------------------------------------------------ item 7: one upgrade at a time
+
+# A real `mlci upgrade` that stops right after its first swap until its stdin closes.
+PAUSED_UPGRADE = (
+    "import sys\n"
+    "from mlci.upgrade import transaction\n"
+    "real = transaction.Disk.replace\n"
+    "def replace(disk, source, target):\n"
+    "    real(disk, source, target)\n"
+    "    if source.name.startswith('new-'):\n"
+    "        print('swapped', flush=True)\n"
+    "        sys.stdin.readline()\n"
+    "transaction.Disk.replace = replace\n"
+    "from mlci.cli import main\n"
+    "sys.exit(main(['upgrade', sys.argv[1]]))\n"
+)
+
+
+def test_a_second_upgrade_is_refused_at_once_while_one_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    proj = make(tmp_path, "busy")
+    proj.edit("mlci.yaml", 'python: "3.11"', 'python: "3.12"')
+    first = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_UPGRADE, str(proj.root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert first.stdout is not None and first.stdout.readline() == "swapped\n"
+        half_way = tree(proj.root)
+        holder = f"another mlci run is active (pid {first.pid}, started "
+        second = run_cli_process("upgrade", str(proj.root), cwd=tmp_path, timeout=60)  # a second real process
+        assert second.returncode == 2, second.stderr
+        (line,) = second.stderr.splitlines()
+        assert line.startswith(f"mlci: error: {holder}"), line
+        assert line.endswith(f", 'mlci upgrade'); wait for it to finish (lock file {proj.root / LOCK})"), line
+        capsys.readouterr()
+        for mode in ("--check", "--dry-run"):
+            assert run_cli("upgrade", mode, str(proj.root)) == 2
+            assert capsys.readouterr().err.startswith(f"mlci: error: {holder}")
+        refused = rf"another mlci run is active \(pid {first.pid}, .*'mlci upgrade'\)"
+        with pytest.raises(UsageError, match=refused), project_lock(load_project(proj.root), "train"):
+            pass  # the stages wait for it too
+        assert tree(proj.root) == half_way  # the refused runs touched nothing
+        _, err = first.communicate("\n", timeout=60)
+    finally:
+        first.kill()
+        first.wait()
+    assert first.returncode == 0, err
+    assert run_cli("upgrade", "--check", str(proj.root)) == 0
+    capsys.readouterr()
 
 
 def test_recover_names_every_file_it_cannot_put_back_in_one_error(

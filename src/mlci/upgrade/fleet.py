@@ -7,6 +7,7 @@ for `--require-clean` and for `--branch/--commit`; a clean upgrade itself spawns
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,11 +66,25 @@ def describe(change: engine.FileChange) -> str:
     return f"{change.action:<9} {change.path}{detail}"
 
 
+def _locked(root: Path, options: Options) -> AbstractContextManager[None]:
+    """The project lock (lock.py): one upgrade, and no stage, at a time in a project.
+
+    A directory without `.mlci/` is no mlci project: the upgrade refuses it without creating one.
+    """
+    from mlci.lock import root_lock
+
+    if not (root / ".mlci").is_dir():
+        return contextlib.nullcontext()
+    mode = " --check" if options.check else " --dry-run" if options.dry_run else ""
+    return root_lock(root, f"upgrade{mode}")
+
+
 def upgrade_repo(root: Path, options: Options) -> RepoResult:
     started = time.perf_counter()
     result = RepoResult(path=str(root))
     try:
-        to_commit = _upgrade_locked(root, options, result)
+        with _locked(root, options):
+            to_commit = _upgrade_locked(root, options, result)
         if to_commit is not None:
             _git_branch_commit(root, to_commit, options, result)
     except MlciError as exc:

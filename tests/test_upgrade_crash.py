@@ -23,13 +23,13 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli, run_cli_process
-from upgrade_kit import LOCK, PRE_COMMIT, Project, Templates, make
+from upgrade_kit import CI, LOCK, PRE_COMMIT, Project, Templates, make
 
 from mlci.config import load_project
 from mlci.errors import InfraError, UsageError
 from mlci.lock import project_lock
 from mlci.upgrade import engine, transaction
-from mlci.upgrade.manifest import MANIFEST_PATH
+from mlci.upgrade.manifest import MANIFEST_PATH, sha256
 
 NESTED = ".github/nested/deeper.yml"  # a new file in a new directory
 KILLED = -1
@@ -55,6 +55,10 @@ def fast_dir(tmp_path: Path) -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def hash_of(path: Path) -> str:
+    return sha256(path.read_bytes())
+
+
 def without_seeded(root: Path) -> Callable[[str, list[str]], set[str]]:
     """For copytree: leave out the team's code, tests and data (an upgrade never reads them)."""
     return lambda directory, names: {"src", "tests", "data"} & set(names) if Path(directory) == root else set()
@@ -69,6 +73,16 @@ def small_upgrade(tpl: Templates) -> None:
     )
     tpl.remove(f"scaffold/{PRE_COMMIT}")
     tpl.add(f"scaffold/{NESTED}.j2", "name: deeper\n")
+
+
+USER_LINE = b"# a line the user added after the crash\n"
+
+
+def user_edit(root: Path) -> None:
+    """The user adds a line to ci.yml as an editor saves: a new file renamed over the old one."""
+    temp = root / f"{CI}.swp"
+    temp.write_bytes((root / CI).read_bytes() + USER_LINE)
+    os.replace(temp, root / CI)
 
 
 def tree(root: Path) -> Tree:
@@ -147,12 +161,26 @@ def test_kill_at_every_step_of_apply_and_of_recovery_leaves_all_old_or_all_new(
             assert state in (all_old, all_new), f"apply killed at {n}, recovery at {m}: neither all-old nor all-new"
             outcomes.append(f"{n}/{m}:{'new' if state == all_new else 'old'}")
             shutil.rmtree(again)
+        edited = copy(crashed, f"a{n}e")
         transaction.recover(crashed)
         assert not transaction.leftovers(crashed)
         state = tree(crashed)
         assert state in (all_old, all_new), f"apply killed at step {n}: neither all-old nor all-new"
         expected = "new" if state == all_new else "old"
         assert all(o.endswith(expected) for o in outcomes if o.startswith(f"{n}/")), f"step {n}: recoveries disagree"
+        # The same crash, then the user edits ci.yml before the next run: the edit is kept, every
+        # other file ends like the recovery above, the old text (if it had been replaced) beside it.
+        swapped = (edited / CI).read_bytes() == all_new[0][CI][0]
+        user_edit(edited)
+        transaction.recover(edited)
+        kept, orig = tree(edited)[0], f"{CI}.mlci-orig"
+        assert kept.pop(CI)[0].endswith(USER_LINE), f"step {n}: the user's edit was lost"
+        if orig in kept:
+            assert kept.pop(orig)[0] == all_old[0][CI][0], f"step {n}: {orig} is not the old text"
+        else:
+            assert not swapped or expected == "new", f"step {n}: the old text of {CI} is gone"
+        assert kept == {p: v for p, v in state[0].items() if p != CI}, f"step {n}: other files differ"
+        shutil.rmtree(edited)
         if expected not in checked:  # --check reads only the bytes compared above: once per state
             checked[expected] = run_cli("upgrade", "--check", str(crashed))
         shutil.rmtree(crashed)
@@ -175,7 +203,10 @@ def kill_apply_when(root: Path, plan: engine.Plan, backed_up_swaps: int) -> list
         if not journal.exists():
             continue
         entries = json.loads(journal.read_bytes())["entries"]
-        swapped = [e for e in entries if e["backup"] and transaction._hash_of(root / e["target"]) == e["new"]]
+        now = {e["target"]: root / e["target"] for e in entries}
+        swapped = [
+            e for e in entries if e["backup"] and now[e["target"]].is_file() and e["new"] == hash_of(now[e["target"]])
+        ]
         if len(swapped) == backed_up_swaps:
             return swapped
     raise AssertionError(f"no step with {backed_up_swaps} swaps")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ from upgrade_kit import (
 
 from mlci import __version__
 from mlci.config import load_project
-from mlci.upgrade import engine, migrations
+from mlci.upgrade import migrations, transaction
 from mlci.upgrade.manifest import MANIFEST_PATH
 from mlci.upgrade.merge import TextStyle, has_conflict_markers, merge, normalise
 
@@ -420,23 +421,24 @@ def test_interruption_mid_upgrade_leaves_every_file_as_it_was(
     tpl.add("scaffold/.github/nested/deeper.yml.j2", "name: deeper\n")  # a new directory too
     tpl.replace("scaffold/.pre-commit-config.yaml", "repos:", "repos:  # v2")
     proj.snapshot()
-    real_swap = engine._swap
+    real_replace = transaction.Disk.replace
     seen: list[Path] = []
 
-    def failing_swap(source: Path, target: Path) -> None:
-        seen.append(target)
-        if len(seen) == fail_at:
-            raise OSError(28, "No space left on device")
-        real_swap(source, target)
+    def failing_swap(disk: transaction.Disk, source: Path, target: Path) -> None:
+        if ".mlci/upgrade-" not in target.as_posix():  # a swap into the project, not the journal
+            seen.append(target)
+            if len(seen) == fail_at:
+                raise OSError(28, "No space left on device")
+        real_replace(disk, source, target)
 
-    monkeypatch.setattr(engine, "_swap", failing_swap)
+    monkeypatch.setattr(transaction.Disk, "replace", failing_swap)
     assert proj.upgrade() == 3
     assert "No space left on device" in capsys.readouterr().err
     assert proj.unchanged_since_snapshot()
     assert not (proj.root / ".github/nested").exists()
     assert [p.name for p in (proj.root / ".mlci").iterdir() if p.name.startswith("upgrade-")] == []
     # Once the disk has room again, the same upgrade goes through.
-    monkeypatch.setattr(engine, "_swap", real_swap)
+    monkeypatch.setattr(transaction.Disk, "replace", real_replace)
     assert proj.upgrade() == 0 and NEW_CHECKOUT_SHA in proj.read(CI)
     proj.assert_no_user_line_lost()
 
@@ -610,52 +612,43 @@ def test_render_respects_what_upgrade_recorded(proj: Project, tpl: Templates) ->
     proj.assert_no_user_line_lost()
 
 
+# A real SIGKILL at the second swap into the project: no rollback, no clean-up, no flush.
+KILL_AFTER_FIRST_SWAP = (
+    "import os, signal, sys\n"
+    "from mlci.upgrade import transaction\n"
+    "real, calls = transaction.Disk.replace, []\n"
+    "def swap(disk, source, target):\n"
+    "    if '.mlci/upgrade-' not in target.as_posix():\n"
+    "        calls.append(target)\n"
+    "        if len(calls) == 2:\n"
+    "            os.kill(os.getpid(), signal.SIGKILL)\n"
+    "    real(disk, source, target)\n"
+    "transaction.Disk.replace = swap\n"
+    "from mlci.cli import main\n"
+    "sys.exit(main(['upgrade', sys.argv[1]]))\n"
+)
+
+
 def test_upgrade_killed_half_way_is_undone_by_the_next_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     proj = make(tmp_path, "killed")
     proj.edit("mlci.yaml", 'python: "3.11"', 'python: "3.12"')  # two workflows and the manifest change
     proj.snapshot()
-    code = (
-        "import os, sys\n"
-        "from mlci.upgrade import engine\n"
-        "real, calls = engine._swap, []\n"
-        "def swap(source, target):\n"
-        "    calls.append(target)\n"
-        "    if len(calls) == 2:\n"
-        "        os._exit(9)  # killed: no rollback, no clean-up\n"
-        "    real(source, target)\n"
-        "engine._swap = swap\n"
-        "from mlci.cli import main\n"
-        "sys.exit(main(['upgrade', sys.argv[1]]))\n"
+    done = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_FIRST_SWAP, str(proj.root)], capture_output=True, text=True, check=False
     )
-    done = subprocess.run([sys.executable, "-c", code, str(proj.root)], capture_output=True, text=True, check=False)
-    assert done.returncode == 9
+    assert done.returncode == -signal.SIGKILL
     assert not proj.unchanged_since_snapshot()  # one workflow was swapped before the kill
     copy = tmp_path / "copy"
     shutil.copytree(proj.root, copy)
-    assert engine.recover(copy) and files_of(copy) == proj.before  # every file as it was
+    assert transaction.recover(copy) and files_of(copy) == proj.before  # every file as it was
     assert proj.upgrade("--check") == 2  # refuses to judge a half-upgraded project
     assert run_cli("upgrade", "--dry-run", str(proj.root)) == 2
     capsys.readouterr()
     assert proj.upgrade() == 0
     assert "restored  .github/workflows/" in capsys.readouterr().out
     assert 'python-version: "3.12"' in proj.read(CI) and 'python-version: "3.12"' in proj.read(UPGRADE_WF)
-    assert not engine.leftovers(proj.root) and proj.upgrade("--check") == 0
+    assert not transaction.leftovers(proj.root) and proj.upgrade("--check") == 0
     proj.assert_no_user_line_lost()
-
-
-KILL_AFTER_FIRST_SWAP = (
-    "import os, sys\n"
-    "from mlci.upgrade import engine\n"
-    "real, calls = engine._swap, []\n"
-    "def swap(source, target):\n"
-    "    calls.append(target)\n"
-    "    if len(calls) == 2:\n"
-    "        os._exit(9)\n"
-    "    real(source, target)\n"
-    "engine._swap = swap\n"
-    "from mlci.cli import main\n"
-    "sys.exit(main(['upgrade', sys.argv[1]]))\n"
-)
 
 
 def test_recovery_never_overwrites_an_edit_made_after_the_crash(
@@ -666,7 +659,7 @@ def test_recovery_never_overwrites_an_edit_made_after_the_crash(
     done = subprocess.run(
         [sys.executable, "-c", KILL_AFTER_FIRST_SWAP, str(proj.root)], capture_output=True, text=True, check=False
     )
-    assert done.returncode == 9
+    assert done.returncode == -signal.SIGKILL
     swapped = next(p for p in (CI, UPGRADE_WF, ".github/workflows/cd.yml") if '"3.12"' in proj.read(p))
     before_crash = manifest_base(proj, swapped)
     proj.write(swapped, proj.read(swapped) + "# IMPORTANT user edit after the crash\n")

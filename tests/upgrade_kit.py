@@ -64,11 +64,14 @@ def git(root: Path, *args: str) -> str:
     return done.stdout
 
 
+LOCK = ".mlci/lock"  # the project lock every mlci command holds (git-ignored runtime state)
+
+
 def files_of(root: Path) -> dict[str, bytes]:
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and ".git" not in p.relative_to(root).parts
+        if p.is_file() and ".git" not in p.relative_to(root).parts and p.relative_to(root).as_posix() != LOCK
     }
 
 

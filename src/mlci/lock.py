@@ -1,6 +1,6 @@
 """One mlci at a time per project: `.mlci/lock`.
 
-`mlci run`, every stage command and promote/rollback hold it, so two runs in one project
+`mlci run`, every stage command, promote/rollback and `mlci upgrade` hold it, so two runs in one project
 cannot register or deploy each other's model, nor overwrite each other's .mlci/out results.
 The lock is an OS file lock (flock on POSIX, msvcrt on Windows), which the kernel releases
 when its process dies: a lock file left by a killed run is simply taken over. The file's
@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
@@ -23,7 +23,11 @@ from mlci.errors import UsageError
 
 
 def lock_path(project: Project) -> Path:
-    return project.root / ".mlci" / "lock"
+    return root_lock_path(project.root)
+
+
+def root_lock_path(root: Path) -> Path:
+    return root / ".mlci" / "lock"
 
 
 def _try_lock(handle: IO[str]) -> bool:
@@ -53,10 +57,15 @@ def _holder(path: Path) -> str:
         return "pid unknown"
 
 
-@contextmanager
-def project_lock(project: Project, command: str) -> Iterator[None]:
+def project_lock(project: Project, command: str) -> AbstractContextManager[None]:
     """Hold the project's lock for the block; exit 2 at once when another mlci holds it."""
-    path = lock_path(project)
+    return root_lock(project.root, command)
+
+
+@contextmanager
+def root_lock(root: Path, command: str) -> Iterator[None]:
+    """The same lock for a project root, for commands that run before mlci.yaml is read (upgrade)."""
+    path = root_lock_path(root)
     path.parent.mkdir(parents=True, exist_ok=True)
     # "a" never truncates: the holder's text stays readable until we own the lock.
     handle = path.open("a+", encoding="utf-8")

@@ -2,7 +2,8 @@
 
 Exit codes: 0 everything merged (or, with --check, nothing to do); 1 conflicts remain (or
 --check found a project behind); 2 bad input (no manifest, a downgrade, a dirty file with
---require-clean, a bad mlci.yaml); 3 a file could not be written (every file left as it was).
+--require-clean, a bad mlci.yaml, another mlci holds the project lock); 3 a file could not be
+written (every file left as it was, or the files that could not be put back are named).
 """
 
 from __future__ import annotations

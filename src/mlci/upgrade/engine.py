@@ -17,13 +17,10 @@ Rules (docs/upgrades.md):
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import json
-import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +35,6 @@ from mlci.upgrade.manifest import MANIFEST_PATH, Manifest, load_manifest, sha256
 from mlci.upgrade.merge import TextStyle, conflict_marker, merge, normalise
 from mlci.upgrade.paths import check_confined
 
-JOURNAL = "journal.json"
 # What happened to a file; the words are what the user reads.
 UPDATED = "updated"
 MERGED = "merged"
@@ -326,125 +322,6 @@ def check_clean(plan: Plan) -> None:
         raise UsageError(
             f"{plan.root}: uncommitted changes in {', '.join(dirty)}; commit or stash them first (--require-clean)"
         )
-
-
-def _swap(source: Path, target: Path) -> None:
-    """Move one staged file into place (a seam: tests make it fail to prove the rollback)."""
-    os.replace(source, target)
-
-
-def apply_plan(plan: Plan) -> None:
-    """Write every change, then the manifest; on any error every file is as it was."""
-    root = plan.root
-    ops: list[tuple[str, bytes | None]] = [(c.path, c.new) for c in plan.changes if c.writes]
-    ops += [(c.path, None) for c in plan.changes if c.deletes]
-    ops.append((MANIFEST_PATH, plan.manifest_text.encode("utf-8")))
-    work = Path(tempfile.mkdtemp(prefix="upgrade-", dir=root / ".mlci"))
-    done: list[tuple[Path, Path | None]] = []  # (target, backup or None if it did not exist)
-    made_dirs: list[Path] = []
-    try:
-        staged: list[tuple[Path, Path | None]] = []
-        for index, (path, data) in enumerate(ops):
-            target = root / path
-            if data is None:
-                staged.append((target, None))
-                continue
-            source = work / f"new-{index}"
-            source.write_bytes(data)
-            if target.exists():
-                shutil.copymode(target, source)
-            staged.append((target, source))
-        # The journal lets the next run undo an upgrade killed half-way (see recover()).
-        # Each entry also records the hash of what this run writes there (None: it deletes),
-        # so a recovery can tell the upgrade's half-done work from an edit made after the crash.
-        journal = [
-            {
-                "target": (t.relative_to(root)).as_posix(),
-                "backup": f"old-{i}" if t.exists() else None,
-                "new": sha256(ops[i][1]) if ops[i][1] is not None else None,  # type: ignore[arg-type]
-            }
-            for i, (t, _) in enumerate(staged)
-        ]
-        (work / JOURNAL).write_text(json.dumps(journal), encoding="utf-8")
-        for index, (target, staged_source) in enumerate(staged):
-            backup: Path | None = None
-            if journal[index]["backup"] is not None:
-                backup = work / f"old-{index}"
-                try:
-                    os.link(target, backup)
-                except OSError:
-                    shutil.copy2(target, backup)
-            elif staged_source is not None:
-                for parent in reversed(target.relative_to(root).parents[:-1]):
-                    directory = root / parent
-                    if not directory.exists():
-                        directory.mkdir()
-                        made_dirs.append(directory)
-            done.append((target, backup))
-            if staged_source is None:
-                target.unlink()
-            else:
-                _swap(staged_source, target)
-    except BaseException:
-        for target, backup in reversed(done):
-            if backup is not None:
-                os.replace(backup, target)
-            else:
-                target.unlink(missing_ok=True)
-        for directory in reversed(made_dirs):
-            with contextlib.suppress(OSError):
-                directory.rmdir()
-        raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def leftovers(root: Path) -> list[Path]:
-    """Work directories of upgrades that were killed before they could clean up."""
-    mlci_dir = root / ".mlci"
-    return sorted(p for p in mlci_dir.glob("upgrade-*") if p.is_dir()) if mlci_dir.is_dir() else []
-
-
-def recover(root: Path) -> list[str]:
-    """Undo an upgrade that was killed half-way; returns one line per file it touched.
-
-    A file is put back only while it is still exactly what the interrupted run left (its new
-    text, or absent where it deleted); anything changed since then is someone's edit: it stays,
-    and the pre-upgrade copy is kept beside it as `<name>.mlci-orig`.
-    """
-    notes: list[str] = []
-    for work in leftovers(root):
-        journal_file = work / JOURNAL
-        if journal_file.is_file():  # no journal: it died while staging, nothing was swapped
-            for entry in reversed(json.loads(journal_file.read_text(encoding="utf-8"))):
-                note = _recover_entry(root, work, entry)
-                if note:
-                    notes.append(note)
-        shutil.rmtree(work, ignore_errors=True)
-    return sorted(set(notes))
-
-
-def _recover_entry(root: Path, work: Path, entry: dict[str, Any]) -> str | None:
-    target = root / entry["target"]
-    current = target.read_bytes() if target.is_file() else None
-    backup = work / entry["backup"] if entry["backup"] is not None else None
-    old = backup.read_bytes() if backup is not None and backup.exists() else None
-    if current == old:
-        return None  # not swapped yet, or already back
-    left_by_upgrade = (current is None and entry.get("new") is None) or (
-        current is not None and sha256(current) == entry.get("new")
-    )
-    if not left_by_upgrade and "new" in entry:
-        if old is not None:
-            keep = target.with_name(target.name + ".mlci-orig")
-            keep.write_bytes(old)
-            return f"{entry['target']} (edited after the interrupted upgrade: kept; old copy in {keep.name})"
-        return None  # a file the user created after the crash: theirs
-    if old is not None:
-        os.replace(backup, target)  # type: ignore[arg-type]
-    else:
-        target.unlink(missing_ok=True)
-    return entry["target"]  # type: ignore[no-any-return]
 
 
 def unified_diff(change: FileChange) -> str:

@@ -7,6 +7,7 @@ for `--require-clean` and for `--branch/--commit`; a clean upgrade itself spawns
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -15,13 +16,14 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlci import __version__
 from mlci.errors import EXIT_CHECK_FAILED, EXIT_INFRA, EXIT_OK, MlciError, UsageError
-from mlci.upgrade import engine
+from mlci.upgrade import engine, transaction
 from mlci.upgrade.manifest import MANIFEST_PATH
 
 UPDATED, UP_TO_DATE, CONFLICTS, ERROR, BEHIND = "updated", "up-to-date", "conflicts", "error", "behind"
@@ -64,44 +66,27 @@ def describe(change: engine.FileChange) -> str:
     return f"{change.action:<9} {change.path}{detail}"
 
 
+def _locked(root: Path, options: Options) -> AbstractContextManager[None]:
+    """The project lock (lock.py): one upgrade, and no stage, at a time in a project.
+
+    A directory without `.mlci/` is no mlci project: the upgrade refuses it without creating one.
+    """
+    from mlci.lock import root_lock
+
+    if not (root / ".mlci").is_dir():
+        return contextlib.nullcontext()
+    mode = " --check" if options.check else " --dry-run" if options.dry_run else ""
+    return root_lock(root, f"upgrade{mode}")
+
+
 def upgrade_repo(root: Path, options: Options) -> RepoResult:
     started = time.perf_counter()
     result = RepoResult(path=str(root))
     try:
-        if engine.leftovers(root):
-            if options.check or options.dry_run:
-                raise UsageError(
-                    f"{root}: an interrupted upgrade left {engine.leftovers(root)[0].name} in .mlci/; "
-                    "run 'mlci upgrade' to restore the files it had replaced"
-                )
-            for note in engine.recover(root):
-                result.lines.append(f"restored  {note} (left half-upgraded by an interrupted run)")
-        plan = engine.plan_upgrade(root)
-        result.from_version = plan.from_version
-        for change in plan.changes:
-            result.files.setdefault(change.action, []).append(change.path)
-            result.lines.append(describe(change))
-        result.lines += [f"note      {note}" for note in plan.notes]
-        result.conflicts = [c.path for c in plan.conflicts]
-        if options.check:
-            result.status = BEHIND if plan.needed else UP_TO_DATE
-            result.exit_code = EXIT_CHECK_FAILED if plan.needed else EXIT_OK
-            if plan.needed and not plan.changes:
-                result.lines.append(f"manifest  {MANIFEST_PATH} (records mlci {plan.from_version})")
-            return result
-        if options.dry_run:
-            result.diff = "".join(engine.unified_diff(c) for c in plan.changes if c.writes or c.deletes)
-        else:
-            if options.require_clean:
-                engine.check_clean(plan)
-            if plan.needed:
-                engine.apply_plan(plan)
-        if plan.conflicts:
-            result.status, result.exit_code = CONFLICTS, EXIT_CHECK_FAILED
-        elif plan.needed:
-            result.status = UPDATED
-            if not options.dry_run and (options.branch or options.commit):
-                _git_branch_commit(root, plan, options, result)
+        with _locked(root, options):
+            to_commit = _upgrade_locked(root, options, result)
+        if to_commit is not None:
+            _git_branch_commit(root, to_commit, options, result)
     except MlciError as exc:
         result.status, result.error, result.exit_code = ERROR, exc.message, exc.exit_code
     except OSError as exc:
@@ -112,6 +97,48 @@ def upgrade_repo(root: Path, options: Options) -> RepoResult:
     finally:
         result.seconds = round(time.perf_counter() - started, 4)
     return result
+
+
+def _upgrade_locked(root: Path, options: Options, result: RepoResult) -> engine.Plan | None:
+    """Recover, plan and apply; returns the plan when it is still to be committed with git."""
+    if options.check or options.dry_run:
+        # A finished upgrade's clean-up, or a journal never committed, leaves nothing to restore.
+        interrupted = transaction.needs_recovery(root)
+        if interrupted:
+            raise UsageError(
+                f"{root}: an interrupted upgrade left {interrupted[0].name} in .mlci/; "
+                "run 'mlci upgrade' to restore the files it had replaced"
+            )
+    else:
+        for note in transaction.recover(root):
+            result.lines.append(f"restored  {note} (left half-upgraded by an interrupted run)")
+    plan = engine.plan_upgrade(root)
+    result.from_version = plan.from_version
+    for change in plan.changes:
+        result.files.setdefault(change.action, []).append(change.path)
+        result.lines.append(describe(change))
+    result.lines += [f"note      {note}" for note in plan.notes]
+    result.conflicts = [c.path for c in plan.conflicts]
+    if options.check:
+        result.status = BEHIND if plan.needed else UP_TO_DATE
+        result.exit_code = EXIT_CHECK_FAILED if plan.needed else EXIT_OK
+        if plan.needed and not plan.changes:
+            result.lines.append(f"manifest  {MANIFEST_PATH} (records mlci {plan.from_version})")
+        return None
+    if options.dry_run:
+        result.diff = "".join(engine.unified_diff(c) for c in plan.changes if c.writes or c.deletes)
+    else:
+        if options.require_clean:
+            engine.check_clean(plan)
+        if plan.needed:
+            transaction.apply_plan(plan)
+    if plan.conflicts:
+        result.status, result.exit_code = CONFLICTS, EXIT_CHECK_FAILED
+    elif plan.needed:
+        result.status = UPDATED
+        if not options.dry_run and (options.branch or options.commit):
+            return plan  # committed once the lock is released: a git hook may run mlci
+    return None
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:

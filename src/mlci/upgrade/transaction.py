@@ -1,0 +1,365 @@
+"""Apply an upgrade plan as one transaction that survives a kill at any moment.
+
+The protocol (docs/upgrades.md, "Interrupted upgrades"), in a work directory
+`.mlci/upgrade-<id>/`:
+
+1. stage: every new file is written there in full (`new-<i>`) and every file the upgrade
+   replaces or deletes is hard-linked (or copied) there as its backup (`old-<i>`);
+2. commit the journal: `journal.json` lists, per file, its backup and the hash of what it
+   held before (`old`) and of what the upgrade leaves there (`new`, null: deleted), and the
+   directories the upgrade creates. It is written to a temporary name, fsynced and renamed
+   into place: from here on, and only from here on, files may have been swapped;
+3. swap: each file is renamed into place (or deleted), its directory fsynced;
+4. finish: an empty `done` file is created and fsynced: the upgrade is complete;
+5. clean up: the journal goes first, `done` last, then the directory.
+
+A kill at any point leaves the work directory; `recover()` (the next `mlci upgrade`) reads
+its state: `done` present -> finished, only clean-up is left; no journal (or one that cannot
+be read: it was never renamed into place) -> nothing was swapped, the directory is dropped;
+a journal without `done` -> every file is put back by its hashes, never by whether a backup
+exists, so a recovery killed half-way is simply done again. A file that is neither its old
+nor its new text was edited after the crash: it stays, its old copy written beside it as
+`<name>.mlci-orig`.
+
+Every filesystem mutation goes through `Disk`, one step each, which is also the seam the
+kill-anywhere test (tests/test_upgrade_crash.py) uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import stat
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlci.errors import ConfigError, InfraError
+from mlci.upgrade.manifest import MANIFEST_PATH, sha256
+
+if TYPE_CHECKING:
+    from mlci.upgrade.engine import Plan
+
+JOURNAL = "journal.json"
+DONE = "done"
+WORK_PREFIX = "upgrade-"
+JOURNAL_FORMAT = 1
+# Test seam: with MLCI_CRASH_AT_STEP=N set, the process is killed (SIGKILL where there is
+# one) right after the Nth filesystem step of an apply_plan() or recover() call. Only the
+# kill-anywhere tests set it; nothing else reads it.
+CRASH_ENV = "MLCI_CRASH_AT_STEP"
+
+
+class Disk:
+    """Every filesystem mutation of one transaction, each a counted step, each durable.
+
+    A step is a change another process can see (create, write, rename, link, unlink,
+    mkdir, rmdir); after it the file or directory is fsynced so the change also survives a
+    power loss where the filesystem honours fsync. fsync itself is no step: a kill cannot
+    tell whether it ran.
+    """
+
+    def __init__(self) -> None:
+        raw = os.environ.get(CRASH_ENV, "")
+        self.crash_at = int(raw) if raw.isdigit() else 0
+        self.steps = 0
+
+    def _step(self) -> None:
+        self.steps += 1
+        if self.steps == self.crash_at:
+            if sys.platform != "win32":
+                os.kill(os.getpid(), signal.SIGKILL)
+            os._exit(137)  # pragma: no cover - Windows has no SIGKILL
+
+    def write(self, path: Path, data: bytes, mode: int | None = None) -> None:
+        """Create `path` (it must not exist) holding `data`, fsynced with its directory."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        try:
+            if mode is not None:
+                os.chmod(path, mode)
+            self._step()
+            if data:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                self._step()
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_dir(path.parent)
+
+    def write_atomic(self, path: Path, data: bytes) -> None:
+        """Replace `path` with `data` all at once: a reader sees the old file or the new one."""
+        temp = path.with_name(f".{path.name}.tmp")
+        self.unlink(temp, missing_ok=True)
+        self.write(temp, data)
+        self.replace(temp, path)
+
+    def replace(self, source: Path, target: Path) -> None:
+        os.replace(source, target)
+        self._step()
+        _fsync_dir(target.parent)
+        if source.parent != target.parent:
+            _fsync_dir(source.parent)
+
+    def link(self, source: Path, target: Path) -> None:
+        """`target` becomes a copy of `source`: a hard link where the filesystem has them."""
+        try:
+            os.link(source, target)
+        except OSError:
+            self.write(target, source.read_bytes(), stat.S_IMODE(source.stat().st_mode))
+            return
+        self._step()
+        _fsync_dir(target.parent)
+
+    def unlink(self, path: Path, missing_ok: bool = False) -> None:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            if missing_ok:
+                return
+            raise
+        self._step()
+        _fsync_dir(path.parent)
+
+    def mkdir(self, path: Path) -> None:
+        path.mkdir()
+        self._step()
+        _fsync_dir(path.parent)
+
+    def rmdir(self, path: Path) -> None:
+        path.rmdir()
+        self._step()
+        _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename, creation or removal in `path` durable (POSIX; Windows cannot open a directory)."""
+    if sys.platform == "win32":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file of the transaction, as the journal records it."""
+
+    target: str  # relative to the project root, POSIX
+    backup: str | None  # name of its pre-upgrade copy in the work directory (None: it did not exist)
+    old: str | None  # sha256 of what it held before (None: absent)
+    new: str | None  # sha256 of what the upgrade leaves there (None: the upgrade deletes it)
+
+
+@dataclass(frozen=True)
+class Journal:
+    entries: list[Entry]
+    dirs: list[str]  # directories the upgrade creates, parents first
+
+
+def _hash_of(path: Path) -> str | None:
+    return sha256(path.read_bytes()) if path.is_file() else None
+
+
+def apply_plan(plan: Plan) -> None:
+    """Write every change of `plan`, then the manifest, as one transaction.
+
+    On an error every file is put back before the error propagates; a file that cannot be
+    put back is named in an InfraError and the work directory stays for the next run.
+    """
+    root: Path = plan.root
+    ops: list[tuple[str, bytes | None]] = [(c.path, c.new) for c in plan.changes if c.writes]
+    ops += [(c.path, None) for c in plan.changes if c.deletes]
+    ops.append((MANIFEST_PATH, plan.manifest_text.encode("utf-8")))
+    disk = Disk()
+    work = root / ".mlci" / f"{WORK_PREFIX}{secrets.token_hex(6)}"
+    disk.mkdir(work)
+    try:
+        journal = _stage(disk, root, work, ops)
+    except BaseException:
+        _remove_work(disk, work)  # nothing was swapped yet
+        raise
+    try:
+        _swap_all(disk, root, work, journal)
+        disk.write(work / DONE, b"")  # the commit point: from here on the upgrade stands
+    except BaseException as exc:
+        _, failed = _roll_back(disk, root, work, journal)
+        if failed:
+            raise InfraError(_unrestored_message(root, work, failed, f"the upgrade failed ({exc})")) from exc
+        with contextlib.suppress(OSError):  # the files are back: a directory left is dropped next run
+            _remove_work(disk, work)
+        raise
+    with contextlib.suppress(OSError):  # finished: a directory left here is cleaned by the next run
+        _remove_work(disk, work)
+
+
+def _stage(disk: Disk, root: Path, work: Path, ops: list[tuple[str, bytes | None]]) -> Journal:
+    entries: list[Entry] = []
+    dirs: list[str] = []
+    for index, (path, data) in enumerate(ops):
+        target = root / path
+        existed = target.is_file()
+        if data is not None:
+            disk.write(work / f"new-{index}", data, stat.S_IMODE(target.stat().st_mode) if existed else None)
+        old = None
+        if existed:
+            old = _hash_of(target)
+            disk.link(target, work / f"old-{index}")
+        elif data is not None:
+            for parent in reversed(Path(path).parents[:-1]):
+                if not (root / parent).exists() and parent.as_posix() not in dirs:
+                    dirs.append(parent.as_posix())
+        new = sha256(data) if data is not None else None
+        entries.append(Entry(path, f"old-{index}" if existed else None, old, new))
+    journal = Journal(entries, dirs)
+    payload = {"format": JOURNAL_FORMAT, "entries": [asdict(e) for e in entries], "dirs": dirs}
+    disk.write_atomic(work / JOURNAL, json.dumps(payload, indent=1).encode("utf-8"))
+    return journal
+
+
+def _swap_all(disk: Disk, root: Path, work: Path, journal: Journal) -> None:
+    for index, entry in enumerate(journal.entries):
+        target = root / entry.target
+        if entry.new is None:
+            disk.unlink(target)
+            continue
+        for parent in reversed(Path(entry.target).parents[:-1]):
+            if parent.as_posix() in journal.dirs and not (root / parent).exists():
+                disk.mkdir(root / parent)
+        disk.replace(work / f"new-{index}", target)
+
+
+def _roll_back(disk: Disk, root: Path, work: Path, journal: Journal) -> tuple[list[str], list[str]]:
+    """Put every file back to its old text; returns (notes, files that could not be put back).
+
+    Idempotent: each decision is made from the file's hash now, so running it again after a
+    kill half-way only redoes what is left. One file that fails never stops the others.
+    """
+    notes: list[str] = []
+    failed: list[str] = []
+    for entry in reversed(journal.entries):
+        try:
+            note = _restore(disk, root, work, entry)
+        except (OSError, _Unrestorable) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            failed.append(f"{entry.target} ({reason})")
+            continue
+        if note:
+            notes.append(note)
+    for directory in reversed(journal.dirs):
+        with contextlib.suppress(OSError):  # absent already, or someone put a file in it: theirs
+            disk.rmdir(root / directory)
+    return notes, failed
+
+
+class _Unrestorable(Exception):
+    pass
+
+
+def _restore(disk: Disk, root: Path, work: Path, entry: Entry) -> str | None:
+    target = root / entry.target
+    current = _hash_of(target)
+    if current == entry.old:
+        return None  # never swapped, or already put back
+    backup = work / entry.backup if entry.backup is not None else None
+    backup_ok = backup is not None and _hash_of(backup) == entry.old
+    if current != entry.new:  # neither old nor what the upgrade wrote: edited after the crash
+        if backup is not None and backup_ok:
+            keep = target.with_name(target.name + ".mlci-orig")
+            disk.write_atomic(keep, backup.read_bytes())
+            return f"{entry.target} (edited after the interrupted upgrade: kept; old copy in {keep.name})"
+        return None  # a file created after the crash where there was none: theirs
+    if entry.old is None:
+        disk.unlink(target)  # added by the upgrade
+        return entry.target
+    if backup is None or not backup_ok:
+        missing = f"its backup {entry.backup} is {'changed' if backup is not None and backup.exists() else 'missing'}"
+        raise _Unrestorable(missing)
+    disk.replace(backup, target)
+    return entry.target
+
+
+def _remove_work(disk: Disk, work: Path) -> None:
+    """Delete a work directory: the journal first and `done` last, so a kill half-way leaves
+    a directory that reads as finished or as never swapped, never as half-applied."""
+    disk.unlink(work / JOURNAL, missing_ok=True)
+    for child in sorted(work.iterdir()) if work.is_dir() else []:
+        if child.name != DONE:
+            disk.unlink(child)
+    disk.unlink(work / DONE, missing_ok=True)
+    if work.is_dir():
+        disk.rmdir(work)
+
+
+def _unrestored_message(root: Path, work: Path, failed: list[str], why: str) -> str:
+    where = work.relative_to(root).as_posix()
+    return (
+        f"{root}: {why}; could not put back {len(failed)} file(s), left as the upgrade wrote them: "
+        f"{', '.join(failed)}; every other file is as it was. Fix the cause, then run 'mlci upgrade' "
+        f"to finish restoring them from {where}/ (or restore them from git and delete {where}/)"
+    )
+
+
+def leftovers(root: Path) -> list[Path]:
+    """Work directories of upgrades that were killed before they could clean up."""
+    mlci_dir = root / ".mlci"
+    return sorted(p for p in mlci_dir.glob(f"{WORK_PREFIX}*") if p.is_dir()) if mlci_dir.is_dir() else []
+
+
+def _read_journal(work: Path) -> Journal | None:
+    """The journal of an upgrade that may have swapped files; None when there is nothing to undo."""
+    if (work / DONE).exists():
+        return None  # finished: only clean-up was left
+    try:
+        payload = json.loads((work / JOURNAL).read_bytes())
+    except FileNotFoundError:
+        return None  # killed while staging
+    except (ValueError, UnicodeDecodeError):
+        # Empty or truncated: it was never renamed into place whole, so no file was swapped.
+        return None
+    where = str(work / JOURNAL)
+    if not isinstance(payload, dict) or payload.get("format") != JOURNAL_FORMAT:
+        raise ConfigError(
+            where, None, "not a journal this mlci wrote; check the files with 'git status', then delete its directory"
+        )
+    try:
+        entries = [Entry(e["target"], e["backup"], e["old"], e["new"]) for e in payload["entries"]]
+        dirs = [str(d) for d in payload["dirs"]]
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(where, None, f"malformed journal ({exc}); check the files with 'git status'") from None
+    return Journal(entries, dirs)
+
+
+def needs_recovery(root: Path) -> list[Path]:
+    """Work directories of upgrades killed after swapping files and before finishing."""
+    return [work for work in leftovers(root) if _read_journal(work) is not None]
+
+
+def recover(root: Path) -> list[str]:
+    """Finish what killed upgrades left: undo a half-applied one, clean up the rest.
+
+    Returns one line per file put back (or kept as edited). A file that cannot be put back
+    raises InfraError naming it; its work directory stays so the next run can try again.
+    """
+    disk = Disk()
+    notes: list[str] = []
+    problems: list[str] = []
+    for work in leftovers(root):
+        journal = _read_journal(work)
+        if journal is not None:
+            restored, failed = _roll_back(disk, root, work, journal)
+            notes += restored
+            if failed:
+                problems.append(_unrestored_message(root, work, failed, "an interrupted upgrade cannot be undone"))
+                continue
+        _remove_work(disk, work)
+    if problems:
+        raise InfraError("; ".join(problems))
+    return sorted(set(notes))

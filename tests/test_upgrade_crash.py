@@ -1,0 +1,378 @@
+"""`mlci upgrade` survives a kill at any moment, and two upgrades never overlap.
+
+The kill-anywhere test forks a child that runs the real apply (or recovery) with the test
+seam MLCI_CRASH_AT_STEP=N (transaction.Disk): the child gets SIGKILL right after its Nth
+filesystem mutation, with no finally block, rollback or flush. It does so for every N of a
+small upgrade, and for each N again for every step M of the recovery that follows, then
+checks the project is byte for byte all-old or all-new and that `--check` agrees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, run_cli_process
+from upgrade_kit import CI, LOCK, PRE_COMMIT, Project, Templates, make
+
+from mlci.config import load_project
+from mlci.errors import InfraError, UsageError
+from mlci.lock import project_lock
+from mlci.upgrade import engine, transaction
+from mlci.upgrade.manifest import MANIFEST_PATH, sha256
+
+NESTED = ".github/nested/deeper.yml"  # a new file in a new directory
+KILLED = -1
+Tree = tuple[dict[str, tuple[bytes, int]], frozenset[str]]
+
+
+@pytest.fixture
+def tpl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Templates]:
+    yield Templates(tmp_path / "templates", monkeypatch)
+    Templates.clear_caches()
+
+
+@pytest.fixture
+def fast_dir(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs directory where there is one: the kill test makes ~1000 trees, and fsync on a
+    real disk costs milliseconds each (fsync cannot be tested by a kill anyway)."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    path = Path(tempfile.mkdtemp(prefix="mlci-crash-", dir=shm))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def hash_of(path: Path) -> str:
+    return sha256(path.read_bytes())
+
+
+def without_seeded(root: Path) -> Callable[[str, list[str]], set[str]]:
+    """For copytree: leave out the team's code, tests and data (an upgrade never reads them)."""
+    return lambda directory, names: {"src", "tests", "data"} & set(names) if Path(directory) == root else set()
+
+
+def small_upgrade(tpl: Templates) -> None:
+    """A few writes (every workflow's timeouts), one delete, one new directory, the manifest."""
+    tpl.replace(
+        "workflow_templates/github/workflow.yml.j2",
+        "timeout-minutes: <%= job.timeout_minutes %>",
+        "timeout-minutes: <%= job.timeout_minutes + 100 %>",
+    )
+    tpl.remove(f"scaffold/{PRE_COMMIT}")
+    tpl.add(f"scaffold/{NESTED}.j2", "name: deeper\n")
+
+
+USER_LINE = b"# a line the user added after the crash\n"
+
+
+def user_edit(root: Path) -> None:
+    """The user adds a line to ci.yml as an editor saves: a new file renamed over the old one."""
+    temp = root / f"{CI}.swp"
+    temp.write_bytes((root / CI).read_bytes() + USER_LINE)
+    os.replace(temp, root / CI)
+
+
+def tree(root: Path) -> Tree:
+    """Every file (bytes and mode bits) and every directory, the lock file aside."""
+    files: dict[str, tuple[bytes, int]] = {}
+    dirs: set[str] = set()
+    for path in root.rglob("*"):
+        relative = path.relative_to(root).as_posix()
+        if path.is_dir():
+            dirs.add(relative)
+        elif relative != LOCK:
+            files[relative] = (path.read_bytes(), stat.S_IMODE(path.stat().st_mode))
+    return files, frozenset(dirs)
+
+
+def in_child(crash_at: int, action: Callable[..., object], *args: object) -> int:
+    """Run `action` in a forked child with the crash seam at step `crash_at`: KILLED, or its exit code."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 0
+        try:
+            os.environ[transaction.CRASH_ENV] = str(crash_at)
+            action(*args)
+        except BaseException:
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        assert os.WTERMSIG(status) == signal.SIGKILL
+        return KILLED
+    return os.WEXITSTATUS(status)
+
+
+def test_kill_at_every_step_of_apply_and_of_recovery_leaves_all_old_or_all_new(
+    fast_dir: Path, tpl: Templates, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pristine = make(fast_dir, "pristine").root
+    for seeded in without_seeded(pristine)(str(pristine), os.listdir(pristine)):  # ~500 copies follow
+        shutil.rmtree(pristine / seeded)
+    small_upgrade(tpl)
+    plan = engine.plan_upgrade(pristine)
+    actions = {c.path: c.action for c in plan.changes}
+    assert actions[PRE_COMMIT] == engine.REMOVED and actions[NESTED] == engine.ADDED
+    assert sum(a == engine.UPDATED for a in actions.values()) >= 2, actions
+    all_old = tree(pristine)
+    finished = fast_dir / "finished"
+    shutil.copytree(pristine, finished)
+    transaction.apply_plan(dataclasses.replace(plan, root=finished))
+    all_new = tree(finished)
+    assert all_new != all_old and NESTED in all_new[0] and ".github/nested" not in all_old[1]
+
+    def copy(source: Path, name: str) -> Path:
+        shutil.copytree(source, fast_dir / name, copy_function=shutil.copy)
+        return fast_dir / name
+
+    apply_points = recovery_points = 0
+    outcomes: list[str] = []
+    checked: dict[str, int] = {}
+    for n in range(1, 1000):
+        crashed = copy(pristine, f"a{n}")
+        ended = in_child(n, transaction.apply_plan, dataclasses.replace(plan, root=crashed))
+        if ended != KILLED:
+            assert ended == 0 and tree(crashed) == all_new  # ran to the end: every step was a kill point
+            break
+        apply_points += 1
+        for m in range(1, 1000):
+            again = copy(crashed, f"a{n}r{m}")
+            ended = in_child(m, transaction.recover, again)
+            if ended != KILLED:
+                assert ended == 0
+                shutil.rmtree(again)
+                break
+            recovery_points += 1
+            transaction.recover(again)  # the recovery after a killed recovery
+            state = tree(again)
+            assert state in (all_old, all_new), f"apply killed at {n}, recovery at {m}: neither all-old nor all-new"
+            outcomes.append(f"{n}/{m}:{'new' if state == all_new else 'old'}")
+            shutil.rmtree(again)
+        edited = copy(crashed, f"a{n}e")
+        transaction.recover(crashed)
+        assert not transaction.leftovers(crashed)
+        state = tree(crashed)
+        assert state in (all_old, all_new), f"apply killed at step {n}: neither all-old nor all-new"
+        expected = "new" if state == all_new else "old"
+        assert all(o.endswith(expected) for o in outcomes if o.startswith(f"{n}/")), f"step {n}: recoveries disagree"
+        # The same crash, then the user edits ci.yml before the next run: the edit is kept, every
+        # other file ends like the recovery above, the old text (if it had been replaced) beside it.
+        swapped = (edited / CI).read_bytes() == all_new[0][CI][0]
+        user_edit(edited)
+        transaction.recover(edited)
+        kept, orig = tree(edited)[0], f"{CI}.mlci-orig"
+        assert kept.pop(CI)[0].endswith(USER_LINE), f"step {n}: the user's edit was lost"
+        if orig in kept:
+            assert kept.pop(orig)[0] == all_old[0][CI][0], f"step {n}: {orig} is not the old text"
+        else:
+            assert not swapped or expected == "new", f"step {n}: the old text of {CI} is gone"
+        assert kept == {p: v for p, v in state[0].items() if p != CI}, f"step {n}: other files differ"
+        shutil.rmtree(edited)
+        if expected not in checked:  # --check reads only the bytes compared above: once per state
+            checked[expected] = run_cli("upgrade", "--check", str(crashed))
+        shutil.rmtree(crashed)
+    capsys.readouterr()
+    assert checked == {"old": 1, "new": 0}  # behind before, up to date after: never "interrupted"
+    # Kill points: staging, journal, each swap, the new directory, `done`, every file of the clean-up.
+    assert apply_points >= 4 * len(plan.changes), apply_points
+    assert recovery_points >= apply_points, recovery_points
+    print(f"kill points: {apply_points} in apply, {recovery_points} in the recoveries after them")
+
+
+def kill_apply_when(root: Path, plan: engine.Plan, backed_up_swaps: int) -> list[dict[str, str]]:
+    """Kill a real apply (a forked child, SIGKILL) at the first step where `backed_up_swaps`
+    files that existed before are swapped; returns those journal entries."""
+    for n in range(1, 1000):
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.copytree(plan.root, root, ignore=without_seeded(plan.root))
+        assert in_child(n, transaction.apply_plan, dataclasses.replace(plan, root=root)) == KILLED
+        journal = transaction.leftovers(root)[0] / transaction.JOURNAL
+        if not journal.exists():
+            continue
+        entries = json.loads(journal.read_bytes())["entries"]
+        now = {e["target"]: root / e["target"] for e in entries}
+        swapped = [
+            e for e in entries if e["backup"] and now[e["target"]].is_file() and e["new"] == hash_of(now[e["target"]])
+        ]
+        if len(swapped) == backed_up_swaps:
+            return swapped
+    raise AssertionError(f"no step with {backed_up_swaps} swaps")
+
+
+def test_a_missing_backup_is_never_read_as_absent(
+    tmp_path: Path, fast_dir: Path, tpl: Templates, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proj = make(tmp_path, "lost-backup")
+    small_upgrade(tpl)
+    plan = engine.plan_upgrade(proj.root)
+    crashed = fast_dir / "crashed"
+    (first,) = kill_apply_when(crashed, plan, 1)
+    work = transaction.leftovers(crashed)[0]
+    (work / first["backup"]).unlink()  # e.g. a clean-up script, or a disk error
+    swapped = (crashed / first["target"]).read_bytes()
+    assert run_cli("upgrade", str(crashed)) == 3
+    err = capsys.readouterr().err
+    assert f"could not put back 1 file(s), left as the upgrade wrote them: {first['target']} (its backup " in err
+    assert "is missing); every other file is as it was" in err and "run 'mlci upgrade'" in err
+    assert (crashed / first["target"]).read_bytes() == swapped  # kept, never deleted
+    assert transaction.leftovers(crashed) == [work]  # the journal stays for the next try
+    # Restored by hand (from git here: the pristine copy), the next run finishes the recovery and upgrades.
+    shutil.copy2(proj.root / first["target"], crashed / first["target"])
+    assert run_cli("upgrade", str(crashed)) == 0
+    assert not transaction.leftovers(crashed) and run_cli("upgrade", "--check", str(crashed)) == 0
+
+
+@pytest.mark.parametrize("journal", [b"", b'{"format": 1, "entries": [{"target": ".github/wor'])
+def test_an_empty_or_truncated_journal_means_nothing_was_swapped(
+    proj_and_tpl: tuple[Project, Templates], journal: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proj, tpl = proj_and_tpl
+    small_upgrade(tpl)
+    work = proj.root / ".mlci" / "upgrade-killed"
+    work.mkdir()
+    (work / "new-0").write_bytes(b"half")
+    (work / transaction.JOURNAL).write_bytes(journal)
+    proj.snapshot()
+    assert run_cli("upgrade", "--check", str(proj.root)) == 1  # behind, not "interrupted"
+    assert run_cli("upgrade", str(proj.root)) == 0
+    assert not work.exists() and not transaction.leftovers(proj.root)
+    assert run_cli("upgrade", "--check", str(proj.root)) == 0
+    capsys.readouterr()
+
+
+@pytest.fixture
+def proj_and_tpl(tmp_path: Path, tpl: Templates) -> tuple[Project, Templates]:
+    return make(tmp_path, "journal"), tpl
+
+
+def test_a_file_that_cannot_be_put_back_does_not_stop_the_rollback_and_is_named(
+    tmp_path: Path, tpl: Templates, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proj = make(tmp_path, "stuck")
+    small_upgrade(tpl)
+    proj.snapshot()
+    real_replace = transaction.Disk.replace
+    swaps: list[str] = []
+    stuck: list[str] = []
+
+    def replace(disk: transaction.Disk, source: Path, target: Path) -> None:
+        relative = target.relative_to(proj.root).as_posix()
+        if not relative.startswith(".mlci/upgrade-"):
+            if source.name.startswith("new-"):
+                swaps.append(relative)
+                if len(swaps) == 3:
+                    raise OSError(28, "No space left on device")
+            elif not stuck:  # putting the first file back fails too
+                stuck.append(relative)
+                raise PermissionError(13, "Permission denied")
+        real_replace(disk, source, target)
+
+    monkeypatch.setattr(transaction.Disk, "replace", replace)
+    assert proj.upgrade() == 3
+    err = capsys.readouterr().err
+    assert len(swaps) == 3 and len(stuck) == 1
+    assert "the upgrade failed ([Errno 28] No space left on device); could not put back 1 file(s)" in err
+    assert f"left as the upgrade wrote them: {stuck[0]} (Permission denied); every other file is as it was" in err
+    assert "every file was left as it was" not in err
+    before, after = proj.before, tree(proj.root)[0]
+    changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p, (None,))[0]}
+    assert {p for p in changed if not p.startswith(".mlci/upgrade-")} == {stuck[0]}  # only that one is new
+    # Once the cause is fixed, the next run puts it back and upgrades.
+    monkeypatch.setattr(transaction.Disk, "replace", real_replace)
+    assert proj.upgrade() == 0
+    assert f"restored  {stuck[0]}" in capsys.readouterr().out
+    assert not transaction.leftovers(proj.root) and run_cli("upgrade", "--check", str(proj.root)) == 0
+
+
+def test_recovery_refuses_a_journal_it_did_not_write(proj_and_tpl: tuple[Project, Templates]) -> None:
+    proj, _ = proj_and_tpl
+    work = proj.root / ".mlci" / "upgrade-old"
+    work.mkdir()
+    (work / transaction.JOURNAL).write_text('[{"target": "x", "backup": null}]')
+    with pytest.raises(Exception, match="not a journal this mlci wrote; check the files with 'git status'"):
+        transaction.recover(proj.root)
+
+
+# ------------------------------------------------------------------ item 7: one upgrade at a time
+
+# A real `mlci upgrade` that stops right after its first swap until its stdin closes.
+PAUSED_UPGRADE = (
+    "import sys\n"
+    "from mlci.upgrade import transaction\n"
+    "real = transaction.Disk.replace\n"
+    "def replace(disk, source, target):\n"
+    "    real(disk, source, target)\n"
+    "    if source.name.startswith('new-'):\n"
+    "        print('swapped', flush=True)\n"
+    "        sys.stdin.readline()\n"
+    "transaction.Disk.replace = replace\n"
+    "from mlci.cli import main\n"
+    "sys.exit(main(['upgrade', sys.argv[1]]))\n"
+)
+
+
+def test_a_second_upgrade_is_refused_at_once_while_one_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    proj = make(tmp_path, "busy")
+    proj.edit("mlci.yaml", 'python: "3.11"', 'python: "3.12"')
+    first = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_UPGRADE, str(proj.root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert first.stdout is not None and first.stdout.readline() == "swapped\n"
+        half_way = tree(proj.root)
+        holder = f"another mlci run is active (pid {first.pid}, started "
+        second = run_cli_process("upgrade", str(proj.root), cwd=tmp_path, timeout=60)  # a second real process
+        assert second.returncode == 2, second.stderr
+        (line,) = second.stderr.splitlines()
+        assert line.startswith(f"mlci: error: {holder}"), line
+        assert line.endswith(f", 'mlci upgrade'); wait for it to finish (lock file {proj.root / LOCK})"), line
+        capsys.readouterr()
+        for mode in ("--check", "--dry-run"):
+            assert run_cli("upgrade", mode, str(proj.root)) == 2
+            assert capsys.readouterr().err.startswith(f"mlci: error: {holder}")
+        refused = rf"another mlci run is active \(pid {first.pid}, .*'mlci upgrade'\)"
+        with pytest.raises(UsageError, match=refused), project_lock(load_project(proj.root), "train"):
+            pass  # the stages wait for it too
+        assert tree(proj.root) == half_way  # the refused runs touched nothing
+        _, err = first.communicate("\n", timeout=60)
+    finally:
+        first.kill()
+        first.wait()
+    assert first.returncode == 0, err
+    assert run_cli("upgrade", "--check", str(proj.root)) == 0
+    capsys.readouterr()
+
+
+def test_recover_names_every_file_it_cannot_put_back_in_one_error(
+    proj_and_tpl: tuple[Project, Templates], fast_dir: Path
+) -> None:
+    """The error is an InfraError (exit 3) and the message the CLI prints is one line."""
+    proj, tpl = proj_and_tpl
+    small_upgrade(tpl)
+    plan = engine.plan_upgrade(proj.root)
+    crashed = fast_dir / "crashed"
+    kill_apply_when(crashed, plan, 2)
+    work = transaction.leftovers(crashed)[0]
+    for backup in work.glob("old-*"):
+        backup.unlink()
+    with pytest.raises(InfraError) as raised:
+        transaction.recover(crashed)
+    assert "\n" not in raised.value.message and "could not put back 2 file(s)" in raised.value.message
+    assert MANIFEST_PATH not in raised.value.message  # the manifest was not swapped yet: it is as it was

@@ -56,7 +56,15 @@ def _holder(path: Path) -> str:
 @contextmanager
 def project_lock(project: Project, command: str) -> Iterator[None]:
     """Hold the project's lock for the block; exit 2 at once when another mlci holds it."""
-    path = lock_path(project)
+    with root_lock(project.root, command):
+        yield
+
+
+@contextmanager
+def root_lock(root: Path, command: str) -> Iterator[None]:
+    """project_lock by the project's directory alone: taken before mlci.yaml is loaded (a
+    stage clears its old results first, even when the file turns out broken)."""
+    path = root / ".mlci" / "lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     # "a" never truncates: the holder's text stays readable until we own the lock.
     handle = path.open("a+", encoding="utf-8")

@@ -727,6 +727,133 @@ def test_bad_dataset_settings_name_the_line(tmp_path: Path, old: str, new: str, 
     assert message in str(caught.value)
 
 
+# ---------------------------------------------------------------- expectations are one expression
+
+
+def _score_count_alias(root: Path) -> str:
+    """The alias of count("score") in the contract's one query: what a smuggled item redefines."""
+    import re
+
+    from mlci.contracts.compiler import compile_contract
+
+    contract = load_contract(root / "contract.yml", root)
+    usable = {col.name: col.type for col in contract.spec.columns}
+    found = re.search(r'count\("score"\) AS (a\d+)', compile_contract(contract, usable, DIALECTS["duckdb"]).sql)
+    assert found
+    return found.group(1)
+
+
+def test_smuggled_expectation_cannot_let_nulls_pass_exits_2_naming_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The issue's example: 3 nulls in the `nullable: false` column score, and an expectation that
+    # closes its own parentheses to redefine score's non-null count as count(*). On main the
+    # not_null check then passed (observed 0) and data-test exited 0.
+    root = project(tmp_path, None)
+    rows = good_rows()
+    for row in rows[:3]:
+        row["score"] = None
+    write(rows, root / "data.parquet")
+    alias = _score_count_alias(root)
+    hostile = f"TRUE), FALSE)), 0) AS smuggled, count(*) AS {alias}, coalesce(count_if(NOT coalesce((TRUE"
+    (root / "contract.yml").write_text(CLI_CONTRACT.replace("NOT flag OR score >= 50", hostile))
+    assert cli_main(["data-test", "-C", str(root)]) == 2
+    assert capsys.readouterr().err == (
+        f"mlci: error: {root}/contract.yml:33: table.expectations[0].sql: the ')' at character 5 closes a "
+        "parenthesis the expression did not open; write one boolean expression over the columns, "
+        "e.g. 'worst_radius >= mean_radius'\n"
+    )
+    # The same nulls with an honest expectation: not_null fails (exit 1), as it must.
+    (root / "contract.yml").write_text(CLI_CONTRACT)
+    assert cli_main(["data-test", "-C", str(root)]) == 1
+    capsys.readouterr()
+    failures = ET.parse(root / ".mlci" / "out" / "data-test.xml").getroot().findall("testcase[failure]")
+    assert [case.get("name") for case in failures] == ["train/not_null[score]"]
+
+
+@pytest.mark.parametrize(
+    ("sql", "problem"),
+    [
+        ("score >= 50 -- the rest of the line", "a comment ('--' at character 13) is not allowed"),
+        ("score >= 50 /* x */", "a comment ('/*' at character 13) is not allowed"),
+        ("score >= 50; SELECT 1", "';' at character 12 would end the statement"),
+        ("(score >= 50", "1 '(' never closed"),
+        ("score >= 50)", "the ')' at character 12 closes a parenthesis the expression did not open"),
+        ("code = 'AB", "the quote ' at character 8 is never closed"),
+        # Safe with doubled quotes, but Spark reads \' as an escaped quote: refused on both.
+        ("code = 'AB\\' OR TRUE", "the quote ' at character 8 is never closed"),
+    ],
+)
+def test_expectation_text_that_is_not_one_expression_is_refused_at_load(tmp_path: Path, sql: str, problem: str) -> None:
+    text = CONTRACT.replace("sql: NOT flag OR score >= 50", "sql: " + json.dumps(sql))
+    with pytest.raises(ConfigError) as info:
+        parse_contract(text, tmp_path / "contract.yml", tmp_path)
+    assert info.value.message.replace(str(tmp_path), "<tmp>") == (
+        f"<tmp>/contract.yml:34: table.expectations[0].sql: {problem}; write one boolean expression over the "
+        "columns, e.g. 'worst_radius >= mean_radius'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("sql", "problem"),
+    [
+        ("score >= 50 AS ok", "it names its result ('AS ok')"),
+        ("score >= 50, flag", "it is 2 expressions, not one"),
+        ("*", "'*' is not an expression"),
+        ("flag FROM __mlci_source WHERE score > 0", "it is more than an expression (a FROM, WHERE or other clause"),
+        ("DISTINCT flag", "it is more than an expression"),
+        ("score >= AND", 'syntax error at or near "AND"'),
+    ],
+)
+def test_duckdb_parser_accepts_only_one_expression(tmp_path: Path, sql: str, problem: str) -> None:
+    make_case(tmp_path, None, CONTRACT.replace("sql: NOT flag OR score >= 50", "sql: " + json.dumps(sql)))
+    with pytest.raises(ConfigError) as info:
+        check(tmp_path)
+    assert info.value.line == 34
+    assert info.value.message.startswith(
+        f"{tmp_path}/contract.yml:34: table.expectations[0].sql: expectation 'flagged_rows_score_high' is not one "
+        f"SQL expression on duckdb: {problem}"
+    )
+    assert info.value.message.endswith(
+        "; write one boolean expression over the columns, e.g. 'worst_radius >= mean_radius'"
+    )
+
+
+def test_valid_expectations_with_quotes_parens_and_comment_characters_in_literals_still_run(tmp_path: Path) -> None:
+    tricky = "(code <> ')' AND coalesce(note, '') <> '-- /* ; (') OR region = 'o''south'"
+    make_case(tmp_path, "not_null", CONTRACT.replace("sql: NOT flag OR score >= 50", "sql: " + json.dumps(tricky)))
+    report = check(tmp_path)
+    results = {r.name: r for r in report.results}
+    assert results["expectation[flagged_rows_score_high]"].status == "pass"
+    # The crafted nulls still fail their own check: the expectation changed nothing else.
+    assert {name for name, r in results.items() if r.status == "fail"} == {"not_null[score]"}
+
+
+def test_compiler_keeps_an_expectation_away_from_the_other_checks(tmp_path: Path) -> None:
+    # Even text the loader would refuse (a trailing comment), compiled directly, cannot comment
+    # out the SQL that follows it: each expectation stands on lines of its own.
+    import dataclasses
+
+    from mlci.contracts.compiler import compile_contract
+    from mlci.contracts.engines import Source
+    from mlci.contracts.engines.duckdb import DuckDBEngine
+
+    make_case(tmp_path, "not_null")
+    contract = load_contract(tmp_path / "contract.yml", tmp_path)
+    table = contract.spec.table
+    expectation = dataclasses.replace(table.expectations[0], sql="id >= 0 -- a comment")
+    spec = dataclasses.replace(contract.spec, table=dataclasses.replace(table, expectations=[expectation]))
+    contract = dataclasses.replace(contract, spec=spec)
+    usable = {col.name: col.type for col in contract.spec.columns}
+    compiled = compile_contract(contract, usable, DIALECTS["duckdb"], now=NOW)
+    engine = DuckDBEngine()
+    engine.open(Source("parquet", str(tmp_path / "data.parquet")))
+    row = engine.fetch_one(compiled.sql)
+    verdicts = {v.name: v for v in (verdict(row) for verdict in compiled.verdicts)}
+    assert verdicts["not_null[score]"].status == "fail"
+    assert verdicts["expectation[flagged_rows_score_high]"].status == "pass"
+
+
 def errored_suite(path: Path) -> tuple[str | None, str | None, str | None]:
     """(tests, errors, the error's message) of a JUnit file mlci wrote for a stage that errored."""
     suite = ET.parse(path).getroot()

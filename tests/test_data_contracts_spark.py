@@ -110,6 +110,14 @@ def test_bad_expectation_sql_is_a_contract_error_on_spark(spark: Any, tmp_path: 
         run_contract(contract, "spark", now=NOW)
     assert info.value.line == 34
     assert "expectation 'flagged_rows_score_high': invalid SQL on spark: [UNRESOLVED_COLUMN" in info.value.message
+    # Spark's own parser reads each expectation as one expression before the query runs.
+    (tmp_path / "contract.yml").write_text(CONTRACT.replace("NOT flag OR score >= 50", "NOT flag OR score >="))
+    with pytest.raises(ConfigError) as info:
+        run_contract(load_contract(tmp_path / "contract.yml", tmp_path), "spark", now=NOW)
+    assert info.value.line == 34
+    assert "expectation 'flagged_rows_score_high' is not one SQL expression on spark: [PARSE_SYNTAX_ERROR]" in (
+        info.value.message
+    )
 
 
 def test_every_dataset_and_strict_give_the_same_verdicts_on_spark(

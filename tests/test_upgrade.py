@@ -560,7 +560,7 @@ def test_merge_unit_rules() -> None:
     clash = merge(base, "a\nX\nc\nd\ne\n", "a\nY\nc\nd\ne\n", "old", "new")
     assert clash.conflicts == 1
     assert clash.text == "a\n<<<<<<< ours (your edit)\nX\n||||||| base (old)\nb\n=======\nY\n>>>>>>> new\nc\nd\ne\n"
-    assert has_conflict_markers(clash.text) and not has_conflict_markers("a\n=======\nb\n")
+    assert has_conflict_markers(clash.text) and not has_conflict_markers("a\n======== b\n# =======\n")
 
 
 def test_text_style_round_trip() -> None:
@@ -697,7 +697,7 @@ def test_manifest_missing_a_key_is_bad_input(proj: Project, capsys: pytest.Captu
     del data["answers"]
     path.write_text(_json.dumps(data))
     assert proj.upgrade() == 2
-    assert "'answers' is missing or not a dict; restore the manifest from git" in capsys.readouterr().err
+    assert "manifest.json: answers is missing; restore .mlci/manifest.json from git" in capsys.readouterr().err
 
 
 def test_require_clean_in_a_project_inside_a_monorepo(tmp_path: Path, tpl: Templates) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Mapping
 
 
@@ -32,9 +33,83 @@ def run_url() -> str | None:
     return None
 
 
-def _escape_workflow_command(value: str) -> str:
-    # GitHub's documented escaping for workflow command data.
+# ---------------------------------------------------------------- user text in the log
+#
+# CI runners read commands out of a step's output, line by line (.NET ReadLine: a CR, a LF or
+# CRLF ends a line), on stdout and stderr alike:
+# - GitHub Actions (actions/runner ActionCommand.cs): a line whose TrimStart() begins with `::`
+#   (`::error ...::`, `::add-mask::`, `::stop-commands::`), and the legacy `##[command ...]`
+#   anywhere in a line.
+# - Azure Pipelines (azure-pipelines-agent Command.cs): `##vso[area.action ...]` anywhere in a
+#   line; `##[group]`, `##[error]` ... are formatting commands of the log viewer.
+# - Jenkins reads no commands from the log (console notes are signed by the controller), and
+#   off CI nothing reads them: text passes unchanged.
+# LogGuard breaks each marker by putting one space before the character that would complete
+# it (`: :notice`, `## [error]`, `##vso [task...]`), the one change that keeps the text readable.
+# It keeps the state of the current line, so a marker split across writes is caught too.
+
+_MARKERS = {"github": ("##[",), "azure": ("##[", "##vso[")}
+
+
+class LogGuard:
+    """Makes text that may hold user-controlled parts unreadable as a command of `kind`'s runner."""
+
+    def __init__(self, kind: str | None) -> None:
+        self.kind = kind
+        self._markers = _MARKERS.get(kind or "", ())
+        self._tail = ""  # the last characters of the current line (as many as a marker needs)
+        self._lead = ""  # the current line after leading whitespace, up to 2 characters
+
+    def feed(self, text: str, *, neutralise: bool = True) -> str:
+        """`text` made safe (or, with neutralise=False, passed as it is and only followed)."""
+        if not self._markers or not text:
+            return text
+        out: list[str] = []
+        for ch in text:
+            if ch in "\r\n":
+                self._tail, self._lead = "", ""
+                out.append(ch)
+                continue
+            if neutralise and self._completes_marker(ch):
+                out.append(" ")
+                self._lead = (self._lead + " ")[:2]
+                self._tail = (self._tail + " ")[-5:]
+            out.append(ch)
+            if not (ch.isspace() and not self._lead) and len(self._lead) < 2:
+                self._lead += ch
+            self._tail = (self._tail + ch)[-5:]
+        return "".join(out)
+
+    def _completes_marker(self, ch: str) -> bool:
+        if self.kind == "github" and ch == ":" and self._lead == ":":
+            return True
+        if ch != "[":
+            return False
+        line_end = (self._tail + ch).lower()
+        return any(line_end.endswith(marker) for marker in self._markers)
+
+
+def neutralise(text: str, kind: str | None = None) -> str:
+    """`text` (whole lines) made safe for the log of `kind` (default: the CI system we run on)."""
+    return LogGuard(kind if kind is not None else provider()).feed(text)
+
+
+def _escape_github_data(value: str) -> str:
+    # GitHub's documented escaping of workflow command data (ActionCommand._escapeDataMappings).
     return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_github_property(value: str) -> str:
+    return _escape_github_data(value).replace(":", "%3A").replace(",", "%2C")
+
+
+def _escape_azure_data(value: str) -> str:
+    # As azure-pipelines-task-lib's escapeData: %AZP25 is the agent's escape for '%' itself.
+    return value.replace("%", "%AZP25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_azure_property(value: str) -> str:
+    return _escape_azure_data(value).replace("]", "%5D").replace(";", "%3B")
 
 
 def annotation(
@@ -45,19 +120,24 @@ def annotation(
     col: int | None = None,
     title: str | None = None,
 ) -> str | None:
-    """The provider's annotation line for one finding, or None off CI."""
+    """The provider's annotation line for one finding, or None off CI. Every value is escaped,
+    so the line is one command whatever the message, file or title hold."""
     kind = provider()
     if kind == "github":
-        props = [f"{k}={v}" for k, v in (("file", file), ("line", line), ("col", col), ("title", title)) if v]
-        head = f"::{level} " + ",".join(p.replace(",", "%2C").replace(":", "%3A") for p in props)
-        return f"{head.rstrip()}::{_escape_workflow_command(message)}"
+        props = [
+            f"{k}={_escape_github_property(str(v))}"
+            for k, v in (("file", file), ("line", line), ("col", col), ("title", title))
+            if v
+        ]
+        head = f"::{level} " + ",".join(props)
+        return f"{head.rstrip()}::{_escape_github_data(message)}"
     if kind == "azure":
         fields = ";".join(
-            f"{k}={v}"
+            f"{k}={_escape_azure_property(str(v))}"
             for k, v in (("type", level), ("sourcepath", file), ("linenumber", line), ("columnnumber", col))
             if v
         )
-        return f"##vso[task.logissue {fields}]{message.splitlines()[0] if message else ''}"
+        return f"##vso[task.logissue {fields}]{_escape_azure_data(message)}"
     return None
 
 
@@ -68,13 +148,22 @@ def set_outputs(values: Mapping[str, object]) -> None:
         with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as out:
             for key, value in values.items():
                 text = "" if value is None else str(value)
-                if "\n" in text:
-                    out.write(f"{key}<<MLCI_EOF\n{text}\nMLCI_EOF\n")
+                if "\n" in text or "\r" in text:
+                    # A delimiter nobody can guess, so a value cannot end its block early and
+                    # write further outputs (as @actions/core does).
+                    delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
+                    out.write(f"{key}<<{delimiter}\n{text}\n{delimiter}\n")
                 else:
                     out.write(f"{key}={text}\n")
     elif kind == "azure":
+        from mlci import console
+
         for key, value in values.items():
-            print(f"##vso[task.setvariable variable={key};isOutput=true]{'' if value is None else value}")
+            text = "" if value is None else str(value)
+            console.ci_command(
+                f"##vso[task.setvariable variable={_escape_azure_property(key)};isOutput=true]"
+                f"{_escape_azure_data(text)}"
+            )
 
 
 def add_summary(markdown: str) -> None:

@@ -367,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = EXIT_INFRA
     failure = ""  # the one line an error printed, for --json when no stage record was made
     try:
-        with _stdout_for(recorded, as_json):
+        with console.guarded_streams(), _stdout_for(recorded, as_json):
             handler = getattr(importlib.import_module(module_name), function_name)
             code = int(handler(args))
         if recorded and console.quiet() and not as_json and console.result():
@@ -403,7 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "summary": failure,
                 }
             if payload is not None:
-                print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+                with console.guarded_streams():
+                    print(json.dumps(payload, indent=2, sort_keys=True, default=str))
         sys.stdout.flush()
     except BrokenPipeError:
         return _reader_went_away()

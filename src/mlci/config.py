@@ -65,7 +65,8 @@ class ProjectSection:
 @dataclass(frozen=True)
 class CISection:
     provider: Literal["github", "azure", "jenkins"] = _f("CI system the pipeline files are rendered for.", "github")
-    python: str = _f("Python version the CI jobs use.", "3.11", pattern=r"^3\.\d+$")
+    # [0-9], not \d: Python's \d also takes fullwidth and Arabic-Indic digits (U+FF11, U+0661).
+    python: str = _f("Python version the CI jobs use.", "3.11", pattern=r"^3\.[0-9]+$")
     default_branch: str = _f("Branch whose pushes run the cd pipeline.", "main", pattern=r"^[\w./-]+$")
     runs_on: str = _f("Runner label of every job.", "ubuntu-latest", pattern=r"^[\w.-]+$")
     actions: Literal["vendored", "remote"] = _f(
@@ -92,7 +93,7 @@ class CISection:
     retrain_cron: str | None = _f(
         "Cron schedule (UTC) of the retrain pipeline, e.g. '0 3 * * 1'; unset: no retrain pipeline.",
         None,
-        pattern=r"^[\d*/,\-A-Za-z?]+( [\d*/,\-A-Za-z?]+){4}$",
+        pattern=r"^[0-9*/,\-A-Za-z?]+( [0-9*/,\-A-Za-z?]+){4}$",
     )
 
 

@@ -14,13 +14,17 @@ dots) and starts its own lines on a new one.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
+import secrets
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+
+from mlci import ci_env
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
 
@@ -33,9 +37,11 @@ class _State:
     mid_line: dict[int, bool] | None = None
     # The result --json prints: set by each stage, replaced by `mlci run`'s summary.
     result: dict[str, Any] | None = None
+    # The LogGuard of each stream (fd number -> guard), following its lines.
+    guards: dict[int, ci_env.LogGuard] | None = None
 
 
-_state = _State(mid_line={})
+_state = _State(mid_line={}, guards={})
 
 
 def configure(*, quiet: bool = False, verbose: bool = False, json: bool = False) -> None:
@@ -43,6 +49,7 @@ def configure(*, quiet: bool = False, verbose: bool = False, json: bool = False)
     _state.json = json
     _state.result = None
     _state.mid_line = {}
+    _state.guards = {}
 
 
 def level() -> int:
@@ -66,12 +73,56 @@ def human() -> TextIO:
     return sys.stderr if _state.json else sys.stdout
 
 
-def _write(stream: TextIO, text: str) -> None:
-    stream.write(text)
-    stream.flush()
+def _write(stream: TextIO, text: str, *, trusted: bool = False) -> None:
+    """The one place mlci's output is written. Text may hold user-controlled parts (column names,
+    test ids, tool output), so on CI it passes the provider's LogGuard (ci_env.py) and can never
+    be read as a workflow command; only `ci_command` (mlci's own annotations) writes it as it is."""
+    raw = stream.inner if isinstance(stream, GuardedStream) else stream
+    raw.write(_guard(raw).feed(text, neutralise=not trusted))
+    raw.flush()
     if text:
         assert _state.mid_line is not None
-        _state.mid_line[_fd(stream)] = not text.endswith("\n")
+        _state.mid_line[_fd(raw)] = not text.endswith("\n")
+
+
+def _guard(stream: TextIO) -> ci_env.LogGuard:
+    """The guard of a stream for the CI system we run on now (it follows the stream's lines)."""
+    assert _state.guards is not None
+    kind = ci_env.provider()
+    guard = _state.guards.get(_fd(stream))
+    if guard is None or guard.kind != kind:
+        guard = _state.guards[_fd(stream)] = ci_env.LogGuard(kind)
+    return guard
+
+
+class GuardedStream:
+    """sys.stdout or sys.stderr for the length of a command (cli.main): whatever else prints
+    (a stage's print(), a library) is guarded like mlci's own lines."""
+
+    def __init__(self, inner: TextIO) -> None:
+        self.inner = inner
+
+    def write(self, text: str) -> int:
+        _write(self, text)  # type: ignore[arg-type]
+        return len(text)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@contextlib.contextmanager
+def guarded_streams() -> Iterator[None]:
+    """Guard sys.stdout and sys.stderr while a command runs; restored afterwards."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout = GuardedStream(saved[0])
+    sys.stderr = GuardedStream(saved[1])
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 def _fd(stream: TextIO) -> int:
@@ -128,8 +179,14 @@ def annotation(text: str | None) -> None:
     """A CI annotation line (::error ...): the CI system reads it from the log, so it is
     printed even with --quiet."""
     if text:
-        new_line()
-        _write(human(), text + "\n")
+        ci_command(text)
+
+
+def ci_command(text: str) -> None:
+    """One of mlci's own CI commands (an annotation, an output variable), on a line of its own
+    and not neutralised: `text` must be built by ci_env, which escapes every value in it."""
+    new_line()
+    _write(human(), text + "\n", trusted=True)
 
 
 def set_result(payload: Mapping[str, Any]) -> None:
@@ -151,17 +208,23 @@ def run_tool(command: Sequence[str], *, cwd: Path, env: Mapping[str, str], show:
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     chunks: list[str] = []
     passthrough = show and _state.level >= NORMAL
+    # On GitHub the tool's output (test ids, column names it echoes) is fenced in
+    # ::stop-commands:: with a token the tool cannot know, so the runner reads none of it as a
+    # command; elsewhere every line passes the provider's LogGuard.
+    token = secrets.token_hex(16) if passthrough and ci_env.provider() == "github" else None
     try:
+        if token:
+            ci_command(f"::stop-commands::{token}")
         fd = process.stdout.fileno()
         while block := os.read(fd, 65536):
             text = decoder.decode(block)
             chunks.append(text)
             if passthrough and text:
-                _write(human(), text)
+                _write(human(), text, trusted=token is not None)
         tail = decoder.decode(b"", final=True)
         chunks.append(tail)
         if passthrough and tail:
-            _write(human(), tail)
+            _write(human(), tail, trusted=token is not None)
         code = process.wait()
     except BaseException:
         process.terminate()
@@ -173,6 +236,8 @@ def run_tool(command: Sequence[str], *, cwd: Path, env: Mapping[str, str], show:
         raise
     finally:
         process.stdout.close()
+        if token:  # resume on a line of its own, or the runner never sees the token
+            ci_command(f"::{token}::")
     return code, "".join(chunks)
 
 

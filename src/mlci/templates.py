@@ -24,8 +24,9 @@ import jinja2
 import mlci
 
 _PATH_VAR = re.compile(r"\[\[(\w+)\]\]")
-# Files under these prefixes are owned by mlci and upgraded; everything else is seeded once
-# and belongs to the team (their model code, tests, data, README).
+# Files under these folders (a trailing '/'), and these exact files, are owned by mlci and
+# upgraded; everything else is seeded once and belongs to the team (their model code, tests,
+# data, README). Exact, not prefixes: `Jenkinsfile.local` or `databricks.yml.bak` stay the team's.
 MANAGED_PREFIXES = (
     ".github/",
     ".azure/",
@@ -63,6 +64,8 @@ def environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["yaml_str"] = yaml_str
+    env.filters["yaml_scalar"] = yaml_scalar
+    env.filters["toml_str"] = toml_str
     from mlci.install_source import dev_requirement, unpinned
 
     env.filters["mlci_unpinned"] = unpinned
@@ -77,8 +80,58 @@ def compiled(source: str) -> jinja2.Template:
 
 
 def yaml_str(value: Any) -> str:
-    """A YAML double-quoted scalar for any text: quotes, newlines and ${{ stay inert."""
-    return json.dumps(str(value), ensure_ascii=False)
+    """A YAML double-quoted scalar for any text, on one line: quotes, newlines and ${{ stay inert.
+
+    PyYAML's own emitter, not JSON: json.dumps leaves DEL, C1 controls, U+2028 and a BOM raw,
+    which a YAML reader refuses or folds into another value.
+    """
+    import yaml
+
+    dumped: str = yaml.dump(str(value), Dumper=yaml.SafeDumper, default_style='"', allow_unicode=True, width=_NO_WRAP)
+    return dumped.rstrip("\n")
+
+
+def yaml_scalar(value: Any) -> str:
+    """A YAML scalar that stays plain (`churn-model`) when plain text reads back as exactly that
+    string, double-quoted (yaml_str) otherwise: `on`, `null`, `3.11` or `1:20` are never a bool,
+    a null or a number, and nothing outside [A-Za-z0-9_.:/-] is ever written unquoted.
+    """
+    import yaml
+
+    text = str(value)
+    if _PLAIN_YAML.fullmatch(text):
+        try:
+            if yaml.safe_load(f"key: {text}") == {"key": text}:
+                return text
+        except yaml.YAMLError:  # e.g. 'a:' reads as a mapping key
+            pass
+    return yaml_str(text)
+
+
+def toml_str(value: Any) -> str:
+    """A TOML basic string ("...") for any text: every character TOML forbids raw is escaped.
+
+    TOML escapes are Unicode scalar values, so an emoji is written as itself, never as the
+    JSON surrogate pair `\\ud83d\\ude00` that TOML readers refuse.
+    """
+    out = ['"']
+    for char in str(value):
+        code = ord(char)
+        if char in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[char])
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\u{code:04X}")
+        elif 0xD800 <= code <= 0xDFFF:  # a lone surrogate is no character: TOML cannot hold it
+            raise ValueError(f"{value!r} holds a lone surrogate U+{code:04X}, which no TOML file can hold")
+        else:
+            out.append(char)
+    out.append('"')
+    return "".join(out)
+
+
+_NO_WRAP = 1 << 30  # PyYAML folds long scalars at `width`; a value stays on its one line
+_PLAIN_YAML = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/-]*")
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 
 
 def render_path(relative: str, answers: Mapping[str, Any]) -> str:
@@ -168,4 +221,4 @@ def render_ci(config_text: str, answers: Mapping[str, Any], root: Path) -> dict[
 
 
 def is_managed(path: str) -> bool:
-    return path.startswith(MANAGED_PREFIXES)
+    return any(path.startswith(entry) if entry.endswith("/") else path == entry for entry in MANAGED_PREFIXES)

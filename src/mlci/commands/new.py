@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import keyword
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from mlci import __version__
-from mlci.config import CONFIG_FILE, is_valid_project_name, json_schema
+from mlci.answers import CI_ANSWERS, check_project_name, validate_answers
+from mlci.config import CONFIG_FILE, json_schema
 from mlci.contracts.format import json_schema as contract_json_schema
 from mlci.errors import UsageError
 from mlci.install_source import InstallSource, installed_source
@@ -29,12 +28,6 @@ from mlci.templates import is_managed, render_project, shipped_dir
 from mlci.upgrade.manifest import MANIFEST_PATH, build_manifest
 from mlci.upgrade.pin import DETECTED_KEY
 
-# Import names a project may not take: they would shadow what its own pipeline imports.
-RESERVED_PACKAGES = frozenset({"mlci", "mlflow", "sklearn", "pandas", "numpy", "test", "tests", "src", "data"})
-# Characters with a meaning in YAML or a shell, named in the error so the fix is obvious.
-_SPECIAL = set(" \t\n\r:#&*!|>'\"%@`{}[],?$;()<>\\~^=+")
-_PYTHON_RE = re.compile(r"^3\.(\d+)$")
-_UC_OR_PLAIN_MODEL = re.compile(r"^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*){0,2}$")
 ANSWER_KEYS = (
     "description",
     "author",
@@ -47,43 +40,6 @@ ANSWER_KEYS = (
     "mlci_install",
     "retrain_cron",
 )
-# Answers that go into mlci.yaml's ci: section as they are; validated by loading the result.
-CI_ANSWERS = ("actions", "mlci_repository", "mlci_ref", "mlci_install", "retrain_cron")
-
-
-def validate_name(name: str) -> None:
-    """Raise UsageError naming exactly what is wrong with a project name and how to fix it."""
-    fix = "use lowercase letters, digits, '-' and '_', starting with a letter (e.g. 'churn-model')"
-    if not name.strip():
-        raise UsageError(f"project name is empty; {fix}")
-    if "/" in name or "\\" in name:
-        raise UsageError(
-            f"project name {name!r} contains a path separator; give a bare name and put the location in --output-dir"
-        )
-    if name in (".", "..") or ".." in name:
-        raise UsageError(f"project name {name!r} contains '..'; {fix}")
-    if name.startswith("."):
-        raise UsageError(f"project name {name!r} starts with a dot, which would hide the project; {fix}")
-    special = sorted({c for c in name if c in _SPECIAL or not c.isprintable()})
-    if special:
-        shown = " ".join(repr(c) for c in special)
-        raise UsageError(f"project name {name!r} contains {shown}, special in YAML or a shell; {fix}")
-    if name != name.lower() and is_valid_project_name(name.lower()):
-        raise UsageError(f"project name {name!r} has uppercase letters; use {name.lower()!r}")
-    if not is_valid_project_name(name):
-        raise UsageError(f"project name {name!r} is not valid; {fix}")
-    if len(name) > 64:
-        raise UsageError(f"project name {name!r} is longer than 64 characters; choose a shorter one")
-
-
-def validate_package(package: str, source: str) -> None:
-    if not package.isidentifier() or package != package.lower() or keyword.iskeyword(package):
-        raise UsageError(f"{source}: package {package!r} is not a lowercase Python identifier; e.g. 'churn_model'")
-    if package in RESERVED_PACKAGES:
-        raise UsageError(
-            f"{source}: package {package!r} would shadow the '{package}' module the pipeline imports; "
-            "choose another name"
-        )
 
 
 def parse_data(pairs: list[str]) -> dict[str, str]:
@@ -123,11 +79,16 @@ def collect_answers(
     `install` is the default of ci.mlci_install (default: how the running mlci was installed).
     """
     package = data.get("package", name.replace("-", "_"))
-    validate_package(package, "--data package" if "package" in data else f"project name {name!r}")
+    git_user = None if "author" in data else _git_user()
+    # Where each answer came from, for the one line that refuses a bad one.
+    sources = {key: f"--data {key}" for key in data}
+    sources.setdefault("package", f"project name {name!r}")
+    sources.setdefault("author", "git config user.name (answer with --data author=...)")
+    sources.update(provider="--provider", target="--target")
     running = f"{sys.version_info.major}.{sys.version_info.minor}"
     defaults: dict[str, Any] = {
         "description": f"{name}: a machine-learning project with CI/CD by mlci.",
-        "author": data.get("author") or (None if "author" in data else _git_user()) or "ML team",
+        "author": data.get("author") or git_user or "ML team",
         "python_version": running if sys.version_info >= (3, 10) else "3.10",
         "provider": provider or "github",
         "target": target or "local",
@@ -137,6 +98,7 @@ def collect_answers(
         for key in ("description", "author", "python_version"):
             if key not in data:
                 answers[key] = ask(key.replace("_", " "), str(answers[key]))
+                sources[key] = f"the answer to {key.replace('_', ' ')!r}"
         if provider is None:
             answers["provider"] = _ask_choice(ask, "CI provider", ("github", "azure", "jenkins"), "github")
         if target is None:
@@ -153,32 +115,23 @@ def collect_answers(
             else source.requirement
         )
         detected = ci_answers["mlci_install"] == source.requirement  # the default, accepted as is
-    match = _PYTHON_RE.match(str(answers["python_version"]))
-    if not match or int(match.group(1)) < 10:
-        raise UsageError(
-            f"python_version {answers['python_version']!r} is not a supported Python; use 3.10 or newer, e.g. 3.11"
-        )
+        sources["mlci_install"] = "the mlci install source (answer with --data mlci_install=...)"
     default_model = f"main.default.{package}" if answers["target"] == "databricks" else package
-    model_name = data.get("model_name", default_model)
-    if not _UC_OR_PLAIN_MODEL.match(model_name):
-        raise UsageError(f"--data model_name {model_name!r} is not a model name; use 'name' or 'catalog.schema.name'")
-    if answers["target"] == "databricks" and model_name.count(".") != 2:
-        raise UsageError(f"--data model_name {model_name!r}: Databricks needs Unity Catalog's 'catalog.schema.model'")
-    if "\n" in str(answers["description"]) or "\r" in str(answers["description"]):
-        answers["description"] = " ".join(str(answers["description"]).split())
-    return {
+    collected = {
         **ci_answers,
         "name": name,
         "package": package,
-        "description": str(answers["description"]),
-        "author": str(answers["author"]),
-        "python_version": str(answers["python_version"]),
+        "description": answers["description"],
+        "author": answers["author"],
+        "python_version": answers["python_version"],
         "provider": answers["provider"],
         "target": answers["target"],
-        "model_name": model_name,
+        "model_name": data.get("model_name", default_model),
         "mlci_version": __version__,
         DETECTED_KEY: detected,
     }
+    validate_answers(collected, sources)
+    return collected
 
 
 def _ask_choice(ask: Callable[[str, str], str], question: str, choices: tuple[str, ...], default: str) -> str:
@@ -230,29 +183,19 @@ def plan_existing(target: Path, files: Mapping[str, bytes], overwrite: frozenset
     """Of `files`, those to write into the existing directory `target`: missing ones, and the
     differing ones named in `overwrite`. Identical files are left alone.
 
-    Everything is checked before anything is written: a path that would leave `target` through
-    a symlink, and every existing file whose content differs (unless named in `overwrite`),
-    refuse the whole scaffold with the list (exit 2).
+    Everything is checked before anything is written: a symlink (or a file where a directory
+    belongs) on the way to any path mlci would write, and every existing file whose content
+    differs (unless named in `overwrite`), refuse the whole scaffold (exit 2).
     """
     unknown = sorted(overwrite - set(files))
     if unknown:
         raise UsageError(f"--overwrite {unknown[0]}: mlci new does not write that file; name a file of the project")
-    root = target.resolve()
     to_write: dict[str, bytes] = {}
     differing: list[str] = []
     for relative, data in files.items():
+        check_no_symlink(target, relative)
         destination = target / relative
-        resolved = destination.resolve()
-        if not resolved.is_relative_to(root):
-            link = next(
-                (parent for parent in (destination, *destination.parents) if parent.is_symlink()),
-                destination,
-            )
-            raise UsageError(
-                f"refusing to write {relative}: {link.relative_to(target)} is a symlink to {resolved.parent}, "
-                f"outside {target}; remove the link or choose another --output-dir"
-            )
-        if not destination.exists() and not destination.is_symlink():
+        if not destination.exists():
             to_write[relative] = data
         elif destination.is_file() and destination.read_bytes() == data:
             continue
@@ -267,6 +210,69 @@ def plan_existing(target: Path, files: Mapping[str, bytes], overwrite: frozenset
             "nothing was written. Keep them (choose another --output-dir), or replace each with --overwrite PATH"
         )
     return to_write
+
+
+def check_no_symlink(target: Path, relative: str) -> None:
+    """Refuse (UsageError) when writing `relative` under `target` would go through a symlink.
+
+    Every component is looked at with lstat, the file itself included: a symlinked `.github`
+    (or file) would make mlci write outside the project, or over another of its own files.
+    """
+    current = target
+    parts = relative.split("/")
+    for index, part in enumerate(parts):
+        current = current / part
+        shown = "/".join(parts[: index + 1])
+        if current.is_symlink():
+            points_to = current.resolve()
+            where = "outside" if not points_to.is_relative_to(target.resolve()) else "inside"
+            raise UsageError(
+                f"refusing to write {relative}: {shown} is a symlink to {points_to}, {where} {target}, and "
+                "mlci new never writes through a symlink; replace the link with a real "
+                f"{'file' if index == len(parts) - 1 else 'directory'} or choose another --output-dir"
+            )
+        if index < len(parts) - 1 and current.exists() and not current.is_dir():
+            raise UsageError(
+                f"refusing to write {relative}: {shown} is a file, where mlci new writes a directory; "
+                "move it away or choose another --output-dir"
+            )
+
+
+# Writes that cannot follow a symlink even if one appears after the check: each directory is
+# opened relative to its parent with O_NOFOLLOW. Where the OS has no dir_fd (Windows), the
+# check above is all there is.
+_NO_FOLLOW = hasattr(os, "O_NOFOLLOW") and hasattr(os, "O_DIRECTORY") and os.open in os.supports_dir_fd
+
+
+def replace_no_follow(source: Path, target: Path, relative: str) -> None:
+    """os.replace(source, target/relative), never following a symlink below `target`."""
+    parts = relative.split("/")
+    if not _NO_FOLLOW:
+        check_no_symlink(target, relative)
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target / relative)
+        return
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    directory = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for index, part in enumerate(parts[:-1]):
+            try:
+                try:
+                    opened = os.open(part, flags, dir_fd=directory)
+                except FileNotFoundError:
+                    os.mkdir(part, dir_fd=directory)
+                    opened = os.open(part, flags, dir_fd=directory)
+            except OSError as exc:  # ELOOP/ENOTDIR: it became a symlink or a file after the check
+                shown = "/".join(parts[: index + 1])
+                raise UsageError(
+                    f"refusing to write {relative}: {shown} changed into a symlink or a file while mlci new "
+                    f"was writing ({exc.strerror}); check {target} and run mlci new again"
+                ) from exc
+            os.close(directory)
+            directory = opened
+        os.replace(source, parts[-1], dst_dir_fd=directory)  # rename replaces a link, never follows it
+    finally:
+        os.close(directory)
 
 
 def write_tree(target: Path, files: Mapping[str, bytes], force: bool) -> None:
@@ -288,9 +294,9 @@ def write_tree(target: Path, files: Mapping[str, bytes], force: bool) -> None:
         if any(target.iterdir()) and not force:  # re-checked: it may have appeared meanwhile
             raise UsageError(f"{target} is not empty; choose another name or --output-dir, or pass --force")
         for relative in files:
-            destination = target / relative
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / relative, destination)
+            check_no_symlink(target, relative)  # re-checked: nothing is written before every path passed
+        for relative in files:
+            replace_no_follow(staging / relative, target, relative)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -327,7 +333,7 @@ def install_note(answers: Mapping[str, Any], detected: InstallSource) -> str:
 
 def main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    validate_name(args.name)
+    check_project_name(args.name)  # before --data, whose errors would otherwise hide a bad name
     data = parse_data(args.data)
     interactive = not args.defaults and sys.stdin.isatty() and not os.environ.get("CI")
     install = installed_source()

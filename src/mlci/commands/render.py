@@ -20,6 +20,7 @@ from mlci.errors import CheckFailed
 from mlci.stages._result import load_project_for
 from mlci.templates import is_managed
 from mlci.upgrade.manifest import MANIFEST_PATH, Manifest, build_manifest, load_manifest, sha256
+from mlci.upgrade.paths import check_confined
 from mlci.upgrade.pin import is_detected_pin
 
 
@@ -47,6 +48,8 @@ def plan(
     edited: list[str] = []
     opted_out: list[str] = []
     managed_now = {p: data for p, data in rendered.items() if is_managed(p)}
+    for path in sorted(set(managed_now) | set(manifest.managed)):
+        check_confined(project.root, path)
     for path, data in managed_now.items():
         on_disk = project.root / path
         recorded = manifest.managed.get(path)
@@ -112,7 +115,8 @@ def _warn_pin_behind(project: Project, manifest: Manifest) -> None:
 
 def main(args: argparse.Namespace) -> int:
     project = load_project_for(args)
-    manifest = load_manifest(project.root)
+    check_confined(project.root, MANIFEST_PATH)
+    manifest = load_manifest(project.root)  # validated whole; refuses a manifest from a newer mlci
     answers = answers_from(project, manifest)
     rendered = render_files(answers, project.config_path.read_text(encoding="utf-8"), project.root)
     rendered.pop(MANIFEST_PATH, None)

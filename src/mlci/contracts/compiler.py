@@ -280,7 +280,10 @@ def compile_contract(
                 )
             )
             continue
-        expression = dialect.count_if(f"NOT coalesce(({exp.sql}), FALSE)")
+        # Each expectation is parsed as one expression before this (expression.py); it also
+        # stands on lines of its own inside its own parentheses, so nothing it holds can reach
+        # the SQL of another check.
+        expression = dialect.count_if(f"NOT coalesce((\n{exp.sql}\n), FALSE)")
         expectation_sql[exp.name] = expression
         verdicts.append(
             _expectation(

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlci.config import _f, json_schema_of, parse_yaml, read_text_file
+from mlci.contracts.expression import FIX as EXPRESSION_FIX
+from mlci.contracts.expression import lexical_problem
 from mlci.errors import ConfigError
 
 CONTRACT_VERSION = 1
@@ -294,8 +296,9 @@ def _check_semantics(contract: Contract) -> None:
         names.add(exp.name)
         if not exp.sql.strip():
             raise contract.error(f"{key}.sql", f"{key}: 'sql' is empty; write a boolean expression")
-        if ";" in exp.sql:
-            raise contract.error(f"{key}.sql", f"{key}: 'sql' must be one expression without ';'")
+        problem = lexical_problem(exp.sql)
+        if problem:
+            raise contract.error(f"{key}.sql", f"{key}.sql: {problem}; {EXPRESSION_FIX}")
     if spec.drift is not None:
         seen_drift: set[str] = set()
         for index, name in enumerate(spec.drift.columns):

@@ -11,6 +11,7 @@ from typing import Any
 from mlci.contracts import drift
 from mlci.contracts.compiler import SOURCE_VIEW, CheckResult, compile_contract
 from mlci.contracts.engines import Engine, QueryError, Source, create_engine
+from mlci.contracts.expression import FIX
 from mlci.contracts.format import Contract, Dataset
 from mlci.errors import CheckFailed, ConfigError
 
@@ -310,6 +311,7 @@ def run_contract(
             columns = engine.schema()
         except QueryError as exc:
             raise CheckFailed(f"cannot read {source.location}: {exc}") from None
+        check_expectations(contract, engine)
         results, usable = schema_checks(contract, engine, columns)
         results += strict_check(contract, columns)
         compiled = compile_contract(contract, usable, engine.dialect, profile, now)
@@ -334,6 +336,17 @@ def run_contract(
     finally:
         engine.close()
     return Report(engine_name, source.location, results, round(time.perf_counter() - clock, 3), compiled.sql)
+
+
+def check_expectations(contract: Contract, engine: Engine) -> None:
+    """Every expectation is exactly one expression to the engine's own parser (exit 2 if not)."""
+    for index, exp in enumerate(contract.spec.table.expectations):
+        problem = engine.check_expression(exp.sql)
+        if problem:
+            key = f"table.expectations[{index}].sql"
+            raise contract.error(
+                key, f"{key}: expectation '{exp.name}' is not one SQL expression on {engine.name}: {problem}; {FIX}"
+            )
 
 
 def _blame_expectations(

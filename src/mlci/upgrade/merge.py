@@ -26,38 +26,58 @@ _MARKER_RE = re.compile(r"^(<{7} |\|{7} |={7}$|>{7} )", re.MULTILINE)
 
 @dataclass(frozen=True)
 class TextStyle:
-    """How a file writes its lines: the newline sequence and whether the last line ends with one."""
+    """How a file writes its lines: the newline sequence, whether the last line ends with one,
+    and whether it starts with a UTF-8 byte order mark (some Windows editors add one)."""
 
     newline: str = "\n"
     final_newline: bool = True
+    bom: bool = False
 
     @classmethod
     def of(cls, text: str) -> TextStyle:
         crlf = text.count("\r\n")
         lone_lf = text.count("\n") - crlf
         newline = "\r\n" if crlf > lone_lf else ("\r" if "\n" not in text and "\r" in text else "\n")
-        return cls(newline=newline, final_newline=(not text) or text.endswith(("\n", "\r")))
+        bom = text.startswith(BOM)
+        return cls(newline=newline, final_newline=(not text) or text.endswith(("\n", "\r")), bom=bom)
 
     def apply(self, normalised: str) -> str:
         """Restore this style on LF-normalised text."""
         text = normalised
         if not self.final_newline and text.endswith("\n"):
             text = text[:-1]
-        return text.replace("\n", self.newline) if self.newline != "\n" else text
+        text = text.replace("\n", self.newline) if self.newline != "\n" else text
+        return BOM + text if self.bom else text
+
+
+BOM = "\ufeff"
 
 
 def normalise(text: str) -> str:
-    """LF line endings and exactly one final newline (an empty file stays empty)."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    """No byte order mark, LF line endings and exactly one final newline (an empty file stays empty)."""
+    text = text.removeprefix(BOM).replace("\r\n", "\n").replace("\r", "\n")
     if text and not text.endswith("\n"):
         text += "\n"
     return text
 
 
+def conflict_marker(text: str) -> tuple[int, str] | None:
+    """The first line (1-based) and text of a diff3 marker line left in `text`, or None.
+
+    Any one marker counts: deleting only the `<<<<<<<` line of a region leaves the rest of it
+    in the file, and that is not a resolution.
+    """
+    normalised = normalise(text)
+    found = _MARKER_RE.search(normalised)
+    if found is None:
+        return None
+    line = normalised.count("\n", 0, found.start()) + 1
+    return line, normalised[found.start() : normalised.index("\n", found.start())][:40]
+
+
 def has_conflict_markers(text: str) -> bool:
-    """True when text still holds the markers of an unresolved merge."""
-    starts = {m.group(1)[:7] for m in _MARKER_RE.finditer(text)}
-    return "<" * 7 in starts and ">" * 7 in starts
+    """True when text still holds any marker line of an unresolved merge."""
+    return conflict_marker(text) is not None
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,9 @@ class Engine(Protocol):
     def fetch_all(self, sql: str) -> list[tuple[Any, ...]]:
         """Every row of a (small) query."""
 
+    def check_expression(self, sql: str) -> str | None:
+        """Why the engine's parser does not read `sql` as exactly one expression, or None."""
+
     def close(self) -> None: ...
 
 

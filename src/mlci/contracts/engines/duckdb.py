@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -92,6 +93,36 @@ class DuckDBEngine:
 
     def fetch_all(self, sql: str) -> list[tuple[Any, ...]]:
         return list(self._execute(sql).fetchall())
+
+    def check_expression(self, sql: str) -> str | None:
+        # DuckDB's own parser, as JSON: `SELECT <sql>` must be a bare SELECT (no FROM, WHERE,
+        # DISTINCT, ...: the same tree as `SELECT 1`) whose select list is one unaliased item.
+        tree = self._parse_select(sql)
+        if "error" in tree:
+            return str(tree["error"])
+        items = tree.pop("select_list")
+        bare = self._parse_select("1")
+        bare.pop("select_list")
+        if len(items) != 1:
+            return f"it is {len(items)} expressions, not one"
+        if items[0].get("class") == "STAR":
+            return "'*' is not an expression"
+        if items[0].get("alias"):
+            return f"it names its result ('AS {items[0]['alias']}')"
+        if tree != bare:
+            return "it is more than an expression (a FROM, WHERE or other clause follows it)"
+        return None
+
+    def _parse_select(self, sql: str) -> dict[str, Any]:
+        row = self.con.execute("SELECT json_serialize_sql(?)", ["SELECT " + sql]).fetchone()
+        parsed: dict[str, Any] = json.loads(row[0]) if row else {"error": True}
+        if parsed.get("error"):
+            return {"error": parsed.get("error_message") or "DuckDB cannot parse it"}
+        statements = parsed.get("statements") or []
+        if len(statements) != 1:
+            return {"error": f"it is {len(statements)} statements, not one expression"}
+        node: dict[str, Any] = statements[0]["node"]
+        return node
 
     def close(self) -> None:
         self.con.close()

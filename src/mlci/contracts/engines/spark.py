@@ -111,6 +111,21 @@ class SparkEngine:
     def fetch_all(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self._collect(sql)]
 
+    def check_expression(self, sql: str) -> str | None:
+        # Spark's own parseExpression: one (optionally named) expression to the end of the text.
+        # Spark Connect has no JVM parser to call; the load-time lexical check and the compiler's
+        # wrapping still hold there, and the query itself then rejects what is not one expression.
+        jvm_session = getattr(self.spark, "_jsparkSession", None)
+        if jvm_session is None:
+            return None
+        try:
+            parsed = jvm_session.sessionState().sqlParser().parseExpression(sql)
+        except Exception as exc:  # ParseException through py4j
+            return first_line(exc).removeprefix("org.apache.spark.sql.catalyst.parser.ParseException: ")
+        if parsed.getClass().getSimpleName() == "Alias":
+            return f"it names its result ('AS {parsed.name()}')"
+        return None
+
     def close(self) -> None:
         self.spark.catalog.dropTempView(SOURCE_VIEW)
 

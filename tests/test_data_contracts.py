@@ -14,6 +14,7 @@ import pytest
 from contract_cases import CASES, CONTRACT, EMPTY_CSV_CASES, EMPTY_CSV_CONTRACT, NOW, N, good_rows, write
 
 from mlci.cli import main as cli_main
+from mlci.config import NON_FINITE_FIX
 from mlci.contracts import drift
 from mlci.contracts.compiler import DIALECTS, double_literal
 from mlci.contracts.format import json_schema, load_contract, parse_contract
@@ -851,3 +852,46 @@ def test_compiler_keeps_an_expectation_away_from_the_other_checks(tmp_path: Path
     verdicts = {v.name: v for v in (verdict(row) for verdict in compiled.verdicts)}
     assert verdicts["not_null[score]"].status == "fail"
     assert verdicts["expectation[flagged_rows_score_high]"].status == "pass"
+
+
+def errored_suite(path: Path) -> tuple[str | None, str | None, str | None]:
+    """(tests, errors, the error's message) of a JUnit file mlci wrote for a stage that errored."""
+    suite = ET.parse(path).getroot()
+    error = suite.find("testcase/error")
+    return suite.get("tests"), suite.get("errors"), None if error is None else error.get("message")
+
+
+def test_a_broken_contract_or_mlci_yaml_never_leaves_the_green_junit_of_an_earlier_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlci.config import load_project
+    from mlci.stages._result import mark
+
+    root = project(tmp_path, None)
+    junit, record = root / ".mlci" / "out" / "data-test.xml", root / ".mlci" / "out" / "data-test.json"
+    assert cli_main(["data-test", "-C", str(root)]) == 0
+    assert ET.parse(junit).getroot().get("failures") == "0"
+    contract = (root / "contract.yml").read_text()
+    (root / "contract.yml").write_text(contract.replace("type: float", "type: double"))
+    assert cli_main(["data-test", "-C", str(root)]) == 2
+    message = capsys.readouterr().err.removeprefix("mlci: error: ").rstrip("\n")
+    assert "contract.yml:10: 'columns[1].type' is 'double'" in message
+    # CI publishes an errored suite now, not the passing one of the run before.
+    assert errored_suite(junit) == ("1", "1", message)
+    assert json.loads(record.read_text())["status"] == "error"
+
+    (root / "contract.yml").write_text(contract)
+    assert cli_main(["data-test", "-C", str(root)]) == 0
+    config = (root / "mlci.yaml").read_text()
+    (root / "mlci.yaml").write_text(config + "test: {coverage_min: .nan}\n")  # fails before the stage starts
+    assert cli_main(["data-test", "-C", str(root)]) == 2
+    message = capsys.readouterr().err.removeprefix("mlci: error: ").rstrip("\n")
+    assert message.endswith("mlci.yaml:6: test.coverage_min is nan; " + NON_FINITE_FIX)
+    assert errored_suite(junit) == ("1", "1", message)
+    assert (json.loads(record.read_text())["status"], json.loads(record.read_text())["exit_code"]) == ("error", 2)
+
+    # A stage `mlci run` skips (or has not reached yet) has no report of an earlier run either.
+    (root / "mlci.yaml").write_text(config)
+    assert cli_main(["data-test", "-C", str(root)]) == 0 and junit.is_file()
+    mark(load_project(root), "data-test", "skipped", "not run: lint failed")
+    assert not junit.exists()

@@ -227,3 +227,50 @@ def test_sigterm_during_deploy_leaves_the_champion(new_project: Any) -> None:
     aliases = {a: str(v) for a, v in client.get_registered_model(name).aliases.items()}
     assert aliases == {"staging": "1", "challenger": slow}
     assert result(project, "deploy")["status"] == "error"
+
+
+def test_an_errored_unit_test_stage_never_leaves_the_green_junit_of_an_earlier_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import xml.etree.ElementTree as ET
+
+    from conftest import MINIMAL_CONFIG
+
+    # The stage's pytest loads pytest-cov by name (-p); skipping the other plugins halves its start-up.
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    package = f"reports{os.getpid()}"
+    config = MINIMAL_CONFIG.replace("churn_model", package)
+    (tmp_path / "src" / package).mkdir(parents=True)
+    (tmp_path / "src" / package / "__init__.py").write_text("ANSWER = 42\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_answer.py").write_text(
+        f"from {package} import ANSWER\n\n\ndef test_answer():\n    assert ANSWER == 42\n"
+    )
+    (tmp_path / "mlci.yaml").write_text(config)
+    out = tmp_path / ".mlci" / "out"
+    assert run_cli("test", "-C", str(tmp_path)) == 0
+    assert ET.parse(out / "junit.xml").getroot().find(".//testcase[@name='test_answer']") is not None
+    assert (out / "coverage.json").is_file()
+    capsys.readouterr()
+
+    def errored(expected_error: str) -> None:
+        message = capsys.readouterr().err.removeprefix("mlci: error: ").rstrip("\n")
+        assert expected_error in message
+        suite = ET.parse(out / "junit.xml").getroot()
+        error = suite.find("testcase/error")
+        assert (suite.get("tests"), suite.get("errors"), error.get("message") if error is not None else None) == (
+            "1",
+            "1",
+            message,
+        )
+        assert not (out / "coverage.json").exists()
+        assert (result(tmp_path, "test")["status"], result(tmp_path, "test")["exit_code"]) == ("error", 2)
+
+    # mlci.yaml broken after a green run: the stage fails before it starts.
+    (tmp_path / "mlci.yaml").write_text(config + "test:\n  pathz: [tests]\n")
+    assert run_cli("test", "-C", str(tmp_path)) == 2
+    errored("mlci.yaml:15: unknown key 'test.pathz'; did you mean 'paths'?")
+    # pytest refuses its arguments and writes an empty suite: an errored one stands in for it.
+    (tmp_path / "mlci.yaml").write_text(config + "test:\n  paths: [no-such-tests]\n")
+    assert run_cli("test", "-C", str(tmp_path)) == 2
+    errored("pytest rejected its arguments")

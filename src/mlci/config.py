@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import keyword
+import math
 import re
 import sys
 import types
@@ -37,6 +38,11 @@ _NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
 _ENTRYPOINT_RE = re.compile(r"^[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 _GATE_RE = re.compile(r"^\s*([A-Za-z_]\w*)\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 _UC_NAME_RE = re.compile(r"^[A-Za-z_][\w-]*\.[A-Za-z_][\w-]*\.[A-Za-z_][\w-]*$")
+# How deep lists and mappings may nest in mlci.yaml and contracts. Neither needs more than a
+# handful of levels; the bound keeps loading far from Python's recursion limit (a file nested
+# 1000 deep raised RecursionError) whatever the parser.
+MAX_DEPTH = 64
+NON_FINITE_FIX = "write a finite number (NaN and infinities cannot be checked against; to leave a bound open, omit it)"
 
 
 def _f(doc: str, default: Any = MISSING, **constraints: Any) -> Any:
@@ -106,7 +112,11 @@ class TrainSection:
         pattern=_ENTRYPOINT_RE.pattern,
     )
     task: Literal["classification", "regression"] = _f("Kind of model; selects the metrics.", "classification")
-    params: dict[str, Any] = _f("Hyper-parameters passed to the entrypoint and logged to MLflow.", {})
+    params: dict[str, Any] = _f(
+        "Hyper-parameters passed to the entrypoint and logged to MLflow: strings, finite numbers, "
+        "booleans, and lists and mappings of them (no YAML aliases).",
+        {},
+    )
     serialization: Literal["cloudpickle", "skops"] = _f(
         "How the model is serialised; cloudpickle matches what Databricks uses.", "cloudpickle"
     )
@@ -252,7 +262,10 @@ def parse_gate(text: str) -> Gate:
     match = _GATE_RE.match(text)
     if not match:
         raise ValueError(f"gate {text!r} is not 'metric OP number' (OP one of >=, <=, >, <), e.g. 'roc_auc >= 0.9'")
-    return Gate(match.group(1), match.group(2), float(match.group(3)))
+    threshold = float(match.group(3))
+    if not math.isfinite(threshold):  # 1e999 is inf: a gate no metric can fail (or pass)
+        raise ValueError(f"gate {text!r}: the threshold is {threshold}; {NON_FINITE_FIX}")
+    return Gate(match.group(1), match.group(2), threshold)
 
 
 def is_valid_project_name(name: str) -> bool:
@@ -279,13 +292,23 @@ def find_project(start: Path) -> Path:
 
 def load_project(root: Path | None = None) -> Project:
     root = find_project(root or Path.cwd())
-    path = root / CONFIG_FILE
+    return project_from_text(read_text_file(root / CONFIG_FILE), root)
+
+
+def read_text_file(path: Path) -> str:
+    """A project file's text (mlci.yaml, a contract): a ConfigError naming the file, the line
+    and the byte when it is not UTF-8 or cannot be read, never a decoding traceback."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), None, f"cannot be read ({exc.strerror or exc}); make it a readable file") from None
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise ConfigError(str(path), line, "is not UTF-8 text; save it as UTF-8") from None
-    return project_from_text(text, root)
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            str(path), line, f"is not UTF-8 text (byte {exc.start} is 0x{data[exc.start]:02x}); save it as UTF-8"
+        ) from None
 
 
 def project_from_text(text: str, root: Path) -> Project:
@@ -310,6 +333,7 @@ def parse_yaml(text: str, filename: str, root: type[T], empty_hint: str = "") ->
     Keys are dotted paths with list indexes (`columns[3].min`); errors are ConfigErrors naming
     `filename` and the line.
     """
+    _check_structure(text, filename)
     loader = _Loader(text)
     try:
         try:
@@ -323,6 +347,46 @@ def parse_yaml(text: str, filename: str, root: type[T], empty_hint: str = "") ->
     finally:
         loader.dispose()
     return value, walker.lines
+
+
+def _check_structure(text: str, filename: str) -> None:
+    """Refuse, before anything is built, what would make loading cost more than the text's
+    size: lists and mappings nested deeper than MAX_DEPTH, and aliases.
+
+    An alias repeats a whole subtree: nine lines of nested aliases (the "billion laughs") are
+    10**9 values once expanded, and `mlci train` hung logging them as parameters. mlci.yaml
+    and contracts are short files edited by hand and read on CI from pull requests; writing a
+    value out is never a hardship, so aliases are refused outright rather than bounded by a
+    size budget nobody could predict. The check runs on the parser's event stream, which is
+    iterative: no recursion, whatever the nesting.
+    """
+    too_deep = f"lists and mappings are nested more than {MAX_DEPTH} levels deep here; flatten the structure"
+    loader = _Loader(text)
+    depth = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            line = event.start_mark.line + 1
+            if isinstance(event, yaml.AliasEvent):
+                raise ConfigError(
+                    filename,
+                    line,
+                    f"YAML alias '*{event.anchor}' is not allowed (an alias can expand a few lines into "
+                    "billions of values); write the value out in full",
+                )
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise ConfigError(filename, line, too_deep)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError as exc:
+        if "maximum nesting depth" in str(getattr(exc, "problem", "")):  # libyaml's own bound, met first in [[[...
+            mark = getattr(exc, "problem_mark", None)
+            raise ConfigError(filename, mark.line + 1 if mark else None, too_deep) from None
+        raise yaml_error(exc, text, filename) from None
+    finally:
+        loader.dispose()
 
 
 def yaml_error(exc: yaml.YAMLError, text: str, filename: str) -> ConfigError:
@@ -355,7 +419,7 @@ class _Walker:
         if dataclasses.is_dataclass(tp):
             return self._dataclass(node, tp, where)
         if tp is Any:  # any one scalar: a string, number or boolean
-            value = self._scalar(node)
+            value = self._scalar(node, where)
             if value is None or not isinstance(value, str | int | float | bool):
                 raise self.fail(node, f"{label} must be a string, number or true/false, not {value!r}")
             return value
@@ -366,7 +430,7 @@ class _Walker:
             return self.convert(node, args[0], where, meta)
         if origin is Literal:
             choices = typing.get_args(tp)
-            value = self._scalar(node)
+            value = self._scalar(node, where)
             if value not in choices:
                 # A strict cut-off: 'flaot' suggests 'float', but 'gitlab' must not suggest 'github'.
                 hint = _did_you_mean(str(value), [str(c) for c in choices], cutoff=0.8)
@@ -383,9 +447,8 @@ class _Walker:
         if origin is dict:
             if not isinstance(node, yaml.MappingNode):
                 raise self.fail(node, f"{label} must be a mapping of names to values")
-            self._no_duplicates(node, where)
-            return self.loader.construct_object(node, deep=True)
-        value = self._scalar(node)
+            return self._plain(node, where)
+        value = self._scalar(node, where)
         ok = (
             (tp is bool and isinstance(value, bool))
             or (tp is int and isinstance(value, int) and not isinstance(value, bool))
@@ -397,7 +460,10 @@ class _Walker:
                 node, f"{label} must be {_type_name(tp)}, not {_type_name(type(value))} {value!r}; e.g. {_example(tp)}"
             )
         if tp is float:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an integer of hundreds of digits
+                raise self.fail(node, f"{where} is too large a number; {NON_FINITE_FIX}") from None
         self._constraints(node, value, label, meta)
         return value
 
@@ -409,10 +475,37 @@ class _Walker:
         if "pattern" in meta and not re.fullmatch(meta["pattern"], value):  # fullmatch: no trailing newline
             raise self.fail(node, f"{label} is {value!r}, which does not match {meta['pattern']}")
 
-    def _scalar(self, node: yaml.Node) -> Any:
+    def _scalar(self, node: yaml.Node, where: str) -> Any:
+        """The one place a YAML scalar becomes a value, so every number in the file is checked
+        here: YAML reads .nan, .inf, -.Inf, !!float nan and 1e+999 as floats, and NaN compares
+        false with everything, so `coverage_min: .nan` silently turned the coverage gate off."""
         if not isinstance(node, yaml.ScalarNode):
             raise self.fail(node, "expected a single value here, not a list or mapping")
-        return self.loader.construct_object(node)
+        value = self.loader.construct_object(node)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.fail(node, f"{where or 'the value'} is {value}; {NON_FINITE_FIX}")
+        return value
+
+    def _plain(self, node: yaml.Node, where: str) -> Any:
+        """A free-form value (train.params) as plain Python, built node by node so its numbers
+        pass through _scalar and its keys get lines like the typed ones."""
+        if isinstance(node, yaml.MappingNode):
+            self._no_duplicates(node, where)
+            mapping: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise self.fail(key_node, f"'<<' merge keys are not supported in '{where}'; write the keys out")
+                key = self._scalar(key_node, where)
+                self.lines[_join(where, str(key))] = key_node.start_mark.line + 1
+                mapping[key] = self._plain(value_node, _join(where, str(key)))
+            return mapping
+        if isinstance(node, yaml.SequenceNode):
+            items = []
+            for index, item in enumerate(node.value):
+                self.lines[f"{where}[{index}]"] = item.start_mark.line + 1
+                items.append(self._plain(item, f"{where}[{index}]"))
+            return items
+        return self._scalar(node, where)
 
     def _no_duplicates(self, node: yaml.MappingNode, where: str) -> None:
         seen: set[str] = set()

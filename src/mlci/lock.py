@@ -64,7 +64,9 @@ def project_lock(project: Project, command: str) -> AbstractContextManager[None]
 
 @contextmanager
 def root_lock(root: Path, command: str) -> Iterator[None]:
-    """The same lock for a project root, for commands that run before mlci.yaml is read (upgrade)."""
+    """The project's lock by its directory alone, for commands that take it before mlci.yaml is
+    read: `mlci upgrade`, and every stage (it clears its old results first, even when the file
+    turns out broken)."""
     path = root_lock_path(root)
     path.parent.mkdir(parents=True, exist_ok=True)
     # "a" never truncates: the holder's text stays readable until we own the lock.

@@ -7,15 +7,13 @@ The dataclasses are the schema, exactly as for mlci.yaml: the loader walks their
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from mlci.config import _f, json_schema_of, parse_yaml
+from mlci.config import _f, json_schema_of, parse_yaml, read_text_file
 from mlci.contracts.expression import FIX as EXPRESSION_FIX
 from mlci.contracts.expression import lexical_problem
 from mlci.errors import ConfigError
@@ -203,7 +201,7 @@ def load_contract(path: Path, root: Path) -> Contract:
         raise ConfigError(
             str(path), None, "data contract not found; write one (see docs/data-contracts.md) or pass --contract"
         )
-    return parse_contract(path.read_text(encoding="utf-8"), path, root)
+    return parse_contract(read_text_file(path), path, root)
 
 
 def parse_contract(text: str, path: Path, root: Path) -> Contract:
@@ -222,33 +220,10 @@ def _unknown_column(contract: Contract, key: str, name: str) -> ConfigError:
     return contract.error(key, f"{key}: unknown column '{name}'; {hint}")
 
 
-def _non_finite(value: Any, where: str) -> tuple[str, float] | None:
-    """The first NaN or infinite number in a parsed value, with its dotted key."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return where, value
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _non_finite(item, f"{where}[{index}]")
-            if found:
-                return found
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for f in dataclasses.fields(value):
-            found = _non_finite(getattr(value, f.name), f"{where}.{f.name}" if where else f.name)
-            if found:
-                return found
-    return None
-
-
 def _check_semantics(contract: Contract) -> None:
     spec = contract.spec
-    found = _non_finite(spec, "")
-    if found is not None:
-        key, value = found
-        raise contract.error(
-            key,
-            f"{key} is {value}; write a finite number (NaN and infinities cannot be checked against; "
-            "to leave a bound open, omit it)",
-        )
+    # NaN and infinities, deep nesting and aliases are refused by the loader (parse_yaml) for
+    # contracts and mlci.yaml alike.
     ds = spec.dataset
     if (ds.path is None) == (ds.table is None):
         raise contract.error("dataset", "dataset needs exactly one of 'path' or 'table'")

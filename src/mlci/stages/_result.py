@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -14,6 +16,15 @@ from typing import Any
 from mlci import __version__, ci_env, console
 from mlci.config import Project
 from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, MlciError
+
+# The report files each stage writes under .mlci/out/ besides <stage>.json, declared once so
+# that the one stage path (execute, stage_command, mark) removes them before the stage starts:
+# a stage that then fails or errors never leaves an earlier run's green report behind for CI
+# to publish as its own (a broken contract left the previous passing data-test.xml).
+JUNIT_REPORTS: dict[str, str] = {"test": "junit.xml", "data-test": "data-test.xml"}
+OTHER_REPORTS: dict[str, tuple[str, ...]] = {"test": ("coverage.json",)}
+# Characters XML 1.0 forbids (C0 controls but tab/newline/return, surrogates, U+FFFE/U+FFFF).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 @dataclass
@@ -42,6 +53,57 @@ def read_result(project: Project, stage: str) -> dict[str, Any] | None:
     return data
 
 
+def report_files(out_dir: Path, stage: str) -> list[Path]:
+    """The report files `stage` declares (JUNIT_REPORTS, OTHER_REPORTS), under `out_dir`."""
+    names = ([JUNIT_REPORTS[stage]] if stage in JUNIT_REPORTS else []) + list(OTHER_REPORTS.get(stage, ()))
+    return [out_dir / name for name in names]
+
+
+def clear_reports(out_dir: Path, stage: str) -> None:
+    """Remove `stage`'s report files of an earlier run (and any temporary file a killed write left)."""
+    for path in report_files(out_dir, stage):
+        path.unlink(missing_ok=True)
+        path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+
+
+def xml_text(text: str) -> str:
+    """`text` with each character XML 1.0 forbids written as a visible escape (\\x01, \\ufffe)."""
+    return _NOT_XML.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+def _has_test_cases(junit: Path) -> bool:
+    """Whether a JUnit file exists, parses and holds at least one test case."""
+    try:
+        return ET.parse(junit).getroot().find(".//testcase") is not None
+    except (OSError, ET.ParseError):
+        return False
+
+
+def write_errored_junit(out_dir: Path, stage: str, message: str) -> None:
+    """For a stage that did not pass and has no report of its own with test cases in it,
+    write a suite of one errored case (the stage's message) in its place.
+
+    That covers an error before the checks ran (a broken contract or mlci.yaml, Ctrl-C) and
+    the empty suite pytest writes when it refuses its arguments or collects nothing. CI's test
+    publishers then show the stage as broken: a missing file is at best a warning ("no test
+    results found"), an empty suite a pass. A report this run wrote with test cases in it is
+    this run's truth and stands (earlier runs' reports were removed before the stage began).
+    """
+    name = JUNIT_REPORTS.get(stage)
+    if name is None or _has_test_cases(out_dir / name):
+        return  # this run's own report (failing tests, failed checks, a coverage miss): it stands
+    suite = ET.Element(
+        "testsuite", {"name": f"mlci.{stage}", "tests": "1", "failures": "0", "errors": "1", "skipped": "0"}
+    )
+    case = ET.SubElement(suite, "testcase", {"classname": f"mlci.{stage}", "name": stage, "time": "0"})
+    error = ET.SubElement(case, "error", {"message": xml_text(message), "type": "mlci"})
+    error.text = xml_text(message)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f"{name}.tmp"
+    ET.ElementTree(suite).write(tmp, encoding="utf-8", xml_declaration=True)
+    os.replace(tmp, out_dir / name)
+
+
 def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
     # Write then rename, so a reader never sees half a file.
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,8 +115,10 @@ def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
 def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> StageResult:
     """Run one stage's work, record its result (also on failure) and publish CI outputs.
 
-    The previous result is marked `running` first, so a stage that dies half-way never leaves
-    an earlier success behind for the next stage to trust. A failing check raises an MlciError
+    The previous result is marked `running` first and the stage's previous report files are
+    removed, so a stage that dies half-way never leaves an earlier success behind for the next
+    stage (or CI's test publisher) to trust; a stage that ends without its JUnit report gets an
+    errored one (write_errored_junit). A failing check raises an MlciError
     subclass; it is recorded, then re-raised so the CLI's error boundary prints it and exits
     with its code. Anything else (a bug, Ctrl-C, SIGTERM) is recorded as an error and re-raised.
     """
@@ -66,6 +130,7 @@ def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> St
         "started_at": started.isoformat(timespec="seconds"),
     }
     path = result_path(project, stage)
+    clear_reports(project.out_dir, stage)
     _write_json(path, {**record, "status": "running", "exit_code": None, "summary": "running", "details": {}})
     try:
         result = work()
@@ -77,6 +142,7 @@ def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> St
             duration_s=round(time.perf_counter() - clock, 3),
             details=getattr(exc, "details", {}),
         )
+        write_errored_junit(project.out_dir, stage, exc.message)
         _write_json(path, record)
         console.set_result(record)
         # Outputs on failure too (actions/README: `result` is passed, failed or error), with
@@ -93,6 +159,7 @@ def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> St
             duration_s=round(time.perf_counter() - clock, 3),
             details={},
         )
+        write_errored_junit(project.out_dir, stage, record["summary"])
         _write_json(path, record)
         console.set_result(record)
         ci_env.set_outputs({"result": "error"})
@@ -125,6 +192,7 @@ def mark(project: Project, stage: str, status: str, summary: str) -> None:
         "summary": summary,
         "details": {},
     }
+    clear_reports(project.out_dir, stage)
     _write_json(result_path(project, stage), record)
 
 
@@ -135,21 +203,54 @@ def write_json(path: Path, payload: Mapping[str, Any]) -> None:
 def stage_command(stage: str, args: Any, work: Callable[[Project], StageResult]) -> int:
     """The whole of a stage command: find the project, hold its lock (it shares the registry
     and .mlci/out with any other mlci there), run and record the stage, print its summary."""
-    from mlci.lock import project_lock
+    from mlci.config import load_project
+    from mlci.lock import root_lock
 
-    project = load_project_for(args)
-    with project_lock(project, stage):
+    root = project_root_for(args)  # fails only where there is no mlci.yaml: no results either
+    with root_lock(root, stage):
+        # Before mlci.yaml is validated: a broken file fails the stage, and its reports of an
+        # earlier run must not stay behind as this run's.
+        out_dir = root / ".mlci" / "out"
+        clear_reports(out_dir, stage)
+        try:
+            project = load_project(root)
+        except MlciError as exc:
+            _record_before_start(out_dir, stage, exc)
+            raise
         result = execute(stage, project, lambda: work(project))
     print(result.summary)
     return 0
+
+
+def _record_before_start(out_dir: Path, stage: str, exc: MlciError) -> None:
+    """The stage's record (and errored JUnit report) when it fails before it could start."""
+    write_errored_junit(out_dir, stage, exc.message)
+    record = {
+        "stage": stage,
+        "mlci_version": __version__,
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "status": "error",
+        "exit_code": exc.exit_code,
+        "summary": exc.message,
+        "duration_s": 0.0,
+        "details": {},
+    }
+    _write_json(out_dir / f"{stage}.json", record)
+
+
+def project_root_for(args: Any) -> Path:
+    """The directory of the project a command works on: -C DIR, else the nearest mlci.yaml upwards."""
+    from mlci.config import find_project
+
+    directory = getattr(args, "project_dir", None)
+    return find_project(Path(directory) if directory else Path.cwd())
 
 
 def load_project_for(args: Any) -> Project:
     """The project a stage command works on: -C DIR, else the nearest mlci.yaml upwards."""
     from mlci.config import load_project
 
-    directory = getattr(args, "project_dir", None)
-    return load_project(Path(directory) if directory else None)
+    return load_project(project_root_for(args))
 
 
 def tool_env(project: Project) -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +14,9 @@ from mlci.contracts.compiler import CheckResult, show
 from mlci.contracts.format import CONFIG_DATASETS, Contract, Dataset, load_contract
 from mlci.contracts.runner import Report, guess_format, run_contract
 from mlci.errors import CheckFailed
-from mlci.stages._result import StageResult, stage_command
+from mlci.stages._result import JUNIT_REPORTS, StageResult, stage_command, xml_text
 
-JUNIT_FILE = "data-test.xml"
-# Characters XML 1.0 forbids (C0 controls but tab/newline/return, surrogates, U+FFFE/U+FFFF).
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+JUNIT_FILE = JUNIT_REPORTS["data-test"]
 
 
 def contract_for(project: Project, cli_path: str | None) -> tuple[Contract | None, str]:
@@ -260,11 +257,6 @@ def dataset_markdown(report: Report) -> str:
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
-
-
-def xml_text(text: str) -> str:
-    """`text` with each character XML 1.0 forbids written as a visible escape (\\x01, \\ufffe)."""
-    return _NOT_XML.sub(lambda m: ascii(m.group())[1:-1], text)
 
 
 def _element(parent: ET.Element | None, tag: str, **attributes: str) -> ET.Element:

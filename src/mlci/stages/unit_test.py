@@ -13,7 +13,7 @@ from typing import Any
 from mlci import ci_env, console
 from mlci.config import Project
 from mlci.errors import CheckFailed, InfraError, UsageError
-from mlci.stages._result import StageResult, stage_command, tool_env
+from mlci.stages._result import JUNIT_REPORTS, OTHER_REPORTS, StageResult, stage_command, tool_env
 
 
 def parse_junit(path: Path) -> dict[str, Any]:
@@ -99,10 +99,9 @@ def run_tests(project: Project) -> StageResult:
     cfg = project.config
     out = project.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    junit = out / "junit.xml"
-    coverage_json = out / "coverage.json"
-    for stale in (junit, coverage_json):
-        stale.unlink(missing_ok=True)
+    # execute() removed both before the stage started (an earlier run's never pass for this one's).
+    junit = out / JUNIT_REPORTS["test"]
+    coverage_json = out / OTHER_REPORTS["test"][0]
     code, output = console.run_tool(
         pytest_command(project, junit, coverage_json), cwd=project.root, env=tool_env(project)
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli, run_cli_process
-from upgrade_kit import CI, LOCK, PRE_COMMIT, Project, Templates, make
+from upgrade_kit import CI, LOCK, PRE_COMMIT, Project, Templates, files_of, make
 
 from mlci.config import load_project
 from mlci.errors import InfraError, UsageError
@@ -304,6 +305,35 @@ def test_recovery_refuses_a_journal_it_did_not_write(proj_and_tpl: tuple[Project
     (work / transaction.JOURNAL).write_text('[{"target": "x", "backup": null}]')
     with pytest.raises(Exception, match="not a journal this mlci wrote; check the files with 'git status'"):
         transaction.recover(proj.root)
+
+
+@pytest.mark.parametrize(
+    ("target", "backup", "problem"),
+    [
+        ("src/journal/train.py", None, "is not a file mlci upgrades"),
+        ("../victim.txt", None, "is not a normalised relative path (an empty, '.' or '..' segment)"),
+        (CI, "../../../victim.txt", "has a backup '../../../victim.txt' outside its work directory"),
+    ],
+)
+def test_a_planted_journal_cannot_make_recovery_delete_or_replace_other_files(
+    proj_and_tpl: tuple[Project, Templates], target: str, backup: str | None, problem: str
+) -> None:
+    """A pull request can add `.mlci/upgrade-*/journal.json` like any file: recovery deletes a
+    target whose hash matches its `new` (here: a team file, a file outside the project) and
+    replaces one from its backup, so a journal naming anything else is refused, untouched."""
+    proj, _ = proj_and_tpl
+    victim = proj.root.parent / "victim.txt"
+    victim.write_text("not the project's\n")
+    on_disk = proj.root / target if not target.startswith("..") else victim
+    work = proj.root / ".mlci" / "upgrade-planted"
+    work.mkdir()
+    entry = {"target": target, "backup": backup, "old": sha256(b"x") if backup else None, "new": hash_of(on_disk)}
+    (work / transaction.JOURNAL).write_text(json.dumps({"format": 1, "entries": [entry], "dirs": []}))
+    proj.snapshot()
+    with pytest.raises(Exception, match=f"target '{re.escape(target)}' {re.escape(problem)}; mlci never wrote"):
+        transaction.recover(proj.root)
+    assert victim.read_text() == "not the project's\n"
+    assert files_of(proj.root) == proj.before
 
 
 # ------------------------------------------------------------------ item 7: one upgrade at a time

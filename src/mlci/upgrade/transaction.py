@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import stat
@@ -38,8 +39,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlci.config import CONFIG_FILE
 from mlci.errors import ConfigError, InfraError
+from mlci.templates import is_managed
 from mlci.upgrade.manifest import MANIFEST_PATH, sha256
+from mlci.upgrade.paths import check_confined, path_problem
 
 if TYPE_CHECKING:
     from mlci.upgrade.engine import Plan
@@ -52,6 +56,7 @@ JOURNAL_FORMAT = 1
 # one) right after the Nth filesystem step of an apply_plan() or recover() call. Only the
 # kill-anywhere tests set it; nothing else reads it.
 CRASH_ENV = "MLCI_CRASH_AT_STEP"
+_BACKUP = re.compile(r"old-[0-9]+")
 
 
 class Disk:
@@ -334,7 +339,33 @@ def _read_journal(work: Path) -> Journal | None:
         dirs = [str(d) for d in payload["dirs"]]
     except (KeyError, TypeError) as exc:
         raise ConfigError(where, None, f"malformed journal ({exc}); check the files with 'git status'") from None
+    _check_journal_paths(work, entries, dirs)
     return Journal(entries, dirs)
+
+
+def _check_journal_paths(work: Path, entries: list[Entry], dirs: list[str]) -> None:
+    """A journal is untrusted input like the manifest (a pull request can add one): recovery
+    deletes and replaces its targets, so they must be files an upgrade writes, and every
+    backup a file of its own work directory."""
+    where = str(work / JOURNAL)
+    root = work.parent.parent  # <root>/.mlci/upgrade-<id>
+    for entry in entries:
+        problem = path_problem(entry.target) if isinstance(entry.target, str) else "is not a path"
+        if problem is None and entry.target not in (MANIFEST_PATH, CONFIG_FILE) and not is_managed(entry.target):
+            problem = "is not a file mlci upgrades"
+        if problem is None and entry.backup is not None and not _BACKUP.fullmatch(str(entry.backup)):
+            problem = f"has a backup {entry.backup!r} outside its work directory"
+        if problem is not None:
+            raise ConfigError(
+                where, None, f"target {entry.target!r} {problem}; mlci never wrote this journal: delete its directory"
+            )
+        check_confined(root, entry.target)
+    for directory in dirs:
+        problem = path_problem(directory)
+        if problem is not None:
+            raise ConfigError(
+                where, None, f"directory {directory!r} {problem}; mlci never wrote this journal: delete its directory"
+            )
 
 
 def needs_recovery(root: Path) -> list[Path]:

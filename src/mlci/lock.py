@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from mlci.config import Project
-from mlci.errors import UsageError
+from mlci.errors import InfraError, UsageError
 
 
 def lock_path(project: Project) -> Path:
@@ -57,9 +57,15 @@ def _holder(path: Path) -> str:
 def project_lock(project: Project, command: str) -> Iterator[None]:
     """Hold the project's lock for the block; exit 2 at once when another mlci holds it."""
     path = lock_path(project)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # "a" never truncates: the holder's text stays readable until we own the lock.
-    handle = path.open("a+", encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # "a" never truncates: the holder's text stays readable until we own the lock.
+        handle = path.open("a+", encoding="utf-8")
+    except OSError as exc:  # a read-only .mlci (or checkout), a full disk
+        raise InfraError(
+            f"cannot create the project lock file {path} ({exc.strerror or exc}); "
+            f"make {path.parent} writable for this user, then run again"
+        ) from None
     try:
         if not _try_lock(handle):
             raise UsageError(f"another mlci run is active ({_holder(path)}); wait for it to finish (lock file {path})")

@@ -14,12 +14,14 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import aliases, client_for, run_cli, scaffold, stage_json
+from conftest import aliases, client_for, run_cli, run_cli_process, scaffold, stage_json
 
 from mlci.config import load_project
 
@@ -292,6 +294,44 @@ def test_deploy_with_missing_artifacts_says_so_and_keeps_the_environment(
     assert line.startswith(f"mlci: error: deploy of {name} v1 to production failed: the artifacts of models:/{name}/1")
     assert line.endswith("; no version was in production")
     assert aliases(project) == {"staging": "1"}
+
+
+# --- register while a deploy holds the project lock -----------------------------------------
+
+
+def test_register_while_a_deploy_promotes_is_refused_and_the_champion_is_what_deploy_released(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two real processes on one project: this one deploys to production and holds .mlci/lock
+    (kept waiting on the store, which the test locks meanwhile); a `mlci register` process
+    started then is refused with exit 2 instead of deciding against a champion that moves
+    under it."""
+    lock = project / ".mlci" / "lock"
+    monkeypatch.setenv("MLCI_STORE_TIMEOUT", "120")
+    holder = sqlite3.connect(store_of(project), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    codes: list[int] = []
+    deploy = threading.Thread(target=lambda: codes.append(run_cli("deploy", "--env", "production", "-C", str(project))))
+    deploy.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not (lock.is_file() and '"command": "deploy"' in lock.read_text()):
+            assert deploy.is_alive() and time.monotonic() < deadline, "deploy never took the lock"
+            time.sleep(0.05)
+        register = run_cli_process("register", cwd=project)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        deploy.join(timeout=300)
+    assert register.returncode == 2, register.stderr
+    assert f"mlci: error: another mlci run is active (pid {os.getpid()}, started " in register.stderr
+    assert "'mlci deploy')" in register.stderr
+    assert codes == [0]
+    assert aliases(project) == {"staging": "1", "production": "1", "champion": "1"}
+    # The register after it decides against the champion the deploy released.
+    assert run_cli("register", "-C", str(project)) == 0
+    assert stage_json(project, "register")["details"]["champion_existed"] is True
+    assert aliases(project) == {"staging": "1", "production": "1", "champion": "1"}
 
 
 def test_a_fault_mlflow_hits_half_way_is_classified_through_its_wrappers(project: Path) -> None:

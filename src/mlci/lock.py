@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from mlci.config import Project
-from mlci.errors import UsageError
+from mlci.errors import InfraError, UsageError
 
 
 def lock_path(project: Project) -> Path:
@@ -68,9 +68,15 @@ def root_lock(root: Path, command: str) -> Iterator[None]:
     read: `mlci upgrade`, and every stage (it clears its old results first, even when the file
     turns out broken)."""
     path = root_lock_path(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # "a" never truncates: the holder's text stays readable until we own the lock.
-    handle = path.open("a+", encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # "a" never truncates: the holder's text stays readable until we own the lock.
+        handle = path.open("a+", encoding="utf-8")
+    except OSError as exc:  # a read-only .mlci (or checkout), a full disk
+        raise InfraError(
+            f"cannot create the project lock file {path} ({exc.strerror or exc}); "
+            f"make {path.parent} writable for this user, then run again"
+        ) from None
     try:
         if not _try_lock(handle):
             raise UsageError(f"another mlci run is active ({_holder(path)}); wait for it to finish (lock file {path})")

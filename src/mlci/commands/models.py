@@ -27,11 +27,11 @@ from mlci.registry import (
     verified_tag,
 )
 from mlci.stages._result import StageResult, load_project_for, stage_command
-from mlci.targets import local
+from mlci.targets import local, local_store
 
 
-def _client(project: Project, tracking_override: str | None) -> Any:
-    local.configure_mlflow(project, tracking_override)
+def _client(project: Project, tracking_override: str | None, *, writes: bool = True) -> Any:
+    local.configure_mlflow(project, tracking_override, writes=writes)
     from mlflow.tracking import MlflowClient
 
     return MlflowClient()
@@ -40,6 +40,11 @@ def _client(project: Project, tracking_override: str | None) -> Any:
 def run_promote(project: Project, env: str, version: str, tracking_override: str | None = None) -> StageResult:
     """Release `version` to `env`: it must have passed the gates and, past the first
     environment, have been verified in the environment before."""
+    with local_store.store_faults(project, tracking_override):
+        return _promote(project, env, version, tracking_override)
+
+
+def _promote(project: Project, env: str, version: str, tracking_override: str | None) -> StageResult:
     from mlci.stages.deploy import release, release_summary
 
     index = check_environment(env)
@@ -59,6 +64,11 @@ def run_promote(project: Project, env: str, version: str, tracking_override: str
 
 def run_rollback(project: Project, env: str, tracking_override: str | None = None) -> StageResult:
     """Put `env` back on the version it served before its current one (tag mlci.previous.<env>)."""
+    with local_store.store_faults(project, tracking_override):
+        return _rollback(project, env, tracking_override)
+
+
+def _rollback(project: Project, env: str, tracking_override: str | None) -> StageResult:
     from mlci.stages.deploy import release
 
     check_environment(env)
@@ -116,9 +126,14 @@ def _version_facts(client: Any, name: str, version: str) -> dict[str, Any]:
 
 def collect_status(project: Project, tracking_override: str | None = None) -> dict[str, Any]:
     """Each alias (challenger, every environment, champion) with its version's facts."""
+    with local_store.store_faults(project, tracking_override):
+        return _status(project, tracking_override)
+
+
+def _status(project: Project, tracking_override: str | None) -> dict[str, Any]:
     from mlflow.exceptions import MlflowException
 
-    client = _client(project, tracking_override)
+    client = _client(project, tracking_override, writes=False)
     name = project.config.model_name
     status: dict[str, Any] = {
         "model_name": name,

@@ -6,13 +6,19 @@ import argparse
 from pathlib import Path
 
 from mlci import console
+from mlci.config import Project
 from mlci.errors import UsageError
 from mlci.stages._result import load_project_for
-from mlci.targets import local
+from mlci.targets import local, local_store
 
 
 def main(args: argparse.Namespace) -> int:
     project = load_project_for(args)
+    with local_store.store_faults(project, args.tracking_uri):
+        return _serve(project, args)
+
+
+def _serve(project: Project, args: argparse.Namespace) -> int:
     name = project.config.model_name
     uri = local.tracking_uri(project, args.tracking_uri)
     store = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
@@ -22,7 +28,7 @@ def main(args: argparse.Namespace) -> int:
             f"no model to serve: the MLflow store {store} does not exist yet; "
             "run 'mlci run' (or mlci train, register and deploy) first"
         )
-    local.configure_mlflow(project, args.tracking_uri)
+    local.configure_mlflow(project, args.tracking_uri, writes=False)
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 

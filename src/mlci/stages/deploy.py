@@ -30,7 +30,7 @@ from mlci.registry import (
     verified_tag,
 )
 from mlci.stages._result import StageResult, stage_command
-from mlci.targets import local
+from mlci.targets import local, local_store
 
 
 def smoke_test(project: Project, model_uri: str) -> dict[str, Any]:
@@ -93,6 +93,10 @@ def release(
     try:
         smoke = smoke_test(project, f"models:/{name}/{version}")
     except Exception as exc:
+        if not isinstance(exc, MlciError):
+            # A store fault (artifacts deleted, a full disk) says which and what to do, exit 3.
+            stores, artifacts = local_store.active_stores(), local_store.artifacts_dir(project)
+            exc = local_store.classify(exc, stores, artifacts=artifacts) or exc
         reason = exc.message if isinstance(exc, MlciError) else f"{type(exc).__name__}: {exc}"
         kept = f"{env} stays v{before[env]}" if before[env] else f"no version was in {env}"
         error = InfraError if isinstance(exc, InfraError) else CheckFailed
@@ -175,6 +179,13 @@ def run_deploy(
     tracking_override: str | None = None,
     env: str | None = None,
     version: str | None = None,
+) -> StageResult:
+    with local_store.store_faults(project, tracking_override):
+        return _deploy(project, target, tracking_override, env, version)
+
+
+def _deploy(
+    project: Project, target: str | None, tracking_override: str | None, env: str | None, version: str | None
 ) -> StageResult:
     cfg = project.config
     where = target or cfg.target

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from pathlib import Path
 from typing import Any
 
 from mlci.config import ENVIRONMENTS, LOWER_IS_BETTER, Project
@@ -24,7 +23,7 @@ from mlci.metrics import better_or_equal, evaluate
 from mlci.registry import CHALLENGER, CHAMPION, alias_version, normalise_version
 from mlci.stages._result import StageResult, read_result, stage_command
 from mlci.stages.train import read_split
-from mlci.targets import local
+from mlci.targets import local, local_store
 
 __all__ = ["CHALLENGER", "CHAMPION", "alias_version", "normalise_version", "run_register"]
 
@@ -79,9 +78,7 @@ def score_reference(
     from mlci import scoring
 
     with tempfile.TemporaryDirectory(prefix="mlci-reference-") as scratch:
-        import mlflow
-
-        path = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=scratch))
+        path = local.model_dir(f"models:/{name}/{version}", dst_path=scratch)
         return scoring.score_isolated(
             project.root,
             project.config.project.package,
@@ -94,6 +91,11 @@ def score_reference(
 
 
 def run_register(project: Project, run_id: str | None, tracking_override: str | None = None) -> StageResult:
+    with local_store.store_faults(project, tracking_override):
+        return _register(project, run_id, tracking_override)
+
+
+def _register(project: Project, run_id: str | None, tracking_override: str | None) -> StageResult:
     cfg = project.config
     local.require_local(project, "register")
     if run_id is None:

@@ -21,7 +21,7 @@ from mlci.config import Project
 from mlci.errors import CheckFailed, ConfigError, UsageError
 from mlci.metrics import evaluate
 from mlci.stages._result import StageResult, stage_command
-from mlci.targets import local
+from mlci.targets import local, local_store
 
 
 def file_digest(path: Path) -> str:
@@ -208,6 +208,11 @@ def flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def run_train(project: Project, tracking_override: str | None = None) -> StageResult:
+    with local_store.store_faults(project, tracking_override):
+        return _train(project, tracking_override)
+
+
+def _train(project: Project, tracking_override: str | None) -> StageResult:
     cfg = project.config
     local.require_local(project, "train")
     train_x, train_y, train_path = read_split(project, "train")

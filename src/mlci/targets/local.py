@@ -62,14 +62,20 @@ def require_local(project: Project, stage: str) -> None:
         )
 
 
-def configure_mlflow(project: Project, override: str | None = None) -> Any:
-    """Import MLflow, point it at the project's tracking and registry URIs, and return it."""
+def configure_mlflow(project: Project, override: str | None = None, *, writes: bool = True) -> Any:
+    """Check the local store (see local_store.check_store), import MLflow, point it at the
+    project's tracking and registry URIs, and return it. `writes=False` for commands that only
+    read (status, serve): a read-only store is fine for them."""
+    from mlci.targets import local_store
+
     # Nothing phones home from a CI runner; set before mlflow is imported.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
     uri = tracking_uri(project, override)
     if uri.startswith("sqlite:"):
         (project.root / ".mlci").mkdir(parents=True, exist_ok=True)
+    for store in local_store.store_paths(project, override):
+        local_store.check_store(store, writes=writes)
     if uri.startswith(("http://", "https://")):
         check_reachable(uri)
     chatty = console.verbose()
@@ -88,6 +94,8 @@ def configure_mlflow(project: Project, override: str | None = None) -> Any:
 _CHATTER = (
     "Saving scikit-learn models in the pickle or cloudpickle format",  # mlci chose the format on purpose
     "Creating initial MLflow database tables",
+    # Logged with a traceback before MLflow re-raises it; mlci reports the fault as one line.
+    "SQLAlchemy database error",
 )
 
 
@@ -167,8 +175,21 @@ def free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-def model_dir(model_uri: str) -> Path:
-    """Download (or locate) a model's artifacts locally."""
+def model_dir(model_uri: str, dst_path: str | None = None) -> Path:
+    """Download (or locate) a model's artifacts locally; exit 3 naming the folder when the
+    store's artifacts of that model are gone (deleted, or a store copied without them)."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+    from mlci.targets import local_store
+
+    try:
+        path = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=dst_path))
+    except MlflowException as exc:
+        if "No such artifact" not in exc.message and "No such file or directory" not in exc.message:
+            raise
+        raise local_store.missing_artifacts(model_uri) from None
+    # Downloading a folder that no longer exists into dst_path gives an empty folder, no error.
+    if not (path / "MLmodel").is_file():
+        raise local_store.missing_artifacts(model_uri)
+    return path

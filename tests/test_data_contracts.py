@@ -890,6 +890,14 @@ def test_a_broken_contract_or_mlci_yaml_never_leaves_the_green_junit_of_an_earli
     assert errored_suite(junit) == ("1", "1", message)
     assert (json.loads(record.read_text())["status"], json.loads(record.read_text())["exit_code"]) == ("error", 2)
 
+    # `mlci run` clears them the same way before it reads mlci.yaml.
+    (root / "mlci.yaml").write_text(config)
+    assert cli_main(["data-test", "-C", str(root)]) == 0
+    (root / "mlci.yaml").write_text(config + "test: {coverage_min: .nan}\n")
+    assert cli_main(["run", "data-test", "-C", str(root)]) == 2
+    message = capsys.readouterr().err.removeprefix("mlci: error: ").rstrip("\n")
+    assert errored_suite(junit) == ("1", "1", message)
+
     # A stage `mlci run` skips (or has not reached yet) has no report of an earlier run either.
     (root / "mlci.yaml").write_text(config)
     assert cli_main(["data-test", "-C", str(root)]) == 0 and junit.is_file()

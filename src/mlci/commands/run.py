@@ -13,7 +13,15 @@ from mlci import __version__, console
 from mlci.cli import STAGES
 from mlci.config import Project
 from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, MlciError, UsageError
-from mlci.stages._result import StageResult, execute, load_project_for, mark, read_result, write_json
+from mlci.stages._result import (
+    StageResult,
+    execute,
+    load_project_clearing_reports,
+    mark,
+    project_root_for,
+    read_result,
+    write_json,
+)
 
 
 def _work(
@@ -61,11 +69,14 @@ def _line(text: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mlci.lock import project_lock
+    from mlci.lock import root_lock
 
     stages = selected_stages(args.stages)
-    project = load_project_for(args)
-    with project_lock(project, "run"):
+    root = project_root_for(args)
+    with root_lock(root, "run"):
+        # As a stage command does: the reports of an earlier run go before mlci.yaml is
+        # validated, so a broken file never leaves a green data-test.xml behind as this run's.
+        project = load_project_clearing_reports(root, stages)
         return _run(stages, project, args)
 
 

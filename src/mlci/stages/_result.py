@@ -203,23 +203,31 @@ def write_json(path: Path, payload: Mapping[str, Any]) -> None:
 def stage_command(stage: str, args: Any, work: Callable[[Project], StageResult]) -> int:
     """The whole of a stage command: find the project, hold its lock (it shares the registry
     and .mlci/out with any other mlci there), run and record the stage, print its summary."""
-    from mlci.config import load_project
     from mlci.lock import root_lock
 
     root = project_root_for(args)  # fails only where there is no mlci.yaml: no results either
     with root_lock(root, stage):
-        # Before mlci.yaml is validated: a broken file fails the stage, and its reports of an
-        # earlier run must not stay behind as this run's.
-        out_dir = root / ".mlci" / "out"
-        clear_reports(out_dir, stage)
-        try:
-            project = load_project(root)
-        except MlciError as exc:
-            _record_before_start(out_dir, stage, exc)
-            raise
+        project = load_project_clearing_reports(root, [stage])
         result = execute(stage, project, lambda: work(project))
     print(result.summary)
     return 0
+
+
+def load_project_clearing_reports(root: Path, stages: list[str]) -> Project:
+    """Load the project after removing the reports `stages` wrote in an earlier run (call it
+    holding the lock). Before mlci.yaml is validated: a broken file fails every stage, and its
+    reports of an earlier run must not stay behind as this run's."""
+    from mlci.config import load_project
+
+    out_dir = root / ".mlci" / "out"
+    for stage in stages:
+        clear_reports(out_dir, stage)
+    try:
+        return load_project(root)
+    except MlciError as exc:
+        for stage in stages:
+            _record_before_start(out_dir, stage, exc)
+        raise
 
 
 def _record_before_start(out_dir: Path, stage: str, exc: MlciError) -> None:

@@ -19,6 +19,8 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,8 +28,9 @@ import pytest
 from conftest import run_cli, run_cli_process
 from upgrade_kit import CI, LOCK, PRE_COMMIT, Project, Templates, files_of, make
 
+from mlci.cli import main as cli_main
 from mlci.config import load_project
-from mlci.errors import InfraError, UsageError
+from mlci.errors import ConfigError, InfraError, UsageError
 from mlci.lock import project_lock
 from mlci.upgrade import engine, transaction
 from mlci.upgrade.manifest import MANIFEST_PATH, sha256
@@ -99,8 +102,20 @@ def tree(root: Path) -> Tree:
     return files, frozenset(dirs)
 
 
+CHILD_TIMEOUT = 60.0  # seconds; a child normally ends in milliseconds
+
+
+def project_files(root: Path) -> dict[str, tuple[bytes, int]]:
+    """The files of `tree`, an upgrade's work directory aside."""
+    return {p: v for p, v in tree(root)[0].items() if not p.startswith(f".mlci/{transaction.WORK_PREFIX}")}
+
+
 def in_child(crash_at: int, action: Callable[..., object], *args: object) -> int:
-    """Run `action` in a forked child with the crash seam at step `crash_at`: KILLED, or its exit code."""
+    """Run `action` in a forked child with the crash seam at step `crash_at`: KILLED, or its exit code.
+
+    A child that hangs (a lock never released, a deadlock inherited through fork) is killed
+    after CHILD_TIMEOUT seconds and the test fails naming the step, instead of hanging pytest.
+    """
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         code = 0
@@ -108,13 +123,41 @@ def in_child(crash_at: int, action: Callable[..., object], *args: object) -> int
             os.environ[transaction.CRASH_ENV] = str(crash_at)
             action(*args)
         except BaseException:
+            traceback.print_exc()
             code = 1
         os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    deadline = time.monotonic() + CHILD_TIMEOUT
+    pause = 0.0005
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(
+                f"{getattr(action, '__name__', action)} crashing at step {crash_at}: no end after {CHILD_TIMEOUT}s"
+            )
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
     if os.WIFSIGNALED(status):
         assert os.WTERMSIG(status) == signal.SIGKILL
         return KILLED
     return os.WEXITSTATUS(status)
+
+
+def protocol_steps(plan: engine.Plan, root: Path) -> int:
+    """The filesystem steps of applying `plan` as transaction.py's protocol lists them, each a kill point."""
+    written = [c.new for c in plan.changes if c.writes] + [plan.manifest_text.encode("utf-8")]
+    replaced = [c.path for c in plan.changes if c.writes or c.deletes if (root / c.path).is_file()]
+    backups = len(replaced) + 1  # + the manifest
+    new_dirs = {p.as_posix() for c in plan.changes if c.writes for p in Path(c.path).parents[:-1]}
+    new_dirs = {d for d in new_dirs if not (root / d).exists()}
+    stage = 1 + sum(2 if data else 1 for data in written) + backups  # mkdir, create+write each, link each
+    journal = 3  # create + write the temporary name, rename into place
+    swap = len(written) + sum(c.deletes for c in plan.changes) + len(new_dirs)
+    clean_up = 1 + backups + 1 + 1  # the journal, every backup, `done`, the directory
+    return stage + journal + swap + 1 + clean_up  # + `done`
 
 
 def test_kill_at_every_step_of_apply_and_of_recovery_leaves_all_old_or_all_new(
@@ -140,6 +183,7 @@ def test_kill_at_every_step_of_apply_and_of_recovery_leaves_all_old_or_all_new(
         return fast_dir / name
 
     apply_points = recovery_points = 0
+    half_applied: int | None = None  # the first step that leaves a mix of old and new files
     outcomes: list[str] = []
     checked: dict[str, int] = {}
     for n in range(1, 1000):
@@ -149,6 +193,8 @@ def test_kill_at_every_step_of_apply_and_of_recovery_leaves_all_old_or_all_new(
             assert ended == 0 and tree(crashed) == all_new  # ran to the end: every step was a kill point
             break
         apply_points += 1
+        if half_applied is None and project_files(crashed) not in (all_old[0], all_new[0]):
+            half_applied = n
         for m in range(1, 1000):
             again = copy(crashed, f"a{n}r{m}")
             ended = in_child(m, transaction.recover, again)
@@ -188,9 +234,22 @@ def test_kill_at_every_step_of_apply_and_of_recovery_leaves_all_old_or_all_new(
     capsys.readouterr()
     assert checked == {"old": 1, "new": 0}  # behind before, up to date after: never "interrupted"
     # Kill points: staging, journal, each swap, the new directory, `done`, every file of the clean-up.
-    assert apply_points >= 4 * len(plan.changes), apply_points
-    assert recovery_points >= apply_points, recovery_points
+    assert apply_points == protocol_steps(plan, pristine), apply_points
+    assert recovery_points >= apply_points, recovery_points  # every killed apply leaves a directory to remove
     print(f"kill points: {apply_points} in apply, {recovery_points} in the recoveries after them")
+    # Once through the CLI as well: `mlci upgrade` (lock, recovery, plan, apply) killed half-way,
+    # then the next `mlci upgrade` puts the files back and upgrades.
+    assert half_applied is not None
+    through_cli = copy(pristine, "cli")
+    assert in_child(half_applied, mlci_upgrade, through_cli) == KILLED
+    assert project_files(through_cli) not in (all_old[0], all_new[0])
+    assert run_cli("upgrade", str(through_cli)) == 0
+    assert "(left half-upgraded by an interrupted run)" in capsys.readouterr().out
+    assert tree(through_cli) == all_new and not transaction.leftovers(through_cli)
+
+
+def mlci_upgrade(root: Path) -> None:
+    assert cli_main(["upgrade", str(root)]) == 0
 
 
 def kill_apply_when(root: Path, plan: engine.Plan, backed_up_swaps: int) -> list[dict[str, str]]:
@@ -303,8 +362,9 @@ def test_recovery_refuses_a_journal_it_did_not_write(proj_and_tpl: tuple[Project
     work = proj.root / ".mlci" / "upgrade-old"
     work.mkdir()
     (work / transaction.JOURNAL).write_text('[{"target": "x", "backup": null}]')
-    with pytest.raises(Exception, match="not a journal this mlci wrote; check the files with 'git status'"):
+    with pytest.raises(ConfigError, match="not a journal this mlci wrote; check the files with 'git status'") as raised:
         transaction.recover(proj.root)
+    assert raised.value.exit_code == 2
 
 
 @pytest.mark.parametrize(
@@ -313,6 +373,7 @@ def test_recovery_refuses_a_journal_it_did_not_write(proj_and_tpl: tuple[Project
         ("src/journal/train.py", None, "is not a file mlci upgrades"),
         ("../victim.txt", None, "is not a normalised relative path (an empty, '.' or '..' segment)"),
         (CI, "../../../victim.txt", "has a backup '../../../victim.txt' outside its work directory"),
+        (CI, "old-0", "has a hash that is not a sha256"),
     ],
 )
 def test_a_planted_journal_cannot_make_recovery_delete_or_replace_other_files(
@@ -327,13 +388,202 @@ def test_a_planted_journal_cannot_make_recovery_delete_or_replace_other_files(
     on_disk = proj.root / target if not target.startswith("..") else victim
     work = proj.root / ".mlci" / "upgrade-planted"
     work.mkdir()
-    entry = {"target": target, "backup": backup, "old": sha256(b"x") if backup else None, "new": hash_of(on_disk)}
+    old = (sha256(b"x") if problem != "has a hash that is not a sha256" else "x") if backup else None
+    entry = {"target": target, "backup": backup, "old": old, "new": hash_of(on_disk)}
     (work / transaction.JOURNAL).write_text(json.dumps({"format": 1, "entries": [entry], "dirs": []}))
     proj.snapshot()
-    with pytest.raises(Exception, match=f"target '{re.escape(target)}' {re.escape(problem)}; mlci never wrote"):
+    with pytest.raises(
+        ConfigError, match=f"target '{re.escape(target)}' {re.escape(problem)}; mlci never wrote"
+    ) as raised:
         transaction.recover(proj.root)
+    assert raised.value.exit_code == 2
     assert victim.read_text() == "not the project's\n"
     assert files_of(proj.root) == proj.before
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """The one line the CLI printed on stderr (and nothing else there)."""
+    (line,) = capsys.readouterr().err.splitlines()
+    return line
+
+
+@pytest.fixture(scope="module")
+def scaffolded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One `mlci new` per module for the refusal tests below (each works on a copy)."""
+    return make(tmp_path_factory.mktemp("scaffolded"), "refused").root
+
+
+@pytest.fixture
+def refused(scaffolded: Path, tmp_path: Path) -> Project:
+    proj = Project(tmp_path / "refused")
+    shutil.copytree(scaffolded, proj.root, symlinks=True)
+    return proj
+
+
+def victim_dir(tmp_path: Path) -> Path:
+    """A directory outside the project holding files named as a work directory's are, and one more."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    for name in ("journal.json", "done", "new-0", "old-0", "precious.txt"):
+        (victim / name).write_text(f"not the project's {name}\n")
+    return victim
+
+
+@pytest.mark.parametrize("kind", ["symlink to a directory", "file"])
+def test_an_upgrade_directory_that_is_no_directory_is_refused_and_never_followed(
+    refused: Project, tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pull request can commit `.mlci/upgrade-x` as a symlink: clean-up used to follow it and
+    delete every file of its target, then say every file was left as it was."""
+    victim = victim_dir(tmp_path)
+    planted = refused.root / ".mlci" / "upgrade-evil"
+    if kind == "file":
+        planted.write_text("{}\n")
+    else:
+        planted.symlink_to(victim, target_is_directory=True)
+    before = files_of(victim)
+    refused.snapshot()
+    what = "a symlink" if kind != "file" else "not a directory"
+    for mode in ((), ("--check",)):
+        assert run_cli("upgrade", *mode, str(refused.root)) == 2
+        assert one_error_line(capsys) == (
+            f"mlci: error: {planted}: is {what}, not an upgrade's work directory; "
+            "mlci never follows or deletes through it: delete it"
+        )
+    assert files_of(victim) == before and files_of(refused.root) == refused.before
+    planted.unlink()  # the fix the line names
+    assert run_cli("upgrade", str(refused.root)) == 0
+
+
+def test_a_symlinked_mlci_directory_leading_out_is_refused_before_recovery(refused: Project, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    shutil.move(refused.root / ".mlci", outside)
+    (refused.root / ".mlci").symlink_to(outside, target_is_directory=True)
+    shutil.copytree(victim_dir(tmp_path), outside / "upgrade-x")
+    before = files_of(outside)
+    with pytest.raises(ConfigError, match="is a symlink leading out of the project") as raised:
+        transaction.recover(refused.root)
+    assert raised.value.exit_code == 2 and raised.value.path == str(refused.root / ".mlci")
+    assert files_of(outside) == before
+
+
+@pytest.mark.parametrize("planted", ["sub", "old-0", "notes.txt"])
+def test_a_work_directory_holding_anything_mlci_does_not_write_is_refused_untouched(
+    refused: Project, tmp_path: Path, planted: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A subdirectory next to `done` gave IsADirectoryError (exit 3) on every run; a symlinked
+    backup would be renamed into the project; a stranger file would be deleted."""
+    victim = victim_dir(tmp_path)
+    work = refused.root / ".mlci" / "upgrade-planted"
+    work.mkdir()
+    (work / transaction.DONE).write_bytes(b"")
+    if planted == "sub":
+        (work / planted).mkdir()
+        (work / planted / "keep.txt").write_text("mine\n")
+    elif planted == "old-0":
+        (work / planted).symlink_to(victim / "precious.txt")
+    else:
+        (work / planted).write_text("mine\n")
+    refused.snapshot()
+    before = files_of(victim)
+    assert run_cli("upgrade", str(refused.root)) == 2
+    assert one_error_line(capsys) == (
+        f"mlci: error: {work / planted}: is not a file mlci writes in an upgrade's work directory; mlci never "
+        f"reads or deletes it: check the files with 'git status', then delete {work}"
+    )
+    assert files_of(refused.root) == refused.before and files_of(victim) == before
+    assert (work / transaction.DONE).exists()
+
+
+def test_a_deeply_nested_journal_is_refused_in_one_line(refused: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    work = refused.root / ".mlci" / "upgrade-deep"
+    work.mkdir()
+    (work / transaction.JOURNAL).write_text("[" * 100_000)
+    assert run_cli("upgrade", str(refused.root)) == 2
+    assert one_error_line(capsys) == (
+        f"mlci: error: {work / transaction.JOURNAL}: nested too deeply to be a journal this mlci wrote; "
+        "check the files with 'git status', then delete its directory"
+    )
+    assert work.exists()
+
+
+@pytest.mark.parametrize("directory", ["notebooks", ".github/out/empty"])
+def test_a_journal_directory_must_be_one_the_upgrade_created(refused: Project, tmp_path: Path, directory: str) -> None:
+    """Rollback removes the journal's `dirs` when empty: a team's empty folder, or one outside
+    the project through a symlink, is not the parent of a file the journal names: refused."""
+    outside = tmp_path / "outside"
+    (outside / "empty").mkdir(parents=True)
+    (refused.root / ".github" / "out").symlink_to(outside, target_is_directory=True)
+    (refused.root / "notebooks").mkdir()
+    work = refused.root / ".mlci" / "upgrade-dirs"
+    work.mkdir()
+    now = hash_of(refused.root / CI)  # a file as it was: the entry itself changes nothing
+    entry = {"target": CI, "backup": "old-0", "old": now, "new": sha256(b"new")}
+    (work / transaction.JOURNAL).write_text(json.dumps({"format": 1, "entries": [entry], "dirs": [directory]}))
+    problem = f"directory '{directory}' is not the directory of a file this journal names; mlci never wrote"
+    with pytest.raises(ConfigError, match=re.escape(problem)) as raised:
+        transaction.recover(refused.root)
+    assert raised.value.exit_code == 2
+    assert (refused.root / "notebooks").is_dir() and (outside / "empty").is_dir()
+
+
+def test_a_failed_upgrade_says_every_file_was_left_as_it_was_only_once_rolled_back(
+    refused: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refused.edit("mlci.yaml", 'python: "3.11"', 'python: "3.12"')
+    refused.snapshot()
+    real_replace = transaction.Disk.replace
+    swaps: list[str] = []
+
+    def replace(disk: transaction.Disk, source: Path, target: Path) -> None:
+        if source.name.startswith("new-"):
+            swaps.append(target.name)
+            if len(swaps) == 2:
+                raise OSError(28, "No space left on device")
+        real_replace(disk, source, target)
+
+    monkeypatch.setattr(transaction.Disk, "replace", replace)
+    assert run_cli("upgrade", str(refused.root)) == 3
+    assert one_error_line(capsys) == (
+        f"mlci: error: {refused.root}: the upgrade failed ([Errno 28] No space left on device); "
+        "every file was left as it was"
+    )
+    assert files_of(refused.root) == refused.before
+
+
+def test_a_recovery_that_fails_after_putting_files_back_never_says_they_were_left_as_they_were(
+    proj_and_tpl: tuple[Project, Templates],
+    fast_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    proj, tpl = proj_and_tpl
+    small_upgrade(tpl)
+    plan = engine.plan_upgrade(proj.root)
+    crashed = fast_dir / "crashed"
+    (first,) = kill_apply_when(crashed, plan, 1)
+    work = transaction.leftovers(crashed)[0]
+    real_rmdir = transaction.Disk.rmdir
+
+    def rmdir(disk: transaction.Disk, path: Path) -> None:
+        if path == work:
+            raise OSError(5, "Input/output error")
+        real_rmdir(disk, path)
+
+    monkeypatch.setattr(transaction.Disk, "rmdir", rmdir)
+    assert run_cli("upgrade", str(crashed)) == 3
+    line = one_error_line(capsys)
+    assert line.startswith(
+        f"mlci: error: {crashed}: finishing the interrupted upgrade in .mlci/{work.name}/ failed "
+        "([Errno 5] Input/output error) after putting back "
+    ), line
+    assert line.endswith(" file(s); fix the cause, then run 'mlci upgrade' again to finish"), line
+    assert "left as it was" not in line
+    assert (crashed / first["target"]).read_bytes() == (proj.root / first["target"]).read_bytes()  # put back
+    monkeypatch.setattr(transaction.Disk, "rmdir", real_rmdir)
+    assert run_cli("upgrade", str(crashed)) == 0
+    assert not transaction.leftovers(crashed)
+    capsys.readouterr()
 
 
 # ------------------------------------------------------------------ item 7: one upgrade at a time

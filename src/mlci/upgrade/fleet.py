@@ -89,11 +89,14 @@ def upgrade_repo(root: Path, options: Options) -> RepoResult:
             _git_branch_commit(root, to_commit, options, result)
     except MlciError as exc:
         result.status, result.error, result.exit_code = ERROR, exc.message, exc.exit_code
+    # No claim about the files here: an error may come after recovery restored some, or after
+    # the upgrade was applied (git); apply_plan says "every file was left as it was" itself,
+    # once its rollback has finished.
     except OSError as exc:
-        result.status, result.error, result.exit_code = ERROR, f"{exc}; every file was left as it was", EXIT_INFRA
+        result.status, result.error, result.exit_code = ERROR, f"{root}: {exc}", EXIT_INFRA
     except Exception as exc:  # one repository's surprise must not abort the fleet or lose its report
         result.status, result.exit_code = ERROR, EXIT_INFRA
-        result.error = f"unexpected {type(exc).__name__}: {exc}; every file was left as it was"
+        result.error = f"{root}: unexpected {type(exc).__name__}: {exc}"
     finally:
         result.seconds = round(time.perf_counter() - started, 4)
     return result

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlci.config import CONFIG_FILE
-from mlci.errors import ConfigError, InfraError
+from mlci.errors import ConfigError, InfraError, MlciError
 from mlci.templates import is_managed
 from mlci.upgrade.manifest import MANIFEST_PATH, sha256
 from mlci.upgrade.paths import check_confined, path_problem
@@ -57,6 +57,10 @@ JOURNAL_FORMAT = 1
 # kill-anywhere tests set it; nothing else reads it.
 CRASH_ENV = "MLCI_CRASH_AT_STEP"
 _BACKUP = re.compile(r"old-[0-9]+")
+_SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
+# Every name an upgrade writes in its work directory: the journal (and its temporary name while
+# it is written), the `done` marker, staged files and backups.
+_WORK_FILE = re.compile(r"journal\.json|done|(new|old)-[0-9]+|.*\.tmp")
 
 
 class Disk:
@@ -188,8 +192,9 @@ def apply_plan(plan: Plan) -> None:
     disk.mkdir(work)
     try:
         journal = _stage(disk, root, work, ops)
-    except BaseException:
+    except BaseException as exc:
         _remove_work(disk, work)  # nothing was swapped yet
+        _raise_as_left_as_it_was(root, exc)
         raise
     try:
         _swap_all(disk, root, work, journal)
@@ -200,9 +205,21 @@ def apply_plan(plan: Plan) -> None:
             raise InfraError(_unrestored_message(root, work, failed, f"the upgrade failed ({exc})")) from exc
         with contextlib.suppress(OSError):  # the files are back: a directory left is dropped next run
             _remove_work(disk, work)
+        _raise_as_left_as_it_was(root, exc)
         raise
     with contextlib.suppress(OSError):  # finished: a directory left here is cleaned by the next run
         _remove_work(disk, work)
+
+
+def _raise_as_left_as_it_was(root: Path, exc: BaseException) -> None:
+    """Once every file is back, say so: only here is "every file was left as it was" known true.
+
+    An interrupt (KeyboardInterrupt, SystemExit) and mlci's own errors propagate as they are.
+    """
+    if isinstance(exc, MlciError) or not isinstance(exc, Exception):
+        return
+    reason = str(exc) if isinstance(exc, OSError) else f"unexpected {type(exc).__name__}: {exc}"
+    raise InfraError(f"{root}: the upgrade failed ({reason}); every file was left as it was") from exc
 
 
 def _stage(disk: Disk, root: Path, work: Path, ops: list[tuple[str, bytes | None]]) -> Journal:
@@ -293,14 +310,46 @@ def _restore(disk: Disk, root: Path, work: Path, entry: Entry) -> str | None:
 
 def _remove_work(disk: Disk, work: Path) -> None:
     """Delete a work directory: the journal first and `done` last, so a kill half-way leaves
-    a directory that reads as finished or as never swapped, never as half-applied."""
+    a directory that reads as finished or as never swapped, never as half-applied.
+
+    Only the files an upgrade writes there are removed, each checked before the first goes
+    (`_work_files`): anything else is refused, untouched."""
+    if not _is_real_dir(work):
+        return
+    files = _work_files(work)
     disk.unlink(work / JOURNAL, missing_ok=True)
-    for child in sorted(work.iterdir()) if work.is_dir() else []:
-        if child.name != DONE:
+    for child in files:
+        if child.name not in (JOURNAL, DONE):
             disk.unlink(child)
     disk.unlink(work / DONE, missing_ok=True)
-    if work.is_dir():
-        disk.rmdir(work)
+    disk.rmdir(work)
+
+
+def _is_real_dir(path: Path) -> bool:
+    """A directory itself, not a symlink to one (lstat: a symlink is never followed)."""
+    try:
+        return stat.S_ISDIR(path.lstat().st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _work_files(work: Path) -> list[Path]:
+    """The files of a work directory, each a regular file named as an upgrade names them.
+
+    A work directory is untrusted input (a pull request can commit `.mlci/upgrade-x/`): recovery
+    reads its backups and clean-up deletes its files, so a symlink, a subdirectory or a file
+    mlci never writes there is refused before anything is read or removed.
+    """
+    files = sorted(work.iterdir())
+    for child in files:
+        if not _WORK_FILE.fullmatch(child.name) or not stat.S_ISREG(child.lstat().st_mode):
+            raise ConfigError(
+                str(child),
+                None,
+                f"is not a file mlci writes in an upgrade's work directory; mlci never reads or deletes it: "
+                f"check the files with 'git status', then delete {work}",
+            )
+    return files
 
 
 def _unrestored_message(root: Path, work: Path, failed: list[str], why: str) -> str:
@@ -313,9 +362,27 @@ def _unrestored_message(root: Path, work: Path, failed: list[str], why: str) -> 
 
 
 def leftovers(root: Path) -> list[Path]:
-    """Work directories of upgrades that were killed before they could clean up."""
+    """Work directories of upgrades that were killed before they could clean up.
+
+    Anything named `upgrade-*` in `.mlci/` that is not a real directory (a symlink a pull
+    request committed, a file) is refused without following it: clean-up deletes the files of
+    a work directory, so a symlink to another directory would delete that one's.
+    """
     mlci_dir = root / ".mlci"
-    return sorted(p for p in mlci_dir.glob(f"{WORK_PREFIX}*") if p.is_dir()) if mlci_dir.is_dir() else []
+    if not mlci_dir.is_dir():
+        return []
+    check_confined(root, ".mlci")  # recovery runs before the plan's own checks
+    works = sorted(p for p in mlci_dir.iterdir() if p.name.startswith(WORK_PREFIX))
+    for work in works:
+        if not _is_real_dir(work):
+            kind = "a symlink" if work.is_symlink() else "not a directory"
+            raise ConfigError(
+                str(work),
+                None,
+                f"is {kind}, not an upgrade's work directory; mlci never follows or deletes through it: delete it",
+            )
+        _work_files(work)
+    return works
 
 
 def _read_journal(work: Path) -> Journal | None:
@@ -329,14 +396,24 @@ def _read_journal(work: Path) -> Journal | None:
     except (ValueError, UnicodeDecodeError):
         # Empty or truncated: it was never renamed into place whole, so no file was swapped.
         return None
+    except RecursionError:  # nested deeper than the parser's stack: mlci writes a flat journal
+        raise ConfigError(
+            str(work / JOURNAL),
+            None,
+            "nested too deeply to be a journal this mlci wrote; check the files with 'git status', "
+            "then delete its directory",
+        ) from None
     where = str(work / JOURNAL)
     if not isinstance(payload, dict) or payload.get("format") != JOURNAL_FORMAT:
         raise ConfigError(
             where, None, "not a journal this mlci wrote; check the files with 'git status', then delete its directory"
         )
     try:
-        entries = [Entry(e["target"], e["backup"], e["old"], e["new"]) for e in payload["entries"]]
-        dirs = [str(d) for d in payload["dirs"]]
+        raw_entries, raw_dirs = payload["entries"], payload["dirs"]
+        if not isinstance(raw_entries, list) or not isinstance(raw_dirs, list):
+            raise TypeError("'entries' and 'dirs' must be lists")
+        entries = [Entry(e["target"], e["backup"], e["old"], e["new"]) for e in raw_entries]
+        dirs = list(raw_dirs)
     except (KeyError, TypeError) as exc:
         raise ConfigError(where, None, f"malformed journal ({exc}); check the files with 'git status'") from None
     _check_journal_paths(work, entries, dirs)
@@ -355,13 +432,25 @@ def _check_journal_paths(work: Path, entries: list[Entry], dirs: list[str]) -> N
             problem = "is not a file mlci upgrades"
         if problem is None and entry.backup is not None and not _BACKUP.fullmatch(str(entry.backup)):
             problem = f"has a backup {entry.backup!r} outside its work directory"
+        if problem is None and not all(
+            h is None or (isinstance(h, str) and _SHA256.fullmatch(h)) for h in (entry.old, entry.new)
+        ):
+            problem = "has a hash that is not a sha256"
+        if problem is None and (entry.backup is None) != (entry.old is None):
+            problem = "has a backup without a hash of what it held, or a hash without a backup"
         if problem is not None:
             raise ConfigError(
                 where, None, f"target {entry.target!r} {problem}; mlci never wrote this journal: delete its directory"
             )
         check_confined(root, entry.target)
+    # Rollback removes the directories the upgrade created (when empty): only a parent of one
+    # of the journal's targets is one an upgrade may create, and as the targets were checked
+    # above, each such parent is confined and passes through no symlink leading out.
+    parents = {parent.as_posix() for entry in entries for parent in Path(entry.target).parents[:-1]}
     for directory in dirs:
-        problem = path_problem(directory)
+        problem = path_problem(directory) if isinstance(directory, str) else "is not a path"
+        if problem is None and directory not in parents:
+            problem = "is not the directory of a file this journal names"
         if problem is not None:
             raise ConfigError(
                 where, None, f"directory {directory!r} {problem}; mlci never wrote this journal: delete its directory"
@@ -384,13 +473,20 @@ def recover(root: Path) -> list[str]:
     problems: list[str] = []
     for work in leftovers(root):
         journal = _read_journal(work)
-        if journal is not None:
-            restored, failed = _roll_back(disk, root, work, journal)
-            notes += restored
-            if failed:
-                problems.append(_unrestored_message(root, work, failed, "an interrupted upgrade cannot be undone"))
-                continue
-        _remove_work(disk, work)
+        try:
+            if journal is not None:
+                restored, failed = _roll_back(disk, root, work, journal)
+                notes += restored
+                if failed:
+                    problems.append(_unrestored_message(root, work, failed, "an interrupted upgrade cannot be undone"))
+                    continue
+            _remove_work(disk, work)
+        except OSError as exc:  # files may be restored already: say so, never "left as it was"
+            where = work.relative_to(root).as_posix()
+            raise InfraError(
+                f"{root}: finishing the interrupted upgrade in {where}/ failed ({exc}) after putting back "
+                f"{len(set(notes))} file(s); fix the cause, then run 'mlci upgrade' again to finish"
+            ) from exc
     if problems:
         raise InfraError("; ".join(problems))
     return sorted(set(notes))

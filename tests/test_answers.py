@@ -256,11 +256,9 @@ def test_force_never_writes_through_a_symlink(
     before, beside = contents(existing), contents(existing.parents[1])
     assert scaffold("link-model", existing.parent, "--force", "--overwrite", "mlci.yaml") == 2
     resolved = (existing / link).resolve()
-    where = "inside" if resolved.is_relative_to(existing.resolve()) else "outside"
     assert capsys.readouterr().err == (
-        f"mlci: error: refusing to write {written}: {link} is a symlink to {resolved}, {where} {existing}, "
-        f"and mlci new never writes through a symlink; replace the link with a real {kind} or choose another "
-        "--output-dir\n"
+        f"mlci: error: {existing / link}: is a symlink (to {resolved}) on the way to {written}, and mlci never "
+        f"writes or deletes through a symlink: replace it with a real {kind} or choose another --output-dir\n"
     )
     assert contents(existing) == before and contents(existing.parents[1]) == beside  # nothing written anywhere
 
@@ -270,17 +268,17 @@ def test_force_refuses_a_file_where_a_directory_belongs(existing: Path, capsys: 
     before = contents(existing)
     assert scaffold("link-model", existing.parent, "--force") == 2
     assert capsys.readouterr().err == (
-        "mlci: error: refusing to write .github/workflows/ci.yml: .github is a file, where "
-        "mlci new writes a directory; move it away or choose another --output-dir\n"
+        f"mlci: error: {existing / '.github'}: is a file where mlci writes a directory (on the way to "
+        ".github/workflows/ci.yml): move it away or choose another --output-dir\n"
     )
     assert contents(existing) == before
 
 
 def test_the_writer_itself_never_follows_a_symlink(existing: Path, tmp_path: Path) -> None:
     """A link that appears after the check (a race) still cannot steer the write out of the project."""
-    from mlci.commands.new import _NO_FOLLOW, replace_no_follow
+    from mlci.fs import NO_FOLLOW_DIRS, replace_no_follow
 
-    if not _NO_FOLLOW:
+    if not NO_FOLLOW_DIRS:
         pytest.skip("no O_NOFOLLOW/dir_fd on this platform: the up-front check is the guard")
     (existing / ".github").symlink_to(tmp_path / "elsewhere")
     staged = tmp_path / "ci.yml"

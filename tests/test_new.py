@@ -419,9 +419,9 @@ def test_force_does_not_follow_a_symlink_out_of_the_project(tmp_path: Path, caps
     (project / "data").symlink_to(outside)
     assert scaffold("churn-model", tmp_path / "out", "--force") == 2
     assert capsys.readouterr().err == (
-        f"mlci: error: refusing to write data/README.md: data is a symlink to {outside.resolve()}, outside "
-        f"{project}, and mlci new never writes through a symlink; replace the link with a real directory or "
-        "choose another --output-dir\n"
+        f"mlci: error: {project / 'data'}: is a symlink (to {outside.resolve()}) on the way to data/README.md, "
+        "and mlci never writes or deletes through a symlink: replace it with a real directory or choose another "
+        "--output-dir\n"
     )
     assert list(outside.iterdir()) == [] and [p.name for p in project.iterdir()] == ["data"]
 

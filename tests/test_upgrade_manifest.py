@@ -182,26 +182,48 @@ def move_out(proj: Project, folder: str) -> Path:
 
 
 @pytest.mark.parametrize("command", ["upgrade", "render"])
-def test_no_write_follows_a_symlink_out_of_the_project(
-    proj: Project, command: str, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("where", ["outside", "inside"])
+def test_no_write_goes_through_a_symlink(
+    proj: Project, command: str, where: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Wherever the link points: one inside the project would alias another of its files."""
     proj.edit("mlci.yaml", 'python: "3.11"', 'python: "3.12"')  # ci.yml re-renders: a write under .github/
-    outside = move_out(proj, ".github")
-    before = files_of(outside)
+    if where == "outside":
+        target = move_out(proj, ".github")
+    else:
+        target = proj.root / "ci-config"
+        shutil.move(str(proj.root / ".github"), target)
+        (proj.root / ".github").symlink_to("ci-config", target_is_directory=True)
+    before = files_of(target)
     proj.snapshot()
     assert mlci(command, proj.root) == 2
-    assert files_of(outside) == before and proj.unchanged_since_snapshot()
+    assert files_of(target) == before and proj.unchanged_since_snapshot()
+    err = one_error_line(capsys)
+    assert err.startswith(f"mlci: error: {proj.root / '.github'}: is a symlink (to {target.resolve()}) on the way to .")
+    assert err.endswith(", and mlci never writes or deletes through a symlink: replace it with a real directory")
+
+
+@pytest.mark.parametrize("command", ["upgrade", "render"])
+def test_a_manifest_entry_through_a_linked_directory_never_reaches_team_code(
+    proj: Project, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`.github/x -> ../src/churn` makes `.github/x/train.py` a "managed" path that is the team's train.py."""
+    train = proj.root / "src/churn/train.py"
+    team_code = train.read_bytes()
+    (proj.root / ".github/x").symlink_to("../src/churn", target_is_directory=True)
+    claim(proj, "managed", ".github/x/train.py", team_code.decode("utf-8"))  # unedited: "no longer generated"
+    assert mlci(command, proj.root) == 2
+    assert train.read_bytes() == team_code
     assert one_error_line(capsys).endswith(
-        f"{proj.root / '.github'}: is a symlink leading out of the project (to {str(outside)!r}); "
-        "mlci never writes, deletes or reads through it: replace it with a real file or directory"
+        f"{proj.root / '.github/x'}: is a symlink (to {train.parent.resolve()}) on the way to .github/x/train.py, "
+        "and mlci never writes or deletes through a symlink: replace it with a real directory"
     )
 
 
-def test_a_symlink_inside_the_project_is_followed(proj: Project) -> None:
-    inside = proj.root / "ci-config"
-    shutil.move(str(proj.root / ".github"), inside)
-    (proj.root / ".github").symlink_to("ci-config", target_is_directory=True)
-    assert plan_upgrade(proj.root).conflicts == []
+def test_the_project_root_itself_may_be_a_symlink(proj: Project, tmp_path: Path) -> None:
+    linked = tmp_path / "linked-checkout"
+    linked.symlink_to(proj.root, target_is_directory=True)
+    assert plan_upgrade(linked).conflicts == []
 
 
 # ------------------------------------------------------------------ item 8: every marker line refuses

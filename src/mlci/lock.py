@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -19,7 +20,8 @@ from pathlib import Path
 from typing import IO
 
 from mlci.config import Project
-from mlci.errors import InfraError, UsageError
+from mlci.errors import ConfigError, InfraError, UsageError
+from mlci.upgrade.paths import check_no_symlink
 
 
 def lock_path(project: Project) -> Path:
@@ -57,6 +59,38 @@ def _holder(path: Path) -> str:
         return "pid unknown"
 
 
+def _refuse_odd_lock(path: Path, opened_as: int | None = None) -> None:
+    """The lock is truncated and written: a symlink committed as `.mlci/lock` would make that
+    write land in the file it points to, so it (and anything but a regular file) is refused.
+    `opened_as`: the st_mode of what was opened, when it is open already."""
+    if path.is_symlink():
+        kind = f"a symlink (to {os.readlink(path)})"
+    elif (opened_as is not None and not stat.S_ISREG(opened_as)) or (path.exists() and not path.is_file()):
+        kind = "not a regular file"
+    else:
+        return
+    raise ConfigError(str(path), None, f"is {kind}, not mlci's lock file: delete it (mlci creates it), then run again")
+
+
+def _open_lock(path: Path) -> IO[str]:
+    """Open (create) the lock file for reading and writing, never through a symlink.
+
+    No O_TRUNC: the holder's text stays readable until we own the lock. O_NOFOLLOW also
+    refuses a link planted between the check above and this open.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError:
+        _refuse_odd_lock(path)  # ELOOP: it became a symlink after the check
+        raise
+    try:
+        _refuse_odd_lock(path, os.fstat(fd).st_mode)
+    except ConfigError:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "r+", encoding="utf-8")
+
+
 def project_lock(project: Project, command: str) -> AbstractContextManager[None]:
     """Hold the project's lock for the block; exit 2 at once when another mlci holds it."""
     return root_lock(project.root, command)
@@ -68,10 +102,11 @@ def root_lock(root: Path, command: str) -> Iterator[None]:
     read: `mlci upgrade`, and every stage (it clears its old results first, even when the file
     turns out broken)."""
     path = root_lock_path(root)
+    check_no_symlink(root, ".mlci")  # a committed `.mlci -> /elsewhere` would put the lock there
+    _refuse_odd_lock(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # "a" never truncates: the holder's text stays readable until we own the lock.
-        handle = path.open("a+", encoding="utf-8")
+        handle = _open_lock(path)
     except OSError as exc:  # a read-only .mlci (or checkout), a full disk
         raise InfraError(
             f"cannot create the project lock file {path} ({exc.strerror or exc}); "

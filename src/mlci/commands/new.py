@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mlci import __version__
+from mlci import __version__, fs
 from mlci.answers import CI_ANSWERS, check_project_name, validate_answers
 from mlci.config import CONFIG_FILE, json_schema
 from mlci.contracts.format import json_schema as contract_json_schema
@@ -26,7 +26,11 @@ from mlci.errors import UsageError
 from mlci.install_source import InstallSource, installed_source
 from mlci.templates import is_managed, render_project, shipped_dir
 from mlci.upgrade.manifest import MANIFEST_PATH, build_manifest
+from mlci.upgrade.paths import check_no_symlink
 from mlci.upgrade.pin import DETECTED_KEY
+
+# The second fix mlci new offers when a path it writes is refused (paths.check_no_symlink).
+OTHER_DIR = " or choose another --output-dir"
 
 ANSWER_KEYS = (
     "description",
@@ -193,7 +197,7 @@ def plan_existing(target: Path, files: Mapping[str, bytes], overwrite: frozenset
     to_write: dict[str, bytes] = {}
     differing: list[str] = []
     for relative, data in files.items():
-        check_no_symlink(target, relative)
+        check_no_symlink(target, relative, OTHER_DIR)
         destination = target / relative
         if not destination.exists():
             to_write[relative] = data
@@ -210,69 +214,6 @@ def plan_existing(target: Path, files: Mapping[str, bytes], overwrite: frozenset
             "nothing was written. Keep them (choose another --output-dir), or replace each with --overwrite PATH"
         )
     return to_write
-
-
-def check_no_symlink(target: Path, relative: str) -> None:
-    """Refuse (UsageError) when writing `relative` under `target` would go through a symlink.
-
-    Every component is looked at with lstat, the file itself included: a symlinked `.github`
-    (or file) would make mlci write outside the project, or over another of its own files.
-    """
-    current = target
-    parts = relative.split("/")
-    for index, part in enumerate(parts):
-        current = current / part
-        shown = "/".join(parts[: index + 1])
-        if current.is_symlink():
-            points_to = current.resolve()
-            where = "outside" if not points_to.is_relative_to(target.resolve()) else "inside"
-            raise UsageError(
-                f"refusing to write {relative}: {shown} is a symlink to {points_to}, {where} {target}, and "
-                "mlci new never writes through a symlink; replace the link with a real "
-                f"{'file' if index == len(parts) - 1 else 'directory'} or choose another --output-dir"
-            )
-        if index < len(parts) - 1 and current.exists() and not current.is_dir():
-            raise UsageError(
-                f"refusing to write {relative}: {shown} is a file, where mlci new writes a directory; "
-                "move it away or choose another --output-dir"
-            )
-
-
-# Writes that cannot follow a symlink even if one appears after the check: each directory is
-# opened relative to its parent with O_NOFOLLOW. Where the OS has no dir_fd (Windows), the
-# check above is all there is.
-_NO_FOLLOW = hasattr(os, "O_NOFOLLOW") and hasattr(os, "O_DIRECTORY") and os.open in os.supports_dir_fd
-
-
-def replace_no_follow(source: Path, target: Path, relative: str) -> None:
-    """os.replace(source, target/relative), never following a symlink below `target`."""
-    parts = relative.split("/")
-    if not _NO_FOLLOW:
-        check_no_symlink(target, relative)
-        (target / relative).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, target / relative)
-        return
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-    directory = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for index, part in enumerate(parts[:-1]):
-            try:
-                try:
-                    opened = os.open(part, flags, dir_fd=directory)
-                except FileNotFoundError:
-                    os.mkdir(part, dir_fd=directory)
-                    opened = os.open(part, flags, dir_fd=directory)
-            except OSError as exc:  # ELOOP/ENOTDIR: it became a symlink or a file after the check
-                shown = "/".join(parts[: index + 1])
-                raise UsageError(
-                    f"refusing to write {relative}: {shown} changed into a symlink or a file while mlci new "
-                    f"was writing ({exc.strerror}); check {target} and run mlci new again"
-                ) from exc
-            os.close(directory)
-            directory = opened
-        os.replace(source, parts[-1], dst_dir_fd=directory)  # rename replaces a link, never follows it
-    finally:
-        os.close(directory)
 
 
 def write_tree(target: Path, files: Mapping[str, bytes], force: bool) -> None:
@@ -294,9 +235,9 @@ def write_tree(target: Path, files: Mapping[str, bytes], force: bool) -> None:
         if any(target.iterdir()) and not force:  # re-checked: it may have appeared meanwhile
             raise UsageError(f"{target} is not empty; choose another name or --output-dir, or pass --force")
         for relative in files:
-            check_no_symlink(target, relative)  # re-checked: nothing is written before every path passed
+            check_no_symlink(target, relative, OTHER_DIR)  # re-checked: nothing written before all passed
         for relative in files:
-            replace_no_follow(staging / relative, target, relative)
+            fs.replace_no_follow(staging / relative, target, relative)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -13,10 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlci import __version__
+from mlci import __version__, fs
 from mlci.commands.new import render_files
 from mlci.config import Project
 from mlci.errors import CheckFailed
+from mlci.lock import root_lock
 from mlci.stages._result import load_project_for
 from mlci.templates import is_managed
 from mlci.upgrade.manifest import MANIFEST_PATH, Manifest, build_manifest, load_manifest, sha256
@@ -78,16 +79,23 @@ def plan(
 
 
 def apply(root: Path, writes: dict[str, bytes], deletes: list[str]) -> None:
-    """Stage every new file beside its target, then swap them in: no half-rendered project."""
+    """Stage every new file beside its target, then swap them in: no half-rendered project.
+
+    Each staged file has a random name, created with O_EXCL|O_NOFOLLOW (fs.create_temp): a
+    fixed name such as `.ci.yml.mlci-tmp` committed as a symlink made the write land in the
+    file it pointed to. Every path was checked for symlinks (paths.check_confined) under the
+    project lock; a destination that is one is refused before anything is staged.
+    """
+    for path in [*writes, *deletes]:
+        check_confined(root, path)
+        fs.refuse_symlink(root / path)
     staged: list[tuple[Path, Path]] = []
     try:
         for path, data in writes.items():
             target = root / path
             target.parent.mkdir(parents=True, exist_ok=True)
-            temp = target.with_name(f".{target.name}.mlci-tmp")
-            temp.write_bytes(data)
-            staged.append((temp, target))
-    except OSError:
+            staged.append((fs.create_temp(target, data), target))
+    except BaseException:
         for temp, _ in staged:
             temp.unlink(missing_ok=True)
         raise
@@ -115,6 +123,12 @@ def _warn_pin_behind(project: Project, manifest: Manifest) -> None:
 
 def main(args: argparse.Namespace) -> int:
     project = load_project_for(args)
+    # Like `mlci upgrade`: two renders (or a render and an upgrade) never interleave their writes.
+    with root_lock(project.root, "render"):
+        return _render(project)
+
+
+def _render(project: Project) -> int:
     check_confined(project.root, MANIFEST_PATH)
     manifest = load_manifest(project.root)  # validated whole; refuses a manifest from a newer mlci
     answers = answers_from(project, manifest)

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,16 +71,10 @@ class Profile:
 
 
 def write_profile(profile: Profile, path: Path) -> None:
-    """Write atomically: a temporary file in the same directory, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(profile.to_text())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write atomically and never through a symlink (mlci.fs.write_atomic)."""
+    from mlci import fs
+
+    fs.write_atomic(path, profile.to_text().encode("utf-8"))
 
 
 def load_profile(path: Path, line: int | None = None, contract_path: str = "") -> Profile:

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mlci import __version__, ci_env, console
+from mlci import __version__, ci_env, console, fs
 from mlci.config import Project
 from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, MlciError
 
@@ -62,8 +62,10 @@ def report_files(out_dir: Path, stage: str) -> list[Path]:
 def clear_reports(out_dir: Path, stage: str) -> None:
     """Remove `stage`'s report files of an earlier run (and any temporary file a killed write left)."""
     for path in report_files(out_dir, stage):
-        path.unlink(missing_ok=True)
-        path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+        path.unlink(missing_ok=True)  # a symlink planted here is removed, its target never touched
+        path.with_name(path.name + ".tmp").unlink(missing_ok=True)  # the temp name of older mlci
+        for temp in out_dir.glob(fs.temp_glob(path.name)):
+            temp.unlink(missing_ok=True)
 
 
 def xml_text(text: str) -> str:
@@ -98,18 +100,18 @@ def write_errored_junit(out_dir: Path, stage: str, message: str) -> None:
     case = ET.SubElement(suite, "testcase", {"classname": f"mlci.{stage}", "name": stage, "time": "0"})
     error = ET.SubElement(case, "error", {"message": xml_text(message), "type": "mlci"})
     error.text = xml_text(message)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f"{name}.tmp"
-    ET.ElementTree(suite).write(tmp, encoding="utf-8", xml_declaration=True)
-    os.replace(tmp, out_dir / name)
+    write_report(out_dir / name, ET.tostring(suite, encoding="utf-8", xml_declaration=True))
+
+
+def write_report(path: Path, data: bytes) -> None:
+    """Write a file of .mlci/out whole (a reader never sees half of it), never through a
+    symlink: not a committed `.mlci` or `.mlci/out` link, nor one planted as the file itself."""
+    in_project = path.parent.name == "out" and path.parent.parent.name == ".mlci"  # <root>/.mlci/out/<file>
+    fs.write_atomic(path, data, root=path.parents[2] if in_project else path.parent)
 
 
 def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
-    # Write then rename, so a reader never sees half a file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_report(path, (json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8"))
 
 
 def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> StageResult:

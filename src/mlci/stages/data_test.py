@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from mlci.contracts.compiler import CheckResult, show
 from mlci.contracts.format import CONFIG_DATASETS, Contract, Dataset, load_contract
 from mlci.contracts.runner import Report, guess_format, run_contract
 from mlci.errors import CheckFailed
-from mlci.stages._result import JUNIT_REPORTS, StageResult, stage_command, xml_text
+from mlci.stages._result import JUNIT_REPORTS, StageResult, stage_command, write_report, xml_text
 
 JUNIT_FILE = JUNIT_REPORTS["data-test"]
 
@@ -296,9 +295,7 @@ def write_junit(runs: list[tuple[Target, Report]], contract: Contract, path: Pat
             _element(case, "failure", message=text, type="contract").text = xml_text(text)
         elif r.status == "skip":
             _element(case, "skipped", message=r.message or "not run")
-    tmp = path.with_suffix(".xml.tmp")
-    ET.ElementTree(suite).write(tmp, encoding="utf-8", xml_declaration=True)
-    os.replace(tmp, path)
+    write_report(path, ET.tostring(suite, encoding="utf-8", xml_declaration=True))
 
 
 def main(args: argparse.Namespace) -> int:

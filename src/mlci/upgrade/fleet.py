@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -21,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlci import __version__
+from mlci import __version__, fs
 from mlci.errors import EXIT_CHECK_FAILED, EXIT_INFRA, EXIT_OK, MlciError, UsageError
 from mlci.upgrade import engine, transaction
 from mlci.upgrade.manifest import MANIFEST_PATH
@@ -213,7 +211,7 @@ def summary(results: Sequence[RepoResult]) -> dict[str, int]:
 
 
 def write_report(path: Path, results: Sequence[RepoResult], options: Options, seconds: float) -> None:
-    """The JSON report, written atomically (a temp file beside it, then renamed)."""
+    """The JSON report, written atomically and never through a symlink (mlci.fs.write_atomic)."""
     payload = {
         "mlci_version": __version__,
         "mode": "check" if options.check else "dry-run" if options.dry_run else "upgrade",
@@ -222,16 +220,7 @@ def write_report(path: Path, results: Sequence[RepoResult], options: Options, se
         "summary": summary(results),
         "repos": [r.to_json() for r in results],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2)
-            handle.write("\n")
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    fs.write_atomic(path, (json.dumps(payload, indent=2) + "\n").encode("utf-8"))
 
 
 def stderr_progress(line: str) -> None:

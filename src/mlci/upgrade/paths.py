@@ -2,8 +2,11 @@
 
 A pull request can edit `.mlci/manifest.json` like any other file, so every path in it is
 untrusted input: it must be a normalised relative POSIX path (nothing an OS could read as
-absolute or as a parent), and a write or delete must never pass through a symlink that leads
-out of the project. One place checks both, for `mlci upgrade` and `mlci render` alike.
+absolute or as a parent). And a pull request can commit symlinks: every file mlci writes or
+deletes below a project (`mlci upgrade`, `mlci render`, `mlci new --force`, its lock and
+results) is refused when any part of its path is a symlink, wherever the link points. A link
+inside the project is no safer than one leaving it: `.github/x -> src/pkg` would make the
+team's own `train.py` a "managed" file, to be overwritten or deleted. One policy, here.
 """
 
 from __future__ import annotations
@@ -31,28 +34,41 @@ def path_problem(path: str) -> str | None:
     return None
 
 
-def check_confined(root: Path, relative: str) -> None:
-    """Refuse `root/relative` when an existing part of it is a symlink leading out of the project.
+def _points_to(link: Path) -> str:
+    try:
+        return str(link.resolve())
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+        return "itself (a loop)"
 
-    A symlink inside the project is followed as the OS would; one leaving it (a `.github` linked
-    to another checkout, a workflow linked to a secret) would make mlci write, delete or read a
-    file that is not the project's.
+
+def check_no_symlink(root: Path, relative: str, alternative: str = "") -> None:
+    """Refuse (ConfigError, exit 2) writing or deleting `root/relative` when any part of it below
+    `root` is a symlink, or a part that must be a directory is something else.
+
+    `root` itself may be a symlink (a checkout reached through a linked home directory); what
+    is below it is looked at with lstat, the file itself included. `alternative` is a second
+    fix the caller can offer (`mlci new`: another --output-dir).
     """
-    real_root = root.resolve()
     current = root
-    for part in relative.split("/"):
+    parts = relative.split("/")
+    for index, part in enumerate(parts):
         current = current / part
-        if not current.is_symlink():
-            continue
-        try:
-            resolved: Path | None = current.resolve()
-        except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
-            resolved = None
-        if resolved is None or not resolved.is_relative_to(real_root):
-            where = f"to {str(resolved)!r}" if resolved is not None else "in a loop"
+        last = index == len(parts) - 1
+        if current.is_symlink():
             raise ConfigError(
                 str(current),
                 None,
-                f"is a symlink leading out of the project ({where}); mlci never writes, deletes or reads "
-                "through it: replace it with a real file or directory",
+                f"is a symlink (to {_points_to(current)}) on the way to {relative}, and mlci never writes or "
+                f"deletes through a symlink: replace it with a real {'file' if last else 'directory'}{alternative}",
             )
+        if not last and current.exists() and not current.is_dir():
+            raise ConfigError(
+                str(current),
+                None,
+                f"is a file where mlci writes a directory (on the way to {relative}): move it away{alternative}",
+            )
+
+
+def check_confined(root: Path, relative: str) -> None:
+    """The guard `mlci upgrade` and `mlci render` apply to every path they read, write or delete."""
+    check_no_symlink(root, relative)

@@ -55,11 +55,13 @@ def check_no_symlink(root: Path, relative: str, alternative: str = "") -> None:
         current = current / part
         last = index == len(parts) - 1
         if current.is_symlink():
+            # What to put in its place: a directory on the way, or where the link stands for one.
+            kind = "file" if last and not current.is_dir() else "directory"
             raise ConfigError(
                 str(current),
                 None,
                 f"is a symlink (to {_points_to(current)}) on the way to {relative}, and mlci never writes or "
-                f"deletes through a symlink: replace it with a real {'file' if last else 'directory'}{alternative}",
+                f"deletes through a symlink: replace it with a real {kind}{alternative}",
             )
         if not last and current.exists() and not current.is_dir():
             raise ConfigError(

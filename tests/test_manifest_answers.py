@@ -145,3 +145,20 @@ def test_the_manifest_mlci_version_is_a_version_not_text_around_one(
         f"mlci: error: {root / MANIFEST_PATH}: mlci_version '0.0.1\\n' is not a version; "
         f"restore {MANIFEST_PATH} from git (it is never edited by hand)\n"
     )
+
+
+def test_the_pin_behind_warning_cannot_print_manifest_text_over_lines(
+    seed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`mlci render` warns with the manifest's mlci_version when a detected pin is behind: that
+    text printed a second line (`::error::...`, a command on GitHub) before it was validated."""
+    root = tmp_path / "churn"
+    shutil.copytree(seed, root)
+    manifest = json.loads((root / MANIFEST_PATH).read_text(encoding="utf-8"))
+    manifest["answers"].update(mlci_install_detected=True, mlci_version="0.0.1\n::error::spoofed")
+    (root / MANIFEST_PATH).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    capsys.readouterr()
+    code = run_cli("render", "-C", str(root))
+    err = capsys.readouterr().err
+    assert (code, err.count("\n")) == (2, 1), err
+    assert err.startswith(f"mlci: error: {root / MANIFEST_PATH}: answers.mlci_version '0.0.1\\n::error::spoofed'")

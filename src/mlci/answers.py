@@ -8,7 +8,10 @@ pyproject.toml, the README and file names. What may pass:
 - free text (description, author) is one line without control characters;
 - no name that would break the project elsewhere: a Python standard-library module or a
   module mlci's own pipeline imports (the package would shadow it), or a device name Windows
-  reserves (the repository could not be checked out there).
+  reserves (the repository could not be checked out there): the rule is names.py, which
+  mlci.yaml's loader applies too.
+The manifest's reader runs the same checks on the recorded answers (validate_recorded_answers):
+`mlci render` and `mlci upgrade` render them, and a pull request can edit the manifest.
 The templates still write every value through an emitter (`templates.yaml_str`, `toml_str`):
 these checks say what is allowed, the emitters make sure no value can ever become syntax.
 """

@@ -118,7 +118,29 @@ def test_structural_errors(text: str, message: str) -> None:
         ),
         (
             ("  package: churn_model", "  package: class"),
-            "mlci.yaml:4: 'class' is a Python keyword; choose another package name",
+            "mlci.yaml:4: package 'class' is not a lowercase Python identifier; choose another name (and rename "
+            "src/class/ to match)",
+        ),
+        # The same name rule as `mlci new` (issue 9 item 14): mlci.yaml accepted these before.
+        (
+            ("  package: churn_model", "  package: json"),
+            "mlci.yaml:4: package 'json' would shadow Python's standard-library module 'json'; choose another "
+            "name (and rename src/json/ to match)",
+        ),
+        (
+            ("  package: churn_model", "  package: sqlalchemy"),
+            "mlci.yaml:4: package 'sqlalchemy' would shadow the 'sqlalchemy' module the pipeline imports; choose "
+            "another name (and rename src/sqlalchemy/ to match)",
+        ),
+        (
+            ("  package: churn_model", "  package: lpt1"),
+            "mlci.yaml:4: package 'lpt1' is a device name Windows reserves, so src/lpt1/ could not be checked out "
+            "there; choose another name (and rename src/lpt1/ to match)",
+        ),
+        (
+            ("  name: churn-model", "  name: con"),
+            "mlci.yaml:3: project name 'con' is a device name Windows reserves, so the repository could not be "
+            "checked out there; choose another, e.g. 'con-model'",
         ),
     ],
 )

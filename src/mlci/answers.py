@@ -8,7 +8,10 @@ pyproject.toml, the README and file names. What may pass:
 - free text (description, author) is one line without control characters;
 - no name that would break the project elsewhere: a Python standard-library module or a
   module mlci's own pipeline imports (the package would shadow it), or a device name Windows
-  reserves (the repository could not be checked out there).
+  reserves (the repository could not be checked out there): the rule is names.py, which
+  mlci.yaml's loader applies too.
+The manifest's reader runs the same checks on the recorded answers (validate_recorded_answers):
+`mlci render` and `mlci upgrade` render them, and a pull request can edit the manifest.
 The templates still write every value through an emitter (`templates.yaml_str`, `toml_str`):
 these checks say what is allowed, the emitters make sure no value can ever become syntax.
 """
@@ -16,29 +19,21 @@ these checks say what is allowed, the emitters make sure no value can ever becom
 from __future__ import annotations
 
 import dataclasses
-import keyword
 import re
-import sys
 import typing
 import unicodedata
-from collections.abc import Mapping
-from functools import cache
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlci.config import CISection, Config, is_valid_project_name
 from mlci.errors import UsageError
+from mlci.names import is_windows_reserved as is_windows_reserved  # re-exported: the rule lives in names.py
+from mlci.names import package_problem, project_name_problem
 
-# Import names a project may not take whatever is installed: what its own pipeline imports,
-# and directories the scaffold itself uses.
-RESERVED_PACKAGES = frozenset({"mlci", "mlflow", "sklearn", "pandas", "numpy", "test", "tests", "src", "data"})
-# Device names Windows maps into every directory, whatever the case and extension ('nul.txt').
-WINDOWS_RESERVED = frozenset(
-    {"con", "prn", "aux", "nul", *(f"com{n}" for n in range(1, 10)), *(f"lpt{n}" for n in range(1, 10))}
-)
 # Characters with a meaning in YAML or a shell, named in the error so the fix is obvious.
 _SPECIAL = set(" \t\n\r:#&*!|>'\"%@`{}[],?$;()<>\\~^=+")
+_PACKAGE_EXAMPLE = "e.g. 'churn_model'"
 _NAME_FIX = "use lowercase letters, digits, '-' and '_', starting with a letter (e.g. 'churn-model')"
-_PACKAGE_RE = re.compile(r"[a-z_][a-z0-9_]*")
 _PYTHON_RE = re.compile(r"3\.([1-9][0-9]*)")  # ASCII digits only: fullwidth '3.\uff11\uff11' is no Python
 _MODEL_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*){0,2}")
 # Everything str.splitlines() breaks on: YAML and TOML readers treat several of them as line ends.
@@ -66,11 +61,9 @@ def check_project_name(name: str) -> None:
     if special:
         shown = " ".join(repr(c) for c in special)
         raise UsageError(f"project name {name!r} contains {shown}, special in YAML or a shell; {_NAME_FIX}")
-    if is_windows_reserved(name):
-        raise UsageError(
-            f"project name {name!r} is a device name Windows reserves, so the repository could not be checked "
-            f"out there; choose another, e.g. '{name.lower()}-model'"
-        )
+    problem = project_name_problem(name)
+    if problem:
+        raise UsageError(f"project name {name!r} {problem}; choose another, e.g. '{name.lower()}-model'")
     if name != name.lower() and is_valid_project_name(name.lower()):
         raise UsageError(f"project name {name!r} has uppercase letters; use {name.lower()!r}")
     if not is_valid_project_name(name):
@@ -79,94 +72,14 @@ def check_project_name(name: str) -> None:
         raise UsageError(f"project name {name!r} is longer than 64 characters; choose a shorter one")
 
 
-def is_windows_reserved(name: str) -> bool:
-    """True for 'con', 'NUL', 'com1.txt', 'aux .md': Windows ignores case, extension and trailing spaces."""
-    return name.split(".", 1)[0].rstrip(" ").lower() in WINDOWS_RESERVED
-
-
-def check_package(package: str, source: str) -> None:
+def check_package(package: str, source: str, fix: str | None = None) -> None:
     """The import name: an ASCII lowercase identifier that shadows nothing the project imports."""
-    fix = f"choose another name, e.g. --data package={package}_model"
-    if not _PACKAGE_RE.fullmatch(package) or keyword.iskeyword(package):
-        raise UsageError(f"{source}: package {package!r} is not a lowercase Python identifier; e.g. 'churn_model'")
-    if is_windows_reserved(package):
-        raise UsageError(
-            f"{source}: package {package!r} is a device name Windows reserves, so src/{package}/ could not be "
-            f"checked out there; {fix}"
-        )
-    if package in RESERVED_PACKAGES:
-        raise UsageError(
-            f"{source}: package {package!r} would shadow the '{package}' module the pipeline imports; {fix}"
-        )
-    if package in sys.stdlib_module_names:
-        raise UsageError(
-            f"{source}: package {package!r} would shadow Python's standard-library module '{package}'; {fix}"
-        )
-    if shadows_dependency(package):
-        raise UsageError(
-            f"{source}: package {package!r} would shadow the '{package}' module the pipeline imports; {fix}"
-        )
-
-
-@cache
-def dependency_modules() -> frozenset[str]:
-    """Top-level modules of mlci's installed dependencies (mlflow, yaml, jinja2, sqlalchemy, ...).
-
-    A project package of one of these names would be imported instead of it whenever the
-    project's src/ comes first on sys.path, as it does under `mlci train` and pytest.
-    """
-    from importlib import metadata
-
-    def normal(name: str) -> str:
-        return re.sub(r"[-_.]+", "-", name).lower()
-
-    closure: set[str] = set()
-    pending = ["mlci"]
-    while pending:
-        name = normal(pending.pop())
-        if name in closure:
-            continue
-        closure.add(name)
-        try:
-            requirements = metadata.requires(name) or []
-        except metadata.PackageNotFoundError:
-            continue
-        for requirement in requirements:
-            if re.search(r"\bextra\s*==", requirement):  # an optional extra: not installed with mlci
-                continue
-            match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
-            if match:
-                pending.append(match.group(1))
-    closure.discard("mlci")  # its own name is in RESERVED_PACKAGES
-    modules: set[str] = set()
-    for name in closure:
-        try:
-            distribution = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            continue
-        top_level = distribution.read_text("top_level.txt")
-        if top_level is not None:
-            modules.update(line.strip() for line in top_level.splitlines())
-        else:  # no top_level.txt (hatchling, flit, maturin): the first component of each RECORD path
-            for line in (distribution.read_text("RECORD") or "").splitlines():
-                first = line.split(",", 1)[0].split("/", 1)[0]
-                if not first.endswith((".dist-info", ".data", ".pth")) and first not in ("..", "__pycache__"):
-                    modules.add(first.removesuffix(".py"))
-    return frozenset(module for module in modules if module.isidentifier())
-
-
-def shadows_dependency(package: str) -> bool:
-    """Whether `package` is a top-level module one of mlci's dependencies installs.
-
-    find_spec first: most names are not installed at all, and then the distributions are not read.
-    """
-    import importlib.util
-
-    try:
-        found = importlib.util.find_spec(package) is not None
-    except (ImportError, ValueError):
-        found = True  # something of that name is there but does not import: ask the metadata
-    return found and package in dependency_modules()
+    problem = package_problem(package)
+    if problem == "is not a lowercase Python identifier":
+        raise UsageError(f"{source}: package {package!r} {problem}; {fix or _PACKAGE_EXAMPLE}")
+    if problem:
+        fix = fix or f"choose another name, e.g. --data package={package}_model"
+        raise UsageError(f"{source}: package {package!r} {problem}; {fix}")
 
 
 def check_python_version(version: str, source: str) -> None:
@@ -209,6 +122,62 @@ def check_ci_answer(key: str, value: str, source: str) -> None:
         raise UsageError(f"{source}: 'ci.{key}' is {value!r}, which does not match {pattern}")
 
 
+def check_mlci_version(version: str, source: str) -> None:
+    """The mlci version a project was rendered by: a PEP 440 version written as nothing else.
+
+    packaging's Version() strips surrounding whitespace ('0.1.0\\n' parses), so the text must also be
+    ASCII letters, digits and . + ! - _ only: it is spliced into workflow comments and pins.
+    """
+    from packaging.version import InvalidVersion, Version
+
+    from mlci.templates import VERSION_TEXT
+
+    try:
+        ok = VERSION_TEXT.fullmatch(version) is not None and bool(Version(version))
+    except InvalidVersion:
+        ok = False
+    if not ok:
+        raise UsageError(f"{source} {version!r} is not an mlci version such as '0.1.0'")
+
+
+DETECTED_KEY = "mlci_install_detected"  # a bool: upgrade/pin.py; the one answer that is not text
+# Every answer `mlci new` records in the manifest (older mlci versions recorded a subset).
+RECORDED_ANSWERS = frozenset(
+    {"name", "package", "provider", "target", "python_version", "model_name", "mlci_version", DETECTED_KEY}
+    | set(TEXT_ANSWERS)
+    | set(CI_ANSWERS)
+)
+
+
+def check_answer(key: str, value: str, answers: Mapping[str, Any], source: str, fix: str | None = None) -> None:
+    """One text answer, by its key: the one check both `mlci new` and the manifest's reader run.
+
+    `fix` replaces the '--data ...' fix where the answer did not come from the command line.
+    """
+    checks: dict[str, Callable[[], None]] = {
+        "name": lambda: check_project_name(value),
+        "package": lambda: check_package(value, source, fix),
+        "provider": lambda: check_choice(value, choices_of(CISection, "provider"), source),
+        "target": lambda: check_choice(value, choices_of(Config, "target"), source),
+        "python_version": lambda: check_python_version(value, source),
+        "model_name": lambda: check_model_name(value, str(answers.get("target", "local")), source),
+        "mlci_version": lambda: check_mlci_version(value, source),
+        "actions": lambda: check_choice(value, choices_of(CISection, "actions"), source),
+        **{text: (lambda: check_text(value, source)) for text in TEXT_ANSWERS},
+    }
+    if key in checks:
+        checks[key]()
+    if key in CI_ANSWERS:
+        check_ci_answer(key, value, source)
+
+
+def check_types(answers: Mapping[str, Any], source: Callable[[str], str]) -> None:
+    for key, value in answers.items():
+        expected = bool if key == DETECTED_KEY else str
+        if not isinstance(value, expected):
+            raise UsageError(f"{source(key)} must be {expected.__name__}, not {type(value).__name__} {value!r}")
+
+
 def validate_answers(answers: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> None:
     """Check every answer `mlci new` renders from; `sources` says where each came from (for the message).
 
@@ -219,20 +188,32 @@ def validate_answers(answers: Mapping[str, Any], sources: Mapping[str, str] | No
     def source(key: str) -> str:
         return sources.get(key, f"--data {key}")
 
+    check_types(answers, source)
+    check_project_name(answers["name"])  # first, and without a source: the name is the command's argument
+    required = ("package", "provider", "target", "python_version", "model_name", *TEXT_ANSWERS)
+    for key in required:
+        check_answer(key, answers[key], answers, source(key))
     for key, value in answers.items():
-        expected = bool if key == "mlci_install_detected" else str
-        if not isinstance(value, expected):
-            raise UsageError(f"{source(key)} must be {expected.__name__}, not {type(value).__name__} {value!r}")
-    check_project_name(answers["name"])
-    check_package(answers["package"], source("package"))
-    check_choice(answers["provider"], choices_of(CISection, "provider"), source("provider"))
-    check_choice(answers["target"], choices_of(Config, "target"), source("target"))
-    check_python_version(answers["python_version"], source("python_version"))
-    check_model_name(answers["model_name"], answers["target"], source("model_name"))
-    for key in TEXT_ANSWERS:
-        check_text(answers[key], source(key))
-    if "actions" in answers:
-        check_choice(answers["actions"], choices_of(CISection, "actions"), source("actions"))
-    for key in CI_ANSWERS:
-        if key in answers:
-            check_ci_answer(key, answers[key], source(key))
+        if key not in (*required, "name", DETECTED_KEY):
+            check_answer(key, value, answers, source(key))
+
+
+def validate_recorded_answers(answers: Mapping[str, Any], where: Callable[[str], str], fix: str) -> None:
+    """The manifest's answers: only keys mlci records, each checked exactly as `mlci new` checks it.
+
+    They are rendered into workflows by `mlci render` and `mlci upgrade`, so a pull request that
+    edits the manifest must not get past what a `mlci new` answer could not. `where(key)` names
+    the answer in the message (e.g. 'answers.mlci_version'), `fix` is the fix a package name gets.
+    """
+    for key in answers:
+        if key not in RECORDED_ANSWERS:
+            raise UsageError(f"{where(key)} is not an answer mlci records")
+    check_types(answers, where)
+    for key, value in answers.items():
+        if key == "name":  # its own message names no source: add it
+            try:
+                check_project_name(value)
+            except UsageError as exc:
+                raise UsageError(f"{where(key)}: {exc.message}") from None
+        elif key != DETECTED_KEY:
+            check_answer(key, value, answers, where(key), fix)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
 from collections.abc import Mapping
 
@@ -87,6 +89,24 @@ class LogGuard:
             return False
         line_end = (self._tail + ch).lower()
         return any(line_end.endswith(marker) for marker in self._markers)
+
+
+# A `#` that starts `##[` or `##vso[` (any case), for json_document.
+_JSON_MARKER = re.compile(r"#(?=#(?:vso)?\[)", re.IGNORECASE)
+
+
+def json_document(payload: object) -> str:
+    """`payload` as the JSON document --json prints: no runner can read a command in it, and
+    json.loads gives back every value exactly (LogGuard's inserted space would alter them).
+
+    Why this holds without LogGuard: json.dumps escapes CR and LF inside strings, so a line break
+    is only ever JSON's own indentation, and every line starts (after its spaces) with a JSON token
+    (`{ } [ ] "`, a digit, `-`, true/false/null), never with GitHub's `::`. The markers read
+    anywhere in a line (GitHub's legacy `##[`, Azure's `##vso[`) can only sit inside a string,
+    where the first `#` is written as the JSON escape \\u0023: still that value, no longer a marker.
+    """
+    text = json.dumps(payload, indent=2, sort_keys=True, default=str)
+    return _JSON_MARKER.sub(r"\\u0023", text)
 
 
 def neutralise(text: str, kind: str | None = None) -> str:

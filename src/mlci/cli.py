@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import json
 import os
 import signal
 import sys
@@ -18,7 +17,7 @@ import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from mlci import __version__, console
+from mlci import __version__, ci_env, console
 from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, MlciError
 
 STAGES = ("lint", "test", "data-test", "train", "register", "deploy")
@@ -403,8 +402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "summary": failure,
                 }
             if payload is not None:
-                with console.guarded_streams():
-                    print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+                # Data, not log text: unguarded, so every value comes back exact; json_document
+                # makes sure no line of it is a CI command (see there).
+                print(ci_env.json_document(payload))
         sys.stdout.flush()
     except BrokenPipeError:
         return _reader_went_away()

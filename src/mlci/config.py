@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import keyword
 import math
 import re
 import sys
@@ -22,6 +21,7 @@ from typing import Any, Literal
 import yaml
 
 from mlci.errors import ConfigError
+from mlci.names import package_problem, project_name_problem
 
 CONFIG_FILE = "mlci.yaml"
 SCHEMA_VERSION = 1
@@ -576,9 +576,19 @@ def _check_semantics(project: Project) -> None:
         raise project.error(
             "schema", f"schema {cfg.schema} is older than {SCHEMA_VERSION}; run 'mlci upgrade' to migrate it"
         )
-    if keyword.iskeyword(cfg.project.package):
+    # The same rule as `mlci new` (names.py): a name mlci.yaml accepts is one `mlci new` would.
+    package = cfg.project.package
+    problem = package_problem(package)
+    if problem:
         raise project.error(
-            "project.package", f"'{cfg.project.package}' is a Python keyword; choose another package name"
+            "project.package",
+            f"package {package!r} {problem}; choose another name (and rename src/{package}/ to match)",
+        )
+    problem = project_name_problem(cfg.project.name)
+    if problem:
+        raise project.error(
+            "project.name",
+            f"project name {cfg.project.name!r} {problem}; choose another, e.g. '{cfg.project.name}-model'",
         )
     known = metrics_for(cfg.train.task)
     for index, text in enumerate(cfg.register.gates):

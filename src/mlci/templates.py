@@ -66,6 +66,7 @@ def environment() -> jinja2.Environment:
     env.filters["yaml_str"] = yaml_str
     env.filters["yaml_scalar"] = yaml_scalar
     env.filters["toml_str"] = toml_str
+    env.filters["version_text"] = version_text
     from mlci.install_source import dev_requirement, unpinned
 
     env.filters["mlci_unpinned"] = unpinned
@@ -129,6 +130,20 @@ def toml_str(value: Any) -> str:
     return "".join(out)
 
 
+def version_text(value: Any) -> str:
+    """An mlci version, for the places it is spliced outside a quoted scalar (a `# mlci 0.1.0` comment).
+
+    The manifest's reader already refuses anything else (answers.check_mlci_version); this is the
+    last line: a newline here would end the comment and start workflow YAML of its own.
+    """
+    text = str(value)
+    if not VERSION_TEXT.fullmatch(text):
+        raise ValueError(f"mlci version {text!r} is not a version; refusing to render it")
+    return text
+
+
+# What an mlci version may be written as (PEP 440 characters only): the one pattern, see version_text.
+VERSION_TEXT = re.compile(r"[0-9A-Za-z.+!_-]+")
 _NO_WRAP = 1 << 30  # PyYAML folds long scalars at `width`; a value stays on its one line
 _PLAIN_YAML = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/-]*")
 _TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 from typing import Any
 
+from mlci import ci_env
 from mlci.config import ENVIRONMENTS, Project
 from mlci.errors import CheckFailed, UsageError
 from mlci.registry import (
@@ -193,5 +193,6 @@ def rollback_main(args: argparse.Namespace) -> int:
 def status_main(args: argparse.Namespace) -> int:
     project = load_project_for(args)
     status = collect_status(project, args.tracking_uri)
-    print(json.dumps(status, indent=2, sort_keys=True) if getattr(args, "json", False) else format_status(status))
+    # json_document: values exact, and no line a CI command even under the log guard (ci_env.py).
+    print(ci_env.json_document(status) if getattr(args, "json", False) else format_status(status))
     return 0

@@ -114,11 +114,18 @@ def _warn_pin_behind(project: Project, manifest: Manifest) -> None:
         and rendered_for != __version__
         and is_detected_pin(manifest.answers, manifest.mlci_version, ci.mlci_install)
     ):
+        # One line whatever the manifest holds: both values are validated (manifest.py, mlci.yaml's
+        # schema), and anything that is still not printable text is shown as its repr.
         print(
             f"warning: the vendored actions are mlci {__version__}'s, but ci.mlci_install still installs "
-            f"{ci.mlci_install} (detected for mlci {rendered_for}); run 'mlci upgrade' to move the pin with them",
+            f"{_one_line(str(ci.mlci_install))} (detected for mlci {_one_line(rendered_for)}); "
+            "run 'mlci upgrade' to move the pin with them",
             file=sys.stderr,
         )
+
+
+def _one_line(text: str) -> str:
+    return text if text.isprintable() else repr(text)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 from mlci.errors import InfraError
 from mlci.pipeline import Job, Pipeline
-from mlci.templates import action_pins, environment, shipped_dir
+from mlci.templates import action_pins, environment, shipped_dir, version_text
 
 NAME = "github"
 WORKFLOWS = ".github/workflows"
@@ -140,7 +140,8 @@ def action_ref(name: str, context: Mapping[str, Any]) -> str:
     if context["ci_actions"] == "vendored":
         # `$/` is this repository at the workflow's own commit, independent of what was checked out.
         return f"$/{VENDORED}/mlci-{name}"
-    return f"{context['mlci_repository']}/actions/{name}@{context['mlci_ref']} # mlci {context['mlci_version']}"
+    version = version_text(context["mlci_version"])  # in a YAML comment: must stay on its line
+    return f"{context['mlci_repository']}/actions/{name}@{context['mlci_ref']} # mlci {version}"
 
 
 def permissions(job: Job) -> dict[str, str]:

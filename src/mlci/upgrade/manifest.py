@@ -17,7 +17,7 @@ from typing import Any
 
 from mlci import __version__
 from mlci.errors import ConfigError, UsageError
-from mlci.templates import is_managed
+from mlci.templates import VERSION_TEXT, is_managed
 from mlci.upgrade.paths import path_problem
 
 MANIFEST_PATH = ".mlci/manifest.json"
@@ -112,6 +112,8 @@ def _version_key(version: str, manifest_file: str) -> Any:
     from packaging.version import InvalidVersion, Version
 
     try:
+        if not VERSION_TEXT.fullmatch(version):  # Version() strips whitespace: '0.1.0\n' would parse
+            raise InvalidVersion(version)
         return Version(version)
     except InvalidVersion:
         raise ConfigError(manifest_file, None, f"mlci_version {version!r} is not a version; {RESTORE}") from None
@@ -139,6 +141,7 @@ def validate_manifest(data: object, manifest_file: str) -> Manifest:
             _encodable(value, f"answers[{_quote(key)}]", fail)
         elif not isinstance(value, bool):
             raise fail(f"answers[{_quote(key)}]", f"is {_kind(value)}, not a string or true/false")
+    _check_answers(answers, manifest_file)
     if "answers_digest" in data:
         _text(data, "answers_digest", "answers_digest", fail)
 
@@ -188,6 +191,23 @@ def validate_manifest(data: object, manifest_file: str) -> Manifest:
 
 
 # ---------------------------------------------------------------- the pieces of validate_manifest
+
+
+def _check_answers(answers: dict[str, Any], manifest_file: str) -> None:
+    """Each answer as `mlci new` checks it: `mlci render` and `mlci upgrade` render them into workflows."""
+    from mlci.answers import validate_recorded_answers
+
+    try:
+        validate_recorded_answers(answers, lambda key: f"answers.{_answer_label(key)}", fix=RESTORE)
+    except UsageError as exc:
+        problem = exc.message if exc.message.endswith(RESTORE) else f"{exc.message}; {RESTORE}"
+        raise ConfigError(manifest_file, None, problem) from None
+
+
+def _answer_label(key: str) -> str:
+    """`answers.<key>` for the keys mlci writes; any other key JSON-quoted, so it cannot break the line."""
+    return key if re.fullmatch(r"[a-z_]+", key) else json.dumps(key)
+
 
 _Fail = Callable[[str, str], ConfigError]
 

@@ -20,6 +20,19 @@ from mlci import ci_env, console
 
 _LINES = re.compile(r"\r\n|\r|\n")  # .NET ReadLine: CR, LF and CRLF end a line
 
+# What .NET's String.TrimStart() (the GitHub runner's ActionCommand.TryParseV2) trims: the
+# characters Char.IsWhiteSpace accepts (Unicode White_Space): U+0009..U+000D, U+0085, and the
+# space, line and paragraph separators (Zs, Zl, Zp). Pinned here rather than taken from
+# Python's str.isspace, which the guard uses: a parser sharing the guard's rule could not
+# catch a gap in it. (isspace also holds U+001C..U+001F, which .NET does not trim: the guard
+# then adds a harmless space.)
+DOTNET_WHITESPACE = "".join(
+    map(
+        chr,
+        [*range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000],
+    )
+)
+
 HOSTILE = [
     "::notice title=spoof::x",
     "::set-output name=result::passed",
@@ -28,6 +41,10 @@ HOSTILE = [
     "::error file=a.py,line=1::boom",
     "   ::warning::indented",
     "\u3000::debug::ideographic space",
+    "\u2003::notice::em space",
+    "\u0085::error::next line (not a line end for .NET ReadLine)",
+    "\u2028\u00a0 ::error::line separator and no-break space",
+    "\x0b\x0c::warning::vertical tab and form feed",
     "col\n::error::after a newline",
     "col\r::error::after a carriage return",
     "100%0A::error::escaped newline",
@@ -59,7 +76,7 @@ def github_commands(log: str) -> list[tuple[str, str]]:
 
 
 def _github_v2(line: str) -> tuple[str, str] | None:
-    text = line.lstrip()
+    text = line.lstrip(DOTNET_WHITESPACE)
     if not text.startswith("::"):
         return None
     end = text.find("::", 2)
@@ -186,7 +203,9 @@ def test_outputs_cannot_smuggle_more_outputs(
 
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(
-    text=st.text(alphabet=st.sampled_from(list(":#[]vsoVSO%\r\n \tx=,;")) | st.characters(), max_size=40),
+    text=st.text(
+        alphabet=st.sampled_from(list(":#[]vsoVSO%\r\n \tx=,;" + DOTNET_WHITESPACE)) | st.characters(), max_size=40
+    ),
     cut=st.integers(min_value=0, max_value=40),
 )
 def test_no_text_however_split_parses_as_a_command(text: str, cut: int) -> None:
@@ -197,6 +216,15 @@ def test_no_text_however_split_parses_as_a_command(text: str, cut: int) -> None:
         # Only spaces are added: the text stays what it was, readable.
         assert log.replace(" ", "") == (text + "\n").replace(" ", "")
     assert ci_env.neutralise(text, "jenkins") == text
+
+
+def test_every_dotnet_whitespace_before_a_command_is_leading_whitespace_to_the_guard() -> None:
+    for ch in DOTNET_WHITESPACE:
+        line = ch + "::error title=spoof::x\n"
+        assert github_commands(line) == [("error", "x")]  # the runner reads it as a command
+        guarded = ci_env.neutralise(line, "github")
+        assert github_commands(guarded) == [], repr(ch)
+        assert guarded == ch + ": :error title=spoof::x\n"
 
 
 def test_hostile_column_name_through_data_test_on_github(tmp_path: Path) -> None:

@@ -903,3 +903,131 @@ def test_a_broken_contract_or_mlci_yaml_never_leaves_the_green_junit_of_an_earli
     assert cli_main(["data-test", "-C", str(root)]) == 0 and junit.is_file()
     mark(load_project(root), "data-test", "skipped", "not run: lint failed")
     assert not junit.exists()
+
+
+# ---------------------------------------------------------------- expectations read only the columns
+
+SECRET = "mlci-secret-7f3a9c"
+
+
+def _hostile(sql: str, secret_file: Path) -> str:
+    return sql.replace("{secret_file}", str(secret_file))
+
+
+@pytest.mark.parametrize(
+    ("sql", "problem"),
+    [
+        # The reviewer's example: the host name came back in the CAST's error line.
+        (
+            "CAST((SELECT content FROM read_text('{secret_file}')) AS INTEGER) > 0",
+            "a subquery is not allowed (an expectation reads only the dataset's columns)",
+        ),
+        (
+            "score > (SELECT count(*) FROM read_csv('{secret_file}'))",
+            "a subquery is not allowed (an expectation reads only the dataset's columns)",
+        ),
+        ("id IN (SELECT 1)", "a subquery is not allowed (an expectation reads only the dataset's columns)"),
+        (
+            "getenv('MLCI_TEST_SECRET') = ''",
+            "getenv() reaches outside the dataset (files, environment, settings) and is not allowed",
+        ),
+        (
+            "system.main.getenv('MLCI_TEST_SECRET') = ''",
+            "the qualified function name 'system.main.getenv' is not allowed",
+        ),
+        (
+            "len(glob('{secret_file}')) > 0",
+            "glob() reaches outside the dataset (files, environment, settings) and is not allowed",
+        ),
+        (
+            "read_text('{secret_file}') IS NULL",
+            "read_text() reaches outside the dataset (files, environment, settings) and is not allowed",
+        ),
+        (
+            "current_setting('home_directory') = ''",
+            "current_setting() reaches outside the dataset (files, environment, settings) and is not allowed",
+        ),
+        ("count(*) OVER () > 0", "a window function is not allowed"),
+    ],
+)
+def test_expectation_reaching_past_the_columns_is_refused_before_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sql: str, problem: str
+) -> None:
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_text(SECRET)
+    monkeypatch.setenv("MLCI_TEST_SECRET", SECRET)
+    make_case(
+        tmp_path,
+        None,
+        CONTRACT.replace("sql: NOT flag OR score >= 50", "sql: " + json.dumps(_hostile(sql, secret_file))),
+    )
+    with pytest.raises(ConfigError) as info:
+        check(tmp_path)
+    assert info.value.line == 34
+    assert info.value.message == (
+        f"{tmp_path}/contract.yml:34: table.expectations[0].sql: expectation 'flagged_rows_score_high' is not one "
+        f"SQL expression on duckdb: {problem}; write one boolean expression over the columns, "
+        "e.g. 'worst_radius >= mean_radius'"
+    )
+    assert SECRET not in info.value.message
+
+
+def test_reviewers_example_exits_2_through_the_cli_and_prints_no_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = project(tmp_path, None)
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_text(SECRET)
+    hostile = _hostile("CAST((SELECT content FROM read_text('{secret_file}')) AS INTEGER) > 0", secret_file)
+    (root / "contract.yml").write_text(CLI_CONTRACT.replace("NOT flag OR score >= 50", json.dumps(hostile)))
+    assert cli_main(["data-test", "-C", str(root)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"mlci: error: {root}/contract.yml:33: table.expectations[0].sql: expectation ")
+    assert "a subquery is not allowed" in captured.err
+    written = "".join(p.read_text() for p in (root / ".mlci").rglob("*") if p.is_file() and p.suffix != ".db")
+    assert SECRET not in captured.out + captured.err + written
+
+
+@pytest.mark.parametrize("layout", ["file", "directory", "csv"])
+def test_duckdb_reads_only_the_source_once_it_is_open(tmp_path: Path, layout: str) -> None:
+    # Defence in depth: a check that got past check_expression still reads no file but the
+    # source, and cannot turn the setting back on.
+    from mlci.contracts.engines import QueryError, Source
+    from mlci.contracts.engines.duckdb import DuckDBEngine
+
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_text(SECRET)
+    if layout == "csv":
+        (tmp_path / "data.csv").write_text("id,score\n1,2\n")
+        source = Source("csv", str(tmp_path / "data.csv"))
+    else:
+        (tmp_path / "parts" / "day=1").mkdir(parents=True)
+        write(good_rows(), tmp_path / "parts" / "day=1" / "data.parquet")
+        location = tmp_path / "parts" / ("**/*.parquet" if layout == "directory" else "day=1/data.parquet")
+        source = Source("parquet", str(location))
+    engine = DuckDBEngine()
+    try:
+        engine.open(source)
+        assert engine.fetch_one("SELECT count(*) AS n FROM __mlci_source")["n"] == (1 if layout == "csv" else N)
+        with pytest.raises(QueryError) as info:
+            engine.fetch_all(f"SELECT content FROM read_text('{secret_file}')")
+        assert str(info.value) == (
+            f'Permission Error: Cannot access file "{secret_file}"'
+            " - file system operations are disabled by configuration"
+        )
+        with pytest.raises(QueryError, match="the configuration has been locked"):
+            engine.fetch_all("SET enable_external_access = true")
+    finally:
+        engine.close()
+
+
+def test_valid_expectations_with_functions_case_and_casts_still_run(tmp_path: Path) -> None:
+    valid = (
+        "regexp_matches(code, '^[A-Z]') AND length(upper(trim(code))) >= 1 AND lower(region) = region"
+        " AND CASE WHEN flag THEN CAST(score AS DOUBLE) >= 50 ELSE coalesce(score, 0) * 2 + 1 > 0 END"
+        " AND TRY_CAST(code AS INTEGER) IS NULL AND id BETWEEN 0 AND 1000000"
+    )
+    make_case(tmp_path, None, CONTRACT.replace("sql: NOT flag OR score >= 50", "sql: " + json.dumps(valid)))
+    results = {r.name: r for r in check(tmp_path).results}
+    assert results["expectation[flagged_rows_score_high]"].status == "pass"
+    assert [name for name, r in results.items() if r.status != "pass"] == []

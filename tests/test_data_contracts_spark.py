@@ -4,6 +4,7 @@ as DuckDB. Marked `spark`: skip locally with -m 'not spark'; CI runs them."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,6 +119,15 @@ def test_bad_expectation_sql_is_a_contract_error_on_spark(spark: Any, tmp_path: 
     assert "expectation 'flagged_rows_score_high' is not one SQL expression on spark: [PARSE_SYNTAX_ERROR]" in (
         info.value.message
     )
+    # Nor may it call JVM code (System.getenv through reflect) or read past the columns.
+    for sql, problem in [
+        ("reflect('java.lang.System', 'getenv', 'HOME') = ''", "reflect() reaches outside the dataset"),
+        ("score > (SELECT count(*) FROM csv.`/etc/passwd`)", "a subquery is not allowed"),
+    ]:
+        (tmp_path / "contract.yml").write_text(CONTRACT.replace("NOT flag OR score >= 50", json.dumps(sql)))
+        with pytest.raises(ConfigError) as info:
+            run_contract(load_contract(tmp_path / "contract.yml", tmp_path), "spark", now=NOW)
+        assert f"is not one SQL expression on spark: {problem}" in info.value.message
 
 
 def test_every_dataset_and_strict_give_the_same_verdicts_on_spark(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -20,6 +21,53 @@ _FAMILIES = (
     (re.compile(r"^DATE$"), "date"),
     (re.compile(r"^TIMESTAMP.*$"), "timestamp"),
 )
+
+
+# What an expectation may be built from (json_serialize_sql's expression classes): columns,
+# constants, operators, CASE, CAST and function calls. Anything else (a SUBQUERY above all,
+# which can hold a FROM over read_text('/proc/self/environ'), a WINDOW, a PARAMETER, a STAR)
+# is refused, so a class a future DuckDB adds is refused until it is looked at.
+_EXPRESSION_CLASSES = frozenset(
+    {
+        "COLUMN_REF",
+        "CONSTANT",
+        "COMPARISON",
+        "CONJUNCTION",
+        "OPERATOR",
+        "BETWEEN",
+        "CASE",
+        "CAST",
+        "TYPE",  # the target type of a CAST
+        "COLLATE",
+        "FUNCTION",
+        "LAMBDA",  # list_transform(xs, x -> ...): its body is checked like the rest
+        "LAMBDA_REF",
+    }
+)
+_REFUSED_CLASSES = {
+    "SUBQUERY": "a subquery is not allowed (an expectation reads only the dataset's columns)",
+    "WINDOW": "a window function is not allowed",
+    "PARAMETER": "a query parameter is not allowed",
+    "STAR": "'*' is not an expression",
+}
+# Scalar functions that read the environment, the engine's settings or the session (table
+# functions such as read_text or glob are refused by name too, see _reader_names).
+_READERS = frozenset(
+    {
+        "getenv",
+        "current_setting",
+        "current_query",
+        "which_secret",
+        "version",
+        "query",
+        "query_table",
+        "sniff_csv",
+        "glob",
+        "sleep_ms",
+        "pg_sleep",
+    }
+)
+_READER_PREFIXES = ("read_", "duckdb_", "pragma_", "parquet_", "iceberg_", "delta_")
 
 
 _SQL_TYPES = {
@@ -44,16 +92,22 @@ class DuckDBEngine:
         self.con.execute("SET perfect_ht_threshold = 24")
         self._arrow: Any = None  # keeps a registered Arrow dataset alive
         self._relation = ""
+        self._table_functions: frozenset[str] | None = None
 
     def open(self, source: Source) -> None:
         d = self.dialect
         if source.kind == "csv":
             relation = f"read_csv({d.string(source.location)}, header = true)"
+            allowed = {"allowed_paths": source.location}
         elif source.kind == "parquet":
             # Writers leave NaN out of Parquet min/max statistics (as the format says); without
             # can_have_nan DuckDB trusts them and folds `x > max` or isnan(x) to false on a column
             # that holds NaN (duckdb#25521), so NaN would pass the `min`/`max` checks.
             relation = f"read_parquet({d.string(source.location)}, can_have_nan = true)"
+            where = Path(source.location)
+            # A directory of Parquet files is read as <dir>/**/*.parquet (runner.resolve_source).
+            directory = where.parent.parent if where.parent.name == "**" else None
+            allowed = {"allowed_directories": str(directory)} if directory else {"allowed_paths": source.location}
         elif source.kind == "delta":
             try:
                 from deltalake import DeltaTable
@@ -67,10 +121,24 @@ class DuckDBEngine:
                 raise QueryError(f"cannot open Delta table {source.location}: {first_line(exc)}") from None
             self.con.register("__mlci_arrow", self._arrow)
             relation = "__mlci_arrow"
+            allowed = {}  # pyarrow reads the files, not DuckDB
         else:
             raise QueryError("a table name needs the Spark engine: pass --engine spark")
         self._relation = relation
         self._execute(f"CREATE OR REPLACE TEMP VIEW {SOURCE_VIEW} AS SELECT * FROM {relation}")
+        self._lock_down(allowed)
+
+    def _lock_down(self, allowed: Mapping[str, str]) -> None:
+        # The contract's SQL runs next, and a pull request can edit it: from here on DuckDB
+        # opens no file but the source itself (the view reads it lazily, so its path stays
+        # allowed), no network, no extension, and no SET can undo that. A check that slips
+        # past check_expression still cannot read /proc/self/environ.
+        d = self.dialect
+        self._table_functions = self._reader_names()
+        for setting, path in allowed.items():
+            self._execute(f"SET {setting} = [{d.string(path)}]")
+        self._execute("SET enable_external_access = false")
+        self._execute("SET lock_configuration = true")
 
     def cast_columns(self, types: Mapping[str, str]) -> None:
         d = self.dialect
@@ -111,7 +179,45 @@ class DuckDBEngine:
             return f"it names its result ('AS {items[0]['alias']}')"
         if tree != bare:
             return "it is more than an expression (a FROM, WHERE or other clause follows it)"
+        return self._outside_the_columns(items[0])
+
+    def _outside_the_columns(self, node: Any) -> str | None:
+        """Why the parsed expression reaches past the dataset's columns (files, settings), or None."""
+        if isinstance(node, list):
+            return next((p for p in map(self._outside_the_columns, node) if p), None)
+        if not isinstance(node, dict):
+            return None
+        kind = node.get("class")
+        if kind is not None:
+            if kind in _REFUSED_CLASSES:
+                return _REFUSED_CLASSES[kind]
+            if kind not in _EXPRESSION_CLASSES:
+                return f"a {str(kind).lower()} expression is not allowed"
+            if kind == "FUNCTION":
+                problem = self._refused_function(node)
+                if problem:
+                    return problem
+        return next((p for p in map(self._outside_the_columns, node.values()) if p), None)
+
+    def _refused_function(self, node: Mapping[str, Any]) -> str | None:
+        name = str(node.get("function_name", "")).lower()
+        if node.get("schema") or node.get("catalog"):
+            # system.main.getenv(...) would be a way around the names below.
+            qualified = ".".join(str(part) for part in (node.get("catalog"), node.get("schema"), name) if part)
+            return f"the qualified function name '{qualified}' is not allowed"
+        if name in _READERS or name.startswith(_READER_PREFIXES) or name in self._reader_names():
+            return f"{name}() reaches outside the dataset (files, environment, settings) and is not allowed"
         return None
+
+    def _reader_names(self) -> frozenset[str]:
+        """Functions that exist only as table functions (read_text, glob, query ...): never an expression."""
+        if self._table_functions is None:
+            rows = self.con.execute(
+                "SELECT function_name FROM duckdb_functions() GROUP BY function_name"
+                " HAVING bool_and(function_type IN ('table', 'table_macro'))"
+            ).fetchall()
+            self._table_functions = frozenset(str(r[0]).lower() for r in rows)
+        return self._table_functions
 
     def _parse_select(self, sql: str) -> dict[str, Any]:
         row = self.con.execute("SELECT json_serialize_sql(?)", ["SELECT " + sql]).fetchone()

@@ -35,6 +35,48 @@ _FAMILIES = {
 }
 
 
+# Parsed expression nodes an expectation may not hold: a subquery (which can read any table or
+# file: SELECT ... FROM csv.`/etc/passwd`), a window, a query parameter or a star.
+_REFUSED_NODES = {
+    "ScalarSubquery": "a subquery is not allowed (an expectation reads only the dataset's columns)",
+    "Exists": "a subquery is not allowed (an expectation reads only the dataset's columns)",
+    "ListQuery": "a subquery is not allowed (an expectation reads only the dataset's columns)",
+    "InSubquery": "a subquery is not allowed (an expectation reads only the dataset's columns)",
+    "LateralSubquery": "a subquery is not allowed (an expectation reads only the dataset's columns)",
+    "WindowExpression": "a window function is not allowed",
+    "NamedParameter": "a query parameter is not allowed",
+    "PosParameter": "a query parameter is not allowed",
+    "UnresolvedStar": "'*' is not an expression",
+    "UnresolvedRegex": "a column regex is not allowed",
+}
+# Functions that call JVM code (reflect, java_method: java.lang.System.getenv), or read the
+# session, the files behind a row, or a Databricks secret scope.
+_READERS = frozenset(
+    {
+        "reflect",
+        "java_method",
+        "try_reflect",
+        "secret",
+        "try_secret",
+        "current_user",
+        "user",
+        "session_user",
+        "current_database",
+        "current_schema",
+        "current_catalog",
+        "current_metastore",
+        "version",
+        "input_file_name",
+        "input_file_block_start",
+        "input_file_block_length",
+    }
+)
+# Session settings held for as long as the engine runs contract SQL, restored on close:
+# no ${...} substitution (it splices Spark settings and JVM system properties such as
+# ${system:user.name} into the text before it is parsed), no SQL directly on files.
+_LOCKED_CONF = {"spark.sql.variable.substitute": "false", "spark.sql.runSQLOnFiles": "false"}
+
+
 _SQL_TYPES = {
     "integer": "bigint",
     "float": "double",
@@ -68,6 +110,11 @@ class SparkEngine:
     def __init__(self) -> None:
         self.spark = session()
         self._frame: Any = None
+        self._restore: dict[str, str | None] = {}
+        conf = self.spark.conf
+        for key, value in _LOCKED_CONF.items():
+            self._restore[key] = conf.get(key, None)
+            conf.set(key, value)
 
     def open(self, source: Source) -> None:
         reader = self.spark.read
@@ -124,13 +171,50 @@ class SparkEngine:
             return first_line(exc).removeprefix("org.apache.spark.sql.catalyst.parser.ParseException: ")
         if parsed.getClass().getSimpleName() == "Alias":
             return f"it names its result ('AS {parsed.name()}')"
-        return None
+        if "${" in sql:
+            return "'${' is not allowed (Spark would substitute a setting there)"
+        return _outside_the_columns(parsed)
 
     def close(self) -> None:
         self.spark.catalog.dropTempView(SOURCE_VIEW)
+        for key, value in self._restore.items():
+            if value is None:
+                self.spark.conf.unset(key)
+            else:
+                self.spark.conf.set(key, value)
 
     def _collect(self, sql: str) -> list[Any]:
         try:
             return list(self.spark.sql(sql).collect())
         except Exception as exc:  # ParseException, AnalysisException, Py4JJavaError, ...
             raise QueryError(first_line(exc)) from None
+
+
+def _outside_the_columns(node: Any) -> str | None:
+    """Why a parsed (JVM) expression reaches past the dataset's columns, or None."""
+    kind = node.getClass().getSimpleName()
+    if kind in _REFUSED_NODES:
+        return _REFUSED_NODES[kind]
+    if _is_plan_expression(node.getClass()):  # any other subquery form a newer Spark adds
+        return "a subquery is not allowed (an expectation reads only the dataset's columns)"
+    if kind == "UnresolvedFunction":
+        parts = str(node.nameParts().mkString("\u0000")).split("\u0000")
+        name = parts[-1].lower()
+        if len(parts) > 1:  # system.builtin.reflect(...) would be a way around the names
+            return f"the qualified function name '{'.'.join(parts)}' is not allowed"
+        if name in _READERS:
+            return f"{name}() reaches outside the dataset (JVM code, session, files) and is not allowed"
+    children = node.children().iterator()
+    while children.hasNext():
+        problem = _outside_the_columns(children.next())
+        if problem:
+            return problem
+    return None
+
+
+def _is_plan_expression(cls: Any) -> bool:
+    while cls is not None:
+        if cls.getName() == "org.apache.spark.sql.catalyst.expressions.PlanExpression":
+            return True
+        cls = cls.getSuperclass()
+    return False

@@ -202,3 +202,23 @@ def test_reference_documents_every_key() -> None:
 
     docs = (REPO / "docs" / "mlci-yaml.md").read_text()
     assert key_table() in docs, "run: mlci schema --markdown, and paste it into docs/mlci-yaml.md"
+
+
+def test_the_projects_own_importable_package_costs_no_dependency_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a runner the project is installed (or src/ is on the path), so find_spec finds its
+    package: every stage would read all distributions' metadata unless its own is told apart."""
+    from mlci import names
+
+    # A name no other test imports: find_spec answers from sys.modules for an imported one.
+    (tmp_path / "mlci.yaml").write_text(MINIMAL_CONFIG.replace("churn_model", "scan_free_model"))
+    (tmp_path / "src" / "scan_free_model").mkdir(parents=True)
+    (tmp_path / "src" / "scan_free_model" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    names.dependency_modules.cache_clear()
+    load_project(tmp_path)
+    assert names.dependency_modules.cache_info().misses == 0
+    # The same package found outside the project is looked up.
+    assert names.package_problem("scan_free_model", tmp_path / "elsewhere") is None
+    assert names.dependency_modules.cache_info().misses == 1

@@ -578,7 +578,7 @@ def _check_semantics(project: Project) -> None:
         )
     # The same rule as `mlci new` (names.py): a name mlci.yaml accepts is one `mlci new` would.
     package = cfg.project.package
-    problem = package_problem(package)
+    problem = package_problem(package, project.root)
     if problem:
         raise project.error(
             "project.package",

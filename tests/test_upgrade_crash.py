@@ -461,7 +461,8 @@ def test_a_symlinked_mlci_directory_leading_out_is_refused_before_recovery(refus
     (refused.root / ".mlci").symlink_to(outside, target_is_directory=True)
     shutil.copytree(victim_dir(tmp_path), outside / "upgrade-x")
     before = files_of(outside)
-    with pytest.raises(ConfigError, match=r"is a symlink \(to .*\) on the way to \.mlci, .*: replace it with a real directory$") as raised:
+    refusal = r"is a symlink \(to .*\) on the way to \.mlci, .*: replace it with a real directory$"
+    with pytest.raises(ConfigError, match=refusal) as raised:
         transaction.recover(refused.root)
     assert raised.value.exit_code == 2 and raised.value.path == str(refused.root / ".mlci")
     assert files_of(outside) == before

@@ -8,17 +8,22 @@ ever read here, and put back by the one test that hides them)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import re
 import resource
 import shutil
 import signal
 import sqlite3
 import subprocess
-import threading
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import aliases, client_for, run_cli, run_cli_process, scaffold, stage_json
@@ -60,6 +65,46 @@ def one_line(capsys: pytest.CaptureFixture[str]) -> str:
     lines = [line for line in err.splitlines() if line.startswith("mlci: error:")]
     assert len(lines) == 1, err
     return lines[0]
+
+
+def single_error_line(err: str) -> str:
+    """`err` holds exactly one error line and no SQLAlchemy or traceback text."""
+    assert "SQLAlchemy" not in err and "Traceback" not in err and "[SQL:" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("mlci: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+# A child process that runs mlci commands one after the other, as run_cli does here, and
+# prints [[exit code, stderr], ...] as JSON as its last stdout line: one interpreter start
+# (MLflow imported once) for commands that must run under another process's limits or user.
+# Its stdout is a pipe, which RLIMIT_FSIZE does not limit.
+_COMMANDS_CHILD = """
+import contextlib, io, json, sys
+from mlci.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        code = main(argv)
+    results.append([code, err.getvalue()])
+print("\\n" + json.dumps(results))  # on a line of its own, whatever a stage left open
+"""
+
+
+def run_commands_in_child(commands: list[tuple[str, ...]], project: Path, **popen: Any) -> list[tuple[int, str]]:
+    """Run `mlci COMMAND -C project` for each command in one child process (see above)."""
+    argv = [[*command, "-C", str(project)] for command in commands]
+    done = subprocess.run(
+        [sys.executable, "-c", _COMMANDS_CHILD, json.dumps(argv)],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        **popen,
+    )
+    assert done.returncode == 0, done.stderr
+    return [(int(code), str(err)) for code, err in json.loads(done.stdout.splitlines()[-1])]
 
 
 # --- the faults, each made for real on the copy's .mlci/mlflow.db -----------------------------
@@ -104,9 +149,7 @@ def fault(kind: str, project: Path) -> Iterator[None]:
         _truncated(project)
     elif kind == "directory":
         _directory(project)
-    elif kind == "chmod 000":
-        if os.geteuid() == 0:
-            pytest.skip("root reads a chmod 000 file; 'directory' makes the store unopenable for root too")
+    elif kind == "chmod 000":  # as root, the commands run as NOBODY (see unprivileged_copy)
         store_of(project).chmod(0)
         undo = lambda: store_of(project).chmod(0o644)  # noqa: E731
     elif kind == "read-only file":
@@ -138,11 +181,56 @@ EXPECTED = {
 }
 
 
+NOBODY = 65534  # the conventional unprivileged uid and gid ("nobody", "nogroup")
+
+
+@contextmanager
+def unprivileged_copy(project: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Root reads a chmod 000 file, so as root the commands run as NOBODY in a child: on a copy
+    of `project` owned by NOBODY, in a directory NOBODY can reach (pytest's temp root is 0700).
+    Yields the copy and the subprocess arguments that drop to NOBODY. Skips when NOBODY cannot
+    run this Python at all (an interpreter under /root, say): that says nothing about mlci."""
+    base = Path(tempfile.mkdtemp(prefix="mlci-store-nobody-"))
+    try:
+        copy = base / project.name
+        shutil.copytree(project, copy)
+        for path in (base, copy, *copy.rglob("*")):
+            os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
+        as_nobody: dict[str, Any] = {
+            "user": NOBODY,
+            "group": NOBODY,
+            "extra_groups": [],
+            "env": {**os.environ, "HOME": str(base)},
+        }
+        try:
+            probe = subprocess.run(
+                [sys.executable, "-c", "import mlci.cli"], cwd=copy, capture_output=True, text=True, **as_nobody
+            )
+            reason = probe.stderr.strip().splitlines()[-1] if probe.returncode else ""
+        except OSError as error:
+            reason = str(error)
+        if reason:
+            pytest.skip(f"running as root, and uid {NOBODY} cannot run {sys.executable} ({reason})")
+        yield copy, as_nobody
+    finally:
+        shutil.rmtree(base)
+
+
 @pytest.mark.parametrize("kind", list(EXPECTED))
 def test_a_broken_store_is_one_line_naming_it_and_the_fix_exit_3(
     kind: str, project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLCI_STORE_TIMEOUT", "0.2")
+    with contextlib.ExitStack() as stack:
+        as_nobody: dict[str, Any] | None = None
+        if kind == "chmod 000" and os.geteuid() == 0:
+            project, as_nobody = stack.enter_context(unprivileged_copy(project))
+        _check_a_broken_store(kind, project, capsys, as_nobody)
+
+
+def _check_a_broken_store(
+    kind: str, project: Path, capsys: pytest.CaptureFixture[str], as_nobody: dict[str, Any] | None
+) -> None:
     store = store_of(project)
     expected = EXPECTED[kind].format(mlci=project / ".mlci")
     before = aliases(project)
@@ -153,9 +241,15 @@ def test_a_broken_store_is_one_line_naming_it_and_the_fix_exit_3(
         commands.append(("status",))  # status only reads: a read-only store serves it (below)
     commands.append(("train",))
     with fault(kind, project):
-        for command in commands:
-            assert run_cli(*command, "-C", str(project)) == 3, command
-            line = one_line(capsys)
+        if as_nobody is not None:
+            results = run_commands_in_child(commands, project, **as_nobody)
+        else:
+            results = []
+            for command in commands:
+                results.append((run_cli(*command, "-C", str(project)), capsys.readouterr().err))
+        for command, (code, err) in zip(commands, results, strict=True):
+            line = single_error_line(err)
+            assert code == 3, (command, line)
             assert str(store) in line and expected in line, (command, line)
         if kind in ("read-only file", "read-only .mlci"):
             assert run_cli("status", "-C", str(project)) == 0
@@ -190,35 +284,46 @@ def test_a_lock_file_that_cannot_be_created_is_one_line(project: Path, capsys: p
 # --- a full disk, half-way through a command ------------------------------------------------
 
 
-@contextmanager
-def file_size_limit(limit: int) -> Iterator[None]:
-    """RLIMIT_FSIZE for this process: the kernel refuses every write at or past `limit` bytes
-    into any file with EFBIG (SIGXFSZ ignored, so the write fails instead of killing us), as a
-    full disk refuses them with ENOSPC. Python's own output is in capsys's memory meanwhile."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, previous)
+def file_size_limit(limit: int) -> Callable[[], None]:
+    """A preexec_fn: RLIMIT_FSIZE for the child only, so the kernel refuses its every write at
+    or past `limit` bytes into any file with EFBIG (SIGXFSZ ignored, so the write fails instead
+    of killing it), as a full disk refuses them with ENOSPC. The test process, its logs and
+    its capture files keep writing freely meanwhile."""
+
+    def limit_this_child() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    return limit_this_child
 
 
-def test_a_full_disk_during_train_register_and_deploy_changes_no_alias(
-    project: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+# An artifact file written past the limit, inside the one translation point.
+_ARTIFACT_CHILD = """
+import sys
+from pathlib import Path
+from mlci.config import load_project
+from mlci.errors import InfraError
+from mlci.targets.local_store import store_faults
+project = Path(sys.argv[1])
+try:
+    with store_faults(load_project(project)):
+        (project / ".mlci" / "artifacts" / "big.bin").write_bytes(b"0" * 300 * 1024)
+except InfraError as error:
+    print(error.exit_code, error.message)
+"""
+
+
+def test_a_full_disk_during_train_register_and_deploy_changes_no_alias(project: Path) -> None:
     store = store_of(project)
     client = client_for(project)
     name = load_project(project).config.model_name
     versions = len(client.search_model_versions(f"name='{name}'"))
     runs = stage_json(project, "train")["details"]["run_id"]
-    capsys.readouterr()
     # The store is ~1 MB: past 256 KB every page and a journal of more than a few pages fail.
-    for command in (("train",), ("register", "--run-id", runs), ("deploy", "--env", "production")):
-        with file_size_limit(256 * 1024):
-            code = run_cli(*command, "-C", str(project))
-        line = one_line(capsys)
+    limit = file_size_limit(256 * 1024)
+    commands = [("train",), ("register", "--run-id", runs), ("deploy", "--env", "production")]
+    for command, (code, err) in zip(commands, run_commands_in_child(commands, project, preexec_fn=limit), strict=True):
+        line = single_error_line(err)
         assert code == 3, (command, line)
         assert f"cannot write the MLflow store {store} (sqlite: disk I/O error): the disk or a quota is full" in line
         assert "free space on its filesystem (df), then run again" in line
@@ -226,15 +331,19 @@ def test_a_full_disk_during_train_register_and_deploy_changes_no_alias(
     assert len(client.search_model_versions(f"name='{name}'")) == versions
     assert stage_json(project, "deploy")["status"] == "error"
     # An artifact file past the limit: the kernel's own EFBIG, through the same translation.
-    from mlci.errors import InfraError
-    from mlci.targets.local_store import store_faults
-
     big = project / ".mlci" / "artifacts" / "big.bin"
-    with pytest.raises(InfraError) as caught, file_size_limit(256 * 1024), store_faults(load_project(project)):
-        big.write_bytes(b"0" * 300 * 1024)
+    done = subprocess.run(
+        [sys.executable, "-c", _ARTIFACT_CHILD, str(project)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        preexec_fn=limit,
+    )
     # write() errors carry no file name: the line names the store.
     store_and_artifacts = f"cannot write to the MLflow store {store} or its artifacts (File too large): the disk"
-    assert caught.value.message.startswith(store_and_artifacts)
+    assert done.stdout.startswith(f"3 {store_and_artifacts}"), done.stdout + done.stderr
+    assert big.stat().st_size == 256 * 1024  # the write really was cut at the limit
     big.unlink()
     # Space again: the same store works, nothing was left half-written.
     assert run_cli("deploy", "--env", "production", "-C", str(project)) == 0
@@ -299,38 +408,64 @@ def test_deploy_with_missing_artifacts_says_so_and_keeps_the_environment(
 # --- register while a deploy holds the project lock -----------------------------------------
 
 
-def test_register_while_a_deploy_promotes_is_refused_and_the_champion_is_what_deploy_released(
-    project: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Two real processes on one project: this one deploys to production and holds .mlci/lock
-    (kept waiting on the store, which the test locks meanwhile); a `mlci register` process
-    started then is refused with exit 2 instead of deciding against a champion that moves
-    under it."""
-    lock = project / ".mlci" / "lock"
-    monkeypatch.setenv("MLCI_STORE_TIMEOUT", "120")
-    holder = sqlite3.connect(store_of(project), isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")
-    codes: list[int] = []
-    deploy = threading.Thread(target=lambda: codes.append(run_cli("deploy", "--env", "production", "-C", str(project))))
-    deploy.start()
+def _lock_holder(lock: Path) -> tuple[int, str] | None:
+    """(pid, command) the project lock file names; None while it names nobody yet."""
     try:
-        deadline = time.monotonic() + 60
-        while not (lock.is_file() and '"command": "deploy"' in lock.read_text()):
-            assert deploy.is_alive() and time.monotonic() < deadline, "deploy never took the lock"
-            time.sleep(0.05)
+        info = json.loads(lock.read_text())
+        return int(info["pid"]), str(info["command"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent, or half-written at this instant
+
+
+def test_register_while_a_deploy_promotes_is_refused_and_the_champion_is_what_deploy_released(
+    project: Path, tmp_path: Path
+) -> None:
+    """Two real `mlci` processes on one project: a deploy to production holds .mlci/lock,
+    kept waiting on the store, which this test locks meanwhile; a `mlci register` process
+    started then is refused with exit 2 instead of deciding against a champion that moves
+    under it. The lock file the copy brings along already names the module's own deploy:
+    only the deploy process's own pid in it says that process holds the lock."""
+    lock = project / ".mlci" / "lock"
+    holder = sqlite3.connect(store_of(project), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # deploy's up-front store check waits on it, lock held
+    with (tmp_path / "deploy.log").open("w") as log:
+        deploy = subprocess.Popen(
+            [sys.executable, "-m", "mlci", "deploy", "--env", "production", "-C", str(project)],
+            cwd=project,
+            env={**os.environ, "MLCI_STORE_TIMEOUT": "120"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while _lock_holder(lock) != (deploy.pid, "deploy"):
+            assert deploy.poll() is None, (tmp_path / "deploy.log").read_text()
+            assert time.monotonic() < deadline, "the deploy process never took the project lock"
+            time.sleep(0.02)  # polling the lock file; no step depends on how long this takes
         register = run_cli_process("register", cwd=project)
+        assert deploy.poll() is None, "the deploy ended while register ran: nothing was concurrent"
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-        deploy.join(timeout=300)
+        try:
+            deploy.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            deploy.kill()
+            deploy.wait()
+    line = single_error_line(register.stderr)
     assert register.returncode == 2, register.stderr
-    assert f"mlci: error: another mlci run is active (pid {os.getpid()}, started " in register.stderr
-    assert "'mlci deploy')" in register.stderr
-    assert codes == [0]
+    assert re.fullmatch(
+        rf"mlci: error: another mlci run is active \(pid {deploy.pid}, started [0-9T:+-]+, 'mlci deploy'\); "
+        rf"wait for it to finish \(lock file {re.escape(str(lock))}\)",
+        line,
+    ), line
+    assert deploy.returncode == 0, (tmp_path / "deploy.log").read_text()
     assert aliases(project) == {"staging": "1", "production": "1", "champion": "1"}
-    # The register after it decides against the champion the deploy released.
+    # The register after it reads the champion the deploy released. (The same run again is
+    # "unchanged": scoring a new candidate against v1 would cost ~12 s more on this budget.)
     assert run_cli("register", "-C", str(project)) == 0
-    assert stage_json(project, "register")["details"]["champion_existed"] is True
+    details = stage_json(project, "register")["details"]
+    assert (details["champion_existed"], details["unchanged"], details["version"]) == (True, True, "1")
     assert aliases(project) == {"staging": "1", "production": "1", "champion": "1"}
 
 

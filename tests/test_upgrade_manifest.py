@@ -359,7 +359,7 @@ def test_a_malformed_manifest_names_the_key_path_and_the_fix(bare: Project, muta
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        (b'{"format": 1, "mlci_version": "0.1.0\xff"}', ":1: is not UTF-8 text; "),
+        (b'{"format": 1, "mlci_version": "0.1.0\xff"}', ":1: is not UTF-8 text (byte 36 is 0xff); "),
         (b"[" * 100_000, ": invalid JSON (nested too deeply); "),
         (b'{"format": 1' + b"1" * 5000 + b"}", ": invalid JSON (holds a number Python refuses); "),
         (b'{"format": 1,', ":1: invalid JSON (Expecting property name enclosed in double quotes); "),

@@ -302,13 +302,18 @@ def read_text_file(path: Path) -> str:
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(str(path), None, f"cannot be read ({exc.strerror or exc}); make it a readable file") from None
+    return decode_utf8(data, str(path), "save it as UTF-8")
+
+
+def decode_utf8(data: bytes, where: str, fix: str) -> str:
+    """`data` as UTF-8 text; else a ConfigError naming `where`, the line and the byte, and `fix`
+    (the one decoding rule for every file mlci reads as text)."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise ConfigError(
-            str(path), line, f"is not UTF-8 text (byte {exc.start} is 0x{data[exc.start]:02x}); save it as UTF-8"
-        ) from None
+        problem = f"is not UTF-8 text (byte {exc.start} is 0x{data[exc.start]:02x}); {fix}"
+        raise ConfigError(where, line, problem) from None
 
 
 def project_from_text(text: str, root: Path) -> Project:

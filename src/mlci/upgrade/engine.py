@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci import __version__
-from mlci.config import CONFIG_FILE, SCHEMA_VERSION, CISection, project_from_text
+from mlci.config import CONFIG_FILE, SCHEMA_VERSION, CISection, decode_utf8, project_from_text
 from mlci.errors import ConfigError, UsageError
 from mlci.install_source import installed_from_index, installed_source
 from mlci.templates import is_managed
@@ -84,10 +84,7 @@ class Plan:
 
 
 def _decode(data: bytes, path: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(path, None, "is not UTF-8 text; restore it from git or delete it to opt out") from None
+    return decode_utf8(data, path, "restore it from git or delete it to opt out")
 
 
 def _kept(path: str, ours: bytes, why: str) -> FileChange:

@@ -529,10 +529,17 @@ def test_help_does_not_import_engines_or_pandas() -> None:
     assert done.stdout.strip() == "[]"
 
 
-def test_data_test_runs_between_test_and_train() -> None:
-    from mlci.cli import STAGES
-
-    assert STAGES == ("lint", "test", "data-test", "train", "register", "deploy")
+def test_data_test_runs_between_test_and_train(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """What `mlci run` executes, in the order it says so: the stages asked for out of order run
+    in the pipeline's. train stops at once (demo.train does not exist): it only has to start."""
+    root = project(tmp_path, None)
+    (root / "tests").mkdir()
+    (root / "tests" / "test_ok.py").write_text("def test_ok() -> None:\n    assert True\n")
+    assert cli_main(["run", "train", "data-test", "test", "lint", "-C", str(root)]) == 2
+    err = capsys.readouterr().err
+    started = [line for line in err.splitlines() if line.startswith("==> ")]
+    assert started == ["==> [1/4] lint", "==> [2/4] test", "==> [3/4] data-test", "==> [4/4] train"], err
+    assert "<== data-test: passed" in err and "module 'demo.train' not found" in err
 
 
 @pytest.mark.parametrize(

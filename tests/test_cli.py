@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import re
 import subprocess
 import sys
 
@@ -9,6 +11,7 @@ import pytest
 from conftest import run_cli
 
 from mlci import __version__
+from mlci.cli import build_parser
 
 HEAVY = ("mlflow", "pandas", "sklearn", "numpy", "databricks", "pyspark", "duckdb", "jinja2", "yaml")
 
@@ -35,11 +38,39 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out == f"mlci {__version__}\n"
 
 
-def test_console_script_runs() -> None:
+COMMANDS = {
+    "new",
+    "render",
+    "upgrade",
+    "schema",
+    "lint",
+    "test",
+    "data-test",
+    "data",
+    "train",
+    "register",
+    "deploy",
+    "promote",
+    "rollback",
+    "status",
+    "serve",
+    "run",
+}
+
+
+def subcommands(parser: argparse.ArgumentParser) -> set[str]:
+    """The names a parser dispatches on, from its one subparsers action (not from help text)."""
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return set(action.choices)
+
+
+def test_console_script_lists_every_subcommand() -> None:
+    assert subcommands(build_parser()) == COMMANDS
     done = subprocess.run([sys.executable, "-m", "mlci", "--help"], capture_output=True, text=True, check=False)
     assert done.returncode == 0
-    for command in ("new", "render", "lint", "test", "train", "register", "deploy", "serve", "run", "schema"):
-        assert command in done.stdout
+    # Each command's own line in the COMMAND list ("    name   help"), not a word somewhere in the help.
+    listed = {m.group(1) for m in re.finditer(r"^ {4}([a-z][a-z-]*)(?: {2,}|$)", done.stdout, re.MULTILINE)}
+    assert listed == COMMANDS, done.stdout
 
 
 def test_unknown_command_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -375,26 +375,28 @@ def project(tmp_path: Path, case: str | None) -> Path:
 
 def test_cli_passes_writes_json_and_junit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = project(tmp_path, None)
+    n = len(check(root).results)  # the contract's checks, counted by the runner itself
+    assert n > 1  # one failing and at least one passing below
     assert cli_main(["data-test", "-C", str(root)]) == 0
     out = capsys.readouterr().out
     # Passing checks are summarised in the one final line; --verbose lists every check.
     lines = out.splitlines()
     assert len(lines) == 2
-    assert lines[0].startswith("train: passed, 27 passed, 0 failed on data.parquet (")
-    assert lines[1].startswith("data contract passed on train: 27 checks (duckdb, ")
+    assert lines[0].startswith(f"train: passed, {n} passed, 0 failed on data.parquet (")
+    assert lines[1].startswith(f"data contract passed on train: {n} checks (duckdb, ")
     assert cli_main(["data-test", "--verbose", "-C", str(root)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["check", "column", "observed", "expected", "result"]
-    assert len(out.splitlines()) == 1 + 27 + 2
+    assert len(out.splitlines()) == 1 + n + 2
     # data.train and data.holdout are the contract's dataset: one file, checked once.
-    assert "\ntrain: passed, 27 passed, 0 failed on data.parquet (" in out
-    assert "data contract passed on train: 27 checks (duckdb, " in out
+    assert f"\ntrain: passed, {n} passed, 0 failed on data.parquet (" in out
+    assert f"data contract passed on train: {n} checks (duckdb, " in out
     record = json.loads((root / ".mlci" / "out" / "data-test.json").read_text())
     assert record["status"] == "passed"
-    assert record["details"]["pass"] == 27
-    assert [(d["name"], d["path"], d["pass"]) for d in record["details"]["datasets"]] == [("train", "data.parquet", 27)]
+    assert record["details"]["pass"] == n
+    assert [(d["name"], d["path"], d["pass"]) for d in record["details"]["datasets"]] == [("train", "data.parquet", n)]
     suite = ET.parse(root / ".mlci" / "out" / "data-test.xml").getroot()
-    assert suite.get("tests") == "27"
+    assert suite.get("tests") == str(n)
     assert suite.get("failures") == "0"
 
 
@@ -408,18 +410,20 @@ def test_cli_failure_exits_1_with_junit_failures_and_annotations(
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     monkeypatch.delenv("GITHUB_OUTPUT", raising=False)
     root = project(tmp_path, "max")
+    n = len(check(root).results)
     assert cli_main(["data-test", "-C", str(root)]) == 1
     captured = capsys.readouterr()
     assert (
         "::error file=contract.yml,line=13,title=data-test train/max[score]::train: observed 100.25, expected <= 100"
         in captured.out
     )
-    # Failures first: only the failed check in the table, the 26 passing ones in one line.
+    # Failures first: only the failed check in the table, the passing ones in one line.
     lines = captured.out.splitlines()
     assert lines[0].split() == ["check", "column", "observed", "expected", "result"]
     assert lines[1].split() == ["max", "score", "100.25", "<=", "100", "FAIL"]
-    assert lines[2] == "26 other checks passed (--verbose lists them)"
-    assert captured.err.startswith("mlci: error: data contract failed: train: 1 of 27 checks on data.parquet (duckdb, ")
+    assert lines[2] == f"{n - 1} other checks passed (--verbose lists them)"
+    failed = f"mlci: error: data contract failed: train: 1 of {n} checks on data.parquet (duckdb, "
+    assert captured.err.startswith(failed)
     assert captured.err.rstrip().endswith("s): max[score] (observed 100.25, expected <= 100)")
     record = json.loads((root / ".mlci" / "out" / "data-test.json").read_text())
     assert (record["status"], record["exit_code"], record["details"]["fail"]) == ("failed", 1, 1)
@@ -529,10 +533,17 @@ def test_help_does_not_import_engines_or_pandas() -> None:
     assert done.stdout.strip() == "[]"
 
 
-def test_data_test_runs_between_test_and_train() -> None:
-    from mlci.cli import STAGES
-
-    assert STAGES == ("lint", "test", "data-test", "train", "register", "deploy")
+def test_data_test_runs_between_test_and_train(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """What `mlci run` executes, in the order it says so: the stages asked for out of order run
+    in the pipeline's. train stops at once (demo.train does not exist): it only has to start."""
+    root = project(tmp_path, None)
+    (root / "tests").mkdir()
+    (root / "tests" / "test_ok.py").write_text("def test_ok() -> None:\n    assert True\n")
+    assert cli_main(["run", "train", "data-test", "test", "lint", "-C", str(root)]) == 2
+    err = capsys.readouterr().err
+    started = [line for line in err.splitlines() if line.startswith("==> ")]
+    assert started == ["==> [1/4] lint", "==> [2/4] test", "==> [3/4] data-test", "==> [4/4] train"], err
+    assert "<== data-test: passed" in err and "module 'demo.train' not found" in err
 
 
 @pytest.mark.parametrize(

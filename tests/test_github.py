@@ -18,7 +18,7 @@ from conftest import REPO, scaffold
 
 from mlci import __version__, pipeline
 from mlci.config import load_project
-from mlci.providers.github import permissions, render_actions
+from mlci.providers.github import ACTIONS, permissions, render_actions
 from mlci.templates import action_pins
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -127,7 +127,9 @@ def test_shellcheck_every_action_run_block(tmp_path: Path) -> None:
                 script = tmp_path / f"{action.parent.name}-{index}.sh"
                 script.write_text("#!/usr/bin/env bash\nset -eo pipefail\n" + step["run"])
                 scripts.append(str(script))
-    assert len(scripts) == 7
+    # Every action of the registry plus setup, one run: block each: none escapes the check.
+    assert {Path(script).stem.rsplit("-", 1)[0] for script in scripts} == {spec.name for spec in ACTIONS} | {"setup"}
+    assert len(scripts) == len(ACTIONS) + 1
     done = subprocess.run(
         [tool("shellcheck"), "--shell=bash", "--severity=style", *scripts], capture_output=True, text=True, check=False
     )
@@ -166,6 +168,34 @@ def graph_of(workflow: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return graph
 
 
+# GitHub's event names for the pipeline model's trigger kinds.
+TRIGGER_KIND = {"pull_request": "pull_request", "push": "push", "workflow_dispatch": "manual", "schedule": "schedule"}
+
+
+def triggers_of(workflow: dict[str, Any]) -> tuple[pipeline.Trigger, ...]:
+    """A workflow's `on:` read back as the pipeline model's triggers, in the order written."""
+    found: list[pipeline.Trigger] = []
+    for event, spec in workflow[True].items():  # YAML 1.1 reads the key `on` as True
+        kind = TRIGGER_KIND[event]  # a KeyError names an event the model has no kind for
+        if kind == "schedule":
+            found += [pipeline.Trigger("schedule", cron=entry.pop("cron")) for entry in spec]
+            assert spec == [{}] * len(spec), f"{event}: keys other than cron: {spec}"
+            continue
+        spec = dict(spec or {})
+        found.append(pipeline.Trigger(kind, branches=tuple(spec.pop("branches", ()))))
+        assert spec == {}, f"{event}: filters the model does not know: {spec}"
+    return tuple(found)
+
+
+# Each stage job's `with:` inputs, written out: the options of its mlci command, and the
+# run-scoped hand-over (an output of a job it needs, never an alias). Other jobs pass none.
+STAGE_INPUTS = {
+    "register": {"run-id": "${{ needs.train.outputs.run-id }}"},
+    "deploy-staging": {"env": "staging", "version": "${{ needs.register.outputs.model-version }}"},
+    "deploy-production": {"env": "production", "version": "${{ needs.deploy-staging.outputs.model-version }}"},
+}
+
+
 @pytest.mark.parametrize("combo", COMBOS, ids=[combo_name(c) for c in COMBOS])
 def test_workflows_parse_back_into_the_pipeline_model(
     rendered: dict[tuple[str, str, str], Path], combo: tuple[str, str, str]
@@ -181,24 +211,14 @@ def test_workflows_parse_back_into_the_pipeline_model(
     for pipe in model:
         workflow = files[pipe.id]
         assert workflow["permissions"] == {}
-        triggers = workflow[True]  # YAML 1.1 reads the key `on` as True
-        assert {
-            "pull_request": "pull_request",
-            "push": "push",
-            "workflow_dispatch": "manual",
-            "schedule": "schedule",
-        }.keys() >= set(triggers)
+        assert triggers_of(workflow) == pipe.triggers
         expected = {
             job.id: {
                 "needs": job.needs,
                 "permissions": permissions(job),
                 "environment": job.environment,
                 "action": ACTION_FOR_STAGE[job.stage] if job.stage else None,
-                "with": {
-                    **{flag[2:]: value for flag, value in zip(job.command[2::2], job.command[3::2], strict=True)},
-                    # The run-scoped hand-over: an output of a job it needs, never an alias.
-                    **{h.input: f"${{{{ needs.{h.job}.outputs.{h.output} }}}}" for h in job.inputs_from},
-                },
+                "with": STAGE_INPUTS.get(job.id, {}),
                 "timeout": job.timeout_minutes,
                 "if": "always()"
                 if job.gate

@@ -26,12 +26,15 @@ EXPECTED_FILES = VENDORED_ACTIONS | {
     ".github/workflows/cd.yml",
     ".github/workflows/mlci-upgrade.yml",
     ".gitignore",
+    ".mlci/contract.schema.json",
     ".mlci/manifest.json",
     ".mlci/mlci.schema.json",
     ".pre-commit-config.yaml",
     "README.md",
     "data/README.md",
+    "data/contract.yml",
     "data/holdout.csv",
+    "data/reference_profile.json",
     "data/train.csv",
     "mlci.yaml",
     "pyproject.toml",
@@ -56,7 +59,7 @@ def files_under(root: Path) -> set[str]:
 def test_new_renders_the_whole_project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli("new", "churn-model", "--defaults", "--output-dir", str(tmp_path)) == 0
     project = tmp_path / "churn-model"
-    assert files_under(project) >= EXPECTED_FILES
+    assert files_under(project) == EXPECTED_FILES  # nothing missing, nothing unexpected
     out = capsys.readouterr().out
     assert f"Created {project} (" in out and "git repository initialised with an initial commit" in out
     # mlci.yaml is valid and describes this project.

@@ -1,0 +1,62 @@
+"""Each CI system's own lines for an annotation and for step outputs, exactly as documented
+(docs/stages.md, README.md): GitHub Actions (GITHUB_ACTIONS), Azure Pipelines (TF_BUILD),
+Jenkins (JENKINS_URL) and off CI. test_ci_escape.py proves hostile values stay one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlci import ci_env, console
+
+# The variable each runner sets (Azure writes TF_BUILD=True), as the runner spells it.
+RUNNER_ENV = {
+    "github": ("GITHUB_ACTIONS", "true"),
+    "azure": ("TF_BUILD", "True"),
+    "jenkins": ("JENKINS_URL", "https://ci/"),
+}
+PROVIDERS = [*RUNNER_ENV, None]
+
+# One finding, with every property an annotation can carry.
+ANNOTATION = {
+    "github": "::error file=src/a.py,line=3,col=7,title=ruff E501::line too long",
+    # Azure's logissue has no title; its type is the level.
+    "azure": "##vso[task.logissue type=error;sourcepath=src/a.py;linenumber=3;columnnumber=7]line too long",
+    "jenkins": None,  # Jenkins reads no commands from the log
+    None: None,
+}
+
+# What a stage's outputs become: GitHub's $GITHUB_OUTPUT file, Azure's output variables (printed).
+OUTPUT_FILE = {"github": "result=passed\nmodel-version=3\n"}
+PRINTED = {
+    "azure": "##vso[task.setvariable variable=result;isOutput=true]passed\n"
+    "##vso[task.setvariable variable=model-version;isOutput=true]3\n"
+}
+
+
+@pytest.fixture(params=PROVIDERS, ids=[str(kind) for kind in PROVIDERS])
+def kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    runner: str | None = request.param
+    if runner is not None:
+        monkeypatch.setenv(*RUNNER_ENV[runner])
+    console.configure()
+    assert ci_env.provider() == runner
+    return runner
+
+
+def test_annotation_is_the_providers_documented_line(kind: str | None) -> None:
+    line = ci_env.annotation("error", "line too long", file="src/a.py", line=3, col=7, title="ruff E501")
+    assert line == ANNOTATION[kind]
+
+
+def test_set_outputs_uses_the_providers_own_channel(
+    kind: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Set on every runner: only GitHub's branch may write it.
+    github_output = tmp_path / "github_output"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(github_output))
+    ci_env.set_outputs({"result": "passed", "model-version": 3})
+    captured = capsys.readouterr()
+    assert captured.out + captured.err == PRINTED.get(kind, "")
+    assert (github_output.read_text() if github_output.exists() else None) == OUTPUT_FILE.get(kind)

@@ -34,7 +34,6 @@ class StageResult:
     `details` is free-form JSON for .mlci/out/<stage>.json; `outputs` go to the CI system.
     """
 
-    stage: str
     summary: str
     details: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)

@@ -29,6 +29,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from mlci.cli import STAGES  # the stages `mlci run` runs, in its order: one list, not a copy
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "latest.json"
 # Tools come from the environment of the interpreter running this script (not from PATH),
@@ -36,7 +38,6 @@ RESULTS = HERE / "results" / "latest.json"
 BIN = Path(sys.executable).parent
 PY = sys.executable
 NAME, PACKAGE = "acme-churn", "acme_churn"
-STAGES = ["lint", "test", "train", "register", "deploy"]
 HEAVY = ("mlflow", "pandas", "sklearn", "databricks", "numpy", "scipy", "sqlalchemy", "alembic")
 
 

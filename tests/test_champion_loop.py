@@ -59,8 +59,16 @@ def test_feature_change_compares_against_champion_scored_with_its_own_code(
     assert trained.returncode == 0, trained.stderr[-3000:]
     registered = run_cli_process("register", cwd=project)
     out, err = registered.stdout, registered.stderr
-    assert registered.returncode in (0, 1), err[-3000:]  # decided on merit, never a crash
-    comparison = stage_json(project, "register")["details"]["champion"]
+    # Decided on merit, never a crash: whether the new features beat the champion is the
+    # model's score, so the exit code must be the decision recorded from the two scores.
+    register = stage_json(project, "register")
+    comparison = register["details"]["champion"]
+    assert comparison["metric"] == "roc_auc"  # higher is better
+    assert comparison["candidate"] == stage_json(project, "train")["details"]["metrics"]["roc_auc"]
+    merit = comparison["candidate"] >= comparison["champion"] - comparison["tolerance"]
+    assert comparison["passed"] is merit
+    decided = merit and all(gate["passed"] for gate in register["details"]["gates"])
+    assert (registered.returncode, register["status"]) == ((0, "passed") if decided else (1, "failed")), err[-3000:]
     assert comparison["champion_version"] == "1" and comparison["against"] == "champion"
     # The champion was scored exactly as it was when it was registered: its own feature code.
     assert f"{comparison['champion']:.6g}" == recorded

@@ -3,6 +3,9 @@ served model answering HTTP, real gates, and a rollback when serving fails."""
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +23,37 @@ def edit_config(project: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
+def relocated_copy(template: Path, dest: Path) -> Path:
+    """A copy of the project `template` at `dest` whose MLflow store names the copy's own
+    artifacts: the store records absolute artifact locations, so they are rewritten from the
+    template's root to the copy's (and so are the stage records under .mlci/out)."""
+    shutil.copytree(template, dest)
+    old, new = str(template), str(dest)
+    with closing(sqlite3.connect(dest / ".mlci" / "mlflow.db")) as db, db:
+        tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            for column in [row[1] for row in db.execute(f'PRAGMA table_info("{table}")')]:
+                update = f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) WHERE instr("{column}", ?) > 0'
+                db.execute(update, (old, new, old))
+    for record in (dest / ".mlci" / "out").glob("*.json"):
+        record.write_text(record.read_text().replace(old, new))
+    return dest
+
+
+def use_store(project: Path) -> None:
+    """Point this process's MLflow at the project's store, the registry too: an earlier
+    in-process command leaves the registry URI set to another project's (the template's)."""
+    import mlflow
+
+    store = f"sqlite:///{project / '.mlci' / 'mlflow.db'}"
+    mlflow.set_tracking_uri(store)
+    mlflow.set_registry_uri(store)
+
+
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One project taken through train, register, deploy to staging and production (v1 is champion)."""
+def deployed_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One project taken through train, register, deploy to staging and production (v1 is
+    champion), built once per module and never used in place: each test gets its own copy."""
     root = tmp_path_factory.mktemp("deployed")
     assert scaffold("gated-model", root) == 0
     project = root / "gated-model"
@@ -32,6 +63,13 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert aliases(project) == {"staging": "1"}  # the first deploy moves staging only
     assert run_cli("deploy", "--env", "production", "-C", str(project)) == 0
     return project
+
+
+@pytest.fixture
+def deployed(deployed_template: Path, tmp_path: Path) -> Path:
+    """This test's own copy of the deployed project: what one test trains, registers or moves
+    is never seen by another, whatever order they run in."""
+    return relocated_copy(deployed_template, tmp_path / "gated-model")
 
 
 def test_train_logs_run_with_metrics_signature_and_lineage(deployed: Path) -> None:
@@ -77,7 +115,7 @@ def test_served_champion_answers_http_like_the_model(deployed: Path) -> None:
     from mlci import serving
     from mlci.targets.local import model_dir
 
-    mlflow.set_tracking_uri(f"sqlite:///{deployed / '.mlci' / 'mlflow.db'}")
+    use_store(deployed)
     name = load_project(deployed).config.model_name
     path = model_dir(f"models:/{name}@champion")
     holdout = pd.read_csv(deployed / "data" / "holdout.csv").drop(columns=["malignant"]).head(20)
@@ -90,13 +128,12 @@ def test_served_champion_answers_http_like_the_model(deployed: Path) -> None:
 
 def test_worse_model_fails_a_gate_and_champion_stays(deployed: Path, capsys: pytest.CaptureFixture[str]) -> None:
     edit_config(deployed, "C: 1.0", "C: 0.000001")  # so regularised it predicts one class
-    try:
-        assert run_cli("train", "-C", str(deployed)) == 0
-        assert run_cli("register", "-C", str(deployed)) == 1
-    finally:
-        edit_config(deployed, "C: 0.000001", "C: 1.0")
+    assert run_cli("train", "-C", str(deployed)) == 0
+    assert run_cli("register", "-C", str(deployed)) == 1
+    accuracy = stage_json(deployed, "train")["details"]["metrics"]["accuracy"]
+    assert accuracy < 0.93
     error = capsys.readouterr().err
-    assert "mlci: error: model rejected: gate accuracy >= 0.93 not met: candidate accuracy = 0.6316" in error
+    assert f"mlci: error: model rejected: gate accuracy >= 0.93 not met: candidate accuracy = {accuracy:.4f}" in error
     assert "aliases unchanged (local sqlite store .mlci/mlflow.db)" in error
     result = stage_json(deployed, "register")
     assert result["status"] == "failed" and result["exit_code"] == 1
@@ -109,18 +146,19 @@ def test_worse_model_fails_a_gate_and_champion_stays(deployed: Path, capsys: pyt
 
 
 def test_challenger_that_loses_to_champion_is_rejected(deployed: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # C=0.01 still meets both gates (accuracy 0.947) but is 0.026 below the champion's accuracy.
+    # C=0.01 still meets both gates but is more than the tolerance below the champion's accuracy.
+    champion = stage_json(deployed, "train")["details"]["metrics"]["accuracy"]  # v1's own run
     edit_config(deployed, "C: 1.0", "C: 0.01")
     edit_config(deployed, "primary_metric: roc_auc", "primary_metric: accuracy")
-    try:
-        assert run_cli("train", "-C", str(deployed)) == 0
-        assert run_cli("register", "-C", str(deployed)) == 1
-    finally:
-        edit_config(deployed, "C: 0.01", "C: 1.0")
-        edit_config(deployed, "primary_metric: accuracy", "primary_metric: roc_auc")
+    assert run_cli("train", "-C", str(deployed)) == 0
+    assert run_cli("register", "-C", str(deployed)) == 1
+    candidate = stage_json(deployed, "train")["details"]["metrics"]["accuracy"]
+    assert candidate < champion - 0.005
     error = capsys.readouterr().err
-    assert ("challenger loses to champion v1 on accuracy: 0.9474 vs 0.9737 (tolerance 0.005)") in error
-    comparison = stage_json(deployed, "register")["details"]["champion"]
+    assert f"challenger loses to champion v1 on accuracy: {candidate:.4f} vs {champion:.4f} (tolerance 0.005)" in error
+    register = stage_json(deployed, "register")["details"]
+    assert all(gate["passed"] for gate in register["gates"])  # lost on the comparison alone
+    comparison = register["champion"]
     assert comparison["passed"] is False and comparison["champion_version"] == "1"
     assert comparison["against"] == "champion"
     assert aliases(deployed) == {"staging": "1", "production": "1", "champion": "1"}
@@ -134,7 +172,7 @@ def _log_broken_model(project: Path) -> str:
         def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
             raise RuntimeError("feature store unreachable")
 
-    mlflow.set_tracking_uri(f"sqlite:///{project / '.mlci' / 'mlflow.db'}")
+    use_store(project)
     example = pd.read_csv(project / "data" / "holdout.csv").drop(columns=["malignant"]).head(3)
     mlflow.set_experiment(load_project(project).config.experiment)
     with mlflow.start_run():
@@ -157,7 +195,6 @@ def test_deploy_failure_rolls_back_to_previous_champion(deployed: Path, capsys: 
     assert aliases(deployed) == {"staging": "1", "production": "1", "champion": "1", "challenger": broken}
     result = stage_json(deployed, "deploy")
     assert result["status"] == "failed" and result["details"]["promoted"] is False
-    client_for(deployed).delete_registered_model_alias(load_project(deployed).config.model_name, "challenger")
 
 
 def test_register_without_train_result_is_a_usage_error(new_project: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -123,18 +123,30 @@ def test_multiclass_parquet_with_string_labels(new_project: Any, tmp_path: Path)
     assert metrics["log_loss"] < 1.0
 
 
+def workflow_files(project: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((project / ".github" / "workflows").iterdir())}
+
+
 def test_invalid_cron_and_trailing_newlines_are_refused(new_project: Any, capsys: pytest.CaptureFixture[str]) -> None:
     project = new_project()
     config = project / "mlci.yaml"
     original = config.read_text()
-    config.write_text(
-        original.replace("  default_branch: main", "  default_branch: main\n  retrain_cron: '0 3 * * 1\"'")
-    )
+    rendered = workflow_files(project)
+    with_cron = original.replace("  default_branch: main", "  default_branch: main\n  retrain_cron: CRON")
+    config.write_text(with_cron.replace("CRON", "'0 3 * * 1\"'"))
     assert run_cli("render", "-C", str(project)) == 2
     assert "'ci.retrain_cron' is '0 3 * * 1\"', which does not match" in capsys.readouterr().err
+    assert workflow_files(project) == rendered  # refused before anything is written: no retrain.yml
     config.write_text(original.replace('python: "', 'python: "3.11\\n" #'))
     assert run_cli("render", "-C", str(project)) == 2
-    assert not (project / ".github" / "workflows" / "retrain.yml").exists()
+    line = original.splitlines().index('  python: "3.11"') + 1
+    expected = f"mlci: error: {config}:{line}: 'ci.python' is '3.11\\n', which does not match ^3\\.[0-9]+$\n"
+    assert capsys.readouterr().err == expected
+    assert workflow_files(project) == rendered
+    # The same cron, valid, does render retrain.yml: its absence above was the refusal's doing.
+    config.write_text(with_cron.replace("CRON", "'0 3 * * 1'"))
+    assert run_cli("render", "-C", str(project)) == 0
+    assert "retrain.yml" in workflow_files(project).keys() - rendered.keys()
 
 
 def test_mlci_yaml_that_is_not_utf8(new_project: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -167,6 +179,7 @@ class Slow(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         # The marker is created once the model is logged (MLflow also predicts while logging it).
         if Path(SLOW_MARKER_PATH).exists():
+            Path(PREDICTING_PATH).touch()  # tells the test the smoke test is now inside predict
             time.sleep(60)  # the smoke test waits here until the test sends SIGTERM
         return [0] * len(model_input)
 """
@@ -185,8 +198,9 @@ def test_sigterm_during_deploy_leaves_the_champion(new_project: Any) -> None:
     name = load_project(project).config.model_name
     uri = f"sqlite:///{project / '.mlci' / 'mlflow.db'}"
     sys.path.insert(0, str(project))
-    marker = project / "slow-marker"
-    (project / "slow_model.py").write_text(SLOW_MODEL.replace("SLOW_MARKER_PATH", repr(str(marker))))
+    marker, predicting = project / "slow-marker", project / "predicting-marker"
+    source = SLOW_MODEL.replace("SLOW_MARKER_PATH", repr(str(marker)))
+    (project / "slow_model.py").write_text(source.replace("PREDICTING_PATH", repr(str(predicting))))
     try:
         import slow_model
 
@@ -216,10 +230,11 @@ def test_sigterm_during_deploy_leaves_the_champion(new_project: Any) -> None:
         env={**os.environ, "MLFLOW_TRACKING_URI": uri},
     )
     deadline = time.monotonic() + 120
-    while result(project, "deploy")["status"] != "running":  # the stage marks itself running first
-        assert time.monotonic() < deadline, "deploy never started"
-        time.sleep(0.2)
-    time.sleep(5)  # by now the smoke test waits on the model's predict
+    while not predicting.exists():  # SIGTERM must land while the smoke test waits on predict
+        assert process.poll() is None, f"deploy ended before the smoke test reached predict: {process.communicate()}"
+        assert time.monotonic() < deadline, "the smoke test never reached the model's predict"
+        time.sleep(0.1)
+    assert result(project, "deploy")["status"] == "running"
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, out + err

@@ -1,6 +1,6 @@
 """The one family of errors mlci raises; the CLI turns each into a line and an exit code.
 
-Exit codes (DESIGN.md): 0 success; 1 a check failed; 2 bad usage or configuration;
+Exit codes (README.md, docs/stages.md): 0 success; 1 a check failed; 2 bad usage or configuration;
 3 infrastructure (server unreachable, timeout); 130 interrupted.
 """
 

@@ -59,7 +59,7 @@ def _promote(project: Project, env: str, version: str, tracking_override: str | 
             f"run 'mlci promote --env {upstream} --version {version}' first"
         )
     facts = release(project, client, env, version, consume_challenger=index == 0)
-    return StageResult("promote", release_summary(facts), facts, outputs={"model-version": version, "environment": env})
+    return StageResult(release_summary(facts), facts, outputs={"model-version": version, "environment": env})
 
 
 def run_rollback(project: Project, env: str, tracking_override: str | None = None) -> StageResult:
@@ -92,7 +92,7 @@ def _rollback(project: Project, env: str, tracking_override: str | None) -> Stag
         with contextlib.suppress(Exception):
             client.delete_model_version_tag(name, current, verified_tag(env))
     summary = f"rolled {env} back from {name} v{current} to v{previous}"
-    return StageResult("rollback", summary, facts, outputs={"model-version": previous, "environment": env})
+    return StageResult(summary, facts, outputs={"model-version": previous, "environment": env})
 
 
 def _version_facts(client: Any, name: str, version: str) -> dict[str, Any]:

@@ -45,8 +45,6 @@ def repositories(args: argparse.Namespace) -> list[Path]:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.check and args.dry_run:
-        raise UsageError("--check and --dry-run do not go together; --check already changes nothing")
     if (args.branch or args.commit) and (args.check or args.dry_run):
         raise UsageError("--branch/--commit make commits; they cannot be combined with --check or --dry-run")
     if args.jobs < 1:

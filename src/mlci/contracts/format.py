@@ -171,10 +171,6 @@ class Contract:
     def column(self, name: str) -> Column:
         return next(c for c in self.spec.columns if c.name == name)
 
-    def column_key(self, name: str) -> str:
-        index = next(i for i, c in enumerate(self.spec.columns) if c.name == name)
-        return f"columns[{index}]"
-
     @property
     def display_path(self) -> str:
         try:

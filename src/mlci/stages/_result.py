@@ -34,7 +34,6 @@ class StageResult:
     `details` is free-form JSON for .mlci/out/<stage>.json; `outputs` go to the CI system.
     """
 
-    stage: str
     summary: str
     details: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -264,7 +263,7 @@ def load_project_for(args: Any) -> Project:
 
 
 def tool_env(project: Project) -> dict[str, str]:
-    """Environment for the tools a stage runs: the project's src/ importable, colours off in CI."""
+    """Environment for the tools a stage runs: os.environ with the project's src/ first on PYTHONPATH."""
     env = dict(os.environ)
     src = str(project.root / "src")
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

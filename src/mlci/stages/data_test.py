@@ -101,7 +101,6 @@ def run_data_test(
     contract, relative = contract_for(project, contract_path)
     if contract is None:
         return StageResult(
-            "data-test",
             f"skipped: no data contract at {relative} (see docs/data-contracts.md)",
             {"skipped": True, "contract": relative},
         )
@@ -177,7 +176,6 @@ def run_data_test(
     skipped = f", {total['skip']} skipped" if total["skip"] else ""
     names = ", ".join(t.name for t, _ in runs)
     return StageResult(
-        "data-test",
         f"data contract passed on {names}: {total['pass']} checks{skipped} ({engine_name}, {seconds:.2f}s){drift_text}",
         details,
         outputs={"checks": sum(len(r.results) for _, r in runs), "failed": 0},

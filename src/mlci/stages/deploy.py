@@ -207,7 +207,7 @@ def _deploy(
     outputs: dict[str, Any] = {"model-version": chosen, "environment": env}
     if facts.get("smoke_test"):
         outputs["endpoint-url"] = facts["smoke_test"]["url"]
-    return StageResult("deploy", release_summary(facts), facts, outputs=outputs)
+    return StageResult(release_summary(facts), facts, outputs=outputs)
 
 
 def main(args: argparse.Namespace) -> int:

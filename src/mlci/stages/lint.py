@@ -248,7 +248,7 @@ def run_lint(project: Project, fix: bool = False) -> StageResult:
         fix_hint = " (run 'mlci lint --fix')" if fixable or unformatted or pre_commit.get("would_change") else ""
         raise CheckFailed(f"lint failed: {', '.join(problems)}{fix_hint}", details, outputs={"findings": len(findings)})
     checked = "ruff check, ruff format" + (", pre-commit" if pre_commit["passed"] else "")
-    return StageResult("lint", f"lint passed: {checked} clean", details, outputs={"findings": 0})
+    return StageResult(f"lint passed: {checked} clean", details, outputs={"findings": 0})
 
 
 def main(args: argparse.Namespace) -> int:

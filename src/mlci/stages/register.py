@@ -165,7 +165,7 @@ def _register(project: Project, run_id: str | None, tracking_override: str | Non
         summary = f"unchanged: same code, data and params as v{unchanged}; nothing registered ({registry})"
         markdown = f"{summary}\n\nRegistry: {registry}; " + _reference_line(reference)
         return StageResult(
-            "register", summary, details, outputs={"model-name": name, "model-version": unchanged}, markdown=markdown
+            summary, details, outputs={"model-name": name, "model-version": unchanged}, markdown=markdown
         )
 
     comparison: dict[str, Any] | None = None
@@ -234,9 +234,7 @@ def _register(project: Project, run_id: str | None, tracking_override: str | Non
     else:
         against = ", no champion yet: first champion candidate"
     summary = f"registered {name} v{number} as {CHALLENGER}: {len(gates)} gate(s) met{against}; {registry}"
-    return StageResult(
-        "register", summary, details, outputs={"model-name": name, "model-version": number}, markdown=markdown
-    )
+    return StageResult(summary, details, outputs={"model-name": name, "model-version": number}, markdown=markdown)
 
 
 def _verdict(metric: str, candidate: float | None, reference: float | None) -> str:

@@ -292,7 +292,7 @@ def _train(project: Project, tracking_override: str | None) -> StageResult:
     }
     table = "| metric | holdout |\n|---|---|\n" + "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
     summary = f"trained run {run_id}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-    return StageResult("train", summary, details, outputs={"run-id": run_id, "model-uri": model_uri}, markdown=table)
+    return StageResult(summary, details, outputs={"run-id": run_id, "model-uri": model_uri}, markdown=table)
 
 
 def main(args: argparse.Namespace) -> int:

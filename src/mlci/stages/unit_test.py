@@ -170,7 +170,7 @@ def run_tests(project: Project) -> StageResult:
             details,
             outputs,
         )
-    return StageResult("test", f"tests passed: {counts}{cov_text}", details, outputs=outputs)
+    return StageResult(f"tests passed: {counts}{cov_text}", details, outputs=outputs)
 
 
 def main(args: argparse.Namespace) -> int:

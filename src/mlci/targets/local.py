@@ -167,14 +167,6 @@ def ensure_experiment(mlflow: Any, project: Project, uri: str) -> str:
     return str(mlflow.create_experiment(name, artifact_location=location))
 
 
-def free_port(host: str) -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 def model_dir(model_uri: str, dst_path: str | None = None) -> Path:
     """Download (or locate) a model's artifacts locally; exit 3 naming the folder when the
     store's artifacts of that model are gone (deleted, or a store copied without them)."""

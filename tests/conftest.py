@@ -22,7 +22,7 @@ _MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # Tests must not see the developer's or the runner's tracking server or CI variables.
     for name in (
         "MLFLOW_TRACKING_URI",
@@ -36,6 +36,12 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    yield
+    # mlflow.set_tracking_uri() called by a test itself exports MLFLOW_TRACKING_URI where
+    # monkeypatch cannot see it; left set, it steered the next module's fixtures (they run
+    # before this fixture clears it) to another project's store.
+    for name in _MLFLOW_ENV:
+        os.environ.pop(name, None)
 
 
 # A minimal valid mlci.yaml, shared by the config and pipeline-model tests.

@@ -538,7 +538,11 @@ def test_data_test_runs_between_test_and_train(tmp_path: Path, capsys: pytest.Ca
     in the pipeline's. train stops at once (demo.train does not exist): it only has to start."""
     root = project(tmp_path, None)
     (root / "tests").mkdir()
-    (root / "tests" / "test_ok.py").write_text("def test_ok() -> None:\n    assert True\n")
+    # The test stage needs one test of the project's to run and pass: its mlci.yaml is there.
+    (root / "tests" / "test_project.py").write_text(
+        "from pathlib import Path\n\n\ndef test_the_project_has_its_mlci_yaml() -> None:\n"
+        '    assert (Path(__file__).parents[1] / "mlci.yaml").is_file()\n'
+    )
     assert cli_main(["run", "train", "data-test", "test", "lint", "-C", str(root)]) == 2
     err = capsys.readouterr().err
     started = [line for line in err.splitlines() if line.startswith("==> ")]

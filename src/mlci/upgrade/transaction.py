@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 from mlci.config import CONFIG_FILE
 from mlci.errors import ConfigError, InfraError, MlciError
+from mlci.fs import fsync_dir
 from mlci.templates import is_managed
 from mlci.upgrade.manifest import MANIFEST_PATH, sha256
 from mlci.upgrade.paths import check_confined, path_problem
@@ -99,7 +100,7 @@ class Disk:
             os.fsync(fd)
         finally:
             os.close(fd)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def write_atomic(self, path: Path, data: bytes) -> None:
         """Replace `path` with `data` all at once: a reader sees the old file or the new one."""
@@ -111,9 +112,9 @@ class Disk:
     def replace(self, source: Path, target: Path) -> None:
         os.replace(source, target)
         self._step()
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         if source.parent != target.parent:
-            _fsync_dir(source.parent)
+            fsync_dir(source.parent)
 
     def link(self, source: Path, target: Path) -> None:
         """`target` becomes a copy of `source`: a hard link where the filesystem has them."""
@@ -123,7 +124,7 @@ class Disk:
             self.write(target, source.read_bytes(), stat.S_IMODE(source.stat().st_mode))
             return
         self._step()
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
     def unlink(self, path: Path, missing_ok: bool = False) -> None:
         try:
@@ -133,28 +134,17 @@ class Disk:
                 return
             raise
         self._step()
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def mkdir(self, path: Path) -> None:
         path.mkdir()
         self._step()
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def rmdir(self, path: Path) -> None:
         path.rmdir()
         self._step()
-        _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename, creation or removal in `path` durable (POSIX; Windows cannot open a directory)."""
-    if sys.platform == "win32":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_dir(path.parent)
 
 
 @dataclass(frozen=True)

@@ -113,15 +113,24 @@ def test_every_answer_mlci_new_records_is_covered(seed: Path) -> None:
     assert set(recorded) <= RECORDED_ANSWERS
 
 
+def copy_with_manifest(seed: Path, tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """A copy of the seeded project and its manifest, to be edited and written back."""
+    root = tmp_path / "churn"
+    shutil.copytree(seed, root)
+    return root, json.loads((root / MANIFEST_PATH).read_text(encoding="utf-8"))
+
+
+def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
+    (root / MANIFEST_PATH).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
 def test_an_answer_mlci_never_records_is_refused(
     seed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An unknown key would reach the templates' context (and could shadow a template global)."""
-    root = tmp_path / "churn"
-    shutil.copytree(seed, root)
-    manifest = json.loads((root / MANIFEST_PATH).read_text(encoding="utf-8"))
+    root, manifest = copy_with_manifest(seed, tmp_path)
     manifest["answers"]["pins"] = "x"
-    (root / MANIFEST_PATH).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_manifest(root, manifest)
     capsys.readouterr()
     assert run_cli("render", "-C", str(root)) == 2
     assert capsys.readouterr().err == (
@@ -134,11 +143,9 @@ def test_the_manifest_mlci_version_is_a_version_not_text_around_one(
     seed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """packaging's Version() strips whitespace: '0.1.0\\n...' parsed, and the warning printed it."""
-    root = tmp_path / "churn"
-    shutil.copytree(seed, root)
-    manifest = json.loads((root / MANIFEST_PATH).read_text(encoding="utf-8"))
+    root, manifest = copy_with_manifest(seed, tmp_path)
     manifest["mlci_version"] = "0.0.1\n"
-    (root / MANIFEST_PATH).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_manifest(root, manifest)
     capsys.readouterr()
     assert run_cli("render", "-C", str(root)) == 2
     assert capsys.readouterr().err == (
@@ -152,11 +159,9 @@ def test_the_pin_behind_warning_cannot_print_manifest_text_over_lines(
 ) -> None:
     """`mlci render` warns with the manifest's mlci_version when a detected pin is behind: that
     text printed a second line (`::error::...`, a command on GitHub) before it was validated."""
-    root = tmp_path / "churn"
-    shutil.copytree(seed, root)
-    manifest = json.loads((root / MANIFEST_PATH).read_text(encoding="utf-8"))
+    root, manifest = copy_with_manifest(seed, tmp_path)
     manifest["answers"].update(mlci_install_detected=True, mlci_version="0.0.1\n::error::spoofed")
-    (root / MANIFEST_PATH).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_manifest(root, manifest)
     capsys.readouterr()
     code = run_cli("render", "-C", str(root))
     err = capsys.readouterr().err

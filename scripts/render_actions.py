@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlci import __version__
-from mlci.providers.github import actions_readme, render_actions
+from mlci.providers.github.actions import actions_readme, render_actions
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_cli, run_cli_process
 
-from mlci.templates import action_pins
+from mlci.providers.github.actions import action_pins
 
 pytestmark = pytest.mark.act
 
@@ -320,7 +320,7 @@ def source_copy(root: Path) -> Path:
     would copy too)."""
     import shutil
 
-    for name in ("actions", "src", "scaffold", "workflow_templates", "requirements"):
+    for name in ("actions", "src", "scaffold", "requirements"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, root / name)

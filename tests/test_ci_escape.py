@@ -16,7 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlci import ci_env, console
+from mlci import console, providers
+from mlci.log_guard import LogGuard, neutralise
+from mlci.stages._result import publish
 
 _LINES = re.compile(r"\r\n|\r|\n")  # .NET ReadLine: CR, LF and CRLF end a line
 
@@ -114,7 +116,7 @@ PARSERS = {"github": github_commands, "azure": azure_commands}
 def provider(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     kind: str = request.param
     monkeypatch.setenv("GITHUB_ACTIONS" if kind == "github" else "TF_BUILD", "true" if kind == "github" else "True")
-    assert ci_env.provider() == kind
+    assert (runtime := providers.detect()) is not None and runtime.name == kind
     console.configure(verbose=True)
     return kind
 
@@ -151,8 +153,9 @@ def test_a_marker_split_across_writes_is_still_broken(provider: str, capsys: pyt
 
 
 def test_own_annotations_are_one_command_whatever_they_hold(provider: str, capsys: pytest.CaptureFixture[str]) -> None:
+    runtime = providers.runtime(provider)
     for text in HOSTILE:
-        console.annotation(ci_env.annotation("error", f"observed {text}", file=f"data/{text}.yml", line=3, title=text))
+        console.annotation(runtime.annotation("error", f"observed {text}", file=f"data/{text}.yml", line=3, title=text))
     commands = PARSERS[provider](everything_printed(capsys))
     name = "error" if provider == "github" else "task.logissue"
     assert [command for command, _ in commands] == [name] * len(HOSTILE)
@@ -187,7 +190,7 @@ def test_outputs_cannot_smuggle_more_outputs(
     out = tmp_path / "github_output"
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_OUTPUT", str(out))
-    ci_env.set_outputs({"result": "x\nMLCI_EOF\ninjected=1", "plain": "ok"})
+    publish({"result": "x\nMLCI_EOF\ninjected=1", "plain": "ok"}, "")
     text = out.read_text()
     delimiter = text.splitlines()[0].removeprefix("result<<")
     assert re.fullmatch(r"ghadelimiter_[0-9a-f]{32}", delimiter)
@@ -195,7 +198,7 @@ def test_outputs_cannot_smuggle_more_outputs(
     monkeypatch.delenv("GITHUB_ACTIONS")
     monkeypatch.setenv("TF_BUILD", "True")
     console.configure()
-    ci_env.set_outputs({"result": "passed\n##vso[task.setvariable variable=evil]1"})
+    publish({"result": "passed\n##vso[task.setvariable variable=evil]1"}, "")
     assert azure_commands(capsys.readouterr().out) == [
         ("task.setvariable", "passed%0A##vso[task.setvariable variable=evil]1")
     ]
@@ -210,19 +213,19 @@ def test_outputs_cannot_smuggle_more_outputs(
 )
 def test_no_text_however_split_parses_as_a_command(text: str, cut: int) -> None:
     for kind, parse in PARSERS.items():
-        guard = ci_env.LogGuard(kind)
+        guard = LogGuard(providers.runtime(kind))
         log = guard.feed(text[:cut]) + guard.feed(text[cut:]) + "\n"
         assert parse(log) == []
         # Only spaces are added: the text stays what it was, readable.
         assert log.replace(" ", "") == (text + "\n").replace(" ", "")
-    assert ci_env.neutralise(text, "jenkins") == text
+    assert neutralise(text, providers.runtime("jenkins")) == text
 
 
 def test_every_dotnet_whitespace_before_a_command_is_leading_whitespace_to_the_guard() -> None:
     for ch in DOTNET_WHITESPACE:
         line = ch + "::error title=spoof::x\n"
         assert github_commands(line) == [("error", "x")]  # the runner reads it as a command
-        guarded = ci_env.neutralise(line, "github")
+        guarded = neutralise(line, providers.runtime("github"))
         assert github_commands(guarded) == [], repr(ch)
         assert guarded == ch + ": :error title=spoof::x\n"
 

@@ -65,7 +65,16 @@ STRUCTURAL_ERRORS = [
     (VALID + "target: dbx\n", "mlci.yaml:14: 'target' is 'dbx'; use one of local, databricks"),
     (
         VALID + "ci:\n  provider: gitlab\n",
-        "mlci.yaml:15: 'ci.provider' is 'gitlab'; use one of github, azure, jenkins",
+        "mlci.yaml:15: 'ci.provider' is 'gitlab'; use one of github",
+    ),
+    # Known CI systems that render nothing yet are refused with when they arrive (issue 10, P3).
+    (
+        VALID + "ci:\n  provider: azure\n",
+        "mlci.yaml:15: 'ci.provider' is 'azure': azure arrives in a later mlci version; use github",
+    ),
+    (
+        VALID + "ci:\n  provider: jenkins\n",
+        "mlci.yaml:15: 'ci.provider' is 'jenkins': jenkins arrives in a later mlci version; use github",
     ),
     (
         VALID.replace("    - roc_auc >= 0.9", "    roc_auc: 0.9"),
@@ -194,6 +203,20 @@ def test_schema_rejects_what_the_loader_rejects(text: str, message: str) -> None
     validator = jsonschema.validators.validator_for(schema)(schema)
     assert list(validator.iter_errors(yaml.safe_load(VALID))) == []  # so a rejection below is the edit's
     assert list(validator.iter_errors(yaml.safe_load(text))), f"the schema accepts what the loader rejects: {message}"
+
+
+def test_every_list_of_provider_names_is_the_registry() -> None:
+    """ci.provider's schema enum, `mlci new --provider` and its prompt read providers.NAMES."""
+    from mlci import providers
+    from mlci.answers import choices_of
+    from mlci.cli import build_parser
+    from mlci.config import CISection
+
+    names = list(providers.NAMES)
+    assert json_schema()["properties"]["ci"]["properties"]["provider"]["enum"] == names
+    assert list(choices_of(CISection, "provider")) == names
+    new = build_parser()._subparsers._group_actions[0].choices["new"]  # type: ignore[union-attr]
+    assert next(a.choices for a in new._actions if a.dest == "provider") == tuple(names)
 
 
 def test_reference_documents_every_key() -> None:

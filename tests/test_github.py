@@ -18,8 +18,8 @@ from conftest import REPO, scaffold
 
 from mlci import __version__, pipeline
 from mlci.config import load_project
-from mlci.providers.github import ACTIONS, permissions, render_actions
-from mlci.templates import action_pins
+from mlci.providers.github.actions import ACTIONS, action_pins, render_actions
+from mlci.providers.github.render import permissions
 
 sys.path.insert(0, str(REPO / "scripts"))
 from update_golden import COMBOS, GOLDEN, SHA, combo_name, render_combo, workflow_files
@@ -200,7 +200,7 @@ STAGE_INPUTS = {
 def test_workflows_parse_back_into_the_pipeline_model(
     rendered: dict[tuple[str, str, str], Path], combo: tuple[str, str, str]
 ) -> None:
-    from mlci.providers.github import ACTION_FOR_STAGE
+    from mlci.providers.github.actions import ACTION_FOR_STAGE
 
     project = rendered[combo]
     config = load_project(project).config
@@ -299,7 +299,7 @@ def test_own_workflows_are_audited_clean_and_self_test_every_action() -> None:
 
 
 def test_actions_readme_documents_every_input_and_output() -> None:
-    from mlci.providers.github import actions_readme
+    from mlci.providers.github.actions import actions_readme
 
     assert (REPO / "actions" / "README.md").read_text() == actions_readme(), "run: python scripts/render_actions.py"
 

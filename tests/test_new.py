@@ -313,18 +313,18 @@ def test_prompts_only_on_a_tty(tmp_path: Path) -> None:
 
     def ask(question: str, default: str) -> str:
         asked.append(question)
-        return {"description": "Predicts churn", "CI provider (github/azure/jenkins)": "azure"}.get(question, default)
+        return {"description": "Predicts churn", "CI provider (github)": "github"}.get(question, default)
 
     answers = collect_answers("churn-model", None, None, {}, interactive=True, ask=ask)
     assert asked == [
         "description",
         "author",
         "python version",
-        "CI provider (github/azure/jenkins)",
+        "CI provider (github)",  # providers.NAMES: only what renders
         "target (local/databricks)",
         "mlci install source for CI (ci.mlci_install)",
     ]
-    assert answers["description"] == "Predicts churn" and answers["provider"] == "azure"
+    assert answers["description"] == "Predicts churn" and answers["provider"] == "github"
     assert collect_answers("churn-model", None, None, {}, interactive=False, ask=ask)["provider"] == "github"
     # In a subprocess stdin is not a TTY: `mlci new` without --defaults must not hang on a prompt.
     done = subprocess.run(
@@ -575,14 +575,15 @@ def test_install_answers_a_shell_would_interpret_are_refused(
 
 
 @pytest.mark.parametrize("provider", ["azure", "jenkins"])
-def test_readme_describes_only_ci_files_that_exist(tmp_path: Path, provider: str) -> None:
-    assert scaffold("other-ci", tmp_path, "--provider", provider) == 0
-    project = tmp_path / "other-ci"
-    readme = (project / "README.md").read_text()
-    assert not (project / ".github").exists()
-    assert ".github" not in readme and "ci.yml" not in readme
-    assert f"This mlci version renders no {provider} pipeline files yet" in readme
-    assert "pip install -e '.[dev]'" in readme
+def test_a_provider_that_renders_nothing_is_not_offered(
+    tmp_path: Path, provider: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before issue 10 these scaffolded a project with no CI files at all (P3).
+    with pytest.raises(SystemExit) as exit_info:
+        scaffold("other-ci", tmp_path, "--provider", provider)
+    assert exit_info.value.code == 2
+    assert f"argument --provider: invalid choice: '{provider}' (choose from " in capsys.readouterr().err
+    assert not (tmp_path / "other-ci").exists()
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import yaml
 from conftest import REPO
 
 from mlci import __version__
-from mlci.templates import action_pins
+from mlci.providers.github.actions import action_pins
 
 RELEASE = REPO / ".github" / "workflows" / "release.yml"
 SCRIPT = REPO / "scripts" / "check_dist.sh"

@@ -44,7 +44,6 @@ UPGRADE_WF = ".github/workflows/mlci-upgrade.yml"
 @pytest.fixture
 def tpl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Templates]:
     yield Templates(tmp_path / "templates", monkeypatch)
-    Templates.clear_caches()
 
 
 @pytest.fixture
@@ -55,11 +54,11 @@ def proj(tmp_path: Path, tpl: Templates) -> Project:
 def new_pin(tpl: Templates) -> None:
     """The newer mlci pins a newer actions/checkout."""
     tpl.replace(
-        "workflow_templates/github/action-pins.json",
+        "providers/github/action-pins.json",
         '"sha": "3d3c42e5aac5ba805825da76410c181273ba90b1"',
         f'"sha": "{NEW_CHECKOUT_SHA}"',
     )
-    tpl.replace("workflow_templates/github/action-pins.json", '"tag": "v7.0.1"', '"tag": "v7.1.0"')
+    tpl.replace("providers/github/action-pins.json", '"tag": "v7.0.1"', '"tag": "v7.1.0"')
 
 
 def new_timeout(tpl: Templates) -> None:
@@ -165,7 +164,7 @@ def test_user_deleted_file_stays_deleted_and_is_opted_out(
     assert proj.manifest["opted_out"] == [UPGRADE_WF] and UPGRADE_WF not in proj.manifest["managed"]  # type: ignore[operator]
     assert f"kept (deleted by you) {UPGRADE_WF}" in capsys.readouterr().out
     # A later upgrade does not bring it back either.
-    tpl.replace("workflow_templates/github/mlci-upgrade.yml.j2", "timeout-minutes: 15", "timeout-minutes: 16")
+    tpl.replace("providers/github/mlci-upgrade.yml.j2", "timeout-minutes: 15", "timeout-minutes: 16")
     assert proj.upgrade() == 0 and not (proj.root / UPGRADE_WF).exists()
 
 

@@ -43,7 +43,6 @@ Tree = tuple[dict[str, tuple[bytes, int]], frozenset[str]]
 @pytest.fixture
 def tpl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Templates]:
     yield Templates(tmp_path / "templates", monkeypatch)
-    Templates.clear_caches()
 
 
 @pytest.fixture
@@ -71,7 +70,7 @@ def without_seeded(root: Path) -> Callable[[str, list[str]], set[str]]:
 def small_upgrade(tpl: Templates) -> None:
     """A few writes (every workflow's timeouts), one delete, one new directory, the manifest."""
     tpl.replace(
-        "workflow_templates/github/workflow.yml.j2",
+        "providers/github/workflow.yml.j2",
         "timeout-minutes: <%= job.timeout_minutes %>",
         "timeout-minutes: <%= job.timeout_minutes + 100 %>",
     )

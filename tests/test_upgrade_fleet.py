@@ -17,7 +17,6 @@ from mlci.upgrade.manifest import MANIFEST_PATH
 @pytest.fixture
 def tpl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Templates]:
     yield Templates(tmp_path / "templates", monkeypatch)
-    Templates.clear_caches()
 
 
 def newer(tpl: Templates) -> None:

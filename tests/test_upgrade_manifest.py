@@ -62,7 +62,6 @@ def bare(seed: Path, tmp_path: Path) -> Project:
 @pytest.fixture
 def tpl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Templates]:
     yield Templates(tmp_path / "templates", monkeypatch)
-    Templates.clear_caches()
 
 
 def write_manifest(proj: Project, data: dict[str, Any]) -> None:

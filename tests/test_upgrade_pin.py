@@ -32,7 +32,6 @@ GIT = "https://github.com/acme/mlci"
 @pytest.fixture
 def tpl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Templates]:
     yield Templates(tmp_path / "templates", monkeypatch)
-    Templates.clear_caches()
 
 
 def installed_as(monkeypatch: pytest.MonkeyPatch, module: object, source: InstallSource) -> None:

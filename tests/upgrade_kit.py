@@ -17,38 +17,32 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from mlci import templates
-from mlci.providers import github
+from mlci import providers, templates
 from mlci.upgrade.manifest import MANIFEST_PATH
 
 CI = ".github/workflows/ci.yml"
-CI_TEMPLATE = "workflow_templates/github/workflow.yml.j2"
+CI_TEMPLATE = "providers/github/workflow.yml.j2"
 PRE_COMMIT = ".pre-commit-config.yaml"  # managed, and rendered from scaffold/
 OLD_VERSION = "0.0.9"
 
 
 class Templates:
-    """A copy of scaffold/ and workflow_templates/ that `mlci` renders from while patched in."""
+    """A copy of scaffold/ and of every provider's templates (providers/<name>/) that `mlci`
+    renders from: handed to it as its template root (templates.TemplateSource), so every
+    render (in-process, forked or a child process) reads the copy and nothing is patched."""
 
     def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         self.root = root
-        for name in ("scaffold", "workflow_templates"):
-            shutil.copytree(templates.shipped_dir(name), root / name)
-        monkeypatch.setattr(templates, "shipped_dir", lambda name: self.root / name)
-        monkeypatch.setattr(github, "shipped_dir", lambda name: self.root / name)
-        self.clear_caches()
-
-    @staticmethod
-    def clear_caches() -> None:
-        templates.action_pins.cache_clear()
-        github._template.cache_clear()
+        shutil.copytree(templates.shipped_dir("scaffold"), root / "scaffold")
+        for name in providers.NAMES:
+            shutil.copytree(providers.get(name).shipped_templates(), root / "providers" / name)
+        monkeypatch.setenv(templates.TEMPLATE_ROOT_ENV, str(root))
 
     def replace(self, relative: str, old: str, new: str) -> None:
         path = self.root / relative
         text = path.read_text(encoding="utf-8")
         assert old in text, f"{old!r} not in {relative}"
         path.write_text(text.replace(old, new), encoding="utf-8")
-        self.clear_caches()
 
     def add(self, relative: str, text: str) -> None:
         (self.root / relative).parent.mkdir(parents=True, exist_ok=True)

@@ -110,8 +110,10 @@ def check_choice(value: str, choices: tuple[str, ...], source: str) -> None:
 
 
 def choices_of(section: type, name: str) -> tuple[str, ...]:
-    """The allowed values of an mlci.yaml field typed Literal[...] (the one list of them)."""
-    return tuple(typing.get_args(typing.get_type_hints(section)[name]))
+    """The allowed values of an mlci.yaml field: its `choices` (e.g. providers.NAMES), or the
+    Literal[...] it is typed (the one list of them)."""
+    choices = {f.name: f for f in dataclasses.fields(section)}[name].metadata.get("choices")
+    return tuple(choices) if choices else tuple(typing.get_args(typing.get_type_hints(section)[name]))
 
 
 def check_ci_answer(key: str, value: str, source: str) -> None:

@@ -17,8 +17,9 @@ import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from mlci import __version__, ci_env, console
+from mlci import __version__, console, providers
 from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, MlciError
+from mlci.log_guard import json_document
 
 STAGES = ("lint", "test", "data-test", "train", "register", "deploy")
 # Commands that record a result (.mlci/out/<stage>.json, run.json): --json prints it, --quiet
@@ -117,9 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Scaffold a new ML project: code, data contract, tests, mlci.yaml and the CI files of --provider.",
     )
     new.add_argument("name", help="project name: lowercase letters, digits, '-' or '_'")
-    new.add_argument(
-        "--provider", choices=("github", "azure", "jenkins"), default=None, help="CI system (default: github)"
-    )
+    new.add_argument("--provider", choices=tuple(providers.NAMES), default=None, help="CI system (default: github)")
     new.add_argument(
         "--target", choices=("local", "databricks"), default=None, help="where stages run (default: local)"
     )
@@ -404,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if payload is not None:
                 # Data, not log text: unguarded, so every value comes back exact; json_document
                 # makes sure no line of it is a CI command (see there).
-                print(ci_env.json_document(payload))
+                print(json_document(payload))
         sys.stdout.flush()
     except BrokenPipeError:
         return _reader_went_away()

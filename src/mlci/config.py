@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
+from mlci import providers
 from mlci.errors import ConfigError
 from mlci.names import package_problem, project_name_problem
 
@@ -64,7 +65,14 @@ class ProjectSection:
 
 @dataclass(frozen=True)
 class CISection:
-    provider: Literal["github", "azure", "jenkins"] = _f("CI system the pipeline files are rendered for.", "github")
+    # The one list of names is providers.NAMES; a CI system mlci knows but does not render yet
+    # is refused with when it arrives (providers.later_message).
+    provider: str = _f(
+        "CI system the pipeline files are rendered for.",
+        "github",
+        choices=tuple(providers.NAMES),
+        unavailable={name: providers.later_message(name) for name in providers.RUNTIME_ONLY},
+    )
     # [0-9], not \d: Python's \d also takes fullwidth and Arabic-Indic digits (U+FF11, U+0661).
     python: str = _f("Python version the CI jobs use.", "3.11", pattern=r"^3\.[0-9]+$")
     default_branch: str = _f("Branch whose pushes run the cd pipeline.", "main", pattern=r"^[\w./-]+$")
@@ -473,6 +481,11 @@ class _Walker:
         return value
 
     def _constraints(self, node: yaml.Node, value: Any, label: str, meta: dict[str, Any]) -> None:
+        if value in meta.get("unavailable", {}):
+            raise self.fail(node, f"{label} is {value!r}: {meta['unavailable'][value]}")
+        if "choices" in meta and value not in meta["choices"]:
+            hint = _did_you_mean(str(value), list(meta["choices"]), cutoff=0.8)  # as for Literal choices
+            raise self.fail(node, f"{label} is {value!r}; use one of {', '.join(meta['choices'])}{hint}")
         if "minimum" in meta and value < meta["minimum"]:
             raise self.fail(node, f"{label} is {value}; it must be at least {meta['minimum']}")
         if "maximum" in meta and value > meta["maximum"]:
@@ -681,6 +694,8 @@ def _schema_of(tp: Any, meta: dict[str, Any]) -> dict[str, Any]:
         out = {"type": "object"}
     else:
         out = {"type": {str: "string", int: "integer", float: "number", bool: "boolean"}[tp]}
+    if "choices" in meta:  # a str field checked against a registry (providers.NAMES)
+        out["enum"] = list(meta["choices"])
     if "doc" in meta:
         out["description"] = meta["doc"]
     for key in ("minimum", "maximum", "pattern", "minItems"):

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from mlci import ci_env
+from mlci import providers
+from mlci.log_guard import LogGuard
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
 
@@ -38,7 +39,7 @@ class _State:
     # The result --json prints: set by each stage, replaced by `mlci run`'s summary.
     result: dict[str, Any] | None = None
     # The LogGuard of each stream (fd number -> guard), following its lines.
-    guards: dict[int, ci_env.LogGuard] | None = None
+    guards: dict[int, LogGuard] | None = None
 
 
 _state = _State(mid_line={}, guards={})
@@ -75,7 +76,7 @@ def human() -> TextIO:
 
 def _write(stream: TextIO, text: str, *, trusted: bool = False) -> None:
     """The one place mlci's output is written. Text may hold user-controlled parts (column names,
-    test ids, tool output), so on CI it passes the provider's LogGuard (ci_env.py) and can never
+    test ids, tool output), so on CI it passes the provider's LogGuard (log_guard.py) and can never
     be read as a workflow command; only `ci_command` (mlci's own annotations) writes it as it is."""
     raw = stream.inner if isinstance(stream, GuardedStream) else stream
     raw.write(_guard(raw).feed(text, neutralise=not trusted))
@@ -85,13 +86,13 @@ def _write(stream: TextIO, text: str, *, trusted: bool = False) -> None:
         _state.mid_line[_fd(raw)] = not text.endswith("\n")
 
 
-def _guard(stream: TextIO) -> ci_env.LogGuard:
+def _guard(stream: TextIO) -> LogGuard:
     """The guard of a stream for the CI system we run on now (it follows the stream's lines)."""
     assert _state.guards is not None
-    kind = ci_env.provider()
+    runtime = providers.detect()
     guard = _state.guards.get(_fd(stream))
-    if guard is None or guard.kind != kind:
-        guard = _state.guards[_fd(stream)] = ci_env.LogGuard(kind)
+    if guard is None or guard.runtime is not runtime:
+        guard = _state.guards[_fd(stream)] = LogGuard(runtime)
     return guard
 
 
@@ -184,7 +185,7 @@ def annotation(text: str | None) -> None:
 
 def ci_command(text: str) -> None:
     """One of mlci's own CI commands (an annotation, an output variable), on a line of its own
-    and not neutralised: `text` must be built by ci_env, which escapes every value in it."""
+    and not neutralised: `text` must be built by the runtime adapter, which escapes every value in it."""
     new_line()
     _write(human(), text + "\n", trusted=True)
 
@@ -208,23 +209,25 @@ def run_tool(command: Sequence[str], *, cwd: Path, env: Mapping[str, str], show:
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     chunks: list[str] = []
     passthrough = show and _state.level >= NORMAL
-    # On GitHub the tool's output (test ids, column names it echoes) is fenced in
-    # ::stop-commands:: with a token the tool cannot know, so the runner reads none of it as a
-    # command; elsewhere every line passes the provider's LogGuard.
-    token = secrets.token_hex(16) if passthrough and ci_env.provider() == "github" else None
+    # Where the runner can stop reading commands (GitHub's ::stop-commands::), the tool's output
+    # (test ids, column names it echoes) is fenced with a token the tool cannot know, so the
+    # runner reads none of it as a command; elsewhere every line passes the provider's LogGuard.
+    runtime = providers.detect() if passthrough else None
+    fence = runtime.stop_commands(secrets.token_hex(16)) if runtime else None
+    fenced = fence is not None
     try:
-        if token:
-            ci_command(f"::stop-commands::{token}")
+        if fence:
+            ci_command(fence[0])
         fd = process.stdout.fileno()
         while block := os.read(fd, 65536):
             text = decoder.decode(block)
             chunks.append(text)
             if passthrough and text:
-                _write(human(), text, trusted=token is not None)
+                _write(human(), text, trusted=fenced)
         tail = decoder.decode(b"", final=True)
         chunks.append(tail)
         if passthrough and tail:
-            _write(human(), tail, trusted=token is not None)
+            _write(human(), tail, trusted=fenced)
         code = process.wait()
     except BaseException:
         process.terminate()
@@ -236,8 +239,8 @@ def run_tool(command: Sequence[str], *, cwd: Path, env: Mapping[str, str], show:
         raise
     finally:
         process.stdout.close()
-        if token:  # resume on a line of its own, or the runner never sees the token
-            ci_command(f"::{token}::")
+        if fence:  # resume on a line of its own, or the runner never sees the token
+            ci_command(fence[1])
     return code, "".join(chunks)
 
 

@@ -1,4 +1,4 @@
-"""Render the project template (scaffold/) and the CI files (workflow_templates/<provider>/).
+"""Render the project template (scaffold/) and the CI files (mlci/providers/<provider>/templates/).
 
 Conventions, shared by both trees:
 - a file whose name ends in `.j2` is rendered with Jinja2 and loses the suffix; any other
@@ -12,9 +12,10 @@ Conventions, shared by both trees:
 
 from __future__ import annotations
 
-import json
+import os
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
@@ -22,21 +23,26 @@ from typing import Any
 import jinja2
 
 import mlci
+from mlci import providers
+from mlci.providers.base import Provider, RenderContext
 
 _PATH_VAR = re.compile(r"\[\[(\w+)\]\]")
 # Files under these folders (a trailing '/'), and these exact files, are owned by mlci and
 # upgraded; everything else is seeded once and belongs to the team (their model code, tests,
-# data, README). Exact, not prefixes: `Jenkinsfile.local` or `databricks.yml.bak` stay the team's.
-MANAGED_PREFIXES = (
-    ".github/",
-    ".azure/",
-    "Jenkinsfile",
+# data, README). Exact, not prefixes: `databricks.yml.bak` stays the team's. These are the
+# scaffold's own; each CI provider adds its `managed` (providers/<name>/).
+SCAFFOLD_MANAGED = (
     ".pre-commit-config.yaml",
     ".mlci/mlci.schema.json",
     ".mlci/contract.schema.json",
+    # The Databricks target's bundle files, declared before anything renders them; they move to
+    # the target's own managed paths (Target.managed) once targets have a contract.
     "databricks.yml",
     "resources/",
 )
+# Where a test (or a tool) points mlci at a copy of its templates: a folder holding scaffold/
+# and providers/<name>/ (TemplateSource.from_env).
+TEMPLATE_ROOT_ENV = "MLCI_TEMPLATE_ROOT"
 
 
 def shipped_dir(name: str) -> Path:
@@ -182,11 +188,23 @@ def render_tree(
     return files
 
 
-@cache
-def action_pins() -> dict[str, dict[str, str]]:
-    data = json.loads((shipped_dir("workflow_templates") / "github" / "action-pins.json").read_text(encoding="utf-8"))
-    pins: dict[str, dict[str, str]] = data["actions"]
-    return pins
+@dataclass(frozen=True)
+class TemplateSource:
+    """Where templates are read from: mlci's shipped trees (root None), or a copy at `root`
+    holding scaffold/ and providers/<name>/ (a test's edited templates standing for a newer mlci)."""
+
+    root: Path | None = None
+
+    @classmethod
+    def from_env(cls) -> TemplateSource:
+        root = os.environ.get(TEMPLATE_ROOT_ENV)
+        return cls(Path(root) if root else None)
+
+    def scaffold(self) -> Path:
+        return self.root / "scaffold" if self.root else shipped_dir("scaffold")
+
+    def provider(self, provider: Provider) -> Path:
+        return self.root / "providers" / provider.name if self.root else provider.shipped_templates()
 
 
 def render_project(
@@ -194,6 +212,7 @@ def render_project(
     config_text: str | None = None,
     root: Path | None = None,
     keep: Callable[[str], bool] | None = None,
+    source: TemplateSource | None = None,
 ) -> dict[str, bytes]:
     """The whole project: scaffold files plus the CI files of the chosen provider.
 
@@ -201,39 +220,41 @@ def render_project(
     `mlci new` and `mlci render` produce them the same way. `keep`, when given, selects the
     output paths to render (`mlci upgrade` renders only the managed files).
     """
-    files = render_tree(shipped_dir("scaffold"), answers, keep=keep)
+    source = source or TemplateSource.from_env()
+    files = render_tree(source.scaffold(), answers, keep=keep)
     if config_text is None:
         config_file = (
             files.get("mlci.yaml")
-            or render_tree(shipped_dir("scaffold"), answers, keep=lambda path: path == "mlci.yaml")["mlci.yaml"]
+            or render_tree(source.scaffold(), answers, keep=lambda path: path == "mlci.yaml")["mlci.yaml"]
         )
         config_text = config_file.decode("utf-8")
-    ci_files = render_ci(config_text, answers, root or Path("."))
+    ci_files = render_ci(config_text, answers, root or Path("."), source)
     files.update({path: data for path, data in ci_files.items() if keep is None or keep(path)})
     return files
 
 
-def render_ci(config_text: str, answers: Mapping[str, Any], root: Path) -> dict[str, bytes]:
-    """The provider's CI files; a mlci.yaml that does not validate is refused with its line."""
-    from mlci import pipeline, providers
+def render_ci(
+    config_text: str, answers: Mapping[str, Any], root: Path, source: TemplateSource | None = None
+) -> dict[str, bytes]:
+    """The provider's CI files; a mlci.yaml that does not validate is refused with its line.
+
+    Of the answers only `mlci_version` reaches the provider (RenderContext): every other setting
+    comes from the validated mlci.yaml, so a stale manifest answer cannot change a CI file.
+    """
+    from mlci import pipeline
     from mlci.config import project_from_text
 
     config = project_from_text(config_text, root).config
     provider = providers.get(config.ci.provider)
-    if provider is None:
-        return {}
-    context = {
-        **answers,
-        "python": config.ci.python,
-        "runs_on": config.ci.runs_on,
-        "ci_actions": config.ci.actions,
-        "mlci_repository": config.ci.mlci_repository,
-        "mlci_ref": config.ci.mlci_ref,
-        "mlci_install": config.ci.mlci_install,
-        "target": config.target,
-    }
-    return provider.render(pipeline.build(config), context)
+    ctx = RenderContext.of(config, str(answers["mlci_version"]))
+    return provider.render(pipeline.build(config), ctx, (source or TemplateSource.from_env()).provider(provider))
 
 
-def is_managed(path: str) -> bool:
-    return any(path.startswith(entry) if entry.endswith("/") else path == entry for entry in MANAGED_PREFIXES)
+def managed_paths(provider: str | None = None) -> tuple[str, ...]:
+    """The managed paths of a project on `provider`, or of any provider (None: manifest checks)."""
+    ci = providers.get(provider).managed if provider else providers.managed()
+    return SCAFFOLD_MANAGED + ci
+
+
+def is_managed(path: str, provider: str | None = None) -> bool:
+    return any(path.startswith(entry) if entry.endswith("/") else path == entry for entry in managed_paths(provider))

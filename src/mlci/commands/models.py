@@ -11,9 +11,9 @@ import argparse
 import contextlib
 from typing import Any
 
-from mlci import ci_env
 from mlci.config import ENVIRONMENTS, Project
 from mlci.errors import CheckFailed, UsageError
+from mlci.log_guard import json_document
 from mlci.registry import (
     CHALLENGER,
     CHAMPION,
@@ -193,6 +193,6 @@ def rollback_main(args: argparse.Namespace) -> int:
 def status_main(args: argparse.Namespace) -> int:
     project = load_project_for(args)
     status = collect_status(project, args.tracking_uri)
-    # json_document: values exact, and no line a CI command even under the log guard (ci_env.py).
-    print(ci_env.json_document(status) if getattr(args, "json", False) else format_status(status))
+    # json_document: values exact, and no line a CI command even under the log guard (log_guard.py).
+    print(json_document(status) if getattr(args, "json", False) else format_status(status))
     return 0

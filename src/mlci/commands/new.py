@@ -18,13 +18,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mlci import __version__, fs
+from mlci import __version__, fs, providers
 from mlci.answers import CI_ANSWERS, check_project_name, validate_answers
 from mlci.config import CONFIG_FILE, json_schema
 from mlci.contracts.format import json_schema as contract_json_schema
 from mlci.errors import UsageError
 from mlci.install_source import InstallSource, installed_source
-from mlci.templates import is_managed, render_project, shipped_dir
+from mlci.templates import is_managed, render_project
 from mlci.upgrade.manifest import MANIFEST_PATH, build_manifest
 from mlci.upgrade.paths import check_no_symlink
 from mlci.upgrade.pin import DETECTED_KEY
@@ -104,7 +104,7 @@ def collect_answers(
                 answers[key] = ask(key.replace("_", " "), str(answers[key]))
                 sources[key] = f"the answer to {key.replace('_', ' ')!r}"
         if provider is None:
-            answers["provider"] = _ask_choice(ask, "CI provider", ("github", "azure", "jenkins"), "github")
+            answers["provider"] = _ask_choice(ask, "CI provider", tuple(providers.NAMES), "github")
         if target is None:
             answers["target"] = _ask_choice(ask, "target", ("local", "databricks"), "local")
     ci_answers = {key: data[key] for key in CI_ANSWERS if key in data}
@@ -177,7 +177,7 @@ def render_files(
     CI files come from `config_text` (mlci.yaml as the user now has it) when given.
     """
     files = render_generated(answers, config_text, root)
-    managed = {path for path in files if is_managed(path)}
+    managed = {path for path in files if is_managed(path, str(answers["provider"]))}
     manifest = build_manifest(answers, files, managed)
     files[MANIFEST_PATH] = manifest.to_json().encode("utf-8")
     return files
@@ -305,10 +305,6 @@ def main(args: argparse.Namespace) -> int:
     if answers["target"] == "databricks":
         print("  note: Databricks target: mlci.yaml and CI files are ready for it, but this mlci version runs")
         print("        train, register and deploy only on the embedded default (target: local)")
-    if not (shipped_dir("workflow_templates") / answers["provider"]).is_dir():
-        print(
-            f"  note: this mlci version renders no {answers['provider']} CI files yet; the stages run the same anywhere"
-        )
     print(f"  {install_note(answers, install)}")
     if "mlci_install" not in data and answers.get("mlci_install") == install.requirement and install.warning:
         print(f"  warning: {install.warning}", file=sys.stderr)

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mlci import __version__, ci_env, console, fs
+from mlci import __version__, console, fs, providers
 from mlci.config import Project
 from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, MlciError
 
@@ -148,8 +148,10 @@ def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> St
         console.set_result(record)
         # Outputs on failure too (actions/README: `result` is passed, failed or error), with
         # whatever the stage knew, so a later step can report the numbers of a failing run.
-        ci_env.set_outputs({**getattr(exc, "outputs", {}), "result": record["status"]})
-        ci_env.add_summary(f"### mlci {stage}: {record['status']}\n\n{exc.message}\n\n{exc.markdown}")
+        publish(
+            {**getattr(exc, "outputs", {}), "result": record["status"]},
+            f"### mlci {stage}: {record['status']}\n\n{exc.message}\n\n{exc.markdown}",
+        )
         raise
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
@@ -163,8 +165,7 @@ def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> St
         write_errored_junit(project.out_dir, stage, record["summary"])
         _write_json(path, record)
         console.set_result(record)
-        ci_env.set_outputs({"result": "error"})
-        ci_env.add_summary(f"### mlci {stage}: error\n\n{record['summary']}")
+        publish({"result": "error"}, f"### mlci {stage}: error\n\n{record['summary']}")
         raise
     record.update(
         status="passed",
@@ -175,9 +176,21 @@ def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> St
     )
     _write_json(path, record)
     console.set_result(record)
-    ci_env.set_outputs({"result": record["status"], **result.outputs})
-    ci_env.add_summary(f"### mlci {stage}: {record['status']}\n\n{result.summary}\n\n{result.markdown}")
+    publish(
+        {"result": record["status"], **result.outputs},
+        f"### mlci {stage}: {record['status']}\n\n{result.summary}\n\n{result.markdown}",
+    )
     return result
+
+
+def publish(outputs: dict[str, Any], summary: str) -> None:
+    """The step's outputs and job summary, through the runtime of the CI system we run on."""
+    ci = providers.detect()
+    if ci is None:
+        return
+    for line in ci.set_outputs(outputs, os.environ):
+        console.ci_command(line)
+    ci.add_summary(summary, os.environ)
 
 
 def mark(project: Project, stage: str, status: str, summary: str) -> None:

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlci import ci_env, console
+from mlci import console, providers
 from mlci.config import Project
 from mlci.contracts.compiler import CheckResult, show
 from mlci.contracts.format import CONFIG_DATASETS, Contract, Dataset, load_contract
@@ -140,15 +140,20 @@ def run_data_test(
     markdown = markdown_report(runs)
     failed_runs = [(t, r) for t, r in runs if r.failed]
     if failed_runs:
+        ci = providers.detect()
         for target, report in failed_runs:
             for r in report.failed:
-                note = ci_env.annotation(
-                    "error",
-                    f"{target.name}: observed {show(r.observed)}, expected {r.expected}"
-                    + (f": {r.message}" if r.message else ""),
-                    contract.display_path,
-                    r.line,
-                    title=f"data-test {target.name}/{r.name}",
+                note = (
+                    ci.annotation(
+                        "error",
+                        f"{target.name}: observed {show(r.observed)}, expected {r.expected}"
+                        + (f": {r.message}" if r.message else ""),
+                        contract.display_path,
+                        r.line,
+                        title=f"data-test {target.name}/{r.name}",
+                    )
+                    if ci
+                    else None
                 )
                 console.annotation(note)
         parts = []

@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 from typing import Any
 
-from mlci import ci_env, console
+from mlci import console, providers
 from mlci.config import Project
 from mlci.errors import CheckFailed, UsageError
 from mlci.stages._result import StageResult, stage_command, tool_env
@@ -198,21 +198,24 @@ def run_lint(project: Project, fix: bool = False) -> StageResult:
     if fix:
         apply_fixes(project)
     findings = check_findings(project)
+    ci = providers.detect()
     for item in findings:
         where = f"{item['file']}:{item['line']}:{item['column']}"
         console.say(f"{where}: {item['code']} {item['message']}")
         console.annotation(
-            ci_env.annotation(
-                "error", item["message"], item["file"], item["line"], item["column"], f"ruff {item['code']}"
-            )
+            ci.annotation("error", item["message"], item["file"], item["line"], item["column"], f"ruff {item['code']}")
+            if ci
+            else None
         )
     unformatted = unformatted_files(project)
     for item in unformatted:
         console.say(f"{item['file']}:{item['line'] or 1}: not formatted (run 'ruff format {item['file']}')")
         console.annotation(
-            ci_env.annotation(
+            ci.annotation(
                 "error", "File is not formatted; run 'ruff format'.", item["file"], item["line"], title="ruff format"
             )
+            if ci
+            else None
         )
     pre_commit: dict[str, Any] = (
         run_pre_commit(project) if project.config.lint.pre_commit else {"ran": False, "passed": None}

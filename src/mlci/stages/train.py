@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import importlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mlci import __version__, ci_env
+from mlci import __version__, providers
 from mlci.config import Project
 from mlci.errors import CheckFailed, ConfigError, UsageError
 from mlci.metrics import evaluate
@@ -153,7 +154,8 @@ def lineage_tags(project: Project, digests: dict[str, str]) -> dict[str, str]:
                 "mlci.git.dirty": str(bool(status)).lower(),
             }
         )
-    url = ci_env.run_url()
+    ci = providers.detect()
+    url = ci.run_url(os.environ) if ci else None
     if url:
         tags["mlci.ci.run_url"] = url
     for which, digest in digests.items():

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from mlci import ci_env, console
+from mlci import console, providers
 from mlci.config import Project
 from mlci.errors import CheckFailed, InfraError, UsageError
 from mlci.stages._result import JUNIT_REPORTS, OTHER_REPORTS, StageResult, stage_command, tool_env
@@ -107,6 +107,7 @@ def run_tests(project: Project) -> StageResult:
     )
     if code != 0 and console.quiet():
         console.dump(output)  # --quiet hid pytest's output; a failure needs it
+    ci = providers.detect()
     # pytest's exit codes: 0 passed, 1 tests failed, 2 interrupted or a collection error,
     # 3 internal error, 4 usage error, 5 no tests collected.
     if code == 4:
@@ -136,7 +137,9 @@ def run_tests(project: Project) -> StageResult:
             )
         for item in broken:
             console.annotation(
-                ci_env.annotation("error", item["message"], item["file"], item["line"], title="collection error")
+                ci.annotation("error", item["message"], item["file"], item["line"], title="collection error")
+                if ci
+                else None
             )
         first = broken[0]
         where = f"{first['file']}:{first['line']}" if first["line"] else first["file"]
@@ -156,7 +159,9 @@ def run_tests(project: Project) -> StageResult:
     outputs = {"tests": report["tests"], "coverage": coverage}
     for case in report["failed"]:
         console.annotation(
-            ci_env.annotation("error", case["message"] or "test failed", case["file"], case["line"], title=case["test"])
+            ci.annotation("error", case["message"] or "test failed", case["file"], case["line"], title=case["test"])
+            if ci
+            else None
         )
     counts = f"{report['passed']} passed, {report['failures'] + report['errors']} failed, {report['skipped']} skipped"
     cov_text = f", coverage {coverage:.1f}%" if coverage is not None else ""

@@ -1,24 +1,17 @@
-"""GitHub Actions: workflows from the pipeline model, and mlci's composite actions.
-
-The composite actions are rendered from one template and one list of specs below, both for
-mlci's own `actions/<name>/action.yml` (used remotely, pinned by commit) and for the copies
-a project vendors under `.github/actions/mlci-<name>/`, so the two can never drift apart.
+"""mlci's composite actions: one template and one list of specs below, both for mlci's own
+`actions/<name>/action.yml` (used remotely, pinned by commit) and for the copies a project
+vendors under `.github/actions/mlci-<name>/`, so the two can never drift apart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
 from dataclasses import dataclass
-from functools import cache
+from pathlib import Path
 from typing import Any
 
-from mlci.errors import InfraError
-from mlci.pipeline import Job, Pipeline
-from mlci.templates import action_pins, environment, shipped_dir, version_text
-
-NAME = "github"
-WORKFLOWS = ".github/workflows"
-VENDORED = ".github/actions"
+from mlci.providers.github import PROVIDER
+from mlci.templates import compiled
 
 
 @dataclass(frozen=True)
@@ -111,95 +104,32 @@ ACTIONS: tuple[ActionSpec, ...] = (
 )
 ACTION_FOR_STAGE = {spec.command[0]: spec.name for spec in ACTIONS}
 
-# Why each permission is granted, written next to it in the workflow.
-PERMISSION_REASONS = {
-    ("contents", "read"): "check out the repository",
-    ("id-token", "write"): "OIDC token for Databricks: no long-lived secret",
-}
+
+def template(templates: Path, name: str) -> Any:
+    """A template of the folder `templates`, compiled once per distinct text (templates.compiled)."""
+    return compiled((templates / name).read_text(encoding="utf-8"))
 
 
-@cache
-def _template(name: str) -> Any:
-    return environment().from_string((shipped_dir("workflow_templates") / NAME / name).read_text(encoding="utf-8"))
+def action_pins(templates: Path | None = None) -> dict[str, dict[str, str]]:
+    """The pinned third-party actions ({name: {"sha", "tag"}}) of action-pins.json."""
+    path = (templates or PROVIDER.shipped_templates()) / "action-pins.json"
+    pins: dict[str, dict[str, str]] = json.loads(path.read_text(encoding="utf-8"))["actions"]
+    return pins
 
 
-def render_actions(mlci_version: str, vendored: bool) -> dict[str, str]:
+def render_actions(mlci_version: str, vendored: bool, templates: Path | None = None) -> dict[str, str]:
     """Every composite action: {action name: action.yml text}."""
-    pins = action_pins()
+    templates = templates or PROVIDER.shipped_templates()
+    pins = action_pins(templates)
     rendered = {
-        "setup": _template("setup-action.yml.j2").render(mlci_version=mlci_version, vendored=vendored, pins=pins)
-    }
-    template = _template("action.yml.j2")
-    for spec in ACTIONS:
-        rendered[spec.name] = template.render(action=spec, mlci_version=mlci_version, vendored=vendored)
-    return rendered
-
-
-def action_ref(name: str, context: Mapping[str, Any]) -> str:
-    """The `uses:` value of an mlci action, with its version comment for remote pins."""
-    if context["ci_actions"] == "vendored":
-        # `$/` is this repository at the workflow's own commit, independent of what was checked out.
-        return f"$/{VENDORED}/mlci-{name}"
-    version = version_text(context["mlci_version"])  # in a YAML comment: must stay on its line
-    return f"{context['mlci_repository']}/actions/{name}@{context['mlci_ref']} # mlci {version}"
-
-
-def permissions(job: Job) -> dict[str, str]:
-    granted = dict(job.permissions)
-    if "databricks" in job.credentials:
-        granted["id-token"] = "write"
-    return granted
-
-
-def registry_key(pipeline: Pipeline) -> str:
-    """The prefix of the cache keys the kept registry is saved under (see docs/github.md).
-
-    Named after the one branch that saves it; every save adds the run id, attempt and job, so
-    keys never collide and a restore by this prefix gets the newest save."""
-    if pipeline.registry_branch is None:
-        raise ValueError(f"pipeline {pipeline.id} keeps no registry")
-    return f"mlci-registry-{pipeline.registry_branch}"
-
-
-def _check_yaml(text: str, what: str) -> None:
-    """Refuse to write a workflow that is not YAML: a template bug must never reach a repository."""
-    import yaml
-
-    try:
-        yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        raise InfraError(
-            f"mlci rendered an invalid {what} workflow ({exc}); this is a bug in mlci, please report it"
-        ) from None
-
-
-def render(pipelines: tuple[Pipeline, ...], context: Mapping[str, Any]) -> dict[str, bytes]:
-    files: dict[str, bytes] = {}
-    template = _template("workflow.yml.j2")
-    install = context.get("mlci_install") or (
-        f"mlci=={context['mlci_version']}" if context["ci_actions"] == "vendored" else ""
-    )
-    for pipeline in pipelines:
-        text = template.render(
-            **context,
-            pipeline=pipeline,
-            action_ref=lambda name: action_ref(name, context),
-            action_for=lambda job: ACTION_FOR_STAGE[job.stage],
-            permissions=permissions,
-            reasons=PERMISSION_REASONS,
-            registry_key=registry_key,
-            mlci_install_spec=install,
-            pins=action_pins(),
+        "setup": template(templates, "setup-action.yml.j2").render(
+            mlci_version=mlci_version, vendored=vendored, pins=pins
         )
-        _check_yaml(text, pipeline.id)
-        files[f"{WORKFLOWS}/{pipeline.id}.yml"] = text.encode("utf-8")
-    # Not a pipeline of the model: the weekly `mlci upgrade` pull request (docs/upgrades.md).
-    upgrade = _template("mlci-upgrade.yml.j2").render(**context, pins=action_pins())
-    files[f"{WORKFLOWS}/mlci-upgrade.yml"] = upgrade.encode("utf-8")
-    if context["ci_actions"] == "vendored":
-        for name, text in render_actions(str(context["mlci_version"]), vendored=True).items():
-            files[f"{VENDORED}/mlci-{name}/action.yml"] = text.encode("utf-8")
-    return files
+    }
+    action_template = template(templates, "action.yml.j2")
+    for spec in ACTIONS:
+        rendered[spec.name] = action_template.render(action=spec, mlci_version=mlci_version, vendored=vendored)
+    return rendered
 
 
 def actions_readme() -> str:

@@ -1,0 +1,114 @@
+"""The contract of a CI provider: what `mlci/providers/<name>/` must offer.
+
+A provider renders the pipeline model into its CI system's files (`render`), names the paths
+those files live under (`managed`: mlci upgrades them, and only them), and carries the runtime
+adapter of its CI system (`runtime`: how a stage running there is detected, links to its run,
+and hands the runner annotations, outputs and a summary).
+
+A CI system can ship its runtime adapter before its renderer (`providers.RUNTIME_ONLY`):
+stages then behave well on it, while `ci.provider` does not offer it yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from mlci.config import Config
+    from mlci.pipeline import Pipeline
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """The settings a provider's templates may read, one name each (mlci.yaml's `ci:` names).
+
+    Built from the validated mlci.yaml and the mlci version rendering, never from the raw
+    answers: a stale or unknown manifest answer cannot reach a provider's templates.
+    """
+
+    mlci_version: str  # the mlci rendering the files (pins, comments, `mlci==` of vendored actions)
+    python: str
+    runs_on: str
+    actions: str  # "vendored" or "remote"
+    mlci_repository: str | None
+    mlci_ref: str | None
+    mlci_install: str | None
+    target: str
+
+    @classmethod
+    def of(cls, config: Config, mlci_version: str) -> RenderContext:
+        ci = config.ci
+        return cls(
+            mlci_version=mlci_version,
+            python=ci.python,
+            runs_on=ci.runs_on,
+            actions=ci.actions,
+            mlci_repository=ci.mlci_repository,
+            mlci_ref=ci.mlci_ref,
+            mlci_install=ci.mlci_install,
+            target=config.target,
+        )
+
+
+class CIRuntime(Protocol):
+    """One CI system as a running stage sees it. Every method takes the environment it reads,
+    so an adapter is a pure function of it (tests pass a dict, stages pass os.environ)."""
+
+    name: str
+    # Log commands the runner reads anywhere in a line (`##vso[`), lower case, and the one it
+    # reads at the start of a line (after spaces; GitHub's `::`), or "": what LogGuard breaks.
+    markers: tuple[str, ...]
+    line_start_marker: str
+
+    def detected(self, env: Mapping[str, str]) -> bool:
+        """Whether this process runs on this CI system."""
+        ...
+
+    def run_url(self, env: Mapping[str, str]) -> str | None:
+        """A link to the CI run, recorded on MLflow runs for lineage."""
+        ...
+
+    def annotation(
+        self,
+        level: str,
+        message: str,
+        file: str | None = None,
+        line: int | None = None,
+        col: int | None = None,
+        title: str | None = None,
+    ) -> str | None:
+        """The line that annotates one finding (every value escaped), or None if there is none."""
+        ...
+
+    def set_outputs(self, values: Mapping[str, object], env: Mapping[str, str]) -> list[str]:
+        """Hand the step's outputs over: written to the runner's own file, or returned as the
+        command lines the caller prints (console.ci_command)."""
+        ...
+
+    def add_summary(self, markdown: str, env: Mapping[str, str]) -> None:
+        """Append Markdown to the job summary where the CI system has one."""
+        ...
+
+    def stop_commands(self, token: str) -> tuple[str, str] | None:
+        """The lines that turn the runner's command reading off and on again around a tool's
+        output (with a token the tool cannot know), or None when the runner has none."""
+        ...
+
+
+class Provider(Protocol):
+    name: str
+    # Paths the provider renders and mlci upgrades: a prefix when it ends in '/', else exact.
+    managed: tuple[str, ...]
+    runtime: CIRuntime
+
+    def shipped_templates(self) -> Path:
+        """The provider's template folder inside the installed mlci (importlib.resources)."""
+        ...
+
+    def render(self, pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path) -> dict[str, bytes]:
+        """Every CI file of the project for this provider, {relative path: content}, rendered
+        from the template folder `templates` (shipped_templates(), or a copy a test passes)."""
+        ...

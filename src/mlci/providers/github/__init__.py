@@ -1,0 +1,37 @@
+"""GitHub Actions: the workflows and composite actions mlci renders (render.py, actions.py,
+templates/ with action-pins.json) and the runtime adapter of a stage running there (runtime.py).
+
+This module stays light (no Jinja): providers.detect() imports the package for its runtime.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlci.providers.github.runtime import RUNTIME, GitHubRuntime
+
+if TYPE_CHECKING:
+    from mlci.pipeline import Pipeline
+    from mlci.providers.base import RenderContext
+
+
+class GitHub:
+    name = "github"
+    managed: tuple[str, ...] = (".github/",)
+    runtime: GitHubRuntime = RUNTIME
+
+    def shipped_templates(self) -> Path:
+        root = resources.files(__name__) / "templates"
+        # mlci is installed as files (a wheel or a checkout), never zipped: templates are read by path.
+        return Path(str(root))
+
+    def render(self, pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path) -> dict[str, bytes]:
+        # Jinja and YAML load here, when files are rendered, not when a stage detects its CI system.
+        from mlci.providers.github import render
+
+        return render.render(pipelines, ctx, templates)
+
+
+PROVIDER = GitHub()

@@ -1,0 +1,1 @@
+"""Jenkins: the runtime adapter only, until its renderer ships (see providers.RUNTIME_ONLY)."""

@@ -276,8 +276,3 @@ STAGES: tuple[StageSpec, ...] = (
 NAMES: tuple[str, ...] = tuple(spec.name for spec in STAGES)
 # Outputs `mlci run` hands from one stage to the options of later ones (Option.handover).
 HANDED_OVER: frozenset[str] = frozenset(o.handover for spec in STAGES for o in spec.options if o.handover)
-
-
-def spec_for(name: str) -> StageSpec:
-    """The stage called `name` (a StageSpec.name)."""
-    return next(spec for spec in STAGES if spec.name == name)

@@ -373,6 +373,19 @@ def project(tmp_path: Path, case: str | None) -> Path:
     return tmp_path
 
 
+def test_a_passing_data_test_writes_only_the_outputs_its_action_declares(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It wrote `checks` and `failed` too, which the data-test action never declared (so no
+    # workflow could read them); a stage's outputs are now checked against its spec.
+    root = project(tmp_path, None)
+    outputs = tmp_path / "github-output"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
+    assert cli_main(["data-test", "-C", str(root)]) == 0
+    assert outputs.read_text(encoding="utf-8").splitlines() == ["result=passed"]
+
+
 def test_cli_passes_writes_json_and_junit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = project(tmp_path, None)
     n = len(check(root).results)  # the contract's checks, counted by the runner itself

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from conftest import free_port
 
-from mlci.cli import STAGES
+from mlci.stages import NAMES as STAGES
 
 pytestmark = pytest.mark.slow
 

@@ -16,15 +16,17 @@ import threading
 import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from mlci import __version__, console, providers
 from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, MlciError
 from mlci.log_guard import json_document
+from mlci.stages import CONTRACT, ENGINE, NAMES, PROJECT_DIR, STAGES, TRACKING_URI, Option, StageSpec
 
-STAGES = ("lint", "test", "data-test", "train", "register", "deploy")
-# Commands that record a result (.mlci/out/<stage>.json, run.json): --json prints it, --quiet
-# keeps only its final line.
-RECORDED = (*STAGES, "run", "promote", "rollback")
+# Commands besides the stages that record a result (.mlci/out/<command>.json, run.json):
+# --json prints it, --quiet keeps only its final line.
+RECORDED_COMMANDS = ("run", "promote", "rollback")
+RECORDED = (*NAMES, *RECORDED_COMMANDS)
 # A reader closed the pipe (`mlci data schema | head`): exit as a killed-by-SIGPIPE tool does.
 EXIT_BROKEN_PIPE = 141
 
@@ -52,41 +54,19 @@ def _output_flags() -> argparse.ArgumentParser:
     return flags
 
 
-def _add_project_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-C",
-        "--project-dir",
-        metavar="DIR",
-        default=None,
-        help="project directory (default: the nearest directory with mlci.yaml)",
-    )
+def _add_options(parser: argparse.ArgumentParser, *options: Option) -> None:
+    """Add options written as data (mlci.stages.Option), so a shared one is written once."""
+    for option in options:
+        settings: dict[str, Any] = {"dest": option.dest, "default": option.default, "help": option.help}
+        if option.flag_only:
+            settings["action"] = "store_true"
+        else:
+            settings.update(metavar=option.metavar, choices=option.choices)
+        parser.add_argument(*option.flags, **settings)
 
 
-def _add_tracking(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--tracking-uri",
-        metavar="URI",
-        default=None,
-        help="MLflow tracking URI (overrides MLFLOW_TRACKING_URI and mlci.yaml)",
-    )
-
-
-def _add_data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--engine",
-        choices=("duckdb", "spark"),
-        default=None,
-        help="where the contract's SQL runs (default: mlci.yaml data_test.engine, else duckdb)",
-    )
-    parser.add_argument(
-        "--contract",
-        default=None,
-        metavar="PATH",
-        help="the data contract (default: mlci.yaml data_test.contract, else data/contract.yml)",
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(stages: Sequence[StageSpec] = STAGES) -> argparse.ArgumentParser:
+    """The whole command line; one subcommand per stage of `stages` (the registry's, but a test's own too)."""
     flags = _output_flags()
     parser = argparse.ArgumentParser(
         prog="mlci",
@@ -149,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Re-render the CI files and every other file mlci manages from mlci.yaml (after you edit it); "
         "files edited by hand are kept for 'mlci upgrade' to merge.",
     )
-    _add_project_dir(render)
+    _add_options(render, PROJECT_DIR)
     render.set_defaults(handler="mlci.commands.render:main")
 
     upgrade = command(
@@ -177,52 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--markdown", action="store_true", help="print the table of keys for docs instead")
     schema.set_defaults(handler="mlci.commands.schema:main")
 
-    lint = command(
-        sub,
-        "lint",
-        "ruff check + ruff format --check (+ pre-commit)",
-        "Check the code: ruff check, ruff format --check and, with lint.pre_commit, the pre-commit hooks. "
-        "A check never edits files; --fix applies the fixes.",
-    )
-    _add_project_dir(lint)
-    lint.add_argument(
-        "--fix",
-        action="store_true",
-        help="apply the fixes: ruff check --fix, ruff format (and the pre-commit hooks), then check",
-    )
-    lint.set_defaults(handler="mlci.stages.lint:main")
-
-    test = command(
-        sub,
-        "test",
-        "pytest with JUnit XML and coverage",
-        "Run pytest on test.paths with JUnit XML (.mlci/out/junit.xml) and line coverage of the package.",
-    )
-    _add_project_dir(test)
-    test.set_defaults(handler="mlci.stages.unit_test:main")
-
-    data_test = command(
-        sub,
-        "data-test",
-        "check the data contract and drift (DuckDB, or Spark at scale)",
-        "Check data/contract.yml: schema, nulls, ranges, allowed values, uniqueness, row counts, "
-        "freshness, SQL expectations and drift against the reference profile.",
-    )
-    _add_project_dir(data_test)
-    _add_data_options(data_test)
-    data_test.add_argument(
-        "--source",
-        default=None,
-        metavar="PATH",
-        help="check this file instead of the contract's dataset (e.g. the holdout split)",
-    )
-    data_test.set_defaults(handler="mlci.stages.data_test:main")
+    # Every stage: its options as data, run by the one stage entry (stages/_result.py).
+    for spec in stages:
+        stage = command(sub, spec.name, spec.help, spec.description)
+        _add_options(stage, PROJECT_DIR, *spec.options)
+        stage.set_defaults(handler="mlci.stages._result:stage_main", spec=spec)
 
     data = command(sub, "data", "data contract tools: profile, schema")
     data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
     profile = command(data_sub, "profile", "write the reference profile drift is measured against")
-    _add_project_dir(profile)
-    _add_data_options(profile)
+    _add_options(profile, PROJECT_DIR, ENGINE, CONTRACT)
     profile.add_argument(
         "--source", default=None, metavar="PATH", help="profile this file instead of the contract's dataset"
     )
@@ -233,47 +177,6 @@ def build_parser() -> argparse.ArgumentParser:
     contract_schema = command(data_sub, "schema", "print the JSON Schema of the data contract")
     contract_schema.set_defaults(handler="mlci.commands.data:schema_main")
 
-    train = command(
-        sub,
-        "train",
-        "train the entrypoint under an MLflow run",
-        "Train train.entrypoint under an MLflow run: params, holdout metrics, lineage tags and the model "
-        "with its signature and input example.",
-    )
-    _add_project_dir(train)
-    _add_tracking(train)
-    train.set_defaults(handler="mlci.stages.train:main")
-
-    register = command(
-        sub,
-        "register",
-        "register the trained model if it passes the gates",
-        "Score the trained model on the holdout, check the gates and the comparison with the champion, "
-        "and register a passing model as challenger.",
-    )
-    _add_project_dir(register)
-    _add_tracking(register)
-    register.add_argument("--run-id", default=None, help="MLflow run to register (default: the last 'mlci train')")
-    register.set_defaults(handler="mlci.stages.register:main")
-
-    deploy = command(
-        sub,
-        "deploy",
-        "smoke-test a version served, then move the environment's alias",
-        "Serve a version on loopback, smoke-test it with its input example, and only then move the "
-        "environment's alias (production also moves champion); aliases are put back on any failure. "
-        "Environments, in order: staging, production. --env staging (the default) deploys --version or the "
-        "challenger; a later environment takes exactly the version the one before it verified.",
-    )
-    _add_project_dir(deploy)
-    _add_tracking(deploy)
-    deploy.add_argument("--target", choices=("local", "databricks"), default=None, help="default: mlci.yaml's target")
-    deploy.add_argument("--env", default=None, metavar="NAME", help="environment: staging (default) or production")
-    deploy.add_argument(
-        "--version", dest="model_version", default=None, metavar="N", help="version to deploy (default: challenger)"
-    )
-    deploy.set_defaults(handler="mlci.stages.deploy:main")
-
     promote = command(
         sub,
         "promote",
@@ -281,8 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Release version N to an environment: it must have passed the gates and, for production, "
         "been verified in staging. It is smoke-tested served before the alias moves, as deploy does.",
     )
-    _add_project_dir(promote)
-    _add_tracking(promote)
+    _add_options(promote, PROJECT_DIR, TRACKING_URI)
     promote.add_argument("--env", required=True, metavar="NAME", help="environment: staging or production")
     promote.add_argument("--version", dest="model_version", required=True, metavar="N", help="registered version")
     promote.set_defaults(handler="mlci.commands.models:promote_main")
@@ -294,8 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Move an environment's alias back to the version it served before its current one "
         "(recorded as the version tag mlci.previous.<env>); repeated rollbacks walk further back.",
     )
-    _add_project_dir(rollback)
-    _add_tracking(rollback)
+    _add_options(rollback, PROJECT_DIR, TRACKING_URI)
     rollback.add_argument("--env", required=True, metavar="NAME", help="environment: staging or production")
     rollback.set_defaults(handler="mlci.commands.models:rollback_main")
 
@@ -306,8 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Show challenger, each environment's alias and champion: version, metrics, run id, git "
         "commit, data digests and when it was deployed (--json: as JSON).",
     )
-    _add_project_dir(status)
-    _add_tracking(status)
+    _add_options(status, PROJECT_DIR, TRACKING_URI)
     status.set_defaults(handler="mlci.commands.models:status_main")
 
     serve = command(
@@ -316,8 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve a registered model in the foreground",
         "Serve a registered model (the champion by default) over HTTP until Ctrl-C: POST /invocations, GET /health.",
     )
-    _add_project_dir(serve)
-    _add_tracking(serve)
+    _add_options(serve, PROJECT_DIR, TRACKING_URI)
     serve.add_argument(
         "--alias",
         default=None,
@@ -338,21 +237,20 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "run",
         "run the stages in order on the embedded default",
-        "Run the stages in order (lint, test, data-test, train, register, deploy), stop at the first "
+        f"Run the stages in order ({', '.join(NAMES)}), stop at the first "
         "failure, print a summary table and write .mlci/out/run.json.",
     )
-    _add_project_dir(run)
-    _add_tracking(run)
-    run.add_argument("stages", nargs="*", metavar="STAGE", help=f"stages to run (default: all of {', '.join(STAGES)})")
+    _add_options(run, PROJECT_DIR, TRACKING_URI)
+    run.add_argument("stages", nargs="*", metavar="STAGE", help=f"stages to run (default: all of {', '.join(NAMES)})")
     run.set_defaults(handler="mlci.commands.run:main")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, stages: Sequence[StageSpec] = STAGES) -> int:
+    parser = build_parser(stages)
     args = parser.parse_args(argv)
     as_json = bool(getattr(args, "json", False))
-    recorded = args.command in RECORDED
+    recorded = args.command in RECORDED_COMMANDS or any(args.command == spec.name for spec in stages)
     console.configure(
         quiet=bool(getattr(args, "quiet", False)), verbose=bool(getattr(args, "verbose", False)), json=as_json
     )

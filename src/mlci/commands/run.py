@@ -4,64 +4,54 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 from mlci import __version__, console
-from mlci.cli import STAGES
 from mlci.config import Project
 from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, MlciError, UsageError
+from mlci.stages import HANDED_OVER, NAMES, STAGES, StageSpec
 from mlci.stages._result import (
-    StageResult,
+    StageOptions,
     execute,
     load_project_clearing_reports,
     mark,
     project_root_for,
     read_result,
+    run_stage,
     write_json,
 )
 
-
-def _work(
-    stage: str, project: Project, args: argparse.Namespace, handover: dict[str, str]
-) -> Callable[[], StageResult]:
-    # Imported per stage: `mlci run lint` never imports MLflow.
-    if stage == "lint":
-        from mlci.stages.lint import run_lint
-
-        return lambda: run_lint(project)
-    if stage == "test":
-        from mlci.stages.unit_test import run_tests
-
-        return lambda: run_tests(project)
-    if stage == "data-test":
-        from mlci.stages.data_test import run_data_test
-
-        return lambda: run_data_test(project)
-    if stage == "train":
-        from mlci.stages.train import run_train
-
-        return lambda: run_train(project, args.tracking_uri)
-    if stage == "register":
-        from mlci.stages.register import run_register
-
-        # This run's own model, never whatever .mlci/out/train.json says by now.
-        return lambda: run_register(project, handover.get("run-id"), args.tracking_uri)
-    from mlci.stages.deploy import run_deploy
-
-    # The first environment (staging) only: production moves by 'mlci deploy --env production'.
-    return lambda: run_deploy(project, "local", args.tracking_uri, version=handover.get("model-version"))
+# Options `mlci run` sets for every stage that takes them, beyond its own (--tracking-uri) and
+# the handed-over ones: deploy runs on the local target.
+PINNED: dict[str, Any] = {"target": "local"}
 
 
-def selected_stages(requested: list[str]) -> list[str]:
+def stage_options(spec: StageSpec, args: argparse.Namespace, handover: dict[str, str]) -> StageOptions:
+    """A stage's options under `mlci run`: each option `mlci run` has itself (--tracking-uri),
+    else the output an earlier stage of this run handed over (Option.handover), else PINNED,
+    else the option's default. The first environment (staging) only: production moves by
+    'mlci deploy --env production'."""
+    options: dict[str, Any] = {}
+    for option in spec.options:
+        if hasattr(args, option.dest):
+            options[option.dest] = getattr(args, option.dest)
+        elif option.handover is not None:
+            options[option.dest] = handover.get(option.handover)
+        else:
+            options[option.dest] = PINNED.get(option.dest, option.default)
+    return options
+
+
+def selected_stages(requested: list[str]) -> list[StageSpec]:
     for name in requested:
-        if name not in STAGES:
-            close = difflib.get_close_matches(name, STAGES, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"stages: {', '.join(STAGES)}"
+        if name not in NAMES:
+            close = difflib.get_close_matches(name, NAMES, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"stages: {', '.join(NAMES)}"
             raise UsageError(f"unknown stage '{name}'; {hint}")
-    return [s for s in STAGES if not requested or s in requested]
+    return [spec for spec in STAGES if not requested or spec.name in requested]
 
 
 def _line(text: str) -> None:
@@ -76,11 +66,11 @@ def main(args: argparse.Namespace) -> int:
     with root_lock(root, "run"):
         # As a stage command does: the reports of an earlier run go before mlci.yaml is
         # validated, so a broken file never leaves a green data-test.xml behind as this run's.
-        project = load_project_clearing_reports(root, stages)
+        project = load_project_clearing_reports(root, [spec.name for spec in stages])
         return _run(stages, project, args)
 
 
-def _run(stages: list[str], project: Project, args: argparse.Namespace) -> int:
+def _run(stages: list[StageSpec], project: Project, args: argparse.Namespace) -> int:
     handover: dict[str, str] = {}  # run id and version passed from stage to stage in this run
     rows: list[tuple[str, str, float, str]] = []
     started_at = datetime.now(timezone.utc)
@@ -88,13 +78,15 @@ def _run(stages: list[str], project: Project, args: argparse.Namespace) -> int:
     failure: BaseException | None = None
     # Every stage this run will run says so before the first starts: a result of an earlier
     # run (an old passed deploy.json) never sits beside this run's failed register.json.
-    for stage in stages:
-        mark(project, stage, "pending", "pending: 'mlci run' has not reached this stage")
-    for index, stage in enumerate(stages, 1):
+    for spec in stages:
+        mark(project, spec.name, "pending", "pending: 'mlci run' has not reached this stage")
+    for index, spec in enumerate(stages, 1):
+        stage = spec.name
         _line(f"==> [{index}/{len(stages)}] {stage}")
         clock = time.perf_counter()
+        options = stage_options(spec, args, handover)
         try:
-            result = execute(stage, project, _work(stage, project, args, handover))
+            result = execute(stage, project, functools.partial(run_stage, spec, project, options))
         except MlciError as exc:
             status, summary, failure = ("FAILED" if exc.exit_code == 1 else "ERROR"), exc.message, exc
         except KeyboardInterrupt as exc:
@@ -103,7 +95,7 @@ def _run(stages: list[str], project: Project, args: argparse.Namespace) -> int:
             status, summary, failure = "ERROR", f"unexpected {type(exc).__name__}: {exc}", exc
         else:
             elapsed = time.perf_counter() - clock
-            handover.update({k: str(v) for k, v in result.outputs.items() if k in ("run-id", "model-version")})
+            handover.update({k: str(v) for k, v in result.outputs.items() if k in HANDED_OVER})
             rows.append((stage, "passed", elapsed, result.summary))
             _line(f"<== {stage}: passed in {elapsed:.1f}s")
             continue
@@ -116,9 +108,9 @@ def _run(stages: list[str], project: Project, args: argparse.Namespace) -> int:
             mark(project, stage, "interrupted" if status == "interrupted" else "error", summary)
         break
     why = f"not run: {rows[-1][0]} {rows[-1][1].lower()}" if rows else ""
-    for stage in stages[len(rows) :]:
-        mark(project, stage, "skipped", why)
-        rows.append((stage, "skipped", 0.0, why))
+    for spec in stages[len(rows) :]:
+        mark(project, spec.name, "skipped", why)
+        rows.append((spec.name, "skipped", 0.0, why))
     total = time.perf_counter() - started
     _table(project, rows, total)
     console.set_result(_write_summary(project, rows, failure, started_at, total))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,7 +16,11 @@ from typing import Any
 
 from mlci import __version__, console, fs, providers
 from mlci.config import Project
-from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, MlciError
+from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, InfraError, MlciError
+from mlci.stages import StageSpec
+
+# A stage's options by dest (`Option.dest`), as its run function takes them.
+StageOptions = Mapping[str, Any]
 
 # The report files each stage writes under .mlci/out/ besides <stage>.json, declared once so
 # that the one stage path (execute, stage_command, mark) removes them before the stage starts:
@@ -225,6 +230,45 @@ def stage_command(stage: str, args: Any, work: Callable[[Project], StageResult])
         result = execute(stage, project, lambda: work(project))
     print(result.summary)
     return 0
+
+
+def stage_main(args: Any) -> int:
+    """`mlci <stage>`: the stage the parser put in `args.spec`, with the options it parsed."""
+    spec: StageSpec = args.spec
+    options = {option.dest: getattr(args, option.dest) for option in spec.options}
+    return stage_command(spec.name, args, lambda project: run_stage(spec, project, options))
+
+
+def run_stage(spec: StageSpec, project: Project, options: StageOptions) -> StageResult:
+    """Import the stage's code (only now: `mlci run lint` never imports MLflow) and run it.
+
+    Its outputs are checked against the spec, which is what CI declares: an output the spec
+    does not list never reaches a CI step, and one it lists but the stage forgot is empty.
+    Either is a bug in mlci, never the user's: exit 3 with one line naming both lists."""
+    module, _, function = spec.entry.partition(":")
+    run: Callable[[Project, StageOptions], StageResult] = getattr(importlib.import_module(module), function)
+    try:
+        result = run(project, options)
+    except MlciError as exc:
+        # A failing run writes what it knew (tests run, findings): a subset of the declared outputs.
+        undeclared = set(getattr(exc, "outputs", {})) - spec.produced
+        if undeclared:
+            raise _output_bug(spec, undeclared, set()) from exc
+        raise
+    produced = set(result.outputs)
+    if produced != spec.produced:
+        raise _output_bug(spec, produced - spec.produced, spec.produced - produced)
+    return result
+
+
+def _output_bug(spec: StageSpec, undeclared: Set[str], missing: Set[str]) -> InfraError:
+    wrong = [f"undeclared output(s) {', '.join(sorted(undeclared))}"] if undeclared else []
+    wrong += [f"no declared output(s) {', '.join(sorted(missing))}"] if missing else []
+    declared = ", ".join(sorted(spec.produced)) or "none besides result"
+    return InfraError(
+        f"mlci {spec.name} returned {' and '.join(wrong)} (declared: {declared}); "
+        "this is a bug in mlci, please report it"
+    )
 
 
 def load_project_clearing_reports(root: Path, stages: list[str]) -> Project:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from mlci.contracts.compiler import CheckResult, show
 from mlci.contracts.format import CONFIG_DATASETS, Contract, Dataset, load_contract
 from mlci.contracts.runner import Report, guess_format, run_contract
 from mlci.errors import CheckFailed
-from mlci.stages._result import JUNIT_REPORTS, StageResult, stage_command, write_report, xml_text
+from mlci.stages._result import JUNIT_REPORTS, StageOptions, StageResult, write_report, xml_text
 
 JUNIT_FILE = JUNIT_REPORTS["data-test"]
 
@@ -183,7 +182,6 @@ def run_data_test(
     return StageResult(
         f"data contract passed on {names}: {total['pass']} checks{skipped} ({engine_name}, {seconds:.2f}s){drift_text}",
         details,
-        outputs={"checks": sum(len(r.results) for _, r in runs), "failed": 0},
         markdown=markdown,
     )
 
@@ -301,9 +299,6 @@ def write_junit(runs: list[tuple[Target, Report]], contract: Contract, path: Pat
     write_report(path, ET.tostring(suite, encoding="utf-8", xml_declaration=True))
 
 
-def main(args: argparse.Namespace) -> int:
-    return stage_command(
-        "data-test",
-        args,
-        lambda project: run_data_test(project, args.engine, args.contract, getattr(args, "source", None)),
-    )
+def run(project: Project, options: StageOptions) -> StageResult:
+    """The stage as `mlci data-test` and `mlci run` call it (mlci.stages.STAGES names it)."""
+    return run_data_test(project, options["engine"], options["contract"], options["source"])

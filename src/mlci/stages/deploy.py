@@ -9,7 +9,6 @@ answered; on any failure or interruption the aliases are put back.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 from datetime import datetime, timezone
 from typing import Any
@@ -29,7 +28,7 @@ from mlci.registry import (
     set_aliases,
     verified_tag,
 )
-from mlci.stages._result import StageResult, stage_command
+from mlci.stages._result import StageOptions, StageResult
 from mlci.targets import local, local_store
 
 
@@ -204,15 +203,12 @@ def _deploy(
     chosen = choose_version(client, name, env, version)
     facts = release(project, client, env, chosen, consume_challenger=env == ENVIRONMENTS[0])
     facts["target"] = "local"
-    outputs: dict[str, Any] = {"model-version": chosen, "environment": env}
-    if facts.get("smoke_test"):
-        outputs["endpoint-url"] = facts["smoke_test"]["url"]
+    # Every declared output, always: an unchanged release served nothing, so its URL is empty.
+    served = facts.get("smoke_test")
+    outputs: dict[str, Any] = {"model-version": chosen, "environment": env, "endpoint-url": served and served["url"]}
     return StageResult(release_summary(facts), facts, outputs=outputs)
 
 
-def main(args: argparse.Namespace) -> int:
-    return stage_command(
-        "deploy",
-        args,
-        lambda project: run_deploy(project, args.target, args.tracking_uri, args.env, args.model_version),
-    )
+def run(project: Project, options: StageOptions) -> StageResult:
+    """The stage as `mlci deploy` and `mlci run` call it (mlci.stages.STAGES names it)."""
+    return run_deploy(project, options["target"], options["tracking_uri"], options["env"], options["model_version"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from typing import Any
 from mlci import console, providers
 from mlci.config import Project
 from mlci.errors import CheckFailed, UsageError
-from mlci.stages._result import StageResult, stage_command, tool_env
+from mlci.stages._result import StageOptions, StageResult, tool_env
 
 RUFF = [sys.executable, "-m", "ruff"]
 MAX_LISTED = 200  # findings kept in the JSON result; the count is always exact
@@ -254,5 +253,6 @@ def run_lint(project: Project, fix: bool = False) -> StageResult:
     return StageResult(f"lint passed: {checked} clean", details, outputs={"findings": 0})
 
 
-def main(args: argparse.Namespace) -> int:
-    return stage_command("lint", args, lambda project: run_lint(project, fix=bool(getattr(args, "fix", False))))
+def run(project: Project, options: StageOptions) -> StageResult:
+    """The stage as `mlci lint` and `mlci run` call it (mlci.stages.STAGES names it)."""
+    return run_lint(project, fix=bool(options["fix"]))

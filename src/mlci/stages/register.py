@@ -13,7 +13,6 @@ version registers nothing new.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from typing import Any
 
@@ -21,7 +20,7 @@ from mlci.config import ENVIRONMENTS, LOWER_IS_BETTER, Project
 from mlci.errors import CheckFailed, UsageError
 from mlci.metrics import better_or_equal, evaluate
 from mlci.registry import CHALLENGER, CHAMPION, alias_version, normalise_version
-from mlci.stages._result import StageResult, read_result, stage_command
+from mlci.stages._result import StageOptions, StageResult, read_result
 from mlci.stages.train import read_split
 from mlci.targets import local, local_store
 
@@ -260,5 +259,6 @@ def _fmt(value: float | None) -> str:
     return "missing" if value is None else f"{value:.4f}"
 
 
-def main(args: argparse.Namespace) -> int:
-    return stage_command("register", args, lambda project: run_register(project, args.run_id, args.tracking_uri))
+def run(project: Project, options: StageOptions) -> StageResult:
+    """The stage as `mlci register` and `mlci run` call it (mlci.stages.STAGES names it)."""
+    return run_register(project, options["run_id"], options["tracking_uri"])

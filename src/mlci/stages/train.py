@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import importlib
@@ -21,7 +20,7 @@ from mlci import __version__, providers
 from mlci.config import Project
 from mlci.errors import CheckFailed, ConfigError, UsageError
 from mlci.metrics import evaluate
-from mlci.stages._result import StageResult, stage_command
+from mlci.stages._result import StageOptions, StageResult
 from mlci.targets import local, local_store
 
 
@@ -297,5 +296,6 @@ def _train(project: Project, tracking_override: str | None) -> StageResult:
     return StageResult(summary, details, outputs={"run-id": run_id, "model-uri": model_uri}, markdown=table)
 
 
-def main(args: argparse.Namespace) -> int:
-    return stage_command("train", args, lambda project: run_train(project, args.tracking_uri))
+def run(project: Project, options: StageOptions) -> StageResult:
+    """The stage as `mlci train` and `mlci run` call it (mlci.stages.STAGES names it)."""
+    return run_train(project, options["tracking_uri"])

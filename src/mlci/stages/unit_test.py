@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -13,7 +12,7 @@ from typing import Any
 from mlci import console, providers
 from mlci.config import Project
 from mlci.errors import CheckFailed, InfraError, UsageError
-from mlci.stages._result import JUNIT_REPORTS, OTHER_REPORTS, StageResult, stage_command, tool_env
+from mlci.stages._result import JUNIT_REPORTS, OTHER_REPORTS, StageOptions, StageResult, tool_env
 
 
 def parse_junit(path: Path) -> dict[str, Any]:
@@ -178,5 +177,6 @@ def run_tests(project: Project) -> StageResult:
     return StageResult(f"tests passed: {counts}{cov_text}", details, outputs=outputs)
 
 
-def main(args: argparse.Namespace) -> int:
-    return stage_command("test", args, lambda project: run_tests(project))
+def run(project: Project, options: StageOptions) -> StageResult:
+    """The stage as `mlci test` and `mlci run` call it (mlci.stages.STAGES names it)."""
+    return run_tests(project)

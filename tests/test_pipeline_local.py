@@ -112,8 +112,8 @@ def test_register_sets_challenger_and_deploy_promotes_to_champion(deployed: Path
 def test_served_champion_answers_http_like_the_model(deployed: Path) -> None:
     import mlflow
 
-    from mlci import serving
-    from mlci.targets.local import model_dir
+    from mlci.targets.local import serving
+    from mlci.targets.local.tracking import model_dir
 
     use_store(deployed)
     name = load_project(deployed).config.model_name

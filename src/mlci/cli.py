@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from mlci import __version__, ci_env, console
+from mlci import __version__, ci_env, console, targets
 from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, MlciError
 
 STAGES = ("lint", "test", "data-test", "train", "register", "deploy")
@@ -120,9 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument(
         "--provider", choices=("github", "azure", "jenkins"), default=None, help="CI system (default: github)"
     )
-    new.add_argument(
-        "--target", choices=("local", "databricks"), default=None, help="where stages run (default: local)"
-    )
+    new.add_argument("--target", choices=tuple(targets.NAMES), default=None, help="where stages run (default: local)")
     new.add_argument(
         "--data", action="append", default=[], metavar="KEY=VALUE", help="answer a template question; repeatable"
     )
@@ -268,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_project_dir(deploy)
     _add_tracking(deploy)
-    deploy.add_argument("--target", choices=("local", "databricks"), default=None, help="default: mlci.yaml's target")
+    deploy.add_argument("--target", choices=tuple(targets.NAMES), default=None, help="default: mlci.yaml's target")
     deploy.add_argument("--env", default=None, metavar="NAME", help="environment: staging (default) or production")
     deploy.add_argument(
         "--version", dest="model_version", default=None, metavar="N", help="version to deploy (default: challenger)"

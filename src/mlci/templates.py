@@ -216,7 +216,7 @@ def render_project(
 def render_ci(config_text: str, answers: Mapping[str, Any], root: Path) -> dict[str, bytes]:
     """The provider's CI files; a mlci.yaml that does not validate is refused with its line."""
     from mlci import pipeline, providers
-    from mlci.config import project_from_text
+    from mlci.project import project_from_text
 
     config = project_from_text(config_text, root).config
     provider = providers.get(config.ci.provider)

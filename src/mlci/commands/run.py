@@ -52,7 +52,8 @@ def _work(
     from mlci.stages.deploy import run_deploy
 
     # The first environment (staging) only: production moves by 'mlci deploy --env production'.
-    return lambda: run_deploy(project, "local", args.tracking_uri, version=handover.get("model-version"))
+    # No --target on `mlci run`: None is mlci.yaml's target.
+    return lambda: run_deploy(project, None, args.tracking_uri, version=handover.get("model-version"))
 
 
 def selected_stages(requested: list[str]) -> list[str]:

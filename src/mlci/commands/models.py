@@ -133,9 +133,9 @@ def collect_status(project: Project, tracking_override: str | None = None) -> di
 
 
 def _status(project: Project, tracking_override: str | None) -> dict[str, Any]:
+    target = _target(project, "status")  # before MLflow is imported: a refusal is instant
     from mlflow.exceptions import MlflowException
 
-    target = _target(project, "status")
     client = _client(project, target, tracking_override, writes=False)
     name = project.config.model_name
     status: dict[str, Any] = {

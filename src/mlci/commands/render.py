@@ -11,33 +11,17 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from mlci import __version__, fs
-from mlci.commands.new import render_files
 from mlci.config import Project
 from mlci.errors import CheckFailed
+from mlci.generate import answers_from, render_files
 from mlci.lock import root_lock
 from mlci.stages._result import load_project_for
 from mlci.templates import is_managed
 from mlci.upgrade.manifest import MANIFEST_PATH, Manifest, build_manifest, load_manifest, sha256
 from mlci.upgrade.paths import check_confined
 from mlci.upgrade.pin import is_detected_pin
-
-
-def answers_from(project: Project, manifest: Manifest) -> dict[str, Any]:
-    """The manifest's answers, overridden by what mlci.yaml now says."""
-    cfg = project.config
-    return {
-        **manifest.answers,
-        "name": cfg.project.name,
-        "package": cfg.project.package,
-        "description": cfg.project.description,
-        "provider": cfg.ci.provider,
-        "target": cfg.target,
-        "python_version": cfg.ci.python,
-        "model_name": cfg.model_name,
-    }
 
 
 def plan(

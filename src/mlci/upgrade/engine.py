@@ -28,6 +28,7 @@ from typing import Any
 from mlci import __version__
 from mlci.config import CONFIG_FILE, SCHEMA_VERSION, CISection, decode_utf8, project_from_text
 from mlci.errors import ConfigError, UsageError
+from mlci.generate import answers_from, render_generated
 from mlci.install_source import installed_from_index, installed_source
 from mlci.templates import is_managed
 from mlci.upgrade import migrations, pin
@@ -136,9 +137,6 @@ def _follow_pin(
 
 def plan_upgrade(root: Path) -> Plan:
     """Everything an upgrade would do, computed in memory; nothing is written."""
-    from mlci.commands.new import render_generated
-    from mlci.commands.render import answers_from
-
     for fixed in (MANIFEST_PATH, CONFIG_FILE):
         check_confined(root, fixed)
     manifest = load_manifest(root)  # validated whole; refuses a manifest from a newer mlci

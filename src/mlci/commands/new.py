@@ -9,18 +9,16 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
-import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mlci import __version__
+from mlci import __version__, git
 from mlci.answers import CI_ANSWERS, check_project_name, validate_answers
 from mlci.config import CONFIG_FILE
-from mlci.errors import UsageError
+from mlci.errors import InfraError, UsageError
 from mlci.generate import plan_existing, render_files, write_tree
 from mlci.install_source import InstallSource, installed_source
 from mlci.templates import shipped_dir
@@ -55,14 +53,6 @@ def parse_data(pairs: list[str]) -> dict[str, str]:
     return answers
 
 
-def _git_user() -> str | None:
-    try:
-        out = subprocess.run(["git", "config", "user.name"], capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None
-
-
 def collect_answers(
     name: str,
     provider: str | None,
@@ -77,7 +67,7 @@ def collect_answers(
     `install` is the default of ci.mlci_install (default: how the running mlci was installed).
     """
     package = data.get("package", name.replace("-", "_"))
-    git_user = None if "author" in data else _git_user()
+    git_user = None if "author" in data else git.user_name()
     # Where each answer came from, for the one line that refuses a bad one.
     sources = {key: f"--data {key}" for key in data}
     sources.setdefault("package", f"project name {name!r}")
@@ -142,21 +132,14 @@ def _ask_choice(ask: Callable[[str, str], str], question: str, choices: tuple[st
 
 def git_init(target: Path) -> str:
     """git init + initial commit; returns what happened (never fails the scaffold)."""
-    if shutil.which("git") is None:
+    if not git.available():
         return "git not found: skipped git init"
     if (target / ".git").exists():
         return "already a git repository: left as is"
-    identity = ["-c", "user.name=mlci", "-c", "user.email=mlci@users.noreply.localhost"]
-    steps = [["git", "init", "-q", "-b", "main"], ["git", "add", "-A"]]
     try:
-        for step in steps:
-            subprocess.run(step, cwd=target, check=True, capture_output=True, timeout=60)
-        commit = ["git", "commit", "-q", "--no-verify", "-m", f"Scaffold with mlci {__version__}"]
-        done = subprocess.run(commit, cwd=target, capture_output=True, timeout=60, check=False)
-        if done.returncode != 0:  # no identity configured on this machine: commit as mlci
-            subprocess.run([commit[0], *identity, *commit[1:]], cwd=target, check=True, capture_output=True, timeout=60)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-        return f"git init failed ({exc}); the files are in place, initialise git yourself"
+        git.init_and_commit(target, f"Scaffold with mlci {__version__}")
+    except InfraError as exc:
+        return f"git init failed ({exc.message}); the files are in place, initialise git yourself"
     return "git repository initialised with an initial commit"
 
 

@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 from typing import Any
 
-from mlci import ci_env, console
+from mlci import ci_env, console, git
 from mlci.config import Project
 from mlci.errors import CheckFailed, UsageError
 from mlci.stages._result import StageResult, stage_command, tool_env
@@ -91,9 +91,7 @@ def _is_syntax_error(item: dict[str, Any]) -> bool:
 
 
 def _git(project: Project, *arguments: str, stdin: str | None = None) -> str:
-    done = subprocess.run(
-        ["git", *arguments], cwd=project.root, input=stdin, capture_output=True, text=True, check=False
-    )
+    done = git.call(project.root, *arguments, stdin=stdin, timeout=None)
     if done.returncode != 0:
         first = (done.stderr.strip() or "no output").splitlines()[0]
         raise UsageError(
@@ -135,9 +133,7 @@ def _restore(project: Project, before: dict[str, str | None]) -> list[str]:
     restored = []
     for path, blob in before.items():
         if blob is not None and after.get(path) != blob:
-            content = subprocess.run(
-                ["git", "cat-file", "blob", blob], cwd=project.root, capture_output=True, check=True
-            ).stdout
+            content = git.blob(project.root, blob)
             (project.root / path).write_bytes(content)
             restored.append(path)
     return restored

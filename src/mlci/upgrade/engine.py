@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import difflib
 import json
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlci import __version__
+from mlci import __version__, git
 from mlci.config import CONFIG_FILE, SCHEMA_VERSION, CISection, decode_utf8, project_from_text
 from mlci.errors import ConfigError, UsageError
 from mlci.generate import answers_from, render_generated
@@ -277,42 +275,9 @@ def plan_upgrade(root: Path) -> Plan:
     return plan
 
 
-def git_toplevel(root: Path) -> Path | None:
-    """The git work tree holding `root` (it may be a monorepo above it), or None."""
-    if shutil.which("git") is None:
-        return None
-    done = subprocess.run(
-        ["git", "-C", str(root), "rev-parse", "--show-toplevel"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return Path(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip() else None
-
-
-def dirty_files(root: Path, paths: list[str]) -> list[str]:
-    """Paths with uncommitted changes in git (only for --require-clean; spawns git)."""
-    if not paths:
-        return []
-    if git_toplevel(root) is None:
-        raise UsageError(f"{root}: --require-clean needs a git repository; commit the project first or drop the flag")
-    done = subprocess.run(
-        ["git", "status", "--porcelain", "-z", "--", *paths],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise UsageError(f"{root}: git status failed: {done.stderr.strip()}")
-    return sorted({entry[3:] for entry in done.stdout.split("\0") if len(entry) > 3})
-
-
 def check_clean(plan: Plan) -> None:
     touched = [c.path for c in plan.changes if c.writes or c.deletes]
-    dirty = dirty_files(plan.root, touched)
+    dirty = git.dirty_files(plan.root, touched)
     if dirty:
         raise UsageError(
             f"{plan.root}: uncommitted changes in {', '.join(dirty)}; commit or stash them first (--require-clean)"

@@ -245,3 +245,34 @@ def test_the_projects_own_importable_package_costs_no_dependency_scan(
     # The same package found outside the project is looked up.
     assert names.package_problem("scan_free_model", tmp_path / "elsewhere") is None
     assert names.dependency_modules.cache_info().misses == 1
+
+
+# Validation once, in the config layer (issue 10 item 3): mlci.yaml accepted `python: "3.9"`,
+# which `mlci new` refuses; both doors now apply config.python_problem and names.package_problem.
+@pytest.mark.parametrize(
+    ("replace", "message"),
+    [
+        (
+            ("register:\n", 'ci:\n  python: "3.9"\nregister:\n'),
+            "ci.python '3.9' is not a supported Python; use 3.10 or newer, e.g. 3.11",
+        ),
+        (
+            ("register:\n", 'ci:\n  python: "3.010"\nregister:\n'),
+            "ci.python '3.010' is not a supported Python; use 3.10 or newer, e.g. 3.11",
+        ),
+        (
+            ("  package: churn_model", "  package: mlflow"),
+            "package 'mlflow' would shadow the 'mlflow' module the "
+            "pipeline imports; choose another name (and rename src/mlflow/ to match)",
+        ),
+    ],
+)
+def test_mlci_yaml_refuses_what_mlci_new_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], replace: tuple[str, str], message: str
+) -> None:
+    text = VALID.replace(*replace)
+    key = "python:" if "python" in replace[1] else "package:"
+    line = next(n for n, row in enumerate(text.splitlines(), start=1) if row.strip().startswith(key))
+    (tmp_path / "mlci.yaml").write_text(text)
+    assert run_cli("lint", "-C", str(tmp_path)) == 2
+    assert capsys.readouterr().err == f"mlci: error: {tmp_path / 'mlci.yaml'}:{line}: {message}\n"

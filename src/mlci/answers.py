@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlci import targets
-from mlci.config import CISection, Config, is_valid_project_name
+from mlci.config import CISection, Config, is_valid_project_name, python_problem
 from mlci.errors import UsageError
 from mlci.names import is_windows_reserved as is_windows_reserved  # re-exported: the rule lives in names.py
 from mlci.names import package_problem, project_name_problem
@@ -35,7 +35,6 @@ from mlci.names import package_problem, project_name_problem
 _SPECIAL = set(" \t\n\r:#&*!|>'\"%@`{}[],?$;()<>\\~^=+")
 _PACKAGE_EXAMPLE = "e.g. 'churn_model'"
 _NAME_FIX = "use lowercase letters, digits, '-' and '_', starting with a letter (e.g. 'churn-model')"
-_PYTHON_RE = re.compile(r"3\.([1-9][0-9]*)")  # ASCII digits only: fullwidth '3.\uff11\uff11' is no Python
 _MODEL_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*){0,2}")
 # Everything str.splitlines() breaks on: YAML and TOML readers treat several of them as line ends.
 _LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
@@ -84,9 +83,9 @@ def check_package(package: str, source: str, fix: str | None = None) -> None:
 
 
 def check_python_version(version: str, source: str) -> None:
-    match = _PYTHON_RE.fullmatch(version)
-    if not match or int(match.group(1)) < 10:
-        raise UsageError(f"{source} {version!r} is not a supported Python; use 3.10 or newer, e.g. 3.11")
+    problem = python_problem(version)  # the rule mlci.yaml's loader applies too
+    if problem:
+        raise UsageError(f"{source} {version!r} {problem}")
 
 
 def check_text(value: str, source: str) -> None:

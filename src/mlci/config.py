@@ -46,6 +46,10 @@ ENVIRONMENTS: tuple[str, ...] = ("staging", "production")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
 _ENTRYPOINT_RE = re.compile(r"^[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 _GATE_RE = re.compile(r"^\s*([A-Za-z_]\w*)\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+# The Pythons a project may name (ci.python, `mlci new`'s python_version): ASCII digits only
+# (fullwidth '3.\uff11\uff11' is no Python), no leading zero, 3.10 or newer.
+_PYTHON_RE = re.compile(r"3\.([1-9][0-9]*)")
+OLDEST_PYTHON_MINOR = 10
 # How deep lists and mappings may nest in mlci.yaml and contracts. Neither needs more than a
 # handful of levels; the bound keeps loading far from Python's recursion limit (a file nested
 # 1000 deep raised RecursionError) whatever the parser.
@@ -292,6 +296,17 @@ def is_valid_project_name(name: str) -> bool:
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """Safe loader; the C version when available (mlci.yaml is read by every stage)."""
+
+
+def python_problem(version: str) -> str | None:
+    """Why `version` is no Python a project may run on (a phrase after the quoted version), or None.
+
+    The one rule: mlci.yaml's loader and `mlci new` (answers.py) both apply it.
+    """
+    match = _PYTHON_RE.fullmatch(version)
+    if not match or int(match.group(1)) < OLDEST_PYTHON_MINOR:
+        return f"is not a supported Python; use 3.{OLDEST_PYTHON_MINOR} or newer, e.g. 3.11"
+    return None
 
 
 def find_project(start: Path) -> Path:
@@ -609,6 +624,9 @@ def _check_semantics(project: Project) -> None:
             "project.package",
             f"package {package!r} {problem}; choose another name (and rename src/{package}/ to match)",
         )
+    problem = python_problem(cfg.ci.python)
+    if problem:
+        raise project.error("ci.python", f"ci.python {cfg.ci.python!r} {problem}")
     problem = project_name_problem(cfg.project.name)
     if problem:
         raise project.error(

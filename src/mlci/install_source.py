@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from mlci import __version__
+from mlci import __version__, git
 
 # What ci.mlci_install accepts (and the config pattern): nothing a shell or ${{ }} interprets.
 _SAFE = re.compile(r"^[\w.\-\[\],=<>!~@:/+ ]+$")
@@ -51,16 +50,7 @@ def _https(url: str) -> str | None:
 def git_checkout(path: Path) -> tuple[str | None, str | None]:
     """The `origin` remote URL and HEAD commit of a git checkout (None where there is none)."""
 
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", "-C", str(path), *args], capture_output=True, text=True, timeout=10, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() or None if done.returncode == 0 else None
-
-    return git("remote", "get-url", "origin"), git("rev-parse", "HEAD")
+    return git.output(path, "remote", "get-url", "origin"), git.output(path, "rev-parse", "HEAD")
 
 
 def _remote_as_https(remote: str) -> str | None:

@@ -9,28 +9,19 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mlci import __version__, fs, providers, targets
+from mlci import __version__, git, providers, targets
 from mlci.answers import CI_ANSWERS, check_project_name, validate_answers
-from mlci.config import CONFIG_FILE, json_schema
-from mlci.contracts.format import json_schema as contract_json_schema
-from mlci.errors import UsageError
+from mlci.config import CONFIG_FILE
+from mlci.errors import InfraError, UsageError
+from mlci.generate import plan_existing, render_files, write_tree
 from mlci.install_source import InstallSource, installed_source
-from mlci.templates import is_managed, render_project
-from mlci.upgrade.manifest import MANIFEST_PATH, build_manifest
-from mlci.upgrade.paths import check_no_symlink
 from mlci.upgrade.pin import DETECTED_KEY
-
-# The second fix mlci new offers when a path it writes is refused (paths.check_no_symlink).
-OTHER_DIR = " or choose another --output-dir"
 
 ANSWER_KEYS = (
     "description",
@@ -61,14 +52,6 @@ def parse_data(pairs: list[str]) -> dict[str, str]:
     return answers
 
 
-def _git_user() -> str | None:
-    try:
-        out = subprocess.run(["git", "config", "user.name"], capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None
-
-
 def collect_answers(
     name: str,
     provider: str | None,
@@ -83,7 +66,7 @@ def collect_answers(
     `install` is the default of ci.mlci_install (default: how the running mlci was installed).
     """
     package = data.get("package", name.replace("-", "_"))
-    git_user = None if "author" in data else _git_user()
+    git_user = None if "author" in data else git.user_name()
     # Where each answer came from, for the one line that refuses a bad one.
     sources = {key: f"--data {key}" for key in data}
     sources.setdefault("package", f"project name {name!r}")
@@ -147,119 +130,16 @@ def _ask_choice(ask: Callable[[str, str], str], question: str, choices: tuple[st
         print(f"  choose one of {', '.join(choices)}", file=sys.stderr)
 
 
-def render_generated(
-    answers: Mapping[str, Any],
-    config_text: str | None = None,
-    root: Path | None = None,
-    keep: Callable[[str], bool] | None = None,
-) -> dict[str, bytes]:
-    """Every file mlci generates for a project but the manifest (or those whose path `keep` accepts).
-
-    CI files come from `config_text` (mlci.yaml as the user now has it) when given.
-    """
-    import json
-
-    files = render_project(answers, config_text, root, keep=keep)
-    schemas: dict[str, Callable[[], dict[str, Any]]] = {
-        ".mlci/mlci.schema.json": json_schema,
-        ".mlci/contract.schema.json": contract_json_schema,
-    }
-    for path, schema in schemas.items():
-        if keep is None or keep(path):
-            files[path] = (json.dumps(schema(), indent=2) + "\n").encode("utf-8")
-    return files
-
-
-def render_files(
-    answers: Mapping[str, Any], config_text: str | None = None, root: Path | None = None
-) -> dict[str, bytes]:
-    """Every file of a project, the manifest included, keyed by relative path.
-
-    CI files come from `config_text` (mlci.yaml as the user now has it) when given.
-    """
-    files = render_generated(answers, config_text, root)
-    managed = {path for path in files if is_managed(path, str(answers["provider"]))}
-    manifest = build_manifest(answers, files, managed)
-    files[MANIFEST_PATH] = manifest.to_json().encode("utf-8")
-    return files
-
-
-def plan_existing(target: Path, files: Mapping[str, bytes], overwrite: frozenset[str]) -> dict[str, bytes]:
-    """Of `files`, those to write into the existing directory `target`: missing ones, and the
-    differing ones named in `overwrite`. Identical files are left alone.
-
-    Everything is checked before anything is written: a symlink (or a file where a directory
-    belongs) on the way to any path mlci would write, and every existing file whose content
-    differs (unless named in `overwrite`), refuse the whole scaffold (exit 2).
-    """
-    unknown = sorted(overwrite - set(files))
-    if unknown:
-        raise UsageError(f"--overwrite {unknown[0]}: mlci new does not write that file; name a file of the project")
-    to_write: dict[str, bytes] = {}
-    differing: list[str] = []
-    for relative, data in files.items():
-        check_no_symlink(target, relative, OTHER_DIR)
-        destination = target / relative
-        if not destination.exists():
-            to_write[relative] = data
-        elif destination.is_file() and destination.read_bytes() == data:
-            continue
-        elif relative in overwrite and not destination.is_dir():
-            to_write[relative] = data
-        else:
-            differing.append(relative)
-    if differing:
-        listed = ", ".join(differing[:10]) + (f" and {len(differing) - 10} more" if len(differing) > 10 else "")
-        raise UsageError(
-            f"{target}: {len(differing)} existing file(s) differ from what mlci new would write: {listed}; "
-            "nothing was written. Keep them (choose another --output-dir), or replace each with --overwrite PATH"
-        )
-    return to_write
-
-
-def write_tree(target: Path, files: Mapping[str, bytes], force: bool) -> None:
-    """Write into a sibling temp dir, then move into place: all files or none."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.mlci-", dir=target.parent))
-    # mkdtemp makes the directory 0700; give the project the permissions of a plain mkdir.
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)
-    try:
-        for relative, data in files.items():
-            path = staging / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-        if not target.exists():
-            os.replace(staging, target)
-            return
-        if any(target.iterdir()) and not force:  # re-checked: it may have appeared meanwhile
-            raise UsageError(f"{target} is not empty; choose another name or --output-dir, or pass --force")
-        for relative in files:
-            check_no_symlink(target, relative, OTHER_DIR)  # re-checked: nothing written before all passed
-        for relative in files:
-            fs.replace_no_follow(staging / relative, target, relative)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def git_init(target: Path) -> str:
     """git init + initial commit; returns what happened (never fails the scaffold)."""
-    if shutil.which("git") is None:
+    if not git.available():
         return "git not found: skipped git init"
     if (target / ".git").exists():
         return "already a git repository: left as is"
-    identity = ["-c", "user.name=mlci", "-c", "user.email=mlci@users.noreply.localhost"]
-    steps = [["git", "init", "-q", "-b", "main"], ["git", "add", "-A"]]
     try:
-        for step in steps:
-            subprocess.run(step, cwd=target, check=True, capture_output=True, timeout=60)
-        commit = ["git", "commit", "-q", "--no-verify", "-m", f"Scaffold with mlci {__version__}"]
-        done = subprocess.run(commit, cwd=target, capture_output=True, timeout=60, check=False)
-        if done.returncode != 0:  # no identity configured on this machine: commit as mlci
-            subprocess.run([commit[0], *identity, *commit[1:]], cwd=target, check=True, capture_output=True, timeout=60)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-        return f"git init failed ({exc}); the files are in place, initialise git yourself"
+        git.init_and_commit(target, f"Scaffold with mlci {__version__}")
+    except InfraError as exc:
+        return f"git init failed ({exc.message}); the files are in place, initialise git yourself"
     return "git repository initialised with an initial commit"
 
 

@@ -8,7 +8,7 @@ import sys
 from collections import Counter
 from typing import Any
 
-from mlci import console, providers
+from mlci import console, git, providers
 from mlci.config import Project
 from mlci.errors import CheckFailed, UsageError
 from mlci.stages._result import StageOptions, StageResult, tool_env
@@ -90,9 +90,7 @@ def _is_syntax_error(item: dict[str, Any]) -> bool:
 
 
 def _git(project: Project, *arguments: str, stdin: str | None = None) -> str:
-    done = subprocess.run(
-        ["git", *arguments], cwd=project.root, input=stdin, capture_output=True, text=True, check=False
-    )
+    done = git.call(project.root, *arguments, stdin=stdin, timeout=None)
     if done.returncode != 0:
         first = (done.stderr.strip() or "no output").splitlines()[0]
         raise UsageError(
@@ -134,9 +132,7 @@ def _restore(project: Project, before: dict[str, str | None]) -> list[str]:
     restored = []
     for path, blob in before.items():
         if blob is not None and after.get(path) != blob:
-            content = subprocess.run(
-                ["git", "cat-file", "blob", blob], cwd=project.root, capture_output=True, check=True
-            ).stdout
+            content = git.blob(project.root, blob)
             (project.root / path).write_bytes(content)
             restored.append(path)
     return restored

@@ -7,7 +7,6 @@ import hashlib
 import importlib
 import json
 import os
-import subprocess
 import sys
 import time
 import traceback
@@ -16,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mlci import __version__, providers, targets
+from mlci import __version__, git, providers, targets
 from mlci.config import Project
 from mlci.errors import CheckFailed, UsageError
 from mlci.metrics import evaluate
@@ -106,27 +105,16 @@ def fingerprint(project: Project, entrypoint: Callable[..., Any], digests: dict[
     return digest.hexdigest()
 
 
-def _git(project: Project, *arguments: str) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", *arguments], cwd=project.root, capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
 def lineage_tags(project: Project, digests: dict[str, str]) -> dict[str, str]:
     tags = {"mlci.version": __version__, "mlci.stage": "train"}
-    commit = _git(project, "rev-parse", "HEAD")
-    if commit:
-        status = _git(project, "status", "--porcelain", "--untracked-files=no")
+    head = git.head_info(project.root)
+    if head is not None:
         tags.update(
             {
-                "mlci.git.commit": commit,
-                "mlflow.source.git.commit": commit,
-                "mlci.git.branch": _git(project, "rev-parse", "--abbrev-ref", "HEAD") or "",
-                "mlci.git.dirty": str(bool(status)).lower(),
+                "mlci.git.commit": head.commit,
+                "mlflow.source.git.commit": head.commit,
+                "mlci.git.branch": head.branch,
+                "mlci.git.dirty": str(head.dirty).lower(),
             }
         )
     ci = providers.detect()

@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import difflib
 import json
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlci import __version__
-from mlci.config import CONFIG_FILE, SCHEMA_VERSION, CISection, decode_utf8
+from mlci import __version__, git
+from mlci.config import CONFIG_FILE, SCHEMA_VERSION, CISection, Project, decode_utf8
 from mlci.errors import ConfigError, UsageError
+from mlci.generate import answers_from, render_generated
 from mlci.install_source import installed_from_index, installed_source
 from mlci.project import project_from_text
 from mlci.templates import is_managed
@@ -137,9 +136,6 @@ def _follow_pin(
 
 def plan_upgrade(root: Path) -> Plan:
     """Everything an upgrade would do, computed in memory; nothing is written."""
-    from mlci.commands.new import render_generated
-    from mlci.commands.render import answers_from
-
     for fixed in (MANIFEST_PATH, CONFIG_FILE):
         check_confined(root, fixed)
     manifest = load_manifest(root)  # validated whole; refuses a manifest from a newer mlci
@@ -164,14 +160,47 @@ def plan_upgrade(root: Path) -> Plan:
         plan.changes.append(FileChange(CONFIG_FILE, action, config_bytes, migrated.encode("utf-8"), detail=detail))
 
     managed_now = render_generated(answers, migrated, root, keep=is_managed)
+    new = plan_managed(plan, manifest, managed_now, answers)
+    if plan.conflicts:
+        new.mlci_version = old_version  # the upgrade is not complete until the conflicts are resolved
+    plan.manifest_text = new.to_json()
+    return plan
 
+
+def plan_render(project: Project, manifest: Manifest) -> Plan:
+    """What `mlci render` does: re-render the managed files from mlci.yaml as it is now.
+
+    The same planner as `plan_upgrade`, so the same rule for "edited by hand" (normalised
+    text: CRLF and a missing final newline are no edit) and the same three-way merge; only
+    mlci.yaml itself is never touched (no schema migration, no pin moved: `mlci upgrade` does
+    those). Rendering records the installed mlci in the manifest, as it always did.
+    `manifest` is the project's, loaded (load_manifest) under the project lock.
+    """
+    root = project.root
+    plan = Plan(root=root, from_version=manifest.mlci_version, to_version=__version__)
+    plan.old_manifest_text = manifest.to_json()
+    answers = answers_from(project, manifest)
+    config_text = _decode(project.config_path.read_bytes(), str(project.config_path))
+    managed_now = render_generated(answers, config_text, root, keep=is_managed)
+    plan.manifest_text = plan_managed(plan, manifest, managed_now, answers).to_json()
+    return plan
+
+
+def plan_managed(plan: Plan, manifest: Manifest, managed_now: dict[str, bytes], answers: dict[str, Any]) -> Manifest:
+    """The one planner of managed files (`mlci upgrade` and `mlci render`): three-way, per file.
+
+    base = what the manifest recorded, ours = the file on disk, theirs = `managed_now` (the
+    fresh render). Adds a FileChange to `plan` for every file that changes or conflicts and
+    returns the new manifest (new bases only for files that merged cleanly).
+    """
+    root = plan.root
     new = Manifest(
         mlci_version=__version__,
         answers=answers,
         seeded=dict(manifest.seeded),
         opted_out=list(manifest.opted_out),
     )
-    base_label = f"mlci {old_version}"
+    base_label = f"mlci {manifest.mlci_version}"
     theirs_label = f"mlci {__version__}"
 
     def record(path: str, text: str) -> None:
@@ -273,49 +302,12 @@ def plan_upgrade(root: Path) -> Plan:
         else:
             plan.changes.append(FileChange(path, MERGED, ours_bytes, merged_bytes))
             record(path, theirs)
-
-    if plan.conflicts:
-        new.mlci_version = old_version  # the upgrade is not complete until the conflicts are resolved
-    plan.manifest_text = new.to_json()
-    return plan
-
-
-def git_toplevel(root: Path) -> Path | None:
-    """The git work tree holding `root` (it may be a monorepo above it), or None."""
-    if shutil.which("git") is None:
-        return None
-    done = subprocess.run(
-        ["git", "-C", str(root), "rev-parse", "--show-toplevel"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return Path(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip() else None
-
-
-def dirty_files(root: Path, paths: list[str]) -> list[str]:
-    """Paths with uncommitted changes in git (only for --require-clean; spawns git)."""
-    if not paths:
-        return []
-    if git_toplevel(root) is None:
-        raise UsageError(f"{root}: --require-clean needs a git repository; commit the project first or drop the flag")
-    done = subprocess.run(
-        ["git", "status", "--porcelain", "-z", "--", *paths],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise UsageError(f"{root}: git status failed: {done.stderr.strip()}")
-    return sorted({entry[3:] for entry in done.stdout.split("\0") if len(entry) > 3})
+    return new
 
 
 def check_clean(plan: Plan) -> None:
     touched = [c.path for c in plan.changes if c.writes or c.deletes]
-    dirty = dirty_files(plan.root, touched)
+    dirty = git.dirty_files(plan.root, touched)
     if dirty:
         raise UsageError(
             f"{plan.root}: uncommitted changes in {', '.join(dirty)}; commit or stash them first (--require-clean)"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlci import __version__, fs
+from mlci import __version__, fs, git
 from mlci.errors import EXIT_CHECK_FAILED, EXIT_INFRA, EXIT_OK, MlciError, UsageError
 from mlci.upgrade import engine, transaction
 from mlci.upgrade.manifest import MANIFEST_PATH
@@ -142,17 +141,13 @@ def _upgrade_locked(root: Path, options: Options, result: RepoResult) -> engine.
     return None
 
 
-def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=120, check=False)
-
-
 def _git_branch_commit(root: Path, plan: engine.Plan, options: Options, result: RepoResult) -> None:
     """Create the branch and/or commit the upgrade (only for repos that upgraded cleanly)."""
-    if engine.git_toplevel(root) is None:
+    if git.toplevel(root) is None:
         result.git = "not a git repository: files upgraded, no branch or commit made"
         return
     if options.branch:
-        done = _git(root, "switch", "-c", options.branch)
+        done = git.call(root, "switch", "-c", options.branch)
         if done.returncode != 0:
             result.git = f"branch {options.branch} not created: {done.stderr.strip()}"
             return
@@ -160,21 +155,16 @@ def _git_branch_commit(root: Path, plan: engine.Plan, options: Options, result: 
     if not options.commit:
         return
     paths = sorted({c.path for c in plan.changes if c.writes or c.deletes} | {MANIFEST_PATH})
-    steps = [["add", "-A", "--", *paths]]
     message = f"Upgrade to mlci {plan.to_version}\n\nFrom mlci {plan.from_version} by 'mlci upgrade'."
-    identity = ["-c", "user.name=mlci", "-c", "user.email=mlci@users.noreply.localhost"]
-    for step in steps:
-        done = _git(root, *step)
-        if done.returncode != 0:
-            result.git = f"git {step[0]} failed: {done.stderr.strip()}"
-            return
-    done = _git(root, "commit", "-q", "--no-verify", "-m", message)
-    if done.returncode != 0:  # no identity on this machine: commit as mlci
-        done = _git(root, *identity, "commit", "-q", "--no-verify", "-m", message)
+    done = git.call(root, "add", "-A", "--", *paths)
+    if done.returncode != 0:
+        result.git = f"git add failed: {done.stderr.strip()}"
+        return
+    done = git.commit(root, message)
     if done.returncode != 0:
         result.git = f"git commit failed: {(done.stderr or done.stdout).strip()}"
         return
-    result.commit = _git(root, "rev-parse", "HEAD").stdout.strip()
+    result.commit = git.output(root, "rev-parse", "HEAD") or ""
     result.git = f"{result.git + ', ' if result.git else ''}commit {result.commit[:12]}"
 
 

@@ -217,7 +217,7 @@ def test_workflows_parse_back_into_the_pipeline_model(
                 "needs": job.needs,
                 "permissions": permissions(job),
                 "environment": job.environment,
-                "action": ACTION_FOR_STAGE[job.stage] if job.stage else None,
+                "action": ACTION_FOR_STAGE[job.stage.name] if job.stage else None,
                 "with": STAGE_INPUTS.get(job.id, {}),
                 "timeout": job.timeout_minutes,
                 "if": "always()"

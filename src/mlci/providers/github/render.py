@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from mlci.errors import InfraError
-from mlci.pipeline import Job, Pipeline
+from mlci.pipeline import OIDC_TOKEN, READ_REPOSITORY, Capability, Job, Pipeline
 from mlci.providers.base import RenderContext
 from mlci.providers.github.actions import ACTION_FOR_STAGE, action_pins, render_actions, template
 from mlci.templates import version_text
@@ -14,6 +14,11 @@ from mlci.templates import version_text
 WORKFLOWS = ".github/workflows"
 VENDORED = ".github/actions"
 
+# The GitHub permission each capability of the model is granted as, in this order.
+SCOPES: dict[Capability, tuple[str, str]] = {
+    READ_REPOSITORY: ("contents", "read"),
+    OIDC_TOKEN: ("id-token", "write"),
+}
 # Why each permission is granted, written next to it in the workflow.
 PERMISSION_REASONS = {
     ("contents", "read"): "check out the repository",
@@ -31,10 +36,8 @@ def action_ref(name: str, ctx: RenderContext) -> str:
 
 
 def permissions(job: Job) -> dict[str, str]:
-    granted = dict(job.permissions)
-    if "databricks" in job.credentials:
-        granted["id-token"] = "write"
-    return granted
+    """The job's `permissions:` block: exactly the GitHub scopes of its capabilities."""
+    return dict(scope for capability, scope in SCOPES.items() if capability in job.capabilities)
 
 
 def registry_key(pipeline: Pipeline) -> str:
@@ -70,7 +73,7 @@ def render(pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path)
             **settings,
             pipeline=pipeline,
             action_ref=lambda name: action_ref(name, ctx),
-            action_for=lambda job: ACTION_FOR_STAGE[job.stage],
+            action_for=lambda job: ACTION_FOR_STAGE[job.stage.name],
             permissions=permissions,
             reasons=PERMISSION_REASONS,
             registry_key=registry_key,

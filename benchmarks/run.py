@@ -413,9 +413,9 @@ def import_profile(project: Path) -> dict[str, Any]:
 # (label, file suffix, function name): cumulative time of each in a cProfile of `mlci train`.
 HOTSPOTS = [
     ("run_train (whole stage body)", "mlci/stages/train.py", "run_train"),
-    ("read the CSVs (incl. pandas import)", "mlci/stages/train.py", "read_split"),
-    ("import mlflow (configure_mlflow)", "mlci/targets/local.py", "configure_mlflow"),
-    ("get/create experiment (opens the store)", "mlci/targets/local.py", "ensure_experiment"),
+    ("read the CSVs (incl. pandas import)", "mlci/splits.py", "read_split"),
+    ("import mlflow (configure_mlflow)", "mlci/targets/local/tracking.py", "configure_mlflow"),
+    ("get/create experiment (opens the store)", "mlci/targets/local/tracking.py", "ensure_experiment"),
     ("  of which: new sqlite store, create tables + migrate", "mlflow/store/db/utils.py", "_initialize_tables"),
     ("    of which: alembic migrations", "mlflow/store/db/utils.py", "_upgrade_db"),
     ("mlflow.start_run", "mlflow/tracking/fluent.py", "start_run"),

@@ -86,7 +86,7 @@ def test_isolated_scoring_refuses_a_model_whose_code_comes_from_elsewhere(
 
     from mlci import scoring
     from mlci.errors import InfraError
-    from mlci.stages.train import read_split
+    from mlci.splits import read_split
 
     project = new_project()
     for stage in ("train", "register"):
@@ -246,7 +246,7 @@ def test_a_second_mlci_is_refused_while_one_holds_the_lock(new_project: Any) -> 
 
 
 def test_registry_label_never_shows_credentials(new_project: Any) -> None:
-    from mlci.targets.local import registry_label
+    from mlci.targets.local.tracking import registry_label
 
     project = load_project(new_project())
     assert registry_label(project) == "local sqlite store .mlci/mlflow.db"

@@ -9,8 +9,9 @@ import pytest
 import yaml
 from conftest import MINIMAL_CONFIG, REPO, run_cli
 
-from mlci.config import Config, json_schema, load_project, parse_config
+from mlci.config import Config, json_schema, parse_config
 from mlci.errors import ConfigError
+from mlci.project import load_project
 
 VALID = MINIMAL_CONFIG
 

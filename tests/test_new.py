@@ -278,7 +278,7 @@ def test_databricks_target_needs_unity_catalog_model_name(tmp_path: Path, capsys
         )
         == 2
     )
-    assert "Databricks needs Unity Catalog's 'catalog.schema.model'" in capsys.readouterr().err
+    assert "on Databricks the model name must be Unity Catalog's 'catalog.schema.model'" in capsys.readouterr().err
     assert (
         run_cli("new", "churn-model", "--defaults", "--no-git", "--target", "databricks", "--output-dir", str(tmp_path))
         == 0

@@ -112,8 +112,8 @@ def test_register_sets_challenger_and_deploy_promotes_to_champion(deployed: Path
 def test_served_champion_answers_http_like_the_model(deployed: Path) -> None:
     import mlflow
 
-    from mlci import serving
-    from mlci.targets.local import model_dir
+    from mlci.targets.local import serving
+    from mlci.targets.local.tracking import model_dir
 
     use_store(deployed)
     name = load_project(deployed).config.model_name
@@ -195,6 +195,25 @@ def test_deploy_failure_rolls_back_to_previous_champion(deployed: Path, capsys: 
     assert aliases(deployed) == {"staging": "1", "production": "1", "champion": "1", "challenger": broken}
     result = stage_json(deployed, "deploy")
     assert result["status"] == "failed" and result["details"]["promoted"] is False
+
+
+def test_a_bug_during_the_smoke_test_is_exit_3_not_a_failed_check(
+    deployed: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """P18: only a model that answers wrongly is 'check failed' (exit 1, champion kept); an
+    exception of mlci's own code while checking it is a bug: exit 3, and no alias moves."""
+    from mlci.targets.local import serving
+
+    def bug(url: str, frame: Any, timeout: float = 30) -> Any:
+        raise KeyError("stands for any bug in mlci's smoke test")
+
+    version = _log_broken_model(deployed)
+    client_for(deployed).set_registered_model_alias(load_project(deployed).config.model_name, "challenger", version)
+    monkeypatch.setattr(serving, "predict", bug)
+    assert run_cli("deploy", "-C", str(deployed)) == 3
+    assert "unexpected KeyError" in capsys.readouterr().err
+    assert aliases(deployed) == {"staging": "1", "production": "1", "champion": "1", "challenger": version}
+    assert stage_json(deployed, "deploy")["status"] == "error"
 
 
 def test_register_without_train_result_is_a_usage_error(new_project: Any, capsys: pytest.CaptureFixture[str]) -> None:

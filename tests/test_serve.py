@@ -85,8 +85,8 @@ def test_serve_announces_the_version_once_it_answers_and_the_readme_request_work
 def test_probabilities_come_with_each_label(served_project: Path) -> None:
     import mlflow
 
-    from mlci import serving
-    from mlci.targets.local import model_dir
+    from mlci.targets.local import serving
+    from mlci.targets.local.tracking import model_dir
 
     mlflow.set_tracking_uri(f"sqlite:///{served_project / '.mlci' / 'mlflow.db'}")
     path = model_dir("models:/serve_model/1")

@@ -303,7 +303,7 @@ import sys
 from pathlib import Path
 from mlci.config import load_project
 from mlci.errors import InfraError
-from mlci.targets.local_store import store_faults
+from mlci.targets.local.tracking import store_faults
 project = Path(sys.argv[1])
 try:
     with store_faults(load_project(project)):
@@ -477,7 +477,7 @@ def test_a_fault_mlflow_hits_half_way_is_classified_through_its_wrappers(project
     from mlflow.exceptions import MlflowException
 
     from mlci.errors import InfraError
-    from mlci.targets.local_store import store_faults
+    from mlci.targets.local.tracking import store_faults
 
     store = store_of(project)
     engine = sqlalchemy.create_engine(f"sqlite:///{store}", connect_args={"timeout": 0})

@@ -25,6 +25,7 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from mlci import targets
 from mlci.config import CISection, Config, is_valid_project_name
 from mlci.errors import UsageError
 from mlci.names import is_windows_reserved as is_windows_reserved  # re-exported: the rule lives in names.py
@@ -100,8 +101,10 @@ def check_text(value: str, source: str) -> None:
 def check_model_name(model_name: str, target: str, source: str) -> None:
     if not _MODEL_NAME_RE.fullmatch(model_name):
         raise UsageError(f"{source} {model_name!r} is not a model name; use 'name' or 'catalog.schema.name'")
-    if target == "databricks" and model_name.count(".") != 2:
-        raise UsageError(f"{source} {model_name!r}: Databricks needs Unity Catalog's 'catalog.schema.model'")
+    # The target's own rule (Databricks: Unity Catalog's three levels), the one mlci.yaml gets.
+    problem = targets.get(target).model_name_problem(model_name) if target in targets.NAMES else None
+    if problem:
+        raise UsageError(f"{source} {model_name!r}: {problem}")
 
 
 def check_choice(value: str, choices: tuple[str, ...], source: str) -> None:

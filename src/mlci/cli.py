@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from mlci import __version__, console, providers
+from mlci import __version__, console, providers, targets
 from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, MlciError
 from mlci.log_guard import json_document
 from mlci.stages import CONTRACT, ENGINE, NAMES, PROJECT_DIR, STAGES, TRACKING_URI, Option, StageSpec
@@ -99,9 +99,7 @@ def build_parser(stages: Sequence[StageSpec] = STAGES) -> argparse.ArgumentParse
     )
     new.add_argument("name", help="project name: lowercase letters, digits, '-' or '_'")
     new.add_argument("--provider", choices=tuple(providers.NAMES), default=None, help="CI system (default: github)")
-    new.add_argument(
-        "--target", choices=("local", "databricks"), default=None, help="where stages run (default: local)"
-    )
+    new.add_argument("--target", choices=tuple(targets.NAMES), default=None, help="where stages run (default: local)")
     new.add_argument(
         "--data", action="append", default=[], metavar="KEY=VALUE", help="answer a template question; repeatable"
     )

@@ -20,9 +20,17 @@ from typing import Any, Literal
 
 import yaml
 
-from mlci import providers
+from mlci import providers, targets
 from mlci.errors import ConfigError
 from mlci.names import package_problem, project_name_problem
+
+# The target names come from the registry (mlci.targets.NAMES, names only: it imports no
+# target). A Literal's values must be spelled out for mypy, so mypy sees a str; at run time
+# the loader, the JSON Schema and `mlci new` read the registry's names from the Literal.
+if typing.TYPE_CHECKING:
+    TargetName = str
+else:
+    TargetName = Literal[tuple(targets.NAMES)]
 
 CONFIG_FILE = "mlci.yaml"
 SCHEMA_VERSION = 1
@@ -38,7 +46,6 @@ ENVIRONMENTS: tuple[str, ...] = ("staging", "production")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
 _ENTRYPOINT_RE = re.compile(r"^[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 _GATE_RE = re.compile(r"^\s*([A-Za-z_]\w*)\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
-_UC_NAME_RE = re.compile(r"^[A-Za-z_][\w-]*\.[A-Za-z_][\w-]*\.[A-Za-z_][\w-]*$")
 # How deep lists and mappings may nest in mlci.yaml and contracts. Neither needs more than a
 # handful of levels; the bound keeps loading far from Python's recursion limit (a file nested
 # 1000 deep raised RecursionError) whatever the parser.
@@ -194,7 +201,7 @@ class Config:
     project: ProjectSection = _f("Names of the project.")
     data: DataSection = _f("Training and holdout data.")
     train: TrainSection = _f("The training entrypoint and its parameters.")
-    target: Literal["local", "databricks"] = _f("Where stages run: the embedded default or Databricks.", "local")
+    target: TargetName = _f("Where stages run: the embedded default or Databricks.", "local")
     ci: CISection = _f("The CI system.", CISection())
     tracking: TrackingSection = _f("MLflow tracking.", TrackingSection())
     register: RegisterSection = _f("Registration gates and champion comparison.", RegisterSection())
@@ -631,11 +638,6 @@ def _check_semantics(project: Project) -> None:
             "ci.actions",
             f"ci.actions: remote needs {missing} (the repository and the full commit SHA to pin); "
             "set it or use ci.actions: vendored",
-        )
-    if cfg.target == "databricks" and not _UC_NAME_RE.fullmatch(cfg.model_name):
-        raise project.error(
-            "register.model_name",
-            f"on Databricks the model name must be Unity Catalog's 'catalog.schema.model', not '{cfg.model_name}'",
         )
 
 

@@ -62,3 +62,13 @@ class InfraError(MlciError):
     """Something outside the project failed: a server is unreachable, a wait timed out."""
 
     exit_code = EXIT_INFRA
+
+
+class SmokeTestFailed(CheckFailed):
+    """A served model did not answer its smoke test as it should (an HTTP error, a wrong
+    number of predictions). Raised by a target's deploy; a bug in mlci stays a bug (exit 3)."""
+
+
+class ModelLoadFailed(CheckFailed):
+    """A registered model's artifacts are there but the model does not load (its code or
+    dependencies fail): the model's failure, exit 1, not mlci's."""

@@ -14,6 +14,8 @@ Version tags written by deploy, promote and rollback (all timestamps UTC, ISO 86
 
 from __future__ import annotations
 
+import contextlib
+from datetime import datetime, timezone
 from typing import Any
 
 from mlci.config import ENVIRONMENTS
@@ -94,3 +96,59 @@ def set_aliases(client: Any, name: str, wanted: dict[str, str | None]) -> None:
                 client.delete_registered_model_alias(name, alias)
         else:
             client.set_registered_model_alias(name, alias, version)
+
+
+def promote(
+    client: Any, name: str, env: str, version: str, *, consume_challenger: bool, record_previous: bool = True
+) -> str:
+    """Point `env`'s aliases (and `champion` for the last environment) at `version` and tag it
+    verified and deployed there; the timestamp. The caller has made the version live and
+    checked it first, so an alias never points at a model that has not answered.
+
+    If moving the aliases fails half-way (a registry error, Ctrl-C, SIGTERM as CI systems send
+    on cancel and timeout), every alias touched is put back before the error goes on.
+    """
+    moved = aliases_for(env)
+    restore: dict[str, str | None] = {alias: alias_version(client, name, alias) for alias in moved}
+    previous = restore[env]
+    challenger = alias_version(client, name, CHALLENGER)
+    if consume_challenger and challenger == version:
+        restore[CHALLENGER] = challenger
+    was_verified = verified_tag(env) in (get_version(client, name, version).tags or {})
+    try:
+        set_aliases(client, name, {alias: version for alias in moved})
+        if CHALLENGER in restore:
+            client.delete_registered_model_alias(name, CHALLENGER)
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        for key in (verified_tag(env), deployed_tag(env), "mlci.deployed_at"):
+            client.set_model_version_tag(name, version, key, now)
+        if record_previous and previous is not None:
+            client.set_model_version_tag(name, version, previous_tag(env), previous)
+    except BaseException:  # half-done: put back every alias this release touched
+        set_aliases(client, name, restore)
+        if not was_verified:  # and the verification it had not finished recording
+            with contextlib.suppress(Exception):
+                client.delete_model_version_tag(name, version, verified_tag(env))
+        raise
+    return now
+
+
+def rollback(client: Any, name: str, env: str) -> tuple[str, str]:
+    """(current, previous): the version `env` serves and the one it served before it (tag
+    mlci.previous.<env>), which a rollback releases; exit 2 when there is nothing to go back to."""
+    current = alias_version(client, name, env)
+    if current is None:
+        raise UsageError(f"nothing to roll back: no version of '{name}' is in {env}")
+    previous = (get_version(client, name, current).tags or {}).get(previous_tag(env))
+    if not previous:
+        raise UsageError(
+            f"{env} has no earlier version recorded before v{current}; use 'mlci promote --env {env} --version N'"
+        )
+    return current, previous
+
+
+def unverify(client: Any, name: str, version: str, env: str) -> None:
+    """A version rolled back from no longer counts as verified in `env`: the next environment
+    can never take it (a later deploy to `env` verifies it afresh)."""
+    with contextlib.suppress(Exception):
+        client.delete_model_version_tag(name, version, verified_tag(env))

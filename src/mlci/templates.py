@@ -242,7 +242,7 @@ def render_ci(
     comes from the validated mlci.yaml, so a stale manifest answer cannot change a CI file.
     """
     from mlci import pipeline
-    from mlci.config import project_from_text
+    from mlci.project import project_from_text
 
     config = project_from_text(config_text, root).config
     provider = providers.get(config.ci.provider)

@@ -11,8 +11,9 @@ import argparse
 import contextlib
 from typing import Any
 
+from mlci import targets
 from mlci.config import ENVIRONMENTS, Project
-from mlci.errors import CheckFailed, UsageError
+from mlci.errors import CheckFailed
 from mlci.log_guard import json_document
 from mlci.registry import (
     CHALLENGER,
@@ -20,18 +21,26 @@ from mlci.registry import (
     alias_version,
     check_environment,
     deployed_tag,
-    get_version,
     normalise_version,
     previous_tag,
     require_gated,
+    rollback,
+    unverify,
     verified_tag,
 )
 from mlci.stages._result import StageResult, load_project_for, stage_command
-from mlci.targets import local, local_store
+from mlci.targets.base import Target
 
 
-def _client(project: Project, tracking_override: str | None, *, writes: bool = True) -> Any:
-    local.configure_mlflow(project, tracking_override, writes=writes)
+def _target(project: Project, command: str) -> Target:
+    """The project's target, once it said it can run `command`."""
+    target = targets.get(project.config.target)
+    target.require(project, command)
+    return target
+
+
+def _client(project: Project, target: Target, tracking_override: str | None, *, writes: bool = True) -> Any:
+    target.configure_mlflow(project, tracking_override, writes=writes)
     from mlflow.tracking import MlflowClient
 
     return MlflowClient()
@@ -40,7 +49,7 @@ def _client(project: Project, tracking_override: str | None, *, writes: bool = T
 def run_promote(project: Project, env: str, version: str, tracking_override: str | None = None) -> StageResult:
     """Release `version` to `env`: it must have passed the gates and, past the first
     environment, have been verified in the environment before."""
-    with local_store.store_faults(project, tracking_override):
+    with targets.get(project.config.target).store_faults(project, tracking_override):
         return _promote(project, env, version, tracking_override)
 
 
@@ -48,7 +57,8 @@ def _promote(project: Project, env: str, version: str, tracking_override: str | 
     from mlci.stages.deploy import release, release_summary
 
     index = check_environment(env)
-    client = _client(project, tracking_override)
+    target = _target(project, "promote")
+    client = _client(project, target, tracking_override)
     name = project.config.model_name
     version = normalise_version(version) if version.isdigit() else version
     tags = require_gated(client, name, version)
@@ -58,13 +68,13 @@ def _promote(project: Project, env: str, version: str, tracking_override: str | 
             f"{name} v{version} was never verified in {upstream}; "
             f"run 'mlci promote --env {upstream} --version {version}' first"
         )
-    facts = release(project, client, env, version, consume_challenger=index == 0)
+    facts = release(project, client, env, version, target=target, consume_challenger=index == 0)
     return StageResult(release_summary(facts), facts, outputs={"model-version": version, "environment": env})
 
 
 def run_rollback(project: Project, env: str, tracking_override: str | None = None) -> StageResult:
     """Put `env` back on the version it served before its current one (tag mlci.previous.<env>)."""
-    with local_store.store_faults(project, tracking_override):
+    with targets.get(project.config.target).store_faults(project, tracking_override):
         return _rollback(project, env, tracking_override)
 
 
@@ -72,25 +82,18 @@ def _rollback(project: Project, env: str, tracking_override: str | None) -> Stag
     from mlci.stages.deploy import release
 
     check_environment(env)
-    client = _client(project, tracking_override)
+    target = _target(project, "rollback")
+    client = _client(project, target, tracking_override)
     name = project.config.model_name
-    current = alias_version(client, name, env)
-    if current is None:
-        raise UsageError(f"nothing to roll back: no version of '{name}' is in {env}")
-    previous = (get_version(client, name, current).tags or {}).get(previous_tag(env))
-    if not previous:
-        raise UsageError(
-            f"{env} has no earlier version recorded before v{current}; use 'mlci promote --env {env} --version N'"
-        )
+    current, previous = rollback(client, name, env)
     # record_previous=False: the rolled-back-to version keeps its own history, so a second
     # rollback goes further back instead of returning to the version just rolled back from.
-    facts = release(project, client, env, previous, consume_challenger=False, record_previous=False)
+    facts = release(project, client, env, previous, target=target, consume_challenger=False, record_previous=False)
     facts["rolled_back_from"] = current
     # Rolled back means not good enough: the version no longer counts as verified in env, so
     # the next environment can never take it (a later deploy to env verifies it afresh).
     if not facts.get("unchanged"):
-        with contextlib.suppress(Exception):
-            client.delete_model_version_tag(name, current, verified_tag(env))
+        unverify(client, name, current, env)
     summary = f"rolled {env} back from {name} v{current} to v{previous}"
     return StageResult(summary, facts, outputs={"model-version": previous, "environment": env})
 
@@ -126,18 +129,19 @@ def _version_facts(client: Any, name: str, version: str) -> dict[str, Any]:
 
 def collect_status(project: Project, tracking_override: str | None = None) -> dict[str, Any]:
     """Each alias (challenger, every environment, champion) with its version's facts."""
-    with local_store.store_faults(project, tracking_override):
+    with targets.get(project.config.target).store_faults(project, tracking_override):
         return _status(project, tracking_override)
 
 
 def _status(project: Project, tracking_override: str | None) -> dict[str, Any]:
+    target = _target(project, "status")  # before MLflow is imported: a refusal is instant
     from mlflow.exceptions import MlflowException
 
-    client = _client(project, tracking_override, writes=False)
+    client = _client(project, target, tracking_override, writes=False)
     name = project.config.model_name
     status: dict[str, Any] = {
         "model_name": name,
-        "registry": local.registry_label(project, tracking_override),
+        "registry": target.registry_label(project, tracking_override),
         "primary_metric": project.config.primary_metric,
         "environments": list(ENVIRONMENTS),
         "registered": True,

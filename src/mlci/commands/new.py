@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mlci import __version__, fs, providers
+from mlci import __version__, fs, providers, targets
 from mlci.answers import CI_ANSWERS, check_project_name, validate_answers
 from mlci.config import CONFIG_FILE, json_schema
 from mlci.contracts.format import json_schema as contract_json_schema
@@ -95,7 +95,7 @@ def collect_answers(
         "author": data.get("author") or git_user or "ML team",
         "python_version": running if sys.version_info >= (3, 10) else "3.10",
         "provider": provider or "github",
-        "target": target or "local",
+        "target": target or targets.DEFAULT,
     }
     answers: dict[str, Any] = {**defaults, **{k: v for k, v in data.items() if k in defaults}}
     if interactive:
@@ -106,7 +106,7 @@ def collect_answers(
         if provider is None:
             answers["provider"] = _ask_choice(ask, "CI provider", tuple(providers.NAMES), "github")
         if target is None:
-            answers["target"] = _ask_choice(ask, "target", ("local", "databricks"), "local")
+            answers["target"] = _ask_choice(ask, "target", tuple(targets.NAMES), targets.DEFAULT)
     ci_answers = {key: data[key] for key in CI_ANSWERS if key in data}
     # Recorded in the manifest: a detected default moves with the vendored actions on `mlci upgrade`,
     # an explicit answer is the user's and is never touched (upgrade/pin.py).
@@ -120,7 +120,8 @@ def collect_answers(
         )
         detected = ci_answers["mlci_install"] == source.requirement  # the default, accepted as is
         sources["mlci_install"] = "the mlci install source (answer with --data mlci_install=...)"
-    default_model = f"main.default.{package}" if answers["target"] == "databricks" else package
+    target = answers["target"]  # an unknown one is refused with its source by validate_answers below
+    default_model = targets.get(target).default_model_name(package) if target in targets.NAMES else package
     collected = {
         **ci_answers,
         "name": name,

@@ -24,16 +24,12 @@ from mlci.stages._result import (
     write_json,
 )
 
-# Options `mlci run` sets for every stage that takes them, beyond its own (--tracking-uri) and
-# the handed-over ones: deploy runs on the local target.
-PINNED: dict[str, Any] = {"target": "local"}
-
 
 def stage_options(spec: StageSpec, args: argparse.Namespace, handover: dict[str, str]) -> StageOptions:
     """A stage's options under `mlci run`: each option `mlci run` has itself (--tracking-uri),
-    else the output an earlier stage of this run handed over (Option.handover), else PINNED,
-    else the option's default. The first environment (staging) only: production moves by
-    'mlci deploy --env production'."""
+    else the output an earlier stage of this run handed over (Option.handover), else the
+    option's default (deploy: mlci.yaml's target, and the first environment, staging, only:
+    production moves by 'mlci deploy --env production')."""
     options: dict[str, Any] = {}
     for option in spec.options:
         if hasattr(args, option.dest):
@@ -41,7 +37,7 @@ def stage_options(spec: StageSpec, args: argparse.Namespace, handover: dict[str,
         elif option.handover is not None:
             options[option.dest] = handover.get(option.handover)
         else:
-            options[option.dest] = PINNED.get(option.dest, option.default)
+            options[option.dest] = option.default
     return options
 
 

@@ -5,22 +5,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mlci import console
+from mlci import console, targets
 from mlci.config import Project
 from mlci.errors import UsageError
 from mlci.stages._result import load_project_for
-from mlci.targets import local, local_store
+from mlci.targets.base import Target
 
 
 def main(args: argparse.Namespace) -> int:
     project = load_project_for(args)
-    with local_store.store_faults(project, args.tracking_uri):
-        return _serve(project, args)
+    target = targets.get(project.config.target)
+    with target.store_faults(project, args.tracking_uri):
+        return _serve(project, target, args)
 
 
-def _serve(project: Project, args: argparse.Namespace) -> int:
+def _serve(project: Project, target: Target, args: argparse.Namespace) -> int:
+    target.require(project, "serve")
     name = project.config.model_name
-    uri = local.tracking_uri(project, args.tracking_uri)
+    uri = target.tracking_uri(project, args.tracking_uri)
     store = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
     if store is not None and not store.is_file():
         # Say so before MLflow would create (and migrate) an empty database just to look.
@@ -28,11 +30,9 @@ def _serve(project: Project, args: argparse.Namespace) -> int:
             f"no model to serve: the MLflow store {store} does not exist yet; "
             "run 'mlci run' (or mlci train, register and deploy) first"
         )
-    local.configure_mlflow(project, args.tracking_uri, writes=False)
+    target.configure_mlflow(project, args.tracking_uri, writes=False)
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
-
-    from mlci import serving
 
     client = MlflowClient()
     if args.model_version:
@@ -56,31 +56,21 @@ def _serve(project: Project, args: argparse.Namespace) -> int:
             )
     model_uri = f"models:/{name}/{version}"
     try:
-        path = local.model_dir(model_uri)
+        path = target.model_dir(model_uri)
     except MlflowException as exc:
         raise UsageError(
             f"cannot load {model_uri}: {exc.message}; run 'mlci register' and 'mlci deploy', or pick --version"
         ) from None
-    cfg = project.config.deploy
-    port = cfg.port if args.port is None else args.port
+    port = project.config.deploy.port if args.port is None else args.port
     probabilities = bool(getattr(args, "probabilities", False))
     console.say(f"mlci serve: loading {name} v{version} ({chosen}) ...")
 
-    def announce(endpoint: serving.Endpoint) -> None:
+    def announce(url: str) -> None:
         # Printed only once /health answers: a curl right after this line works.
         extra = "; answers carry class probabilities" if probabilities else ""
         console.final(
-            f"serving {name} v{version} ({chosen}) on {endpoint.url}{extra}  "
-            "(POST /invocations, GET /health; Ctrl-C to stop)"
+            f"serving {name} v{version} ({chosen}) on {url}{extra}  (POST /invocations, GET /health; Ctrl-C to stop)"
         )
 
-    serving.serve_until_interrupted(
-        path,
-        cfg.host,
-        port,
-        cfg.ready_timeout,
-        announce,
-        probabilities=probabilities,
-        log_level="info" if console.verbose() else "warning",
-    )
+    target.serve(project, path, port, announce, probabilities=probabilities)
     return 0

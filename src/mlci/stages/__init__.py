@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mlci import targets
+
 
 @dataclass(frozen=True)
 class Option:
@@ -239,7 +241,7 @@ STAGES: tuple[StageSpec, ...] = (
         timeout_minutes=30,
         options=(
             TRACKING_URI,
-            Option(("--target",), "target", "default: mlci.yaml's target", choices=("local", "databricks")),
+            Option(("--target",), "target", "default: mlci.yaml's target", choices=tuple(targets.NAMES)),
             Option(("--env",), "env", "environment: staging (default) or production", metavar="NAME"),
             # Under `mlci run` (the first environment only): the version this run's register answered.
             Option(

@@ -275,7 +275,7 @@ def load_project_clearing_reports(root: Path, stages: list[str]) -> Project:
     """Load the project after removing the reports `stages` wrote in an earlier run (call it
     holding the lock). Before mlci.yaml is validated: a broken file fails every stage, and its
     reports of an earlier run must not stay behind as this run's."""
-    from mlci.config import load_project
+    from mlci.project import load_project
 
     out_dir = root / ".mlci" / "out"
     for stage in stages:
@@ -314,7 +314,7 @@ def project_root_for(args: Any) -> Path:
 
 def load_project_for(args: Any) -> Project:
     """The project a stage command works on: -C DIR, else the nearest mlci.yaml upwards."""
-    from mlci.config import load_project
+    from mlci.project import load_project
 
     return load_project(project_root_for(args))
 

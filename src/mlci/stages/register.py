@@ -16,13 +16,13 @@ from __future__ import annotations
 import tempfile
 from typing import Any
 
+from mlci import targets
 from mlci.config import ENVIRONMENTS, LOWER_IS_BETTER, Project
 from mlci.errors import CheckFailed, UsageError
 from mlci.metrics import better_or_equal, evaluate
 from mlci.registry import CHALLENGER, CHAMPION, alias_version, normalise_version
+from mlci.splits import read_split
 from mlci.stages._result import StageOptions, StageResult, read_result
-from mlci.stages.train import read_split
-from mlci.targets import local, local_store
 
 __all__ = ["CHALLENGER", "CHAMPION", "alias_version", "normalise_version", "run_register"]
 
@@ -77,7 +77,7 @@ def score_reference(
     from mlci import scoring
 
     with tempfile.TemporaryDirectory(prefix="mlci-reference-") as scratch:
-        path = local.model_dir(f"models:/{name}/{version}", dst_path=scratch)
+        path = targets.get(project.config.target).model_dir(f"models:/{name}/{version}", dst_path=scratch)
         return scoring.score_isolated(
             project.root,
             project.config.project.package,
@@ -90,13 +90,14 @@ def score_reference(
 
 
 def run_register(project: Project, run_id: str | None, tracking_override: str | None = None) -> StageResult:
-    with local_store.store_faults(project, tracking_override):
+    with targets.get(project.config.target).store_faults(project, tracking_override):
         return _register(project, run_id, tracking_override)
 
 
 def _register(project: Project, run_id: str | None, tracking_override: str | None) -> StageResult:
     cfg = project.config
-    local.require_local(project, "register")
+    target = targets.get(cfg.target)
+    target.require(project, "register")
     if run_id is None:
         trained = read_result(project, "train")
         if not trained or trained.get("status") != "passed":
@@ -104,7 +105,7 @@ def _register(project: Project, run_id: str | None, tracking_override: str | Non
                 "no successful 'mlci train' result in .mlci/out/train.json; run 'mlci train' or pass --run-id"
             )
         run_id = str(trained["details"]["run_id"])
-    mlflow = local.configure_mlflow(project, tracking_override)
+    mlflow = target.configure_mlflow(project, tracking_override)
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -113,11 +114,11 @@ def _register(project: Project, run_id: str | None, tracking_override: str | Non
         run = client.get_run(run_id)
     except MlflowException:
         raise UsageError(
-            f"run {run_id} is not in the tracking store {local.tracking_uri(project, tracking_override)}; "
+            f"run {run_id} is not in the tracking store {target.tracking_uri(project, tracking_override)}; "
             "run 'mlci train' again"
         ) from None
     name = cfg.model_name
-    registry = local.registry_label(project, tracking_override)
+    registry = target.registry_label(project, tracking_override)
     # The run's own logged model (MLflow 3: models:/m-...); runs:/ still resolves, with a warning.
     outputs = getattr(run, "outputs", None)
     logged = next(iter(outputs.model_outputs if outputs else []), None)

@@ -16,12 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mlci import __version__, providers
+from mlci import __version__, providers, targets
 from mlci.config import Project
-from mlci.errors import CheckFailed, ConfigError, UsageError
+from mlci.errors import CheckFailed, UsageError
 from mlci.metrics import evaluate
+from mlci.splits import read_split
 from mlci.stages._result import StageOptions, StageResult
-from mlci.targets import local, local_store
 
 
 def file_digest(path: Path) -> str:
@@ -30,30 +30,6 @@ def file_digest(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def read_split(project: Project, which: str) -> tuple[Any, Any, Path]:
-    """Features, labels and path of data.train or data.holdout, with errors that point at mlci.yaml."""
-    import pandas as pd
-
-    cfg = project.config
-    relative = getattr(cfg.data, which)
-    path = project.root / relative
-    if not path.is_file():
-        raise project.error(f"data.{which}", f"data file '{relative}' does not exist; fix data.{which} or add the file")
-    try:
-        frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
-    except Exception as exc:  # pandas raises many types for unreadable files
-        raise ConfigError(str(path), None, f"cannot read data file: {exc}") from None
-    if cfg.data.target not in frame.columns:
-        raise project.error(
-            "data.target",
-            f"label column '{cfg.data.target}' is not in {relative} "
-            f"(columns: {', '.join(map(str, frame.columns[:10]))})",
-        )
-    if frame.empty:
-        raise ConfigError(str(path), None, "data file has no rows")
-    return frame.drop(columns=[cfg.data.target]), frame[cfg.data.target], path
 
 
 def load_entrypoint(project: Project) -> Callable[..., Any]:
@@ -209,13 +185,14 @@ def flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def run_train(project: Project, tracking_override: str | None = None) -> StageResult:
-    with local_store.store_faults(project, tracking_override):
+    with targets.get(project.config.target).store_faults(project, tracking_override):
         return _train(project, tracking_override)
 
 
 def _train(project: Project, tracking_override: str | None) -> StageResult:
     cfg = project.config
-    local.require_local(project, "train")
+    target = targets.get(project.config.target)
+    target.require(project, "train")
     train_x, train_y, train_path = read_split(project, "train")
     holdout_x, holdout_y, holdout_path = read_split(project, "holdout")
     missing = [c for c in train_x.columns if c not in holdout_x.columns]
@@ -224,16 +201,16 @@ def _train(project: Project, tracking_override: str | None) -> StageResult:
             "data.holdout", f"holdout lacks training columns {missing[:5]}; regenerate {cfg.data.holdout}"
         )
     function = load_entrypoint(project)
-    uri = local.tracking_uri(project, tracking_override)
+    uri = target.tracking_uri(project, tracking_override)
     print(
         f"train: {cfg.train.entrypoint} on {cfg.data.train} ({len(train_x)} rows x {train_x.shape[1]} columns); "
         f"tracking {uri}",
         flush=True,
     )
-    mlflow = local.configure_mlflow(project, tracking_override)
+    mlflow = target.configure_mlflow(project, tracking_override)
     from mlflow.models import infer_signature
 
-    experiment_id = local.ensure_experiment(mlflow, project, uri)
+    experiment_id = target.ensure_experiment(mlflow, project, uri)
     digests = {"train": file_digest(train_path), "holdout": file_digest(holdout_path)}
     params = dict(cfg.train.params)
     tags = {**lineage_tags(project, digests), "mlci.fingerprint": fingerprint(project, function, digests)}

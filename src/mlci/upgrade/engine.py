@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from mlci import __version__
-from mlci.config import CONFIG_FILE, SCHEMA_VERSION, CISection, decode_utf8, project_from_text
+from mlci.config import CONFIG_FILE, SCHEMA_VERSION, CISection, decode_utf8
 from mlci.errors import ConfigError, UsageError
 from mlci.install_source import installed_from_index, installed_source
+from mlci.project import project_from_text
 from mlci.templates import is_managed
 from mlci.upgrade import migrations, pin
 from mlci.upgrade.manifest import MANIFEST_PATH, Manifest, load_manifest, sha256

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlci.errors import InfraError, UsageError
+from mlci.errors import InfraError, MlciError, ModelLoadFailed, SmokeTestFailed, UsageError
 
 
 @dataclass
@@ -53,7 +53,12 @@ def scoring_app(model_path: Path, probabilities: bool = False) -> Any:
     import mlflow.pyfunc
     from mlflow.pyfunc import scoring_server
 
-    model = mlflow.pyfunc.load_model(str(model_path))
+    try:
+        model = mlflow.pyfunc.load_model(str(model_path))
+    except MlciError:
+        raise
+    except Exception as exc:  # whatever the model's own code or dependencies raise on load
+        raise ModelLoadFailed(f"the model in {model_path} does not load: {type(exc).__name__}: {exc}") from None
     if probabilities:
         model = with_probabilities(model)
     return scoring_server.init(model)
@@ -182,9 +187,9 @@ def predict(url: str, frame: Any, timeout: float = 30) -> tuple[list[Any], float
             payload = json.loads(answer.read())
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", "replace")[:300]
-        raise RuntimeError(f"/invocations answered HTTP {exc.code}: {detail}") from None
+        raise SmokeTestFailed(f"/invocations answered HTTP {exc.code}: {detail}") from None
     latency = time.monotonic() - started
     predictions = payload.get("predictions") if isinstance(payload, dict) else None
     if not isinstance(predictions, list):
-        raise RuntimeError(f"/invocations answered without a 'predictions' list: {str(payload)[:200]}")
+        raise SmokeTestFailed(f"/invocations answered without a 'predictions' list: {str(payload)[:200]}")
     return predictions, latency

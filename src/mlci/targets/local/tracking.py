@@ -9,11 +9,15 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from mlci import console
 from mlci.config import Project
+from mlci.errors import MlciError
+from mlci.targets.local import store
 
 
 def tracking_uri(project: Project, override: str | None = None) -> str:
@@ -49,33 +53,44 @@ def is_local_store(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:")) or "://" not in uri
 
 
-def require_local(project: Project, stage: str) -> None:
-    """Stages that do not run on Databricks yet say so instead of quietly running locally."""
-    if project.config.target != "local":
-        from mlci.errors import ConfigError
+def store_paths(project: Project, override: str | None = None) -> list[Path]:
+    """The sqlite files the project's tracking and registry URIs use (one when they agree)."""
+    paths: list[Path] = []
+    for uri in (tracking_uri(project, override), registry_uri(project, override)):
+        path = store.sqlite_path(uri)
+        if path is not None and path not in paths:
+            paths.append(path)
+    return paths
 
-        raise ConfigError(
-            str(project.config_path),
-            project.line_of("target"),
-            f"target: {project.config.target}: mlci {stage} cannot run on Databricks in this version; "
-            "set target: local to run it on the embedded default",
-        )
+
+@contextmanager
+def store_faults(project: Project, override: str | None = None) -> Iterator[None]:
+    """Run a command's work on the local store: a store fault ends it as one line, exit 3.
+    MlciErrors (a gate not met, a bad version number) and anything unrelated to the store pass
+    unchanged."""
+    try:
+        yield
+    except MlciError:
+        raise
+    except Exception as exc:
+        fault = store.classify(exc, store_paths(project, override), artifacts=store.artifacts_dir(project))
+        if fault is None:
+            raise
+        raise fault from None
 
 
 def configure_mlflow(project: Project, override: str | None = None, *, writes: bool = True) -> Any:
-    """Check the local store (see local_store.check_store), import MLflow, point it at the
+    """Check the local store (see store.check_store), import MLflow, point it at the
     project's tracking and registry URIs, and return it. `writes=False` for commands that only
     read (status, serve): a read-only store is fine for them."""
-    from mlci.targets import local_store
-
     # Nothing phones home from a CI runner; set before mlflow is imported.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
     uri = tracking_uri(project, override)
     if uri.startswith("sqlite:"):
         (project.root / ".mlci").mkdir(parents=True, exist_ok=True)
-    for store in local_store.store_paths(project, override):
-        local_store.check_store(store, writes=writes)
+    for path in store_paths(project, override):
+        store.check_store(path, writes=writes)
     if uri.startswith(("http://", "https://")):
         check_reachable(uri)
     chatty = console.verbose()
@@ -173,15 +188,13 @@ def model_dir(model_uri: str, dst_path: str | None = None) -> Path:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from mlci.targets import local_store
-
     try:
         path = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=dst_path))
     except MlflowException as exc:
         if "No such artifact" not in exc.message and "No such file or directory" not in exc.message:
             raise
-        raise local_store.missing_artifacts(model_uri) from None
+        raise store.missing_artifacts(model_uri) from None
     # Downloading a folder that no longer exists into dst_path gives an empty folder, no error.
     if not (path / "MLmodel").is_file():
-        raise local_store.missing_artifacts(model_uri)
+        raise store.missing_artifacts(model_uri)
     return path

@@ -2,7 +2,7 @@
 
 MLflow reports a broken sqlite store as a multi-line SQLAlchemy error (wrapped in an
 MlflowException, sometimes chained behind a second failure while it cleans up), and a full
-disk or a deleted artifact folder as a bare OSError. `store_faults()` is the one place where
+disk or a deleted artifact folder as a bare OSError. `classify()` is where
 those become an InfraError (exit 3) naming the store and the fix; every command that touches
 the local store runs inside it. `check_store()` probes the store with sqlite itself before
 MLflow is imported, so a locked, corrupt, unreadable or read-only store fails at once, before
@@ -18,11 +18,10 @@ import errno
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from mlci.config import Project
-from mlci.errors import InfraError, MlciError
+from mlci.errors import InfraError
 
 # How long a command waits for another process's write lock on the store before it gives up
 # (seconds). MLflow's own sessions wait 20 s; the same by default.
@@ -62,18 +61,6 @@ def sqlite_path(uri: str) -> Path | None:
         return None
     path = uri.removeprefix("sqlite:///").split("?", 1)[0]
     return Path(path) if path else None
-
-
-def store_paths(project: Project, override: str | None = None) -> list[Path]:
-    """The sqlite files the project's tracking and registry URIs use (one when they agree)."""
-    from mlci.targets import local
-
-    paths: list[Path] = []
-    for uri in (local.tracking_uri(project, override), local.registry_uri(project, override)):
-        path = sqlite_path(uri)
-        if path is not None and path not in paths:
-            paths.append(path)
-    return paths
 
 
 def check_store(path: Path, *, writes: bool) -> None:
@@ -123,22 +110,6 @@ def active_stores() -> list[Path]:
 
 def artifacts_dir(project: Project) -> Path:
     return project.root / ".mlci" / "artifacts"
-
-
-@contextmanager
-def store_faults(project: Project, override: str | None = None) -> Iterator[None]:
-    """Run a command's work on the local store: a store fault ends it as one line, exit 3.
-    MlciErrors (a gate not met, a bad version number) and anything unrelated to the store pass
-    unchanged."""
-    try:
-        yield
-    except MlciError:
-        raise
-    except Exception as exc:
-        fault = classify(exc, store_paths(project, override), artifacts=artifacts_dir(project))
-        if fault is None:
-            raise
-        raise fault from None
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -280,7 +251,7 @@ def _os_fault(exc: OSError, stores: list[Path], artifacts: Path | None) -> Infra
 
 
 def missing_artifacts(model_uri: str) -> InfraError:
-    """The line for a registered model whose artifact folder is gone (local.model_dir)."""
+    """The line for a registered model whose artifact folder is gone (tracking.model_dir)."""
     where = _artifact_location(model_uri)
     return InfraError(
         f"the artifacts of {model_uri} are missing from the MLflow store"

@@ -1,0 +1,160 @@
+"""What a target is to the rest of mlci: the `Target` Protocol and the data it hands out.
+
+A target is where a stage's work happens (the embedded local store, Databricks). Stages and
+commands reach it only through `mlci.targets.get(name)`, never by importing one. The data
+types here (`Credential` and its values) are what a CI provider renders into a job without
+knowing which target asked for it: `Secret("X")` is `${{ secrets.X }}` on GitHub and `$(X)`
+on Azure, so credentials grow as providers + targets, not providers x targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from mlci.config import Config, Project
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A value the CI system keeps secret, by its name there (GitHub `secrets.X`)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A value the CI system keeps as a plain setting, by its name there (GitHub `vars.X`)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Literal:
+    """A fixed value written into the pipeline file as is: never a secret."""
+
+    value: str
+
+
+@dataclass(frozen=True)
+class ByProvider:
+    """A fixed value that depends on the CI system, e.g. the name Databricks' SDK gives each
+    system's OIDC tokens (`github-oidc`). The target knows its own vocabulary; the provider
+    picks its entry by its own name."""
+
+    values: tuple[tuple[str, str], ...]
+
+    def for_provider(self, provider: str) -> str | None:
+        return dict(self.values).get(provider)
+
+
+EnvValue = Secret | Variable | Literal | ByProvider
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    value: EnvValue
+
+
+@dataclass(frozen=True)
+class Credential:
+    """What a job that talks to the target needs: environment variables and, when `oidc`,
+    the CI system's OIDC token (federation instead of a long-lived secret)."""
+
+    name: str
+    oidc: bool
+    env: tuple[EnvVar, ...]
+    reason: str = ""  # one line a provider may show next to the permission it grants
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A target's objection to a valid mlci.yaml: the dotted key it is about and what is wrong.
+    The caller turns it into its own error (a ConfigError at that key's line, a --data answer)."""
+
+    key: str
+    message: str
+
+
+@dataclass
+class Deployment:
+    """A model the target made live and checked. `facts` go into deploy.json (`smoke_test`);
+    `rollback` undoes what the target did, called when moving the registry's aliases
+    afterwards fails (the local target serves nothing that outlives the check: a no-op)."""
+
+    url: str
+    facts: dict[str, Any]
+    rollback: Callable[[], None] = field(default=lambda: None)
+
+
+class Target(Protocol):
+    """One place a stage's work happens. The conformance kit (tests/test_target_contract.py)
+    runs over every name in `mlci.targets.NAMES`."""
+
+    name: str
+    # Project paths the target renders and owns (kept current by `mlci upgrade`).
+    managed: tuple[str, ...]
+
+    def validate(self, config: Config) -> tuple[Problem, ...]:
+        """What the target refuses in an otherwise valid mlci.yaml."""
+        ...
+
+    def model_name_problem(self, model_name: str) -> str | None:
+        """The target's rule for a registered model's name: what is wrong, or None. The one
+        rule, used by `validate` and by `mlci new`'s answers."""
+        ...
+
+    def default_model_name(self, package: str) -> str:
+        """The registered model's name `mlci new` offers for a package."""
+        ...
+
+    def require(self, project: Project, stage: str) -> None:
+        """Raise (a ConfigError at `target:`) when `stage` cannot run on this target."""
+        ...
+
+    def credentials(self, config: Config) -> tuple[Credential, ...]:
+        """What a CI job that trains, registers or deploys needs to reach the target."""
+        ...
+
+    def carries_state(self, config: Config) -> bool:
+        """Whether the project's store travels between CI jobs as state (no shared server)."""
+        ...
+
+    # ----- tracking and registry set-up
+
+    def tracking_uri(self, project: Project, override: str | None = None) -> str: ...
+
+    def registry_label(self, project: Project, override: str | None = None) -> str:
+        """Which registry a stage used, safe to print."""
+        ...
+
+    def configure_mlflow(self, project: Project, override: str | None = None, *, writes: bool = True) -> Any:
+        """Check the store, point MLflow at it and return the mlflow module."""
+        ...
+
+    def ensure_experiment(self, mlflow: Any, project: Project, uri: str) -> str: ...
+
+    def store_faults(self, project: Project, override: str | None = None) -> AbstractContextManager[None]:
+        """Run a command's work on the target's store: a store fault ends it as one line, exit 3."""
+        ...
+
+    def model_dir(self, model_uri: str, dst_path: str | None = None) -> Path:
+        """A registered model's artifacts as a local folder."""
+        ...
+
+    # ----- serving and deploy
+
+    def serve(
+        self, project: Project, model_dir: Path, port: int, announce: Callable[[str], None], *, probabilities: bool
+    ) -> None:
+        """Serve a model in the foreground (`mlci serve`): `announce(url)` once it answers,
+        then until Ctrl-C or SIGTERM."""
+        ...
+
+    def deploy(self, project: Project, model_uri: str) -> Deployment:
+        """Serve `model_uri` and smoke-test it; SmokeTestFailed when it does not answer right."""
+        ...

@@ -22,15 +22,18 @@ Guarantees decided here too, so every provider inherits them:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mlci import targets
 from mlci.config import ENVIRONMENTS, Config
 from mlci.stages import STAGES, StageSpec
+from mlci.targets.base import ByProvider, Credential, EnvVar
+from mlci.targets.base import Literal as LiteralValue
 
 TriggerKind = Literal["pull_request", "push", "manual", "schedule"]
-Credential = Literal["databricks", "mlflow"]
 # What a job may do beyond running its stage, as every CI system can grant it: read the
 # repository (check it out), and obtain the CI system's OIDC token (federation instead of a
 # long-lived secret). A provider maps each to its own permission (GitHub: contents: read,
@@ -114,6 +117,7 @@ class Pipeline:
             if (job.saves_registry or job.restores_registry) and self.registry_branch is None:
                 raise ValueError(f"pipeline {self.id}: job {job.id} keeps a registry but the pipeline has no branch")
             self._check_stage(job)
+            self._check_credentials(job)
             for handover in job.inputs_from:
                 if handover.job not in job.needs:  # only a job it needs has run and has outputs
                     raise ValueError(
@@ -144,6 +148,17 @@ class Pipeline:
         twice = sorted(set(job.options) & {h.input for h in job.inputs_from})
         if twice:
             raise ValueError(f"{where} is given {', '.join(twice)} both as an option and from another job")
+
+    def _check_credentials(self, job: Job) -> None:
+        """A credential that federates gets the OIDC token; no two set one variable."""
+        where = f"pipeline {self.id}: job {job.id}"
+        federated = [c.name for c in job.credentials if c.oidc]
+        if federated and OIDC_TOKEN not in job.capabilities:
+            raise ValueError(f"{where} uses {', '.join(federated)} through OIDC without the {OIDC_TOKEN} capability")
+        names = [var.name for credential in job.credentials for var in credential.env]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"{where}: credentials set {', '.join(twice)} more than once")
 
     def _check_handover(self, job: Job, handover: Handover) -> None:
         where = f"pipeline {self.id}: job {job.id} takes {handover.input} from {handover.job}"
@@ -176,15 +191,9 @@ class Pipeline:
         return frozenset(required)
 
 
-def _credentials(config: Config) -> tuple[Credential, ...]:
-    if config.target == "databricks":
-        return ("databricks",)
-    return ("mlflow",) if config.tracking.uri is not None else ()
-
-
 def _capabilities(credentials: tuple[Credential, ...]) -> frozenset[Capability]:
     """Checking out the repository, and the OIDC token when a credential federates through it."""
-    oidc = "databricks" in credentials
+    oidc = any(credential.oidc for credential in credentials)
     return frozenset({READ_REPOSITORY, OIDC_TOKEN}) if oidc else frozenset({READ_REPOSITORY})
 
 
@@ -247,12 +256,13 @@ def build(config: Config) -> tuple[Pipeline, ...]:
         jobs=checks,
         every_push=True,
     )
-    remote_store = config.target == "databricks" or config.tracking.uri is not None
-    credentials = _credentials(config)
+    # What a job that trains, registers or deploys needs to reach the target, as data.
+    target = targets.get(config.target)
+    credentials = target.credentials(config)
     capabilities = _capabilities(credentials)
     # Without a shared tracking server the local MLflow store travels between jobs as state,
     # and between runs of the default branch as the kept registry.
-    carry = not remote_store
+    carry = target.carries_state(config)
     delivery = (
         *checks,
         stage_job(
@@ -310,3 +320,32 @@ def build(config: Config) -> tuple[Pipeline, ...]:
             )
         )
     return tuple(pipelines)
+
+
+def as_rendered(pipeline: Pipeline, provider: str) -> Pipeline:
+    """`pipeline` as a CI file of `provider` can show it: what its parse-back recovers.
+
+    A CI file sets a job's variables but does not say which credential set which: a job's
+    credentials become one unnamed credential with all their variables, federating (`oidc`)
+    when any of them does, with their reasons joined; a value given per CI system
+    (`ByProvider`) is the literal of `provider`. Everything else is kept as it is."""
+    return dataclasses.replace(
+        pipeline,
+        jobs=tuple(dataclasses.replace(j, credentials=_merged(j.credentials, provider)) for j in pipeline.jobs),
+    )
+
+
+def _merged(credentials: tuple[Credential, ...], provider: str) -> tuple[Credential, ...]:
+    env = tuple(
+        EnvVar(
+            var.name,
+            LiteralValue(var.value.for_provider(provider) or "") if isinstance(var.value, ByProvider) else var.value,
+        )
+        for credential in credentials
+        for var in credential.env
+    )
+    if not env:
+        return ()
+    oidc = [c for c in credentials if c.oidc]
+    reason = "; ".join(dict.fromkeys(c.reason for c in oidc if c.reason))
+    return (Credential("", oidc=bool(oidc), env=env, reason=reason),)

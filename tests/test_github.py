@@ -217,7 +217,7 @@ def test_workflows_parse_back_into_the_pipeline_model(
                 "needs": job.needs,
                 "permissions": permissions(job),
                 "environment": job.environment,
-                "action": ACTION_FOR_STAGE[job.stage] if job.stage else None,
+                "action": ACTION_FOR_STAGE[job.stage.name] if job.stage else None,
                 "with": STAGE_INPUTS.get(job.id, {}),
                 "timeout": job.timeout_minutes,
                 "if": "always()"
@@ -228,7 +228,7 @@ def test_workflows_parse_back_into_the_pipeline_model(
             for job in pipe.jobs
         }
         assert graph_of(workflow) == expected
-    databricks_jobs = [j for p in model for j in p.jobs if "databricks" in j.credentials]
+    databricks_jobs = [j for p in model for j in p.jobs if any(c.name == "databricks" for c in j.credentials)]
     assert bool(databricks_jobs) == (combo[0] == "databricks")
     for job in databricks_jobs:
         assert permissions(job) == {"contents": "read", "id-token": "write"}  # OIDC only where Databricks is used

@@ -9,6 +9,7 @@ from conftest import MINIMAL_CONFIG
 
 from mlci import pipeline
 from mlci.config import Config, parse_config
+from mlci.stages import STAGES
 
 BASE = MINIMAL_CONFIG
 VARIANTS = {
@@ -30,7 +31,7 @@ def test_delivery_requires_every_check(variant: str) -> None:
     assert set(model) == {"ci", "cd", "retrain"}
     for pipe in model.values():
         for job in pipe.jobs:
-            if job.stage in DELIVERY:
+            if job.stage is not None and job.stage.name in DELIVERY:
                 assert pipe.requires(job.id) >= {"lint", "unit-test", "data-test", "gate"}, (pipe.id, job.id)
         if pipe.id != "ci":
             assert pipe.job("train").needs == ("gate",)
@@ -74,14 +75,10 @@ def test_every_delivery_job_acts_on_this_runs_model(variant: str) -> None:
 
 
 def test_a_job_takes_inputs_only_from_a_job_it_needs() -> None:
-    train = pipeline.Job("train", "Train", ("mlci", "train"))
-    gate = pipeline.Job("gate", "Gate", (), gate=True)
-    register = pipeline.Job(
-        "register",
-        "Register",
-        ("mlci", "register"),
-        needs=("gate",),
-        inputs_from=(pipeline.Handover("run-id", "train", "run-id"),),
+    train = pipeline.stage_job("train")
+    gate = pipeline.Job("gate", "Gate", None, gate=True)
+    register = pipeline.stage_job(
+        "register", needs=("gate",), inputs_from=(pipeline.Handover("run-id", "train", "run-id"),)
     )
     with pytest.raises(ValueError, match=r"pipeline p: job register takes run-id from train, which it does not need"):
         pipeline.Pipeline("p", "p", (), (train, gate, register))
@@ -111,15 +108,13 @@ def test_the_local_registry_is_kept_by_the_default_branch_only() -> None:
 def test_a_registry_save_must_know_the_registry_this_run_restored() -> None:
     """H1: a job saving the registry without state from the job that restored it could not tell
     a newer run's registry from its own, and would replace it."""
-    train = pipeline.Job("train", "Train", ("mlci", "train"), restores_registry=True)
-    register = pipeline.Job("register", "Register", ("mlci", "register"), needs=("train",), saves_registry=True)
+    train = pipeline.stage_job("train", restores_registry=True)
+    register = pipeline.stage_job("register", needs=("train",), saves_registry=True)
     with pytest.raises(
         ValueError, match=r"pipeline p: job register saves the registry without knowing which one this run restored"
     ):
         pipeline.Pipeline("p", "p", (), (train, register), registry_branch="main")
-    carrying = pipeline.Job(
-        "register", "Register", ("mlci", "register"), needs=("train",), restores_state=True, saves_registry=True
-    )
+    carrying = pipeline.stage_job("register", needs=("train",), restores_state=True, saves_registry=True)
     assert pipeline.Pipeline("p", "p", (), (train, carrying), registry_branch="main").registry_branch == "main"
 
 
@@ -131,6 +126,65 @@ def test_a_shared_registry_is_not_kept_locally(variant: str) -> None:
 
 
 def test_a_job_cannot_need_a_job_defined_after_it() -> None:
-    late = pipeline.Job("b", "B", ("mlci", "lint"), needs=("c",))
+    late = pipeline.stage_job("lint", id="b", needs=("c",))
     with pytest.raises(ValueError, match=r"pipeline p: job b needs \['c'\], not defined before it"):
-        pipeline.Pipeline("p", "p", (), (late, pipeline.Job("c", "C", ("mlci", "test"))))
+        pipeline.Pipeline("p", "p", (), (late, pipeline.stage_job("test", id="c")))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_job_is_its_stage_specs(variant: str) -> None:
+    """A job's id, name and timeout are its stage spec's; deploy has one job per environment."""
+    specs = {spec.name: spec for spec in STAGES}
+    for pipe in pipeline.build(config_of(variant)):
+        for job in pipe.jobs:
+            if job.stage is None:
+                assert job.gate and job.capabilities == frozenset() and not job.options
+                continue
+            assert job.stage is specs[job.stage.name]
+            assert job.timeout_minutes == job.stage.timeout_minutes
+            if job.stage.name == "deploy":
+                env = job.options["env"]
+                assert (job.id, job.name, job.environment) == (f"deploy-{env}", f"Deploy to {env}", env)
+            else:
+                assert (job.id, job.name, job.options) == (job.stage.ci_id, job.stage.job_name, {})
+
+
+def test_capabilities_are_neutral_and_oidc_only_where_a_credential_federates() -> None:
+    for variant in VARIANTS:
+        for pipe in pipeline.build(config_of(variant)):
+            for job in pipe.jobs:
+                expected = set() if job.gate else {"read-repository"}
+                if job.credentials and variant == "databricks":
+                    expected.add("oidc-token")
+                assert job.capabilities == expected, (variant, pipe.id, job.id)
+
+
+@pytest.mark.parametrize(
+    ("handover", "message"),
+    [
+        (
+            pipeline.Handover("run", "train", "run-id"),
+            "pipeline p: job register takes run from train, but its stage has no CI input run",
+        ),
+        (
+            pipeline.Handover("run-id", "train", "run"),
+            "pipeline p: job register takes run-id from train, which has no output run",
+        ),
+    ],
+)
+def test_a_handover_names_an_input_of_the_consumer_and_an_output_of_the_producer(
+    handover: pipeline.Handover, message: str
+) -> None:
+    register = pipeline.stage_job("register", needs=("train",), inputs_from=(handover,))
+    with pytest.raises(ValueError) as raised:
+        pipeline.Pipeline("p", "p", (), (pipeline.stage_job("train"), register))
+    assert str(raised.value) == message
+
+
+def test_a_job_option_is_an_input_of_its_stage() -> None:
+    with pytest.raises(ValueError) as raised:
+        pipeline.Pipeline("p", "p", (), (pipeline.stage_job("train", options={"env": "staging"}),))
+    assert str(raised.value) == "pipeline p: job train: stage train has no CI input env"
+    with pytest.raises(ValueError) as raised:
+        pipeline.Pipeline("p", "p", (), (pipeline.Job("gate", "Gate", None, options={"env": "x"}, gate=True),))
+    assert str(raised.value) == "pipeline p: job gate runs no stage but is given inputs"

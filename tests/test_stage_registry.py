@@ -14,25 +14,38 @@ from conftest import MINIMAL_CONFIG
 from mlci.cli import main as cli_main
 from mlci.config import Project
 from mlci.errors import CheckFailed
-from mlci.providers.github.actions import ACTIONS, ActionInput, ActionSpec
+from mlci.providers.github.actions import render_actions
 from mlci.stages import RESULT, STAGES, Output, StageSpec
 from mlci.stages._result import StageResult
 
 
-def test_every_spec_declares_what_its_github_action_declares() -> None:
-    # Until the providers derive their actions from the specs, the two lists must not drift:
-    # an output a stage produces but its action does not declare never reaches a workflow.
-    derived = tuple(
-        ActionSpec(
-            spec.ci_id,
-            (spec.name,),
-            spec.ci_description,
-            inputs=tuple(ActionInput(i.name, i.description, i.flag) for i in spec.inputs),
-            outputs=tuple((o.name, o.description) for o in spec.outputs),
-        )
-        for spec in STAGES
-    )
-    assert derived == ACTIONS
+def test_each_github_action_is_its_stage_spec_rendered() -> None:
+    # ACTIONS derive from STAGES: every stage has its action, whose inputs, outputs and
+    # description are the spec's, and whose script passes each input as the option it names.
+    import yaml
+
+    rendered = render_actions("X.Y.Z", vendored=False)
+    assert list(rendered) == ["setup", *(spec.ci_id for spec in STAGES)]
+    for spec in STAGES:
+        action = yaml.safe_load(rendered[spec.ci_id])
+        assert action["description"] == spec.ci_description
+        assert action["inputs"] == {
+            "project-dir": {
+                "description": "Directory of the project (where mlci.yaml is).",
+                "required": False,
+                "default": ".",
+            },
+            **{i.name: {"description": i.description, "required": False, "default": ""} for i in spec.inputs},
+        }
+        assert action["outputs"] == {
+            o.name: {"description": o.description, "value": f"${{{{ steps.stage.outputs.{o.name} }}}}"}
+            for o in spec.outputs
+        }
+        (step,) = action["runs"]["steps"]
+        assert f'"$mlci" {spec.name} "${{args[@]}}"' in step["run"]
+        for i in spec.inputs:
+            variable = next(k for k, v in step["env"].items() if v == f"${{{{ inputs.{i.name} }}}}")
+            assert f'args+=({i.flag} "${variable}")' in step["run"]
 
 
 @pytest.mark.parametrize("spec", STAGES, ids=lambda spec: spec.name)

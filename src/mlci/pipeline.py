@@ -1,8 +1,9 @@
 """The pipeline model: what the CI files of every provider describe, built from mlci.yaml.
 
-Providers render this model; they never decide what runs. Each job runs exactly one `mlci`
-command (or, for a gate, none) and carries the permissions and credentials it needs, so least
-privilege is decided here once for every CI system.
+Providers render this model; they never decide what runs. Each job runs exactly one stage of
+the stage registry (`mlci.stages.STAGES`) with its options (or, for a gate, none) and carries
+the capabilities and credentials it needs, in neutral terms each provider maps to its own
+permissions, so least privilege is decided here once for every CI system.
 
 Guarantees decided here too, so every provider inherits them:
 - Delivery never runs for a commit whose checks failed: the cd and retrain pipelines contain
@@ -21,14 +22,25 @@ Guarantees decided here too, so every provider inherits them:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
+from mlci import targets
 from mlci.config import ENVIRONMENTS, Config
+from mlci.stages import STAGES, StageSpec
+from mlci.targets.base import ByProvider, Credential, EnvVar
+from mlci.targets.base import Literal as LiteralValue
 
 TriggerKind = Literal["pull_request", "push", "manual", "schedule"]
-Credential = Literal["databricks", "mlflow"]
+# What a job may do beyond running its stage, as every CI system can grant it: read the
+# repository (check it out), and obtain the CI system's OIDC token (federation instead of a
+# long-lived secret). A provider maps each to its own permission (GitHub: contents: read,
+# id-token: write); a job is granted nothing else.
+Capability = Literal["read-repository", "oidc-token"]
+READ_REPOSITORY: Capability = "read-repository"
+OIDC_TOKEN: Capability = "oidc-token"
 
 
 @dataclass(frozen=True)
@@ -42,9 +54,9 @@ class Trigger:
 class Handover:
     """An input of a job's stage taken from an output of a job it needs, within one run."""
 
-    input: str  # the stage's option without dashes (`run-id` for `--run-id`)
+    input: str  # one of the consumer stage's CI inputs (`run-id`, StageSpec.inputs)
     job: str  # the job that produced it; must be among the consumer's needs
-    output: str  # that job's stage output (see the stage's outputs, e.g. `model-version`)
+    output: str  # one of that job's stage outputs (`model-version`, StageSpec.outputs)
 
 
 @dataclass(frozen=True)
@@ -53,10 +65,11 @@ class Job:
 
     id: str
     name: str
-    command: tuple[str, ...]  # the mlci command; empty for a gate
+    stage: StageSpec | None  # the stage it runs; None for a gate
+    # Values of the stage's CI inputs fixed by the model (deploy: {"env": "staging"}), by input name.
+    options: Mapping[str, str] = field(default_factory=dict)
     needs: tuple[str, ...] = ()
-    # Repository permissions the job needs, as GitHub names them; others map them to their own.
-    permissions: Mapping[str, str] = field(default_factory=lambda: {"contents": "read"})
+    capabilities: frozenset[Capability] = frozenset({READ_REPOSITORY})
     environment: str | None = None  # a deployment environment (approvals live there)
     credentials: tuple[Credential, ...] = ()
     # .mlci state (local MLflow store, stage results) carried from the jobs it needs to this one.
@@ -75,10 +88,6 @@ class Job:
     timeout_minutes: int = 30
     gate: bool = False
     only_on_branch: str | None = None  # deployments run only from this branch, whoever triggers them
-
-    @property
-    def stage(self) -> str | None:
-        return self.command[1] if len(self.command) > 1 else None
 
 
 @dataclass(frozen=True)
@@ -107,12 +116,15 @@ class Pipeline:
                 raise ValueError(f"pipeline {self.id}: job {job.id} needs {unknown}, not defined before it")
             if (job.saves_registry or job.restores_registry) and self.registry_branch is None:
                 raise ValueError(f"pipeline {self.id}: job {job.id} keeps a registry but the pipeline has no branch")
+            self._check_stage(job)
+            self._check_credentials(job)
             for handover in job.inputs_from:
                 if handover.job not in job.needs:  # only a job it needs has run and has outputs
                     raise ValueError(
                         f"pipeline {self.id}: job {job.id} takes {handover.input} from {handover.job}, "
                         "which it does not need"
                     )
+                self._check_handover(job, handover)
             carried = job.restores_state and bool(job.needs) and job.needs[0] in knows_restored_registry
             if job.restores_registry or carried:
                 knows_restored_registry.add(job.id)
@@ -121,6 +133,40 @@ class Pipeline:
                     f"pipeline {self.id}: job {job.id} saves the registry without knowing which one this run restored"
                 )
             seen.add(job.id)
+
+    def _check_stage(self, job: Job) -> None:
+        """A job's options and hand-overs name inputs its stage has; a gate has neither."""
+        where = f"pipeline {self.id}: job {job.id}"
+        if job.stage is None:
+            if job.options or job.inputs_from:
+                raise ValueError(f"{where} runs no stage but is given inputs")
+            return
+        inputs = {i.name for i in job.stage.inputs}
+        unknown = sorted(set(job.options) - inputs)
+        if unknown:
+            raise ValueError(f"{where}: stage {job.stage.name} has no CI input {', '.join(unknown)}")
+        twice = sorted(set(job.options) & {h.input for h in job.inputs_from})
+        if twice:
+            raise ValueError(f"{where} is given {', '.join(twice)} both as an option and from another job")
+
+    def _check_credentials(self, job: Job) -> None:
+        """A credential that federates gets the OIDC token; no two set one variable."""
+        where = f"pipeline {self.id}: job {job.id}"
+        federated = [c.name for c in job.credentials if c.oidc]
+        if federated and OIDC_TOKEN not in job.capabilities:
+            raise ValueError(f"{where} uses {', '.join(federated)} through OIDC without the {OIDC_TOKEN} capability")
+        names = [var.name for credential in job.credentials for var in credential.env]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"{where}: credentials set {', '.join(twice)} more than once")
+
+    def _check_handover(self, job: Job, handover: Handover) -> None:
+        where = f"pipeline {self.id}: job {job.id} takes {handover.input} from {handover.job}"
+        if job.stage is None or handover.input not in {i.name for i in job.stage.inputs}:
+            raise ValueError(f"{where}, but its stage has no CI input {handover.input}")
+        producer = self.job(handover.job).stage
+        if producer is None or handover.output not in {o.name for o in producer.outputs}:
+            raise ValueError(f"{where}, which has no output {handover.output}")
 
     def job(self, job_id: str) -> Job:
         return next(j for j in self.jobs if j.id == job_id)
@@ -145,43 +191,54 @@ class Pipeline:
         return frozenset(required)
 
 
-def _credentials(config: Config) -> tuple[Credential, ...]:
-    if config.target == "databricks":
-        return ("databricks",)
-    return ("mlflow",) if config.tracking.uri is not None else ()
+def _capabilities(credentials: tuple[Credential, ...]) -> frozenset[Capability]:
+    """Checking out the repository, and the OIDC token when a credential federates through it."""
+    oidc = any(credential.oidc for credential in credentials)
+    return frozenset({READ_REPOSITORY, OIDC_TOKEN}) if oidc else frozenset({READ_REPOSITORY})
+
+
+_SPECS = {spec.name: spec for spec in STAGES}
+
+
+def stage_job(stage: str, **fields: Any) -> Job:
+    """The job running `stage`: its id, display name and timeout are the stage spec's."""
+    spec = _SPECS[stage]
+    defaults: dict[str, Any] = {"id": spec.ci_id, "name": spec.job_name, "timeout_minutes": spec.timeout_minutes}
+    return Job(stage=spec, **(defaults | fields))
 
 
 def _deploy_job(env: str, after: str, carry: bool, credentials: tuple[Credential, ...], last: bool, branch: str) -> Job:
-    return Job(
-        f"deploy-{env}",
-        f"Deploy to {env}",
-        ("mlci", "deploy", "--env", env),
+    spec = _SPECS["deploy"]
+    return stage_job(
+        "deploy",
+        id=f"{spec.ci_id}-{env}",
+        name=f"{spec.job_name} to {env}",
+        options={"env": env},
         needs=(after,),
         # The first environment deploys the version this run's register answered; each later
         # one exactly the version the one before it serves and verified (mlci deploy refuses others).
         inputs_from=(Handover("version", after, "model-version"),),
         environment=env,
+        capabilities=_capabilities(credentials),
         credentials=credentials,
         restores_state=carry,
         saves_state=carry and not last,
         saves_registry=carry,  # the aliases it moved
-        timeout_minutes=30,
         only_on_branch=branch,
     )
 
 
-CHECK_STAGES = ("lint", "unit-test", "data-test")  # the job ids of the checks
+_CHECKS = ("lint", "test", "data-test")  # the stages every commit is checked by
+CHECK_STAGES = tuple(_SPECS[name].ci_id for name in _CHECKS)  # the job ids of the checks
 GATE = "gate"
 
 
 def _checks() -> tuple[Job, ...]:
     """The checks and the one gate that fails unless all of them succeeded."""
-    checks = (
-        Job("lint", "Lint", ("mlci", "lint"), timeout_minutes=15),
-        Job("unit-test", "Unit tests", ("mlci", "test"), timeout_minutes=30),
-        Job("data-test", "Data tests", ("mlci", "data-test"), timeout_minutes=30),
+    checks = tuple(stage_job(name) for name in _CHECKS)
+    gate = Job(
+        GATE, "CI gate", None, needs=tuple(j.id for j in checks), capabilities=frozenset(), timeout_minutes=5, gate=True
     )
-    gate = Job(GATE, "CI gate", (), needs=tuple(j.id for j in checks), permissions={}, timeout_minutes=5, gate=True)
     return (*checks, gate)
 
 
@@ -199,34 +256,32 @@ def build(config: Config) -> tuple[Pipeline, ...]:
         jobs=checks,
         every_push=True,
     )
-    remote_store = config.target == "databricks" or config.tracking.uri is not None
-    credentials = _credentials(config)
+    # What a job that trains, registers or deploys needs to reach the target, as data.
+    target = targets.get(config.target)
+    credentials = target.credentials(config)
+    capabilities = _capabilities(credentials)
     # Without a shared tracking server the local MLflow store travels between jobs as state,
     # and between runs of the default branch as the kept registry.
-    carry = not remote_store
+    carry = target.carries_state(config)
     delivery = (
         *checks,
-        Job(
+        stage_job(
             "train",
-            "Train",
-            ("mlci", "train"),
             needs=(GATE,),
+            capabilities=capabilities,
             credentials=credentials,
             saves_state=carry,
             restores_registry=carry,
-            timeout_minutes=60,
         ),
-        Job(
+        stage_job(
             "register",
-            "Register",
-            ("mlci", "register"),
             needs=("train",),
             inputs_from=(Handover("run-id", "train", "run-id"),),  # this run's model, not the last trained
+            capabilities=capabilities,
             credentials=credentials,
             restores_state=carry,
             saves_state=carry,
             saves_registry=carry,
-            timeout_minutes=30,
         ),
         # One deploy job per environment of the promotion chain, each after the one before.
         *(
@@ -265,3 +320,32 @@ def build(config: Config) -> tuple[Pipeline, ...]:
             )
         )
     return tuple(pipelines)
+
+
+def as_rendered(pipeline: Pipeline, provider: str) -> Pipeline:
+    """`pipeline` as a CI file of `provider` can show it: what its parse-back recovers.
+
+    A CI file sets a job's variables but does not say which credential set which: a job's
+    credentials become one unnamed credential with all their variables, federating (`oidc`)
+    when any of them does, with their reasons joined; a value given per CI system
+    (`ByProvider`) is the literal of `provider`. Everything else is kept as it is."""
+    return dataclasses.replace(
+        pipeline,
+        jobs=tuple(dataclasses.replace(j, credentials=_merged(j.credentials, provider)) for j in pipeline.jobs),
+    )
+
+
+def _merged(credentials: tuple[Credential, ...], provider: str) -> tuple[Credential, ...]:
+    env = tuple(
+        EnvVar(
+            var.name,
+            LiteralValue(var.value.for_provider(provider) or "") if isinstance(var.value, ByProvider) else var.value,
+        )
+        for credential in credentials
+        for var in credential.env
+    )
+    if not env:
+        return ()
+    oidc = [c for c in credentials if c.oidc]
+    reason = "; ".join(dict.fromkeys(c.reason for c in oidc if c.reason))
+    return (Credential("", oidc=bool(oidc), env=env, reason=reason),)

@@ -1,9 +1,10 @@
 """The contract of a CI provider: what `mlci/providers/<name>/` must offer.
 
-A provider renders the pipeline model into its CI system's files (`render`), names the paths
-those files live under (`managed`: mlci upgrades them, and only them), and carries the runtime
-adapter of its CI system (`runtime`: how a stage running there is detected, links to its run,
-and hands the runner annotations, outputs and a summary).
+A provider renders the pipeline model into its CI system's files (`render`) and reads them
+back (`parse_back`, for the conformance kit), names the paths those files live under
+(`managed`: mlci upgrades them, and only them), and carries the runtime adapter of its CI
+system (`runtime`: how a stage running there is detected, links to its run, and hands the
+runner annotations, outputs and a summary).
 
 A CI system can ship its runtime adapter before its renderer (`providers.RUNTIME_ONLY`):
 stages then behave well on it, while `ci.provider` does not offer it yet.
@@ -111,4 +112,10 @@ class Provider(Protocol):
     def render(self, pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path) -> dict[str, bytes]:
         """Every CI file of the project for this provider, {relative path: content}, rendered
         from the template folder `templates` (shipped_templates(), or a copy a test passes)."""
+        ...
+
+    def parse_back(self, files: Mapping[str, bytes]) -> tuple[Pipeline, ...]:
+        """The pipelines rendered into `files` (what `render` returned), read back from the
+        files alone: `pipeline.as_rendered(p, name)` for each rendered pipeline `p`. A
+        ValueError names a file that holds what the model has no word for."""
         ...

@@ -6,6 +6,7 @@ This module stays light (no Jinja): providers.detect() imports the package for i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +33,11 @@ class GitHub:
         from mlci.providers.github import render
 
         return render.render(pipelines, ctx, templates)
+
+    def parse_back(self, files: Mapping[str, bytes]) -> tuple[Pipeline, ...]:
+        from mlci.providers.github import parse
+
+        return parse.parse_back(files)
 
 
 PROVIDER = GitHub()

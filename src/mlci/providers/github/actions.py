@@ -11,98 +11,44 @@ from pathlib import Path
 from typing import Any
 
 from mlci.providers.github import PROVIDER
+from mlci.stages import STAGES, Input, StageSpec
 from mlci.templates import compiled
 
 
 @dataclass(frozen=True)
-class ActionInput:
-    name: str
-    description: str
-    flag: str  # the mlci option the input becomes; passed only when the input is not empty
+class ActionSpec:
+    """A stage's composite action: its stage spec under GitHub's names, declared nowhere else."""
+
+    stage: StageSpec
 
     @property
-    def env(self) -> str:
-        return "MLCI_IN_" + self.name.upper().replace("-", "_")
+    def name(self) -> str:  # the action's folder, `actions/<name>/`
+        return self.stage.ci_id
+
+    @property
+    def command(self) -> tuple[str, ...]:  # the `mlci` command it runs
+        return (self.stage.name,)
+
+    @property
+    def description(self) -> str:
+        return self.stage.ci_description
+
+    @property
+    def inputs(self) -> tuple[Input, ...]:
+        return self.stage.inputs
+
+    @property
+    def outputs(self) -> tuple[tuple[str, str], ...]:
+        return tuple((output.name, output.description) for output in self.stage.outputs)
 
 
-@dataclass(frozen=True)
-class ActionSpec:
-    name: str
-    command: tuple[str, ...]
-    description: str
-    inputs: tuple[ActionInput, ...] = ()
-    outputs: tuple[tuple[str, str], ...] = ()
+def input_env(name: str) -> str:
+    """The variable an action's input reaches its script through (never interpolated into it)."""
+    return "MLCI_IN_" + name.upper().replace("-", "_")
 
 
-_RESULT = ("result", "passed, failed or error, as in .mlci/out/<stage>.json.")
-_TRACKING = ActionInput(
-    "tracking-uri", "MLflow tracking URI (default: MLFLOW_TRACKING_URI, then mlci.yaml).", "--tracking-uri"
-)
-ACTIONS: tuple[ActionSpec, ...] = (
-    ActionSpec(
-        "lint",
-        ("lint",),
-        "ruff check and ruff format --check (and pre-commit when enabled), with "
-        "annotations; results in .mlci/out/lint.json.",
-        outputs=(_RESULT, ("findings", "Number of ruff findings.")),
-    ),
-    ActionSpec(
-        "unit-test",
-        ("test",),
-        "pytest with JUnit XML and coverage; failing tests become annotations.",
-        outputs=(_RESULT, ("tests", "Number of tests run."), ("coverage", "Line coverage in percent.")),
-    ),
-    ActionSpec(
-        "data-test",
-        ("data-test",),
-        "The data contract and drift checks; each check is a JUnit test case.",
-        inputs=(ActionInput("engine", "duckdb (default) or spark.", "--engine"),),
-        outputs=(_RESULT,),
-    ),
-    ActionSpec(
-        "train",
-        ("train",),
-        "Train the project's entrypoint under an MLflow run with lineage tags; "
-        "a metrics table goes to the job summary.",
-        inputs=(_TRACKING,),
-        outputs=(_RESULT, ("run-id", "MLflow run id."), ("model-uri", "URI of the logged model.")),
-    ),
-    ActionSpec(
-        "register",
-        ("register",),
-        "Check the gates and the champion comparison; register a passing model as challenger.",
-        inputs=(ActionInput("run-id", "Run to register (default: the last mlci train).", "--run-id"), _TRACKING),
-        outputs=(_RESULT, ("model-name", "Registered model name."), ("model-version", "Registered version.")),
-    ),
-    ActionSpec(
-        "deploy",
-        ("deploy",),
-        "Serve and smoke-test a version, then move the environment's alias (production also moves champion); "
-        "aliases are put back on failure.",
-        inputs=(
-            ActionInput(
-                "env",
-                "Environment: staging (default; the challenger) or production (exactly what staging verified).",
-                "--env",
-            ),
-            ActionInput(
-                "version",
-                "Version to deploy (default: staging takes the challenger, production what staging serves); "
-                "production accepts only exactly what staging serves and verified.",
-                "--version",
-            ),
-            ActionInput("target", "local or databricks (default: mlci.yaml).", "--target"),
-            _TRACKING,
-        ),
-        outputs=(
-            _RESULT,
-            ("model-version", "Version the environment now serves."),
-            ("environment", "The environment deployed to."),
-            ("endpoint-url", "URL the model was served at for the smoke test."),
-        ),
-    ),
-)
-ACTION_FOR_STAGE = {spec.command[0]: spec.name for spec in ACTIONS}
+ACTIONS: tuple[ActionSpec, ...] = tuple(ActionSpec(spec) for spec in STAGES)
+ACTION_FOR_STAGE = {action.stage.name: action.name for action in ACTIONS}
 
 
 def template(templates: Path, name: str) -> Any:
@@ -128,7 +74,9 @@ def render_actions(mlci_version: str, vendored: bool, templates: Path | None = N
     }
     action_template = template(templates, "action.yml.j2")
     for spec in ACTIONS:
-        rendered[spec.name] = action_template.render(action=spec, mlci_version=mlci_version, vendored=vendored)
+        rendered[spec.name] = action_template.render(
+            action=spec, input_env=input_env, mlci_version=mlci_version, vendored=vendored
+        )
     return rendered
 
 

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 from mlci.errors import InfraError
-from mlci.pipeline import Job, Pipeline
+from mlci.pipeline import OIDC_TOKEN, READ_REPOSITORY, Capability, Job, Pipeline
 from mlci.providers.base import RenderContext
+from mlci.providers.github import PROVIDER
 from mlci.providers.github.actions import ACTION_FOR_STAGE, action_pins, render_actions, template
-from mlci.templates import version_text
+from mlci.targets.base import EnvValue, Literal, Secret, Variable
+from mlci.templates import version_text, yaml_scalar
 
 WORKFLOWS = ".github/workflows"
 VENDORED = ".github/actions"
 
-# Why each permission is granted, written next to it in the workflow.
-PERMISSION_REASONS = {
-    ("contents", "read"): "check out the repository",
-    ("id-token", "write"): "OIDC token for Databricks: no long-lived secret",
+# The GitHub permission each capability of the model is granted as, in this order.
+SCOPES: dict[Capability, tuple[str, str]] = {
+    READ_REPOSITORY: ("contents", "read"),
+    OIDC_TOKEN: ("id-token", "write"),
 }
+# Why a permission is granted, written next to it in the workflow; the OIDC token's reason is
+# the reason of the credentials that federate through it (Credential.reason).
+READ_REASON = "check out the repository"
+OIDC_REASON = "OIDC token: no long-lived secret"  # a federating credential that gives no reason
+# Environment values the provider writes as `${{ secrets.X }}` / `${{ vars.X }}`: a name only.
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def action_ref(name: str, ctx: RenderContext) -> str:
@@ -31,10 +40,33 @@ def action_ref(name: str, ctx: RenderContext) -> str:
 
 
 def permissions(job: Job) -> dict[str, str]:
-    granted = dict(job.permissions)
-    if "databricks" in job.credentials:
-        granted["id-token"] = "write"
-    return granted
+    """The job's `permissions:` block: exactly the GitHub scopes of its capabilities."""
+    return dict(scope for capability, scope in SCOPES.items() if capability in job.capabilities)
+
+
+def grants(job: Job) -> list[tuple[str, str, str]]:
+    """The job's permissions as (scope, level, why), in the order they are written."""
+    oidc_reasons = [c.reason for c in job.credentials if c.oidc and c.reason]
+    reasons = {READ_REPOSITORY: READ_REASON, OIDC_TOKEN: "; ".join(dict.fromkeys(oidc_reasons)) or OIDC_REASON}
+    return [(*SCOPES[c], reasons[c]) for c in SCOPES if c in job.capabilities]
+
+
+def env_value(value: EnvValue) -> str:
+    """One credential variable's value as the workflow writes it: a secret or a variable by
+    name, a fixed value through the YAML emitter (never raw text)."""
+    if isinstance(value, Secret | Variable):
+        if not _NAME.fullmatch(value.name):
+            raise ValueError(f"{value.name!r} is not a GitHub secret or variable name")
+        return f"${{{{ {'secrets' if isinstance(value, Secret) else 'vars'}.{value.name} }}}}"
+    text = value.value if isinstance(value, Literal) else value.for_provider(PROVIDER.name)
+    if text is None:
+        raise ValueError(f"the credential value {value} has no entry for {PROVIDER.name}")
+    return yaml_scalar(text)
+
+
+def credential_env(job: Job) -> list[tuple[str, str]]:
+    """The env: block of the job's stage step, from its credentials' data."""
+    return [(var.name, env_value(var.value)) for credential in job.credentials for var in credential.env]
 
 
 def registry_key(pipeline: Pipeline) -> str:
@@ -70,9 +102,9 @@ def render(pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path)
             **settings,
             pipeline=pipeline,
             action_ref=lambda name: action_ref(name, ctx),
-            action_for=lambda job: ACTION_FOR_STAGE[job.stage],
-            permissions=permissions,
-            reasons=PERMISSION_REASONS,
+            action_for=lambda job: ACTION_FOR_STAGE[job.stage.name],
+            grants=grants,
+            credential_env=credential_env,
             registry_key=registry_key,
             mlci_install_spec=install,
             pins=pins,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -18,6 +21,12 @@ import pytest
 from mlci.cli import main as mlci_main
 
 REPO = Path(__file__).resolve().parents[1]
+# Hypothesis keeps its example database and its Unicode tables in `.hypothesis/` under the
+# working directory of the moment: the checkout or some test's tmp dir, whichever test first
+# draws text, so `_repository_stays_clean` would fail or pass by test order. One directory
+# outside the checkout per session, fixed before any test runs.
+os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = _HYPOTHESIS_DIR = tempfile.mkdtemp(prefix="mlci-hypothesis-")
+atexit.register(shutil.rmtree, _HYPOTHESIS_DIR, ignore_errors=True)
 _MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 

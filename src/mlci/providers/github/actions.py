@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci.providers.github import PROVIDER
-from mlci.templates import compiled
+from mlci.template_env import compiled
 
 
 @dataclass(frozen=True)

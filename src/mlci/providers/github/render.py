@@ -9,7 +9,7 @@ from mlci.errors import InfraError
 from mlci.pipeline import Job, Pipeline
 from mlci.providers.base import RenderContext
 from mlci.providers.github.actions import ACTION_FOR_STAGE, action_pins, render_actions, template
-from mlci.templates import version_text
+from mlci.template_env import version_text
 
 WORKFLOWS = ".github/workflows"
 VENDORED = ".github/actions"

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import mlci
-from mlci import providers
+from mlci import pipeline, providers
+from mlci.project import project_from_text
 from mlci.providers.base import Provider, RenderContext
 
 # The Jinja environment and the value emitters live in a leaf module (template_env) that the
@@ -147,9 +148,6 @@ def render_ci(
     Of the answers only `mlci_version` reaches the provider (RenderContext): every other setting
     comes from the validated mlci.yaml, so a stale manifest answer cannot change a CI file.
     """
-    from mlci import pipeline
-    from mlci.project import project_from_text
-
     config = project_from_text(config_text, root).config
     provider = providers.get(config.ci.provider)
     ctx = RenderContext.of(config, str(answers["mlci_version"]))

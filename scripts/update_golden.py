@@ -1,9 +1,10 @@
-"""Regenerate tests/golden/github/ after an intended change to the generated workflows.
+"""Regenerate tests/golden/<provider>/ after an intended change to the generated CI files.
 
-Renders every combination of the option matrix with `mlci new` into a temporary directory
-and writes each project's `.github/workflows/*.yml` to tests/golden/github/<combination>/.
-tests/test_github.py renders the same combinations (it imports COMBOS and render_combo from
-here) and only compares: a test never rewrites what it checks. Review the diff
+For every provider in mlci.providers.NAMES, renders every combination of the option matrix
+(target x actions x retrain) from the mlci.yaml `mlci new` writes for it, and writes every CI
+file the provider renders to tests/golden/<provider>/<combination>/<path>. The provider
+conformance kit (tests/provider_kit.py) renders the same combinations with the functions here
+and only compares: a test never rewrites what it checks. Review the diff
 (`git diff tests/golden`) before committing, and record the change in CHANGELOG.md: every
 template change is an upgrade for projects generated earlier.
 
@@ -17,10 +18,13 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = ROOT / "tests" / "golden" / "github"
+GOLDEN_ROOT = ROOT / "tests" / "golden"
+GOLDEN = GOLDEN_ROOT / "github"
 SHA = "0123456789abcdef0123456789abcdef01234567"  # a stand-in mlci_ref for remote actions
+# Every option of mlci.yaml that changes which CI files a provider writes.
 COMBOS: list[tuple[str, str, str]] = list(
     itertools.product(("local", "databricks"), ("vendored", "remote"), ("no-retrain", "retrain"))
 )
@@ -30,41 +34,89 @@ def combo_name(combo: tuple[str, str, str]) -> str:
     return "-".join(combo)
 
 
-def render_combo(root: Path, target: str, actions: str, retrain: str) -> Path:
-    """`mlci new` one combination into root; returns the project directory."""
+def answer_data(actions: str, retrain: str) -> dict[str, str]:
+    """The `--data` answers of one combination (target and provider are answers of their own)."""
     from mlci import __version__
-    from mlci.cli import main
 
-    data = ["--data", f"actions={actions}"]
+    data = {"actions": actions}
     if actions == "vendored":
         # Pinned, so the goldens never depend on how the mlci under test was installed.
-        data += ["--data", f"mlci_install=mlci=={__version__}"]
+        data["mlci_install"] = f"mlci=={__version__}"
     if actions == "remote":
-        data += ["--data", "mlci_repository=mlci-dev/mlci", "--data", f"mlci_ref={SHA}"]
+        data.update(mlci_repository="mlci-dev/mlci", mlci_ref=SHA)
     if retrain == "retrain":
-        data += ["--data", "retrain_cron=0 3 * * 1"]
+        data["retrain_cron"] = "0 3 * * 1"
+    return data
+
+
+def render_combo(root: Path, target: str, actions: str, retrain: str, provider: str = "github") -> Path:
+    """`mlci new` one combination into root; returns the project directory."""
+    from mlci.cli import main
+
+    data = [arg for key, value in answer_data(actions, retrain).items() for arg in ("--data", f"{key}={value}")]
     name = combo_name((target, actions, retrain))
-    code = main(["new", name, "--defaults", "--no-git", "--output-dir", str(root), "--target", target, *data])
+    argv = ["new", name, "--defaults", "--no-git", "--output-dir", str(root), "--target", target]
+    code = main([*argv, "--provider", provider, *data])
     if code != 0:
         raise SystemExit(f"mlci new {name} exited {code}")
     return root / name
 
 
+def combo_answers(provider: str, combo: tuple[str, str, str]) -> dict[str, Any]:
+    """The answers `mlci new --defaults` records for one combination on `provider`."""
+    from mlci import __version__
+    from mlci.commands.new import collect_answers
+    from mlci.install_source import InstallSource
+
+    target, actions, retrain = combo
+    install = InstallSource(f"mlci=={__version__}", None)
+    return collect_answers(
+        "churn-model", provider, target, answer_data(actions, retrain), interactive=False, install=install
+    )
+
+
+def config_text(answers: dict[str, Any]) -> str:
+    """The mlci.yaml `mlci new` writes for these answers."""
+    from mlci import templates
+
+    scaffold = templates.TemplateSource().scaffold()
+    return templates.render_tree(scaffold, answers, keep=lambda path: path == "mlci.yaml")["mlci.yaml"].decode()
+
+
+def render_ci_files(provider: str, combo: tuple[str, str, str], root: Path) -> dict[str, bytes]:
+    """Every CI file `provider` renders for one combination, from its project's mlci.yaml."""
+    from mlci import templates
+
+    answers = combo_answers(provider, combo)
+    return templates.render_ci(config_text(answers), answers, root)
+
+
 def workflow_files(project: Path) -> dict[str, str]:
-    """{file name: text} of a project's generated workflows, as the golden folder holds them."""
+    """{file name: text} of a project's generated GitHub workflows."""
     return {p.name: p.read_text(encoding="utf-8") for p in sorted((project / ".github" / "workflows").glob("*.yml"))}
 
 
-def main() -> int:
+def write_goldens(provider: str, golden_root: Path = GOLDEN_ROOT) -> list[Path]:
+    """Write golden_root/<provider>/<combination>/ for every combination; the folders written."""
+    written = []
     with tempfile.TemporaryDirectory() as tmp:
         for combo in COMBOS:
-            files = workflow_files(render_combo(Path(tmp), *combo))
-            golden = GOLDEN / combo_name(combo)
+            files = render_ci_files(provider, combo, Path(tmp))
+            golden = golden_root / provider / combo_name(combo)
             shutil.rmtree(golden, ignore_errors=True)
-            golden.mkdir(parents=True)
-            for name, text in files.items():
-                (golden / name).write_text(text, encoding="utf-8")
-            print(f"wrote {golden.relative_to(ROOT)}/ ({', '.join(files)})")
+            for path, data in files.items():
+                (golden / path).parent.mkdir(parents=True, exist_ok=True)
+                (golden / path).write_bytes(data)
+            written.append(golden)
+    return written
+
+
+def main() -> int:
+    from mlci import providers
+
+    for provider in providers.NAMES:
+        for golden in write_goldens(provider):
+            print(f"wrote {golden.relative_to(ROOT)}/")
     print("review the changes with: git diff tests/golden")
     return 0
 

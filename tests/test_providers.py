@@ -1,60 +1,26 @@
 """The provider registry (mlci/providers/): managed paths, the typed render context, injected
-template roots, and each CI system's runtime adapter line by line (code review T15, T20, P3)."""
+template roots (code review T15, P3). What every provider must do is the conformance kit's
+(tests/provider_kit.py, run by tests/test_provider_contract.py)."""
 
 from __future__ import annotations
 
-import itertools
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import pytest
+from conftest import REPO
 
-from mlci import __version__, providers, templates
-from mlci.commands.new import collect_answers
-from mlci.install_source import InstallSource
+from mlci import providers, templates
 
-SHA = "0123456789abcdef0123456789abcdef01234567"
-# Every option that changes which CI files a provider writes.
-OPTIONS = {
-    "target": ("local", "databricks"),
-    "actions": ("vendored", "remote"),
-    "retrain_cron": (None, "0 3 * * 1"),
-}
+sys.path.insert(0, str(REPO / "scripts"))
+from update_golden import combo_answers, config_text
 
 
 def answers_for(provider: str, target: str, actions: str, retrain_cron: str | None) -> dict[str, Any]:
-    data = {"actions": actions, "mlci_install": f"mlci=={__version__}"}
-    if actions == "remote":
-        data.update(mlci_repository="mlci-dev/mlci", mlci_ref=SHA)
-        del data["mlci_install"]
-    if retrain_cron:
-        data["retrain_cron"] = retrain_cron
-    install = InstallSource(f"mlci=={__version__}", None)
-    return collect_answers("churn-model", provider, target, data, interactive=False, install=install)
-
-
-def config_text(answers: dict[str, Any]) -> str:
-    scaffold = templates.TemplateSource().scaffold()
-    return templates.render_tree(scaffold, answers, keep=lambda path: path == "mlci.yaml")["mlci.yaml"].decode()
-
-
-COMBOS = [(name, *combo) for name in providers.NAMES for combo in itertools.product(*OPTIONS.values())]
-
-
-@pytest.mark.parametrize(("provider", "target", "actions", "retrain_cron"), COMBOS)
-def test_every_path_a_provider_renders_is_managed(
-    provider: str, target: str, actions: str, retrain_cron: str | None, tmp_path: Path
-) -> None:
-    # A rendered path missed by `managed` would be recorded as seeded and never upgraded again.
-    answers = answers_for(provider, target, actions, retrain_cron)
-    files = templates.render_ci(config_text(answers), answers, tmp_path)
-    assert files
-    unmanaged = [path for path in files if not templates.is_managed(path, provider)]
-    assert unmanaged == []
-    # ... and the union every manifest is checked against holds them too.
-    assert all(templates.is_managed(path) for path in files)
+    return combo_answers(provider, (target, actions, "retrain" if retrain_cron else "no-retrain"))
 
 
 def test_managed_is_the_scaffolds_list_plus_each_providers() -> None:
@@ -102,74 +68,6 @@ def test_provider_templates_see_only_the_render_context(tmp_path: Path, github_a
     stale = {**github_answers, "python": "2.7", "actions": "remote", "target": "databricks"}
     rendered = templates.render_ci(text, stale, tmp_path, source)[".github/workflows/mlci-upgrade.yml"]
     assert rendered.startswith(b"# 3.11 vendored local\n")  # mlci.yaml's values, not the answers'
-
-
-# ---------------------------------------------------------------- runtime adapters
-
-AZURE = {"TF_BUILD": "True"}
-JENKINS = {"JENKINS_URL": "https://ci.example/"}
-
-
-@pytest.mark.parametrize(
-    ("env", "name"),
-    [
-        ({"GITHUB_ACTIONS": "true"}, "github"),
-        (AZURE, "azure"),
-        ({"TF_BUILD": "true"}, "azure"),
-        (JENKINS, "jenkins"),
-        ({"GITHUB_ACTIONS": "true", "TF_BUILD": "True", "JENKINS_URL": "x"}, "github"),  # the order of today
-        ({"GITHUB_ACTIONS": "1", "TF_BUILD": "False", "JENKINS_URL": ""}, None),
-    ],
-)
-def test_detect_finds_the_ci_system_from_its_variable(env: dict[str, str], name: str | None) -> None:
-    runtime = providers.detect(env)
-    assert (runtime.name if runtime else None) == name
-
-
-def test_run_urls_link_to_the_run() -> None:
-    github = providers.runtime("github")
-    assert (
-        github.run_url({"GITHUB_RUN_ID": "42", "GITHUB_REPOSITORY": "acme/churn"})
-        == "https://github.com/acme/churn/actions/runs/42"
-    )
-    assert github.run_url({"GITHUB_SERVER_URL": "https://ghe.acme"}) is None
-    azure = providers.runtime("azure")
-    env = {"BUILD_BUILDID": "7", "SYSTEM_COLLECTIONURI": "https://dev.azure.com/acme/", "SYSTEM_TEAMPROJECT": "churn"}
-    assert azure.run_url(env) == "https://dev.azure.com/acme/churn/_build/results?buildId=7"
-    assert azure.run_url(AZURE) is None
-    jenkins = providers.runtime("jenkins")
-    assert jenkins.run_url({**JENKINS, "BUILD_URL": "https://ci.example/job/churn/12/"}) == (
-        "https://ci.example/job/churn/12/"
-    )
-    assert jenkins.run_url(JENKINS) is None
-
-
-def test_azure_logissue_escapes_every_value() -> None:
-    line = providers.runtime("azure").annotation(
-        "warning", "100% wrong\r\nnext", file="data/a;b].yml", line=3, col=None, title="ignored"
-    )
-    assert (
-        line == "##vso[task.logissue type=warning;sourcepath=data/a%3Bb%5D.yml;linenumber=3]100%AZP25 wrong%0D%0Anext"
-    )
-
-
-def test_azure_output_variables_escape_names_and_values() -> None:
-    lines = providers.runtime("azure").set_outputs({"run;id]": "50%\nx", "empty": None}, AZURE)
-    assert lines == [
-        "##vso[task.setvariable variable=run%3Bid%5D;isOutput=true]50%AZP25%0Ax",
-        "##vso[task.setvariable variable=empty;isOutput=true]",
-    ]
-
-
-def test_jenkins_reads_no_commands(tmp_path: Path) -> None:
-    jenkins = providers.runtime("jenkins")
-    summary = tmp_path / "summary.md"
-    env = {**JENKINS, "GITHUB_OUTPUT": str(tmp_path / "out"), "GITHUB_STEP_SUMMARY": str(summary)}
-    assert jenkins.annotation("error", "x", file="a.py", line=1) is None
-    assert jenkins.set_outputs({"result": "passed"}, env) == []
-    jenkins.add_summary("### done", env)
-    assert list(tmp_path.iterdir()) == []  # GitHub's files are GitHub's only
-    assert jenkins.stop_commands("t") is None and jenkins.markers == () and jenkins.line_start_marker == ""
 
 
 def test_a_runtime_only_ci_system_is_not_a_provider() -> None:

@@ -154,7 +154,7 @@ def github(value: EnvValue) -> str:
 def test_the_databricks_credential_is_what_the_github_workflow_sets_today() -> None:
     (credential,) = targets.get("databricks").credentials(config_of("databricks"))
     expected = {var.name: github(var.value) for var in credential.env}
-    cd = yaml.safe_load((REPO / "tests/golden/github/databricks-vendored-retrain/cd.yml").read_text())
+    cd = yaml.safe_load((REPO / "tests/golden/github/databricks-vendored-retrain/.github/workflows/cd.yml").read_text())
     envs = [
         step["env"] for job in cd["jobs"].values() for step in job["steps"] if "DATABRICKS_HOST" in step.get("env", {})
     ]

@@ -30,6 +30,7 @@ from mlci.config import CISection, Config, is_valid_project_name, python_problem
 from mlci.errors import UsageError
 from mlci.names import is_windows_reserved as is_windows_reserved  # re-exported: the rule lives in names.py
 from mlci.names import package_problem, project_name_problem
+from mlci.template_env import VERSION_TEXT
 
 # Characters with a meaning in YAML or a shell, named in the error so the fix is obvious.
 _SPECIAL = set(" \t\n\r:#&*!|>'\"%@`{}[],?$;()<>\\~^=+")
@@ -133,8 +134,6 @@ def check_mlci_version(version: str, source: str) -> None:
     ASCII letters, digits and . + ! - _ only: it is spliced into workflow comments and pins.
     """
     from packaging.version import InvalidVersion, Version
-
-    from mlci.templates import VERSION_TEXT
 
     try:
         ok = VERSION_TEXT.fullmatch(version) is not None and bool(Version(version))

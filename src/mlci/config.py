@@ -77,11 +77,12 @@ class ProjectSection:
 @dataclass(frozen=True)
 class CISection:
     # The one list of names is providers.NAMES; a CI system mlci knows but does not render yet
-    # is refused with when it arrives (providers.later_message).
+    # is refused with when it arrives (providers.later_message). The registry itself, not a
+    # copy taken at import: a provider registered later (a test's) is a choice at once.
     provider: str = _f(
         "CI system the pipeline files are rendered for.",
         "github",
-        choices=tuple(providers.NAMES),
+        choices=providers.NAMES,
         unavailable={name: providers.later_message(name) for name in providers.RUNTIME_ONLY},
     )
     # [0-9], not \d: Python's \d also takes fullwidth and Arabic-Indic digits (U+FF11, U+0661).

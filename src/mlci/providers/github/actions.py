@@ -12,7 +12,7 @@ from typing import Any
 
 from mlci.providers.github import PROVIDER
 from mlci.stages import STAGES, Input, StageSpec
-from mlci.templates import compiled
+from mlci.template_env import compiled
 
 
 @dataclass(frozen=True)

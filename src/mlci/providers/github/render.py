@@ -12,7 +12,7 @@ from mlci.providers.base import RenderContext
 from mlci.providers.github import PROVIDER
 from mlci.providers.github.actions import ACTION_FOR_STAGE, action_pins, render_actions, template
 from mlci.targets.base import EnvValue, Literal, Secret, Variable
-from mlci.templates import version_text, yaml_scalar
+from mlci.template_env import version_text, yaml_scalar
 
 WORKFLOWS = ".github/workflows"
 VENDORED = ".github/actions"

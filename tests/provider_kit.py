@@ -1,0 +1,137 @@
+"""The provider conformance kit: what every provider in `mlci.providers.NAMES` must do.
+
+Each check takes a provider's name (and the option combination it renders), looks the provider
+up in the registry and knows nothing else about it: tests/test_provider_contract.py runs every
+check over the registry, and a provider registered by one line (the throwaway provider of
+tests/throwaway_provider/) passes them unchanged. Goldens are written only by
+scripts/update_golden.py (write_goldens); the kit renders with that script's own functions
+and compares.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from mlci import pipeline, providers, templates
+from mlci.project import project_from_text
+from mlci.providers.base import CIRuntime
+
+sys.path.insert(0, str(REPO / "scripts"))
+from update_golden import COMBOS, GOLDEN_ROOT, combo_answers, combo_name, config_text, render_ci_files
+
+Combo = tuple[str, str, str]
+CASE_IDS = [combo_name(combo) for combo in COMBOS]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One provider rendering one combination of the option matrix."""
+
+    provider: str
+    combo: Combo
+    tmp: Path  # a scratch directory (the project root the render resolves paths against)
+    golden_root: Path = GOLDEN_ROOT  # holds <provider>/<combination>/, as write_goldens writes it
+
+    def render(self) -> dict[str, bytes]:
+        return render_ci_files(self.provider, self.combo, self.tmp)
+
+
+def check_golden(case: Case) -> None:
+    """The exact files, against tests/golden/<provider>/<combination>/. After an intended template
+    change run `python scripts/update_golden.py`, review the diff and record it in CHANGELOG.md
+    (every template change is an upgrade for existing projects)."""
+    files = case.render()
+    golden = case.golden_root / case.provider / combo_name(case.combo)
+    expected = {p.relative_to(golden).as_posix(): p.read_bytes() for p in sorted(golden.rglob("*")) if p.is_file()}
+    if files == expected:
+        return
+    diff = "".join(
+        line
+        for name in sorted(set(files) | set(expected))
+        for line in difflib.unified_diff(
+            expected.get(name, b"").decode("utf-8", "replace").splitlines(keepends=True),
+            files.get(name, b"").decode("utf-8", "replace").splitlines(keepends=True),
+            f"golden/{name}",
+            f"rendered/{name}",
+        )
+    )
+    pytest.fail(
+        f"the rendered files differ from {golden}; if the change is intended, run "
+        f"`python scripts/update_golden.py` and review `git diff tests/golden`:\n{diff[:6000]}"
+    )
+
+
+def check_every_path_is_managed(case: Case) -> None:
+    # A rendered path missed by `managed` would be recorded as seeded and never upgraded again.
+    files = case.render()
+    assert files
+    assert [path for path in files if not templates.is_managed(path, case.provider)] == []
+    # ... and the union every manifest is checked against holds them too.
+    assert all(templates.is_managed(path) for path in files)
+
+
+def check_text_files(case: Case) -> None:
+    """Every rendered file is UTF-8 text ending in one newline, with relative POSIX paths."""
+    for path, data in case.render().items():
+        assert not path.startswith("/") and "\\" not in path and ".." not in path.split("/"), path
+        data.decode("utf-8")  # raises on anything else
+        assert data.endswith(b"\n") and not data.endswith(b"\n\n"), path
+        assert b"\r" not in data, path
+
+
+def check_deterministic(case: Case) -> None:
+    assert case.render() == case.render()
+
+
+def check_parse_back(case: Case) -> None:
+    """The files read back into exactly the pipeline model they were rendered from."""
+    found = providers.get(case.provider)
+    if not hasattr(found, "parse_back"):
+        pytest.skip("parse_back lands with the pipeline-model merge")
+    config = project_from_text(config_text(combo_answers(case.provider, case.combo)), case.tmp).config
+    assert found.parse_back(case.render()) == pipeline.build(config)
+
+
+# Every rendering check of the kit: the contract test and the throwaway provider run them all.
+RENDER_CHECKS: tuple[Callable[[Case], None], ...] = (
+    check_golden,
+    check_every_path_is_managed,
+    check_text_files,
+    check_deterministic,
+    check_parse_back,
+)
+
+
+# ---------------------------------------------------------------- runtime adapters
+
+HOSTILE = "100% wrong\r\nnext::x ##vso[task.complete] ${{ secrets.X }}"
+
+
+def check_runtime(adapter: CIRuntime, env: Mapping[str, str]) -> None:
+    """What every runtime adapter does, given the environment its CI system documents."""
+    assert adapter.detected(env)
+    assert not adapter.detected({})
+    assert adapter.run_url({}) is None  # no run to link to without the CI system's variables
+    assert providers.runtime(adapter.name) is adapter
+    # The registry's detection finds it on its own environment (the first that claims it wins).
+    detected = providers.detect(env)
+    assert detected is not None and detected.detected(env)
+    # An annotation is one line whatever the message holds, and a line the runner reads.
+    line = adapter.annotation("error", HOSTILE, file="a;b].py", line=3, title="t")
+    if line is not None:
+        assert "\n" not in line and "\r" not in line
+        assert line.lstrip().startswith(adapter.line_start_marker) or any(m in line.lower() for m in adapter.markers)
+    # Outputs: each value stays on its one line.
+    for command in adapter.set_outputs({"result": HOSTILE}, env):
+        assert "\n" not in command and "\r" not in command
+    adapter.add_summary("### done", env)
+    stop = adapter.stop_commands("token")
+    if stop is not None:
+        assert all("token" in line for line in stop)

@@ -29,7 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from mlci.stages import NAMES as STAGES  # the stages `mlci run` runs, in its order: one list, not a copy
+from mlci.stage_specs import NAMES as STAGES  # the stages `mlci run` runs, in its order: one list, not a copy
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "latest.json"

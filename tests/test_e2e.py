@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from conftest import free_port
 
-from mlci.stages import NAMES as STAGES
+from mlci.stage_specs import NAMES as STAGES
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from mlci import __version__, pipeline, providers
 from mlci.config import Config, parse_config
 from mlci.pipeline import Job, Pipeline
 from mlci.providers.base import RenderContext
-from mlci.stages import STAGES
+from mlci.stage_specs import STAGES
 from mlci.targets.base import ByProvider, Credential, EnvVar, Literal, Secret, Variable
 
 GITHUB = providers.get("github")

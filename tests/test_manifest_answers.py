@@ -18,7 +18,7 @@ import yaml
 from conftest import run_cli, scaffold
 
 from mlci.answers import RECORDED_ANSWERS
-from mlci.upgrade.manifest import MANIFEST_PATH
+from mlci.manifest import MANIFEST_PATH
 
 # Each breaks out of a different context: a comment or plain scalar (a newline), a double-quoted
 # scalar (a quote, then U+2028, a line break to YAML that str.splitlines() also knows), and text

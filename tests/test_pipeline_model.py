@@ -9,7 +9,7 @@ from conftest import MINIMAL_CONFIG
 
 from mlci import pipeline
 from mlci.config import Config, parse_config
-from mlci.stages import STAGES
+from mlci.stage_specs import STAGES
 
 BASE = MINIMAL_CONFIG
 VARIANTS = {

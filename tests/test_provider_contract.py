@@ -15,7 +15,7 @@ from provider_kit import CASE_IDS, COMBOS, RENDER_CHECKS, Case, Combo, check_run
 from update_golden import write_goldens
 
 from mlci import providers
-from mlci.upgrade.manifest import MANIFEST_PATH
+from mlci.manifest import MANIFEST_PATH
 
 Check = Callable[[Case], None]
 # The environment each CI system documents for its jobs (what its detection reads).

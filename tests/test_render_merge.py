@@ -17,7 +17,7 @@ import pytest
 from conftest import run_cli
 
 from mlci import __version__
-from mlci.upgrade.manifest import MANIFEST_PATH
+from mlci.manifest import MANIFEST_PATH
 
 CI = ".github/workflows/ci.yml"
 

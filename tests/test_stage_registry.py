@@ -1,4 +1,4 @@
-"""The stage registry (mlci.stages.STAGES): one spec per stage, and what is checked against it."""
+"""The stage registry (mlci.stage_specs.STAGES): one spec per stage, and what is checked against it."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from mlci.cli import main as cli_main
 from mlci.config import Project
 from mlci.errors import CheckFailed
 from mlci.providers.github.actions import render_actions
-from mlci.stages import RESULT, STAGES, Output, StageSpec
+from mlci.stage_specs import RESULT, STAGES, Output, StageSpec
 from mlci.stages._result import StageResult
 
 

@@ -33,8 +33,8 @@ from upgrade_kit import (
 
 from mlci import __version__
 from mlci.config import load_project
+from mlci.manifest import MANIFEST_PATH
 from mlci.upgrade import migrations, transaction
-from mlci.upgrade.manifest import MANIFEST_PATH
 from mlci.upgrade.merge import TextStyle, has_conflict_markers, merge, normalise
 
 NEW_CHECKOUT_SHA = "0123456789abcdef0123456789abcdef01234567"

@@ -32,8 +32,8 @@ from mlci.cli import main as cli_main
 from mlci.config import load_project
 from mlci.errors import ConfigError, InfraError, UsageError
 from mlci.lock import project_lock
+from mlci.manifest import MANIFEST_PATH, sha256
 from mlci.upgrade import engine, transaction
-from mlci.upgrade.manifest import MANIFEST_PATH, sha256
 
 NESTED = ".github/nested/deeper.yml"  # a new file in a new directory
 KILLED = -1

@@ -11,7 +11,7 @@ from conftest import run_cli
 from upgrade_kit import CI, CI_TEMPLATE, OLD_VERSION, Project, Templates, git, make
 
 from mlci import __version__
-from mlci.upgrade.manifest import MANIFEST_PATH
+from mlci.manifest import MANIFEST_PATH
 
 
 @pytest.fixture

@@ -26,10 +26,10 @@ from upgrade_kit import CI, CI_TEMPLATE, OLD_VERSION, Project, Templates, files_
 
 from mlci import __version__
 from mlci.errors import ConfigError, UsageError
+from mlci.manifest import MANIFEST_PATH, load_manifest, sha256
+from mlci.paths import path_problem
 from mlci.upgrade.engine import plan_upgrade
-from mlci.upgrade.manifest import MANIFEST_PATH, load_manifest, sha256
 from mlci.upgrade.merge import TextStyle, conflict_marker, normalise
-from mlci.upgrade.paths import path_problem
 
 RESTORE = "restore .mlci/manifest.json from git (it is never edited by hand)"
 

@@ -19,8 +19,8 @@ from upgrade_kit import CI, OLD_VERSION, Project, Templates, make
 from mlci import __version__
 from mlci.commands import new as new_command
 from mlci.install_source import InstallSource, index_source
+from mlci.manifest import MANIFEST_PATH
 from mlci.upgrade import engine, migrations
-from mlci.upgrade.manifest import MANIFEST_PATH
 
 OLD_PIN = f"mlci=={OLD_VERSION}"
 NEW_PIN = f"mlci=={__version__}"

@@ -18,7 +18,7 @@ import pytest
 from conftest import run_cli
 
 from mlci import providers, templates
-from mlci.upgrade.manifest import MANIFEST_PATH
+from mlci.manifest import MANIFEST_PATH
 
 CI = ".github/workflows/ci.yml"
 CI_TEMPLATE = "providers/github/workflow.yml.j2"

@@ -21,7 +21,7 @@ from typing import Any
 from mlci import __version__, console, providers, targets
 from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, MlciError
 from mlci.log_guard import json_document
-from mlci.stages import CONTRACT, ENGINE, NAMES, PROJECT_DIR, STAGES, TRACKING_URI, Option, StageSpec
+from mlci.stage_specs import CONTRACT, ENGINE, NAMES, PROJECT_DIR, STAGES, TRACKING_URI, Option, StageSpec
 
 # Commands besides the stages that record a result (.mlci/out/<command>.json, run.json):
 # --json prints it, --quiet keeps only its final line.

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from mlci.errors import ConfigError, UsageError
-from mlci.upgrade.paths import check_no_symlink
+from mlci.paths import check_no_symlink
 
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 TEMP_SUFFIX = ".mlci-tmp"

@@ -20,9 +20,9 @@ from mlci import fs
 from mlci.config import Project, json_schema
 from mlci.contracts.format import json_schema as contract_json_schema
 from mlci.errors import UsageError
+from mlci.manifest import MANIFEST_PATH, Manifest, build_manifest
+from mlci.paths import check_no_symlink
 from mlci.templates import is_managed, render_project
-from mlci.upgrade.manifest import MANIFEST_PATH, Manifest, build_manifest
-from mlci.upgrade.paths import check_no_symlink
 
 # The second fix mlci new offers when a path it writes is refused (paths.check_no_symlink).
 OTHER_DIR = " or choose another --output-dir"

@@ -21,7 +21,7 @@ from typing import IO
 
 from mlci.config import Project
 from mlci.errors import ConfigError, InfraError, UsageError
-from mlci.upgrade.paths import check_no_symlink
+from mlci.paths import check_no_symlink
 
 
 def lock_path(project: Project) -> Path:

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import json
 import re
+from typing import TYPE_CHECKING
 
-from mlci.providers.base import CIRuntime
+if TYPE_CHECKING:  # a Protocol: only its attributes are read
+    from mlci.providers.base import CIRuntime
 
 _LEAD = 2  # how much of a line's start (after its spaces) is followed: a line-start marker's length
 

@@ -1,7 +1,7 @@
 """The pipeline model: what the CI files of every provider describe, built from mlci.yaml.
 
 Providers render this model; they never decide what runs. Each job runs exactly one stage of
-the stage registry (`mlci.stages.STAGES`) with its options (or, for a gate, none) and carries
+the stage registry (`mlci.stage_specs.STAGES`) with its options (or, for a gate, none) and carries
 the capabilities and credentials it needs, in neutral terms each provider maps to its own
 permissions, so least privilege is decided here once for every CI system.
 
@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from mlci import targets
 from mlci.config import ENVIRONMENTS, Config
-from mlci.stages import STAGES, StageSpec
+from mlci.stage_specs import STAGES, StageSpec
 from mlci.targets.base import ByProvider, Credential, EnvVar
 from mlci.targets.base import Literal as LiteralValue
 

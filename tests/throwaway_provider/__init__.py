@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlci.pipeline import Pipeline
+from mlci.pipeline import Pipeline, as_rendered
 from mlci.providers.base import RenderContext
 from throwaway_provider.runtime import RUNTIME, ThrowawayRuntime
 
@@ -27,6 +27,8 @@ def encode(value: Any) -> Any:
         return {"type": f"{type(value).__module__}:{type(value).__qualname__}", "fields": fields}
     if isinstance(value, tuple):
         return {"tuple": [encode(item) for item in value]}
+    if isinstance(value, frozenset):
+        return {"frozenset": sorted(encode(item) for item in value)}
     if isinstance(value, Mapping):
         return {"dict": [[encode(k), encode(v)] for k, v in value.items()]}
     if value is None or isinstance(value, str | int | float | bool):
@@ -43,6 +45,8 @@ def decode(value: Any) -> Any:
         return cls(**{key: decode(item) for key, item in value["fields"].items()})
     if isinstance(value, dict) and "tuple" in value:
         return tuple(decode(item) for item in value["tuple"])
+    if isinstance(value, dict) and "frozenset" in value:
+        return frozenset(decode(item) for item in value["frozenset"])
     if isinstance(value, dict):
         return {decode(k): decode(v) for k, v in value["dict"]}
     return value
@@ -58,7 +62,10 @@ class Throwaway:
 
     def render(self, pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path) -> dict[str, bytes]:
         return {
-            f".throwaway/{p.id}.json": (json.dumps(encode(p), indent=1, sort_keys=True) + "\n").encode()
+            # As a CI file shows a pipeline (credentials merged per job: pipeline.as_rendered).
+            f".throwaway/{p.id}.json": (
+                json.dumps(encode(as_rendered(p, self.name)), indent=1, sort_keys=True) + "\n"
+            ).encode()
             for p in pipelines
         }
 

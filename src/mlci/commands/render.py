@@ -17,10 +17,10 @@ from mlci import __version__
 from mlci.config import Project
 from mlci.errors import CheckFailed
 from mlci.lock import root_lock
+from mlci.manifest import MANIFEST_PATH, Manifest, load_manifest
+from mlci.paths import check_confined
 from mlci.stages._result import load_project_for
 from mlci.upgrade import engine, transaction
-from mlci.upgrade.manifest import MANIFEST_PATH, Manifest, load_manifest
-from mlci.upgrade.paths import check_confined
 from mlci.upgrade.pin import is_detected_pin
 
 

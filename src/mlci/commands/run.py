@@ -12,7 +12,7 @@ from typing import Any
 from mlci import __version__, console
 from mlci.config import Project
 from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, MlciError, UsageError
-from mlci.stages import HANDED_OVER, NAMES, STAGES, StageSpec
+from mlci.stage_specs import HANDED_OVER, NAMES, STAGES, StageSpec
 from mlci.stages._result import (
     StageOptions,
     execute,

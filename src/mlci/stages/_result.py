@@ -17,7 +17,7 @@ from typing import Any
 from mlci import __version__, console, fs, providers
 from mlci.config import Project
 from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, InfraError, MlciError
-from mlci.stages import StageSpec
+from mlci.stage_specs import StageSpec
 
 # A stage's options by dest (`Option.dest`), as its run function takes them.
 StageOptions = Mapping[str, Any]

@@ -300,5 +300,5 @@ def write_junit(runs: list[tuple[Target, Report]], contract: Contract, path: Pat
 
 
 def run(project: Project, options: StageOptions) -> StageResult:
-    """The stage as `mlci data-test` and `mlci run` call it (mlci.stages.STAGES names it)."""
+    """The stage as `mlci data-test` and `mlci run` call it (mlci.stage_specs.STAGES names it)."""
     return run_data_test(project, options["engine"], options["contract"], options["source"])

@@ -161,5 +161,5 @@ def _deploy(
 
 
 def run(project: Project, options: StageOptions) -> StageResult:
-    """The stage as `mlci deploy` and `mlci run` call it (mlci.stages.STAGES names it)."""
+    """The stage as `mlci deploy` and `mlci run` call it (mlci.stage_specs.STAGES names it)."""
     return run_deploy(project, options["target"], options["tracking_uri"], options["env"], options["model_version"])

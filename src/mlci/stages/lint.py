@@ -250,5 +250,5 @@ def run_lint(project: Project, fix: bool = False) -> StageResult:
 
 
 def run(project: Project, options: StageOptions) -> StageResult:
-    """The stage as `mlci lint` and `mlci run` call it (mlci.stages.STAGES names it)."""
+    """The stage as `mlci lint` and `mlci run` call it (mlci.stage_specs.STAGES names it)."""
     return run_lint(project, fix=bool(options["fix"]))

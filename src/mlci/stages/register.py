@@ -261,5 +261,5 @@ def _fmt(value: float | None) -> str:
 
 
 def run(project: Project, options: StageOptions) -> StageResult:
-    """The stage as `mlci register` and `mlci run` call it (mlci.stages.STAGES names it)."""
+    """The stage as `mlci register` and `mlci run` call it (mlci.stage_specs.STAGES names it)."""
     return run_register(project, options["run_id"], options["tracking_uri"])

@@ -262,5 +262,5 @@ def _train(project: Project, tracking_override: str | None) -> StageResult:
 
 
 def run(project: Project, options: StageOptions) -> StageResult:
-    """The stage as `mlci train` and `mlci run` call it (mlci.stages.STAGES names it)."""
+    """The stage as `mlci train` and `mlci run` call it (mlci.stage_specs.STAGES names it)."""
     return run_train(project, options["tracking_uri"])

@@ -178,5 +178,5 @@ def run_tests(project: Project) -> StageResult:
 
 
 def run(project: Project, options: StageOptions) -> StageResult:
-    """The stage as `mlci test` and `mlci run` call it (mlci.stages.STAGES names it)."""
+    """The stage as `mlci test` and `mlci run` call it (mlci.stage_specs.STAGES names it)."""
     return run_tests(project)

@@ -28,12 +28,12 @@ from mlci.config import CONFIG_FILE, SCHEMA_VERSION, CISection, Project, decode_
 from mlci.errors import ConfigError, UsageError
 from mlci.generate import answers_from, render_generated
 from mlci.install_source import installed_from_index, installed_source
+from mlci.manifest import MANIFEST_PATH, Manifest, load_manifest, sha256
+from mlci.paths import check_confined
 from mlci.project import project_from_text
 from mlci.templates import is_managed
 from mlci.upgrade import migrations, pin
-from mlci.upgrade.manifest import MANIFEST_PATH, Manifest, load_manifest, sha256
 from mlci.upgrade.merge import TextStyle, conflict_marker, merge, normalise
-from mlci.upgrade.paths import check_confined
 
 # What happened to a file; the words are what the user reads.
 UPDATED = "updated"

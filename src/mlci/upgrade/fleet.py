@@ -20,8 +20,8 @@ from typing import Any
 
 from mlci import __version__, fs, git
 from mlci.errors import EXIT_CHECK_FAILED, EXIT_INFRA, EXIT_OK, MlciError, UsageError
+from mlci.manifest import MANIFEST_PATH
 from mlci.upgrade import engine, transaction
-from mlci.upgrade.manifest import MANIFEST_PATH
 
 UPDATED, UP_TO_DATE, CONFLICTS, ERROR, BEHIND = "updated", "up-to-date", "conflicts", "error", "behind"
 

@@ -42,9 +42,9 @@ from typing import TYPE_CHECKING
 from mlci.config import CONFIG_FILE
 from mlci.errors import ConfigError, InfraError, MlciError
 from mlci.fs import fsync_dir
+from mlci.manifest import MANIFEST_PATH, sha256
+from mlci.paths import check_confined, path_problem
 from mlci.templates import is_managed
-from mlci.upgrade.manifest import MANIFEST_PATH, sha256
-from mlci.upgrade.paths import check_confined, path_problem
 
 if TYPE_CHECKING:
     from mlci.upgrade.engine import Plan

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci.providers.github import PROVIDER
-from mlci.stages import STAGES, Input, StageSpec
+from mlci.stage_specs import STAGES, Input, StageSpec
 from mlci.template_env import compiled
 
 

@@ -23,8 +23,14 @@ def answers_for(provider: str, target: str, actions: str, retrain_cron: str | No
     return combo_answers(provider, (target, actions, "retrain" if retrain_cron else "no-retrain"))
 
 
-def test_managed_is_the_scaffolds_list_plus_each_providers() -> None:
-    assert templates.managed_paths("github") == (*templates.SCAFFOLD_MANAGED, ".github/")
+def test_managed_is_the_scaffolds_list_plus_the_providers_and_the_targets() -> None:
+    assert templates.managed_paths("github", "local") == (*templates.SCAFFOLD_MANAGED, ".github/")
+    assert templates.managed_paths("github", "databricks") == (
+        *templates.SCAFFOLD_MANAGED,
+        ".github/",
+        "databricks.yml",
+        "resources/",
+    )
     assert not templates.is_managed("Jenkinsfile")  # nothing renders it in this version
     assert not templates.is_managed(".github")  # a prefix owns what is under it, not the name
 

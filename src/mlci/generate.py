@@ -72,7 +72,7 @@ def render_files(
     CI files come from `config_text` (mlci.yaml as the user now has it) when given.
     """
     files = render_generated(answers, config_text, root)
-    managed = {path for path in files if is_managed(path, str(answers["provider"]))}
+    managed = {path for path in files if is_managed(path, str(answers["provider"]), str(answers["target"]))}
     manifest = build_manifest(answers, files, managed)
     files[MANIFEST_PATH] = manifest.to_json().encode("utf-8")
     return files

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import mlci
-from mlci import pipeline, providers
+from mlci import pipeline, providers, targets
 from mlci.project import project_from_text
 from mlci.providers.base import Provider, RenderContext
 
@@ -43,10 +43,6 @@ SCAFFOLD_MANAGED = (
     ".pre-commit-config.yaml",
     ".mlci/mlci.schema.json",
     ".mlci/contract.schema.json",
-    # The Databricks target's bundle files, declared before anything renders them; they move to
-    # the target's own managed paths (Target.managed) once targets have a contract.
-    "databricks.yml",
-    "resources/",
 )
 # Where a test (or a tool) points mlci at a copy of its templates: a folder holding scaffold/
 # and providers/<name>/ (TemplateSource.from_env).
@@ -154,11 +150,16 @@ def render_ci(
     return provider.render(pipeline.build(config), ctx, (source or TemplateSource.from_env()).provider(provider))
 
 
-def managed_paths(provider: str | None = None) -> tuple[str, ...]:
-    """The managed paths of a project on `provider`, or of any provider (None: manifest checks)."""
+def managed_paths(provider: str | None = None, target: str | None = None) -> tuple[str, ...]:
+    """The paths mlci owns and upgrades in a project on `provider` and `target`: the scaffold's
+    own, the provider's CI files, the target's (Databricks: its bundle). None stands for any
+    provider or target (what a manifest may list, whichever it was made for)."""
     ci = providers.get(provider).managed if provider else providers.managed()
-    return SCAFFOLD_MANAGED + ci
+    where = targets.get(target).managed if target else tuple(p for n in targets.NAMES for p in targets.get(n).managed)
+    return SCAFFOLD_MANAGED + ci + where
 
 
-def is_managed(path: str, provider: str | None = None) -> bool:
-    return any(path.startswith(entry) if entry.endswith("/") else path == entry for entry in managed_paths(provider))
+def is_managed(path: str, provider: str | None = None, target: str | None = None) -> bool:
+    return any(
+        path.startswith(entry) if entry.endswith("/") else path == entry for entry in managed_paths(provider, target)
+    )

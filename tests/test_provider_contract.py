@@ -97,6 +97,9 @@ def test_mlci_new_and_upgrade_on_a_throwaway_provider(
     assert "provider: throwaway" in (project / "mlci.yaml").read_text(encoding="utf-8")
     assert {".throwaway/ci.json", ".throwaway/cd.json"} <= set(manifest["managed"])
     assert not (project / ".github").exists()
+    readme = (project / "README.md").read_text(encoding="utf-8")  # its own words, none of GitHub's
+    assert "├── .throwaway/  " in readme and "writes each pipeline of the model" in readme
+    assert ".github" not in readme and "workflow" not in readme
     assert run_cli("upgrade", "--check", str(project)) == 0  # the manifest's hashes are the provider's files
     # A newer provider renders its file differently: `mlci upgrade` brings the project along.
     import throwaway_provider

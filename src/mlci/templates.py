@@ -21,6 +21,7 @@ from typing import Any
 
 import mlci
 from mlci import pipeline, providers, targets
+from mlci.errors import InfraError
 from mlci.project import project_from_text
 from mlci.providers.base import Provider, RenderContext
 
@@ -110,6 +111,21 @@ class TemplateSource:
         return self.root / "providers" / provider.name if self.root else provider.shipped_templates()
 
 
+# What the project's README says about its CI system comes from the provider's templates, so
+# the scaffold names no provider: its lines in the layout tree, and the body of "## CI/CD".
+README_SECTIONS = {"ci_readme_layout": "README.layout.md", "ci_readme": "README.ci.md"}
+
+
+def readme_sections(provider: Provider, source: TemplateSource) -> dict[str, str]:
+    folder = source.provider(provider)
+    try:
+        return {key: (folder / name).read_text(encoding="utf-8") for key, name in README_SECTIONS.items()}
+    except FileNotFoundError as exc:
+        raise InfraError(
+            f"the {provider.name} provider's templates lack {Path(str(exc.filename)).name}; this is a bug in mlci"
+        ) from None
+
+
 def render_project(
     answers: Mapping[str, Any],
     config_text: str | None = None,
@@ -124,11 +140,12 @@ def render_project(
     output paths to render (`mlci upgrade` renders only the managed files).
     """
     source = source or TemplateSource.from_env()
-    files = render_tree(source.scaffold(), answers, keep=keep)
+    scaffold_answers = {**answers, **readme_sections(providers.get(str(answers["provider"])), source)}
+    files = render_tree(source.scaffold(), scaffold_answers, keep=keep)
     if config_text is None:
         config_file = (
             files.get("mlci.yaml")
-            or render_tree(source.scaffold(), answers, keep=lambda path: path == "mlci.yaml")["mlci.yaml"]
+            or render_tree(source.scaffold(), scaffold_answers, keep=lambda path: path == "mlci.yaml")["mlci.yaml"]
         )
         config_text = config_file.decode("utf-8")
     ci_files = render_ci(config_text, answers, root or Path("."), source)

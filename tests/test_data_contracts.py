@@ -14,13 +14,13 @@ import pytest
 from contract_cases import CASES, CONTRACT, EMPTY_CSV_CASES, EMPTY_CSV_CONTRACT, NOW, N, good_rows, write
 
 from mlci.cli import main as cli_main
-from mlci.config import NON_FINITE_FIX
 from mlci.contracts import drift
 from mlci.contracts.compiler import DIALECTS, double_literal
 from mlci.contracts.format import json_schema, load_contract, parse_contract
 from mlci.contracts.profile import build_profile
 from mlci.contracts.runner import Report, run_contract
 from mlci.errors import ConfigError
+from mlci.typed_yaml import NON_FINITE_FIX
 
 REPO = Path(__file__).resolve().parents[1]
 SCAFFOLD = REPO / "scaffold"

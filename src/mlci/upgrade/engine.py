@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from mlci import __version__, git
-from mlci.config import CONFIG_FILE, SCHEMA_VERSION, CISection, Project, decode_utf8
+from mlci.config import CONFIG_FILE, SCHEMA_VERSION, CISection, Project
 from mlci.errors import ConfigError, UsageError
 from mlci.generate import answers_from, render_generated
 from mlci.install_source import installed_from_index, installed_source
 from mlci.project import project_from_text
 from mlci.templates import is_managed
+from mlci.typed_yaml import decode_utf8
 from mlci.upgrade import migrations, pin
 from mlci.upgrade.manifest import MANIFEST_PATH, Manifest, load_manifest, sha256
 from mlci.upgrade.merge import TextStyle, conflict_marker, merge, normalise

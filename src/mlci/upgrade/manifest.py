@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from mlci import __version__
-from mlci.config import decode_utf8
 from mlci.errors import ConfigError, UsageError
 from mlci.templates import VERSION_TEXT, is_managed
+from mlci.typed_yaml import decode_utf8
 from mlci.upgrade.paths import path_problem
 
 MANIFEST_PATH = ".mlci/manifest.json"

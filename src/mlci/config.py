@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from mlci import providers, targets
 from mlci.errors import ConfigError
+from mlci.metrics import metrics_for
 from mlci.names import package_problem, project_name_problem
 from mlci.typed_yaml import NON_FINITE_FIX, did_you_mean, field, json_schema_of, parse_yaml, read_text_file
 
@@ -33,10 +34,6 @@ else:
 CONFIG_FILE = "mlci.yaml"
 SCHEMA_VERSION = 1
 
-CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
-REGRESSION_METRICS = ("rmse", "mae", "r2")
-# Metrics where a smaller value is better; gates and champion comparisons respect this.
-LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 # The deployment environments, in promotion order: a version reaches one only after the one
 # before it verified it. Each has a registry alias of its name; `champion` follows the last.
 ENVIRONMENTS: tuple[str, ...] = ("staging", "production")
@@ -256,10 +253,6 @@ class Project:
 
     def gates(self) -> list[Gate]:
         return [parse_gate(text) for text in self.config.register.gates]
-
-
-def metrics_for(task: str) -> tuple[str, ...]:
-    return CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
 
 
 def parse_gate(text: str) -> Gate:

@@ -21,7 +21,7 @@ import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mlci import __version__, git
 from mlci.config import CONFIG_FILE, SCHEMA_VERSION, CISection, Project
@@ -73,6 +73,8 @@ class Plan:
     manifest_text: str = ""
     old_manifest_text: str = ""
     notes: list[str] = field(default_factory=list)  # lines for the user that are no file change
+    # The mlci command that plans and applies it: the transaction's messages name it.
+    command: Literal["render", "upgrade"] = "upgrade"
 
     @property
     def conflicts(self) -> list[FileChange]:
@@ -178,7 +180,7 @@ def plan_render(project: Project, manifest: Manifest) -> Plan:
     `manifest` is the project's, loaded (load_manifest) under the project lock.
     """
     root = project.root
-    plan = Plan(root=root, from_version=manifest.mlci_version, to_version=__version__)
+    plan = Plan(root=root, from_version=manifest.mlci_version, to_version=__version__, command="render")
     plan.old_manifest_text = manifest.to_json()
     answers = answers_from(project, manifest)
     config_text = _decode(project.config_path.read_bytes(), str(project.config_path))

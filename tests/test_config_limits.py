@@ -16,8 +16,9 @@ from conftest import MINIMAL_CONFIG, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlci.config import MAX_DEPTH, NON_FINITE_FIX, Config, load_project, parse_config
+from mlci.config import Config, load_project, parse_config
 from mlci.errors import ConfigError
+from mlci.typed_yaml import MAX_DEPTH, NON_FINITE_FIX
 
 # Bounded and derandomized: the same examples on every run, a fixed small cost.
 BOUNDED = settings(

@@ -14,13 +14,14 @@ import pytest
 from contract_cases import CASES, CONTRACT, EMPTY_CSV_CASES, EMPTY_CSV_CONTRACT, NOW, N, good_rows, write
 
 from mlci.cli import main as cli_main
-from mlci.config import NON_FINITE_FIX
 from mlci.contracts import drift
-from mlci.contracts.compiler import DIALECTS, double_literal
+from mlci.contracts.engines import ENGINES, engine_class
 from mlci.contracts.format import json_schema, load_contract, parse_contract
 from mlci.contracts.profile import build_profile
 from mlci.contracts.runner import Report, run_contract
+from mlci.contracts.sql import double_literal
 from mlci.errors import ConfigError
+from mlci.typed_yaml import NON_FINITE_FIX
 
 REPO = Path(__file__).resolve().parents[1]
 SCAFFOLD = REPO / "scaffold"
@@ -255,7 +256,7 @@ def test_psi_and_ks_math() -> None:
 
 
 def test_literals_are_escaped_per_dialect() -> None:
-    duck, spark = DIALECTS["duckdb"], DIALECTS["spark"]
+    duck, spark = engine_class("duckdb").dialect, engine_class("spark").dialect
     assert duck.string("o'south \\d") == "'o''south \\d'"
     assert spark.string("o'south \\d") == "'o\\'south \\\\d'"
     assert duck.ident('we"ird') == '"we""ird"'
@@ -579,15 +580,16 @@ def test_allowed_rewrites_count_like_not_in(column_type: str, values: list[objec
     con = duckdb.connect()
     con.execute(f"CREATE TABLE t (c {sql_type})")
     con.executemany("INSERT INTO t VALUES (?)", [[v] for v in data])
-    naive = DIALECTS["duckdb"].literal
+    naive = engine_class("duckdb").dialect.literal
     listed = ", ".join(naive(v, column_type) for v in values)
     expected = con.execute(f"SELECT count_if(c IS NOT NULL AND c NOT IN ({listed})) FROM t").fetchone()
     # Spark's integer form is plain SQL that DuckDB also runs (its string quoting is not).
-    for dialect in DIALECTS.values() if column_type == "integer" else [DIALECTS["duckdb"]]:
+    every = [engine_class(name).dialect for name in ENGINES]
+    for dialect in every if column_type == "integer" else [engine_class("duckdb").dialect]:
         condition = dialect.outside('"c"', values, column_type)
         assert con.execute(f"SELECT count_if({condition}) FROM t").fetchone() == expected, condition
-    assert "BETWEEN" in DIALECTS["spark"].outside("c", [1, 0], "integer")
-    assert "ENUM" in DIALECTS["duckdb"].outside("c", ["x"], "string")
+    assert "BETWEEN" in engine_class("spark").dialect.outside("c", [1, 0], "integer")
+    assert "ENUM" in engine_class("duckdb").dialect.outside("c", ["x"], "string")
 
 
 # ---------------------------------------------------------------- every dataset, strict columns
@@ -766,7 +768,9 @@ def _score_count_alias(root: Path) -> str:
 
     contract = load_contract(root / "contract.yml", root)
     usable = {col.name: col.type for col in contract.spec.columns}
-    found = re.search(r'count\("score"\) AS (a\d+)', compile_contract(contract, usable, DIALECTS["duckdb"]).sql)
+    found = re.search(
+        r'count\("score"\) AS (a\d+)', compile_contract(contract, usable, engine_class("duckdb").dialect).sql
+    )
     assert found
     return found.group(1)
 
@@ -873,7 +877,7 @@ def test_compiler_keeps_an_expectation_away_from_the_other_checks(tmp_path: Path
     spec = dataclasses.replace(contract.spec, table=dataclasses.replace(table, expectations=[expectation]))
     contract = dataclasses.replace(contract, spec=spec)
     usable = {col.name: col.type for col in contract.spec.columns}
-    compiled = compile_contract(contract, usable, DIALECTS["duckdb"], now=NOW)
+    compiled = compile_contract(contract, usable, engine_class("duckdb").dialect, now=NOW)
     engine = DuckDBEngine()
     engine.open(Source("parquet", str(tmp_path / "data.parquet")))
     row = engine.fetch_one(compiled.sql)

@@ -35,7 +35,11 @@ def test_crash_after_fit_fails_train_and_register_does_not_take_an_old_run(
     new_project: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     project = new_project()
+    # In-process training leaves sys.path as it was, when it succeeds and when it fails: it used
+    # to keep the project's root and src/ (and MLflow the logged model's code/) on it for good.
+    path_before = list(sys.path)
     assert run_cli("train", "-C", str(project)) == 0
+    assert sys.path == path_before
     set_entrypoint(
         project,
         (
@@ -47,6 +51,7 @@ def test_crash_after_fit_fails_train_and_register_does_not_take_an_old_run(
         ),
     )
     assert run_cli("train", "-C", str(project)) == 1
+    assert sys.path == path_before
     assert "the model returned by" in capsys.readouterr().err
     assert result(project, "train")["status"] == "failed"
     assert run_cli("register", "-C", str(project)) == 2

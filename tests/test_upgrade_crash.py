@@ -551,6 +551,31 @@ def test_a_failed_upgrade_says_every_file_was_left_as_it_was_only_once_rolled_ba
     assert files_of(refused.root) == refused.before
 
 
+def test_a_failed_render_names_the_render_not_an_upgrade(
+    refused: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `mlci render` applies its plan through the same transaction: its failure said "the upgrade failed".
+    refused.edit("mlci.yaml", 'python: "3.11"', 'python: "3.12"')
+    refused.snapshot()
+    real_replace = transaction.Disk.replace
+    swaps: list[str] = []
+
+    def replace(disk: transaction.Disk, source: Path, target: Path) -> None:
+        if source.name.startswith("new-"):
+            swaps.append(target.name)
+            if len(swaps) == 2:
+                raise OSError(28, "No space left on device")
+        real_replace(disk, source, target)
+
+    monkeypatch.setattr(transaction.Disk, "replace", replace)
+    assert run_cli("render", "-C", str(refused.root)) == 3
+    assert one_error_line(capsys) == (
+        f"mlci: error: {refused.root}: the render failed ([Errno 28] No space left on device); "
+        "every file was left as it was"
+    )
+    assert files_of(refused.root) == refused.before
+
+
 def test_a_recovery_that_fails_after_putting_files_back_never_says_they_were_left_as_they_were(
     proj_and_tpl: tuple[Project, Templates],
     fast_dir: Path,

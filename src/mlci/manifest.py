@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from mlci import __version__
-from mlci.config import decode_utf8
 from mlci.errors import ConfigError, UsageError
 from mlci.paths import path_problem
 from mlci.templates import VERSION_TEXT, is_managed
+from mlci.typed_yaml import decode_utf8
 
 MANIFEST_PATH = ".mlci/manifest.json"
 MANIFEST_FORMAT = 1

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlci.config import LOWER_IS_BETTER
+# The metric names evaluate() reports per task: mlci.yaml's gates and primary_metric may name
+# only these (config.py checks them against metrics_for).
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+# Metrics where a smaller value is better; gates and champion comparisons respect this.
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+
+
+def metrics_for(task: str) -> tuple[str, ...]:
+    return CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
 
 
 def evaluate(model: Any, features: Any, target: Any, task: str, notes: list[str] | None = None) -> dict[str, float]:

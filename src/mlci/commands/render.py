@@ -67,7 +67,7 @@ _SAID = {
 
 
 def _render(project: Project) -> int:
-    for note in transaction.recover(project.root):  # a killed render or upgrade: put its files back first
+    for note in transaction.recover(project.root, "render"):  # a killed render or upgrade: put its files back first
         print(f"restored {note} (left half-written by an interrupted run)")
     check_confined(project.root, MANIFEST_PATH)
     manifest = load_manifest(project.root)  # validated whole; refuses a manifest from a newer mlci

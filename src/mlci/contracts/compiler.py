@@ -3,8 +3,8 @@
 Every check becomes one or a few aggregate expressions in a single SELECT over the source
 view, so the data is scanned once however many checks there are; each check also carries a
 `verdict` that turns the query's row into a CheckResult. All dialect differences live in the
-`Dialect` classes below (identifier and string quoting, regex matching, multi-column distinct
-counts, quantiles, casts to text).
+`Dialect` classes (the base in sql.py, one subclass beside each engine in engines/): identifier
+and string quoting, regex matching, multi-column distinct counts, quantiles, casts to text.
 
 Observed figures are normalised the same way for both engines (see `norm`), so the same
 contract over the same data gives identical results on DuckDB and on Spark.
@@ -13,139 +13,17 @@ contract over the same data gives identical results on DuckDB and on Spark.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Literal
 
 from mlci.contracts import drift
 from mlci.contracts.format import Column, Contract
+from mlci.contracts.sql import Dialect, Plan
 
-SOURCE_VIEW = "__mlci_source"
 Status = Literal["pass", "fail", "skip"]
-
-
-# ---------------------------------------------------------------- dialects
-
-
-class Dialect:
-    """SQL shared by DuckDB and Spark; subclasses override what differs."""
-
-    name = "ansi"
-    text_type = "VARCHAR"
-
-    def ident(self, name: str) -> str:
-        return '"' + name.replace('"', '""') + '"'
-
-    def string(self, value: str) -> str:
-        return "'" + value.replace("'", "''") + "'"
-
-    def count_if(self, condition: str) -> str:
-        return f"count_if({condition})"
-
-    def regex_mismatch(self, column_sql: str, pattern: str) -> str:
-        """Condition: a non-null value with no match of `pattern` anywhere in it."""
-        return f"NOT regexp_matches({column_sql}, {self.string(pattern)})"
-
-    def distinct_keys(self, columns_sql: Sequence[str]) -> str:
-        """Distinct count of the tuples whose parts are all non-null."""
-        if len(columns_sql) == 1:
-            return f"count(DISTINCT {columns_sql[0]})"
-        all_set = " AND ".join(f"{c} IS NOT NULL" for c in columns_sql)
-        return f"count(DISTINCT CASE WHEN {all_set} THEN ({', '.join(columns_sql)}) END)"
-
-    def outside(self, column_sql: str, values: Sequence[Any], column_type: str) -> str:
-        """Condition: a non-null value not in `values` (the `allowed` check).
-
-        Integer sets that fill a range become one BETWEEN (a NOT IN list is evaluated value by
-        value, and a range lets the engine use the column's min/max statistics).
-        """
-        if (
-            column_type == "integer"
-            and values
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in values)
-            and len(set(values)) == max(values) - min(values) + 1
-        ):
-            return f"{column_sql} IS NOT NULL AND {column_sql} NOT BETWEEN {min(values)} AND {max(values)}"
-        listed = ", ".join(self.literal(v, column_type) for v in values)
-        return f"{column_sql} IS NOT NULL AND {column_sql} NOT IN ({listed})"
-
-    def quantiles(self, column_sql: str, probabilities: Sequence[float]) -> str:
-        """One expression giving the list of continuous (linearly interpolated) quantiles."""
-        return f"quantile_cont({column_sql}, [{', '.join(repr(p) for p in probabilities)}])"
-
-    def to_text(self, expression: str) -> str:
-        return f"CAST({expression} AS {self.text_type})"
-
-    def is_nan(self, column_sql: str) -> str:
-        """Condition: a NaN (the cast lets a float column hold integers or decimals)."""
-        return f"isnan(CAST({column_sql} AS DOUBLE))"
-
-    def literal(self, value: Any, column_type: str) -> str:
-        """A contract value as a SQL literal of the column's type (always escaped)."""
-        if isinstance(value, bool):
-            return "TRUE" if value else "FALSE"
-        if column_type == "integer" and isinstance(value, int | float) and float(value).is_integer():
-            return str(int(value))
-        if isinstance(value, int | float):
-            return double_literal(float(value))
-        text = self.string(str(value))
-        if column_type == "date":
-            return f"CAST({text} AS DATE)"
-        if column_type == "timestamp":
-            return f"CAST({text} AS TIMESTAMP)"
-        return text
-
-
-class DuckDBDialect(Dialect):
-    name = "duckdb"
-
-    def count_if(self, condition: str) -> str:
-        # DuckDB's count_if is NULL, not 0, when no row gives a non-null condition (no rows, or
-        # a column of nulls); Spark's is 0.
-        return f"coalesce(count_if({condition}), 0)"
-
-    def outside(self, column_sql: str, values: Sequence[Any], column_type: str) -> str:
-        if column_type == "string" and values and all(isinstance(v, str) for v in values):
-            # A cast to an ENUM of the allowed strings is one hash lookup per row (NULL when the
-            # value is not a member), several times faster than a NOT IN list of strings.
-            members = ", ".join(self.string(v) for v in dict.fromkeys(values))
-            return f"{column_sql} IS NOT NULL AND TRY_CAST({column_sql} AS ENUM({members})) IS NULL"
-        return super().outside(column_sql, values, column_type)
-
-
-class SparkDialect(Dialect):
-    name = "spark"
-    text_type = "STRING"
-
-    def ident(self, name: str) -> str:
-        return "`" + name.replace("`", "``") + "`"
-
-    def string(self, value: str) -> str:
-        # Spark SQL string literals process backslash escapes (spark.sql.parser.escapedStringLiterals=false).
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-    def regex_mismatch(self, column_sql: str, pattern: str) -> str:
-        return f"NOT ({column_sql} RLIKE {self.string(pattern)})"
-
-    def distinct_keys(self, columns_sql: Sequence[str]) -> str:
-        # count(DISTINCT a, b) skips tuples with a null part, as the DuckDB form does.
-        return f"count(DISTINCT {', '.join(columns_sql)})"
-
-    def quantiles(self, column_sql: str, probabilities: Sequence[float]) -> str:
-        return f"percentile({column_sql}, array({', '.join(repr(p) for p in probabilities)}))"
-
-
-DIALECTS: dict[str, Dialect] = {"duckdb": DuckDBDialect(), "spark": SparkDialect()}
-
-
-def double_literal(value: float) -> str:
-    """A DOUBLE literal in both dialects: the shortest round-tripping repr with an exponent."""
-    if not math.isfinite(value):
-        raise ValueError(f"{value} has no SQL literal")
-    text = repr(value)
-    return text if "e" in text else text + "E0"
 
 
 # ---------------------------------------------------------------- results
@@ -217,23 +95,6 @@ def fraction(part: int, whole: int) -> float:
 # ---------------------------------------------------------------- the plan
 
 
-@dataclass
-class _Plan:
-    dialect: Dialect
-    expressions: list[str] = field(default_factory=list)
-
-    def add(self, expression: str) -> str:
-        """Add an aggregate (deduplicated) and return its alias in the result row."""
-        if expression in self.expressions:
-            return f"a{self.expressions.index(expression)}"
-        self.expressions.append(expression)
-        return f"a{len(self.expressions) - 1}"
-
-    def sql(self, source: str = SOURCE_VIEW) -> str:
-        items = ",\n  ".join(f"{expr} AS a{i}" for i, expr in enumerate(self.expressions))
-        return f"SELECT\n  {items}\nFROM {source}"
-
-
 Row = Mapping[str, Any]
 Verdict = Callable[[Row], CheckResult]
 
@@ -258,7 +119,7 @@ def compile_contract(
     `usable` maps each declared column present in the data with a compatible type to its
     contract type; checks on other columns are reported as skipped by the caller's schema step.
     """
-    plan = _Plan(dialect)
+    plan = Plan(dialect)
     verdicts: list[Verdict] = []
     rows = plan.add("count(*)")
     spec = contract.spec
@@ -301,7 +162,7 @@ def compile_contract(
     return Compiled(plan.sql(), verdicts, expectation_sql)
 
 
-def _column_checks(plan: _Plan, contract: Contract, index: int, col: Column) -> list[Verdict]:
+def _column_checks(plan: Plan, contract: Contract, index: int, col: Column) -> list[Verdict]:
     d = plan.dialect
     c = d.ident(col.name)
     key = f"columns[{index}]"
@@ -413,9 +274,7 @@ def _column_checks(plan: _Plan, contract: Contract, index: int, col: Column) -> 
     return out
 
 
-def _table_checks(
-    plan: _Plan, contract: Contract, usable: Mapping[str, str], rows: str, now: datetime
-) -> list[Verdict]:
+def _table_checks(plan: Plan, contract: Contract, usable: Mapping[str, str], rows: str, now: datetime) -> list[Verdict]:
     d = plan.dialect
     table = contract.spec.table
     out: list[Verdict] = []
@@ -518,12 +377,12 @@ def _expectation(alias: str, name: str, sql: str, max_failures: int, line: int |
     return verdict
 
 
-def _drift_checks(plan: _Plan, contract: Contract, index: int, name: str, profile: drift.Profile) -> list[Verdict]:
+def _drift_checks(plan: Plan, contract: Contract, index: int, name: str, profile: drift.Profile) -> list[Verdict]:
     settings = contract.spec.drift
     assert settings is not None
     ref = profile.columns[name]
     col = contract.column(name)
-    aliases = [plan.add(expr) for expr in drift.bin_count_sql(plan.dialect, name, col.type, ref)]
+    aliases = [plan.add(expr) for expr in bin_count_sql(plan.dialect, name, col.type, ref)]
     line = contract.line_of(f"drift.columns[{index}]")
 
     def statistic(check: str, measure: Callable[[list[int], list[int]], float], limit: float) -> Verdict:
@@ -540,3 +399,16 @@ def _drift_checks(plan: _Plan, contract: Contract, index: int, name: str, profil
     if settings.method == "psi+ks" and ref.kind == "numeric":
         out.append(statistic("ks", drift.ks_binned, settings.ks_threshold))
     return out
+
+
+def bin_count_sql(dialect: Dialect, column: str, column_type: str, ref: drift.ColumnProfile) -> list[str]:
+    """Aggregates whose values drift.bin_counts turns into the current counts per reference bin
+    (the same SQL for `mlci data profile` and `mlci data-test`, so a dataset against its own
+    profile has a PSI of exactly 0)."""
+    c = dialect.ident(column)
+    exprs = [f"count({c})"]
+    if ref.kind == "numeric":
+        exprs += [dialect.count_if(f"{c} < {dialect.literal(edge, column_type)}") for edge in ref.edges]
+    else:
+        exprs += [dialect.count_if(f"{c} = {dialect.literal(value, column_type)}") for value in ref.values]
+    return exprs

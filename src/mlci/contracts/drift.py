@@ -1,10 +1,11 @@
-"""Distribution drift against a reference profile: bins in SQL, PSI and binned KS in Python.
+"""Distribution drift against a reference profile: the profile, PSI and binned KS, in Python.
 
 The reference profile holds, per column, either quantile bin edges (numeric) or the most
 frequent values (categorical) with the reference's count in each bin. The current data's
 counts in the same bins come from aggregates in the contract's one query (`count_if(x < e)`
-per edge, `count_if(x = v)` per value), so no row ever reaches Python; the statistics below
-work on those few integers, which is why both engines report identical figures.
+per edge, `count_if(x = v)` per value; the SQL is compiler.bin_count_sql), so no row ever
+reaches Python; the statistics below work on those few integers, which is why both engines
+report identical figures.
 
 PSI = sum over bins of (q - p) * ln(q / p), with p the reference fraction, q the current one,
 both floored at 1e-4 so an empty bin does not divide by zero. The KS figure is the largest
@@ -19,12 +20,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from mlci.errors import ConfigError
-
-if TYPE_CHECKING:
-    from mlci.contracts.compiler import Dialect
 
 PROFILE_VERSION = 1
 EPSILON = 1e-4
@@ -105,22 +103,11 @@ def load_profile(path: Path, line: int | None = None, contract_path: str = "") -
         ) from None
 
 
-# ---------------------------------------------------------------- SQL of the bins
-
-
-def bin_count_sql(dialect: Dialect, column: str, column_type: str, ref: ColumnProfile) -> list[str]:
-    """Aggregates whose values `bin_counts` turns into the current counts per reference bin."""
-    c = dialect.ident(column)
-    exprs = [f"count({c})"]
-    if ref.kind == "numeric":
-        exprs += [dialect.count_if(f"{c} < {dialect.literal(edge, column_type)}") for edge in ref.edges]
-    else:
-        exprs += [dialect.count_if(f"{c} = {dialect.literal(value, column_type)}") for value in ref.values]
-    return exprs
+# ---------------------------------------------------------------- bins
 
 
 def bin_counts(ref: ColumnProfile, figures: Sequence[int]) -> list[int]:
-    """Counts per bin from bin_count_sql's figures: non-null count, then one per edge or value."""
+    """Counts per bin from compiler.bin_count_sql's figures: non-null count, then one per edge or value."""
     non_null, rest = figures[0], list(figures[1:])
     if ref.kind == "numeric":  # rest are cumulative counts below each edge
         cumulative = [*rest, non_null]

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from mlci.config import _f, json_schema_of, parse_yaml, read_text_file
 from mlci.contracts.expression import FIX as EXPRESSION_FIX
 from mlci.contracts.expression import lexical_problem
 from mlci.errors import ConfigError
+from mlci.typed_yaml import field, json_schema_of, parse_yaml, read_text_file
 
 CONTRACT_VERSION = 1
 ColumnType = Literal["integer", "float", "string", "boolean", "date", "timestamp"]
@@ -26,15 +26,15 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 @dataclass(frozen=True)
 class Dataset:
-    path: str | None = _f(
+    path: str | None = field(
         "CSV or Parquet file (or a directory of Parquet files) or a Delta table directory, relative to the "
         "project root.",
         None,
     )
-    format: Literal["auto", "csv", "parquet", "delta"] = _f(
+    format: Literal["auto", "csv", "parquet", "delta"] = field(
         "How to read `path`; auto: by suffix (.csv, .parquet), a directory with _delta_log is Delta.", "auto"
     )
-    table: str | None = _f("A table name such as catalog.schema.table (Spark engine only), instead of `path`.", None)
+    table: str | None = field("A table name such as catalog.schema.table (Spark engine only), instead of `path`.", None)
 
 
 # mlci.yaml's data.train and data.holdout are always checked under these names.
@@ -43,14 +43,14 @@ CONFIG_DATASETS = ("train", "holdout")
 
 @dataclass(frozen=True)
 class NamedDataset:
-    name: str = _f(
+    name: str = field(
         "Name of the dataset in reports and JUnit; not train or holdout (mlci.yaml's data.train and "
         "data.holdout, which are always checked).",
         pattern=_NAME_RE.pattern,
     )
-    path: str | None = _f("CSV or Parquet file (or directory) or Delta table directory, relative to the root.", None)
-    format: Literal["auto", "csv", "parquet", "delta"] = _f("How to read `path` (as dataset.format).", "auto")
-    table: str | None = _f("A table name (Spark engine only), instead of `path`.", None)
+    path: str | None = field("CSV or Parquet file (or directory) or Delta table directory, relative to the root.", None)
+    format: Literal["auto", "csv", "parquet", "delta"] = field("How to read `path` (as dataset.format).", "auto")
+    table: str | None = field("A table name (Spark engine only), instead of `path`.", None)
 
     def as_dataset(self) -> Dataset:
         return Dataset(path=self.path, format=self.format, table=self.table)
@@ -58,77 +58,77 @@ class NamedDataset:
 
 @dataclass(frozen=True)
 class Column:
-    name: str = _f("Column name, exactly as in the data.")
-    type: ColumnType = _f("Type family: integer, float (integers accepted), string, boolean, date or timestamp.")
-    nullable: bool = _f("Whether the column may hold nulls; false makes any null a failure.", True)
-    description: str = _f("What the column means (documentation only).", "")
-    min: float | None = _f("Smallest allowed value, inclusive (integer and float columns).", None)
-    max: float | None = _f("Largest allowed value, inclusive (integer and float columns).", None)
-    allowed: list[Any] | None = _f("The only values allowed (nulls are governed by `nullable`).", None)
-    regex: str | None = _f(
+    name: str = field("Column name, exactly as in the data.")
+    type: ColumnType = field("Type family: integer, float (integers accepted), string, boolean, date or timestamp.")
+    nullable: bool = field("Whether the column may hold nulls; false makes any null a failure.", True)
+    description: str = field("What the column means (documentation only).", "")
+    min: float | None = field("Smallest allowed value, inclusive (integer and float columns).", None)
+    max: float | None = field("Largest allowed value, inclusive (integer and float columns).", None)
+    allowed: list[Any] | None = field("The only values allowed (nulls are governed by `nullable`).", None)
+    regex: str | None = field(
         "Every non-null value must contain a match (string columns; anchor with ^ and $ for a full match; "
         "use the syntax shared by RE2 and Java).",
         None,
     )
-    unique: bool = _f("No non-null value may appear twice.", False)
-    max_null_fraction: float | None = _f("Largest allowed fraction of nulls, 0 to 1.", None, minimum=0, maximum=1)
+    unique: bool = field("No non-null value may appear twice.", False)
+    max_null_fraction: float | None = field("Largest allowed fraction of nulls, 0 to 1.", None, minimum=0, maximum=1)
 
 
 @dataclass(frozen=True)
 class RowCount:
-    min: int | None = _f("Fewest rows allowed.", None, minimum=0)
-    max: int | None = _f("Most rows allowed.", None, minimum=0)
+    min: int | None = field("Fewest rows allowed.", None, minimum=0)
+    max: int | None = field("Most rows allowed.", None, minimum=0)
 
 
 @dataclass(frozen=True)
 class Freshness:
-    column: str = _f("A date or timestamp column (timestamps without a zone are read as UTC).")
-    max_age_hours: float = _f("The newest value must be at most this many hours old.", minimum=0)
+    column: str = field("A date or timestamp column (timestamps without a zone are read as UTC).")
+    max_age_hours: float = field("The newest value must be at most this many hours old.", minimum=0)
 
 
 @dataclass(frozen=True)
 class Expectation:
-    name: str = _f("Name of the check, shown in reports and JUnit.", pattern=_NAME_RE.pattern)
-    sql: str = _f(
+    name: str = field("Name of the check, shown in reports and JUnit.", pattern=_NAME_RE.pattern)
+    sql: str = field(
         "A SQL boolean expression over the declared columns that must be TRUE on every row "
         "(a row where it is FALSE or NULL is a violation), e.g. 'worst_radius >= mean_radius'."
     )
-    max_failures: int = _f("How many violating rows are tolerated.", 0, minimum=0)
+    max_failures: int = field("How many violating rows are tolerated.", 0, minimum=0)
 
 
 @dataclass(frozen=True)
 class TableChecks:
-    row_count: RowCount | None = _f("Bounds on the number of rows.", None)
-    unique_keys: list[list[str]] = _f(
+    row_count: RowCount | None = field("Bounds on the number of rows.", None)
+    unique_keys: list[list[str]] = field(
         "Column sets whose combined values must be unique (rows with a null key part are ignored).", []
     )
-    freshness: Freshness | None = _f("How recent the newest row must be.", None)
-    expectations: list[Expectation] = _f("Named SQL expectations, each a row-level boolean expression.", [])
+    freshness: Freshness | None = field("How recent the newest row must be.", None)
+    expectations: list[Expectation] = field("Named SQL expectations, each a row-level boolean expression.", [])
 
 
 @dataclass(frozen=True)
 class Drift:
-    reference: str = _f(
+    reference: str = field(
         "Reference profile written by 'mlci data profile', relative to the project root.", "data/reference_profile.json"
     )
-    columns: list[str] = _f("Columns compared with the reference profile.", [])
-    method: Literal["psi", "psi+ks"] = _f(
+    columns: list[str] = field("Columns compared with the reference profile.", [])
+    method: Literal["psi", "psi+ks"] = field(
         "psi, or psi+ks to also compute the binned KS statistic on numeric columns.", "psi"
     )
-    threshold: float = _f(
+    threshold: float = field(
         "Largest allowed PSI per column (0.1 small, 0.2 moderate, 0.25+ large shift).", 0.2, minimum=0
     )
-    ks_threshold: float = _f(
+    ks_threshold: float = field(
         "Largest allowed KS statistic per numeric column (with method psi+ks).", 0.2, minimum=0, maximum=1
     )
-    bins: int = _f("Quantile bins per numeric column when profiling.", 10, minimum=2, maximum=100)
-    datasets: list[str] | None = _f(
+    bins: int = field("Quantile bins per numeric column when profiling.", 10, minimum=2, maximum=100)
+    datasets: list[str] | None = field(
         "Names of the datasets drift is measured on (train, holdout, dataset or a `datasets` entry); "
         "default: every dataset checked, all against the one reference profile. Drift checks of the "
         "others are reported as skipped.",
         None,
     )
-    max_categories: int = _f(
+    max_categories: int = field(
         "Most frequent categories kept per categorical column when profiling; the rest pool in 'other'.",
         50,
         minimum=1,
@@ -138,19 +138,21 @@ class Drift:
 
 @dataclass(frozen=True)
 class ContractSpec:
-    contract: int = _f("Version of the contract format.", minimum=1, maximum=CONTRACT_VERSION)
-    dataset: Dataset = _f(
+    contract: int = field("Version of the contract format.", minimum=1, maximum=CONTRACT_VERSION)
+    dataset: Dataset = field(
         "The data the contract is checked against (mlci.yaml's data.train and data.holdout are checked too)."
     )
-    columns: list[Column] = _f(
+    columns: list[Column] = field(
         "The columns and their checks; other columns in the data are ignored unless `strict` is true."
     )
-    strict: bool = _f("Fail a dataset that has columns not declared under `columns` (the failure lists them).", False)
-    datasets: list[NamedDataset] = _f(
+    strict: bool = field(
+        "Fail a dataset that has columns not declared under `columns` (the failure lists them).", False
+    )
+    datasets: list[NamedDataset] = field(
         "More datasets checked against the same columns and table checks, each reported on its own.", []
     )
-    table: TableChecks = _f("Checks on the whole table.", TableChecks())
-    drift: Drift | None = _f("Distribution drift against a reference profile.", None)
+    table: TableChecks = field("Checks on the whole table.", TableChecks())
+    drift: Drift | None = field("Distribution drift against a reference profile.", None)
 
 
 @dataclass(frozen=True)

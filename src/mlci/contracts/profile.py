@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from mlci.contracts import drift
-from mlci.contracts.compiler import SOURCE_VIEW, _Plan, norm
+from mlci.contracts.compiler import bin_count_sql, norm
 from mlci.contracts.engines import Engine, QueryError, create_engine
 from mlci.contracts.format import Contract
 from mlci.contracts.runner import open_source, resolve_source, schema_checks
+from mlci.contracts.sql import SOURCE_VIEW, Plan
 from mlci.errors import CheckFailed
 
 CATEGORICAL_MAX_DISTINCT = 20
@@ -43,7 +44,7 @@ def build_profile(
             c for c in contract.spec.columns if c.name in usable and c.type in ("integer", "float", "string", "boolean")
         ]
         d = engine.dialect
-        first_pass = _Plan(d)
+        first_pass = Plan(d)
         first_pass.add("count(*)")
         quantile_alias: dict[str, str] = {}
         distinct_alias: dict[str, str] = {}
@@ -72,9 +73,9 @@ def build_profile(
                 if col.type == "integer":
                     edges = [int(e) if float(e).is_integer() else e for e in edges]
                 shells[col.name] = drift.ColumnProfile("numeric", col.type, 0, [], edges=edges)
-        second_pass = _Plan(d)
+        second_pass = Plan(d)
         aliases = {
-            name: [second_pass.add(e) for e in drift.bin_count_sql(d, name, shell.type, shell)]
+            name: [second_pass.add(e) for e in bin_count_sql(d, name, shell.type, shell)]
             for name, shell in shells.items()
         }
         total = second_pass.add("count(*)")

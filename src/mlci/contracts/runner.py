@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from mlci.contracts import drift
-from mlci.contracts.compiler import SOURCE_VIEW, CheckResult, compile_contract
-from mlci.contracts.engines import Engine, QueryError, Source, create_engine
+from mlci.contracts.compiler import CheckResult, compile_contract
+from mlci.contracts.engines import Engine, QueryError, Source, create_engine, engine_class
 from mlci.contracts.expression import FIX
 from mlci.contracts.format import Contract, Dataset
+from mlci.contracts.sql import SOURCE_VIEW
 from mlci.errors import CheckFailed, ConfigError
 
 
@@ -49,13 +50,16 @@ class Report:
 def resolve_source(
     contract: Contract, engine: str, override: str | None = None, dataset: Dataset | None = None, key: str = "dataset"
 ) -> Source:
-    """Where the data is and how to read it; a missing file is a configuration error (exit 2).
+    """Where the data is and how to read it on `engine` (a registry name); a missing file is a
+    configuration error (exit 2).
 
-    `dataset` (declared at contract key `key`) replaces the contract's own `dataset`.
+    `dataset` (declared at contract key `key`) replaces the contract's own `dataset`. The
+    engine's class is imported only once the path is known to exist, so a missing file is
+    reported before a missing engine package.
     """
     ds = dataset or contract.spec.dataset
     if override is None and ds.table is not None:
-        if engine != "spark":
+        if not engine_class(engine).supports_tables:
             raise contract.error(
                 f"{key}.table",
                 f"{key}.table '{ds.table}' needs the Spark engine; pass --engine spark or use {key}.path",
@@ -77,9 +81,7 @@ def resolve_source(
             if override is not None:
                 raise ConfigError(relative, None, problem)
             raise contract.error(f"{key}.path", problem)
-    if fmt == "parquet" and path.is_dir():
-        return Source("parquet", str(path / "**" / "*.parquet") if engine == "duckdb" else str(path))
-    return Source(fmt, str(path))  # type: ignore[arg-type]
+    return engine_class(engine).source_for(path, fmt)  # type: ignore[arg-type]
 
 
 def guess_format(path: Path) -> str | None:

@@ -17,9 +17,9 @@ import tempfile
 from typing import Any
 
 from mlci import targets
-from mlci.config import ENVIRONMENTS, LOWER_IS_BETTER, Project
+from mlci.config import ENVIRONMENTS, Project
 from mlci.errors import CheckFailed, UsageError
-from mlci.metrics import better_or_equal, evaluate
+from mlci.metrics import LOWER_IS_BETTER, better_or_equal, evaluate
 from mlci.registry import CHALLENGER, CHAMPION, alias_version, normalise_version
 from mlci.splits import read_split
 from mlci.stages._result import StageOptions, StageResult, read_result

@@ -31,15 +31,31 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_entrypoint(project: Project) -> Callable[..., Any]:
-    """Import 'module:function' with the project's src/ and root importable."""
-    spec = project.config.train.entrypoint
-    module_name, _, function_name = spec.partition(":")
+@contextmanager
+def project_importable(project: Project) -> Iterator[None]:
+    """The project's src/ and root at the front of sys.path inside the block, and sys.path as
+    it was after it, whatever the block put there (MLflow's model loading prepends each logged
+    model's code/ directory, a temporary one). A process that trains in-process (a test, a
+    notebook, `mlci run`) must not go on importing from this project, or from a deleted
+    directory, afterwards."""
+    saved = list(sys.path)
     for folder in (project.root, project.root / "src"):
         if folder.is_dir() and str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
     try:
-        module = importlib.import_module(module_name)
+        yield
+    finally:
+        sys.path[:] = saved
+
+
+def load_entrypoint(project: Project) -> Callable[..., Any]:
+    """Import 'module:function' with the project's src/ and root importable while it is imported
+    (run_train keeps them importable for the whole run, so the function may import lazily)."""
+    spec = project.config.train.entrypoint
+    module_name, _, function_name = spec.partition(":")
+    try:
+        with project_importable(project):
+            module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             raise project.error(
@@ -173,7 +189,7 @@ def flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def run_train(project: Project, tracking_override: str | None = None) -> StageResult:
-    with targets.get(project.config.target).store_faults(project, tracking_override):
+    with targets.get(project.config.target).store_faults(project, tracking_override), project_importable(project):
         return _train(project, tracking_override)
 
 

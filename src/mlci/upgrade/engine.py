@@ -21,10 +21,10 @@ import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mlci import __version__, git
-from mlci.config import CONFIG_FILE, SCHEMA_VERSION, CISection, Project, decode_utf8
+from mlci.config import CONFIG_FILE, SCHEMA_VERSION, CISection, Project
 from mlci.errors import ConfigError, UsageError
 from mlci.generate import answers_from, render_generated
 from mlci.install_source import installed_from_index, installed_source
@@ -32,6 +32,7 @@ from mlci.manifest import MANIFEST_PATH, Manifest, load_manifest, sha256
 from mlci.paths import check_confined
 from mlci.project import project_from_text
 from mlci.templates import is_managed
+from mlci.typed_yaml import decode_utf8
 from mlci.upgrade import migrations, pin
 from mlci.upgrade.merge import TextStyle, conflict_marker, merge, normalise
 
@@ -72,6 +73,8 @@ class Plan:
     manifest_text: str = ""
     old_manifest_text: str = ""
     notes: list[str] = field(default_factory=list)  # lines for the user that are no file change
+    # The mlci command that plans and applies it: the transaction's messages name it.
+    command: Literal["render", "upgrade"] = "upgrade"
 
     @property
     def conflicts(self) -> list[FileChange]:
@@ -177,7 +180,7 @@ def plan_render(project: Project, manifest: Manifest) -> Plan:
     `manifest` is the project's, loaded (load_manifest) under the project lock.
     """
     root = project.root
-    plan = Plan(root=root, from_version=manifest.mlci_version, to_version=__version__)
+    plan = Plan(root=root, from_version=manifest.mlci_version, to_version=__version__, command="render")
     plan.old_manifest_text = manifest.to_json()
     answers = answers_from(project, manifest)
     config_text = _decode(project.config_path.read_bytes(), str(project.config_path))

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from mlci.config import yaml_error
 from mlci.errors import ConfigError
+from mlci.typed_yaml import yaml_error
 
 
 @dataclass(frozen=True)

@@ -177,6 +177,7 @@ def apply_plan(plan: Plan) -> None:
     ops: list[tuple[str, bytes | None]] = [(c.path, c.new) for c in plan.changes if c.writes]
     ops += [(c.path, None) for c in plan.changes if c.deletes]
     ops.append((MANIFEST_PATH, plan.manifest_text.encode("utf-8")))
+    command = plan.command  # named in every message: `mlci render` applies plans too
     disk = Disk()
     work = root / ".mlci" / f"{WORK_PREFIX}{secrets.token_hex(6)}"
     disk.mkdir(work)
@@ -184,7 +185,7 @@ def apply_plan(plan: Plan) -> None:
         journal = _stage(disk, root, work, ops)
     except BaseException as exc:
         _remove_work(disk, work)  # nothing was swapped yet
-        _raise_as_left_as_it_was(root, exc)
+        _raise_as_left_as_it_was(root, exc, command)
         raise
     try:
         _swap_all(disk, root, work, journal)
@@ -192,16 +193,17 @@ def apply_plan(plan: Plan) -> None:
     except BaseException as exc:
         _, failed = _roll_back(disk, root, work, journal)
         if failed:
-            raise InfraError(_unrestored_message(root, work, failed, f"the upgrade failed ({exc})")) from exc
+            why = f"the {command} failed ({exc})"
+            raise InfraError(_unrestored_message(root, work, failed, why, command, command)) from exc
         with contextlib.suppress(OSError):  # the files are back: a directory left is dropped next run
             _remove_work(disk, work)
-        _raise_as_left_as_it_was(root, exc)
+        _raise_as_left_as_it_was(root, exc, command)
         raise
     with contextlib.suppress(OSError):  # finished: a directory left here is cleaned by the next run
         _remove_work(disk, work)
 
 
-def _raise_as_left_as_it_was(root: Path, exc: BaseException) -> None:
+def _raise_as_left_as_it_was(root: Path, exc: BaseException, command: str) -> None:
     """Once every file is back, say so: only here is "every file was left as it was" known true.
 
     An interrupt (KeyboardInterrupt, SystemExit) and mlci's own errors propagate as they are.
@@ -209,7 +211,7 @@ def _raise_as_left_as_it_was(root: Path, exc: BaseException) -> None:
     if isinstance(exc, MlciError) or not isinstance(exc, Exception):
         return
     reason = str(exc) if isinstance(exc, OSError) else f"unexpected {type(exc).__name__}: {exc}"
-    raise InfraError(f"{root}: the upgrade failed ({reason}); every file was left as it was") from exc
+    raise InfraError(f"{root}: the {command} failed ({reason}); every file was left as it was") from exc
 
 
 def _stage(disk: Disk, root: Path, work: Path, ops: list[tuple[str, bytes | None]]) -> Journal:
@@ -342,11 +344,13 @@ def _work_files(work: Path) -> list[Path]:
     return files
 
 
-def _unrestored_message(root: Path, work: Path, failed: list[str], why: str) -> str:
+def _unrestored_message(root: Path, work: Path, failed: list[str], why: str, writer: str, command: str) -> str:
+    """`writer` wrote the files left (the render or upgrade that failed or was interrupted);
+    `command` is the one to run again, whose recovery finishes restoring them."""
     where = work.relative_to(root).as_posix()
     return (
-        f"{root}: {why}; could not put back {len(failed)} file(s), left as the upgrade wrote them: "
-        f"{', '.join(failed)}; every other file is as it was. Fix the cause, then run 'mlci upgrade' "
+        f"{root}: {why}; could not put back {len(failed)} file(s), left as the {writer} wrote them: "
+        f"{', '.join(failed)}; every other file is as it was. Fix the cause, then run 'mlci {command}' "
         f"to finish restoring them from {where}/ (or restore them from git and delete {where}/)"
     )
 
@@ -452,8 +456,11 @@ def needs_recovery(root: Path) -> list[Path]:
     return [work for work in leftovers(root) if _read_journal(work) is not None]
 
 
-def recover(root: Path) -> list[str]:
-    """Finish what killed upgrades left: undo a half-applied one, clean up the rest.
+def recover(root: Path, command: str = "upgrade") -> list[str]:
+    """Finish what killed upgrades (and renders) left: undo a half-applied one, clean up the rest.
+
+    `command` is the mlci command recovering (render or upgrade): the one its messages say to
+    run again.
 
     Returns one line per file put back (or kept as edited). A file that cannot be put back
     raises InfraError naming it; its work directory stays so the next run can try again.
@@ -468,14 +475,15 @@ def recover(root: Path) -> list[str]:
                 restored, failed = _roll_back(disk, root, work, journal)
                 notes += restored
                 if failed:
-                    problems.append(_unrestored_message(root, work, failed, "an interrupted upgrade cannot be undone"))
+                    why = "an interrupted upgrade cannot be undone"
+                    problems.append(_unrestored_message(root, work, failed, why, "upgrade", command))
                     continue
             _remove_work(disk, work)
         except OSError as exc:  # files may be restored already: say so, never "left as it was"
             where = work.relative_to(root).as_posix()
             raise InfraError(
                 f"{root}: finishing the interrupted upgrade in {where}/ failed ({exc}) after putting back "
-                f"{len(set(notes))} file(s); fix the cause, then run 'mlci upgrade' again to finish"
+                f"{len(set(notes))} file(s); fix the cause, then run 'mlci {command}' again to finish"
             ) from exc
     if problems:
         raise InfraError("; ".join(problems))

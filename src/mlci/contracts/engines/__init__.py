@@ -1,8 +1,9 @@
 """The engines a contract's SQL runs on, behind one small Protocol and a registry.
 
 An engine exposes the dataset as the view `__mlci_source`, reports its columns, and runs a
-query. Engine modules are imported only when chosen, so `mlci --help` never loads DuckDB or
-Spark.
+query; its module also holds its SQL dialect (a `mlci.contracts.sql.Dialect`) and says how it
+reads a source. Engine modules are imported only when chosen, so `mlci --help` never loads
+DuckDB or Spark.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol
 
-from mlci.contracts.compiler import Dialect
+from mlci.contracts.sql import Dialect
 from mlci.errors import UsageError
 
 SourceKind = Literal["csv", "parquet", "delta", "table"]
@@ -37,6 +39,12 @@ class QueryError(Exception):
 class Engine(Protocol):
     name: str
     dialect: Dialect
+    # Whether a contract's `dataset.table` (a table name, not a path) can be read.
+    supports_tables: ClassVar[bool]
+
+    @staticmethod
+    def source_for(path: Path, fmt: SourceKind) -> Source:
+        """How this engine reads the file or directory `path` of format `fmt` (csv, parquet, delta)."""
 
     def open(self, source: Source) -> None:
         """Expose the source as the view __mlci_source (reading nothing yet where possible)."""
@@ -62,19 +70,23 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-def create_engine(name: str) -> Engine:
+def engine_class(name: str) -> type[Engine]:
+    """The engine class registered as `name` (importing its module, not connecting)."""
     if name not in ENGINES:
         raise UsageError(f"unknown engine '{name}'; engines: {', '.join(ENGINES)}")
     module_name, _, class_name = ENGINES[name].partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        extra = "spark" if name == "spark" else name
         raise UsageError(
-            f"the {name} engine needs {exc.name or 'a missing package'}: pip install 'mlci[{extra}]'"
+            f"the {name} engine needs {exc.name or 'a missing package'}: pip install 'mlci[{name}]'"
         ) from None
-    engine: Engine = getattr(module, class_name)()
+    engine: type[Engine] = getattr(module, class_name)
     return engine
+
+
+def create_engine(name: str) -> Engine:
+    return engine_class(name)()
 
 
 def first_line(exc: BaseException) -> str:

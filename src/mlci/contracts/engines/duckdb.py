@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from mlci.contracts.compiler import SOURCE_VIEW, DuckDBDialect
-from mlci.contracts.engines import QueryError, Source, first_line
+from mlci.contracts.engines import QueryError, Source, SourceKind, first_line
+from mlci.contracts.sql import SOURCE_VIEW, Dialect
 
 _FAMILIES = (
     (re.compile(r"^(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|INT\d*)$"), "integer"),
@@ -80,9 +80,35 @@ _SQL_TYPES = {
 }
 
 
+class DuckDBDialect(Dialect):
+    name = "duckdb"
+
+    def count_if(self, condition: str) -> str:
+        # DuckDB's count_if is NULL, not 0, when no row gives a non-null condition (no rows, or
+        # a column of nulls); Spark's is 0.
+        return f"coalesce(count_if({condition}), 0)"
+
+    def outside(self, column_sql: str, values: Sequence[Any], column_type: str) -> str:
+        if column_type == "string" and values and all(isinstance(v, str) for v in values):
+            # A cast to an ENUM of the allowed strings is one hash lookup per row (NULL when the
+            # value is not a member), several times faster than a NOT IN list of strings.
+            members = ", ".join(self.string(v) for v in dict.fromkeys(values))
+            return f"{column_sql} IS NOT NULL AND TRY_CAST({column_sql} AS ENUM({members})) IS NULL"
+        return super().outside(column_sql, values, column_type)
+
+
 class DuckDBEngine:
     name = "duckdb"
     dialect = DuckDBDialect()
+    supports_tables = False  # reads files only: a table name needs the Spark engine
+
+    @staticmethod
+    def source_for(path: Path, fmt: SourceKind) -> Source:
+        # A directory of Parquet files is read through a glob of its files (and only that
+        # directory is then readable, see open).
+        if fmt == "parquet" and path.is_dir():
+            return Source("parquet", str(path / "**" / "*.parquet"))
+        return Source(fmt, str(path))
 
     def __init__(self) -> None:
         self.con = duckdb.connect(":memory:")
@@ -105,7 +131,7 @@ class DuckDBEngine:
             # that holds NaN (duckdb#25521), so NaN would pass the `min`/`max` checks.
             relation = f"read_parquet({d.string(source.location)}, can_have_nan = true)"
             where = Path(source.location)
-            # A directory of Parquet files is read as <dir>/**/*.parquet (runner.resolve_source).
+            # A directory of Parquet files is read as <dir>/**/*.parquet (source_for).
             directory = where.parent.parent if where.parent.name == "**" else None
             allowed = {"allowed_directories": str(directory)} if directory else {"allowed_paths": source.location}
         elif source.kind == "delta":

@@ -8,13 +8,14 @@ session time zone.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from pyspark.sql import SparkSession
 
-from mlci.contracts.compiler import SOURCE_VIEW, SparkDialect
-from mlci.contracts.engines import QueryError, Source, first_line
+from mlci.contracts.engines import QueryError, Source, SourceKind, first_line
+from mlci.contracts.sql import SOURCE_VIEW, Dialect
 
 # DataType.simpleString() names, without parameters such as decimal(10,2) or varchar(8).
 _FAMILIES = {
@@ -103,9 +104,36 @@ def session() -> SparkSession:
     )
 
 
+class SparkDialect(Dialect):
+    name = "spark"
+    text_type = "STRING"
+
+    def ident(self, name: str) -> str:
+        return "`" + name.replace("`", "``") + "`"
+
+    def string(self, value: str) -> str:
+        # Spark SQL string literals process backslash escapes (spark.sql.parser.escapedStringLiterals=false).
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    def regex_mismatch(self, column_sql: str, pattern: str) -> str:
+        return f"NOT ({column_sql} RLIKE {self.string(pattern)})"
+
+    def distinct_keys(self, columns_sql: Sequence[str]) -> str:
+        # count(DISTINCT a, b) skips tuples with a null part, as the DuckDB form does.
+        return f"count(DISTINCT {', '.join(columns_sql)})"
+
+    def quantiles(self, column_sql: str, probabilities: Sequence[float]) -> str:
+        return f"percentile({column_sql}, array({', '.join(repr(p) for p in probabilities)}))"
+
+
 class SparkEngine:
     name = "spark"
     dialect = SparkDialect()
+    supports_tables = True  # catalog.schema.table through the session's catalog
+
+    @staticmethod
+    def source_for(path: Path, fmt: SourceKind) -> Source:
+        return Source(fmt, str(path))  # Spark reads a directory of Parquet files as one dataset
 
     def __init__(self) -> None:
         self.spark = session()

@@ -12,4 +12,6 @@ fi
 # recompiled on every import, tripling the suite's run time.
 "$VENV/bin/python" -m uv pip install --quiet --python "$VENV/bin/python" --compile-bytecode \
   --constraints requirements/constraints.txt -e ".[test]"
-exec "$VENV/bin/python" -m pytest "$@"
+# Two workers (MLCI_TEST_WORKERS), whole files each (--dist loadfile): a module's fixtures (a
+# scaffolded project, a trained model) are built once, on the worker that runs the module.
+exec "$VENV/bin/python" -m pytest -n "${MLCI_TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -21,6 +21,12 @@ import pytest
 from mlci.cli import main as mlci_main
 
 REPO = Path(__file__).resolve().parents[1]
+# pyspark.sql.connect, which MLflow imports while it logs a model when pyspark is installed,
+# takes a __main__ module without __spec__ or __file__ for a doctest run and calls
+# sys.exit(0). A pytest-xdist worker's __main__ (execnet's) is such a module: name its file.
+_MAIN = sys.modules["__main__"]
+if getattr(_MAIN, "__spec__", None) is None and not hasattr(_MAIN, "__file__"):
+    _MAIN.__file__ = "<pytest-xdist worker>"
 # Hypothesis keeps its example database and its Unicode tables in `.hypothesis/` under the
 # working directory of the moment: the checkout or some test's tmp dir, whichever test first
 # draws text, so `_repository_stays_clean` would fail or pass by test order. One directory

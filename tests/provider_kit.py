@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,8 +116,9 @@ RENDER_CHECKS: tuple[Callable[[Case], None], ...] = (
 HOSTILE = "100% wrong\r\nnext::x ##vso[task.complete] ${{ secrets.X }}"
 
 
-def check_runtime(adapter: CIRuntime, env: Mapping[str, str]) -> None:
-    """What every runtime adapter does, given the environment its CI system documents."""
+def check_runtime(adapter: CIRuntime) -> None:
+    """What every runtime adapter does, on the environment its CI system documents."""
+    env = adapter.documented_env
     assert adapter.detected(env)
     assert not adapter.detected({})
     assert adapter.run_url({}) is None  # no run to link to without the CI system's variables

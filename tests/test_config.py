@@ -9,6 +9,7 @@ import pytest
 import yaml
 from conftest import MINIMAL_CONFIG, REPO, run_cli
 
+from mlci import providers, targets
 from mlci.config import Config, json_schema, parse_config
 from mlci.errors import ConfigError
 from mlci.project import load_project
@@ -63,10 +64,11 @@ STRUCTURAL_ERRORS = [
         VALID + "lint:\n  pre_commit: yes please\n",
         "mlci.yaml:15: 'lint.pre_commit' must be true or false, not a string 'yes please'; e.g. true",
     ),
-    (VALID + "target: dbx\n", "mlci.yaml:14: 'target' is 'dbx'; use one of local, databricks"),
+    # The choices are the registries' names (a new provider or target is one line there).
+    (VALID + "target: dbx\n", f"mlci.yaml:14: 'target' is 'dbx'; use one of {', '.join(targets.NAMES)}"),
     (
         VALID + "ci:\n  provider: gitlab\n",
-        "mlci.yaml:15: 'ci.provider' is 'gitlab'; use one of github",
+        f"mlci.yaml:15: 'ci.provider' is 'gitlab'; use one of {', '.join(providers.NAMES)}",
     ),
     # Known CI systems that render nothing yet are refused with when they arrive (issue 10, P3).
     (

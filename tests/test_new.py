@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import run_cli, scaffold
 
-from mlci import __version__
+from mlci import __version__, providers, targets
 from mlci.config import load_project
 from mlci.templates import is_managed
 
@@ -309,19 +309,20 @@ def test_empty_existing_directory_is_used(tmp_path: Path) -> None:
 def test_prompts_only_on_a_tty(tmp_path: Path) -> None:
     from mlci.commands.new import collect_answers
 
+    provider_question = f"CI provider ({'/'.join(providers.NAMES)})"
     asked: list[str] = []
 
     def ask(question: str, default: str) -> str:
         asked.append(question)
-        return {"description": "Predicts churn", "CI provider (github)": "github"}.get(question, default)
+        return {"description": "Predicts churn", provider_question: "github"}.get(question, default)
 
     answers = collect_answers("churn-model", None, None, {}, interactive=True, ask=ask)
     assert asked == [
         "description",
         "author",
         "python version",
-        "CI provider (github)",  # providers.NAMES: only what renders
-        "target (local/databricks)",
+        provider_question,  # providers.NAMES: only what renders
+        f"target ({'/'.join(targets.NAMES)})",
         "mlci install source for CI (ci.mlci_install)",
     ]
     assert answers["description"] == "Predicts churn" and answers["provider"] == "github"

@@ -18,14 +18,8 @@ from mlci import providers
 from mlci.manifest import MANIFEST_PATH
 
 Check = Callable[[Case], None]
-# The environment each CI system documents for its jobs (what its detection reads).
-DOCUMENTED_ENV = {
-    "github": {"GITHUB_ACTIONS": "true"},
-    "azure": {"TF_BUILD": "True"},
-    "jenkins": {"JENKINS_URL": "https://ci.example/"},
-}
-AZURE = DOCUMENTED_ENV["azure"]
-JENKINS = DOCUMENTED_ENV["jenkins"]
+AZURE = dict(providers.runtime("azure").documented_env)
+JENKINS = dict(providers.runtime("jenkins").documented_env)
 
 
 @pytest.mark.parametrize("check", RENDER_CHECKS, ids=[check.__name__ for check in RENDER_CHECKS])
@@ -37,7 +31,7 @@ def test_provider_keeps_the_contract(provider: str, combo: Combo, check: Check, 
 
 @pytest.mark.parametrize("name", (*providers.NAMES, *providers.RUNTIME_ONLY))
 def test_runtime_adapter_keeps_the_contract(name: str) -> None:
-    check_runtime(providers.runtime(name), DOCUMENTED_ENV[name])
+    check_runtime(providers.runtime(name))
 
 
 WRITERS = {"write_text", "write_bytes", "open", "copy", "copyfile", "copytree", "move", "rename", "replace"}
@@ -78,7 +72,7 @@ def test_a_throwaway_provider_passes_the_whole_kit(throwaway: Path, tmp_path: Pa
     for combo in COMBOS:
         for check in RENDER_CHECKS:
             check(Case("throwaway", combo, tmp_path, golden_root=throwaway))
-    check_runtime(providers.runtime("throwaway"), {"THROWAWAY_CI": "1"})
+    check_runtime(providers.runtime("throwaway"))
     assert sorted(p.name for p in (throwaway / "throwaway" / "local-vendored-retrain" / ".throwaway").iterdir()) == [
         "cd.json",
         "ci.json",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 
 
 class ThrowawayRuntime:
     name = "throwaway"
     markers: tuple[str, ...] = ()
     line_start_marker = ""
+    documented_env: Mapping[str, str] = MappingProxyType({"THROWAWAY_CI": "1"})
 
     def detected(self, env: Mapping[str, str]) -> bool:
         return env.get("THROWAWAY_CI") == "1"

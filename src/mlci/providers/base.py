@@ -63,6 +63,9 @@ class CIRuntime(Protocol):
     # reads at the start of a line (after spaces; GitHub's `::`), or "": what LogGuard breaks.
     markers: tuple[str, ...]
     line_start_marker: str
+    # An environment the CI system sets in every job, as its documentation gives it: what
+    # `detected` reads (the conformance kit detects the adapter on it).
+    documented_env: Mapping[str, str]
 
     def detected(self, env: Mapping[str, str]) -> bool:
         """Whether this process runs on this CI system."""

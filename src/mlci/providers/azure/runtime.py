@@ -5,6 +5,7 @@ writes the agent's own annotation and output-variable commands."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 
 
 def _escape_data(value: str) -> str:
@@ -22,6 +23,8 @@ class AzureRuntime:
     # `##[error]` ... are formatting commands of the log viewer.
     markers: tuple[str, ...] = ("##[", "##vso[")
     line_start_marker = ""
+    # What Azure Pipelines sets in every job (its predefined variables): what `detected` reads.
+    documented_env: Mapping[str, str] = MappingProxyType({"TF_BUILD": "True"})
 
     def detected(self, env: Mapping[str, str]) -> bool:
         return env.get("TF_BUILD", "").lower() == "true"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
+from types import MappingProxyType
 
 
 def _escape_data(value: str) -> str:
@@ -21,6 +22,8 @@ class GitHubRuntime:
     # `::add-mask::`, `::stop-commands::`), and the legacy `##[command ...]` anywhere in a line.
     markers: tuple[str, ...] = ("##[",)
     line_start_marker = "::"
+    # What GitHub sets in every job (its "default environment variables"): what `detected` reads.
+    documented_env: Mapping[str, str] = MappingProxyType({"GITHUB_ACTIONS": "true"})
 
     def detected(self, env: Mapping[str, str]) -> bool:
         return env.get("GITHUB_ACTIONS") == "true"

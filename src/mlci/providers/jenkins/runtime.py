@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 
 
 class JenkinsRuntime:
@@ -11,6 +12,8 @@ class JenkinsRuntime:
     # Jenkins reads no commands from the log (console notes are signed by the controller).
     markers: tuple[str, ...] = ()
     line_start_marker = ""
+    # What Jenkins sets in every build (JENKINS_URL, the controller): what `detected` reads.
+    documented_env: Mapping[str, str] = MappingProxyType({"JENKINS_URL": "https://ci.example/"})
 
     def detected(self, env: Mapping[str, str]) -> bool:
         return bool(env.get("JENKINS_URL"))

@@ -61,7 +61,7 @@ class CISection:
     # copy taken at import: a provider registered later (a test's) is a choice at once.
     provider: str = field(
         "CI system the pipeline files are rendered for.",
-        "github",
+        providers.DEFAULT,
         choices=providers.NAMES,
         unavailable={name: providers.later_message(name) for name in providers.RUNTIME_ONLY},
     )

@@ -77,7 +77,7 @@ def collect_answers(
         "description": f"{name}: a machine-learning project with CI/CD by mlci.",
         "author": data.get("author") or git_user or "ML team",
         "python_version": running if sys.version_info >= (3, 10) else "3.10",
-        "provider": provider or "github",
+        "provider": provider or providers.DEFAULT,
         "target": target or targets.DEFAULT,
     }
     answers: dict[str, Any] = {**defaults, **{k: v for k, v in data.items() if k in defaults}}
@@ -87,7 +87,7 @@ def collect_answers(
                 answers[key] = ask(key.replace("_", " "), str(answers[key]))
                 sources[key] = f"the answer to {key.replace('_', ' ')!r}"
         if provider is None:
-            answers["provider"] = _ask_choice(ask, "CI provider", tuple(providers.NAMES), "github")
+            answers["provider"] = _ask_choice(ask, "CI provider", tuple(providers.NAMES), providers.DEFAULT)
         if target is None:
             answers["target"] = _ask_choice(ask, "target", tuple(targets.NAMES), targets.DEFAULT)
     ci_answers = {key: data[key] for key in CI_ANSWERS if key in data}
@@ -183,9 +183,8 @@ def main(args: argparse.Namespace) -> int:
             f"  into the existing directory: {len(to_write) - len(replaced)} new, {len(replaced)} replaced "
             f"(--overwrite), {len(files) - len(to_write)} unchanged"
         )
-    if answers["target"] == "databricks":
-        print("  note: Databricks target: mlci.yaml and CI files are ready for it, but this mlci version runs")
-        print("        train, register and deploy only on the embedded default (target: local)")
+    for index, line in enumerate(targets.get(str(answers["target"])).scaffold_note):
+        print(f"  {'note: ' if index == 0 else '  '}{line}")
     print(f"  {install_note(answers, install)}")
     if "mlci_install" not in data and answers.get("mlci_install") == install.requirement and install.warning:
         print(f"  warning: {install.warning}", file=sys.stderr)

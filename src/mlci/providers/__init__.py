@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, cast
 if TYPE_CHECKING:
     from mlci.providers.base import CIRuntime, Provider
 
+# name -> the package whose `PROVIDER` renders it; the first is the default.
 NAMES: dict[str, str] = {
     "github": "mlci.providers.github",
 }
+DEFAULT = next(iter(NAMES))
 # CI systems whose runtime adapter ships before their renderer: stages detect them and use
 # their annotations and outputs, but ci.provider refuses them until they render (their line
 # then moves to NAMES).

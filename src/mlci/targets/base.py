@@ -98,6 +98,8 @@ class Target(Protocol):
     name: str
     # Project paths the target renders and owns (kept current by `mlci upgrade`).
     managed: tuple[str, ...]
+    # What `mlci new` tells the user about a project made for this target (lines), if anything.
+    scaffold_note: tuple[str, ...]
 
     def validate(self, config: Config) -> tuple[Problem, ...]:
         """What the target refuses in an otherwise valid mlci.yaml."""

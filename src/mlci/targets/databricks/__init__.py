@@ -41,6 +41,10 @@ _CREDENTIAL = Credential(
 class DatabricksTarget:
     name = "databricks"
     managed: tuple[str, ...] = ("databricks.yml", "resources/")
+    scaffold_note: tuple[str, ...] = (
+        "Databricks target: mlci.yaml and CI files are ready for it, but this mlci version runs",
+        "      train, register and deploy only on the embedded default (target: local)",
+    )
 
     def validate(self, config: Config) -> tuple[Problem, ...]:
         problem = self.model_name_problem(config.model_name)

@@ -21,6 +21,7 @@ from mlci.targets.local import store, tracking
 class LocalTarget:
     name = "local"
     managed: tuple[str, ...] = ()
+    scaffold_note: tuple[str, ...] = ()
 
     def validate(self, config: Config) -> tuple[Problem, ...]:
         return ()

@@ -212,3 +212,14 @@ def test_registry_commands_ask_the_target_too(databricks_project: Path, capsys: 
         "set target: local to run it on the embedded default"
     )
     assert not (databricks_project / ".mlci" / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_mlci_new_prints_the_targets_own_note(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert scaffold("noted", tmp_path, "--target", name) == 0
+    out = capsys.readouterr().out
+    note = targets.get(name).scaffold_note
+    if note:
+        assert f"  note: {note[0]}\n" in out and all(f"    {line}\n" in out for line in note[1:])
+    else:
+        assert "note:" not in out

@@ -6,6 +6,9 @@ is merged three ways (base: what the manifest recorded, ours: the file on disk, 
 fresh render). Exit 0 when everything merged; exit 1 on a conflict, written with diff3 markers
 and recorded in the manifest exactly as `mlci upgrade` does. All changes land together or not
 at all (upgrade/transaction.py). mlci.yaml itself is never edited: that is `mlci upgrade`'s job.
+
+A changed `ci.provider` or `target` switches the project: the new one's files are added, the
+old one's removed where unedited, and an edited one kept as the team's (docs/upgrades.md).
 """
 
 from __future__ import annotations
@@ -59,11 +62,13 @@ _SAID = {
     engine.UPDATED: "rendered {path}",
     engine.ADDED: "rendered {path}",
     engine.MERGED: "merged   {path} (edited by hand: your edits kept, mlci's changes merged in)",
-    engine.REMOVED: "removed  {path} (no longer generated)",
+    engine.REMOVED: "removed  {path} ({detail})",
     engine.OPTED_OUT: "skipped  {path} (deleted by you: stays deleted)",
     engine.RELEASED: "kept     {path} (no longer generated: now yours)",
     engine.CONFLICT: "CONFLICT {path} ({detail})",
 }
+# A file released by a switch of provider or target (its detail says why): mlci lets go of it.
+_RELEASED_BY_SWITCH = "kept     {path} ({detail}: no longer managed by mlci, now yours)"
 
 
 def _render(project: Project) -> int:
@@ -75,7 +80,10 @@ def _render(project: Project) -> int:
     if plan.needed:
         transaction.apply_plan(plan)  # every file and the manifest land together, or none does
     for change in plan.changes:
-        print(_SAID[change.action].format(path=change.path, detail=change.detail))
+        said = _RELEASED_BY_SWITCH if change.action == engine.RELEASED and change.detail else _SAID[change.action]
+        print(said.format(path=change.path, detail=change.detail))
+    for directory in plan.removed_dirs:
+        print(f"removed  {directory}/ (empty)")
     if plan.conflicts:
         files = ", ".join(c.path for c in plan.conflicts)
         raise CheckFailed(
@@ -83,6 +91,18 @@ def _render(project: Project) -> int:
             "(look for '<<<<<<<'), then run 'mlci render' again"
         )
     _warn_pin_behind(project, manifest)
-    changed = sum(1 for c in plan.changes if c.writes or c.deletes)
-    print(f"render: {changed} file(s) changed" if changed else "render: everything is up to date")
+    print(_summary(plan))
     return 0
+
+
+def _summary(plan: engine.Plan) -> str:
+    if plan.switches:
+        count = {action: sum(1 for c in plan.changes if c.action == action) for action in _SAID}
+        updated = count[engine.UPDATED] + count[engine.MERGED]  # files both render, changed by the switch
+        return (
+            f"render: switched {' and '.join(plan.switches)}: {count[engine.ADDED]} added, "
+            f"{count[engine.REMOVED]} removed, {count[engine.RELEASED]} kept (edited by you)"
+            + (f", {updated} updated" if updated else "")
+        )
+    changed = sum(1 for c in plan.changes if c.writes or c.deletes)
+    return f"render: {changed} file(s) changed" if changed else "render: everything is up to date"

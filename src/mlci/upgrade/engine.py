@@ -9,6 +9,9 @@ Rules (docs/upgrades.md):
 - otherwise merged in-process (merge3); conflicts are written with diff3 markers;
 - a file the user deleted stays deleted (recorded as opted out);
 - a file no longer rendered is removed if unedited, else kept and reported as a conflict;
+  after a switch of ci.provider or target (a file the project's provider and target do not
+  manage at all) an edited one is released at once: kept, no longer managed, reported;
+- a directory a removal leaves empty is removed with it (never one holding any other file);
 - a new template file is added, unless a file the team made sits at that path (conflict);
 - files mlci never managed are never touched; mlci.yaml is only edited by schema migrations
   and to move a detected ci.mlci_install with the vendored actions (upgrade/pin.py);
@@ -75,6 +78,10 @@ class Plan:
     notes: list[str] = field(default_factory=list)  # lines for the user that are no file change
     # The mlci command that plans and applies it: the transaction's messages name it.
     command: Literal["render", "upgrade"] = "upgrade"
+    # Directories the plan's removals leave empty, deepest first: removed with them.
+    removed_dirs: list[str] = field(default_factory=list)
+    # What the project moved between since the manifest was written ("CI from github to x").
+    switches: list[str] = field(default_factory=list)
 
     @property
     def conflicts(self) -> list[FileChange]:
@@ -189,6 +196,46 @@ def plan_render(project: Project, manifest: Manifest) -> Plan:
     return plan
 
 
+def _switches(recorded: dict[str, Any], answers: dict[str, Any]) -> list[str]:
+    """What changed between the answers the manifest's files were rendered for and mlci.yaml's."""
+    moves = [("CI", "provider"), ("target", "target")]
+    return [
+        f"{label} from {recorded[key]} to {answers[key]}"
+        for label, key in moves
+        if key in recorded and recorded[key] != answers[key]
+    ]
+
+
+def _left_behind(path: str, answers: dict[str, Any]) -> str | None:
+    """Why `path` is outside everything the project's provider and target manage (a switch left
+    it behind), or None when they still manage it."""
+    provider, target = str(answers["provider"]), str(answers["target"])
+    if is_managed(path, provider, target):
+        return None
+    if is_managed(path, None, target):  # another provider's file
+        return f"ci.provider is {provider} now, which does not use it"
+    return f"target is {target} now, which does not use it"
+
+
+def _emptied_dirs(root: Path, changes: list[FileChange]) -> list[str]:
+    """The directories holding nothing once the plan's deletions are done, deepest first.
+
+    A directory is emptied only when every entry in it is a file the plan deletes or a
+    directory emptied too: one holding any other file (a team's `.github/CODEOWNERS`), a
+    symlink, or a file the plan writes stays. The project root is never one.
+    """
+    deleted = {c.path for c in changes if c.deletes}
+    written = {c.path for c in changes if c.writes}
+    keep = {parent.as_posix() for path in written for parent in Path(path).parents[:-1]}
+    candidates = {parent.as_posix() for path in deleted for parent in Path(path).parents[:-1]}
+    emptied: set[str] = set()
+    for directory in sorted(candidates - keep, key=lambda d: (-d.count("/"), d)):
+        entries = [entry.relative_to(root).as_posix() for entry in (root / directory).iterdir()]
+        if all(entry in deleted or entry in emptied for entry in entries):
+            emptied.add(directory)
+    return sorted(emptied, key=lambda d: (-d.count("/"), d))
+
+
 def plan_managed(plan: Plan, manifest: Manifest, managed_now: dict[str, bytes], answers: dict[str, Any]) -> Manifest:
     """The one planner of managed files (`mlci upgrade` and `mlci render`): three-way, per file.
 
@@ -205,6 +252,7 @@ def plan_managed(plan: Plan, manifest: Manifest, managed_now: dict[str, bytes], 
     )
     base_label = f"mlci {manifest.mlci_version}"
     theirs_label = f"mlci {__version__}"
+    plan.switches = _switches(manifest.answers, answers)
 
     def record(path: str, text: str) -> None:
         new.managed[path] = {"sha256": sha256(text.encode("utf-8")), "base": text}
@@ -246,11 +294,14 @@ def plan_managed(plan: Plan, manifest: Manifest, managed_now: dict[str, bytes], 
         ours = _decode(ours_bytes, path)
         base = recorded["base"]
         if theirs is None:  # the template no longer renders it
+            left_behind = _left_behind(path, answers)
             if normalise(ours) == normalise(base):
-                plan.changes.append(FileChange(path, REMOVED, ours_bytes, None, "no longer generated"))
-            elif pending.get("removed"):
-                # Reported as a conflict last time and still kept: the team keeps it.
-                plan.changes.append(FileChange(path, RELEASED, ours_bytes, None))
+                plan.changes.append(FileChange(path, REMOVED, ours_bytes, None, left_behind or "no longer generated"))
+            elif pending.get("removed") or left_behind:
+                # Reported as a conflict last time and still kept, or left behind by a switch of
+                # provider or target (no mlci renders it here again): the team keeps it.
+                why = f"edited by you; {left_behind}" if left_behind else ""
+                plan.changes.append(FileChange(path, RELEASED, ours_bytes, None, why))
                 new.seeded[path] = sha256(ours_bytes)
             else:
                 plan.changes.append(
@@ -305,6 +356,7 @@ def plan_managed(plan: Plan, manifest: Manifest, managed_now: dict[str, bytes], 
         else:
             plan.changes.append(FileChange(path, MERGED, ours_bytes, merged_bytes))
             record(path, theirs)
+    plan.removed_dirs = _emptied_dirs(root, plan.changes)
     return new
 
 

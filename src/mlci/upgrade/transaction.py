@@ -6,9 +6,11 @@ The protocol (docs/upgrades.md, "Interrupted upgrades"), in a work directory
 1. stage: every new file is written there in full (`new-<i>`) and every file the upgrade
    replaces or deletes is hard-linked (or copied) there as its backup (`old-<i>`);
 2. commit the journal: `journal.json` lists, per file, its backup and the hash of what it
-   held before (`old`) and of what the upgrade leaves there (`new`, null: deleted), and the
-   directories the upgrade creates. It is written to a temporary name, fsynced and renamed
-   into place: from here on, and only from here on, files may have been swapped;
+   held before (`old`) and of what the upgrade leaves there (`new`, null: deleted), the
+   directories the upgrade creates and those its deletions leave empty (`removed_dirs`,
+   written only when there is one; removed after the files, recreated first on a rollback).
+   It is written to a temporary name, fsynced and renamed into place: from here on, and
+   only from here on, files may have been swapped;
 3. swap: each file is renamed into place (or deleted), its directory fsynced;
 4. finish: an empty `done` file is created and fsynced: the upgrade is complete;
 5. clean up: the journal goes first, `done` last, then the directory.
@@ -35,7 +37,7 @@ import secrets
 import signal
 import stat
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -161,6 +163,7 @@ class Entry:
 class Journal:
     entries: list[Entry]
     dirs: list[str]  # directories the upgrade creates, parents first
+    removed_dirs: list[str] = field(default_factory=list)  # directories its deletions empty, deepest first
 
 
 def _hash_of(path: Path) -> str | None:
@@ -182,7 +185,7 @@ def apply_plan(plan: Plan) -> None:
     work = root / ".mlci" / f"{WORK_PREFIX}{secrets.token_hex(6)}"
     disk.mkdir(work)
     try:
-        journal = _stage(disk, root, work, ops)
+        journal = _stage(disk, root, work, ops, plan.removed_dirs)
     except BaseException as exc:
         _remove_work(disk, work)  # nothing was swapped yet
         _raise_as_left_as_it_was(root, exc, command)
@@ -214,7 +217,7 @@ def _raise_as_left_as_it_was(root: Path, exc: BaseException, command: str) -> No
     raise InfraError(f"{root}: the {command} failed ({reason}); every file was left as it was") from exc
 
 
-def _stage(disk: Disk, root: Path, work: Path, ops: list[tuple[str, bytes | None]]) -> Journal:
+def _stage(disk: Disk, root: Path, work: Path, ops: list[tuple[str, bytes | None]], removed_dirs: list[str]) -> Journal:
     entries: list[Entry] = []
     dirs: list[str] = []
     for index, (path, data) in enumerate(ops):
@@ -232,8 +235,10 @@ def _stage(disk: Disk, root: Path, work: Path, ops: list[tuple[str, bytes | None
                     dirs.append(parent.as_posix())
         new = sha256(data) if data is not None else None
         entries.append(Entry(path, f"old-{index}" if existed else None, old, new))
-    journal = Journal(entries, dirs)
-    payload = {"format": JOURNAL_FORMAT, "entries": [asdict(e) for e in entries], "dirs": dirs}
+    journal = Journal(entries, dirs, list(removed_dirs))
+    payload: dict[str, object] = {"format": JOURNAL_FORMAT, "entries": [asdict(e) for e in entries], "dirs": dirs}
+    if removed_dirs:  # optional, so a journal without removed directories reads as it always did
+        payload["removed_dirs"] = list(removed_dirs)
     disk.write_atomic(work / JOURNAL, json.dumps(payload, indent=1).encode("utf-8"))
     return journal
 
@@ -248,6 +253,9 @@ def _swap_all(disk: Disk, root: Path, work: Path, journal: Journal) -> None:
             if parent.as_posix() in journal.dirs and not (root / parent).exists():
                 disk.mkdir(root / parent)
         disk.replace(work / f"new-{index}", target)
+    for directory in journal.removed_dirs:  # deepest first, each emptied by the deletions above
+        with contextlib.suppress(OSError):  # someone put a file in it meanwhile: it stays, theirs
+            disk.rmdir(root / directory)
 
 
 def _roll_back(disk: Disk, root: Path, work: Path, journal: Journal) -> tuple[list[str], list[str]]:
@@ -258,6 +266,10 @@ def _roll_back(disk: Disk, root: Path, work: Path, journal: Journal) -> tuple[li
     """
     notes: list[str] = []
     failed: list[str] = []
+    for directory in reversed(journal.removed_dirs):  # parents first: the deleted files go back into them
+        with contextlib.suppress(OSError):  # a file there now: restoring into it fails below, named
+            if not (root / directory).exists():
+                disk.mkdir(root / directory)
     for entry in reversed(journal.entries):
         try:
             note = _restore(disk, root, work, entry)
@@ -404,17 +416,18 @@ def _read_journal(work: Path) -> Journal | None:
         )
     try:
         raw_entries, raw_dirs = payload["entries"], payload["dirs"]
-        if not isinstance(raw_entries, list) or not isinstance(raw_dirs, list):
-            raise TypeError("'entries' and 'dirs' must be lists")
+        raw_removed = payload.get("removed_dirs", [])
+        if not all(isinstance(raw, list) for raw in (raw_entries, raw_dirs, raw_removed)):
+            raise TypeError("'entries', 'dirs' and 'removed_dirs' must be lists")
         entries = [Entry(e["target"], e["backup"], e["old"], e["new"]) for e in raw_entries]
-        dirs = list(raw_dirs)
+        dirs, removed_dirs = list(raw_dirs), list(raw_removed)
     except (KeyError, TypeError) as exc:
         raise ConfigError(where, None, f"malformed journal ({exc}); check the files with 'git status'") from None
-    _check_journal_paths(work, entries, dirs)
-    return Journal(entries, dirs)
+    _check_journal_paths(work, entries, dirs, removed_dirs)
+    return Journal(entries, dirs, removed_dirs)
 
 
-def _check_journal_paths(work: Path, entries: list[Entry], dirs: list[str]) -> None:
+def _check_journal_paths(work: Path, entries: list[Entry], dirs: list[str], removed_dirs: list[str]) -> None:
     """A journal is untrusted input like the manifest (a pull request can add one): recovery
     deletes and replaces its targets, so they must be files an upgrade writes, and every
     backup a file of its own work directory."""
@@ -441,9 +454,11 @@ def _check_journal_paths(work: Path, entries: list[Entry], dirs: list[str]) -> N
     # of the journal's targets is one an upgrade may create, and as the targets were checked
     # above, each such parent is confined and passes through no symlink leading out.
     parents = {parent.as_posix() for entry in entries for parent in Path(entry.target).parents[:-1]}
-    for directory in dirs:
+    # Likewise a directory a rollback recreates must hold a file the journal deletes.
+    deleted_in = {p.as_posix() for e in entries if e.new is None for p in Path(e.target).parents[:-1]}
+    for directory, allowed in [*((d, parents) for d in dirs), *((d, deleted_in) for d in removed_dirs)]:
         problem = path_problem(directory) if isinstance(directory, str) else "is not a path"
-        if problem is None and directory not in parents:
+        if problem is None and directory not in allowed:
             problem = "is not the directory of a file this journal names"
         if problem is not None:
             raise ConfigError(

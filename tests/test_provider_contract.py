@@ -162,12 +162,27 @@ def test_azure_output_variables_escape_names_and_values() -> None:
     ]
 
 
+def test_azure_summary_is_a_file_of_its_own_uploaded_by_one_command(tmp_path: Path) -> None:
+    azure = providers.runtime("azure")
+    agent_tmp = tmp_path / "a;b]%"  # the path is escaped like any other command value
+    agent_tmp.mkdir()
+    env = {**AZURE, "AGENT_TEMPDIRECTORY": str(agent_tmp)}
+    first = azure.add_summary("### mlci lint: passed\n\nno findings\n\n", env)
+    second = azure.add_summary("### mlci test: failed", env)  # each stage of `mlci run` keeps its own
+    escaped = str(agent_tmp).replace("%", "%AZP25")
+    assert first == [f"##vso[task.uploadsummary]{escaped}/mlci-summary-1.md"]
+    assert second == [f"##vso[task.uploadsummary]{escaped}/mlci-summary-2.md"]
+    assert (agent_tmp / "mlci-summary-1.md").read_text(encoding="utf-8") == "### mlci lint: passed\n\nno findings\n"
+    assert (agent_tmp / "mlci-summary-2.md").read_text(encoding="utf-8") == "### mlci test: failed\n"
+    assert azure.add_summary("### x", AZURE) == []  # no agent folder: nothing written, nothing printed
+
+
 def test_jenkins_reads_no_commands(tmp_path: Path) -> None:
     jenkins = providers.runtime("jenkins")
     summary = tmp_path / "summary.md"
     env = {**JENKINS, "GITHUB_OUTPUT": str(tmp_path / "out"), "GITHUB_STEP_SUMMARY": str(summary)}
     assert jenkins.annotation("error", "x", file="a.py", line=1) is None
     assert jenkins.set_outputs({"result": "passed"}, env) == []
-    jenkins.add_summary("### done", env)
+    assert jenkins.add_summary("### done", env) == []
     assert list(tmp_path.iterdir()) == []  # GitHub's files are GitHub's only
     assert jenkins.stop_commands("t") is None and jenkins.markers == () and jenkins.line_start_marker == ""

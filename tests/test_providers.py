@@ -78,7 +78,7 @@ def test_provider_templates_see_only_the_render_context(tmp_path: Path, github_a
 
 def test_a_runtime_only_ci_system_is_not_a_provider() -> None:
     assert set(providers.RUNTIME_ONLY).isdisjoint(providers.NAMES)
-    with pytest.raises(KeyError, match="no CI provider 'azure'; this mlci renders github"):
-        providers.get("azure")
-    assert providers.later_message("azure") == "azure arrives in a later mlci version; use github"
+    with pytest.raises(KeyError, match="no CI provider 'jenkins'; this mlci renders github, azure"):
+        providers.get("jenkins")
+    assert providers.later_message("jenkins") == "jenkins arrives in a later mlci version; use github or azure"
     assert providers.later_message("github") is None

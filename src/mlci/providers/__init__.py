@@ -22,13 +22,13 @@ if TYPE_CHECKING:
 # name -> the package whose `PROVIDER` renders it; the first is the default.
 NAMES: dict[str, str] = {
     "github": "mlci.providers.github",
+    "azure": "mlci.providers.azure",
 }
 DEFAULT = next(iter(NAMES))
 # CI systems whose runtime adapter ships before their renderer: stages detect them and use
 # their annotations and outputs, but ci.provider refuses them until they render (their line
 # then moves to NAMES).
 RUNTIME_ONLY: dict[str, str] = {
-    "azure": "mlci.providers.azure",
     "jenkins": "mlci.providers.jenkins",
 }
 

@@ -92,8 +92,9 @@ class CIRuntime(Protocol):
         command lines the caller prints (console.ci_command)."""
         ...
 
-    def add_summary(self, markdown: str, env: Mapping[str, str]) -> None:
-        """Append Markdown to the job summary where the CI system has one."""
+    def add_summary(self, markdown: str, env: Mapping[str, str]) -> list[str]:
+        """Append Markdown to the job summary where the CI system has one: written to the
+        runner's own file, or to a file named by the returned command lines the caller prints."""
         ...
 
     def stop_commands(self, token: str) -> tuple[str, str] | None:

@@ -195,7 +195,8 @@ def publish(outputs: dict[str, Any], summary: str) -> None:
         return
     for line in ci.set_outputs(outputs, os.environ):
         console.ci_command(line)
-    ci.add_summary(summary, os.environ)
+    for line in ci.add_summary(summary, os.environ):
+        console.ci_command(line)
 
 
 def mark(project: Project, stage: str, status: str, summary: str) -> None:

@@ -1,10 +1,11 @@
-"""Azure Pipelines as a running stage sees it (moved from ci_env.py). mlci renders no Azure
-pipelines yet (the provider is not in providers.NAMES), but a stage run there is detected and
-writes the agent's own annotation and output-variable commands."""
+"""Azure Pipelines as a running stage sees it: detected by TF_BUILD, it writes the agent's own
+annotation (`task.logissue`), output-variable (`task.setvariable`) and summary
+(`task.uploadsummary`) commands, every value escaped as azure-pipelines-task-lib does."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
 
 
@@ -58,8 +59,18 @@ class AzureRuntime:
             for key, value in values.items()
         ]
 
-    def add_summary(self, markdown: str, env: Mapping[str, str]) -> None:
-        return None  # a summary needs an uploaded file (task.uploadsummary); not written yet
+    def add_summary(self, markdown: str, env: Mapping[str, str]) -> list[str]:
+        """The Markdown in a file of its own under the agent's temporary folder (cleaned after
+        every job), attached to the run's summary by `task.uploadsummary`: one file per call, so
+        each stage of `mlci run` keeps its own section."""
+        folder = env.get("AGENT_TEMPDIRECTORY")
+        if not folder:
+            return []
+        index = 1
+        while (path := Path(folder) / f"mlci-summary-{index}.md").exists():
+            index += 1
+        path.write_text(markdown.rstrip("\n") + "\n", encoding="utf-8")
+        return [f"##vso[task.uploadsummary]{_escape_data(str(path))}"]
 
     def stop_commands(self, token: str) -> tuple[str, str] | None:
         return None

@@ -66,11 +66,12 @@ class GitHubRuntime:
                     out.write(f"{key}={text}\n")
         return []
 
-    def add_summary(self, markdown: str, env: Mapping[str, str]) -> None:
+    def add_summary(self, markdown: str, env: Mapping[str, str]) -> list[str]:
         path = env.get("GITHUB_STEP_SUMMARY")
         if path:
             with open(path, "a", encoding="utf-8") as out:
                 out.write(markdown.rstrip("\n") + "\n\n")
+        return []
 
     def stop_commands(self, token: str) -> tuple[str, str] | None:
         return f"::stop-commands::{token}", f"::{token}::"

@@ -35,8 +35,8 @@ class JenkinsRuntime:
     def set_outputs(self, values: Mapping[str, object], env: Mapping[str, str]) -> list[str]:
         return []
 
-    def add_summary(self, markdown: str, env: Mapping[str, str]) -> None:
-        return None
+    def add_summary(self, markdown: str, env: Mapping[str, str]) -> list[str]:
+        return []
 
     def stop_commands(self, token: str) -> tuple[str, str] | None:
         return None

@@ -1,0 +1,314 @@
+"""Azure Pipelines from the pipeline model: one `azure-pipelines.yml` for the model's ci, cd and
+retrain pipelines, stage templates under `.azure/templates/`, and the weekly upgrade pipeline.
+
+Azure runs one pipeline definition per file, so the model's pipelines become one file: the
+checks (the jobs of the pipeline that runs on pull requests) are one stage of parallel jobs and
+their gate; every other job is a stage of its own whose `condition:` admits exactly the run
+reasons of the model's pipelines that contain it (docs/azure.md, parse.py reads it back).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlci.errors import InfraError
+from mlci.pipeline import OIDC_TOKEN, READ_REPOSITORY, Job, Pipeline, TriggerKind
+from mlci.providers.azure import PROVIDER
+from mlci.providers.base import RenderContext
+from mlci.stage_specs import STAGES, Input, StageSpec
+from mlci.targets.base import EnvValue, Literal, Secret, Variable
+from mlci.template_env import compiled, version_text, yaml_str
+
+PIPELINE_FILE = "azure-pipelines.yml"
+TEMPLATES = ".azure/templates"
+UPGRADE_FILE = ".azure/mlci-upgrade.yml"
+REMOTE_TEMPLATES = "azure/templates"  # in the mlci repository resource, referenced as `<path>@mlci`
+CHECKS_STAGE = "checks"
+# The Build.Reason values each trigger of the model starts a run with (Azure's predefined variable).
+REASONS: dict[TriggerKind, tuple[str, ...]] = {
+    "push": ("IndividualCI", "BatchedCI"),
+    "manual": ("Manual",),
+    "schedule": ("Schedule",),
+    "pull_request": ("PullRequest",),
+}
+SERVICE_CONNECTION = "azureServiceConnection"  # the pipeline parameter naming the ARM service connection
+# Why a step runs logged in through the service connection, when no credential gives a reason.
+OIDC_REASON = "workload identity federation: no long-lived secret"
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Azure expands these in any value it reads: a fixed value holding one would not stay fixed.
+_MACRO = re.compile(r"\$\(|\$\[|\$\{\{")
+
+
+def azure_name(model_id: str) -> str:
+    """A model id as an Azure stage or job name (A-Z, a-z, 0-9 and `_` only)."""
+    name = model_id.replace("-", "_")
+    if not _NAME.fullmatch(name) or "_" in model_id:
+        raise ValueError(f"job id {model_id!r} has no reversible Azure name")
+    return name
+
+
+def model_id(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def parameter_name(input_name: str) -> str:
+    """A stage input (`run-id`) as a template parameter (`runId`): `${{ parameters.x }}` needs an identifier."""
+    first, *rest = input_name.split("-")
+    return first + "".join(part.capitalize() for part in rest)
+
+
+def handover_variable(input_name: str) -> str:
+    return "MLCI_HANDOVER_" + input_name.upper().replace("-", "_")
+
+
+def input_env(input_name: str) -> str:
+    """The variable a template parameter reaches its script through (never `${{ }}` in a script)."""
+    return "MLCI_IN_" + input_name.upper().replace("-", "_")
+
+
+def choices_of(spec: StageSpec, stage_input: Input) -> tuple[str, ...] | None:
+    """The closed set of values an input takes ("" first: not passed), or None when it is open."""
+    option = next(o for o in spec.options if stage_input.flag in o.flags)
+    return ("", *option.choices) if option.choices else None
+
+
+def env_value(value: EnvValue) -> str:
+    """One credential variable as the pipeline writes it: `$(NAME)` for a secret or a variable,
+    a fixed value as a quoted scalar that holds no Azure macro."""
+    if isinstance(value, Secret | Variable):
+        if not _NAME.fullmatch(value.name):
+            raise ValueError(f"{value.name!r} is not an Azure Pipelines variable name")
+        return f"$({value.name})"
+    text = value.value if isinstance(value, Literal) else value.for_provider(PROVIDER.name)
+    if text is None:
+        raise ValueError(f"the credential value {value} has no entry for {PROVIDER.name}")
+    if _MACRO.search(text):
+        raise ValueError(f"the fixed credential value {text!r} holds Azure macro syntax")
+    return yaml_str(text)
+
+
+@dataclass(frozen=True)
+class AzureJob:
+    job: Job
+    name: str
+    deployment: bool  # a deployment job bound to job.environment
+    depends_on: tuple[str, ...]  # jobs of its own stage it needs
+    variables: tuple[tuple[str, str], ...]  # job variables: hand-overs, gate results
+    parameters: tuple[tuple[str, str], ...]  # the stage template's parameters (name, rendered value)
+    env: tuple[tuple[str, str], ...]
+    secret_env: tuple[tuple[str, str], ...]
+    oidc_reason: str | None  # runs logged in through the service connection, and why
+    registry_branch: str | None  # the branch whose runs keep the registry (it restores or saves it)
+
+
+@dataclass(frozen=True)
+class AzureStage:
+    name: str
+    display: str
+    depends_on: tuple[str, ...]
+    condition: str | None
+    lock_group: str | None  # the model's concurrency group: lockBehavior sequential
+    jobs: tuple[AzureJob, ...]
+
+
+def registry_key(branch: str) -> str:
+    return f'"mlci-registry" | "{branch}"'
+
+
+def _reasons(pipelines: tuple[Pipeline, ...], job_id: str) -> tuple[str, ...]:
+    kinds = {t.kind for p in pipelines if any(j.id == job_id for j in p.jobs) for t in p.triggers}
+    return tuple(reason for kind, reasons in REASONS.items() if kind in kinds for reason in reasons)
+
+
+def condition(reasons: tuple[str, ...], branch: str | None) -> str:
+    parts = ["succeeded()", "in(variables['Build.Reason'], " + ", ".join(f"'{r}'" for r in reasons) + ")"]
+    if branch:
+        parts.append(f"eq(variables['Build.SourceBranch'], 'refs/heads/{branch}')")
+    return f"and({', '.join(parts)})"
+
+
+def _one(values: set[Any], what: str) -> Any:
+    if len(values) != 1:
+        raise ValueError(f"the pipelines disagree on {what}: {sorted(map(str, values))}")
+    return next(iter(values))
+
+
+def checks_of(pipelines: tuple[Pipeline, ...]) -> Pipeline:
+    """The one pipeline that runs on pull requests: its jobs are the checks stage."""
+    found = [p for p in pipelines if any(t.kind == "pull_request" for t in p.triggers)]
+    if len(found) != 1:
+        raise ValueError(f"Azure renders one pipeline run on pull requests, not {len(found)}")
+    return found[0]
+
+
+def layout(pipelines: tuple[Pipeline, ...]) -> tuple[AzureStage, ...]:
+    """The stages of the one Azure pipeline holding every pipeline of the model."""
+    checks_pipeline = checks_of(pipelines)
+    jobs: dict[str, Job] = {}
+    owner: dict[str, Pipeline] = {}
+    for p in pipelines:
+        for job in p.jobs:
+            if jobs.setdefault(job.id, job) != job:
+                raise ValueError(f"job {job.id} differs between pipelines")
+            owner.setdefault(job.id, p)
+    checks = tuple(j.id for j in checks_pipeline.jobs)
+    stage_of = {job_id: CHECKS_STAGE if job_id in checks else azure_name(job_id) for job_id in jobs}
+    sink = {CHECKS_STAGE: checks[-1], **{azure_name(j): j for j in jobs if j not in checks}}
+
+    def azure_job(job: Job) -> AzureJob:
+        pipeline = owner[job.id]
+        variables = (
+            [
+                (f"MLCI_RESULT_{azure_name(need).upper()}", f"$[ dependencies.{azure_name(need)}.result ]")
+                for need in job.needs
+            ]
+            if job.gate
+            else []
+        )
+        parameters: list[tuple[str, str]] = []
+        for stage_input in job.stage.inputs if job.stage else ():
+            if stage_input.name in job.options:
+                parameters.append((parameter_name(stage_input.name), yaml_str(job.options[stage_input.name])))
+        for handover in job.inputs_from:
+            producer = jobs[handover.job]
+            prefix = f"{azure_name(producer.id)}." if producer.environment else ""
+            source = f"stageDependencies.{stage_of[producer.id]}.{azure_name(producer.id)}"
+            variables.append(
+                (handover_variable(handover.input), f"$[ {source}.outputs['{prefix}stage.{handover.output}'] ]")
+            )
+            parameters.append((parameter_name(handover.input), f"$({handover_variable(handover.input)})"))
+        env = [(v.name, env_value(v.value)) for c in job.credentials for v in c.env if not isinstance(v.value, Secret)]
+        secrets = [(v.name, env_value(v.value)) for c in job.credentials for v in c.env if isinstance(v.value, Secret)]
+        oidc = None
+        if OIDC_TOKEN in job.capabilities:
+            oidc = "; ".join(dict.fromkeys(c.reason for c in job.credentials if c.oidc and c.reason)) or OIDC_REASON
+        keeps = job.restores_registry or job.saves_registry
+        return AzureJob(
+            job=job,
+            name=azure_name(job.id),
+            deployment=job.environment is not None,
+            depends_on=tuple(azure_name(n) for n in job.needs if stage_of[n] == stage_of[job.id]),
+            variables=tuple(variables),
+            parameters=tuple(parameters),
+            env=tuple(env),
+            secret_env=tuple(secrets),
+            oidc_reason=oidc,
+            registry_branch=pipeline.registry_branch if keeps else None,
+        )
+
+    stages = [AzureStage(CHECKS_STAGE, "Checks", (), None, None, tuple(azure_job(jobs[j]) for j in checks))]
+    for job_id, job in jobs.items():
+        if job_id in checks:
+            continue
+        for need in job.needs:
+            if sink[stage_of[need]] != need:
+                raise ValueError(f"job {job_id} needs {need}, which is not the last job of its stage")
+        groups = {p.concurrency_group for p in pipelines if any(j.id == job_id for j in p.jobs)}
+        stages.append(
+            AzureStage(
+                name=stage_of[job_id],
+                display=job.name,
+                depends_on=tuple(dict.fromkeys(stage_of[n] for n in job.needs)),
+                condition=condition(_reasons(pipelines, job_id), job.only_on_branch),
+                lock_group=_one(groups, f"the concurrency group of {job_id}"),
+                jobs=(azure_job(job),),
+            )
+        )
+    return tuple(stages)
+
+
+def _check_yaml(text: str, what: str) -> None:
+    """Refuse to write a pipeline that is not YAML: a template bug must never reach a repository."""
+    import yaml
+
+    try:
+        yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        raise InfraError(f"mlci rendered an invalid {what} ({exc}); this is a bug in mlci, please report it") from None
+
+
+def task_pins(templates: Path) -> dict[str, Any]:
+    pins: dict[str, Any] = json.loads((templates / "task-pins.json").read_text(encoding="utf-8"))
+    return pins
+
+
+def install_spec(ctx: RenderContext) -> str:
+    """What the setup template installs mlci from: the project's pin, else this mlci (vendored)
+    or the pinned mlci repository's commit (remote)."""
+    if ctx.mlci_install:
+        return ctx.mlci_install
+    if ctx.actions == "vendored":
+        return f"mlci=={ctx.mlci_version}"
+    return f"mlci @ git+https://github.com/{ctx.mlci_repository}@{ctx.mlci_ref}"
+
+
+def template_ref(name: str, ctx: RenderContext) -> str:
+    if ctx.actions == "vendored":
+        return f"{TEMPLATES}/{name}.yml"
+    return f"{REMOTE_TEMPLATES}/{name}.yml@mlci"
+
+
+def render_templates(mlci_version: str, templates: Path, vendored: bool = True) -> dict[str, str]:
+    """The stage templates: {file name: text} (setup.yml and one per stage, `<ci_id>.yml`)."""
+    pins = task_pins(templates)
+    version = version_text(mlci_version)
+    rendered = {
+        "setup.yml": compiled((templates / "setup.yml.j2").read_text(encoding="utf-8")).render(
+            mlci_version=version, pins=pins, vendored=vendored
+        )
+    }
+    stage = compiled((templates / "stage.yml.j2").read_text(encoding="utf-8"))
+    for spec in STAGES:
+        rendered[f"{spec.ci_id}.yml"] = stage.render(
+            spec=spec,
+            mlci_version=version,
+            pins=pins,
+            vendored=vendored,
+            parameter_name=parameter_name,
+            input_env=input_env,
+            choices_of=choices_of,
+            junit=JUNIT.get(spec.name),
+        )
+    return rendered
+
+
+# The JUnit report each stage writes under .mlci/out/ (stages/_result.py JUNIT_REPORTS).
+JUNIT = {"test": "junit.xml", "data-test": "data-test.xml"}
+
+
+def render(pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path) -> dict[str, bytes]:
+    settings = dataclasses.asdict(ctx)
+    pins = task_pins(templates)
+    stages = layout(pipelines)
+    checks = checks_of(pipelines)
+    pushes = {b for p in pipelines for t in p.triggers if t.kind == "push" for b in t.branches}
+    text = compiled((templates / "azure-pipelines.yml.j2").read_text(encoding="utf-8")).render(
+        **settings,
+        stages=stages,
+        push_branches=sorted(pushes),
+        schedules=[t.cron for p in pipelines for t in p.triggers if t.kind == "schedule"],
+        auto_cancel=checks.cancel_in_progress,
+        batch=not checks.every_push,
+        oidc=any(j.oidc_reason for s in stages for j in s.jobs),
+        template_ref=lambda name: template_ref(name, ctx),
+        install=install_spec(ctx),
+        pins=pins,
+        service_connection=SERVICE_CONNECTION,
+        READ_REPOSITORY=READ_REPOSITORY,
+        registry_key=registry_key,
+    )
+    _check_yaml(text, PIPELINE_FILE)
+    files = {PIPELINE_FILE: text.encode("utf-8")}
+    upgrade = compiled((templates / "mlci-upgrade.yml.j2").read_text(encoding="utf-8")).render(**settings, pins=pins)
+    _check_yaml(upgrade, UPGRADE_FILE)
+    files[UPGRADE_FILE] = upgrade.encode("utf-8")
+    if ctx.actions == "vendored":
+        for name, body in render_templates(ctx.mlci_version, templates).items():
+            _check_yaml(body, name)
+            files[f"{TEMPLATES}/{name}"] = body.encode("utf-8")
+    return dict(sorted(files.items()))

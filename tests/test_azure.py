@@ -1,0 +1,185 @@
+"""Azure Pipelines audits beside the provider kit (issue 11): the vendored Azure schema on
+every rendered file, the same model graph as GitHub's rendering, hostile answers inert, and
+`mlci new --provider azure` giving a complete project."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from provider_kit import COMBOS, Combo
+from update_golden import combo_answers, combo_name, config_text, render_ci_files
+
+from mlci import pipeline, providers, templates
+from mlci.providers.azure.render import env_value
+from mlci.targets.base import ByProvider, Literal, Secret, Variable
+
+# What Azure expands in any value before a script runs: a macro `$(name)`, a template expression
+# `${{ }}`, a runtime expression `$[ ]` (bash's `$(command args)` is no macro: not a name).
+AZURE_EXPANDS = re.compile(r"\$\([\w.]+\)|\$\{\{|\$\[")
+CHECK_JSONSCHEMA = Path(sys.executable).with_name("check-jsonschema")
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[Combo, dict[str, bytes]]:
+    root = tmp_path_factory.mktemp("azure")
+    return {combo: render_ci_files("azure", combo, root) for combo in COMBOS}
+
+
+def _patched_schema(folder: Path) -> Path:
+    """check-jsonschema's vendored Azure schema, plus PublishCodeCoverageResults@2: the schema
+    (service-schema v1.261.1) still lists only @1, which Microsoft deprecated for @2."""
+    import check_jsonschema
+
+    vendored = Path(check_jsonschema.__file__).parent / "builtin_schemas" / "vendor" / "azure-pipelines.json"
+    schema = json.loads(vendored.read_text(encoding="utf-8"))
+    tasks = schema["definitions"]["task"]["anyOf"]
+    v1 = next(
+        t for t in tasks if t.get("properties", {}).get("task", {}).get("pattern") == "^PublishCodeCoverageResults@1$"
+    )
+    v2 = copy.deepcopy(v1)
+    v2["properties"]["task"]["pattern"] = "^PublishCodeCoverageResults@2$"
+    inputs = v2["properties"]["inputs"]["properties"]
+    v2["properties"]["inputs"]["properties"] = {
+        k: inputs[k] for k in ("summaryFileLocation", "pathToSources", "failIfCoverageEmpty")
+    }
+    v2.pop("deprecationMessage", None)
+    tasks.append(v2)
+    path = folder / "azure-pipelines.schema.json"
+    path.write_text(json.dumps(schema), encoding="utf-8")
+    return path
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="check-jsonschema's Azure transform needs Python 3.11+")
+def test_every_rendered_file_keeps_azures_schema(rendered: dict[Combo, dict[str, bytes]], tmp_path: Path) -> None:
+    paths = []
+    for combo, files in rendered.items():
+        for name, data in files.items():
+            path = tmp_path / combo_name(combo) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            paths.append(str(path))
+    assert len(paths) == 4 * 9 + 4 * 2  # vendored: the pipeline, the upgrade, 7 templates; remote: the first two
+    schema = _patched_schema(tmp_path)
+    command = [str(CHECK_JSONSCHEMA), "--schemafile", str(schema), "--regex-variant", "nonunicode"]
+    done = subprocess.run(
+        [*command, "--data-transform", "azure-pipelines", *paths], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def _graph(found: tuple[pipeline.Pipeline, ...]) -> dict[str, object]:
+    """What both CI systems must agree on: jobs, needs, stages and options, environments,
+    hand-overs, state, branch guards and triggers (credentials' values differ by design)."""
+    return {
+        p.id: (
+            p.triggers,
+            tuple(
+                (
+                    j.id,
+                    j.needs,
+                    j.stage.name if j.stage else None,
+                    dict(j.options),
+                    j.environment,
+                    j.inputs_from,
+                    j.restores_state,
+                    j.saves_state,
+                    j.restores_registry,
+                    j.saves_registry,
+                    j.only_on_branch,
+                    j.gate,
+                    j.capabilities,
+                    tuple(v.name for c in j.credentials for v in c.env),
+                )
+                for j in p.jobs
+            ),
+        )
+        for p in found
+    }
+
+
+@pytest.mark.parametrize("combo", COMBOS, ids=[combo_name(c) for c in COMBOS])
+def test_github_and_azure_parse_back_to_the_same_graph(
+    combo: Combo, rendered: dict[Combo, dict[str, bytes]], tmp_path: Path
+) -> None:
+    github = providers.get("github").parse_back(render_ci_files("github", combo, tmp_path))
+    azure = providers.get("azure").parse_back(rendered[combo])
+    assert _graph(azure) == _graph(github)
+    assert {p.id for p in azure} == ({"ci", "cd", "retrain"} if combo[2] == "retrain" else {"ci", "cd"})
+
+
+HOSTILE = [
+    "0.1.0\non:\n  pull_request_target:\n#",
+    'x"\u2028trigger: none\nx: "',
+    "$(System.AccessToken) ${{ parameters.azureServiceConnection }} $[ variables.x ] a: b # c",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_project_text_never_reaches_the_pipeline(value: str, tmp_path: Path) -> None:
+    # The provider reads mlci.yaml's ci settings only (RenderContext): a description or author
+    # of any shape changes no byte of the Azure files.
+    plain = combo_answers("azure", ("databricks", "vendored", "retrain"))
+    hostile = {**plain, "description": value, "author": value}
+    files = templates.render_ci(config_text(hostile), hostile, tmp_path)
+    assert files == templates.render_ci(config_text(plain), plain, tmp_path)
+
+
+def test_credential_values_are_names_or_quoted_fixed_text() -> None:
+    assert env_value(Secret("MLFLOW_TRACKING_TOKEN")) == "$(MLFLOW_TRACKING_TOKEN)"
+    assert env_value(Variable("DATABRICKS_HOST")) == "$(DATABRICKS_HOST)"
+    assert env_value(Literal("databricks-uc")) == '"databricks-uc"'
+    assert env_value(ByProvider((("github", "github-oidc"), ("azure", "azure-cli")))) == '"azure-cli"'
+    for macro in ("$(System.AccessToken)", "${{ parameters.x }}", "$[ variables.x ]"):
+        with pytest.raises(ValueError, match="holds Azure macro syntax"):
+            env_value(Literal(f"a {macro}"))  # Azure would expand it: a fixed value must stay fixed
+    with pytest.raises(ValueError, match="is not an Azure Pipelines variable name"):
+        env_value(Secret("X) $(System.AccessToken"))
+    with pytest.raises(ValueError, match="has no entry for azure"):
+        env_value(ByProvider((("github", "github-oidc"),)))
+
+
+def test_secrets_reach_the_step_through_env_only(rendered: dict[Combo, dict[str, bytes]]) -> None:
+    # Every `$(` in a stage template is in a value Azure maps (env:, inputs), never a script body.
+    for files in rendered.values():
+        for name, data in files.items():
+            if not name.startswith(".azure/templates/"):
+                continue
+            import yaml
+
+            for step in yaml.safe_load(data)["steps"]:
+                for body in _scripts(step):
+                    assert not AZURE_EXPANDS.search(body), (name, body)
+
+
+def _scripts(step: object) -> list[str]:
+    if isinstance(step, dict):
+        found = [v for k, v in step.items() if k in ("bash", "script", "inlineScript") and isinstance(v, str)]
+        return found + [s for v in step.values() for s in _scripts(v)]
+    if isinstance(step, list):
+        return [s for item in step for s in _scripts(item)]
+    return []
+
+
+def test_mlci_new_with_azure_gives_a_complete_project(tmp_path: Path) -> None:
+    assert run_cli("new", "demo", "--provider", "azure", "--defaults", "--no-git", "--output-dir", str(tmp_path)) == 0
+    project = tmp_path / "demo"
+    assert (project / "azure-pipelines.yml").is_file() and not (project / ".github").exists()
+    assert sorted(p.name for p in (project / ".azure" / "templates").iterdir()) == [
+        "data-test.yml",
+        "deploy.yml",
+        "lint.yml",
+        "register.yml",
+        "setup.yml",
+        "train.yml",
+        "unit-test.yml",
+    ]
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    assert "azure-pipelines.yml" in readme and ".github" not in readme
+    assert run_cli("upgrade", "--check", str(project)) == 0

@@ -48,6 +48,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "TF_BUILD",
         "JENKINS_URL",
         "CI",
+        "MLCI_TEMPLATE_ROOT",  # a copy of mlci's templates (tests/upgrade_kit.py sets it per test)
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")

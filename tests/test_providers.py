@@ -11,7 +11,7 @@ from typing import Any
 
 import jinja2
 import pytest
-from conftest import REPO
+from conftest import REPO, run_cli
 
 from mlci import providers, templates
 
@@ -82,3 +82,15 @@ def test_a_runtime_only_ci_system_is_not_a_provider() -> None:
         providers.get("jenkins")
     assert providers.later_message("jenkins") == "jenkins arrives in a later mlci version; use github or azure"
     assert providers.later_message("github") is None
+
+
+def test_a_template_root_that_is_not_one_is_refused_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MLCI_TEMPLATE_ROOT", str(tmp_path / "nowhere"))
+    assert run_cli("new", "rooted", "--defaults", "--no-git", "--output-dir", str(tmp_path)) == 2
+    assert capsys.readouterr().err == (
+        f"mlci: error: MLCI_TEMPLATE_ROOT={tmp_path / 'nowhere'}: no scaffold/ there; unset MLCI_TEMPLATE_ROOT "
+        "(it points mlci at a copy of its templates, for tests)\n"
+    )
+    assert not (tmp_path / "rooted").exists()

@@ -98,7 +98,7 @@ def test_render_conflict_exits_1_with_markers_in_one_transaction(
     captured = capsys.readouterr()
     assert re.search(rf"^CONFLICT {re.escape(CI)} \(\d+ conflicts?\)$", captured.out, re.MULTILINE)
     assert captured.err == (
-        f"mlci: error: 1 managed file(s) with conflicts: {CI}; resolve them (look for '<<<<<<<'), "
+        f"mlci: error: 1 managed file(s) with conflicts: {CI}; resolve the markers ('<<<<<<<'), "
         "then run 'mlci render' again\n"
     )
     text = (project / CI).read_text(encoding="utf-8")
@@ -124,3 +124,33 @@ def test_render_conflict_exits_1_with_markers_in_one_transaction(
     (project / CI).write_text(text, encoding="utf-8")
     assert run_cli("render", "-C", str(project)) == 0
     assert "pending" not in json.loads((project / MANIFEST_PATH).read_text(encoding="utf-8"))
+
+
+def test_an_edited_file_mlci_no_longer_renders_is_kept_and_named_for_render(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The retrain workflow, edited by hand, then turned off in mlci.yaml: render keeps it and
+    says what to do in its own words (no markers to look for, no 'mlci upgrade' to run)."""
+    config = project / "mlci.yaml"
+    original = config.read_text(encoding="utf-8")
+    config.write_text(original.replace("ci:\n", 'ci:\n  retrain_cron: "0 3 * * 1"\n', 1), encoding="utf-8")
+    assert run_cli("render", "-C", str(project)) == 0
+    retrain = ".github/workflows/retrain.yml"
+    (project / retrain).write_text((project / retrain).read_text(encoding="utf-8") + "# ours\n", encoding="utf-8")
+    config.write_text(original, encoding="utf-8")
+    capsys.readouterr()
+    assert run_cli("render", "-C", str(project)) == 1
+    captured = capsys.readouterr()
+    assert (
+        f"CONFLICT {retrain} (no longer generated, but edited by you: kept; delete it, or keep it and "
+        "run 'mlci render' again to make it yours)\n"
+    ) in captured.out
+    assert captured.err == (
+        f"mlci: error: 1 managed file(s) with conflicts: {retrain}; do what the line above each says, "
+        "then run 'mlci render' again\n"
+    )
+    assert run_cli("render", "-C", str(project)) == 0  # kept again: now the team's file
+    captured = capsys.readouterr()
+    assert f"kept     {retrain} (no longer generated: now yours)\n" in captured.out
+    assert (project / retrain).read_text(encoding="utf-8").endswith("# ours\n")
+    assert retrain not in json.loads((project / MANIFEST_PATH).read_text(encoding="utf-8"))["managed"]

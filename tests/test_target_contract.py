@@ -199,7 +199,10 @@ def test_mlci_run_goes_through_the_configured_target(
     Databricks target, not deployed from the local store."""
     assert run_cli("run", "deploy", "-C", str(databricks_project)) == 2
     err = capsys.readouterr().err
-    assert "deploy --target databricks: deploying to Databricks is not available in this mlci version" in err
+    assert (
+        "deploy --target databricks: deploying to Databricks is not available in this mlci version; "
+        "run 'mlci deploy --target local', or set target: local in mlci.yaml (what 'mlci run' deploys to)"
+    ) in err  # not "--target local" alone: `mlci run` has no such option
     assert stage_json(databricks_project, "deploy")["status"] == "error"
     assert not (databricks_project / ".mlci" / "mlflow.db").exists()
 

@@ -244,7 +244,7 @@ def test_a_conflict_resolved_by_deleting_only_the_first_marker_is_refused(
     assert proj.unchanged_since_snapshot() and CI in proj.manifest["pending"]  # type: ignore[operator]
     out = capsys.readouterr().out
     assert (
-        f"conflict marker '||||||| base (mlci {OLD_VERSION})' from the last upgrade left at line {first + 2}; "
+        f"conflict marker '||||||| base (mlci {OLD_VERSION})' from an earlier merge left at line {first + 2}; "
         "finish resolving it and run 'mlci upgrade' again"
     ) in out
     assert CI in out

@@ -124,8 +124,8 @@ def build_parser(stages: Sequence[StageSpec] = STAGES) -> argparse.ArgumentParse
         sub,
         "render",
         "re-render every managed file from mlci.yaml",
-        "Re-render the CI files and every other file mlci manages from mlci.yaml (after you edit it); "
-        "files edited by hand are kept for 'mlci upgrade' to merge.",
+        "Re-render the CI files and every other file mlci manages from mlci.yaml (after you edit it, "
+        "e.g. to switch ci.provider); files edited by hand are merged three ways, as 'mlci upgrade' does.",
     )
     _add_options(render, PROJECT_DIR)
     render.set_defaults(handler="mlci.commands.render:main")

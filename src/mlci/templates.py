@@ -21,7 +21,7 @@ from typing import Any
 
 import mlci
 from mlci import pipeline, providers, targets
-from mlci.errors import InfraError
+from mlci.errors import InfraError, UsageError
 from mlci.project import project_from_text
 from mlci.providers.base import Provider, RenderContext
 
@@ -102,6 +102,11 @@ class TemplateSource:
     @classmethod
     def from_env(cls) -> TemplateSource:
         root = os.environ.get(TEMPLATE_ROOT_ENV)
+        if root and not (Path(root) / "scaffold").is_dir():
+            raise UsageError(
+                f"{TEMPLATE_ROOT_ENV}={root}: no scaffold/ there; unset {TEMPLATE_ROOT_ENV} "
+                "(it points mlci at a copy of its templates, for tests)"
+            )
         return cls(Path(root) if root else None)
 
     def scaffold(self) -> Path:

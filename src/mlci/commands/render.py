@@ -22,8 +22,10 @@ from mlci.errors import CheckFailed
 from mlci.lock import root_lock
 from mlci.manifest import MANIFEST_PATH, Manifest, load_manifest
 from mlci.paths import check_confined
-from mlci.stages._result import load_project_for
+from mlci.project import load_project
+from mlci.stages._result import project_root_for
 from mlci.upgrade import engine, transaction
+from mlci.upgrade.merge import conflict_marker
 from mlci.upgrade.pin import is_detected_pin
 
 
@@ -51,10 +53,14 @@ def _one_line(text: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    project = load_project_for(args)
+    root = project_root_for(args)
     # Like `mlci upgrade`: two renders (or a render and an upgrade) never interleave their writes.
-    with root_lock(project.root, "render"):
-        return _render(project)
+    with root_lock(root, "render"):
+        # A killed render or upgrade: put its files back first, mlci.yaml among them, so the
+        # project is read as it was, not half-migrated.
+        for note in transaction.recover(root, "render"):
+            print(f"restored {note} (left half-written by an interrupted run)")
+        return _render(load_project(root))
 
 
 # What `mlci render` prints for each change of the shared plan (upgrade/engine.py), by its action.
@@ -72,8 +78,6 @@ _RELEASED_BY_SWITCH = "kept     {path} ({detail}: no longer managed by mlci, now
 
 
 def _render(project: Project) -> int:
-    for note in transaction.recover(project.root, "render"):  # a killed render or upgrade: put its files back first
-        print(f"restored {note} (left half-written by an interrupted run)")
     check_confined(project.root, MANIFEST_PATH)
     manifest = load_manifest(project.root)  # validated whole; refuses a manifest from a newer mlci
     plan = engine.plan_render(project, manifest)
@@ -86,9 +90,19 @@ def _render(project: Project) -> int:
         print(f"removed  {directory}/ (empty)")
     if plan.conflicts:
         files = ", ".join(c.path for c in plan.conflicts)
+        # A merged file holds markers to resolve; a kept one holds none (its line above says why).
+        marked = [
+            c.new is not None and conflict_marker(c.new.decode("utf-8", "replace")) is not None for c in plan.conflicts
+        ]
+        how = (
+            "resolve the markers ('<<<<<<<')"
+            if all(marked)
+            else "do what the line above each says"
+            if not any(marked)
+            else "resolve the markers ('<<<<<<<') and do what the line above each kept file says"
+        )
         raise CheckFailed(
-            f"{len(plan.conflicts)} managed file(s) with conflicts: {files}; resolve them "
-            "(look for '<<<<<<<'), then run 'mlci render' again"
+            f"{len(plan.conflicts)} managed file(s) with conflicts: {files}; {how}, then run 'mlci render' again"
         )
     _warn_pin_behind(project, manifest)
     print(_summary(plan))

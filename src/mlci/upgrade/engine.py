@@ -309,7 +309,7 @@ def plan_managed(plan: Plan, manifest: Manifest, managed_now: dict[str, bytes], 
                         path,
                         ours_bytes,
                         "no longer generated, but edited by you: kept; delete it, or keep it and "
-                        "run 'mlci upgrade' again to make it yours",
+                        f"run 'mlci {plan.command}' again to make it yours",
                     )
                 )
                 new.managed[path] = recorded
@@ -326,8 +326,8 @@ def plan_managed(plan: Plan, manifest: Manifest, managed_now: dict[str, bytes], 
                         CONFLICT,
                         ours_bytes,
                         None,
-                        f"conflict marker {text!r} from the last upgrade left at line {line}; "
-                        "finish resolving it and run 'mlci upgrade' again",
+                        f"conflict marker {text!r} from an earlier merge left at line {line}; "
+                        f"finish resolving it and run 'mlci {plan.command}' again",
                     )
                 )
                 new.managed[path] = recorded

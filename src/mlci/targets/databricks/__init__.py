@@ -67,7 +67,7 @@ class DatabricksTarget:
         if deploy:  # deploy names the target it was given (--target or mlci.yaml)
             raise UsageError(
                 f"deploy --target {self.name}: deploying to Databricks is not available in this mlci version; "
-                "use --target local"
+                "run 'mlci deploy --target local', or set target: local in mlci.yaml (what 'mlci run' deploys to)"
             )
         raise ConfigError(
             str(project.config_path),

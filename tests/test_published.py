@@ -94,3 +94,16 @@ def test_remote_pipeline_expands_against_the_published_templates(
         ]
         assert not any("template" in step for step in steps)
         assert any(step.get("name") == "stage" for step in steps)
+
+
+def test_published_azure_templates_are_the_vendored_ones_but_their_header(published: dict[str, str]) -> None:
+    # A remote project runs exactly what a vendored one does: only the first comment line differs.
+    from mlci import __version__
+    from mlci.providers.azure import PROVIDER
+    from mlci.providers.azure.render import render_templates
+
+    vendored = render_templates(__version__, PROVIDER.shipped_templates(), vendored=True)
+    for name, text in vendored.items():
+        remote = published[f"azure/templates/{name}"].splitlines()
+        assert remote[0] != text.splitlines()[0]
+        assert remote[1:] == text.splitlines()[1:], name

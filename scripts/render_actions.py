@@ -1,7 +1,9 @@
-"""Render mlci's composite actions into actions/<name>/action.yml (run after changing them).
+"""Render mlci's published CI building blocks (run after changing them): the composite actions
+at actions/<name>/action.yml with actions/README.md, and the Azure Pipelines stage templates at
+azure/templates/<name>.yml with azure/README.md.
 
-They come from the same template and specs as the copies projects vendor, and a test fails
-when the committed files differ from this rendering.
+They come from the same templates and specs as the copies projects vendor, and a test
+(tests/test_published.py) fails when the committed files differ from this rendering.
 """
 
 from __future__ import annotations
@@ -9,15 +11,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlci import __version__
+from mlci.providers.azure.published import published_templates, templates_readme
 from mlci.providers.github.actions import actions_readme, render_actions
 
 ROOT = Path(__file__).resolve().parents[1]
+# The folders whose every file this script writes: a file there that it does not write is stale.
+FOLDERS = ("actions", "azure")
+
+
+def published_files(mlci_version: str = __version__) -> dict[str, str]:
+    """{path in the mlci repository: text} of every published building block."""
+    files = {f"actions/{name}/action.yml": text for name, text in render_actions(mlci_version, vendored=False).items()}
+    files["actions/README.md"] = actions_readme()
+    files.update(published_templates(mlci_version))
+    files["azure/README.md"] = templates_readme()
+    return files
+
 
 if __name__ == "__main__":
-    for name, text in render_actions(__version__, vendored=False).items():
-        path = ROOT / "actions" / name / "action.yml"
+    for relative, text in published_files().items():
+        path = ROOT / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-        print(f"wrote {path.relative_to(ROOT)}")
-    (ROOT / "actions" / "README.md").write_text(actions_readme(), encoding="utf-8")
-    print("wrote actions/README.md")
+        print(f"wrote {relative}")

@@ -27,7 +27,7 @@ from mlci.template_env import compiled, version_text, yaml_str
 PIPELINE_FILE = "azure-pipelines.yml"
 TEMPLATES = ".azure/templates"
 UPGRADE_FILE = ".azure/mlci-upgrade.yml"
-REMOTE_TEMPLATES = "azure/templates"  # in the mlci repository resource, referenced as `<path>@mlci`
+REMOTE_TEMPLATES = "azure/templates"  # in the mlci repository (published.py), referenced as `<path>@mlci`
 CHECKS_STAGE = "checks"
 # The Build.Reason values each trigger of the model starts a run with (Azure's predefined variable).
 REASONS: dict[TriggerKind, tuple[str, ...]] = {

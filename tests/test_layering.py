@@ -30,10 +30,10 @@ def test_lint_imports_keeps_every_contract() -> None:
 
 
 def test_the_registries_stay_leaves() -> None:
-    """config.py, stage_specs.py and console.py (below providers and targets) import the two
-    registries (NAMES, providers.detect): the contracts exempt exactly those imports, which
-    holds only while the registries import nothing of mlci at run time but errors (a provider
-    or a target is imported by get(), when asked for)."""
+    """config.py and stage_specs.py (below providers and targets) import the two registries
+    (NAMES): the contracts exempt exactly those imports, which holds only while the registries
+    import nothing of mlci at run time but errors (a provider or a target is imported by get(),
+    when asked for)."""
     # cache_dir=None: grimp's default cache is .grimp_cache/ in the working directory (the checkout).
     graph = grimp.build_graph("mlci", exclude_type_checking_imports=True, cache_dir=None)
     for registry in ("mlci.providers", "mlci.targets"):

@@ -134,8 +134,11 @@ class Target(Protocol):
         """Which registry a stage used, safe to print."""
         ...
 
-    def configure_mlflow(self, project: Project, override: str | None = None, *, writes: bool = True) -> Any:
-        """Check the store, point MLflow at it and return the mlflow module."""
+    def configure_mlflow(
+        self, project: Project, override: str | None = None, *, writes: bool = True, verbose: bool
+    ) -> Any:
+        """Check the store, point MLflow at it and return the mlflow module; `verbose` (the
+        caller's --verbose: a target never reads the console) keeps MLflow's own log lines."""
         ...
 
     def ensure_experiment(self, mlflow: Any, project: Project, uri: str) -> str: ...
@@ -151,10 +154,17 @@ class Target(Protocol):
     # ----- serving and deploy
 
     def serve(
-        self, project: Project, model_dir: Path, port: int, announce: Callable[[str], None], *, probabilities: bool
+        self,
+        project: Project,
+        model_dir: Path,
+        port: int,
+        announce: Callable[[str], None],
+        *,
+        probabilities: bool,
+        verbose: bool,
     ) -> None:
         """Serve a model in the foreground (`mlci serve`): `announce(url)` once it answers,
-        then until Ctrl-C or SIGTERM."""
+        then until Ctrl-C or SIGTERM; `verbose` shows the server's request log."""
         ...
 
     def deploy(self, project: Project, model_uri: str) -> Deployment:

@@ -90,7 +90,9 @@ class DatabricksTarget:
     def registry_label(self, project: Project, override: str | None = None) -> str:
         return "Databricks Unity Catalog"
 
-    def configure_mlflow(self, project: Project, override: str | None = None, *, writes: bool = True) -> Any:
+    def configure_mlflow(
+        self, project: Project, override: str | None = None, *, writes: bool = True, verbose: bool
+    ) -> Any:
         self._refuse(project)
 
     def ensure_experiment(self, mlflow: Any, project: Project, uri: str) -> str:
@@ -103,7 +105,14 @@ class DatabricksTarget:
         raise UsageError(f"cannot download {model_uri} from Databricks in this mlci version; use target: local")
 
     def serve(
-        self, project: Project, model_dir: Path, port: int, announce: Callable[[str], None], *, probabilities: bool
+        self,
+        project: Project,
+        model_dir: Path,
+        port: int,
+        announce: Callable[[str], None],
+        *,
+        probabilities: bool,
+        verbose: bool,
     ) -> None:
         self._refuse(project, "mlci serve")
 

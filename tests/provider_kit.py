@@ -3,7 +3,11 @@
 Each check takes a provider's name (and the option combination it renders), looks the provider
 up in the registry and knows nothing else about it: tests/test_provider_contract.py runs every
 check over the registry, and a provider registered by one line (the throwaway provider of
-tests/throwaway_provider/) passes them unchanged. Goldens are written only by
+tests/throwaway_provider/) passes them unchanged for the local target. The one thing a target
+knows per CI system is a `ByProvider` credential value (Databricks' auth type): a provider
+without its entry is refused for that target (UsageError, exit 2: "the databricks target cannot
+federate from CI provider ..."), which is what the throwaway provider gets for the Databricks
+combinations. Goldens are written only by
 scripts/update_golden.py (write_goldens); the kit renders with that script's own functions
 and compares.
 """

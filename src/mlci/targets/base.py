@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mlci.config import Config, Project
+from mlci.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,25 @@ class Literal:
 class ByProvider:
     """A fixed value that depends on the CI system, e.g. the name Databricks' SDK gives each
     system's OIDC tokens (`github-oidc`). The target knows its own vocabulary; the provider
-    picks its entry by its own name."""
+    picks its entry by its own name, through `value_for` only."""
 
     values: tuple[tuple[str, str], ...]
+    target: str = ""  # the target giving the values, named when a CI provider has none
+
+    def value_for(self, provider: str) -> str:
+        """The entry of `provider`; a provider without one cannot run this target's jobs, and
+        the user is told so (exit 2) before anything is rendered or written."""
+        found = dict(self.values).get(provider)
+        if found is None:
+            known = " or ".join(sorted(name for name, _ in self.values))
+            raise UsageError(
+                f"the {self.target or 'configured'} target cannot federate from CI provider {provider!r}: "
+                f"use ci.provider {known} (mlci new --provider), or another target"
+            )
+        return found
 
     def for_provider(self, provider: str) -> str | None:
+        """Deprecated: azure/render.py's last use; it moves to value_for, then this goes."""
         return dict(self.values).get(provider)
 
 

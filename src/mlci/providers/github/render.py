@@ -59,10 +59,7 @@ def env_value(value: EnvValue) -> str:
         if not _NAME.fullmatch(value.name):
             raise ValueError(f"{value.name!r} is not a GitHub secret or variable name")
         return f"${{{{ {'secrets' if isinstance(value, Secret) else 'vars'}.{value.name} }}}}"
-    text = value.value if isinstance(value, Literal) else value.for_provider(NAME)
-    if text is None:
-        raise ValueError(f"the credential value {value} has no entry for {NAME}")
-    return yaml_scalar(text)
+    return yaml_scalar(value.value if isinstance(value, Literal) else value.value_for(NAME))
 
 
 def credential_env(job: Job) -> list[tuple[str, str]]:

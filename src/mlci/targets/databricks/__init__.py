@@ -31,7 +31,9 @@ _CREDENTIAL = Credential(
         EnvVar("DATABRICKS_CLIENT_ID", Variable("DATABRICKS_CLIENT_ID")),
         # The Databricks SDK's auth for each CI system: GitHub's OIDC tokens; on Azure the CLI login of
         # AzureCLI@2 through a workload-identity service connection.
-        EnvVar("DATABRICKS_AUTH_TYPE", ByProvider((("github", "github-oidc"), ("azure", "azure-cli")))),
+        EnvVar(
+            "DATABRICKS_AUTH_TYPE", ByProvider((("github", "github-oidc"), ("azure", "azure-cli")), target="databricks")
+        ),
         EnvVar("MLFLOW_TRACKING_URI", Literal("databricks")),
         EnvVar("MLFLOW_REGISTRY_URI", Literal("databricks-uc")),
     ),

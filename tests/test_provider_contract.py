@@ -32,8 +32,8 @@ def test_provider_keeps_the_contract(provider: str, combo: Combo, check: Check, 
 
 
 @pytest.mark.parametrize("name", (*providers.NAMES, *providers.RUNTIME_ONLY))
-def test_runtime_adapter_keeps_the_contract(name: str) -> None:
-    check_runtime(providers.runtime(name))
+def test_runtime_adapter_keeps_the_contract(name: str, tmp_path: Path) -> None:
+    check_runtime(name, tmp_path)
 
 
 WRITERS = {"write_text", "write_bytes", "open", "copy", "copyfile", "copytree", "move", "rename", "replace"}
@@ -91,7 +91,7 @@ def test_a_throwaway_provider_passes_the_whole_kit(throwaway: Path, tmp_path: Pa
             with pytest.raises(UsageError) as error:
                 check(case)
             assert str(error.value) == REFUSAL
-    check_runtime(providers.runtime("throwaway"))
+    check_runtime("throwaway", tmp_path)
     assert sorted(p.name for p in (throwaway / "throwaway" / "local-vendored-retrain" / ".throwaway").iterdir()) == [
         "cd.json",
         "ci.json",

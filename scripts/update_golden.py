@@ -96,11 +96,14 @@ def workflow_files(project: Path) -> dict[str, str]:
     return {p.name: p.read_text(encoding="utf-8") for p in sorted((project / ".github" / "workflows").glob("*.yml"))}
 
 
-def write_goldens(provider: str, golden_root: Path = GOLDEN_ROOT) -> list[Path]:
-    """Write golden_root/<provider>/<combination>/ for every combination; the folders written."""
+def write_goldens(
+    provider: str, golden_root: Path = GOLDEN_ROOT, combos: list[tuple[str, str, str]] = COMBOS
+) -> list[Path]:
+    """Write golden_root/<provider>/<combination>/ for each combination (every one unless told);
+    the folders written."""
     written = []
     with tempfile.TemporaryDirectory() as tmp:
-        for combo in COMBOS:
+        for combo in combos:
             files = render_ci_files(provider, combo, Path(tmp))
             golden = golden_root / provider / combo_name(combo)
             shutil.rmtree(golden, ignore_errors=True)

@@ -3,7 +3,11 @@
 Each check takes a provider's name (and the option combination it renders), looks the provider
 up in the registry and knows nothing else about it: tests/test_provider_contract.py runs every
 check over the registry, and a provider registered by one line (the throwaway provider of
-tests/throwaway_provider/) passes them unchanged. Goldens are written only by
+tests/throwaway_provider/) passes them unchanged for the local target. The one thing a target
+knows per CI system is a `ByProvider` credential value (Databricks' auth type): a provider
+without its entry is refused for that target (UsageError, exit 2: "the databricks target cannot
+federate from CI provider ..."), which is what the throwaway provider gets for the Databricks
+combinations. Goldens are written only by
 scripts/update_golden.py (write_goldens); the kit renders with that script's own functions
 and compares.
 """
@@ -116,26 +120,64 @@ RENDER_CHECKS: tuple[Callable[[Case], None], ...] = (
 HOSTILE = "100% wrong\r\nnext::x ##vso[task.complete] ${{ secrets.X }}"
 
 
-def check_runtime(adapter: CIRuntime) -> None:
-    """What every runtime adapter does, on the environment its CI system documents."""
-    env = adapter.documented_env
-    assert adapter.detected(env)
+def check_runtime(name: str, tmp: Path) -> None:
+    """What every runtime adapter does, on the environment its CI system documents and on a
+    job's environment whose files live under `tmp` (`job_env`). A provider that renders must
+    hand outputs over and write the summary; a runtime-only one may do nothing, but what it
+    does must be readable."""
+    adapter = providers.runtime(name)
+    rendering = name in providers.NAMES
+    if rendering:  # detection and the provider agree on one adapter
+        assert providers.get(name).runtime is adapter
+    documented = adapter.documented_env
+    assert adapter.detected(documented)
     assert not adapter.detected({})
     assert adapter.run_url({}) is None  # no run to link to without the CI system's variables
-    assert providers.runtime(adapter.name) is adapter
     # The registry's detection finds it on its own environment (the first that claims it wins).
-    detected = providers.detect(env)
-    assert detected is not None and detected.detected(env)
+    detected = providers.detect(documented)
+    assert detected is not None and detected.detected(documented)
     # An annotation is one line whatever the message holds, and a line the runner reads.
     line = adapter.annotation("error", HOSTILE, file="a;b].py", line=3, title="t")
     if line is not None:
         assert "\n" not in line and "\r" not in line
         assert line.lstrip().startswith(adapter.line_start_marker) or any(m in line.lower() for m in adapter.markers)
-    # Outputs: each value stays on its one line.
-    for command in adapter.set_outputs({"result": HOSTILE}, env):
-        assert "\n" not in command and "\r" not in command
-    for command in adapter.add_summary("### done", env):  # a summary, if any, by one-line commands
-        assert "\n" not in command and "\r" not in command
     stop = adapter.stop_commands("token")
     if stop is not None:
         assert all("token" in line for line in stop)
+    # Every command line stays one line whatever the values hold (in a job of its own).
+    (tmp / "hostile").mkdir()
+    hostile_env = adapter.job_env(tmp / "hostile")
+    for command in (
+        *adapter.set_outputs({"result": HOSTILE}, hostile_env),
+        *adapter.add_summary(HOSTILE, hostile_env),
+    ):
+        assert "\n" not in command and "\r" not in command
+    (tmp / "job").mkdir()
+    check_handover(adapter, tmp / "job", rendering)
+
+
+def check_handover(adapter: CIRuntime, tmp: Path, rendering: bool) -> None:
+    """Outputs and the summary reach the runner: named in the returned lines or in files under
+    `tmp`, where the job's environment puts them."""
+    env = adapter.job_env(tmp)
+    assert adapter.detected(env) and dict(adapter.documented_env).items() <= env.items()
+    outside = [v for v in env.values() if Path(v).is_absolute() and not Path(v).is_relative_to(tmp)]
+    assert outside == []
+    before = files_under(tmp)
+    outputs = {"result": "passed", "run-id": "a1"}
+    handed = adapter.set_outputs(outputs, env)
+    readable = [*handed, *(line for text in files_under(tmp).values() for line in text.splitlines())]
+    if rendering or handed or files_under(tmp) != before:
+        unread = [name for name, value in outputs.items() if not any(name in r and value in r for r in readable)]
+        assert unread == [], f"{adapter.name}: outputs {unread} are neither in {handed} nor in a file under {tmp}"
+    before = files_under(tmp)
+    lines = adapter.add_summary("### done", env)
+    if rendering or lines or files_under(tmp) != before:
+        holding = [path for path, text in files_under(tmp).items() if "### done" in text]
+        assert holding, f"{adapter.name}: the summary is in no file under {tmp} (lines: {lines})"
+        # A file the runner only finds through a returned line must be named by one.
+        assert not lines or any(path in line for path in holding for line in lines), lines
+
+
+def files_under(folder: Path) -> dict[str, str]:
+    return {str(p): p.read_text(encoding="utf-8") for p in sorted(folder.rglob("*")) if p.is_file()}

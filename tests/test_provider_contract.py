@@ -1,6 +1,7 @@
 """The provider conformance kit (tests/provider_kit.py) over every provider in
 `mlci.providers.NAMES` and every runtime adapter (NAMES and RUNTIME_ONLY), then over a
-throwaway provider registered by one line, which passes it unchanged (issue 10, item 5)."""
+throwaway provider registered by one line, which passes it unchanged for the local target
+and is refused, with the one line a user sees, for Databricks (issue 10, item 5)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, run_cli
-from provider_kit import CASE_IDS, COMBOS, RENDER_CHECKS, Case, Combo, check_runtime
+from provider_kit import CASE_IDS, COMBOS, RENDER_CHECKS, Case, Combo, check_golden, check_parse_back, check_runtime
 from update_golden import write_goldens
 
 from mlci import providers
+from mlci.errors import UsageError
 from mlci.manifest import MANIFEST_PATH
 
 Check = Callable[[Case], None]
@@ -30,8 +32,8 @@ def test_provider_keeps_the_contract(provider: str, combo: Combo, check: Check, 
 
 
 @pytest.mark.parametrize("name", (*providers.NAMES, *providers.RUNTIME_ONLY))
-def test_runtime_adapter_keeps_the_contract(name: str) -> None:
-    check_runtime(providers.runtime(name))
+def test_runtime_adapter_keeps_the_contract(name: str, tmp_path: Path) -> None:
+    check_runtime(name, tmp_path)
 
 
 WRITERS = {"write_text", "write_bytes", "open", "copy", "copyfile", "copytree", "move", "rename", "replace"}
@@ -58,21 +60,38 @@ def test_no_test_writes_a_golden() -> None:
 # ---------------------------------------------------------------- a throwaway provider, one line
 
 
+# The one place a target meets a CI system: the value a target gives per CI system (Databricks'
+# auth type, `ByProvider`). The throwaway provider has no Databricks entry, so it renders the
+# local target and refuses Databricks, as any provider without an entry must.
+LOCAL_COMBOS = [combo for combo in COMBOS if combo[0] == "local"]
+DATABRICKS_COMBOS = [combo for combo in COMBOS if combo[0] == "databricks"]
+REFUSAL = (
+    "the databricks target cannot federate from CI provider 'throwaway': "
+    "use ci.provider azure or github (mlci new --provider), or another target"
+)
+
+
 @pytest.fixture
 def throwaway(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The throwaway provider registered by its one line; its goldens written by the golden
     script's own function into a temporary folder (the kit reads them from there)."""
     monkeypatch.setitem(providers.NAMES, "throwaway", "throwaway_provider")
     golden_root = tmp_path_factory.mktemp("golden")
-    write_goldens("throwaway", golden_root)
+    write_goldens("throwaway", golden_root, LOCAL_COMBOS)
     return golden_root
 
 
 def test_a_throwaway_provider_passes_the_whole_kit(throwaway: Path, tmp_path: Path) -> None:
-    for combo in COMBOS:
+    for combo in LOCAL_COMBOS:
         for check in RENDER_CHECKS:
             check(Case("throwaway", combo, tmp_path, golden_root=throwaway))
-    check_runtime(providers.runtime("throwaway"))
+    for combo in DATABRICKS_COMBOS:  # the renderer and the model's parse-back view refuse alike
+        case = Case("throwaway", combo, tmp_path, golden_root=throwaway)
+        for check in (check_golden, check_parse_back):
+            with pytest.raises(UsageError) as error:
+                check(case)
+            assert str(error.value) == REFUSAL
+    check_runtime("throwaway", tmp_path)
     assert sorted(p.name for p in (throwaway / "throwaway" / "local-vendored-retrain" / ".throwaway").iterdir()) == [
         "cd.json",
         "ci.json",
@@ -106,6 +125,31 @@ def test_mlci_new_and_upgrade_on_a_throwaway_provider(
     )
     assert run_cli("upgrade", str(project)) == 0
     assert (project / ".throwaway" / "ci.json").read_bytes() == b'{"newer": 1}\n'
+
+
+def test_a_provider_without_the_targets_entry_is_refused_before_anything_is_written(
+    throwaway: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    new = ("new", "tiny", "--defaults", "--no-git", "--output-dir", str(tmp_path), "--target", "databricks")
+    assert run_cli(*new, "--provider", "throwaway") == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(REFUSAL)
+    assert list(tmp_path.iterdir()) == []
+    # `mlci render` after switching a Databricks project's ci.provider: refused, nothing changed.
+    assert run_cli(*new, "--provider", "github") == 0
+    project = tmp_path / "tiny"
+    config = project / "mlci.yaml"
+    config.write_text(config.read_text(encoding="utf-8").replace("provider: github", "provider: throwaway"))
+    before = project_files(project)
+    capsys.readouterr()
+    assert run_cli("render", cwd=project) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(REFUSAL)
+    assert project_files(project) == before
+
+
+def project_files(project: Path) -> dict[str, bytes]:
+    """Every file of the project but the lock `mlci render` takes (its holder's pid and time)."""
+    files = {p.relative_to(project).as_posix(): p for p in sorted(project.rglob("*")) if p.is_file()}
+    return {name: path.read_bytes() for name, path in files.items() if name != ".mlci/lock"}
 
 
 # ---------------------------------------------------------------- each runtime's documented lines

@@ -19,7 +19,7 @@ from mlci import answers, pipeline, targets, templates
 from mlci.config import Config
 from mlci.errors import ConfigError, MlciError, UsageError
 from mlci.project import project_from_text
-from mlci.targets.base import ByProvider, Credential, EnvValue, Literal, Secret, Variable
+from mlci.targets.base import ByProvider, Credential, EnvValue, EnvVar, Literal, Secret, Variable
 
 NAMES = tuple(targets.NAMES)
 # Every command that works on a target: the stages that need one and the registry commands.
@@ -145,10 +145,31 @@ def github(value: EnvValue) -> str:
     if isinstance(value, Variable):
         return f"${{{{ vars.{value.name} }}}}"
     if isinstance(value, ByProvider):
-        found = value.for_provider("github")
-        assert found is not None
-        return found
+        return value.value_for("github")
     return value.value
+
+
+def test_a_value_per_ci_system_is_refused_alike_where_a_provider_has_no_entry() -> None:
+    """The one resolver (ByProvider.value_for) serves the model's rendered view and GitHub's
+    renderer: a CI provider without an entry is a UsageError (exit 2), never an empty value."""
+    from mlci.providers.github.render import env_value
+
+    value = ByProvider((("azure", "azure-cli"), ("jenkins", "x")), target="databricks")
+    refusal = (
+        "the databricks target cannot federate from CI provider 'github': "
+        "use ci.provider azure or jenkins (mlci new --provider), or another target"
+    )
+    job = pipeline.Job("j", "j", None, credentials=(Credential("c", oidc=False, env=(EnvVar("AUTH", value),)),))
+    model = pipeline.Pipeline("p", "p", (), (job,))
+    for resolve in (
+        lambda: value.value_for("github"),
+        lambda: env_value(value),
+        lambda: pipeline.as_rendered(model, "github"),
+    ):
+        with pytest.raises(UsageError) as refused:
+            resolve()
+        assert str(refused.value) == refusal
+    assert env_value(ByProvider((("github", "github-oidc"),))) == "github-oidc"
 
 
 def test_the_databricks_credential_is_what_the_github_workflow_sets_today() -> None:

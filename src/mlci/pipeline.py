@@ -328,7 +328,8 @@ def as_rendered(pipeline: Pipeline, provider: str) -> Pipeline:
     A CI file sets a job's variables but does not say which credential set which: a job's
     credentials become one unnamed credential with all their variables, federating (`oidc`)
     when any of them does, with their reasons joined; a value given per CI system
-    (`ByProvider`) is the literal of `provider`. Everything else is kept as it is."""
+    (`ByProvider`) is the literal of `provider`, and a UsageError when it has none (as every
+    renderer refuses it). Everything else is kept as it is."""
     return dataclasses.replace(
         pipeline,
         jobs=tuple(dataclasses.replace(j, credentials=_merged(j.credentials, provider)) for j in pipeline.jobs),
@@ -339,7 +340,7 @@ def _merged(credentials: tuple[Credential, ...], provider: str) -> tuple[Credent
     env = tuple(
         EnvVar(
             var.name,
-            LiteralValue(var.value.for_provider(provider) or "") if isinstance(var.value, ByProvider) else var.value,
+            LiteralValue(var.value.value_for(provider)) if isinstance(var.value, ByProvider) else var.value,
         )
         for credential in credentials
         for var in credential.env

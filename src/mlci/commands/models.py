@@ -11,7 +11,7 @@ import argparse
 import contextlib
 from typing import Any
 
-from mlci import targets
+from mlci import console, targets
 from mlci.config import ENVIRONMENTS, Project
 from mlci.errors import CheckFailed
 from mlci.log_guard import json_document
@@ -40,7 +40,7 @@ def _target(project: Project, command: str) -> Target:
 
 
 def _client(project: Project, target: Target, tracking_override: str | None, *, writes: bool = True) -> Any:
-    target.configure_mlflow(project, tracking_override, writes=writes)
+    target.configure_mlflow(project, tracking_override, writes=writes, verbose=console.verbose())
     from mlflow.tracking import MlflowClient
 
     return MlflowClient()

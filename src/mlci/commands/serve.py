@@ -30,7 +30,7 @@ def _serve(project: Project, target: Target, args: argparse.Namespace) -> int:
             f"no model to serve: the MLflow store {store} does not exist yet; "
             "run 'mlci run' (or mlci train, register and deploy) first"
         )
-    target.configure_mlflow(project, args.tracking_uri, writes=False)
+    target.configure_mlflow(project, args.tracking_uri, writes=False, verbose=console.verbose())
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -72,5 +72,5 @@ def _serve(project: Project, target: Target, args: argparse.Namespace) -> int:
             f"serving {name} v{version} ({chosen}) on {url}{extra}  (POST /invocations, GET /health; Ctrl-C to stop)"
         )
 
-    target.serve(project, path, port, announce, probabilities=probabilities)
+    target.serve(project, path, port, announce, probabilities=probabilities, verbose=console.verbose())
     return 0

@@ -67,6 +67,12 @@ class CIRuntime(Protocol):
     # `detected` reads (the conformance kit detects the adapter on it).
     documented_env: Mapping[str, str]
 
+    def job_env(self, tmp: Path) -> dict[str, str]:
+        """A job's environment as the CI system gives it (`documented_env` and more), with every
+        file or folder it names for outputs and the summary created under `tmp`: what the
+        conformance kit runs `set_outputs` and `add_summary` on, and reads back."""
+        ...
+
     def detected(self, env: Mapping[str, str]) -> bool:
         """Whether this process runs on this CI system."""
         ...

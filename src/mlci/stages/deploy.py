@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlci import targets
+from mlci import console, targets
 from mlci.config import ENVIRONMENTS, Project
 from mlci.errors import CheckFailed, InfraError, MlciError, UsageError
 from mlci.registry import (
@@ -146,7 +146,7 @@ def _deploy(
     target.require(project, "deploy")
     env = env or ENVIRONMENTS[0]
     check_environment(env)
-    target.configure_mlflow(project, tracking_override)
+    target.configure_mlflow(project, tracking_override, verbose=console.verbose())
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import tempfile
 from typing import Any
 
-from mlci import targets
+from mlci import console, targets
 from mlci.config import ENVIRONMENTS, Project
 from mlci.errors import CheckFailed, UsageError
 from mlci.metrics import LOWER_IS_BETTER, better_or_equal, evaluate
@@ -105,7 +105,7 @@ def _register(project: Project, run_id: str | None, tracking_override: str | Non
                 "no successful 'mlci train' result in .mlci/out/train.json; run 'mlci train' or pass --run-id"
             )
         run_id = str(trained["details"]["run_id"])
-    mlflow = target.configure_mlflow(project, tracking_override)
+    mlflow = target.configure_mlflow(project, tracking_override, verbose=console.verbose())
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mlci import __version__, git, providers, targets
+from mlci import __version__, console, git, providers, targets
 from mlci.config import Project
 from mlci.errors import CheckFailed, UsageError
 from mlci.metrics import evaluate
@@ -211,7 +211,7 @@ def _train(project: Project, tracking_override: str | None) -> StageResult:
         f"tracking {uri}",
         flush=True,
     )
-    mlflow = target.configure_mlflow(project, tracking_override)
+    mlflow = target.configure_mlflow(project, tracking_override, verbose=console.verbose())
     from mlflow.models import infer_signature
 
     experiment_id = target.ensure_experiment(mlflow, project, uri)

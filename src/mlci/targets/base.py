@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mlci.config import Config, Project
+from mlci.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,25 @@ class Literal:
 class ByProvider:
     """A fixed value that depends on the CI system, e.g. the name Databricks' SDK gives each
     system's OIDC tokens (`github-oidc`). The target knows its own vocabulary; the provider
-    picks its entry by its own name."""
+    picks its entry by its own name, through `value_for` only."""
 
     values: tuple[tuple[str, str], ...]
+    target: str = ""  # the target giving the values, named when a CI provider has none
+
+    def value_for(self, provider: str) -> str:
+        """The entry of `provider`; a provider without one cannot run this target's jobs, and
+        the user is told so (exit 2) before anything is rendered or written."""
+        found = dict(self.values).get(provider)
+        if found is None:
+            known = " or ".join(sorted(name for name, _ in self.values))
+            raise UsageError(
+                f"the {self.target or 'configured'} target cannot federate from CI provider {provider!r}: "
+                f"use ci.provider {known} (mlci new --provider), or another target"
+            )
+        return found
 
     def for_provider(self, provider: str) -> str | None:
+        """Deprecated: azure/render.py's last use; it moves to value_for, then this goes."""
         return dict(self.values).get(provider)
 
 
@@ -134,8 +149,11 @@ class Target(Protocol):
         """Which registry a stage used, safe to print."""
         ...
 
-    def configure_mlflow(self, project: Project, override: str | None = None, *, writes: bool = True) -> Any:
-        """Check the store, point MLflow at it and return the mlflow module."""
+    def configure_mlflow(
+        self, project: Project, override: str | None = None, *, writes: bool = True, verbose: bool
+    ) -> Any:
+        """Check the store, point MLflow at it and return the mlflow module; `verbose` (the
+        caller's --verbose: a target never reads the console) keeps MLflow's own log lines."""
         ...
 
     def ensure_experiment(self, mlflow: Any, project: Project, uri: str) -> str: ...
@@ -151,10 +169,17 @@ class Target(Protocol):
     # ----- serving and deploy
 
     def serve(
-        self, project: Project, model_dir: Path, port: int, announce: Callable[[str], None], *, probabilities: bool
+        self,
+        project: Project,
+        model_dir: Path,
+        port: int,
+        announce: Callable[[str], None],
+        *,
+        probabilities: bool,
+        verbose: bool,
     ) -> None:
         """Serve a model in the foreground (`mlci serve`): `announce(url)` once it answers,
-        then until Ctrl-C or SIGTERM."""
+        then until Ctrl-C or SIGTERM; `verbose` shows the server's request log."""
         ...
 
     def deploy(self, project: Project, model_uri: str) -> Deployment:

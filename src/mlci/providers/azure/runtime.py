@@ -27,6 +27,10 @@ class AzureRuntime:
     # What Azure Pipelines sets in every job (its predefined variables): what `detected` reads.
     documented_env: Mapping[str, str] = MappingProxyType({"TF_BUILD": "True"})
 
+    def job_env(self, tmp: Path) -> dict[str, str]:
+        # Outputs are log commands; the summary's file goes to the agent's temporary folder.
+        return {**self.documented_env, "AGENT_TEMPDIRECTORY": str(tmp)}
+
     def detected(self, env: Mapping[str, str]) -> bool:
         return env.get("TF_BUILD", "").lower() == "true"
 

@@ -29,13 +29,15 @@ class GitHub:
         return Path(str(root))
 
     def render(self, pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path) -> dict[str, bytes]:
-        # Jinja and YAML load here, when files are rendered, not when a stage detects its CI system.
+        # Imported here for start-up cost only: Jinja and YAML load when files are rendered, not
+        # when providers.detect() imports this package for its runtime. No cycle needs it: the
+        # submodules never import this package (tests/test_layering.py).
         from mlci.providers.github import render
 
         return render.render(pipelines, ctx, templates)
 
     def parse_back(self, files: Mapping[str, bytes]) -> tuple[Pipeline, ...]:
-        from mlci.providers.github import parse
+        from mlci.providers.github import parse  # start-up cost, as in render()
 
         return parse.parse_back(files)
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlci.providers.github import PROVIDER
 from mlci.stage_specs import STAGES, Input, StageSpec
 from mlci.template_env import compiled
 
@@ -47,6 +46,11 @@ def input_env(name: str) -> str:
     return "MLCI_IN_" + name.upper().replace("-", "_")
 
 
+# The shipped template folder, the one GitHub.shipped_templates() returns (mlci is installed as
+# files, never zipped). Named here, not taken from the package's PROVIDER: the package's
+# __init__ imports this module (lazily), so importing the package from here would be a cycle.
+SHIPPED_TEMPLATES = Path(__file__).parent / "templates"
+
 ACTIONS: tuple[ActionSpec, ...] = tuple(ActionSpec(spec) for spec in STAGES)
 ACTION_FOR_STAGE = {action.stage.name: action.name for action in ACTIONS}
 
@@ -58,14 +62,14 @@ def template(templates: Path, name: str) -> Any:
 
 def action_pins(templates: Path | None = None) -> dict[str, dict[str, str]]:
     """The pinned third-party actions ({name: {"sha", "tag"}}) of action-pins.json."""
-    path = (templates or PROVIDER.shipped_templates()) / "action-pins.json"
+    path = (templates or SHIPPED_TEMPLATES) / "action-pins.json"
     pins: dict[str, dict[str, str]] = json.loads(path.read_text(encoding="utf-8"))["actions"]
     return pins
 
 
 def render_actions(mlci_version: str, vendored: bool, templates: Path | None = None) -> dict[str, str]:
     """Every composite action: {action name: action.yml text}."""
-    templates = templates or PROVIDER.shipped_templates()
+    templates = templates or SHIPPED_TEMPLATES
     pins = action_pins(templates)
     rendered = {
         "setup": template(templates, "setup-action.yml.j2").render(

@@ -9,11 +9,12 @@ from pathlib import Path
 from mlci.errors import InfraError
 from mlci.pipeline import OIDC_TOKEN, READ_REPOSITORY, Capability, Job, Pipeline
 from mlci.providers.base import RenderContext
-from mlci.providers.github import PROVIDER
 from mlci.providers.github.actions import ACTION_FOR_STAGE, action_pins, render_actions, template
 from mlci.targets.base import EnvValue, Literal, Secret, Variable
 from mlci.template_env import version_text, yaml_scalar
 
+# GitHub.name: written here, not imported from the package, whose __init__ imports this module.
+NAME = "github"
 WORKFLOWS = ".github/workflows"
 VENDORED = ".github/actions"
 
@@ -58,10 +59,7 @@ def env_value(value: EnvValue) -> str:
         if not _NAME.fullmatch(value.name):
             raise ValueError(f"{value.name!r} is not a GitHub secret or variable name")
         return f"${{{{ {'secrets' if isinstance(value, Secret) else 'vars'}.{value.name} }}}}"
-    text = value.value if isinstance(value, Literal) else value.for_provider(PROVIDER.name)
-    if text is None:
-        raise ValueError(f"the credential value {value} has no entry for {PROVIDER.name}")
-    return yaml_scalar(text)
+    return yaml_scalar(value.value if isinstance(value, Literal) else value.value_for(NAME))
 
 
 def credential_env(job: Job) -> list[tuple[str, str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
 
 
@@ -24,6 +25,13 @@ class GitHubRuntime:
     line_start_marker = "::"
     # What GitHub sets in every job (its "default environment variables"): what `detected` reads.
     documented_env: Mapping[str, str] = MappingProxyType({"GITHUB_ACTIONS": "true"})
+
+    def job_env(self, tmp: Path) -> dict[str, str]:
+        # The runner creates both files empty before each step and reads them after it.
+        files = {"GITHUB_OUTPUT": tmp / "github_output", "GITHUB_STEP_SUMMARY": tmp / "step_summary.md"}
+        for path in files.values():
+            path.touch()
+        return {**self.documented_env, **{name: str(path) for name, path in files.items()}}
 
     def detected(self, env: Mapping[str, str]) -> bool:
         return env.get("GITHUB_ACTIONS") == "true"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
 
 
@@ -14,6 +15,10 @@ class JenkinsRuntime:
     line_start_marker = ""
     # What Jenkins sets in every build (JENKINS_URL, the controller): what `detected` reads.
     documented_env: Mapping[str, str] = MappingProxyType({"JENKINS_URL": "https://ci.example/"})
+
+    def job_env(self, tmp: Path) -> dict[str, str]:
+        # A build's workspace; mlci hands nothing over there yet (no Jenkinsfile renders).
+        return {**self.documented_env, "WORKSPACE": str(tmp)}
 
     def detected(self, env: Mapping[str, str]) -> bool:
         return bool(env.get("JENKINS_URL"))

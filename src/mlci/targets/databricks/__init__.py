@@ -31,7 +31,9 @@ _CREDENTIAL = Credential(
         EnvVar("DATABRICKS_CLIENT_ID", Variable("DATABRICKS_CLIENT_ID")),
         # The Databricks SDK's auth for each CI system: GitHub's OIDC tokens; on Azure the CLI login of
         # AzureCLI@2 through a workload-identity service connection.
-        EnvVar("DATABRICKS_AUTH_TYPE", ByProvider((("github", "github-oidc"), ("azure", "azure-cli")))),
+        EnvVar(
+            "DATABRICKS_AUTH_TYPE", ByProvider((("github", "github-oidc"), ("azure", "azure-cli")), target="databricks")
+        ),
         EnvVar("MLFLOW_TRACKING_URI", Literal("databricks")),
         EnvVar("MLFLOW_REGISTRY_URI", Literal("databricks-uc")),
     ),
@@ -90,7 +92,9 @@ class DatabricksTarget:
     def registry_label(self, project: Project, override: str | None = None) -> str:
         return "Databricks Unity Catalog"
 
-    def configure_mlflow(self, project: Project, override: str | None = None, *, writes: bool = True) -> Any:
+    def configure_mlflow(
+        self, project: Project, override: str | None = None, *, writes: bool = True, verbose: bool
+    ) -> Any:
         self._refuse(project)
 
     def ensure_experiment(self, mlflow: Any, project: Project, uri: str) -> str:
@@ -103,7 +107,14 @@ class DatabricksTarget:
         raise UsageError(f"cannot download {model_uri} from Databricks in this mlci version; use target: local")
 
     def serve(
-        self, project: Project, model_dir: Path, port: int, announce: Callable[[str], None], *, probabilities: bool
+        self,
+        project: Project,
+        model_dir: Path,
+        port: int,
+        announce: Callable[[str], None],
+        *,
+        probabilities: bool,
+        verbose: bool,
     ) -> None:
         self._refuse(project, "mlci serve")
 

@@ -52,8 +52,10 @@ class LocalTarget:
     def registry_label(self, project: Project, override: str | None = None) -> str:
         return tracking.registry_label(project, override)
 
-    def configure_mlflow(self, project: Project, override: str | None = None, *, writes: bool = True) -> Any:
-        return tracking.configure_mlflow(project, override, writes=writes)
+    def configure_mlflow(
+        self, project: Project, override: str | None = None, *, writes: bool = True, verbose: bool
+    ) -> Any:
+        return tracking.configure_mlflow(project, override, writes=writes, verbose=verbose)
 
     def ensure_experiment(self, mlflow: Any, project: Project, uri: str) -> str:
         return tracking.ensure_experiment(mlflow, project, uri)
@@ -65,9 +67,15 @@ class LocalTarget:
         return tracking.model_dir(model_uri, dst_path)
 
     def serve(
-        self, project: Project, model_dir: Path, port: int, announce: Callable[[str], None], *, probabilities: bool
+        self,
+        project: Project,
+        model_dir: Path,
+        port: int,
+        announce: Callable[[str], None],
+        *,
+        probabilities: bool,
+        verbose: bool,
     ) -> None:
-        from mlci import console
         from mlci.targets.local import serving
 
         cfg = project.config.deploy
@@ -78,7 +86,7 @@ class LocalTarget:
             cfg.ready_timeout,
             lambda endpoint: announce(endpoint.url),
             probabilities=probabilities,
-            log_level="info" if console.verbose() else "warning",
+            log_level="info" if verbose else "warning",
         )
 
     def deploy(self, project: Project, model_uri: str) -> Deployment:

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mlci import console
 from mlci.config import Project
 from mlci.errors import MlciError
 from mlci.targets.local import store
@@ -79,7 +78,7 @@ def store_faults(project: Project, override: str | None = None) -> Iterator[None
         raise fault from None
 
 
-def configure_mlflow(project: Project, override: str | None = None, *, writes: bool = True) -> Any:
+def configure_mlflow(project: Project, override: str | None = None, *, writes: bool = True, verbose: bool) -> Any:
     """Check the local store (see store.check_store), import MLflow, point it at the
     project's tracking and registry URIs, and return it. `writes=False` for commands that only
     read (status, serve): a read-only store is fine for them."""
@@ -93,12 +92,11 @@ def configure_mlflow(project: Project, override: str | None = None, *, writes: b
         store.check_store(path, writes=writes)
     if uri.startswith(("http://", "https://")):
         check_reachable(uri)
-    chatty = console.verbose()
-    if not chatty:
+    if not verbose:
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is first imported
     import mlflow
 
-    if not chatty:
+    if not verbose:
         hush_mlflow()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(registry_uri(project, override))

@@ -17,6 +17,7 @@ from provider_kit import COMBOS, Combo
 from update_golden import combo_answers, combo_name, config_text, render_ci_files
 
 from mlci import pipeline, providers, templates
+from mlci.errors import UsageError
 from mlci.providers.azure.render import env_value
 from mlci.targets.base import ByProvider, Literal, Secret, Variable
 
@@ -141,8 +142,8 @@ def test_credential_values_are_names_or_quoted_fixed_text() -> None:
             env_value(Literal(f"a {macro}"))  # Azure would expand it: a fixed value must stay fixed
     with pytest.raises(ValueError, match="is not an Azure Pipelines variable name"):
         env_value(Secret("X) $(System.AccessToken"))
-    with pytest.raises(ValueError, match="has no entry for azure"):
-        env_value(ByProvider((("github", "github-oidc"),)))
+    with pytest.raises(UsageError, match="cannot federate from CI provider 'azure'"):
+        env_value(ByProvider((("github", "github-oidc"),), target="databricks"))
 
 
 def test_secrets_reach_the_step_through_env_only(rendered: dict[Combo, dict[str, bytes]]) -> None:

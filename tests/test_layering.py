@@ -42,24 +42,13 @@ def test_the_registries_stay_leaves() -> None:
 
 
 PROVIDER_PACKAGES = sorted({*providers.NAMES.values(), *providers.RUNTIME_ONLY.values()})
-# azure/render.py still imports PROVIDER from its package (owned by the Azure renderer's work):
-# strict, so this turns red once it is fixed and the mark must go.
-PACKAGE_CYCLE_LEFT = {"mlci.providers.azure"}
 
 
 def submodules(package: str) -> list[str]:
     return sorted(f"{package}.{m.name}" for m in pkgutil.iter_modules(importlib.import_module(package).__path__))
 
 
-@pytest.mark.parametrize(
-    "package",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="azure/render.py imports PROVIDER"))
-        if p in PACKAGE_CYCLE_LEFT
-        else p
-        for p in PROVIDER_PACKAGES
-    ],
-)
+@pytest.mark.parametrize("package", PROVIDER_PACKAGES)
 def test_no_provider_submodule_imports_its_package(package: str) -> None:
     """A provider's __init__ imports its renderer and parser inside methods for start-up cost
     only (no Jinja or YAML for providers.detect()): no submodule may import the package back,

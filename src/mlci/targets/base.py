@@ -61,10 +61,6 @@ class ByProvider:
             )
         return found
 
-    def for_provider(self, provider: str) -> str | None:
-        """Deprecated: azure/render.py's last use; it moves to value_for, then this goes."""
-        return dict(self.values).get(provider)
-
 
 EnvValue = Secret | Variable | Literal | ByProvider
 

@@ -29,7 +29,8 @@ class Azure:
         return Path(str(resources.files(__name__) / "templates"))
 
     def render(self, pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path) -> dict[str, bytes]:
-        # Jinja and YAML load here, when files are rendered, not when a stage detects its CI system.
+        # Imported here only for start-up cost: Jinja and YAML load when files are rendered, not
+        # when a stage detects its CI system (render.py does not import this package: no cycle).
         from mlci.providers.azure import render
 
         return render.render(pipelines, ctx, templates)

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlci.providers.azure import PROVIDER
-from mlci.providers.azure.render import REMOTE_TEMPLATES, _check_yaml, render_templates
+from mlci.providers.azure.render import REMOTE_TEMPLATES, SHIPPED_TEMPLATES, _check_yaml, render_templates
 
 
 def published_templates(mlci_version: str) -> dict[str, str]:
     """{path in the mlci repository: text} of every published template (`azure/templates/<name>.yml`)."""
-    rendered = render_templates(mlci_version, PROVIDER.shipped_templates(), vendored=False)
+    rendered = render_templates(mlci_version, SHIPPED_TEMPLATES, vendored=False)
     for name, text in rendered.items():
         _check_yaml(text, f"{REMOTE_TEMPLATES}/{name}")
     return {f"{REMOTE_TEMPLATES}/{name}": text for name, text in rendered.items()}

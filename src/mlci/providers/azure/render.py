@@ -18,11 +18,13 @@ from typing import Any
 
 from mlci.errors import InfraError
 from mlci.pipeline import OIDC_TOKEN, READ_REPOSITORY, Job, Pipeline, TriggerKind
-from mlci.providers.azure import PROVIDER
 from mlci.providers.base import RenderContext
 from mlci.stage_specs import STAGES, Input, StageSpec
 from mlci.targets.base import EnvValue, Literal, Secret, Variable
 from mlci.template_env import compiled, version_text, yaml_str
+
+NAME = "azure"  # the provider this module renders (its package names it too: NAME)
+SHIPPED_TEMPLATES = Path(__file__).parent / "templates"
 
 PIPELINE_FILE = "azure-pipelines.yml"
 TEMPLATES = ".azure/templates"
@@ -84,9 +86,7 @@ def env_value(value: EnvValue) -> str:
         if not _NAME.fullmatch(value.name):
             raise ValueError(f"{value.name!r} is not an Azure Pipelines variable name")
         return f"$({value.name})"
-    text = value.value if isinstance(value, Literal) else value.for_provider(PROVIDER.name)
-    if text is None:
-        raise ValueError(f"the credential value {value} has no entry for {PROVIDER.name}")
+    text = value.value if isinstance(value, Literal) else value.value_for(NAME)
     if _MACRO.search(text):
         raise ValueError(f"the fixed credential value {text!r} holds Azure macro syntax")
     return yaml_str(text)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, run_cli, run_cli_process
+from seeded_faults import FAULTS, seed_fault
 
 from mlci.providers.github.actions import action_pins
 
@@ -179,21 +180,8 @@ def scaffold_for_act(tmp_path: Path, fault: str | None, remote: bool = False, tr
         config = project / "mlci.yaml"
         config.write_text(config.read_text() + f"tracking:\n  uri: {tracking_uri}\n")
         assert run_cli("render", cwd=project) == 0
-    package = project / "src" / "act_model"
-    if fault == "lint":
-        (package / "helpers.py").write_text('"""Helpers."""\n\nimport os\n')  # F401: unused import
-    elif fault == "unit-test":
-        (project / "tests" / "test_fault.py").write_text(
-            '"""A test that fails."""\n\n\ndef test_fails() -> None:\n    assert sum([1, 1]) == 3\n'
-        )
-    elif fault == "data-test":
-        # One training row whose radius is far outside the contract's range.
-        train = project / "data" / "train.csv"
-        lines = train.read_text().splitlines(keepends=True)
-        header = lines[0].rstrip("\n").split(",")
-        row = lines[1].rstrip("\n").split(",")
-        row[header.index("mean_radius")] = "999"
-        train.write_text("".join(lines) + ",".join(row) + "\n")
+    if fault is not None:
+        seed_fault(project, "act_model", fault)
     for workflow in (project / ".github" / "workflows").glob("*.yml"):
         workflow.write_text(workflow.read_text().replace("uses: $/", "uses: ./"))
     subprocess.run(["git", "add", "-A"], cwd=project, check=True)
@@ -282,7 +270,7 @@ FAULT_JOB = {"lint": "Lint", "unit-test": "Unit tests", "data-test": "Data tests
 
 
 # The green path of these checks runs in the cd test and the remote-actions test below.
-@pytest.mark.parametrize("fault", ["lint", "unit-test", "data-test"])
+@pytest.mark.parametrize("fault", FAULTS)
 def test_generated_ci_runs_under_act(tmp_path: Path, fault: str) -> None:
     project = scaffold_for_act(tmp_path, fault)
     run = run_ci_with_act(project, tmp_path)

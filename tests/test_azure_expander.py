@@ -291,3 +291,48 @@ def test_a_repository_alias_without_a_local_folder_is_named(tmp_path: Path) -> N
 def test_expression_functions_follow_azure(expression: str, value: Any) -> None:
     names = {"variables": {"list": ["1", "2"], "build.sourcebranch": "refs/heads/main"}}
     assert evaluate(expression, names) == value
+
+
+def test_the_constructs_mlcis_stage_templates_use(tmp_path: Path) -> None:
+    """What the Azure renderer emits beyond the pipeline above: `${{ each v in parameters.x }}:`
+    over an object inside a mapping (a stage step's env: one key per setting, none for an empty
+    object), and a native `false` passed to a boolean parameter, tested against `true`."""
+    (tmp_path / "t").mkdir()
+    (tmp_path / "azure-pipelines.yml").write_text(
+        """\
+steps:
+  - template: t/stage.yml
+    parameters:
+      cache: false
+      settings:
+        HOST: $(DATABRICKS_HOST)
+        AUTH: "azure-cli"
+  - template: t/stage.yml
+"""
+    )
+    (tmp_path / "t" / "stage.yml").write_text(
+        """\
+parameters:
+  - name: cache
+    type: boolean
+    default: "true"
+  - name: settings
+    type: object
+    default: {}
+steps:
+  - ${{ if eq(parameters.cache, true) }}:
+    - task: Cache@2
+  - bash: mlci train
+    env:
+      CACHED: ${{ parameters.cache }}
+      ${{ each variable in parameters.settings }}:
+        ${{ variable.key }}: ${{ variable.value }}
+"""
+    )
+    assert expand(tmp_path / "azure-pipelines.yml") == {
+        "steps": [
+            {"bash": "mlci train", "env": {"CACHED": False, "HOST": "$(DATABRICKS_HOST)", "AUTH": "azure-cli"}},
+            {"task": "Cache@2"},
+            {"bash": "mlci train", "env": {"CACHED": True}},
+        ]
+    }

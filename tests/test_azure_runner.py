@@ -301,3 +301,59 @@ def test_an_unknown_task_or_dependency_is_one_clear_error(tmp_path: Path) -> Non
         run(tmp_path, "jobs: [{job: J, steps: [{task: Nope@1}]}]\n")
     with pytest.raises(AzurePipelineError, match=r"^job 'J' dependsOn 'K', which does not exist; fix dependsOn$"):
         run(tmp_path, "jobs: [{job: J, dependsOn: K, steps: [{script: 'true'}]}]\n")
+
+
+def test_a_relative_working_directory_is_rooted_at_the_sources(tmp_path: Path) -> None:
+    """As the agent does: `workingDirectory: sub` (a step's, or an AzureCLI@2 input) is
+    $(System.DefaultWorkingDirectory)/sub, never relative to where the agent was started."""
+    (tmp_path / "project" / "sub").mkdir(parents=True)
+    result = run(
+        tmp_path,
+        """\
+steps:
+  - bash: pwd > "$BUILD_ARTIFACTSTAGINGDIRECTORY/../step.txt"
+    workingDirectory: sub
+  - task: AzureCLI@2
+    inputs:
+      azureSubscription: none
+      scriptType: bash
+      scriptLocation: inlineScript
+      workingDirectory: .
+      inlineScript: pwd > "$BUILD_ARTIFACTSTAGINGDIRECTORY/../task.txt"
+""",
+    )
+    assert result.jobs == {"__default.__default": "succeeded"}, result.explain()
+    workspace = tmp_path / "work0" / "agent" / "_work" / "1"
+    assert Path((workspace / "step.txt").read_text().strip()) == (workspace / "s" / "sub").resolve()
+    assert Path((workspace / "task.txt").read_text().strip()) == (workspace / "s").resolve()
+
+
+def test_kept_folders_reach_every_job_and_a_cache_restores_over_them(tmp_path: Path) -> None:
+    """A self-hosted agent's kept folder (a warm cache) is in each job's Pipeline.Workspace as
+    symlinks; Cache@2 restoring the same path replaces what is there, as its extraction does."""
+    kept = tmp_path / "warm"
+    (kept / "wheels").mkdir(parents=True)
+    (kept / "wheels" / "w.txt").write_text("warm\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "azure-pipelines.yml").write_text(
+        """\
+jobs:
+  - job: First
+    steps:
+      - task: Cache@2
+        inputs: {key: '"uv"', path: $(Pipeline.Workspace)/.uv-cache}
+      - bash: cat "$PIPELINE_WORKSPACE/.uv-cache/wheels/w.txt" && echo new > "$PIPELINE_WORKSPACE/.uv-cache/tag"
+  - job: Second
+    dependsOn: First
+    steps:
+      - task: Cache@2
+        inputs: {key: '"uv"', path: $(Pipeline.Workspace)/.uv-cache}
+      - bash: cat "$PIPELINE_WORKSPACE/.uv-cache/wheels/w.txt" "$PIPELINE_WORKSPACE/.uv-cache/tag"
+"""
+    )
+    result = run_pipeline(project, "azure-pipelines.yml", tmp_path / "work", kept_folders={".uv-cache": kept})
+    assert result.jobs == {"__default.First": "succeeded", "__default.Second": "succeeded"}, result.explain()
+    assert "[__default.Second] warm\n[__default.Second] new\n" in result.log
+    assert "cache key uv: true" in result.log
+    assert (tmp_path / "work" / "agent" / "_work" / "2" / ".uv-cache" / "wheels").is_symlink()

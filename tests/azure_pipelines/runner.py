@@ -13,7 +13,10 @@ script bodies and task inputs before the step runs (an undefined macro stays lit
 unescaped as the agent does (%3B %0D %0A %5D, then %AZP25); a fresh working copy per job
 (checkout copies the project; a job's own changes never reach another job); stand-ins for the
 tasks mlci uses (see TASKS); PublishTestResults and PublishCodeCoverageResults are stricter
-than Azure: a missing or unparsable file fails the step.
+than Azure: a missing or unparsable file fails the step. A relative `workingDirectory` is rooted
+at the default working directory, as the agent roots it. `kept_folders` stand for what a
+self-hosted agent keeps in its reused build directory (a warm uv cache). Each job's log ends with
+its duration, and each `$[ ]` job variable (a hand-over) is logged with the value it took.
 
 Does not model: the Azure service (approvals and checks on environments, service connections,
 workload identity federation token exchange, System.AccessToken, agent pools and demands,
@@ -30,6 +33,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -152,6 +156,35 @@ def ordered(
     return result
 
 
+def lay_out_kept(source: Path, target: Path) -> None:
+    """A folder a self-hosted agent kept in its build directory from earlier runs: a folder of
+    symlinks to source's entries (a warm uv cache serves installs without being copied)."""
+    target.mkdir(parents=True)
+    for entry in sorted(source.iterdir()):
+        (target / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+
+
+def overlay(source: Path, target: Path) -> None:
+    """Copy source over target as the Cache task's archive extraction does: an entry already
+    there is replaced (symlinks are copied as symlinks)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in source.iterdir():
+        dest = target / entry.name
+        if entry.is_dir() and not entry.is_symlink():
+            if dest.is_symlink() or dest.is_file():
+                dest.unlink()
+            overlay(entry, dest)
+            continue
+        if dest.is_symlink() or dest.is_file():
+            dest.unlink()
+        elif dest.is_dir():
+            shutil.rmtree(dest)
+        if entry.is_symlink():
+            dest.symlink_to(os.readlink(entry))
+        else:
+            shutil.copy2(entry, dest)
+
+
 def overall(results: list[str]) -> str:
     """A stage's result from its jobs' results."""
     if "failed" in results:
@@ -175,8 +208,16 @@ def status_functions(results: dict[str, str], needs: list[str]) -> dict[str, tup
 
 
 class Runner:
-    def __init__(self, project: Path, work: Path, variables: dict[str, str], python_dir: Path) -> None:
+    def __init__(
+        self,
+        project: Path,
+        work: Path,
+        variables: dict[str, str],
+        python_dir: Path,
+        kept_folders: dict[str, Path] | None = None,
+    ) -> None:
         self.project, self.work, self.python_dir = project, work, python_dir
+        self.kept_folders = kept_folders or {}
         self.store = work / "store"
         self.variables = {**DEFAULTS, **variables}
         branch = self.variables["Build.SourceBranch"]
@@ -200,7 +241,9 @@ class Runner:
         self.log_file.flush()
 
     # -- variables -------------------------------------------------------------------------
-    def define(self, block: Any, scope: dict[str, Any], names: dict[str, Any]) -> dict[str, Any]:
+    def define(
+        self, block: Any, scope: dict[str, Any], names: dict[str, Any], where: str | None = None
+    ) -> dict[str, Any]:
         entries = block.items() if isinstance(block, dict) else [(v.get("name"), v.get("value")) for v in block or []]
         if isinstance(block, list) and any("group" in v for v in block):
             raise AzurePipelineError("variable groups need the Azure service; define the variables inline for the run")
@@ -209,6 +252,8 @@ class Runner:
             text = to_str(value)
             runtime = RUNTIME.match(text)
             result[str(name)] = to_str(evaluate(runtime.group(1), {**names, "variables": result})) if runtime else text
+            if runtime and where:  # what a hand-over became: the log shows each one
+                self.say(where, f"variable {name} = {result[str(name)]!r} (from $[{runtime.group(1)}])")
         return result
 
     @staticmethod
@@ -269,14 +314,15 @@ class Runner:
             go = run and to_bool(evaluate(condition, names, status_functions(results, needs)))
             self.say(key, f"Job {name}: condition {condition} -> {'run' if go else 'skip'}")
             outputs: dict[str, str] = {}
+            started = time.monotonic()
             if go:
                 self.order.append(key)
-                result, outputs = self.run_job(key, name, job, self.define(job.get("variables"), scope, names))
+                result, outputs = self.run_job(key, name, job, self.define(job.get("variables"), scope, names, key))
             else:
                 result = "skipped"
             results[name] = self.jobs[key] = result
             jobs[name], self.outputs[key] = outputs, outputs
-            self.say(key, f"Job {result}")
+            self.say(key, f"Job {result} ({time.monotonic() - started:.1f} s)")
         return jobs
 
     def run_job(self, key: str, name: str, spec: dict[str, Any], scope: dict[str, Any]) -> tuple[str, dict[str, str]]:
@@ -285,6 +331,8 @@ class Runner:
         for folder in ("s", "a", "b", "TestResults"):
             (workspace / folder).mkdir(parents=True)
         temp.mkdir(parents=True)
+        for folder, source in self.kept_folders.items():
+            lay_out_kept(source, workspace / folder)
         deployment = "deployment" in spec
         sources = str(workspace / "s")
         predefined = {
@@ -369,7 +417,10 @@ class Runner:
         env["TF_BUILD"] = "True"
         env["PATH"] = os.pathsep.join([*job.path_prefix, env.get("PATH", "")])
         env.update({str(k): to_str(v) for k, v in (step.get("env") or {}).items()})
-        folder = cwd or to_str(step.get("workingDirectory") or job.variables["System.DefaultWorkingDirectory"])
+        # The agent roots a relative working directory (a step's or a task's input) at the
+        # default working directory, never at wherever the agent itself was started.
+        default = job.variables["System.DefaultWorkingDirectory"]
+        folder = os.path.join(default, cwd or to_str(step.get("workingDirectory") or default))
         try:
             done = subprocess.run(
                 ["bash", "--noprofile", "--norc", str(file)],
@@ -568,7 +619,7 @@ class Runner:
                 matches = [p for k, p in keys.items() if k.startswith(prefix)]
                 source, hit = (matches[-1], "inexact") if matches else (None, "false")
         if source is not None:
-            shutil.copytree(source / "data", path, symlinks=True, dirs_exist_ok=True)
+            overlay(source / "data", path)
         if hit != "true":
             job.cache_saves.append((key, path))
         if inputs.get("cacheHitVar"):
@@ -617,10 +668,14 @@ def run_expanded(
     work_dir: Path,
     variables: dict[str, str] | None = None,
     python_dir: Path | None = None,
+    kept_folders: dict[str, Path] | None = None,
 ) -> RunResult:
     """Run an already expanded pipeline on a copy of project_dir; work_dir holds the agent
-    folders, the artifact and cache store, and run.log."""
-    runner = Runner(project_dir, work_dir, variables or {}, python_dir or Path(sys.executable).parent)
+    folders, the artifact and cache store, and run.log. `kept_folders` ({name: folder}) are
+    what a self-hosted agent keeps in Pipeline.Workspace between runs (its build directory is
+    reused): each job finds Pipeline.Workspace/<name> holding symlinks to folder's entries."""
+    python = python_dir or Path(sys.executable).parent
+    runner = Runner(project_dir, work_dir, variables or {}, python, kept_folders)
     return runner.run(pipeline)
 
 
@@ -632,8 +687,9 @@ def run_pipeline(
     repositories: dict[str, Path] | None = None,
     parameters: dict[str, Any] | None = None,
     python_dir: Path | None = None,
+    kept_folders: dict[str, Path] | None = None,
 ) -> RunResult:
     """Expand project_dir/pipeline_file (templates from `repositories` aliases) with the run's
     variables (Build.Reason, Build.SourceBranch ...) at compile time, then run it."""
     pipeline = expand(Path(project_dir) / pipeline_file, repositories, {**DEFAULTS, **(variables or {})}, parameters)
-    return run_expanded(pipeline, Path(project_dir), work_dir, variables, python_dir)
+    return run_expanded(pipeline, Path(project_dir), work_dir, variables, python_dir, kept_folders)

@@ -146,17 +146,75 @@ def test_credential_values_are_names_or_quoted_fixed_text() -> None:
         env_value(ByProvider((("github", "github-oidc"),), target="databricks"))
 
 
-def test_secrets_reach_the_step_through_env_only(rendered: dict[Combo, dict[str, bytes]]) -> None:
-    # Every `$(` in a stage template is in a value Azure maps (env:, inputs), never a script body.
-    for files in rendered.values():
-        for name, data in files.items():
-            if not name.startswith(".azure/templates/"):
-                continue
-            import yaml
+# Any macro `$(...)`, whatever its name holds (`-`, `.`), in a script body: none is allowed.
+ANY_MACRO = re.compile(r"\$\([^)]*\)|\$\{\{|\$\[")
+TOKEN_ENV = ("SYSTEM_ACCESSTOKEN", "AZURE_DEVOPS_EXT_PAT")
 
-            for step in yaml.safe_load(data)["steps"]:
-                for body in _scripts(step):
-                    assert not AZURE_EXPANDS.search(body), (name, body)
+
+def test_secrets_reach_the_step_through_env_only(rendered: dict[Combo, dict[str, bytes]]) -> None:
+    # Every `$(` in any rendered Azure file (the pipeline's gate and registry scripts, the upgrade
+    # pipeline, the stage templates) is in a value Azure maps (env:, inputs), never a script body.
+    import yaml
+
+    assert ANY_MACRO.search("$(my-secret.v2)") and not AZURE_EXPANDS.search("$(my-secret.v2)")
+    for combo, files in rendered.items():
+        for name, data in files.items():
+            if not name.endswith(".yml"):
+                continue
+            bodies = _scripts(yaml.safe_load(data))
+            assert bodies or name.startswith(".azure/templates/"), (combo, name)
+            for body in bodies:
+                # bash's `$(command args)` is a macro to Azure too when it looks like a name
+                for found in ANY_MACRO.findall(body):
+                    assert found.startswith("$(") and " " in found.strip("$()"), (combo, name, found)
+
+
+def _upgrade_steps(files: dict[str, bytes]) -> list[dict[str, object]]:
+    import yaml
+
+    document = yaml.safe_load(files[".azure/mlci-upgrade.yml"])
+    return [step for job in document["jobs"] for step in job["steps"]]
+
+
+def test_the_upgrade_token_reaches_only_the_pull_request_step(rendered: dict[Combo, dict[str, bytes]]) -> None:
+    for combo, files in rendered.items():
+        steps = _upgrade_steps(files)
+        holding = [s for s in steps if any(name in (s.get("env") or {}) for name in TOKEN_ENV)]
+        assert len(holding) == 1, combo  # the push and pull request step, not `mlci upgrade`
+        (pr_step,) = holding
+        assert "mlci upgrade --" not in pr_step["bash"] and "az repos pr create" in pr_step["bash"], combo
+        assert "mlci upgrade --branch mlci/upgrade --commit" in "".join(_scripts(steps)), combo
+        for step in steps:
+            env = step.get("env") or {}
+            assert all("AccessToken" not in str(v) for k, v in env.items() if k not in TOKEN_ENV), combo
+            for body in _scripts(step):
+                assert "AccessToken" not in body and "AZURE_DEVOPS_EXT_PAT" not in body, combo
+                assert "extraheader=" not in body and " -c " not in body, combo  # no header on a command line
+                for line in body.splitlines():
+                    if "SYSTEM_ACCESSTOKEN" in line:  # only into git's environment, built in the script
+                        assert line.strip().startswith('GIT_CONFIG_VALUE_0="AUTHORIZATION: bearer $SYSTEM_ACCESSTOKEN"')
+        assert "GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=http.extraheader" in pr_step["bash"], combo
+
+
+def test_the_upgrade_pull_request_step_fails_on_any_error(rendered: dict[Combo, dict[str, bytes]]) -> None:
+    for combo, files in rendered.items():
+        (pr_step,) = [s for s in _upgrade_steps(files) if "az repos pr create" in s.get("bash", "")]
+        body = pr_step["bash"]
+        assert "|| echo" not in body and "|| true" not in body, combo
+        assert body.startswith("set -euo pipefail"), combo
+        assert body.index("az repos pr list") < body.index("az repos pr create"), combo
+        assert "--status active" in body and "BUILD_SOURCEBRANCHNAME" not in body, combo
+        assert body.count('--target-branch "$BUILD_SOURCEBRANCH"') == 2, combo  # the full ref, both calls
+
+
+def test_the_upgrade_schedule_runs_on_the_default_branch_only(rendered: dict[Combo, dict[str, bytes]]) -> None:
+    import yaml
+
+    for combo, files in rendered.items():
+        document = yaml.safe_load(files[".azure/mlci-upgrade.yml"])
+        (schedule,) = document["schedules"]
+        assert schedule["branches"] == {"include": ["main"]}, combo
+        assert document["trigger"] == "none" and document["pr"] == "none", combo
 
 
 def _scripts(step: object) -> list[str]:

@@ -304,7 +304,9 @@ def render(pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path)
     )
     _check_yaml(text, PIPELINE_FILE)
     files = {PIPELINE_FILE: text.encode("utf-8")}
-    upgrade = compiled((templates / "mlci-upgrade.yml.j2").read_text(encoding="utf-8")).render(**settings, pins=pins)
+    upgrade = compiled((templates / "mlci-upgrade.yml.j2").read_text(encoding="utf-8")).render(
+        **settings, pins=pins, default_branches=sorted(pushes)
+    )
     _check_yaml(upgrade, UPGRADE_FILE)
     files[UPGRADE_FILE] = upgrade.encode("utf-8")
     if ctx.actions == "vendored":

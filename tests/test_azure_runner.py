@@ -361,3 +361,51 @@ jobs:
     assert "[__default.Second] warm\n[__default.Second] new\n" in result.log
     assert "cache key uv: true" in result.log
     assert (tmp_path / "work" / "agent" / "_work" / "2" / ".uv-cache" / "wheels").is_symlink()
+
+
+def _rendered_registry_steps() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """The registry steps exactly as the renderer emits them (the golden of a local project, kept
+    equal to the renderer's output by the golden tests): train's restore and the one after it
+    that says which registry the run uses; register's lookup, decision and save."""
+    import yaml
+
+    golden = Path(__file__).parent / "golden" / "azure" / "local-vendored-retrain" / "azure-pipelines.yml"
+    doc = yaml.safe_load(golden.read_text(encoding="utf-8"))
+    jobs = {job["job"]: job["steps"] for stage in doc["stages"] for job in stage["jobs"] if "job" in job}
+    names = [step.get("name") for step in jobs["train"]]
+    restore = jobs["train"][names.index("registry") :][:2]
+    names = [step.get("name") for step in jobs["register"]]
+    keep = jobs["register"][names.index("newest_registry") : names.index("keep_registry") + 1]
+    return restore, keep
+
+
+def test_each_run_restores_the_registry_the_previous_run_kept(tmp_path: Path) -> None:
+    """Cache@2 saves every restore step's path at the end of the job, in reverse step order: a
+    lookup saved under the registry's prefix would land after the real save and be restored as
+    the registry by the next run."""
+    import yaml
+    from azure_pipelines.runner import run_expanded
+
+    restore, keep = _rendered_registry_steps()
+    model = {"bash": 'echo "model of run $BUILD_BUILDID" > .mlci/mlflow.db', "displayName": "Train"}
+    shown = {"bash": 'echo "restored: $(cat .mlci/mlflow.db 2>/dev/null || echo nothing)"', "displayName": "Show"}
+    pipeline = {"jobs": [{"job": "Registry", "steps": [*restore, shown, model, *keep]}]}
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "azure-pipelines.yml").write_text(yaml.safe_dump(pipeline))
+    store = tmp_path / "store"
+    store.mkdir()
+    for run_id in ("1", "2", "3"):
+        work = tmp_path / f"work{run_id}"
+        work.mkdir()
+        (work / "store").symlink_to(store)  # one cache store across the runs, as on Azure
+        result = run_expanded(pipeline, project, work, {"Build.BuildId": run_id})
+        assert result.jobs == {"__default.Registry": "succeeded"}, result.explain()
+        log, why = result.log, result.explain("__default.Registry")
+        assert "a newer registry exists" not in log, why
+        if run_id == "1":
+            assert "[__default.Registry] restored: nothing" in log, why
+        else:
+            previous = int(run_id) - 1
+            assert f"kept by an earlier run ({previous}-1-register)" in log, why
+            assert f"[__default.Registry] restored: model of run {previous}" in log, why

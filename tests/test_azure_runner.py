@@ -409,3 +409,47 @@ def test_each_run_restores_the_registry_the_previous_run_kept(tmp_path: Path) ->
             previous = int(run_id) - 1
             assert f"kept by an earlier run ({previous}-1-register)" in log, why
             assert f"[__default.Registry] restored: model of run {previous}" in log, why
+
+
+def test_caches_save_as_the_agent_saves_them(tmp_path: Path) -> None:
+    """Post-job saves run in reverse step order, only when the job Succeeded (not with issues),
+    and a path that does not exist is a warning in the job's log."""
+    result = run(
+        tmp_path,
+        """\
+jobs:
+  - job: Save
+    steps:
+      - task: Cache@2
+        inputs: {key: 'order | "a"', path: .a}
+      - task: Cache@2
+        inputs: {key: 'order | "b"', path: .b}
+      - task: Cache@2
+        inputs: {key: 'gone', path: .gone}
+      - script: mkdir .a .b && echo a > .a/f && echo b > .b/f
+  - job: Issues
+    dependsOn: Save
+    steps:
+      - task: Cache@2
+        inputs: {key: 'issues', path: .i}
+      - script: mkdir .i && echo i > .i/f
+      - script: exit 1
+        continueOnError: true
+  - job: Later
+    dependsOn: Issues
+    steps:
+      - task: Cache@2
+        inputs: {key: 'order | "z"', restoreKeys: order, path: .r}
+      - task: Cache@2
+        inputs: {key: 'issues', path: .i, cacheHitVar: HIT}
+      - script: echo "newest $(cat .r/f) issues hit=$(HIT)"
+""",
+    )
+    assert result.jobs == {
+        "__default.Save": "succeeded",
+        "__default.Issues": "succeededWithIssues",
+        "__default.Later": "succeeded",
+    }, result.explain()
+    log = result.log
+    assert "[__default.Later] newest a issues hit=false" in log, result.explain("__default.Later")
+    assert "[__default.Save] ##[warning]cache gone not saved: its path" in log

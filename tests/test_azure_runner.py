@@ -178,7 +178,7 @@ jobs:
         inputs: {artifact: model, targetPath: $(Pipeline.Workspace)/m}
       - script: cat $(Pipeline.Workspace)/m/model.bin && cat hello.txt
       - task: Cache@2
-        inputs: {key: 'deps | hello.txt', path: .deps, cacheHitVar: HIT}
+        inputs: {key: 'deps | hello.txt', restoreKeys: deps, path: .deps, cacheHitVar: HIT}
       - script: echo "second hit=$(HIT) $(cat .deps/x)"
   - job: Missing
     steps:
@@ -202,7 +202,11 @@ jobs:
     log = result.log
     assert "[__default.Make] first hit=false" in log
     assert "[__default.Use] model-bytes" in log and "[__default.Use] hello from the project" in log
-    assert "[__default.Use] second hit=true cached" in log
+    # The agent resolves the key again at save time: Make changed hello.txt, so its cache went
+    # under the new key (with a warning) and Use, whose fresh copy has the old hello.txt, only
+    # finds it by the restore-key prefix.
+    assert "[__default.Make] ##[warning]The given cache key has changed in its resolved value" in log
+    assert "[__default.Use] second hit=inexact cached" in log
     assert "[__default.Missing] ##[error]artifact 'nothing' was not published by this run" in log
     assert "[__default.Release] model-bytes" in log
 
@@ -357,3 +361,95 @@ jobs:
     assert "[__default.Second] warm\n[__default.Second] new\n" in result.log
     assert "cache key uv: true" in result.log
     assert (tmp_path / "work" / "agent" / "_work" / "2" / ".uv-cache" / "wheels").is_symlink()
+
+
+def _rendered_registry_steps() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """The registry steps exactly as the renderer emits them (the golden of a local project, kept
+    equal to the renderer's output by the golden tests): train's restore and the one after it
+    that says which registry the run uses; register's lookup, decision and save."""
+    import yaml
+
+    golden = Path(__file__).parent / "golden" / "azure" / "local-vendored-retrain" / "azure-pipelines.yml"
+    doc = yaml.safe_load(golden.read_text(encoding="utf-8"))
+    jobs = {job["job"]: job["steps"] for stage in doc["stages"] for job in stage["jobs"] if "job" in job}
+    names = [step.get("name") for step in jobs["train"]]
+    restore = jobs["train"][names.index("registry") :][:2]
+    names = [step.get("name") for step in jobs["register"]]
+    keep = jobs["register"][names.index("newest_registry") : names.index("keep_registry") + 1]
+    return restore, keep
+
+
+def test_each_run_restores_the_registry_the_previous_run_kept(tmp_path: Path) -> None:
+    """Cache@2 saves every restore step's path at the end of the job, in reverse step order: a
+    lookup saved under the registry's prefix would land after the real save and be restored as
+    the registry by the next run."""
+    import yaml
+    from azure_pipelines.runner import run_expanded
+
+    restore, keep = _rendered_registry_steps()
+    model = {"bash": 'echo "model of run $BUILD_BUILDID" > .mlci/mlflow.db', "displayName": "Train"}
+    shown = {"bash": 'echo "restored: $(cat .mlci/mlflow.db 2>/dev/null || echo nothing)"', "displayName": "Show"}
+    pipeline = {"jobs": [{"job": "Registry", "steps": [*restore, shown, model, *keep]}]}
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "azure-pipelines.yml").write_text(yaml.safe_dump(pipeline))
+    store = tmp_path / "store"
+    store.mkdir()
+    for run_id in ("1", "2", "3"):
+        work = tmp_path / f"work{run_id}"
+        work.mkdir()
+        (work / "store").symlink_to(store)  # one cache store across the runs, as on Azure
+        result = run_expanded(pipeline, project, work, {"Build.BuildId": run_id})
+        assert result.jobs == {"__default.Registry": "succeeded"}, result.explain()
+        log, why = result.log, result.explain("__default.Registry")
+        assert "a newer registry exists" not in log, why
+        if run_id == "1":
+            assert "[__default.Registry] restored: nothing" in log, why
+        else:
+            previous = int(run_id) - 1
+            assert f"kept by an earlier run ({previous}-1-register)" in log, why
+            assert f"[__default.Registry] restored: model of run {previous}" in log, why
+
+
+def test_caches_save_as_the_agent_saves_them(tmp_path: Path) -> None:
+    """Post-job saves run in reverse step order, only when the job Succeeded (not with issues),
+    and a path that does not exist is a warning in the job's log."""
+    result = run(
+        tmp_path,
+        """\
+jobs:
+  - job: Save
+    steps:
+      - task: Cache@2
+        inputs: {key: 'order | "a"', path: .a}
+      - task: Cache@2
+        inputs: {key: 'order | "b"', path: .b}
+      - task: Cache@2
+        inputs: {key: 'gone', path: .gone}
+      - script: mkdir .a .b && echo a > .a/f && echo b > .b/f
+  - job: Issues
+    dependsOn: Save
+    steps:
+      - task: Cache@2
+        inputs: {key: 'issues', path: .i}
+      - script: mkdir .i && echo i > .i/f
+      - script: exit 1
+        continueOnError: true
+  - job: Later
+    dependsOn: Issues
+    steps:
+      - task: Cache@2
+        inputs: {key: 'order | "z"', restoreKeys: order, path: .r}
+      - task: Cache@2
+        inputs: {key: 'issues', path: .i, cacheHitVar: HIT}
+      - script: echo "newest $(cat .r/f) issues hit=$(HIT)"
+""",
+    )
+    assert result.jobs == {
+        "__default.Save": "succeeded",
+        "__default.Issues": "succeededWithIssues",
+        "__default.Later": "succeeded",
+    }, result.explain()
+    log = result.log
+    assert "[__default.Later] newest a issues hit=false" in log, result.explain("__default.Later")
+    assert "[__default.Save] ##[warning]cache gone not saved: its path" in log

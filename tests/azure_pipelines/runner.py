@@ -122,7 +122,8 @@ class Job:
     outputs: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     path_prefix: list[str] = field(default_factory=list)
-    cache_saves: list[tuple[str, Path]] = field(default_factory=list)
+    # (the key input unresolved, the key it resolved to at restore, the path) per Cache step run
+    cache_saves: list[tuple[str, str, Path]] = field(default_factory=list)
 
 
 def dependencies_of(item: dict[str, Any], default: list[str]) -> list[str]:
@@ -369,9 +370,11 @@ class Runner:
         timeout = float(to_str(spec.get("timeoutInMinutes") or 60)) * 60
         for index, step in enumerate(steps):
             self.run_step(job, index, step, timeout)
-        if job.result in OK:
-            for cache_key, path in job.cache_saves:
-                self.save_cache(job, cache_key, path)
+        # The agent's post-job steps run in reverse step order (JobExtension stacks them), and
+        # SavePipelineCache saves only when the job status is exactly Succeeded.
+        if job.result == "succeeded":
+            for key_input, restored_key, path in reversed(job.cache_saves):
+                self.save_cache(job, key_input, restored_key, path)
         return job.result, job.outputs
 
     # -- steps -----------------------------------------------------------------------------
@@ -620,16 +623,28 @@ class Runner:
                 source, hit = (matches[-1], "inexact") if matches else (None, "false")
         if source is not None:
             overlay(source / "data", path)
-        if hit != "true":
-            job.cache_saves.append((key, path))
+        job.cache_saves.append((inputs["key"], key, path))  # an exact hit is skipped at save: it exists
         if inputs.get("cacheHitVar"):
             job.variables[inputs["cacheHitVar"]] = hit
         self.say(job.key, f"cache key {key}: {hit}")
         return True
 
-    def save_cache(self, job: Job, key: str, path: Path) -> None:
+    def save_cache(self, job: Job, key_input: str, restored_key: str, path: Path) -> None:
+        """The Cache task's post-job save: it resolves the key again (files may have changed
+        since the restore) and saves under the new key; a cache under that key is immutable."""
+        key = self.cache_key(job, key_input)
+        if key != restored_key:
+            self.say(
+                job.key,
+                "##[warning]The given cache key has changed in its resolved value between restore and save steps;"
+                f" original key: {restored_key}; modified key: {key}",
+            )
         target = self.store / "caches" / hashlib.sha256(key.encode()).hexdigest()[:16]
-        if path.exists() and not target.exists():
+        if target.exists():
+            self.say(job.key, f"Cache with fingerprint {key} already exists.")
+        elif not path.exists():  # azure-pipelines-tasks#12268: the save cannot archive a missing path
+            self.say(job.key, f"##[warning]cache {key} not saved: its path {path} does not exist")
+        else:
             shutil.copytree(path, target / "data", symlinks=True)
             (target / "key").write_text(key)
             self.say(job.key, f"saved cache {key}")

@@ -120,6 +120,14 @@ def registry_key(branch: str) -> str:
     return f'"mlci-registry" | "{branch}"'
 
 
+def registry_lookup_key(branch: str) -> str:
+    """The key of a Cache step that only reads the registry. Cache@2 has no restore-only mode:
+    every restore also saves its path when the job ends (post-job steps run in reverse order,
+    so after the real save), and a copy saved under the registry's own prefix would become the
+    newest registry. This first segment is one the registry's restoreKeys never match."""
+    return f'"mlci-registry-lookup" | "{branch}"'
+
+
 def _reasons(pipelines: tuple[Pipeline, ...], job_id: str) -> tuple[str, ...]:
     kinds = {t.kind for p in pipelines if any(j.id == job_id for j in p.jobs) for t in p.triggers}
     return tuple(reason for kind, reasons in REASONS.items() if kind in kinds for reason in reasons)
@@ -301,6 +309,7 @@ def render(pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path)
         service_connection=SERVICE_CONNECTION,
         READ_REPOSITORY=READ_REPOSITORY,
         registry_key=registry_key,
+        registry_lookup_key=registry_lookup_key,
     )
     _check_yaml(text, PIPELINE_FILE)
     files = {PIPELINE_FILE: text.encode("utf-8")}

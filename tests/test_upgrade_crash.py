@@ -527,8 +527,16 @@ def test_a_journal_directory_must_be_one_the_upgrade_created(refused: Project, t
     assert (refused.root / "notebooks").is_dir() and (outside / "empty").is_dir()
 
 
-def test_a_failed_upgrade_says_every_file_was_left_as_it_was_only_once_rolled_back(
-    refused: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+# `mlci render` applies its plan through the same transaction: its failure once said "the upgrade failed".
+@pytest.mark.parametrize(
+    ("command", "argv"), [("upgrade", ("upgrade", "{root}")), ("render", ("render", "-C", "{root}"))]
+)
+def test_a_failed_run_says_every_file_was_left_as_it_was_only_once_rolled_back_naming_its_command(
+    refused: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    argv: tuple[str, ...],
 ) -> None:
     refused.edit("mlci.yaml", 'python: "3.11"', 'python: "3.12"')
     refused.snapshot()
@@ -543,34 +551,9 @@ def test_a_failed_upgrade_says_every_file_was_left_as_it_was_only_once_rolled_ba
         real_replace(disk, source, target)
 
     monkeypatch.setattr(transaction.Disk, "replace", replace)
-    assert run_cli("upgrade", str(refused.root)) == 3
+    assert run_cli(*(arg.format(root=refused.root) for arg in argv)) == 3
     assert one_error_line(capsys) == (
-        f"mlci: error: {refused.root}: the upgrade failed ([Errno 28] No space left on device); "
-        "every file was left as it was"
-    )
-    assert files_of(refused.root) == refused.before
-
-
-def test_a_failed_render_names_the_render_not_an_upgrade(
-    refused: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # `mlci render` applies its plan through the same transaction: its failure said "the upgrade failed".
-    refused.edit("mlci.yaml", 'python: "3.11"', 'python: "3.12"')
-    refused.snapshot()
-    real_replace = transaction.Disk.replace
-    swaps: list[str] = []
-
-    def replace(disk: transaction.Disk, source: Path, target: Path) -> None:
-        if source.name.startswith("new-"):
-            swaps.append(target.name)
-            if len(swaps) == 2:
-                raise OSError(28, "No space left on device")
-        real_replace(disk, source, target)
-
-    monkeypatch.setattr(transaction.Disk, "replace", replace)
-    assert run_cli("render", "-C", str(refused.root)) == 3
-    assert one_error_line(capsys) == (
-        f"mlci: error: {refused.root}: the render failed ([Errno 28] No space left on device); "
+        f"mlci: error: {refused.root}: the {command} failed ([Errno 28] No space left on device); "
         "every file was left as it was"
     )
     assert files_of(refused.root) == refused.before

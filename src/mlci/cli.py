@@ -98,7 +98,9 @@ def build_parser(stages: Sequence[StageSpec] = STAGES) -> argparse.ArgumentParse
         "Scaffold a new ML project: code, data contract, tests, mlci.yaml and the CI files of --provider.",
     )
     new.add_argument("name", help="project name: lowercase letters, digits, '-' or '_'")
-    new.add_argument("--provider", choices=tuple(providers.NAMES), default=None, help="CI system (default: github)")
+    new.add_argument(
+        "--provider", choices=tuple(providers.NAMES), default=None, help=f"CI system (default: {providers.DEFAULT})"
+    )
     new.add_argument("--target", choices=tuple(targets.NAMES), default=None, help="where stages run (default: local)")
     new.add_argument(
         "--data", action="append", default=[], metavar="KEY=VALUE", help="answer a template question; repeatable"

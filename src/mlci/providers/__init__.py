@@ -23,14 +23,13 @@ if TYPE_CHECKING:
 NAMES: dict[str, str] = {
     "github": "mlci.providers.github",
     "azure": "mlci.providers.azure",
+    "jenkins": "mlci.providers.jenkins",
 }
 DEFAULT = next(iter(NAMES))
 # CI systems whose runtime adapter ships before their renderer: stages detect them and use
 # their annotations and outputs, but ci.provider refuses them until they render (their line
 # then moves to NAMES).
-RUNTIME_ONLY: dict[str, str] = {
-    "jenkins": "mlci.providers.jenkins",
-}
+RUNTIME_ONLY: dict[str, str] = {}
 
 
 def get(name: str) -> Provider:

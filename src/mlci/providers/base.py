@@ -38,6 +38,9 @@ class RenderContext:
     mlci_ref: str | None
     mlci_install: str | None
     target: str
+    jenkins_agent: str = "any"
+    jenkins_approvers: str = "mlci-approvers"
+    jenkins_library: bool = False
 
     @classmethod
     def of(cls, config: Config, mlci_version: str) -> RenderContext:

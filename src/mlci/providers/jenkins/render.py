@@ -1,0 +1,599 @@
+"""Jenkins from the pipeline model: one declarative `Jenkinsfile` for the model's ci, cd and
+retrain pipelines (a Multibranch Pipeline job runs it for every branch and pull request), the
+shared library `mlciStage`/`mlciPipeline` under `.jenkins/vars/`, and `Jenkinsfile.upgrade`.
+
+Jenkins runs one Jenkinsfile per branch, so the model's pipelines become one file, as on Azure:
+the checks (the jobs of the pipeline run on pull requests) are one `parallel` stage, their gate
+the stage after it, and every other job a stage of its own whose `when` admits exactly the
+builds of the model's pipelines that contain it (docs/jenkins.md; parse.py reads it back):
+
+- a pull request build: `changeRequest()`;
+- a push to branch B: `branch 'B'` (any build of B that is not a pull request, which is also
+  what a manual or timer build of B is: the renderer checks that every job admitting pushes
+  admits those too, so the rule is exact);
+- a manual build (`Build Now`, a replay) of a branch: `triggeredBy cause: 'UserIdCause'`, never
+  of a pull request;
+- the retrain schedule: `triggeredBy 'TimerTrigger'` (the cron fires on the default branch only).
+
+Every `sh` step is a single-quoted Groovy string (`'''...'''`): Groovy interpolates nothing in
+it, and every value (settings, credentials, the inputs a stage takes from an earlier one)
+reaches the shell as an environment variable, by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
+
+from mlci.config import ENVIRONMENTS
+from mlci.errors import InfraError
+from mlci.pipeline import OIDC_TOKEN, READ_REPOSITORY, Job, Pipeline, TriggerKind, as_rendered
+from mlci.providers.base import RenderContext
+from mlci.stage_specs import STAGES, StageSpec
+from mlci.targets.base import Literal, Secret, Variable
+from mlci.template_env import compiled, version_text
+
+NAME = "jenkins"  # the provider this module renders (its package names it too)
+
+JENKINSFILE = "Jenkinsfile"
+UPGRADE_FILE = "Jenkinsfile.upgrade"
+LIBRARY = ".jenkins"  # the vendored shared library (libraryPath of the library step)
+REMOTE_LIBRARY = "jenkins"  # the same library in the mlci repository (published.py)
+CHECKS_STAGE = "Checks"
+REGISTRY_STAGE = "Registry"
+REGISTRY_DIR = "mlci-registry"  # the kept registry, as archived by a build and copied by the next
+OUTPUTS_DIR = ".mlci/out/jenkins"  # where the runtime adapter writes a stage's outputs (<job>.properties)
+# The environment variable each stage names its model job by: the runtime adapter names its
+# outputs and summary files after it, and parse.py reads the job back from it.
+JOB_VARIABLE = "MLCI_JOB"
+MLCI = '"${WORKSPACE_TMP:-$WORKSPACE@tmp}/mlci-venv/bin/mlci"'  # installed by the setup step
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_UNSAFE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # control characters other than a newline
+
+
+def groovy_str(text: str) -> str:
+    """A single-quoted Groovy string literal: `$` stays inert, `\\` and `'` are escaped, a
+    newline is `\\n`. Refuses other control characters (nothing mlci writes holds one)."""
+    if _UNSAFE.search(text):
+        raise ValueError(f"{text!r} holds a control character; refusing to write it into a Jenkinsfile")
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+
+
+def groovy_script(text: str) -> str:
+    """A shell script as a triple-single-quoted Groovy string: no interpolation, and Groovy's
+    escapes undone by escaping every backslash (the shell sees exactly `text`)."""
+    if _UNSAFE.search(text):
+        raise ValueError("a shell script holds a control character; refusing to write it into a Jenkinsfile")
+    body = text.replace("\\", "\\\\").replace("'''", "\\'\\'\\'")
+    return "'''" + body + "'''"
+
+
+def input_env(input_name: str) -> str:
+    """The variable a stage input reaches mlci's command line through (`MLCI_IN_RUN_ID`)."""
+    return "MLCI_IN_" + input_name.upper().replace("-", "_")
+
+
+def outputs_file(job_id: str) -> str:
+    return f"{OUTPUTS_DIR}/{job_id}.properties"
+
+
+def state_stash(job_id: str) -> str:
+    return f"mlci-state-{job_id}"
+
+
+def outputs_stash(job_id: str) -> str:
+    return f"mlci-outputs-{job_id}"
+
+
+REGISTRY_STASH = "mlci-registry"
+
+
+# --- when: which builds run a stage -------------------------------------------------------
+
+PULL_REQUEST = "changeRequest()"
+TIMER = "triggeredBy 'TimerTrigger'"
+MANUAL = ("allOf {", "  triggeredBy cause: 'UserIdCause'", "  not { changeRequest() }", "}")
+
+
+def branch(name: str) -> str:
+    return f"branch {groovy_str(name)}"
+
+
+def _block(keyword: str, parts: list[tuple[str, ...]]) -> tuple[str, ...]:
+    if len(parts) == 1:
+        return parts[0]
+    return (f"{keyword} {{", *(f"  {line}" for part in parts for line in part), "}")
+
+
+def admission(kinds: set[TriggerKind], push_branches: tuple[str, ...], only_on: str | None) -> tuple[str, ...]:
+    """The `when` condition (lines) admitting the builds of the given trigger kinds."""
+    parts: list[tuple[str, ...]] = []
+    if "pull_request" in kinds:
+        parts.append((PULL_REQUEST,))
+    if "push" in kinds:
+        parts.extend((branch(b),) for b in push_branches)
+    if "manual" in kinds:
+        parts.append(MANUAL)
+    if "schedule" in kinds:
+        parts.append((TIMER,))
+    condition = _block("anyOf", parts)
+    if only_on is None:
+        return condition
+    return _block("allOf", [(branch(only_on),), condition])
+
+
+# --- the stages ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JenkinsStage:
+    job: Job
+    name: str  # the stage's name in Jenkins (the job's display name)
+    when: tuple[str, ...]  # the condition's lines
+    approval: bool  # an `input` (the approvers) before the stage takes an agent
+    environment: tuple[tuple[str, str], ...]  # (name, Groovy literal): MLCI_JOB, options, fixed values
+    literals: dict[str, str]  # the fixed values, by name, as text
+    required: tuple[str, ...]  # variables the controller or folder must define (ci settings)
+    secrets: tuple[str, ...]  # credentials bound by withCredentials (credentials id = variable)
+    unstash: tuple[str, ...]
+    script: str  # the sh script running the stage
+    junit: str | None
+    registry_branch: str | None  # the branch whose builds keep the registry (restores or saves it)
+
+    def environment_values(self) -> tuple[tuple[str, str], ...]:
+        """The fixed values of the stage's environment (its credentials' literals), unquoted."""
+        own = (JOB_VARIABLE, REQUIRED, "MLCI_IN_", "MLCI_FROM_")
+        return tuple((name, self.literals[name]) for name, _ in self.environment if not name.startswith(own))
+
+
+@dataclass(frozen=True)
+class Layout:
+    registry: JenkinsStage | None  # restores the kept registry first, when a job keeps one
+    checks: tuple[JenkinsStage, ...]  # run in parallel
+    gate: JenkinsStage
+    delivery: tuple[JenkinsStage, ...]  # one after another
+    push_branches: tuple[str, ...]
+    schedules: tuple[str, ...]
+    delivery_group: str | None  # the model's concurrency group of the delivery pipelines
+    abort_superseded: bool  # a pull request's newer commit aborts the build it supersedes
+    handing_over: frozenset[str]  # jobs whose outputs a later stage takes (their outputs file is stashed)
+
+
+# The JUnit report each stage writes under .mlci/out/ (stages/_result.py JUNIT_REPORTS).
+JUNIT = {"test": ".mlci/out/junit.xml", "data-test": ".mlci/out/data-test.xml"}
+
+
+def _kinds(pipelines: tuple[Pipeline, ...], job_id: str) -> set[TriggerKind]:
+    return {t.kind for p in pipelines if any(j.id == job_id for j in p.jobs) for t in p.triggers}
+
+
+def checks_of(pipelines: tuple[Pipeline, ...]) -> Pipeline:
+    found = [p for p in pipelines if any(t.kind == "pull_request" for t in p.triggers)]
+    if len(found) != 1:
+        raise ValueError(f"Jenkins renders one pipeline run on pull requests, not {len(found)}")
+    return found[0]
+
+
+def from_env(input_name: str) -> str:
+    """The variable naming where a stage input comes from (`train:run-id`: that job's output)."""
+    return "MLCI_FROM_" + input_name.upper().replace("-", "_")
+
+
+REQUIRED = "MLCI_REQUIRED"  # the settings (space-separated variable names) a stage checks first
+
+
+def stage_script(spec: StageSpec) -> str:
+    """The sh script of a stage, the same for every job running it (the Jenkinsfile's and the
+    shared library's): the job's own values come from its environment, by name."""
+    lines = [
+        "#!/bin/bash",
+        "set -euo pipefail",
+        f"for name in ${{{REQUIRED}:-}}; do",
+        '  if [ -z "${!name:-}" ]; then',
+        '    echo "mlci: $name is not set: define it in the environment variables of this job\'s folder or of the '
+        'controller (docs/jenkins.md)" >&2',
+        "    exit 2",
+        "  fi",
+        "done",
+        "args=()",
+    ]
+    for stage_input in spec.inputs:
+        value, source = input_env(stage_input.name), from_env(stage_input.name)
+        lines.append(
+            f'if [ -n "${{{source}:-}}" ]; then {value}="$(sed -n "s/^${{{source}#*:}}=//p" '
+            f'"{OUTPUTS_DIR}/${{{source}%%:*}}.properties")"; fi'
+        )
+        lines.append(f'if [ -n "${{{value}:-}}" ]; then args+=({stage_input.flag} "${value}"); fi')
+    lines.append(f'{MLCI} {spec.name} "${{args[@]}}"')
+    return "\n".join(lines) + "\n"
+
+
+def layout(pipelines: tuple[Pipeline, ...]) -> Layout:
+    checks_pipeline = checks_of(pipelines)
+    jobs: dict[str, Job] = {}
+    for p in pipelines:
+        for job in p.jobs:
+            if jobs.setdefault(job.id, job) != job:
+                raise ValueError(f"job {job.id} differs between pipelines")
+    push_branches = tuple(dict.fromkeys(b for p in pipelines for t in p.triggers if t.kind == "push" for b in t.branches))
+    schedules = tuple(t.cron for p in pipelines for t in p.triggers if t.kind == "schedule" and t.cron)
+    registry_branches = {p.registry_branch for p in pipelines if p.registry_branch}
+    if len(registry_branches) > 1:
+        raise ValueError(f"the pipelines keep registries of several branches: {sorted(registry_branches)}")
+    registry_branch = next(iter(registry_branches), None)
+    gates = [j for j in checks_pipeline.jobs if j.gate]
+    if len(gates) != 1 or checks_pipeline.jobs[-1] is not gates[0]:
+        raise ValueError("Jenkins renders the checks as a parallel stage closed by one gate")
+    gate_job = gates[0]
+    check_jobs = checks_pipeline.jobs[:-1]
+    if any(j.needs for j in check_jobs) or set(gate_job.needs) != {j.id for j in check_jobs}:
+        raise ValueError("the checks must need nothing and the gate exactly the checks")
+
+    def stage(job: Job) -> JenkinsStage:
+        kinds = _kinds(pipelines, job.id)
+        if "push" in kinds and not ({"manual"} <= kinds and (not schedules or "schedule" in kinds)):
+            # `branch 'B'` also admits a manual and a timer build of B: exact only then.
+            raise ValueError(f"job {job.id} runs for pushes but not for manual or scheduled builds")
+        if OIDC_TOKEN in job.capabilities:
+            raise ValueError(f"job {job.id} needs an OIDC token, which Jenkins does not issue")
+        environment: list[tuple[str, str]] = [(JOB_VARIABLE, groovy_str(job.id))]
+        required: list[str] = []
+        secrets: list[str] = []
+        literals: dict[str, str] = {}
+        for credential in job.credentials:
+            for var in credential.env:
+                value = var.value
+                if isinstance(value, Secret | Variable) and not _NAME.fullmatch(value.name):
+                    raise ValueError(f"{value.name!r} is not a Jenkins credentials id or variable name")
+                if isinstance(value, Secret):
+                    if value.name != var.name:
+                        raise ValueError(f"{var.name} is bound from credentials id {value.name}: Jenkins binds by name")
+                    secrets.append(value.name)
+                elif isinstance(value, Variable):
+                    if value.name != var.name:
+                        raise ValueError(f"{var.name} is read from variable {value.name}: Jenkins passes it by name")
+                    required.append(value.name)
+                elif isinstance(value, Literal):
+                    environment.append((var.name, groovy_str(value.value)))
+                    literals[var.name] = value.value
+                else:  # as_rendered resolved every ByProvider value
+                    raise ValueError(f"{var.name}: unresolved value {value!r}")
+        for name, value in job.options.items():
+            environment.append((input_env(name), groovy_str(value)))
+        for handover in job.inputs_from:
+            environment.append((from_env(handover.input), groovy_str(f"{handover.job}:{handover.output}")))
+        if required:
+            environment.append((REQUIRED, groovy_str(" ".join(required))))
+        unstash: list[str] = []
+        if job.restores_state:
+            unstash.append(state_stash(job.needs[0]))
+        unstash.extend(outputs_stash(h.job) for h in job.inputs_from if outputs_stash(h.job) not in unstash)
+        if job.restores_registry:
+            unstash.append(REGISTRY_STASH)
+        spec = job.stage
+        keeps = job.restores_registry or job.saves_registry
+        return JenkinsStage(
+            job=job,
+            name=job.name,
+            when=admission(kinds, push_branches, job.only_on_branch),
+            approval=job.environment is not None and job.environment == ENVIRONMENTS[-1],
+            environment=tuple(environment),
+            literals=literals,
+            required=tuple(required),
+            secrets=tuple(secrets),
+            unstash=tuple(unstash),
+            script=stage_script(spec) if spec else "",
+            junit=JUNIT.get(spec.name) if spec else None,
+            registry_branch=registry_branch if keeps else None,
+        )
+
+    ordered = [j for j in jobs.values() if j.id not in {c.id for c in checks_pipeline.jobs}]
+    previous = gate_job.id
+    for job in ordered:  # one after another: each needs exactly the stage before it
+        if job.needs != (previous,):
+            raise ValueError(f"job {job.id} needs {list(job.needs)}, not the stage before it ({previous})")
+        if job.saves_state and not any(j.restores_state and j.needs == (job.id,) for j in ordered):
+            raise ValueError(f"job {job.id} saves state no job restores")
+        previous = job.id
+    restorer = next((j for j in ordered if j.restores_registry), None)
+    registry = None
+    if restorer is not None:
+        base = stage(restorer)
+        registry = dataclasses.replace(
+            base, name=REGISTRY_STAGE, approval=False, environment=(), required=(), secrets=(), unstash=(), script=""
+        )
+    groups = {p.concurrency_group for p in pipelines if p is not checks_pipeline}
+    if len(groups) > 1:
+        raise ValueError(f"the delivery pipelines disagree on their concurrency group: {sorted(map(str, groups))}")
+    for p in pipelines:
+        if p is not checks_pipeline and p.cancel_in_progress:
+            raise ValueError(f"pipeline {p.id} cancels runs: Jenkins aborts only superseded pull request builds")
+    return Layout(
+        registry=registry,
+        checks=tuple(stage(j) for j in check_jobs),
+        gate=stage(gate_job),
+        delivery=tuple(stage(j) for j in ordered),
+        push_branches=push_branches,
+        schedules=schedules,
+        delivery_group=next(iter(groups), None),
+        abort_superseded=checks_pipeline.cancel_in_progress,
+        handing_over=frozenset(h.job for j in jobs.values() for h in j.inputs_from),
+    )
+
+
+# --- files --------------------------------------------------------------------------------
+
+
+def pins(templates: Path) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads((templates / "pins.json").read_text(encoding="utf-8"))
+    return found
+
+
+def install_spec(ctx: RenderContext) -> str:
+    """What the setup step installs mlci from: the project's pin, else this mlci (vendored) or
+    the pinned mlci repository's commit (remote)."""
+    if ctx.mlci_install:
+        return ctx.mlci_install
+    if ctx.actions == "vendored":
+        return f"mlci=={ctx.mlci_version}"
+    return f"mlci @ git+https://github.com/{ctx.mlci_repository}@{ctx.mlci_ref}"
+
+
+def _python(ctx: RenderContext) -> str:
+    return f"python{ctx.python}"
+
+
+def setup_script(templates: Path) -> str:
+    return (templates / "setup.sh").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Scripts:
+    """The shell scripts of the kept registry (templates/registry-*.sh)."""
+
+    find_registry: str
+    restore_registry: str
+    save_registry: str
+
+    @classmethod
+    def of(cls, templates: Path) -> Scripts:
+        def read(name: str) -> str:
+            return (templates / f"registry-{name}.sh").read_text(encoding="utf-8")
+
+        return cls(read("find"), read("restore"), read("save"))
+
+
+def _check_groovy(text: str, what: str) -> None:
+    """Refuse to write a file whose braces do not balance outside strings and comments: a
+    template bug must never reach a repository (the Groovy stub in the tests parses it for real)."""
+    depth = 0
+    i = 0
+    while i < len(text):
+        if text.startswith("'''", i):
+            end = text.find("'''", i + 3)
+            while end != -1 and text[end - 1] == "\\":
+                end = text.find("'''", end + 1)
+            if end == -1:
+                break
+            i = end + 3
+            continue
+        char = text[i]
+        if char == "'" or char == '"':
+            j = i + 1
+            while j < len(text) and text[j] != char:
+                j += 2 if text[j] == "\\" else 1
+            i = j + 1
+            continue
+        if text.startswith("//", i):
+            i = text.find("\n", i)
+            if i == -1:
+                break
+            continue
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth < 0:
+            break
+        i += 1
+    if depth != 0:
+        raise InfraError(f"mlci rendered an invalid {what} (unbalanced braces); this is a bug in mlci, please report it")
+
+
+def copy_newest(filter_expression: str, lookback: int) -> str:
+    """Groovy lines copying the newest registry one of the last `lookback` builds of this
+    branch kept (a failed or aborted build may have kept none) to mlci-newest/, through the
+    Copy Artifact plugin; builds older than the artifact limit have none left anyway."""
+    return (
+        "// The newest registry the last builds kept (a failed or aborted build may have kept none).\n"
+        "int build = Integer.parseInt(env.BUILD_NUMBER)\n"
+        f"for (int n = build - 1; n >= 1 && n >= build - {lookback} && !fileExists('mlci-newest/{REGISTRY_DIR}/key'); n--) {{\n"
+        f"  copyArtifacts(projectName: env.JOB_NAME, selector: specific(String.valueOf(n)), filter: {filter_expression}, "
+        "target: 'mlci-newest', optional: true, fingerprintArtifacts: false)\n"
+        "}\n"
+    )
+
+
+def groovy_list(values: tuple[str, ...] | list[str]) -> str:
+    return "[" + ", ".join(groovy_str(v) for v in values) + "]"
+
+
+def groovy_map(values: Mapping[str, str]) -> str:
+    if not values:
+        return "[:]"
+    return "[" + ", ".join(f"{groovy_str(k)}: {groovy_str(v)}" for k, v in values.items()) + "]"
+
+
+def handovers(job: Job) -> dict[str, str]:
+    return {h.input: f"{h.job}:{h.output}" for h in job.inputs_from}
+
+
+@dataclass(frozen=True)
+class LibrarySettings:
+    """What a project's Jenkinsfile hands mlciPipeline beside the ci settings: the delivery
+    stages' credentials, which the library passes to every one of them."""
+
+    settings: dict[str, str]
+    required: tuple[str, ...]
+    secrets: tuple[str, ...]
+
+    @classmethod
+    def of(cls, found: Layout) -> LibrarySettings:
+        stages = [s for s in found.delivery if s.job.stage is not None]
+        kinds = {(s.environment_values(), s.required, s.secrets) for s in stages}
+        if len(kinds) > 1:
+            raise ValueError("the shared library gives every delivery stage the same credentials; the model does not")
+        settings, required, secrets = next(iter(kinds), ((), (), ()))
+        return cls(dict(settings), required, secrets)
+
+
+# A representative model the shared library's pipeline is rendered from: its shape (stages,
+# conditions, hand-overs) is every project's; what varies (the registry, the schedule, the
+# credentials) is a setting of mlciPipeline.
+_CANONICAL_BRANCH = "main"
+
+
+def _canonical_layout(keep_registry: bool) -> Layout:
+    from mlci import pipeline
+    from mlci.config import CISection, Config, DataSection, ProjectSection, TrackingSection, TrainSection
+
+    config = Config(
+        schema=1,
+        project=ProjectSection(name="model", package="model"),
+        data=DataSection(train="train.csv", holdout="holdout.csv", target="y"),
+        train=TrainSection(entrypoint="model.train:train"),
+        ci=CISection(provider=NAME, default_branch=_CANONICAL_BRANCH, retrain_cron="0 3 * * 1"),
+        tracking=TrackingSection(uri=None if keep_registry else "https://mlflow.invalid"),
+    )
+    return layout(tuple(as_rendered(p, NAME) for p in pipeline.build(config)))
+
+
+def library_when(lines: tuple[str, ...]) -> tuple[str, ...]:
+    """A canonical `when` with the default branch a setting: `expression` compares it."""
+    canonical = branch(_CANONICAL_BRANCH)
+    replaced = []
+    for line in lines:
+        head = line[: len(line) - len(line.lstrip())]
+        if line.strip() == canonical:
+            replaced.append(head + "expression { env.BRANCH_NAME == c.defaultBranch }")
+        elif line.strip().startswith("branch "):
+            raise ValueError(f"the shared library's conditions name no branch but the default one: {line.strip()}")
+        else:
+            replaced.append(line)
+    return tuple(replaced)
+
+
+def render_library(mlci_version: str, templates: Path) -> dict[str, str]:
+    """The shared library's files, {path under the library root: text}: the same for every
+    project of one mlci version (it is vendored, or loaded from the mlci repository)."""
+    version = version_text(mlci_version)
+    found = pins(templates)
+    stages = [
+        {
+            "spec": spec,
+            "junit": JUNIT.get(spec.name),
+            "inputs": "[" + ", ".join(groovy_str(i.name) for i in spec.inputs) + "]",
+            "script": stage_script(spec),
+        }
+        for spec in STAGES
+    ]
+    lookback = int(found["artifact_builds_to_keep"])
+    kept, shared = _canonical_layout(True), _canonical_layout(False)
+    files = {}
+    for name in ("mlciStage", "mlciPipeline"):
+        for suffix in (".groovy", ".txt"):
+            source = (templates / "vars" / f"{name}{suffix}.j2").read_text(encoding="utf-8")
+            files[f"vars/{name}{suffix}"] = compiled(source).render(
+                mlci_version=version,
+                pins=found,
+                stages=stages,
+                setup=setup_script(templates),
+                groovy_str=groovy_str,
+                groovy_script=groovy_script,
+                environments=ENVIRONMENTS,
+                outputs_dir=OUTPUTS_DIR,
+                registry_dir=REGISTRY_DIR,
+                job_variable=JOB_VARIABLE,
+                scripts=Scripts.of(templates),
+                copy_newest=lambda expression: copy_newest(expression, lookback),
+                checks=kept.checks,
+                gate=kept.gate,
+                registry=kept.registry,
+                delivery=list(zip(kept.delivery, shared.delivery, strict=True)),
+                handing_over=kept.handing_over,
+                library_when=library_when,
+                groovy_map=groovy_map,
+                groovy_list=groovy_list,
+                handovers=handovers,
+                checks_stage=CHECKS_STAGE,
+            )
+    return files
+
+
+def script_name(spec: StageSpec) -> str:
+    return "MLCI_" + spec.ci_id.upper().replace("-", "_")
+
+
+def jenkinsfile_scripts(found: Layout, templates: Path) -> list[tuple[str, str]]:
+    """The shell scripts a Jenkinsfile's stages run, each once: (Groovy variable, text)."""
+    scripts = Scripts.of(templates)
+    stages = [s for s in (*found.checks, found.gate, *found.delivery) if s.job.stage is not None]
+    named = [("MLCI_SETUP", setup_script(templates))]
+    if found.registry is not None:
+        named += [("MLCI_REGISTRY_FIND", scripts.find_registry), ("MLCI_REGISTRY_RESTORE", scripts.restore_registry)]
+    if any(s.job.saves_registry for s in stages):
+        named.append(("MLCI_REGISTRY_SAVE", scripts.save_registry))
+    for stage in stages:
+        assert stage.job.stage is not None
+        named.append((script_name(stage.job.stage), stage.script))
+    return list(dict(named).items())
+
+
+def render(pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path) -> dict[str, bytes]:
+    rendered = tuple(as_rendered(p, NAME) for p in pipelines)
+    found = layout(rendered)
+    settings = dataclasses.asdict(ctx)
+    values = {
+        **settings,
+        "layout": found,
+        "pins": pins(templates),
+        "scripts": Scripts.of(templates),
+        "checks_stage": CHECKS_STAGE,
+        "install": install_spec(ctx),
+        "python_command": _python(ctx),
+        "setup": setup_script(templates),
+        "groovy_str": groovy_str,
+        "groovy_script": groovy_script,
+        "MLCI": MLCI,
+        "READ_REPOSITORY": READ_REPOSITORY,
+        "state_stash": state_stash,
+        "outputs_stash": outputs_stash,
+        "outputs_file": outputs_file,
+        "registry_dir": REGISTRY_DIR,
+        "registry_stash": REGISTRY_STASH,
+        "library_path": LIBRARY,
+        "upgrade_script": (templates / "upgrade.sh").read_text(encoding="utf-8"),
+        "groovy_map": groovy_map,
+        "groovy_list": groovy_list,
+        "library_settings": LibrarySettings.of(found),
+        "jenkinsfile_scripts": jenkinsfile_scripts(found, templates),
+        "script_name": script_name,
+        "copy_newest": lambda expression: copy_newest(expression, int(pins(templates)["artifact_builds_to_keep"])),
+        "push_script": (templates / "push.sh").read_text(encoding="utf-8"),
+    }
+    files: dict[str, bytes] = {}
+    main = "Jenkinsfile-library.j2" if ctx.jenkins_library else "Jenkinsfile.j2"
+    text = compiled((templates / main).read_text(encoding="utf-8")).render(**values)
+    _check_groovy(text, JENKINSFILE)
+    files[JENKINSFILE] = text.encode("utf-8")
+    upgrade = compiled((templates / "Jenkinsfile.upgrade.j2").read_text(encoding="utf-8")).render(**values)
+    _check_groovy(upgrade, UPGRADE_FILE)
+    files[UPGRADE_FILE] = upgrade.encode("utf-8")
+    if ctx.actions == "vendored":
+        for path, body in render_library(ctx.mlci_version, templates).items():
+            if path.endswith(".groovy"):
+                _check_groovy(body, path)
+            files[f"{LIBRARY}/{path}"] = body.encode("utf-8")
+    return dict(sorted(files.items()))

@@ -47,6 +47,9 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "GITHUB_STEP_SUMMARY",
         "TF_BUILD",
         "JENKINS_URL",
+        "BUILD_URL",  # Jenkins is detected by any of these (providers/jenkins/runtime.py)
+        "BUILD_TAG",
+        "MLCI_JOB",
         "CI",
         "MLCI_TEMPLATE_ROOT",  # a copy of mlci's templates (tests/upgrade_kit.py sets it per test)
     ):

@@ -39,6 +39,15 @@ def test_valid_config_has_defaults_and_key_lines() -> None:
     assert lines["register.gates[0]"] == 13 and lines["data.target"] == 8
 
 
+# The fixes ci.jenkins' patterns name in words.
+JENKINS_AGENT_FIX = (
+    "use 'any' or a label expression of letters, digits, '-', '_', '.', spaces, &&, ||, ! and parentheses "
+    "(no quotes, backslashes or $)"
+)
+JENKINS_APPROVERS_FIX = (
+    "use comma-separated user or group names of letters, digits, '-', '_', '.', '@', '/', '*', '+' and spaces "
+    "(no quotes, backslashes or $)"
+)
 # Documents the loader rejects before any semantic check, with the exact message.
 STRUCTURAL_ERRORS = [
     (
@@ -91,6 +100,31 @@ STRUCTURAL_ERRORS = [
         VALID.replace("  entrypoint: churn_model.train:train", "  entrypoint: churn_model/train.py"),
         "mlci.yaml:10: 'train.entrypoint' is 'churn_model/train.py', which does not match "
         "^[A-Za-z_][\\w]*(?:\\.[A-Za-z_][\\w]*)*:[A-Za-z_][\\w]*$",
+    ),
+    # ci.jenkins values land between single quotes in the Jenkinsfile: no quote, backslash or $.
+    (
+        VALID + "ci:\n  jenkins:\n    agent: \"linux'; sh 'id\"\n",
+        "mlci.yaml:16: 'ci.jenkins.agent' is \"linux'; sh 'id\"; " + JENKINS_AGENT_FIX,
+    ),
+    (
+        VALID + "ci:\n  jenkins:\n    agent: 'a\\b'\n",
+        "mlci.yaml:16: 'ci.jenkins.agent' is 'a\\\\b'; " + JENKINS_AGENT_FIX,
+    ),
+    (
+        VALID + "ci:\n  jenkins:\n    agent: '&& ||'\n",
+        "mlci.yaml:16: 'ci.jenkins.agent' is '&& ||'; " + JENKINS_AGENT_FIX,
+    ),
+    (
+        VALID + "ci:\n  jenkins:\n    approvers: alice,${USER}\n",
+        "mlci.yaml:16: 'ci.jenkins.approvers' is 'alice,${USER}'; " + JENKINS_APPROVERS_FIX,
+    ),
+    (
+        VALID + "ci:\n  jenkins:\n    approvers: alice,,bob\n",
+        "mlci.yaml:16: 'ci.jenkins.approvers' is 'alice,,bob'; " + JENKINS_APPROVERS_FIX,
+    ),
+    (
+        VALID + "ci:\n  jenkins:\n    libary: true\n",
+        "mlci.yaml:16: unknown key 'ci.jenkins.libary'; did you mean 'library'?",
     ),
     (VALID + "project:\n  name: x\n", "mlci.yaml:14: key 'project' appears twice; keep one"),
     ("", "mlci.yaml:1: the file is empty; start it with 'schema: 1' (see docs/mlci-yaml.md)"),
@@ -157,6 +191,41 @@ def test_structural_errors(text: str, message: str) -> None:
 def test_semantic_errors(tmp_path: Path, replace: tuple[str, str], message: str) -> None:
     message = message.replace("mlci.yaml:", f"{tmp_path / 'mlci.yaml'}:")
     assert semantic_error_of(tmp_path, VALID.replace(*replace)) == message
+
+
+def test_ci_jenkins_is_optional_and_reaches_the_render_context(tmp_path: Path) -> None:
+    """Every mlci.yaml written before ci.jenkins loads unchanged with its defaults (every option
+    combination the goldens render, and the minimal one); set values reach the providers'
+    RenderContext (issue 12)."""
+    import sys
+
+    from mlci.config import JenkinsSection
+    from mlci.providers.base import RenderContext
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from update_golden import COMBOS, combo_answers, config_text
+
+    texts = [VALID, *(config_text(combo_answers(provider, combo)) for provider in providers.NAMES for combo in COMBOS)]
+    assert all("jenkins" not in text for text in texts)
+    for text in texts:
+        assert parse_config(text, "mlci.yaml")[0].ci.jenkins == JenkinsSection("any", "mlci-approvers", False)
+    context = RenderContext.of(parse_config(VALID, "mlci.yaml")[0], "0.1.0")
+    assert (context.jenkins_agent, context.jenkins_approvers, context.jenkins_library) == (
+        "any",
+        "mlci-approvers",
+        False,
+    )
+    text = VALID + "ci:\n  jenkins:\n    agent: '(linux || mac) && !arm64 && python3.11'\n"
+    text += "    approvers: ml-leads,alice@acme.com,Domain Admins,acme*ml-team\n    library: true\n"
+    (tmp_path / "mlci.yaml").write_text(text)
+    project = load_project(tmp_path)
+    context = RenderContext.of(project.config, "0.1.0")
+    assert (context.jenkins_agent, context.jenkins_approvers, context.jenkins_library) == (
+        "(linux || mac) && !arm64 && python3.11",
+        "ml-leads,alice@acme.com,Domain Admins,acme*ml-team",
+        True,
+    )
+    assert project.line_of("ci.jenkins.approvers") == 17
 
 
 def test_yaml_syntax_error_names_the_line() -> None:

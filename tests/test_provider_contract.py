@@ -222,11 +222,19 @@ def test_azure_summary_is_a_file_of_its_own_uploaded_by_one_command(tmp_path: Pa
 
 
 def test_jenkins_reads_no_commands(tmp_path: Path) -> None:
+    # Outputs and the summary go to files of the workspace (tests/test_jenkins_runtime.py), never
+    # to GitHub's files a job's environment may carry along.
     jenkins = providers.runtime("jenkins")
-    summary = tmp_path / "summary.md"
-    env = {**JENKINS, "GITHUB_OUTPUT": str(tmp_path / "out"), "GITHUB_STEP_SUMMARY": str(summary)}
+    github = tmp_path / "github"
+    github.mkdir()
+    env = {**JENKINS, "WORKSPACE": str(tmp_path / "ws"), "GITHUB_OUTPUT": str(github / "out")}
+    env["GITHUB_STEP_SUMMARY"] = str(github / "summary.md")
     assert jenkins.annotation("error", "x", file="a.py", line=1) is None
     assert jenkins.set_outputs({"result": "passed"}, env) == []
     assert jenkins.add_summary("### done", env) == []
-    assert list(tmp_path.iterdir()) == []  # GitHub's files are GitHub's only
+    assert list(github.iterdir()) == []  # GitHub's files are GitHub's only
+    assert sorted(p.name for p in (tmp_path / "ws" / ".mlci" / "out" / "jenkins").iterdir()) == [
+        "stage.md",
+        "stage.properties",
+    ]
     assert jenkins.stop_commands("t") is None and jenkins.markers == () and jenkins.line_start_marker == ""

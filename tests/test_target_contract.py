@@ -184,6 +184,36 @@ def test_the_databricks_credential_is_what_the_github_workflow_sets_today() -> N
     assert credential.oidc and granted
 
 
+def test_on_jenkins_the_databricks_credential_is_a_service_principals_oauth_secret() -> None:
+    """Jenkins core issues no OIDC token: OAuth M2M, the client secret a secret, the rest settings.
+    (ci.provider jenkins is refused by mlci.yaml until Jenkins renders: the config is built here.)"""
+    import dataclasses
+
+    config = config_of("databricks")
+    jenkins = dataclasses.replace(config, ci=dataclasses.replace(config.ci, provider="jenkins"))
+    (credential,) = targets.get("databricks").credentials(jenkins)
+    assert (credential.name, credential.oidc) == ("databricks", False)
+    assert {var.name: var.value for var in credential.env} == {
+        "DATABRICKS_HOST": Variable("DATABRICKS_HOST"),
+        "DATABRICKS_CLIENT_ID": Variable("DATABRICKS_CLIENT_ID"),
+        "DATABRICKS_CLIENT_SECRET": Secret("DATABRICKS_CLIENT_SECRET"),
+        "DATABRICKS_AUTH_TYPE": Literal("oauth-m2m"),
+        "MLFLOW_TRACKING_URI": Literal("databricks"),
+        "MLFLOW_REGISTRY_URI": Literal("databricks-uc"),
+    }
+    assert [var.name for var in credential.env if SECRET_NAME.search(var.name)] == ["DATABRICKS_CLIENT_SECRET"]
+    # Every job reaching the workspace gets it, and the model reads it back without a per-system value.
+    cd = next(p for p in pipeline.build(jenkins) if p.id == "cd")
+    assert {job.credentials for job in cd.jobs if job.stage and job.stage.uses_tracking} == {(credential,)}
+    pipeline.as_rendered(cd, "jenkins")
+    # GitHub and Azure keep their OIDC federation.
+    for provider in ("github", "azure"):
+        (oidc,) = targets.get("databricks").credentials(
+            dataclasses.replace(config, ci=dataclasses.replace(config.ci, provider=provider))
+        )
+        assert oidc.oidc and "DATABRICKS_CLIENT_SECRET" not in {var.name for var in oidc.env}
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_managed_paths_are_relative_and_kept_current_by_upgrade(name: str) -> None:
     for path in targets.get(name).managed:

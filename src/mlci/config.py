@@ -54,6 +54,38 @@ class ProjectSection:
     description: str = field("One line describing the project.", "")
 
 
+# What a Jenkinsfile holds between single quotes: no quote, backslash or `$` (Groovy and the
+# shell would read those), ASCII only (Python's \w also takes other scripts' letters).
+# The lookahead wants one label character (not only operators); no nested repeats to backtrack.
+_JENKINS_LABEL_RE = r"^(?=.*[A-Za-z0-9_.])(?:[A-Za-z0-9_.() !-]|&&|\|\|)+$"
+_JENKINS_NAMES_RE = r"^[A-Za-z0-9_.@/*+ -]+(?:,[A-Za-z0-9_.@/*+ -]+)*$"
+
+
+@dataclass(frozen=True)
+class JenkinsSection:
+    agent: str = field(
+        "Agent every Jenkins stage runs on: 'any', or a label expression of agents with ci.python as python3.X, "
+        "git and bash on PATH, e.g. 'linux && python'.",
+        "any",
+        pattern=_JENKINS_LABEL_RE,
+        pattern_fix="use 'any' or a label expression of letters, digits, '-', '_', '.', spaces, &&, ||, ! and "
+        "parentheses (no quotes, backslashes or $)",
+    )
+    approvers: str = field(
+        "Comma-separated Jenkins users or groups who may approve the production deployment (the input step's "
+        "submitter).",
+        "mlci-approvers",
+        pattern=_JENKINS_NAMES_RE,
+        pattern_fix="use comma-separated user or group names of letters, digits, '-', '_', '.', '@', '/', '*', '+' "
+        "and spaces (no quotes, backslashes or $)",
+    )
+    library: bool = field(
+        "The Jenkinsfile calls the shared library's mlciPipeline (the .jenkins/ folder, loaded as library 'mlci') "
+        "instead of holding the stages itself.",
+        False,
+    )
+
+
 @dataclass(frozen=True)
 class CISection:
     # The one list of names is providers.NAMES; a CI system mlci knows but does not render yet
@@ -94,6 +126,9 @@ class CISection:
         "Cron schedule (UTC) of the retrain pipeline, e.g. '0 3 * * 1'; unset: no retrain pipeline.",
         None,
         pattern=r"^[0-9*/,\-A-Za-z?]+( [0-9*/,\-A-Za-z?]+){4}$",
+    )
+    jenkins: JenkinsSection = field(
+        "Jenkins only: the agent, the production approvers and the shared library.", JenkinsSection()
     )
 
 

@@ -222,6 +222,8 @@ class _Walker:
         if "maximum" in meta and value > meta["maximum"]:
             raise self.fail(node, f"{label} is {value}; it must be at most {meta['maximum']}")
         if "pattern" in meta and not re.fullmatch(meta["pattern"], value):  # fullmatch: no trailing newline
+            if "pattern_fix" in meta:  # a pattern too long to read as the fix says it in words
+                raise self.fail(node, f"{label} is {value!r}; {meta['pattern_fix']}")
             raise self.fail(node, f"{label} is {value!r}, which does not match {meta['pattern']}")
 
     def _scalar(self, node: yaml.Node, where: str) -> Any:

@@ -38,9 +38,11 @@ class RenderContext:
     mlci_ref: str | None
     mlci_install: str | None
     target: str
-    jenkins_agent: str = "any"
-    jenkins_approvers: str = "mlci-approvers"
-    jenkins_library: bool = False
+    # ci.jenkins: the agent label expression ('any' or a label), the production approvers (the
+    # input step's submitter), and whether the Jenkinsfile calls the shared library's mlciPipeline.
+    jenkins_agent: str
+    jenkins_approvers: str
+    jenkins_library: bool
 
     @classmethod
     def of(cls, config: Config, mlci_version: str) -> RenderContext:
@@ -54,6 +56,9 @@ class RenderContext:
             mlci_ref=ci.mlci_ref,
             mlci_install=ci.mlci_install,
             target=config.target,
+            jenkins_agent=ci.jenkins.agent,
+            jenkins_approvers=ci.jenkins.approvers,
+            jenkins_library=ci.jenkins.library,
         )
 
 

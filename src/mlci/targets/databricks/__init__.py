@@ -1,4 +1,5 @@
-"""The Databricks target: Unity Catalog's model registry, reached from CI through OIDC.
+"""The Databricks target: Unity Catalog's model registry, reached from CI through OIDC (OAuth
+M2M with a service principal's secret where the CI system issues no OIDC token: Jenkins).
 
 This version knows what a Databricks project must look like (its model name, the
 credentials a CI job needs, the bundle files it will own) and refuses, with the line to fix,
@@ -15,7 +16,7 @@ from typing import Any, NoReturn
 
 from mlci.config import Config, Project
 from mlci.errors import ConfigError, UsageError
-from mlci.targets.base import ByProvider, Credential, Deployment, EnvVar, Literal, Problem, Target, Variable
+from mlci.targets.base import ByProvider, Credential, Deployment, EnvVar, Literal, Problem, Secret, Target, Variable
 
 # Unity Catalog's three-level name: catalog.schema.model, each part an ASCII identifier
 # (hyphens allowed, as Unity Catalog allows them in back-quoted names).
@@ -39,6 +40,25 @@ _CREDENTIAL = Credential(
     ),
     reason="OIDC token for Databricks: no long-lived secret",
 )
+# Jenkins core issues no OIDC tokens, so its jobs sign in as a Databricks service principal
+# with an OAuth secret (machine-to-machine): the client id and host are plain settings (the
+# folder's or controller's environment variables), the secret a Secret text credential the
+# Jenkinsfile binds with withCredentials for the steps that reach the workspace only.
+_M2M_CREDENTIAL = Credential(
+    "databricks",
+    oidc=False,
+    env=(
+        EnvVar("DATABRICKS_HOST", Variable("DATABRICKS_HOST")),
+        EnvVar("DATABRICKS_CLIENT_ID", Variable("DATABRICKS_CLIENT_ID")),
+        EnvVar("DATABRICKS_CLIENT_SECRET", Secret("DATABRICKS_CLIENT_SECRET")),
+        EnvVar("DATABRICKS_AUTH_TYPE", Literal("oauth-m2m")),
+        EnvVar("MLFLOW_TRACKING_URI", Literal("databricks")),
+        EnvVar("MLFLOW_REGISTRY_URI", Literal("databricks-uc")),
+    ),
+    reason="OAuth M2M secret of a Databricks service principal: Jenkins issues no OIDC token",
+)
+# The CI systems without an OIDC issuer the SDK can federate from.
+_M2M_PROVIDERS = frozenset({"jenkins"})
 
 
 class DatabricksTarget:
@@ -79,7 +99,7 @@ class DatabricksTarget:
         )
 
     def credentials(self, config: Config) -> tuple[Credential, ...]:
-        return (_CREDENTIAL,)
+        return (_M2M_CREDENTIAL,) if config.ci.provider in _M2M_PROVIDERS else (_CREDENTIAL,)
 
     def carries_state(self, config: Config) -> bool:
         return False  # the workspace's registry is shared: nothing travels between jobs

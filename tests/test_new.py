@@ -575,7 +575,7 @@ def test_install_answers_a_shell_would_interpret_are_refused(
     assert not (tmp_path / "bad-model").exists()
 
 
-@pytest.mark.parametrize("provider", ["jenkins"])
+@pytest.mark.parametrize("provider", ["gitlab"])
 def test_a_provider_that_renders_nothing_is_not_offered(
     tmp_path: Path, provider: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

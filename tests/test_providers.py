@@ -31,7 +31,13 @@ def test_managed_is_the_scaffolds_list_plus_the_providers_and_the_targets() -> N
         "databricks.yml",
         "resources/",
     )
-    assert not templates.is_managed("Jenkinsfile")  # nothing renders it in this version
+    assert templates.managed_paths("jenkins", "local") == (
+        *templates.SCAFFOLD_MANAGED,
+        "Jenkinsfile",
+        "Jenkinsfile.upgrade",
+        ".jenkins/",
+    )
+    assert not templates.is_managed(".gitlab-ci.yml")  # nothing renders it in this version
     assert not templates.is_managed(".github")  # a prefix owns what is under it, not the name
 
 
@@ -76,11 +82,13 @@ def test_provider_templates_see_only_the_render_context(tmp_path: Path, github_a
     assert rendered.startswith(b"# 3.11 vendored local\n")  # mlci.yaml's values, not the answers'
 
 
-def test_a_runtime_only_ci_system_is_not_a_provider() -> None:
+def test_a_runtime_only_ci_system_is_not_a_provider(monkeypatch: pytest.MonkeyPatch) -> None:
     assert set(providers.RUNTIME_ONLY).isdisjoint(providers.NAMES)
-    with pytest.raises(KeyError, match="no CI provider 'jenkins'; this mlci renders github, azure"):
-        providers.get("jenkins")
-    assert providers.later_message("jenkins") == "jenkins arrives in a later mlci version; use github or azure"
+    # None is runtime-only in this version (Jenkins renders since issue 12): a stand-in one.
+    monkeypatch.setitem(providers.RUNTIME_ONLY, "gitlab", "mlci.providers.jenkins")
+    with pytest.raises(KeyError, match="no CI provider 'gitlab'; this mlci renders github, azure, jenkins"):
+        providers.get("gitlab")
+    assert providers.later_message("gitlab") == "gitlab arrives in a later mlci version; use github or azure or jenkins"
     assert providers.later_message("github") is None
 
 

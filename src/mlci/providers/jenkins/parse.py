@@ -221,12 +221,9 @@ def _job(stage: Statement, environment: dict[str, str], needs: tuple[str, ...], 
 
 
 def _credentials(environment: dict[str, str], steps: list[Statement]) -> tuple[Credential, ...]:
+    """The job's variables in the order render.py requires of them: the settings it checks,
+    the secrets it binds, then the fixed values of its environment."""
     env: list[EnvVar] = [EnvVar(name, Variable(name)) for name in environment.get(REQUIRED, "").split()]
-    own = {JOB_VARIABLE, REQUIRED}
-    for name, value in environment.items():
-        if name not in own and not name.startswith(("MLCI_IN_", "MLCI_FROM_")):
-            literal: EnvValue = Literal(value)
-            env.append(EnvVar(name, literal))
     for binding in steps:
         if binding.name == "withCredentials":
             text = [t.text for t in binding.tokens]
@@ -234,4 +231,9 @@ def _credentials(environment: dict[str, str], steps: list[Statement]) -> tuple[C
                 if token == "variable" and text[i + 1] == ":":
                     name = binding.tokens[i + 2].text
                     env.append(EnvVar(name, Secret(name)))
+    own = {JOB_VARIABLE, REQUIRED}
+    for name, value in environment.items():
+        if name not in own and not name.startswith(("MLCI_IN_", "MLCI_FROM_")):
+            literal: EnvValue = Literal(value)
+            env.append(EnvVar(name, literal))
     return (Credential("", oidc=False, env=tuple(env)),) if env else ()

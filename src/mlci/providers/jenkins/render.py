@@ -245,6 +245,10 @@ def layout(pipelines: tuple[Pipeline, ...]) -> Layout:
         required: list[str] = []
         secrets: list[str] = []
         literals: dict[str, str] = {}
+        order = [type(var.value) for credential in job.credentials for var in credential.env]
+        if order != sorted(order, key=[Variable, Secret, Literal].index):
+            # parse.py reads them back in this order (a stage shows them in three places)
+            raise ValueError(f"job {job.id}: Jenkins lists a job's variables, then its secrets, then its fixed values")
         for credential in job.credentials:
             for var in credential.env:
                 value = var.value

@@ -181,3 +181,35 @@ def check_handover(adapter: CIRuntime, tmp: Path, rendering: bool) -> None:
 
 def files_under(folder: Path) -> dict[str, str]:
     return {str(p): p.read_text(encoding="utf-8") for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def model_graph(found: tuple[pipeline.Pipeline, ...], *, credentials: bool = True) -> dict[str, object]:
+    """What every CI system must agree on for one option combination: jobs, needs, stages and
+    options, environments, hand-overs, state, branch guards, triggers and (unless told
+    otherwise) the names of the credentials' variables and whether they federate; their values
+    differ by design."""
+    return {
+        p.id: (
+            p.triggers,
+            tuple(
+                (
+                    j.id,
+                    j.needs,
+                    j.stage.name if j.stage else None,
+                    dict(j.options),
+                    j.environment,
+                    j.inputs_from,
+                    j.restores_state,
+                    j.saves_state,
+                    j.restores_registry,
+                    j.saves_registry,
+                    j.only_on_branch,
+                    j.gate,
+                    j.capabilities if credentials else j.capabilities - {pipeline.OIDC_TOKEN},
+                    tuple(v.name for c in j.credentials for v in c.env) if credentials else (),
+                )
+                for j in p.jobs
+            ),
+        )
+        for p in found
+    }

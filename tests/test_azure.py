@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
-from provider_kit import COMBOS, Combo
+from provider_kit import COMBOS, Combo, model_graph
 from update_golden import combo_answers, combo_name, config_text, render_ci_files
 
-from mlci import pipeline, providers, templates
+from mlci import providers, templates
 from mlci.errors import UsageError
 from mlci.providers.azure.render import env_value
 from mlci.targets.base import ByProvider, Literal, Secret, Variable
@@ -75,43 +75,13 @@ def test_every_rendered_file_keeps_azures_schema(rendered: dict[Combo, dict[str,
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
 
 
-def _graph(found: tuple[pipeline.Pipeline, ...]) -> dict[str, object]:
-    """What both CI systems must agree on: jobs, needs, stages and options, environments,
-    hand-overs, state, branch guards and triggers (credentials' values differ by design)."""
-    return {
-        p.id: (
-            p.triggers,
-            tuple(
-                (
-                    j.id,
-                    j.needs,
-                    j.stage.name if j.stage else None,
-                    dict(j.options),
-                    j.environment,
-                    j.inputs_from,
-                    j.restores_state,
-                    j.saves_state,
-                    j.restores_registry,
-                    j.saves_registry,
-                    j.only_on_branch,
-                    j.gate,
-                    j.capabilities,
-                    tuple(v.name for c in j.credentials for v in c.env),
-                )
-                for j in p.jobs
-            ),
-        )
-        for p in found
-    }
-
-
 @pytest.mark.parametrize("combo", COMBOS, ids=[combo_name(c) for c in COMBOS])
 def test_github_and_azure_parse_back_to_the_same_graph(
     combo: Combo, rendered: dict[Combo, dict[str, bytes]], tmp_path: Path
 ) -> None:
     github = providers.get("github").parse_back(render_ci_files("github", combo, tmp_path))
     azure = providers.get("azure").parse_back(rendered[combo])
-    assert _graph(azure) == _graph(github)
+    assert model_graph(azure) == model_graph(github)
     assert {p.id for p in azure} == ({"ci", "cd", "retrain"} if combo[2] == "retrain" else {"ci", "cd"})
 
 

@@ -17,6 +17,7 @@ environment, then the `withCredentials` secrets.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 
@@ -43,9 +44,97 @@ def parse_back(files: Mapping[str, bytes]) -> tuple[Pipeline, ...]:
         return ()
     text = files[JENKINSFILE].decode("utf-8")
     try:
-        return _pipelines(parse(text), text)
+        statements = parse(text)
+        library = [s for s in statements if s.name == "mlciPipeline"]
+        if library:
+            return _library_pipelines(_one(library, "mlciPipeline"))
+        return _pipelines(statements, text)
     except (KeyError, ValueError, TypeError, IndexError, StopIteration) as exc:
         raise ValueError(f"{JENKINSFILE}: not a pipeline mlci renders ({exc!r})") from None
+
+
+def _library_pipelines(call: Statement) -> tuple[Pipeline, ...]:
+    """A Jenkinsfile that calls mlciPipeline: the shared library's pipeline is the model's
+    shape (render.py renders it from a representative model); the call's settings are what
+    varies: the default branch, the schedule, the kept registry and the delivery credentials."""
+    from mlci.providers.jenkins.render import CANONICAL_BRANCH, canonical_pipelines
+
+    settings = _map_arguments(call)
+    keep = settings["keepRegistry"] == "true"
+    branch = str(settings["defaultBranch"])
+    cron = str(settings["retrainCron"])
+    required, secrets, fixed = settings["required"], settings["secrets"], settings["settings"]
+    if not (isinstance(required, list) and isinstance(secrets, list) and isinstance(fixed, dict)):
+        raise ValueError("mlciPipeline: required, secrets and settings must be a list, a list and a map")
+    env: list[EnvVar] = [EnvVar(name, Variable(name)) for name in required]
+    env += [EnvVar(name, Secret(name)) for name in secrets]
+    env += [EnvVar(name, Literal(value)) for name, value in fixed.items()]
+    credentials = (Credential("", oidc=False, env=tuple(env)),) if env else ()
+
+    def moved(name: str | None) -> str | None:
+        return branch if name == CANONICAL_BRANCH else name
+
+    def job(j: Job) -> Job:
+        return dataclasses.replace(
+            j, credentials=credentials if _delivers(j) else (), only_on_branch=moved(j.only_on_branch)
+        )
+
+    found = []
+    for p in canonical_pipelines(keep):
+        if p.id == "retrain" and not cron:
+            continue
+        triggers = tuple(
+            dataclasses.replace(t, branches=tuple(moved(b) or b for b in t.branches), cron=cron if t.cron else None)
+            for t in p.triggers
+        )
+        found.append(
+            dataclasses.replace(
+                p,
+                triggers=triggers,
+                jobs=tuple(job(j) for j in p.jobs),
+                registry_branch=moved(p.registry_branch),
+                cancel_in_progress=settings["abortSuperseded"] == "true" if p.id == "ci" else p.cancel_in_progress,
+            )
+        )
+    return tuple(found)
+
+
+def _delivers(job: Job) -> bool:
+    """A stage job after the gate: the jobs mlciPipeline passes the delivery credentials to."""
+    return job.stage is not None and job.stage.name in {"train", "register", "deploy"}
+
+
+def _map_arguments(call: Statement) -> dict[str, object]:
+    """The named arguments of `mlciPipeline(...)`: strings, booleans, lists of strings and maps
+    of strings, as render.py writes them."""
+    tokens = call.tokens
+    found: dict[str, object] = {}
+    i = 2  # after `mlciPipeline (`
+    while i < len(tokens) and tokens[i].text != ")":
+        key = tokens[i].text
+        if tokens[i + 1].text != ":":
+            raise ValueError(f"line {tokens[i].line}: mlciPipeline argument {key}")
+        value = tokens[i + 2]
+        if value.text == "[":
+            end = i + 3
+            depth = 1
+            while depth:
+                depth += {"[": 1, "]": -1}.get(tokens[end].text, 0)
+                end += 1
+            inner = tokens[i + 3 : end - 1]
+            if inner and inner[0].text == ":":
+                found[key] = {}
+            elif len(inner) > 1 and inner[1].text == ":":
+                found[key] = {inner[k].text: inner[k + 2].text for k in range(0, len(inner), 4)}
+            else:
+                found[key] = [t.text for t in inner if t.kind == "string"]
+            i = end
+        else:
+            found[key] = value.text
+            i += 3
+        if i < len(tokens) and tokens[i].text == ",":
+            i += 1
+    return found
 
 
 def _one(statements: list[Statement], name: str) -> Statement:
@@ -61,7 +150,7 @@ def _pipelines(statements: list[Statement], text: str) -> tuple[Pipeline, ...]:
     abort = options is not None and any(
         s.named().get("abortPrevious") == "env . CHANGE_ID != null" for s in options.children("disableConcurrentBuilds")
     )
-    crons = []
+    crons: list[str] = []
     triggers = pipeline.child("triggers")
     for cron in triggers.children("cron") if triggers else ():
         schedules = [s for s in cron.strings() if s.startswith("TZ=UTC\n")]
@@ -152,11 +241,10 @@ def _condition(statement: Statement) -> set[tuple[TriggerKind, str]]:
             return {("schedule", "")}
         raise ValueError(f"line {statement.line}: triggeredBy {statement.strings()}")
     inner = statement.block or []
-    if name == "allOf" and [s.name for s in inner] == ["triggeredBy", "not"]:
-        if inner[0].named().get("cause") == "UserIdCause" and [s.name for s in inner[1].block or []] == [
-            "changeRequest"
-        ]:
-            return {("manual", "")}
+    manual = name == "allOf" and [s.name for s in inner] == ["triggeredBy", "not"]
+    by_user = manual and inner[0].named().get("cause") == "UserIdCause"
+    if by_user and [s.name for s in inner[1].block or []] == ["changeRequest"]:
+        return {("manual", "")}
     if name == "anyOf":
         return {kind for s in inner for kind in _condition(s)}
     raise ValueError(f"line {statement.line}: condition {name}")

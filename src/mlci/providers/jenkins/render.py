@@ -25,9 +25,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 from mlci.config import ENVIRONMENTS
@@ -195,7 +195,7 @@ def stage_script(spec: StageSpec) -> str:
         "set -euo pipefail",
         f"for name in ${{{REQUIRED}:-}}; do",
         '  if [ -z "${!name:-}" ]; then',
-        '    echo "mlci: $name is not set: define it in the environment variables of this job\'s folder or of the '
+        "    echo \"mlci: $name is not set: define it in the environment variables of this job's folder or of the "
         'controller (docs/jenkins.md)" >&2',
         "    exit 2",
         "  fi",
@@ -220,7 +220,8 @@ def layout(pipelines: tuple[Pipeline, ...]) -> Layout:
         for job in p.jobs:
             if jobs.setdefault(job.id, job) != job:
                 raise ValueError(f"job {job.id} differs between pipelines")
-    push_branches = tuple(dict.fromkeys(b for p in pipelines for t in p.triggers if t.kind == "push" for b in t.branches))
+    pushes = (b for p in pipelines for t in p.triggers if t.kind == "push" for b in t.branches)
+    push_branches = tuple(dict.fromkeys(pushes))
     schedules = tuple(t.cron for p in pipelines for t in p.triggers if t.kind == "schedule" and t.cron)
     registry_branches = {p.registry_branch for p in pipelines if p.registry_branch}
     if len(registry_branches) > 1:
@@ -267,8 +268,8 @@ def layout(pipelines: tuple[Pipeline, ...]) -> Layout:
                     literals[var.name] = value.value
                 else:  # as_rendered resolved every ByProvider value
                     raise ValueError(f"{var.name}: unresolved value {value!r}")
-        for name, value in job.options.items():
-            environment.append((input_env(name), groovy_str(value)))
+        for name, option in job.options.items():
+            environment.append((input_env(name), groovy_str(option)))
         for handover in job.inputs_from:
             environment.append((from_env(handover.input), groovy_str(f"{handover.job}:{handover.output}")))
         if required:
@@ -403,7 +404,9 @@ def _check_groovy(text: str, what: str) -> None:
             break
         i += 1
     if depth != 0:
-        raise InfraError(f"mlci rendered an invalid {what} (unbalanced braces); this is a bug in mlci, please report it")
+        raise InfraError(
+            f"mlci rendered an invalid {what} (unbalanced braces); this is a bug in mlci, please report it"
+        )
 
 
 def copy_newest(filter_expression: str, lookback: int) -> str:
@@ -413,9 +416,10 @@ def copy_newest(filter_expression: str, lookback: int) -> str:
     return (
         "// The newest registry the last builds kept (a failed or aborted build may have kept none).\n"
         "int build = Integer.parseInt(env.BUILD_NUMBER)\n"
-        f"for (int n = build - 1; n >= 1 && n >= build - {lookback} && !fileExists('mlci-newest/{REGISTRY_DIR}/key'); n--) {{\n"
-        f"  copyArtifacts(projectName: env.JOB_NAME, selector: specific(String.valueOf(n)), filter: {filter_expression}, "
-        "target: 'mlci-newest', optional: true, fingerprintArtifacts: false)\n"
+        f"for (int n = build - 1; n >= 1 && n >= build - {lookback} "
+        f"&& !fileExists('mlci-newest/{REGISTRY_DIR}/key'); n--) {{\n"
+        "  copyArtifacts(projectName: env.JOB_NAME, selector: specific(String.valueOf(n)), "
+        f"filter: {filter_expression}, target: 'mlci-newest', optional: true, fingerprintArtifacts: false)\n"
         "}\n"
     )
 
@@ -456,10 +460,10 @@ class LibrarySettings:
 # A representative model the shared library's pipeline is rendered from: its shape (stages,
 # conditions, hand-overs) is every project's; what varies (the registry, the schedule, the
 # credentials) is a setting of mlciPipeline.
-_CANONICAL_BRANCH = "main"
+CANONICAL_BRANCH = "main"
 
 
-def _canonical_layout(keep_registry: bool) -> Layout:
+def canonical_pipelines(keep_registry: bool) -> tuple[Pipeline, ...]:
     from mlci import pipeline
     from mlci.config import CISection, Config, DataSection, ProjectSection, TrackingSection, TrainSection
 
@@ -468,15 +472,19 @@ def _canonical_layout(keep_registry: bool) -> Layout:
         project=ProjectSection(name="model", package="model"),
         data=DataSection(train="train.csv", holdout="holdout.csv", target="y"),
         train=TrainSection(entrypoint="model.train:train"),
-        ci=CISection(provider=NAME, default_branch=_CANONICAL_BRANCH, retrain_cron="0 3 * * 1"),
+        ci=CISection(provider=NAME, default_branch=CANONICAL_BRANCH, retrain_cron="0 3 * * 1"),
         tracking=TrackingSection(uri=None if keep_registry else "https://mlflow.invalid"),
     )
-    return layout(tuple(as_rendered(p, NAME) for p in pipeline.build(config)))
+    return tuple(as_rendered(p, NAME) for p in pipeline.build(config))
+
+
+def _canonical_layout(keep_registry: bool) -> Layout:
+    return layout(canonical_pipelines(keep_registry))
 
 
 def library_when(lines: tuple[str, ...]) -> tuple[str, ...]:
     """A canonical `when` with the default branch a setting: `expression` compares it."""
-    canonical = branch(_CANONICAL_BRANCH)
+    canonical = branch(CANONICAL_BRANCH)
     replaced = []
     for line in lines:
         head = line[: len(line) - len(line.lstrip())]

@@ -1,0 +1,141 @@
+"""The Jenkins provider's rendering (issue 12): the Jenkinsfile reads back to the same model
+graph as GitHub's workflows for every option combination, in both of its forms (declarative
+stages, or one call of the shared library's mlciPipeline); hostile project text never reaches
+it; every value Groovy reads is a single-quoted literal; and models Jenkins cannot express
+are refused. The Groovy stub (tests/jenkins_stub.py) parses and runs the same files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+from provider_kit import COMBOS, Combo, model_graph
+from update_golden import combo_answers, combo_name, config_text, render_ci_files
+
+from mlci import pipeline, providers, templates
+from mlci.project import project_from_text
+from mlci.providers.jenkins import render
+from mlci.targets.base import Credential, EnvVar, Literal, Secret, Variable
+
+JENKINS = providers.get("jenkins")
+
+
+def library_files(combo: Combo, root: Path, **jenkins: str) -> tuple[dict[str, bytes], tuple[pipeline.Pipeline, ...]]:
+    """The Jenkins files of `combo` with `ci.jenkins.library: true` (and any other ci.jenkins
+    keys), and the model they render."""
+    answers = combo_answers("jenkins", combo)
+    settings = "".join(f"    {key}: {value!r}\n" for key, value in {"library": True, **jenkins}.items())
+    text = config_text(answers).replace("\nci:\n", f"\nci:\n  jenkins:\n{settings}", 1)
+    assert "library: true" in text.replace("True", "true") or "library: True" in text
+    config = project_from_text(text, root).config
+    return templates.render_ci(text, answers, root), pipeline.build(config)
+
+
+@pytest.mark.parametrize("combo", COMBOS, ids=[combo_name(c) for c in COMBOS])
+def test_jenkins_and_github_parse_back_to_the_same_graph(combo: Combo, tmp_path: Path) -> None:
+    github = providers.get("github").parse_back(render_ci_files("github", combo, tmp_path))
+    jenkins = JENKINS.parse_back(render_ci_files("jenkins", combo, tmp_path))
+    library, model = library_files(combo, tmp_path)
+    # The library form reads back to the model as well: its one call says what varies.
+    assert JENKINS.parse_back(library) == tuple(pipeline.as_rendered(p, "jenkins") for p in model)
+    assert {p.id for p in jenkins} == ({"ci", "cd", "retrain"} if combo[2] == "retrain" else {"ci", "cd"})
+    if combo[0] == "local":
+        assert model_graph(jenkins) == model_graph(github)
+        return
+    # Databricks: GitHub federates through its OIDC token; Jenkins issues none, so its jobs use
+    # the service principal's OAuth M2M secret, bound by withCredentials (docs/jenkins.md).
+    assert model_graph(jenkins, credentials=False) == model_graph(github, credentials=False)
+    train = {p.id: p for p in jenkins}["cd"].job("train")
+    (credential,) = train.credentials
+    assert not credential.oidc and pipeline.OIDC_TOKEN not in train.capabilities
+    assert [v.name for v in credential.env if isinstance(v.value, Secret)] == ["DATABRICKS_CLIENT_SECRET"]
+    assert EnvVar("DATABRICKS_AUTH_TYPE", Literal("oauth-m2m")) in credential.env
+
+
+HOSTILE = [
+    "${System.exit(1)} '''\n''' \"${x}\" $x \\' \\\\",
+    "x')\nsh 'id'\n//",
+    "\u2028*/ /* $(id) `id`",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_project_text_never_reaches_the_jenkinsfile(value: str, tmp_path: Path) -> None:
+    # The provider reads mlci.yaml's ci settings only (RenderContext): a description or author
+    # of any shape changes no byte of the Jenkins files.
+    plain = combo_answers("jenkins", ("databricks", "vendored", "retrain"))
+    hostile = {**plain, "description": value, "author": value}
+    files = templates.render_ci(config_text(hostile), hostile, tmp_path)
+    assert files == templates.render_ci(config_text(plain), plain, tmp_path)
+
+
+def test_groovy_literals_escape_what_groovy_would_read() -> None:
+    assert render.groovy_str("it's $HOME ${x} \\n") == "'it\\'s $HOME ${x} \\\\n'"
+    assert render.groovy_str("TZ=UTC\n0 3 * * 1") == "'TZ=UTC\\n0 3 * * 1'"
+    assert render.groovy_script("a\\b ''' c\n") == "'''a\\\\b \\'\\'\\' c\n'''"
+    with pytest.raises(ValueError, match="control character"):
+        render.groovy_str("a\x00b")
+
+
+def test_every_sh_step_takes_a_script_variable_or_a_single_quoted_literal(tmp_path: Path) -> None:
+    # No file holds an interpolating Groovy string (double-quoted with a `$`), and every sh step
+    # of a Jenkinsfile names its script.
+    from mlci.providers.jenkins.groovy import parse, tokens
+
+    for combo in COMBOS:
+        files = render_ci_files("jenkins", combo, tmp_path)
+        library, _ = library_files(combo, tmp_path)
+        for name, data in {**files, **library}.items():
+            if not name.endswith((".groovy", "Jenkinsfile", "Jenkinsfile.upgrade")) or name.endswith(".txt"):
+                continue
+            text = data.decode("utf-8")
+            if name.endswith(".groovy"):  # slashy regexes: beyond the reader; a plain search
+                code = re.sub(r"'''.*?'''|'(?:\\.|[^'\\\n])*'", "''", text, flags=re.DOTALL)
+                assert re.findall(r'"[^"\n]*\$[^"\n]*"', code) == [], name
+                continue
+            assert [t for t in tokens(text) if t.kind == "gstring" and "$" in t.text] == [], name
+            if name.startswith("Jenkinsfile"):
+                steps = [s for top in parse(text) for s in top.walk() if s.name == "sh"]
+                assert all("script" in s.named() for s in steps), name
+                assert steps or b"mlciPipeline(" in data, name
+
+
+def _model(tmp_path: Path) -> tuple[pipeline.Pipeline, ...]:
+    text = config_text(combo_answers("jenkins", ("local", "vendored", "retrain")))
+    return pipeline.build(project_from_text(text, tmp_path).config)
+
+
+def _with_train(found: tuple[pipeline.Pipeline, ...], **changes: object) -> tuple[pipeline.Pipeline, ...]:
+    return tuple(
+        dataclasses.replace(p, jobs=tuple(dataclasses.replace(j, **changes) if j.id == "train" else j for j in p.jobs))
+        for p in found
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"capabilities": frozenset({pipeline.READ_REPOSITORY, pipeline.OIDC_TOKEN})},
+            "job train needs an OIDC token, which Jenkins does not issue",
+        ),
+        (
+            {"credentials": (Credential("x", False, (EnvVar("TOKEN", Secret("OTHER_ID")),)),)},
+            "TOKEN is bound from credentials id OTHER_ID: Jenkins binds by name",
+        ),
+        (
+            {"credentials": (Credential("x", False, (EnvVar("A", Literal("1")), EnvVar("B", Variable("B")))),)},
+            "job train: Jenkins lists a job's variables, then its secrets, then its fixed values",
+        ),
+        (
+            {"credentials": (Credential("x", False, (EnvVar("A B", Variable("A B")),)),)},
+            "'A B' is not a Jenkins credentials id or variable name",
+        ),
+    ],
+)
+def test_a_model_jenkins_cannot_express_is_refused(changes: dict[str, object], message: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        render.layout(_with_train(_model(tmp_path), **changes))

@@ -1,6 +1,7 @@
 """Render mlci's published CI building blocks (run after changing them): the composite actions
 at actions/<name>/action.yml with actions/README.md, and the Azure Pipelines stage templates at
-azure/templates/<name>.yml with azure/README.md.
+azure/templates/<name>.yml with azure/README.md, and the Jenkins shared library at
+jenkins/vars/ with jenkins/README.md.
 
 They come from the same templates and specs as the copies projects vendor, and a test
 (tests/test_published.py) fails when the committed files differ from this rendering.
@@ -13,10 +14,11 @@ from pathlib import Path
 from mlci import __version__
 from mlci.providers.azure.published import published_templates, templates_readme
 from mlci.providers.github.actions import actions_readme, render_actions
+from mlci.providers.jenkins.published import library_readme, published_library
 
 ROOT = Path(__file__).resolve().parents[1]
 # The folders whose every file this script writes: a file there that it does not write is stale.
-FOLDERS = ("actions", "azure")
+FOLDERS = ("actions", "azure", "jenkins")
 
 
 def published_files(mlci_version: str = __version__) -> dict[str, str]:
@@ -25,6 +27,8 @@ def published_files(mlci_version: str = __version__) -> dict[str, str]:
     files["actions/README.md"] = actions_readme()
     files.update(published_templates(mlci_version))
     files["azure/README.md"] = templates_readme()
+    files.update(published_library(mlci_version))
+    files["jenkins/README.md"] = library_readme()
     return files
 
 

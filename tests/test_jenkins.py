@@ -139,3 +139,25 @@ def _with_train(found: tuple[pipeline.Pipeline, ...], **changes: object) -> tupl
 def test_a_model_jenkins_cannot_express_is_refused(changes: dict[str, object], message: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         render.layout(_with_train(_model(tmp_path), **changes))
+
+
+@pytest.mark.parametrize("combo", [c for c in COMBOS if c[1] == "remote"], ids=combo_name)
+def test_remote_mode_loads_the_published_library_pinned_by_commit(combo: Combo, tmp_path: Path) -> None:
+    from render_actions import published_files
+    from update_golden import SHA
+
+    declarative = render_ci_files("jenkins", combo, tmp_path)
+    library, _ = library_files(combo, tmp_path)
+    for files in (declarative, library):
+        assert not any(name.startswith(".jenkins/") for name in files), "remote mode vendors no library"
+    first = next(line for line in library["Jenkinsfile"].decode().splitlines() if not line.startswith("//"))
+    assert first == f"@Library('mlci@{SHA}') _"
+    published = published_files()
+    vendored = render_ci_files("jenkins", ("local", "vendored", combo[2]), tmp_path)
+    # The published files are the vendored ones: one source.
+    assert {f"jenkins/{name.removeprefix('.jenkins/')}" for name in vendored if name.startswith(".jenkins/")} == {
+        name for name in published if name.startswith("jenkins/vars/")
+    }
+    for name, data in vendored.items():
+        if name.startswith(".jenkins/"):
+            assert published[f"jenkins/{name.removeprefix('.jenkins/')}"] == data.decode()

@@ -24,10 +24,12 @@ from collections.abc import Mapping
 from mlci.pipeline import READ_REPOSITORY, Capability, Handover, Job, Pipeline, Trigger, TriggerKind
 from mlci.providers.jenkins.groovy import Statement, parse
 from mlci.providers.jenkins.render import (
+    CANONICAL_BRANCH,
     JENKINSFILE,
     JOB_VARIABLE,
     REGISTRY_STASH,
     REQUIRED,
+    canonical_pipelines,
     from_env,
     input_env,
 )
@@ -57,8 +59,6 @@ def _library_pipelines(call: Statement) -> tuple[Pipeline, ...]:
     """A Jenkinsfile that calls mlciPipeline: the shared library's pipeline is the model's
     shape (render.py renders it from a representative model); the call's settings are what
     varies: the default branch, the schedule, the kept registry and the delivery credentials."""
-    from mlci.providers.jenkins.render import CANONICAL_BRANCH, canonical_pipelines
-
     settings = _map_arguments(call)
     keep = settings["keepRegistry"] == "true"
     branch = str(settings["defaultBranch"])

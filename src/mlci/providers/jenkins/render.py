@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlci.config import ENVIRONMENTS
+from mlci.config import ENVIRONMENTS, CISection, Config, DataSection, ProjectSection, TrackingSection, TrainSection
 from mlci.errors import InfraError
-from mlci.pipeline import OIDC_TOKEN, READ_REPOSITORY, Job, Pipeline, TriggerKind, as_rendered
+from mlci.pipeline import OIDC_TOKEN, READ_REPOSITORY, Job, Pipeline, TriggerKind, as_rendered, build
 from mlci.providers.base import RenderContext
 from mlci.stage_specs import STAGES, StageSpec
 from mlci.targets.base import Literal, Secret, Variable
@@ -464,9 +464,6 @@ CANONICAL_BRANCH = "main"
 
 
 def canonical_pipelines(keep_registry: bool) -> tuple[Pipeline, ...]:
-    from mlci import pipeline
-    from mlci.config import CISection, Config, DataSection, ProjectSection, TrackingSection, TrainSection
-
     config = Config(
         schema=1,
         project=ProjectSection(name="model", package="model"),
@@ -475,7 +472,7 @@ def canonical_pipelines(keep_registry: bool) -> tuple[Pipeline, ...]:
         ci=CISection(provider=NAME, default_branch=CANONICAL_BRANCH, retrain_cron="0 3 * * 1"),
         tracking=TrackingSection(uri=None if keep_registry else "https://mlflow.invalid"),
     )
-    return tuple(as_rendered(p, NAME) for p in pipeline.build(config))
+    return tuple(as_rendered(p, NAME) for p in build(config))
 
 
 def _canonical_layout(keep_registry: bool) -> Layout:

@@ -138,7 +138,7 @@ class JenkinsStage:
     approval: bool  # an `input` (the approvers) before the stage takes an agent
     environment: tuple[tuple[str, str], ...]  # (name, Groovy literal): MLCI_JOB, options, fixed values
     literals: dict[str, str]  # the fixed values, by name, as text
-    required: tuple[str, ...]  # variables the controller or folder must define (ci settings)
+    required: tuple[str, ...]  # variables the controller or the agent must define (ci settings)
     secrets: tuple[str, ...]  # credentials bound by withCredentials (credentials id = variable)
     unstash: tuple[str, ...]
     script: str  # the sh script running the stage
@@ -195,8 +195,8 @@ def stage_script(spec: StageSpec) -> str:
         "set -euo pipefail",
         f"for name in ${{{REQUIRED}:-}}; do",
         '  if [ -z "${!name:-}" ]; then',
-        "    echo \"mlci: $name is not set: define it in the environment variables of this job's folder or of the "
-        'controller (docs/jenkins.md)" >&2',
+        "    echo \"mlci: $name is not set: define it in the controller's global properties or the agent's "
+        'node properties (docs/jenkins.md)" >&2',
         "    exit 2",
         "  fi",
         "done",

@@ -16,7 +16,7 @@ Map defaults() {
     keepRegistry: true,          // carry the local MLflow store between stages and builds (no tracking.uri)
     abortSuperseded: true,       // a pull request's newer commit aborts the build it supersedes
     settings: [:],               // fixed environment values of the delivery stages
-    required: [],                // variables the folder or controller must define for them
+    required: [],                // variables the controller or the agent must define for them
     secrets: [],                 // Secret text credentials they bind, by variable name
   ]
 }

@@ -12,7 +12,7 @@ Map defaults() {
     inputs: [:],           // fixed stage inputs, e.g. [env: 'staging'] (MLCI_IN_ENV)
     from: [:],             // inputs taken from an earlier stage's outputs, e.g. ['run-id': 'train:run-id']
     settings: [:],         // fixed environment values, e.g. [MLFLOW_TRACKING_URI: 'databricks']
-    required: [],          // variables the folder or controller must define, e.g. ['DATABRICKS_HOST']
+    required: [],          // variables the controller or the agent must define, e.g. ['DATABRICKS_HOST']
     secrets: [],           // Secret text credentials bound to variables of the same name
     unstash: [],           // stashes of earlier stages to restore first
     stashState: false,     // stash .mlci/ for the next stage (the local MLflow store)
@@ -41,7 +41,7 @@ String stageScript(String stage) {
 set -euo pipefail
 for name in ${MLCI_REQUIRED:-}; do
   if [ -z "${!name:-}" ]; then
-    echo "mlci: $name is not set: define it in the environment variables of this job's folder or of the controller (docs/jenkins.md)" >&2
+    echo "mlci: $name is not set: define it in the controller's global properties or the agent's node properties (docs/jenkins.md)" >&2
     exit 2
   fi
 done
@@ -54,7 +54,7 @@ args=()
 set -euo pipefail
 for name in ${MLCI_REQUIRED:-}; do
   if [ -z "${!name:-}" ]; then
-    echo "mlci: $name is not set: define it in the environment variables of this job's folder or of the controller (docs/jenkins.md)" >&2
+    echo "mlci: $name is not set: define it in the controller's global properties or the agent's node properties (docs/jenkins.md)" >&2
     exit 2
   fi
 done
@@ -67,7 +67,7 @@ args=()
 set -euo pipefail
 for name in ${MLCI_REQUIRED:-}; do
   if [ -z "${!name:-}" ]; then
-    echo "mlci: $name is not set: define it in the environment variables of this job's folder or of the controller (docs/jenkins.md)" >&2
+    echo "mlci: $name is not set: define it in the controller's global properties or the agent's node properties (docs/jenkins.md)" >&2
     exit 2
   fi
 done
@@ -82,7 +82,7 @@ if [ -n "${MLCI_IN_ENGINE:-}" ]; then args+=(--engine "$MLCI_IN_ENGINE"); fi
 set -euo pipefail
 for name in ${MLCI_REQUIRED:-}; do
   if [ -z "${!name:-}" ]; then
-    echo "mlci: $name is not set: define it in the environment variables of this job's folder or of the controller (docs/jenkins.md)" >&2
+    echo "mlci: $name is not set: define it in the controller's global properties or the agent's node properties (docs/jenkins.md)" >&2
     exit 2
   fi
 done
@@ -97,7 +97,7 @@ if [ -n "${MLCI_IN_TRACKING_URI:-}" ]; then args+=(--tracking-uri "$MLCI_IN_TRAC
 set -euo pipefail
 for name in ${MLCI_REQUIRED:-}; do
   if [ -z "${!name:-}" ]; then
-    echo "mlci: $name is not set: define it in the environment variables of this job's folder or of the controller (docs/jenkins.md)" >&2
+    echo "mlci: $name is not set: define it in the controller's global properties or the agent's node properties (docs/jenkins.md)" >&2
     exit 2
   fi
 done
@@ -114,7 +114,7 @@ if [ -n "${MLCI_IN_TRACKING_URI:-}" ]; then args+=(--tracking-uri "$MLCI_IN_TRAC
 set -euo pipefail
 for name in ${MLCI_REQUIRED:-}; do
   if [ -z "${!name:-}" ]; then
-    echo "mlci: $name is not set: define it in the environment variables of this job's folder or of the controller (docs/jenkins.md)" >&2
+    echo "mlci: $name is not set: define it in the controller's global properties or the agent's node properties (docs/jenkins.md)" >&2
     exit 2
   fi
 done

@@ -161,3 +161,28 @@ def test_remote_mode_loads_the_published_library_pinned_by_commit(combo: Combo, 
     for name, data in vendored.items():
         if name.startswith(".jenkins/"):
             assert published[f"jenkins/{name.removeprefix('.jenkins/')}"] == data.decode()
+
+
+def test_render_switches_a_github_project_to_jenkins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import run_cli, scaffold
+
+    assert scaffold("switchy", tmp_path / "github", "--provider", "github") == 0
+    assert scaffold("switchy", tmp_path / "jenkins", "--provider", "jenkins") == 0
+    project, fresh = tmp_path / "github" / "switchy", tmp_path / "jenkins" / "switchy"
+    config = project / "mlci.yaml"
+    config.write_text(config.read_text().replace("  provider: github\n", "  provider: jenkins\n"))
+    capsys.readouterr()
+    assert run_cli("render", cwd=project) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("render: switched CI from github to jenkins: 6 added, ")
+    assert not (project / ".github").exists()
+    ci_files = [
+        "Jenkinsfile",
+        "Jenkinsfile.upgrade",
+        *(
+            f".jenkins/vars/{n}"
+            for n in ("mlciStage.groovy", "mlciStage.txt", "mlciPipeline.groovy", "mlciPipeline.txt")
+        ),
+    ]
+    for name in ci_files:
+        assert (project / name).read_bytes() == (fresh / name).read_bytes(), name
+    assert run_cli("upgrade", "--check", str(project)) == 0

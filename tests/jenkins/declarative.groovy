@@ -816,7 +816,8 @@ class Validator {
 
     // Calls consumed as arguments must be known helpers (logRotator, string, lastCompleted...).
     void checkArgs(Node n) {
-        List vals = new ArrayList(n.args)
+        // withCredentials' bindings have their own, more precise check.
+        List vals = n.name == 'withCredentials' ? new ArrayList(n.args.drop(1)) : new ArrayList(n.args)
         vals.addAll(n.named.values())
         vals.addAll(n.props.values())
         vals.each { argNodes(it).each { Node a ->
@@ -1359,7 +1360,7 @@ class Build {
     void allocate(Frame f, String label, Map stageRec, boolean skipCheckout) {
         wsCount++
         agentCount++
-        File ws = new File(wsRoot, "${wsCount}-${Util.slug(label)}")
+        File ws = new File(wsRoot, "${number}/${wsCount}-${Util.slug(label)}")
         ws.mkdirs()
         new File(ws.path + '@tmp').mkdirs()
         f.ws = ws

@@ -585,6 +585,11 @@ pipeline {
             }
           }
         }
+        stage('Typo') {
+          steps {
+            script { echo UNDEFINED_NAME } // <- typo
+          }
+        }
         stage('Slow') {
           agent any
           options { timeout(time: 1, unit: 'SECONDS') }
@@ -730,6 +735,7 @@ def test_a_second_build_copies_the_previous_archive_and_reports_each_broken_step
         ("Broken/No stash", "FAILURE", None),
         ("Broken/No report", "FAILURE", None),
         ("Broken/Leak", "FAILURE", None),
+        ("Broken/Typo", "FAILURE", None),
         ("Broken/Slow", "ABORTED", None),
         ("Never", "SKIPPED", "aborted"),
     ]
@@ -739,6 +745,8 @@ def test_a_second_build_copies_the_previous_archive_and_reports_each_broken_step
         f"{f}:{_marked(RUN_FEATURE, 'stash')}: Broken/No stash: No such saved stash 'never-stashed'",
         f"{f}:{_marked(RUN_FEATURE, 'junit')}: Broken/No report: No test report files were found. Configuration error?",
         f"{f}:{leak}: Broken/Leak: secret TOK appears in the sh script at {f}:{leak}",
+        f"{f}:{_marked(RUN_FEATURE, 'typo')}: Broken/Typo: groovy.lang.MissingPropertyException:"
+        " No such property: UNDEFINED_NAME for class: groovy.lang.Binding",
         f"{f}:{_marked(RUN_FEATURE, 'slow')}: Broken/Slow: Timeout has been exceeded",
     ]
     # The leaking script never ran.

@@ -17,6 +17,18 @@
 // Exit codes: 0 the files are valid / the build ran to completion (whatever its result: the JSON
 // says), 1 Declarative rule errors, 2 a Groovy syntax error, 3 a usage error or a crash of the stub.
 //
+// Models: exactly one pipeline, the known sections/options/post conditions/when conditions/input
+// fields/credential bindings, an allow-list of steps (Rules.STEPS), sh scripts never GStrings,
+// node-needing steps only under an agent; when (ant-glob branch, changeRequest, triggeredBy against
+// --cause, allOf/anyOf/not/expression/environment/tag/equals with before* flags), environment
+// blocks evaluated at stage entry, stages in order with later ones SKIPPED after a failure or an
+// abort, parallel branches one after the other (failFast honoured), post conditions in Jenkins'
+// order, timeout killing a step (ABORTED), retry, the implicit checkout unless skipDefaultCheckout,
+// Jenkins' environment (WORKSPACE, WORKSPACE_TMP, BUILD_*, JOB_*, JENKINS_URL, NODE_NAME,
+// STAGE_NAME, plus --env), secrets masked as **** in the log and a build failed when Groovy puts
+// one into an sh script. Does not model: a controller, plugins' own argument checks beyond the
+// above, containers (every agent is this host), matrix, real concurrency, the credential store.
+//
 // Groovy 2.4 syntax only (Debian's groovy): no lambdas, no `var`, no `!in`.
 
 import groovy.io.FileType
@@ -176,6 +188,18 @@ class StepFailure extends RuntimeException {
         super(message)
         this.result = result
         this.where = where
+    }
+}
+
+// The Jenkinsfile script's delegate while executing: a closure that misses a name on its own
+// delegate falls back to its owner, the script, whose lookups must fail as in Jenkins.
+class Strict {
+    def propertyMissing(String n) {
+        throw new MissingPropertyException("No such property: ${n} for class: groovy.lang.Binding".toString())
+    }
+
+    def methodMissing(String n, Object a) {
+        throw new MissingMethodException(n, Strict, a as Object[])
     }
 }
 
@@ -397,6 +421,11 @@ class Ctx {
         return [mainDisplay, 0]
     }
 
+    String locate(Throwable t) {
+        StackTraceElement e = t.stackTrace.find { it.lineNumber > 0 && displayNames.containsKey(it.fileName) }
+        return e == null ? mainDisplay : displayNames[e.fileName] + ':' + e.lineNumber
+    }
+
     static Object runWith(Closure body, Object delegate) {
         Closure c = (Closure) body.clone()
         c.resolveStrategy = Closure.DELEGATE_FIRST
@@ -413,6 +442,9 @@ class Recorder {
     Closure envRead              // execute: the live environment; validate: null (symbols)
     Object paramsValue
     Object buildValue
+    // Recorded: closures recorded here run again later, and a name they miss falls back through
+    // their owners to this delegate, which must then fail as Jenkins would, not answer a symbol.
+    boolean done
 
     Recorder(Ctx ctx, Closure envRead, Object paramsValue, Object buildValue) {
         this.ctx = ctx
@@ -437,6 +469,7 @@ class Recorder {
 
     def propertyMissing(String n) {
         if (ctx.topVars.containsKey(n)) return ctx.topVars[n]
+        if (done) throw new MissingPropertyException("No such property: ${n} for class: groovy.lang.Binding".toString())
         if (envRead != null) {
             Object v = envRead.call(n)
             if (v != null) return v
@@ -467,6 +500,7 @@ class Recorder {
         Object[] args = a as Object[]
         Closure own = ctx.scriptMethod(name, args)
         if (own != null) return own.call()
+        if (done) throw new MissingMethodException(name, Recorder, args)
         Node n = Node.make(name, args, ctx.where())
         n.sink = ctx.loadErrors
         args.each { detach(it) }
@@ -1506,12 +1540,20 @@ class Build {
     List<Node> recordLive(Closure body, Frame f) {
         Recorder r = new Recorder(ctx, { String n -> effectiveEnv(f)[n] }, params, currentBuild)
         Ctx.runWith(body, r)
+        r.done = true
         return r.root.children
     }
 
+    // A Groovy error in a steps block fails the build, as in Jenkins (it is no crash of the stub).
     Object evaluate(Closure body, Frame f) {
         Runner r = new Runner(b: this, f: f)
-        return Ctx.runWith(body, r)
+        try {
+            return Ctx.runWith(body, r)
+        } catch (StepFailure e) {
+            throw e
+        } catch (Exception e) {
+            throw new StepFailure(e.toString(), 'FAILURE', ctx.locate(e))
+        }
     }
 
     void applyEnvironment(Node e, Frame f) {
@@ -1801,9 +1843,16 @@ List load(File f, Map<String, File> libs, String mode, Closure envRead, Object p
     if (s == null || ctx.syntaxErrors) return [ctx, null, null]
     Recorder r = new Recorder(ctx, envRead, params, currentBuild)
     s.setDelegate(r)
-    s.run()
-    if (ctx.syntaxErrors) return [ctx, null, null]
     Validator v = new Validator(ctx)
+    try {
+        s.run()
+    } catch (Exception e) {
+        // Groovy code around the DSL failed while the pipeline was being read.
+        v.errors << "${ctx.locate(e)}: reading the pipeline failed: ${e}".toString()
+        return [ctx, r.root, v]
+    }
+    r.done = true
+    if (ctx.syntaxErrors) return [ctx, null, null]
     v.run(r.root)
     v.errors.addAll(0, ctx.loadErrors)
     return [ctx, r.root, v]
@@ -1923,6 +1972,7 @@ int executeMain(List<String> argv, PrintStream out) {
     }
     ctx.build = b
     b.ctx = ctx
+    ctx.scripts.each { ((DelegatingScript) it).setDelegate(new Strict()) }
     b.previous = b.previousBuild(job, 'lastCompleted')
     Node pipeline = Validator.flat(((Node) l[1]).children).find { it.name == 'pipeline' }
     Map report = b.run(pipeline)

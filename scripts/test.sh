@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${MLCI_VENV:-.venv}"
+# The Jenkins tests load Jenkinsfiles with Debian's groovy 2.4 (tests/jenkins_stub.py): install
+# it on a fresh machine (as root, where apt-get exists); elsewhere those tests fail, naming it.
+if ! command -v groovy >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq groovy; } >/dev/null
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi

@@ -5,12 +5,12 @@ stages, or the shared library's `mlciPipeline`), passes the Declarative rules; a
 builds run on this host, their sh steps for real, each stage on a fresh workspace.
 
 - A pull request with a seeded fault fails exactly the check that finds it; the gate and every
-  delivery stage do not run. The library form runs the same stages, with the same results, the
-  same shell scripts and the same environments.
+  delivery stage do not run. The library form runs the same steps with the same shell scripts.
 - Two builds of the default branch deliver: the first trains, registers and deploys version 1
   (the store carried between stages by stash/unstash, the hand-overs read from the outputs
   files, production approved at its `input`), and archives the registry; the second, in the
-  library form, starts from that registry and promotes version 2.
+  library form, runs the same steps from that registry (its unchanged model registers nothing
+  new) and stops at production's `input`, which is refused.
 
 Stand-ins (the stub's): every agent is this host with a fresh workspace, `checkout scm` clones
 the project's repository, the stash and artifact stores are folders. The agent kept a warm uv
@@ -20,6 +20,7 @@ the credential store, the sandbox) is in docs/jenkins.md.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from typing import Any
 
 import pytest
 from conftest import REPO, run_cli
-from jenkins_stub import execute, stage, validate
+from jenkins_stub import execute, validate
 from provider_kit import COMBOS
 from seeded_faults import seed_fault
 from update_golden import combo_answers, config_text
@@ -53,10 +54,19 @@ def git(project: Path, *args: str) -> None:
 
 @pytest.fixture(scope="module")
 def scaffold(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One fresh project per module; each build runs a copy of it."""
+    """One fresh project per module, installing this working tree's mlci as a wheel built once
+    (not rebuilt by every stage); each build runs a copy of it."""
     root = tmp_path_factory.mktemp("jenkins-run")
+    wheels = root / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "uv", "build", "--quiet", "--wheel", "--out-dir", str(wheels), str(REPO)],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "UV_CACHE_DIR": str(uv_cache_dir())},
+    )
+    (wheel,) = wheels.glob("mlci-*.whl")
     argv = ["new", "jk-model", "--defaults", "--output-dir", str(root), "--provider", "jenkins"]
-    assert run_cli(*argv, "--data", f"mlci_install={REPO}") == 0
+    assert run_cli(*argv, "--data", f"mlci_install={wheel}") == 0
     return root / "jk-model"
 
 
@@ -78,8 +88,14 @@ def copy_of(scaffold: Path, tmp_path: Path, *, faults: tuple[str, ...] = (), lib
 
 def agent_env(branch: str, change_id: str | None = None) -> dict[str, str]:
     # The agent's Python (python3.11) and a uv of the pinned version on PATH, its warm uv cache,
-    # pinned installs as in CI. An agent sets no PYTHONDONTWRITEBYTECODE.
-    env = {
+    # pinned installs as in CI, and this machine's certificates and package index settings (an
+    # agent's own environment). An agent sets no PYTHONDONTWRITEBYTECODE.
+    own = ("SSL_", "PIP_", "UV_", "REQUESTS_CA", "CURL_CA")
+    env = {k: v for k, v in os.environ.items() if k.startswith(own) or k.lower().endswith("_proxy")}
+    # Its uv cache holds every package (the suite's own install put them there): installs need
+    # no index, so a build's result never depends on the network.
+    env |= {
+        "UV_OFFLINE": "1",
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
         "UV_CACHE_DIR": str(uv_cache_dir()),
         "UV_CONSTRAINT": str(REPO / "requirements" / "constraints.txt"),
@@ -92,9 +108,23 @@ def agent_env(branch: str, change_id: str | None = None) -> dict[str, str]:
     return env
 
 
-def build(project: Path, tmp: Path, env: dict[str, str], cause: str, store: Path | None = None) -> dict[str, Any]:
-    result = execute(project / "Jenkinsfile", project, tmp, env=env, cause=cause, store=store, approver="alice")
-    assert result["exit_code"] == 0 and not result["errors"], result["errors"]
+def build(
+    project: Path, tmp: Path, env: dict[str, str], cause: str, store: Path | None = None, answer: str = "approve"
+) -> dict[str, Any]:
+    # The library form loads .jenkins/ of the commit being built (its legacySCM libraryPath).
+    libraries = {"mlci": project / ".jenkins"}
+    result = execute(
+        project / "Jenkinsfile",
+        project,
+        tmp,
+        env=env,
+        cause=cause,
+        store=store,
+        answer=answer,
+        approver="alice",
+        libraries=libraries,
+    )
+    assert result["exit_code"] == 0, result["errors"]
     return result
 
 
@@ -102,8 +132,12 @@ def statuses(result: dict[str, Any]) -> dict[str, str]:
     return {s["path"]: s["status"] for s in result["stages"]}
 
 
+def log_of(result: dict[str, Any]) -> str:
+    return Path(result["log"]).read_text(encoding="utf-8")
+
+
 def explain(result: dict[str, Any]) -> str:
-    return str(result.get("log", ""))[-6000:]
+    return log_of(result)[-6000:]
 
 
 def test_every_rendered_jenkins_file_passes_the_declarative_rules(tmp_path: Path) -> None:
@@ -127,25 +161,45 @@ def test_every_rendered_jenkins_file_passes_the_declarative_rules(tmp_path: Path
     assert [s["path"] for s in first["stages"]][:5] == ["Registry", "Checks", *CHECKS]
 
 
+def steps_run(result: dict[str, Any]) -> dict[str, list[tuple[str, str | None, str | None]]]:
+    """Each stage's steps that act, (step, label, script) in order: not the wrappers (mlciStage,
+    withEnv, script) and not the look-up of the newest kept registry, whose steps depend on how
+    many builds came before."""
+    wrappers = {"mlciStage", "withEnv", "withCredentials", "script", "dir", "fileExists", "copyArtifacts"}
+    return {
+        s["path"]: [(st["step"], st.get("label"), st.get("script")) for st in s["steps"] if st["step"] not in wrappers]
+        for s in result["stages"]
+    }
+
+
 def test_pull_requests_fail_exactly_the_check_that_finds_a_fault(scaffold: Path, tmp_path: Path) -> None:
     env = agent_env("PR-7", change_id="7")
-    expected_skipped = {path: "SKIPPED" for path in ["Registry", "CI gate", *DELIVERY]}
+    skipped = dict.fromkeys(["Registry", "CI gate", *DELIVERY], "SKIPPED")
     runs = {}
-    for name, faults, library in (("lint", ("lint",), False), ("both", ("unit-test", "data-test"), False)):
+    for name, faults, library in (("lint", ("lint",), False), ("both", ("unit-test", "data-test"), True)):
         project = copy_of(scaffold, tmp_path / name, faults=faults, library=library)
-        runs[name] = build(project, tmp_path / name / "build", env, "BranchEventCause")
-    for name, faults in (("lint", ("lint",)), ("both", ("unit-test", "data-test"))):
-        result = runs[name]
+        result = build(project, tmp_path / name / "build", env, "BranchEventCause")
         failed = {CHECK_OF[f] for f in faults}
         found = statuses(result)
         assert {p: found[p] for p in CHECKS} == {p: "FAILURE" if p in failed else "SUCCESS" for p in CHECKS}, explain(
             result
         )
-        assert {p: found[p] for p in expected_skipped} == expected_skipped, explain(result)
+        assert {p: found[p] for p in skipped} == skipped, explain(result)
         assert result["result"] == "FAILURE"
-    # The failing unit test is in its JUnit report, and the data check's too.
-    reports = {r["file"].rsplit("/", 1)[-1]: r for r in runs["both"]["junit"]}
-    assert reports["junit.xml"]["failures"] >= 1 and reports["data-test.xml"]["failures"] >= 1
+        runs[name] = result
+    # The library form (the second build) ran the same steps, scripts and all.
+    assert steps_run(runs["both"]) == steps_run(runs["lint"])
+    # The failing unit test and the data check's violations are in their JUnit reports.
+    reports = {r["stage"]: r for r in runs["both"]["junit"]}
+    assert reports["Checks/Unit tests"]["files"] == [".mlci/out/junit.xml"]
+    assert reports["Checks/Unit tests"]["failures"] == 1
+    assert reports["Checks/Data tests"]["files"] == [".mlci/out/data-test.xml"]
+    assert reports["Checks/Data tests"]["failures"] >= 1
+
+
+def properties(archive: Path, job: str) -> dict[str, str]:
+    lines = (archive / ".mlci" / "out" / "jenkins" / f"{job}.properties").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
 def test_the_default_branch_delivers_and_keeps_its_registry_for_the_next_build(scaffold: Path, tmp_path: Path) -> None:
@@ -156,18 +210,30 @@ def test_the_default_branch_delivers_and_keeps_its_registry_for_the_next_build(s
         explain(first)
     )
     assert first["result"] == "SUCCESS"
-    assert [(i["stage"], i["submitter"], i["answered_by"]) for i in first["inputs"]] == [
-        ("Deploy to production", "mlci-approvers", "alice")
+    assert [(i["stage"], i["submitter"], i["answer"], i["approver"]) for i in first["inputs"]] == [
+        ("Deploy to production", "mlci-approvers", "approve", "alice")
     ]
     archive = store / "builds" / str(first["build_number"]) / "archive"
-    outputs = (archive / ".mlci" / "out" / "jenkins" / "deploy-production.properties").read_text()
-    assert "model-version=1\n" in outputs and "result=passed\n" in outputs
+    run_id = properties(archive, "train")["run-id"]
+    assert properties(archive, "register")["model-version"] == "1"
+    assert properties(archive, "deploy-production")["model-version"] == "1"
+    # register scored the run train handed over (its outputs file, unstashed).
+    assert f"register: scoring run {run_id} " in log_of(first), explain(first)
     assert (archive / "mlci-registry" / "key").read_text().strip() == f"{first['build_number']}-deploy-production"
-    # The second build, in the library form: the same stages, from the registry the first kept.
+    # The second build, in the library form: the same steps, from the registry the first kept;
+    # its production deployment is not approved, so production keeps serving version 1.
     project = copy_of(scaffold, tmp_path / "second", library=True)
-    second = build(project, tmp_path / "second" / "build", env, "BranchEventCause", store)
-    assert statuses(second) == statuses(first), explain(second)
-    assert "Registry: the local MLflow store kept by an earlier build" in stage(second, "Registry")["log"]
+    second = build(project, tmp_path / "second" / "build", env, "BranchEventCause", store, answer="abort")
+    assert statuses(second) == {**statuses(first), "Deploy to production": "ABORTED"}, explain(second)
+    assert second["result"] == "ABORTED"
+    ran = {path: steps for path, steps in steps_run(first).items() if path != "Deploy to production"}
+    assert {path: steps for path, steps in steps_run(second).items() if path in ran} == ran
+    kept = f"{first['build_number']}-deploy-production"
+    assert f"Registry: the local MLflow store kept by an earlier build ({kept})" in log_of(second)
+    # register found the first build's version in the registry it restored: the same code, data
+    # and parameters register nothing new (a fresh store would have registered a version 1).
+    assert "unchanged: same code, data and params as v1; nothing registered" in log_of(second), explain(second)
     archive = store / "builds" / str(second["build_number"]) / "archive"
-    outputs = (archive / ".mlci" / "out" / "jenkins" / "deploy-production.properties").read_text()
-    assert "model-version=2\n" in outputs, explain(second)
+    assert properties(archive, "register")["model-version"] == "1", explain(second)
+    assert properties(archive, "deploy-staging")["model-version"] == "1"
+    assert (archive / "mlci-registry" / "key").read_text().strip() == f"{second['build_number']}-deploy-staging"

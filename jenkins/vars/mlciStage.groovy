@@ -163,9 +163,8 @@ def call(Map config = [:]) {
     }
     variables.add('MLCI_REQUIRED=' + c.required.join(' '))
   }
-  List bindings = []
   for (String name in c.secrets) {
-    bindings.add(string(credentialsId: checkedName(name), variable: name))
+    checkedName(name)
   }
   withEnv(variables) {
     try {
@@ -211,8 +210,9 @@ if [ "${MLCI_INSTALL_PROJECT:-true}" = "true" ]; then
 fi
 echo "mlci $("$venv/bin/mlci" --version | cut -d' ' -f2) in $venv"
 ''')
-      if (bindings) {
-        withCredentials(bindings) {
+      if (c.secrets) {
+        // Each secret bound to the variable of its credentials id, for this one step.
+        withCredentials(c.secrets.collect { String name -> string(credentialsId: name, variable: name) }) {
           sh(label: 'mlci ' + stage, script: stageScript(stage))
         }
       } else {

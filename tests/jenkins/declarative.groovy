@@ -80,13 +80,13 @@ class Rules {
     ]
     // The steps mlci emits (and the stub implements). Library global vars are added per file.
     static final List STEPS = ['archiveArtifacts', 'checkout', 'copyArtifacts', 'deleteDir', 'dir', 'echo', 'error',
-                               'input', 'junit', 'script', 'sh', 'stash', 'timeout', 'unstash', 'withCredentials',
+                               'fileExists', 'input', 'junit', 'script', 'sh', 'stash', 'timeout', 'unstash', 'withCredentials',
                                'withEnv']
     // Steps that need a workspace (a node): illegal where no agent holds one.
-    static final List NODE_STEPS = ['archiveArtifacts', 'checkout', 'copyArtifacts', 'deleteDir', 'dir', 'junit',
+    static final List NODE_STEPS = ['archiveArtifacts', 'checkout', 'copyArtifacts', 'deleteDir', 'dir', 'fileExists', 'junit',
                                     'sh', 'stash', 'unstash']
     // Functions that are only valid as another call's argument.
-    static final List HELPERS = ['credentials', 'lastCompleted', 'lastSuccessful', 'legacySCM', 'logRotator'] +
+    static final List HELPERS = ['credentials', 'lastCompleted', 'lastSuccessful', 'legacySCM', 'logRotator', 'specific'] +
         (BINDINGS.keySet() as List)
     // Ant's default excludes (stash, archiveArtifacts and junit apply them, as Jenkins does).
     static final List DEFAULT_EXCLUDES = ['**/*~', '**/#*#', '**/.#*', '**/%*%', '**/._*', '**/CVS', '**/CVS/**',
@@ -1181,7 +1181,7 @@ class Runner {
         boolean optional = c.named.optional as boolean
         rec.projectName = project
         rec.selector = selector
-        Map prev = b.previousBuild(project, selector)
+        Map prev = b.previousBuild(project, selector, selector == 'specific' ? String.valueOf(((Node) sel).arg0()) : null)
         if (prev == null) {
             String msg = "Unable to find a build for artifact copy from: ${project}"
             if (optional) {
@@ -1211,6 +1211,15 @@ class Runner {
         }
         b.log("Copied ${files.size()} artifact(s) from \"${project}\" build number ${prev.build_number}")
         return null
+    }
+
+    Object step_fileExists(Node c, Map rec) {
+        needWorkspace(c)
+        Object p = c.value('file')
+        boolean found = resolve(p).exists()
+        rec.file = String.valueOf(p)
+        rec.exists = found
+        return found
     }
 
     Object step_input(Node c, Map rec) {
@@ -1515,7 +1524,7 @@ class Build {
         return c == null ? [null] : c.toString().readLines()
     }
 
-    Map previousBuild(String job, String selector) {
+    Map previousBuild(String job, String selector, String wanted = null) {
         File builds = new File(store, 'builds')
         List<Map> done = []
         builds.listFiles()?.each { File d ->
@@ -1524,6 +1533,8 @@ class Build {
         }
         List<Map> cands = done.findAll { job == null || it.job_name == job }
         if (selector == 'lastSuccessful') cands = cands.findAll { it.result in ['SUCCESS', 'UNSTABLE'] }
+        // specific(N): that build of the job, if it completed and was kept.
+        if (selector == 'specific') cands = cands.findAll { String.valueOf(it.build_number) == wanted }
         return cands ? cands.max { it.build_number as int } : null
     }
 

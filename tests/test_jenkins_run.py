@@ -206,8 +206,8 @@ def test_the_default_branch_delivers_and_keeps_its_registry_for_the_next_build(s
     store = tmp_path / "store"
     env = agent_env("main")
     first = build(copy_of(scaffold, tmp_path / "first"), tmp_path / "first" / "build", env, "BranchEventCause", store)
-    assert statuses(first) == dict.fromkeys(["Registry", "Checks", *CHECKS, "CI gate", *DELIVERY], "SUCCESS"), (
-        explain(first)
+    assert statuses(first) == dict.fromkeys(["Registry", "Checks", *CHECKS, "CI gate", *DELIVERY], "SUCCESS"), explain(
+        first
     )
     assert first["result"] == "SUCCESS"
     assert [(i["stage"], i["submitter"], i["answer"], i["approver"]) for i in first["inputs"]] == [

@@ -12,10 +12,12 @@ stages then behave well on it, while `ci.provider` does not offer it yet.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 if TYPE_CHECKING:
     from mlci.config import Config
@@ -137,3 +139,26 @@ class Provider(Protocol):
         files alone: `pipeline.as_rendered(p, name)` for each rendered pipeline `p`. A
         ValueError names a file that holds what the model has no word for."""
         ...
+
+
+class PackagedProvider:
+    """What every provider package of mlci shares (`mlci/providers/<name>/`): its templates
+    beside it, its renderer in `render.py` (`render`) and its parse-back in `parse.py`
+    (`parse_back`). They are imported when files are rendered or read, not with the package:
+    providers.detect() imports a package for its runtime alone, so start-up loads no Jinja or
+    YAML (no import cycle needs this: a submodule never imports its package, tests/test_layering.py).
+    A subclass names its `name`, `managed`, `runtime` and `package` (its `__name__`)."""
+
+    package: str
+
+    def shipped_templates(self) -> Path:
+        # mlci is installed as files (a wheel or a checkout), never zipped: templates are read by path.
+        return Path(str(resources.files(self.package) / "templates"))
+
+    def render(self, pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path) -> dict[str, bytes]:
+        module = importlib.import_module(f"{self.package}.render")
+        return cast("dict[str, bytes]", module.render(pipelines, ctx, templates))
+
+    def parse_back(self, files: Mapping[str, bytes]) -> tuple[Pipeline, ...]:
+        module = importlib.import_module(f"{self.package}.parse")
+        return cast("tuple[Pipeline, ...]", module.parse_back(files))

@@ -24,36 +24,41 @@ _UC_PART = r"[A-Za-z_][A-Za-z0-9_-]*"
 UC_NAME = re.compile(rf"{_UC_PART}\.{_UC_PART}\.{_UC_PART}")
 DEFAULT_CATALOG_SCHEMA = "main.default"
 
+# Which workspace and service principal, and where MLflow logs and registers: every CI system's.
+_WORKSPACE = (
+    EnvVar("DATABRICKS_HOST", Variable("DATABRICKS_HOST")),
+    EnvVar("DATABRICKS_CLIENT_ID", Variable("DATABRICKS_CLIENT_ID")),
+)
+_MLFLOW = (
+    EnvVar("MLFLOW_TRACKING_URI", Literal("databricks")),
+    EnvVar("MLFLOW_REGISTRY_URI", Literal("databricks-uc")),
+)
 _CREDENTIAL = Credential(
     "databricks",
     oidc=True,
     env=(
-        EnvVar("DATABRICKS_HOST", Variable("DATABRICKS_HOST")),
-        EnvVar("DATABRICKS_CLIENT_ID", Variable("DATABRICKS_CLIENT_ID")),
+        *_WORKSPACE,
         # The Databricks SDK's auth for each CI system: GitHub's OIDC tokens; on Azure the CLI login of
         # AzureCLI@2 through a workload-identity service connection.
         EnvVar(
             "DATABRICKS_AUTH_TYPE", ByProvider((("github", "github-oidc"), ("azure", "azure-cli")), target="databricks")
         ),
-        EnvVar("MLFLOW_TRACKING_URI", Literal("databricks")),
-        EnvVar("MLFLOW_REGISTRY_URI", Literal("databricks-uc")),
+        *_MLFLOW,
     ),
     reason="OIDC token for Databricks: no long-lived secret",
 )
 # Jenkins core issues no OIDC tokens, so its jobs sign in as a Databricks service principal
 # with an OAuth secret (machine-to-machine): the client id and host are plain settings (the
-# folder's or controller's environment variables), the secret a Secret text credential the
-# Jenkinsfile binds with withCredentials for the steps that reach the workspace only.
+# controller's global properties or the agent's node properties), the secret a Secret text
+# credential the Jenkinsfile binds with withCredentials for the steps that reach the workspace only.
 _M2M_CREDENTIAL = Credential(
     "databricks",
     oidc=False,
     env=(
-        EnvVar("DATABRICKS_HOST", Variable("DATABRICKS_HOST")),
-        EnvVar("DATABRICKS_CLIENT_ID", Variable("DATABRICKS_CLIENT_ID")),
+        *_WORKSPACE,
         EnvVar("DATABRICKS_CLIENT_SECRET", Secret("DATABRICKS_CLIENT_SECRET")),
         EnvVar("DATABRICKS_AUTH_TYPE", Literal("oauth-m2m")),
-        EnvVar("MLFLOW_TRACKING_URI", Literal("databricks")),
-        EnvVar("MLFLOW_REGISTRY_URI", Literal("databricks-uc")),
+        *_MLFLOW,
     ),
     reason="OAuth M2M secret of a Databricks service principal: Jenkins issues no OIDC token",
 )

@@ -4,8 +4,9 @@ jenkins` and `mlci render` write, for every option combination and both forms (d
 stages, or the shared library's `mlciPipeline`), passes the Declarative rules; a fresh project's
 builds run on this host, their sh steps for real, each stage on a fresh workspace.
 
-- A pull request with a seeded fault fails exactly the check that finds it; the gate and every
-  delivery stage do not run. The library form runs the same steps with the same shell scripts.
+- A seeded fault fails exactly the check that finds it; the gate and every delivery stage do
+  not run, on a pull request and on the default branch. The library form runs the same steps
+  with the same shell scripts.
 - Two builds of the default branch deliver: the first trains, registers and deploys version 1
   (the store carried between stages by stash/unstash, the hand-overs read from the outputs
   files, production approved at its `input`), and archives the registry; the second, in the
@@ -40,6 +41,7 @@ pytestmark = pytest.mark.jenkins
 
 CHECKS = ["Checks/Lint", "Checks/Unit tests", "Checks/Data tests"]
 DELIVERY = ["Train", "Register", "Deploy to staging", "Deploy to production"]
+CONSTRAINTS = REPO / "requirements" / "constraints.txt"
 CHECK_OF = {"lint": "Checks/Lint", "unit-test": "Checks/Unit tests", "data-test": "Checks/Data tests"}
 
 
@@ -67,7 +69,15 @@ def scaffold(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (wheel,) = wheels.glob("mlci-*.whl")
     argv = ["new", "jk-model", "--defaults", "--output-dir", str(root), "--provider", "jenkins"]
     assert run_cli(*argv, "--data", f"mlci_install={wheel}") == 0
-    return root / "jk-model"
+    project = root / "jk-model"
+    # The agents install offline (agent_env): fill the uv cache with everything a stage installs
+    # once, online, so the builds do not depend on what earlier tests happened to install.
+    uv = [sys.executable, "-m", "uv"]
+    env = {**os.environ, "UV_CACHE_DIR": str(uv_cache_dir()), "UV_CONSTRAINT": str(CONSTRAINTS)}
+    subprocess.run([*uv, "venv", "--quiet", "--python", sys.executable, str(root / "warm")], check=True, env=env)
+    install = [*uv, "pip", "install", "--quiet", "--python", str(root / "warm" / "bin" / "python")]
+    subprocess.run([*install, str(wheel), "-e", str(project)], check=True, env=env, capture_output=True)
+    return project
 
 
 def copy_of(scaffold: Path, tmp_path: Path, *, faults: tuple[str, ...] = (), library: bool = False) -> Path:
@@ -98,7 +108,7 @@ def agent_env(branch: str, change_id: str | None = None) -> dict[str, str]:
         "UV_OFFLINE": "1",
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
         "UV_CACHE_DIR": str(uv_cache_dir()),
-        "UV_CONSTRAINT": str(REPO / "requirements" / "constraints.txt"),
+        "UV_CONSTRAINT": str(CONSTRAINTS),
         "BRANCH_NAME": branch,
         "JOB_NAME": f"jk-model/{branch}",
         "JENKINS_URL": "https://jenkins.example/",
@@ -172,25 +182,35 @@ def steps_run(result: dict[str, Any]) -> dict[str, list[tuple[str, str | None, s
     }
 
 
-def test_pull_requests_fail_exactly_the_check_that_finds_a_fault(scaffold: Path, tmp_path: Path) -> None:
-    env = agent_env("PR-7", change_id="7")
-    skipped = dict.fromkeys(["Registry", "CI gate", *DELIVERY], "SKIPPED")
+def test_a_fault_fails_exactly_the_check_that_finds_it_and_nothing_after_it_runs(
+    scaffold: Path, tmp_path: Path
+) -> None:
     runs = {}
-    for name, faults, library in (("lint", ("lint",), False), ("both", ("unit-test", "data-test"), True)):
+    # A pull request (delivery is not for it anyway), and a build of the default branch, where
+    # the failed checks are what stops the gate and every delivery stage (in the library form).
+    for name, faults, branch, library in (
+        ("pull-request", ("lint",), "PR-7", False),
+        ("main", ("unit-test", "data-test"), "main", True),
+    ):
+        env = agent_env(branch, change_id="7" if branch == "PR-7" else None)
         project = copy_of(scaffold, tmp_path / name, faults=faults, library=library)
         result = build(project, tmp_path / name / "build", env, "BranchEventCause")
         failed = {CHECK_OF[f] for f in faults}
-        found = statuses(result)
-        assert {p: found[p] for p in CHECKS} == {p: "FAILURE" if p in failed else "SUCCESS" for p in CHECKS}, explain(
-            result
+        found = {s["path"]: (s["status"], s["skipped_by"]) for s in result["stages"]}
+        assert {p: found[p][0] for p in CHECKS} == {p: "FAILURE" if p in failed else "SUCCESS" for p in CHECKS}, (
+            explain(result)
         )
-        assert {p: found[p] for p in skipped} == skipped, explain(result)
+        # As in Jenkins, a stage after a failed one is skipped for that failure, its `when` unread.
+        later = ["CI gate", *DELIVERY]
+        assert {p: found[p] for p in later} == dict.fromkeys(later, ("SKIPPED", "failure")), explain(result)
+        assert found["Registry"][0] == ("SKIPPED" if branch == "PR-7" else "SUCCESS")
         assert result["result"] == "FAILURE"
         runs[name] = result
-    # The library form (the second build) ran the same steps, scripts and all.
-    assert steps_run(runs["both"]) == steps_run(runs["lint"])
+    # The library form ran the same check steps, scripts and all.
+    checks = {path: steps for path, steps in steps_run(runs["pull-request"]).items() if path in CHECKS}
+    assert {path: steps for path, steps in steps_run(runs["main"]).items() if path in CHECKS} == checks
     # The failing unit test and the data check's violations are in their JUnit reports.
-    reports = {r["stage"]: r for r in runs["both"]["junit"]}
+    reports = {r["stage"]: r for r in runs["main"]["junit"]}
     assert reports["Checks/Unit tests"]["files"] == [".mlci/out/junit.xml"]
     assert reports["Checks/Unit tests"]["failures"] == 1
     assert reports["Checks/Data tests"]["files"] == [".mlci/out/data-test.xml"]

@@ -64,7 +64,7 @@ class Rules {
                                           'disableResume', 'durabilityHint', 'newContainerPerStage',
                                           'overrideIndexTriggers', 'parallelsAlwaysFailFast', 'preserveStashes',
                                           'quietPeriod', 'retry', 'skipDefaultCheckout', 'skipStagesAfterUnstable',
-                                          'timeout', 'timestamps']
+                                          'timeout', 'timestamps', 'copyArtifactPermission']
     // Jenkins accepts only these in a stage's options (the rest are pipeline-wide).
     static final List STAGE_OPTIONS = ['retry', 'skipDefaultCheckout', 'timeout', 'timestamps']
     static final List TRIGGERS = ['cron', 'pollSCM', 'upstream']

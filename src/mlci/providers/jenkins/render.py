@@ -200,14 +200,25 @@ def stage_script(spec: StageSpec) -> str:
         "    exit 2",
         "  fi",
         "done",
-        "args=()",
     ]
+    if spec.inputs:
+        lines += [
+            "# An input an earlier stage handed over (`job:output`): the value in that job's outputs file.",
+            "# Run ids and versions need no escaping there; anything else, or nothing, stops the stage.",
+            "handed_over() {",
+            f'  local file="{OUTPUTS_DIR}/${{1%%:*}}.properties" key="${{1#*:}}" value',
+            '  value="$(sed -n "s/^$key=//p" "$file" 2>/dev/null || true)"',
+            '  if [ -z "$value" ] || [[ "$value" == *\\\\* ]]; then',
+            '    echo "mlci: $file holds no plain $key: the stage that hands it over did not run or failed" >&2',
+            "    exit 2",
+            "  fi",
+            "  printf '%s' \"$value\"",
+            "}",
+        ]
+    lines.append("args=()")
     for stage_input in spec.inputs:
         value, source = input_env(stage_input.name), from_env(stage_input.name)
-        lines.append(
-            f'if [ -n "${{{source}:-}}" ]; then {value}="$(sed -n "s/^${{{source}#*:}}=//p" '
-            f'"{OUTPUTS_DIR}/${{{source}%%:*}}.properties")"; fi'
-        )
+        lines.append(f'if [ -n "${{{source}:-}}" ]; then {value}="$(handed_over "${source}")"; fi')
         lines.append(f'if [ -n "${{{value}:-}}" ]; then args+=({stage_input.flag} "${value}"); fi')
     lines.append(f'{MLCI} {spec.name} "${{args[@]}}"')
     return "\n".join(lines) + "\n"

@@ -37,6 +37,10 @@ def call(Map config = [:]) {
       // build that deploys is never stopped half-way.
       disableConcurrentBuilds(abortPrevious: c.abortSuperseded && env.CHANGE_ID != null)
       buildDiscarder(logRotator(numToKeepStr: '50', artifactNumToKeepStr: '20'))
+      // Restart from stage: the stashes of the last builds are kept for it.
+      preserveStashes(buildCount: 5)
+      // The kept registry is copied from this job's own earlier builds (Copy Artifact).
+      copyArtifactPermission(env.JOB_BASE_NAME)
       timestamps()
       timeout(time: 240, unit: 'MINUTES')
       skipDefaultCheckout()

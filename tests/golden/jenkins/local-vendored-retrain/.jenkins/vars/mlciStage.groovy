@@ -71,8 +71,19 @@ for name in ${MLCI_REQUIRED:-}; do
     exit 2
   fi
 done
+# An input an earlier stage handed over (`job:output`): the value in that job's outputs file.
+# Run ids and versions need no escaping there; anything else, or nothing, stops the stage.
+handed_over() {
+  local file=".mlci/out/jenkins/${1%%:*}.properties" key="${1#*:}" value
+  value="$(sed -n "s/^$key=//p" "$file" 2>/dev/null || true)"
+  if [ -z "$value" ] || [[ "$value" == *\\\\* ]]; then
+    echo "mlci: $file holds no plain $key: the stage that hands it over did not run or failed" >&2
+    exit 2
+  fi
+  printf '%s' "$value"
+}
 args=()
-if [ -n "${MLCI_FROM_ENGINE:-}" ]; then MLCI_IN_ENGINE="$(sed -n "s/^${MLCI_FROM_ENGINE#*:}=//p" ".mlci/out/jenkins/${MLCI_FROM_ENGINE%%:*}.properties")"; fi
+if [ -n "${MLCI_FROM_ENGINE:-}" ]; then MLCI_IN_ENGINE="$(handed_over "$MLCI_FROM_ENGINE")"; fi
 if [ -n "${MLCI_IN_ENGINE:-}" ]; then args+=(--engine "$MLCI_IN_ENGINE"); fi
 "${WORKSPACE_TMP:-$WORKSPACE@tmp}/mlci-venv/bin/mlci" data-test "${args[@]}"
 '''
@@ -86,8 +97,19 @@ for name in ${MLCI_REQUIRED:-}; do
     exit 2
   fi
 done
+# An input an earlier stage handed over (`job:output`): the value in that job's outputs file.
+# Run ids and versions need no escaping there; anything else, or nothing, stops the stage.
+handed_over() {
+  local file=".mlci/out/jenkins/${1%%:*}.properties" key="${1#*:}" value
+  value="$(sed -n "s/^$key=//p" "$file" 2>/dev/null || true)"
+  if [ -z "$value" ] || [[ "$value" == *\\\\* ]]; then
+    echo "mlci: $file holds no plain $key: the stage that hands it over did not run or failed" >&2
+    exit 2
+  fi
+  printf '%s' "$value"
+}
 args=()
-if [ -n "${MLCI_FROM_TRACKING_URI:-}" ]; then MLCI_IN_TRACKING_URI="$(sed -n "s/^${MLCI_FROM_TRACKING_URI#*:}=//p" ".mlci/out/jenkins/${MLCI_FROM_TRACKING_URI%%:*}.properties")"; fi
+if [ -n "${MLCI_FROM_TRACKING_URI:-}" ]; then MLCI_IN_TRACKING_URI="$(handed_over "$MLCI_FROM_TRACKING_URI")"; fi
 if [ -n "${MLCI_IN_TRACKING_URI:-}" ]; then args+=(--tracking-uri "$MLCI_IN_TRACKING_URI"); fi
 "${WORKSPACE_TMP:-$WORKSPACE@tmp}/mlci-venv/bin/mlci" train "${args[@]}"
 '''
@@ -101,10 +123,21 @@ for name in ${MLCI_REQUIRED:-}; do
     exit 2
   fi
 done
+# An input an earlier stage handed over (`job:output`): the value in that job's outputs file.
+# Run ids and versions need no escaping there; anything else, or nothing, stops the stage.
+handed_over() {
+  local file=".mlci/out/jenkins/${1%%:*}.properties" key="${1#*:}" value
+  value="$(sed -n "s/^$key=//p" "$file" 2>/dev/null || true)"
+  if [ -z "$value" ] || [[ "$value" == *\\\\* ]]; then
+    echo "mlci: $file holds no plain $key: the stage that hands it over did not run or failed" >&2
+    exit 2
+  fi
+  printf '%s' "$value"
+}
 args=()
-if [ -n "${MLCI_FROM_RUN_ID:-}" ]; then MLCI_IN_RUN_ID="$(sed -n "s/^${MLCI_FROM_RUN_ID#*:}=//p" ".mlci/out/jenkins/${MLCI_FROM_RUN_ID%%:*}.properties")"; fi
+if [ -n "${MLCI_FROM_RUN_ID:-}" ]; then MLCI_IN_RUN_ID="$(handed_over "$MLCI_FROM_RUN_ID")"; fi
 if [ -n "${MLCI_IN_RUN_ID:-}" ]; then args+=(--run-id "$MLCI_IN_RUN_ID"); fi
-if [ -n "${MLCI_FROM_TRACKING_URI:-}" ]; then MLCI_IN_TRACKING_URI="$(sed -n "s/^${MLCI_FROM_TRACKING_URI#*:}=//p" ".mlci/out/jenkins/${MLCI_FROM_TRACKING_URI%%:*}.properties")"; fi
+if [ -n "${MLCI_FROM_TRACKING_URI:-}" ]; then MLCI_IN_TRACKING_URI="$(handed_over "$MLCI_FROM_TRACKING_URI")"; fi
 if [ -n "${MLCI_IN_TRACKING_URI:-}" ]; then args+=(--tracking-uri "$MLCI_IN_TRACKING_URI"); fi
 "${WORKSPACE_TMP:-$WORKSPACE@tmp}/mlci-venv/bin/mlci" register "${args[@]}"
 '''
@@ -118,14 +151,25 @@ for name in ${MLCI_REQUIRED:-}; do
     exit 2
   fi
 done
+# An input an earlier stage handed over (`job:output`): the value in that job's outputs file.
+# Run ids and versions need no escaping there; anything else, or nothing, stops the stage.
+handed_over() {
+  local file=".mlci/out/jenkins/${1%%:*}.properties" key="${1#*:}" value
+  value="$(sed -n "s/^$key=//p" "$file" 2>/dev/null || true)"
+  if [ -z "$value" ] || [[ "$value" == *\\\\* ]]; then
+    echo "mlci: $file holds no plain $key: the stage that hands it over did not run or failed" >&2
+    exit 2
+  fi
+  printf '%s' "$value"
+}
 args=()
-if [ -n "${MLCI_FROM_ENV:-}" ]; then MLCI_IN_ENV="$(sed -n "s/^${MLCI_FROM_ENV#*:}=//p" ".mlci/out/jenkins/${MLCI_FROM_ENV%%:*}.properties")"; fi
+if [ -n "${MLCI_FROM_ENV:-}" ]; then MLCI_IN_ENV="$(handed_over "$MLCI_FROM_ENV")"; fi
 if [ -n "${MLCI_IN_ENV:-}" ]; then args+=(--env "$MLCI_IN_ENV"); fi
-if [ -n "${MLCI_FROM_VERSION:-}" ]; then MLCI_IN_VERSION="$(sed -n "s/^${MLCI_FROM_VERSION#*:}=//p" ".mlci/out/jenkins/${MLCI_FROM_VERSION%%:*}.properties")"; fi
+if [ -n "${MLCI_FROM_VERSION:-}" ]; then MLCI_IN_VERSION="$(handed_over "$MLCI_FROM_VERSION")"; fi
 if [ -n "${MLCI_IN_VERSION:-}" ]; then args+=(--version "$MLCI_IN_VERSION"); fi
-if [ -n "${MLCI_FROM_TARGET:-}" ]; then MLCI_IN_TARGET="$(sed -n "s/^${MLCI_FROM_TARGET#*:}=//p" ".mlci/out/jenkins/${MLCI_FROM_TARGET%%:*}.properties")"; fi
+if [ -n "${MLCI_FROM_TARGET:-}" ]; then MLCI_IN_TARGET="$(handed_over "$MLCI_FROM_TARGET")"; fi
 if [ -n "${MLCI_IN_TARGET:-}" ]; then args+=(--target "$MLCI_IN_TARGET"); fi
-if [ -n "${MLCI_FROM_TRACKING_URI:-}" ]; then MLCI_IN_TRACKING_URI="$(sed -n "s/^${MLCI_FROM_TRACKING_URI#*:}=//p" ".mlci/out/jenkins/${MLCI_FROM_TRACKING_URI%%:*}.properties")"; fi
+if [ -n "${MLCI_FROM_TRACKING_URI:-}" ]; then MLCI_IN_TRACKING_URI="$(handed_over "$MLCI_FROM_TRACKING_URI")"; fi
 if [ -n "${MLCI_IN_TRACKING_URI:-}" ]; then args+=(--tracking-uri "$MLCI_IN_TRACKING_URI"); fi
 "${WORKSPACE_TMP:-$WORKSPACE@tmp}/mlci-venv/bin/mlci" deploy "${args[@]}"
 '''
@@ -180,29 +224,29 @@ def call(Map config = [:]) {
 set -euo pipefail
 mkdir -p .mlci
 cp -R mlci-registry/mlflow.db mlci-registry/artifacts .mlci/ 2>/dev/null || true
-# Which registry this build started from: a save only replaces that one (registry-save.sh).
-cp mlci-registry/key .mlci/registry-restored
+# Which registry this build started from, and every one it kept since: a save replaces only one
+# of them (registry-save.sh).
+cp mlci-registry/key .mlci/registry-lineage
 rm -rf mlci-registry
 ''')
       }
       sh(label: 'Install mlci and the project', script: '''#!/bin/bash
 set -euo pipefail
-# uv of the pinned version: the agent's own, or one bootstrapped once per agent (tool cache).
+# No uv.toml of the agent's user applies: a pull request's code, run on the same agent, could
+# have written one (another index, say) for the next default-branch build to read.
+export UV_NO_CONFIG=1
+tmp="${WORKSPACE_TMP:-$WORKSPACE@tmp}"
+# uv of the pinned version: the agent's own (on PATH), or installed for this stage beside the
+# workspace (nothing an earlier build on the agent could have left in its place).
 uv="$(command -v uv || true)"
 if [ -z "$uv" ] || [ "$("$uv" --version | cut -d' ' -f2)" != "$MLCI_UV_VERSION" ]; then
-  tools="${XDG_CACHE_HOME:-$HOME/.cache}/mlci/uv-$MLCI_UV_VERSION"
-  if [ ! -x "$tools/bin/uv" ]; then
-    mkdir -p "${tools%/*}"
-    fresh="$(mktemp -d "$tools.XXXXXX")"
-    "$MLCI_PYTHON" -m venv "$fresh"
-    "$fresh/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$MLCI_UV_VERSION"
-    mv -T "$fresh" "$tools" 2>/dev/null || rm -rf "$fresh"  # a parallel stage won: use its copy
-  fi
-  uv="$tools/bin/uv"
+  "$MLCI_PYTHON" -m venv --clear "$tmp/mlci-uv"
+  "$tmp/mlci-uv/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$MLCI_UV_VERSION"
+  uv="$tmp/mlci-uv/bin/uv"
 fi
 # mlci and the project in a venv beside the workspace (WORKSPACE_TMP), not in it: lint and
 # the tests see only the project.
-venv="${WORKSPACE_TMP:-$WORKSPACE@tmp}/mlci-venv"
+venv="$tmp/mlci-venv"
 "$uv" venv --quiet --clear --python "$MLCI_PYTHON" "$venv"
 "$uv" pip install --quiet --python "$venv/bin/python" "$MLCI_INSTALL"
 if [ "${MLCI_INSTALL_PROJECT:-true}" = "true" ]; then
@@ -222,18 +266,24 @@ echo "mlci $("$venv/bin/mlci" --version | cut -d' ' -f2) in $venv"
         copyNewestRegistry('mlci-registry/key')
         sh(label: 'Keep this registry for the next build', script: '''#!/bin/bash
 set -euo pipefail
-# A restarted or replayed stage of an older build must not replace the registry later builds
-# kept: save only while the newest kept one is the registry this build started from.
+# A replayed or restarted stage of an older build must not replace the registry later builds
+# kept: save only while the newest kept one is the registry this build started from, or one it
+# kept since (.mlci/registry-lineage travels with the state from stage to stage).
 newest="$(cat mlci-newest/mlci-registry/key 2>/dev/null || true)"
-restored="$(cat .mlci/registry-restored 2>/dev/null || true)"
 rm -rf mlci-newest mlci-registry
-if [ -z "$newest" ] || [ "$newest" = "$restored" ]; then
+if [ -s .mlci/registry-lineage ] && [ ! -f .mlci/mlflow.db ]; then
+  echo "mlci: this build restored a kept registry but has no .mlci/mlflow.db to keep; refusing to replace it with an empty one" >&2
+  exit 3
+fi
+if [ -z "$newest" ] || grep -qxF -- "$newest" .mlci/registry-lineage 2>/dev/null; then
   mkdir -p mlci-registry
-  cp -R .mlci/mlflow.db .mlci/artifacts mlci-registry/ 2>/dev/null || true
+  cp -R .mlci/mlflow.db mlci-registry/ 2>/dev/null || true
+  if [ -d .mlci/artifacts ]; then cp -R .mlci/artifacts mlci-registry/; fi
   echo "$BUILD_NUMBER-$MLCI_JOB" > mlci-registry/key
+  cat mlci-registry/key >> .mlci/registry-lineage
   echo "Registry: kept for the next build ($(cat mlci-registry/key))"
 else
-  echo "Registry: a newer registry exists ($newest; this build started from ${restored:-an empty registry}), so this build's was not kept"
+  echo "Registry: a newer registry exists ($newest; this build started from $(head -n 1 .mlci/registry-lineage 2>/dev/null || echo 'an empty registry')), so this build's was not kept"
 fi
 ''')
         archiveArtifacts(artifacts: 'mlci-registry/**', allowEmptyArchive: true)

@@ -300,3 +300,77 @@ def test_parse_back_refuses_a_jenkinsfile_that_does_not_hold_the_model(
     error = str(raised.value)
     assert error.startswith("Jenkinsfile: not a pipeline mlci renders (") and "\n" not in error
     assert message in error.replace("\\'", "'").replace('\\"', '"')
+
+
+# The widest values mlci.yaml's patterns admit (src/mlci/config.py) for every setting the
+# Jenkins files hold, and the forms they take there (a cron is prefixed by its time zone, a
+# Python version names the interpreter).
+HOSTILE_SETTINGS = {
+    "default_branch": "release/v1.2-x_Y",
+    "jenkins.agent": "(linux || mac) && !arm64",
+    "jenkins.approvers": "ml-leads,alice+ci@acme.com,Domain Admins,team/*",
+    "retrain_cron": "*/5 0-3 ? JAN-MAR MON,FRI",
+    "python": "3.13",
+}
+HOSTILE_INSTALLS = (
+    "mlci @ git+https://github.com/o-1/m.x@" + "0123456789abcdef" * 2 + "01234567",
+    "mlci[dev, test] >=0.1.0, !=0.2.0, ~=0.1, <1",
+)
+
+
+def _hostile_config(install: str, library: bool) -> str:
+    s = HOSTILE_SETTINGS
+    text = config_text(combo_answers("jenkins", ("local", "vendored", "retrain")))
+    for old, new in [
+        ("  default_branch: main\n", f"  default_branch: {s['default_branch']!r}\n"),
+        ('  mlci_install: "mlci==0.1.0"\n', f"  mlci_install: {install!r}\n"),
+        ('  retrain_cron: "0 3 * * 1"\n', f"  retrain_cron: {s['retrain_cron']!r}\n"),
+        ('  python: "3.11"\n', f"  python: {s['python']!r}\n"),
+        (
+            "\nci:\n",
+            f"\nci:\n  jenkins:\n    agent: {s['jenkins.agent']!r}\n    approvers: {s['jenkins.approvers']!r}\n"
+            f"    library: {str(library).lower()}\n",
+        ),
+    ]:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.mark.jenkins
+def test_hostile_ci_settings_reach_the_jenkins_files_as_single_quoted_strings_only(tmp_path: Path) -> None:
+    from jenkins_stub import validate
+
+    from mlci.providers.jenkins.groovy import tokens
+
+    answers = combo_answers("jenkins", ("local", "vendored", "retrain"))
+    checked: list[Path] = []
+    for number, install in enumerate(HOSTILE_INSTALLS):
+        values = {**HOSTILE_SETTINGS, "mlci_install": install}
+        forms = {**{k: {v} for k, v in values.items()}, "retrain_cron": {values["retrain_cron"]}}
+        forms["retrain_cron"].add("TZ=UTC\n" + values["retrain_cron"])
+        forms["python"].add("python" + values["python"])
+        for library in (False, True):
+            text = _hostile_config(install, library)
+            root = tmp_path / f"{number}-{'library' if library else 'stages'}"
+            files = templates.render_ci(text, answers, root)
+            model = pipeline.build(project_from_text(text, root).config)
+            assert JENKINS.parse_back(files) == tuple(pipeline.as_rendered(p, "jenkins") for p in model)
+            for name in ("Jenkinsfile", "Jenkinsfile.upgrade"):
+                source = files[name].decode()
+                code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("//"))
+                found = tokens(source)
+                for key, value in values.items():
+                    holding = [t for t in found if value in t.text]
+                    # Every occurrence outside a comment is the whole text of a single-quoted string.
+                    assert {(t.kind, t.text) for t in holding} <= {("string", form) for form in forms[key]}, (name, key)
+                    assert code.count(value) == sum(t.text.count(value) for t in holding), (name, key)
+                    if name == "Jenkinsfile":
+                        assert holding, (name, key, library)
+            for name, data in files.items():
+                (root / name).parent.mkdir(parents=True, exist_ok=True)
+                (root / name).write_bytes(data)
+            checked += [root / "Jenkinsfile", root / "Jenkinsfile.upgrade"]
+    # One JVM for all of them; the library form loads the vendored library of its own render.
+    results = validate(checked, libraries={"mlci": tmp_path / "0-library" / ".jenkins"})
+    assert [(r["file"], r["syntax_error"], r["errors"]) for r in results if not r["ok"]] == []

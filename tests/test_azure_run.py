@@ -61,10 +61,10 @@ def agent_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
 
 
-def run_copy(scaffold: Path, tmp_path: Path, variables: dict[str, str], fault: str | None = None) -> RunResult:
+def run_copy(scaffold: Path, tmp_path: Path, variables: dict[str, str], faults: tuple[str, ...] = ()) -> RunResult:
     project = tmp_path / "az-model"
     shutil.copytree(scaffold, project, symlinks=True)
-    if fault is not None:
+    for fault in faults:
         seed_fault(project, "az_model", fault)
     return run_pipeline(
         project,
@@ -100,23 +100,32 @@ def test_a_pull_request_runs_every_check_and_delivers_nothing(scaffold: Path, tm
     assert "Stage train: condition and(succeeded(), in(variables['Build.Reason']" in run.log
 
 
-@pytest.mark.parametrize("fault", FAULTS)
-def test_a_seeded_fault_fails_exactly_its_job_and_the_gate(
-    scaffold: Path, tmp_path: Path, agent_env: None, fault: str
+# Every fault once, two runs: a check that fails and two at once; each failed job is one a
+# fault was seeded for, and every other check passes.
+FAULT_RUNS = [("lint",), ("unit-test", "data-test")]
+
+
+@pytest.mark.parametrize("faults", FAULT_RUNS, ids=["+".join(f) for f in FAULT_RUNS])
+def test_seeded_faults_fail_exactly_their_jobs_and_the_gate(
+    scaffold: Path, tmp_path: Path, agent_env: None, faults: tuple[str, ...]
 ) -> None:
-    run = run_copy(scaffold, tmp_path, PULL_REQUEST, fault)
-    failed = {FAULT_JOB[fault], "checks.gate"}
+    assert {f for run in FAULT_RUNS for f in run} == set(FAULTS)
+    run = run_copy(scaffold, tmp_path, PULL_REQUEST, faults)
+    failed = {FAULT_JOB[fault] for fault in faults} | {"checks.gate"}
     expected = {job: "failed" if job in failed else "succeeded" for job in CHECK_JOBS}
     assert run.jobs == {**expected, **dict.fromkeys(DELIVERY_JOBS, "skipped")}, run.explain()
     gate_errors = [i.message for i in run.issues if i.job == "checks.gate" and i.type == "error"]
-    assert gate_errors == [f"CI gate: jobs did not pass: {GATE_NAME[fault]}: Failed"], run.explain("checks.gate")
-    if fault == "lint":  # the finding is annotated on its file and line
+    names = " ".join(f"{GATE_NAME[fault]}: Failed" for fault in FAULTS if fault in faults)
+    assert gate_errors == [f"CI gate: jobs did not pass: {names}"], run.explain("checks.gate")
+    if "lint" in faults:  # the finding is annotated on its file and line
         found = [i for i in run.issues if i.job == "checks.lint" and i.type == "error"]
         assert [(i.properties.get("sourcepath"), i.properties.get("linenumber")) for i in found] == [
             ("src/az_model/helpers.py", "3")
         ], run.explain("checks.lint")
-    if fault != "data-test":  # a failing data check still leaves its JUnit file to publish
-        assert_reports_parsed(run, unit_failures=1 if fault == "unit-test" else 0)
+        assert_reports_parsed(run)
+    else:  # a failing unit test still leaves its JUnit file to publish
+        unit = job_lines(run, "checks.unit_test")
+        assert "/.mlci/out/junit.xml (1 failed)" in unit, run.explain("checks.unit_test")
 
 
 def kept_registry(store: Path, key: str) -> Path:

@@ -30,6 +30,7 @@ ANNOTATION = {
 
 # What a stage's outputs become: GitHub's $GITHUB_OUTPUT file, Azure's output variables (printed).
 OUTPUT_FILE = {"github": "result=passed\nmodel-version=3\n"}
+JENKINS_FILE = {"jenkins": "# mlci outputs of Jenkins job stage: java.util.Properties format\nresult=passed\nmodel-version=3\n"}
 PRINTED = {
     "azure": "##vso[task.setvariable variable=result;isOutput=true]passed\n"
     "##vso[task.setvariable variable=model-version;isOutput=true]3\n"
@@ -55,10 +56,15 @@ def test_annotation_is_the_providers_documented_line(kind: str | None) -> None:
 def test_set_outputs_uses_the_providers_own_channel(
     kind: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Set on every runner: only GitHub's branch may write it.
+    # Set on every runner: only GitHub's branch may write it. Jenkins writes into its build's
+    # workspace (WORKSPACE, set in every build; without it the current directory).
     github_output = tmp_path / "github_output"
     monkeypatch.setenv("GITHUB_OUTPUT", str(github_output))
+    monkeypatch.setenv("WORKSPACE", str(tmp_path / "workspace"))
+    monkeypatch.chdir(tmp_path)
     publish({"result": "passed", "model-version": 3}, "")
     captured = capsys.readouterr()
     assert captured.out + captured.err == PRINTED.get(kind, "")
     assert (github_output.read_text() if github_output.exists() else None) == OUTPUT_FILE.get(kind)
+    jenkins = tmp_path / "workspace" / ".mlci" / "out" / "jenkins" / "stage.properties"
+    assert (jenkins.read_text() if jenkins.exists() else None) == JENKINS_FILE.get(kind)

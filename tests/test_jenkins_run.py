@@ -4,14 +4,13 @@ jenkins` and `mlci render` write, for every option combination and both forms (d
 stages, or the shared library's `mlciPipeline`), passes the Declarative rules; a fresh project's
 builds run on this host, their sh steps for real, each stage on a fresh workspace.
 
-- A seeded fault fails exactly the check that finds it; the gate and every delivery stage do
-  not run, on a pull request and on the default branch. The library form runs the same steps
-  with the same shell scripts.
-- Two builds of the default branch deliver: the first trains, registers and deploys version 1
-  (the store carried between stages by stash/unstash, the hand-overs read from the outputs
-  files, production approved at its `input`), and archives the registry; the second, in the
-  library form, runs the same steps from that registry (its unchanged model registers nothing
-  new) and stops at production's `input`, which is refused.
+- A pull request with a lint error fails exactly its check; nothing after it runs.
+- A build of the default branch trains, registers and deploys version 1 (the store carried
+  between stages by stash/unstash, the hand-overs read from the outputs files, production
+  approved at its `input`) and archives the registry. The next build, in the library form with a
+  failing test and a contract violation, finds that registry and hands it on, runs the same
+  check steps with the same shell scripts, fails exactly those two checks and delivers nothing.
+  (The registry scripts' save guard is tested on its own in test_jenkins.py.)
 
 Stand-ins (the stub's): every agent is this host with a fresh workspace, `checkout scm` clones
 the project's repository, the stash and artifact stores are folders. The agent kept a warm uv
@@ -182,39 +181,20 @@ def steps_run(result: dict[str, Any]) -> dict[str, list[tuple[str, str | None, s
     }
 
 
-def test_a_fault_fails_exactly_the_check_that_finds_it_and_nothing_after_it_runs(
-    scaffold: Path, tmp_path: Path
-) -> None:
-    runs = {}
-    # A pull request (delivery is not for it anyway), and a build of the default branch, where
-    # the failed checks are what stops the gate and every delivery stage (in the library form).
-    for name, faults, branch, library in (
-        ("pull-request", ("lint",), "PR-7", False),
-        ("main", ("unit-test", "data-test"), "main", True),
-    ):
-        env = agent_env(branch, change_id="7" if branch == "PR-7" else None)
-        project = copy_of(scaffold, tmp_path / name, faults=faults, library=library)
-        result = build(project, tmp_path / name / "build", env, "BranchEventCause")
-        failed = {CHECK_OF[f] for f in faults}
-        found = {s["path"]: (s["status"], s["skipped_by"]) for s in result["stages"]}
-        assert {p: found[p][0] for p in CHECKS} == {p: "FAILURE" if p in failed else "SUCCESS" for p in CHECKS}, (
-            explain(result)
-        )
-        # As in Jenkins, a stage after a failed one is skipped for that failure, its `when` unread.
-        later = ["CI gate", *DELIVERY]
-        assert {p: found[p] for p in later} == dict.fromkeys(later, ("SKIPPED", "failure")), explain(result)
-        assert found["Registry"][0] == ("SKIPPED" if branch == "PR-7" else "SUCCESS")
-        assert result["result"] == "FAILURE"
-        runs[name] = result
-    # The library form ran the same check steps, scripts and all.
-    checks = {path: steps for path, steps in steps_run(runs["pull-request"]).items() if path in CHECKS}
-    assert {path: steps for path, steps in steps_run(runs["main"]).items() if path in CHECKS} == checks
-    # The failing unit test and the data check's violations are in their JUnit reports.
-    reports = {r["stage"]: r for r in runs["main"]["junit"]}
-    assert reports["Checks/Unit tests"]["files"] == [".mlci/out/junit.xml"]
-    assert reports["Checks/Unit tests"]["failures"] == 1
-    assert reports["Checks/Data tests"]["files"] == [".mlci/out/data-test.xml"]
-    assert reports["Checks/Data tests"]["failures"] >= 1
+def test_a_pull_request_with_a_lint_error_fails_its_check_and_delivers_nothing(scaffold: Path, tmp_path: Path) -> None:
+    project = copy_of(scaffold, tmp_path, faults=("lint",))
+    result = build(project, tmp_path / "build", agent_env("PR-7", change_id="7"), "BranchEventCause")
+    found = {s["path"]: (s["status"], s["skipped_by"]) for s in result["stages"]}
+    assert {p: found[p][0] for p in CHECKS} == {"Checks/Lint": "FAILURE", **dict.fromkeys(CHECKS[1:], "SUCCESS")}, (
+        explain(result)
+    )
+    # As in Jenkins, a stage after a failed one is skipped for that failure, its `when` unread;
+    # the Registry stage, first, is not for pull requests.
+    later = ["CI gate", *DELIVERY]
+    assert {p: found[p] for p in later} == dict.fromkeys(later, ("SKIPPED", "failure")), explain(result)
+    assert found["Registry"] == ("SKIPPED", "when")
+    assert result["result"] == "FAILURE"
+    assert "helpers.py:3:8: F401" in log_of(result), explain(result)
 
 
 def properties(archive: Path, job: str) -> dict[str, str]:
@@ -222,7 +202,9 @@ def properties(archive: Path, job: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
-def test_the_default_branch_delivers_and_keeps_its_registry_for_the_next_build(scaffold: Path, tmp_path: Path) -> None:
+def test_the_default_branch_delivers_and_the_next_build_starts_from_its_registry(
+    scaffold: Path, tmp_path: Path
+) -> None:
     store = tmp_path / "store"
     env = agent_env("main")
     first = build(copy_of(scaffold, tmp_path / "first"), tmp_path / "first" / "build", env, "BranchEventCause", store)
@@ -239,21 +221,31 @@ def test_the_default_branch_delivers_and_keeps_its_registry_for_the_next_build(s
     assert properties(archive, "deploy-production")["model-version"] == "1"
     # register scored the run train handed over (its outputs file, unstashed).
     assert f"register: scoring run {run_id} " in log_of(first), explain(first)
-    assert (archive / "mlci-registry" / "key").read_text().strip() == f"{first['build_number']}-deploy-production"
-    # The second build, in the library form: the same steps, from the registry the first kept;
-    # its production deployment is not approved, so production keeps serving version 1.
-    project = copy_of(scaffold, tmp_path / "second", library=True)
-    second = build(project, tmp_path / "second" / "build", env, "BranchEventCause", store, answer="abort")
-    assert statuses(second) == {**statuses(first), "Deploy to production": "ABORTED"}, explain(second)
-    assert second["result"] == "ABORTED"
-    ran = {path: steps for path, steps in steps_run(first).items() if path != "Deploy to production"}
-    assert {path: steps for path, steps in steps_run(second).items() if path in ran} == ran
     kept = f"{first['build_number']}-deploy-production"
+    assert (archive / "mlci-registry" / "key").read_text().strip() == kept
+    # The next build of the branch, in the library form, with a failing test and a contract
+    # violation: its Registry stage finds what the first kept and hands it on at once; its checks
+    # run the same steps as the first build's and fail exactly where the faults are; nothing
+    # after them runs.
+    project = copy_of(scaffold, tmp_path / "second", faults=("unit-test", "data-test"), library=True)
+    second = build(project, tmp_path / "second" / "build", env, "BranchEventCause", store)
+    found = {s["path"]: (s["status"], s["skipped_by"]) for s in second["stages"]}
+    assert {p: found[p][0] for p in ["Registry", *CHECKS]} == {
+        "Registry": "SUCCESS",
+        "Checks/Lint": "SUCCESS",
+        "Checks/Unit tests": "FAILURE",
+        "Checks/Data tests": "FAILURE",
+    }, explain(second)
+    later = ["CI gate", *DELIVERY]
+    assert {p: found[p] for p in later} == dict.fromkeys(later, ("SKIPPED", "failure")), explain(second)
     assert f"Registry: the local MLflow store kept by an earlier build ({kept})" in log_of(second)
-    # register found the first build's version in the registry it restored: the same code, data
-    # and parameters register nothing new (a fresh store would have registered a version 1).
-    assert "unchanged: same code, data and params as v1; nothing registered" in log_of(second), explain(second)
     archive = store / "builds" / str(second["build_number"]) / "archive"
-    assert properties(archive, "register")["model-version"] == "1", explain(second)
-    assert properties(archive, "deploy-staging")["model-version"] == "1"
-    assert (archive / "mlci-registry" / "key").read_text().strip() == f"{second['build_number']}-deploy-staging"
+    assert (archive / "mlci-registry" / "key").read_text().strip() == kept  # carried forward
+    checks = {path: steps for path, steps in steps_run(first).items() if path in CHECKS}
+    assert {path: steps for path, steps in steps_run(second).items() if path in CHECKS} == checks
+    # The failing unit test and the data check's violations are in their JUnit reports.
+    reports = {r["stage"]: r for r in second["junit"]}
+    assert reports["Checks/Unit tests"]["files"] == [".mlci/out/junit.xml"]
+    assert reports["Checks/Unit tests"]["failures"] == 1
+    assert reports["Checks/Data tests"]["files"] == [".mlci/out/data-test.xml"]
+    assert reports["Checks/Data tests"]["failures"] >= 1

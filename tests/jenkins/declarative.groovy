@@ -575,8 +575,9 @@ class Validator {
     void run(Node root) {
         List<Node> top = flat(root.children)
         top.each { Node n ->
-            if (!(n.name in ['pipeline', 'library'])) {
-                err(n, "${n.name} at the top level: a Declarative Jenkinsfile holds one pipeline {} block (and library(...) steps)")
+            // Script statements may precede the pipeline: loading a library, or stopping the build.
+            if (!(n.name in ['pipeline', 'library', 'error'])) {
+                err(n, "${n.name} at the top level: a Declarative Jenkinsfile holds one pipeline {} block (and library(...) or error(...) steps)")
             }
         }
         List<Node> pipes = top.findAll { it.name == 'pipeline' }

@@ -30,7 +30,10 @@ ANNOTATION = {
 
 # What a stage's outputs become: GitHub's $GITHUB_OUTPUT file, Azure's output variables (printed).
 OUTPUT_FILE = {"github": "result=passed\nmodel-version=3\n"}
-JENKINS_FILE = {"jenkins": "# mlci outputs of Jenkins job stage: java.util.Properties format\nresult=passed\nmodel-version=3\n"}
+# Jenkins': a properties file in the build's workspace.
+JENKINS_FILE = {
+    "jenkins": "# mlci outputs of Jenkins job stage: java.util.Properties format\nresult=passed\nmodel-version=3\n"
+}
 PRINTED = {
     "azure": "##vso[task.setvariable variable=result;isOutput=true]passed\n"
     "##vso[task.setvariable variable=model-version;isOutput=true]3\n"

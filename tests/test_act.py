@@ -165,7 +165,9 @@ def make_stubs(root: Path) -> list[str]:
 REMOTE_SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
-def scaffold_for_act(tmp_path: Path, fault: str | None, remote: bool = False, tracking_uri: str | None = None) -> Path:
+def scaffold_for_act(
+    tmp_path: Path, fault: str | tuple[str, ...] | None, remote: bool = False, tracking_uri: str | None = None
+) -> Path:
     # Vendored actions install mlci from this working tree; remote ones are this working
     # tree's actions/ (mapped by act) and install mlci from their own checkout.
     answers = (
@@ -180,8 +182,8 @@ def scaffold_for_act(tmp_path: Path, fault: str | None, remote: bool = False, tr
         config = project / "mlci.yaml"
         config.write_text(config.read_text() + f"tracking:\n  uri: {tracking_uri}\n")
         assert run_cli("render", cwd=project) == 0
-    if fault is not None:
-        seed_fault(project, "act_model", fault)
+    for one in (fault,) if isinstance(fault, str) else fault or ():
+        seed_fault(project, "act_model", one)
     for workflow in (project / ".github" / "workflows").glob("*.yml"):
         workflow.write_text(workflow.read_text().replace("uses: $/", "uses: ./"))
     subprocess.run(["git", "add", "-A"], cwd=project, check=True)
@@ -269,17 +271,21 @@ ALL_JOBS = {"Lint", "Unit tests", "Data tests", "CI gate"}
 FAULT_JOB = {"lint": "Lint", "unit-test": "Unit tests", "data-test": "Data tests"}
 
 
-# The green path of these checks runs in the cd test and the remote-actions test below.
-@pytest.mark.parametrize("fault", FAULTS)
-def test_generated_ci_runs_under_act(tmp_path: Path, fault: str) -> None:
-    project = scaffold_for_act(tmp_path, fault)
+# The green path of these checks runs in the cd test and the remote-actions test below, and a
+# lint finding in the cd test that delivers nothing; here a failing test and a contract
+# violation at once, in one run: each fails exactly its job, lint passes.
+def test_generated_ci_runs_under_act(tmp_path: Path) -> None:
+    faults = ("unit-test", "data-test")
+    assert {*faults, "lint"} == set(FAULTS)
+    project = scaffold_for_act(tmp_path, faults)
     run = run_ci_with_act(project, tmp_path)
     assert set(run.results) == ALL_JOBS, run.explain()
     failed = {job for job, result in run.results.items() if result == "failed"}
-    assert failed == {FAULT_JOB[fault], "CI gate"}, run.explain()
-    # Exactly this job, and no other: the report step lists every job that did not succeed.
+    assert failed == {FAULT_JOB[f] for f in faults} | {"CI gate"}, run.explain()
+    # Exactly these jobs, and no other: the report step lists every job that did not succeed.
     gate = "\n".join(run.job_lines("CI gate"))
-    assert f"::error title=CI gate::jobs did not pass: {fault}: failure\n" in gate + "\n", run.explain()
+    listed = ", ".join(f"{fault}: failure" for fault in sorted(faults))
+    assert f"::error title=CI gate::jobs did not pass: {listed}\n" in gate + "\n", run.explain()
 
 
 DELIVERY_JOBS = {"Train", "Register", "Deploy to staging", "Deploy to production"}

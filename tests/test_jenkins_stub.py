@@ -216,7 +216,7 @@ WRONG: dict[str, tuple[str, str]] = {
         "{file}:{line}: unknown option 'keepGoing' in pipeline (allowed: buildDiscarder, checkoutToSubdirectory,"
         " disableConcurrentBuilds, disableResume, durabilityHint, newContainerPerStage, overrideIndexTriggers,"
         " parallelsAlwaysFailFast, preserveStashes, quietPeriod, retry, skipDefaultCheckout,"
-        " skipStagesAfterUnstable, timeout, timestamps)",
+        " skipStagesAfterUnstable, timeout, timestamps, copyArtifactPermission)",
     ),
     "pipeline_option_in_stage": (
         _swap("      steps {", "      options { disableConcurrentBuilds() } // <-\n      steps {"),

@@ -90,6 +90,25 @@ def check_text_files(case: Case) -> None:
         assert b"\r" not in data, path
 
 
+# Project text no CI file may show, in one value: what YAML, an Azure macro, a GitHub
+# expression, a Groovy string or a shell would read as code.
+HOSTILE_TEXT = (
+    '0.1.0\non:\n  pull_request_target:\n# x"\u2028trigger: none\nx: " $(System.AccessToken) '
+    "${{ parameters.azureServiceConnection }} $[ variables.x ] a: b # c ${System.exit(1)} "
+    "'''\n''' \"${x}\" $x \\' \\\\ x')\nsh 'id'\n// */ /* $(id) `id`"
+)
+
+
+def check_project_text_never_reaches_the_files(case: Case) -> None:
+    """A provider reads mlci.yaml's ci settings only (RenderContext): a description or author of
+    any shape changes no byte of its files."""
+    from mlci import templates
+
+    answers = combo_answers(case.provider, case.combo)
+    hostile = {**answers, "description": HOSTILE_TEXT, "author": HOSTILE_TEXT}
+    assert templates.render_ci(config_text(hostile), hostile, case.tmp) == case.render()
+
+
 def check_deterministic(case: Case) -> None:
     assert case.render() == case.render()
 
@@ -112,6 +131,7 @@ RENDER_CHECKS: tuple[Callable[[Case], None], ...] = (
     check_text_files,
     check_deterministic,
     check_parse_back,
+    check_project_text_never_reaches_the_files,
 )
 
 

@@ -6,7 +6,6 @@ summary to a Markdown file the Jenkinsfile archives, and leaves the JUnit report
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -188,13 +187,20 @@ public class ReadProperties {
 """
 
 
-@pytest.mark.skipif(shutil.which("java") is None, reason="needs a JDK (11+) for java.util.Properties")
 def test_java_util_properties_reads_every_output_back_exactly(tmp_path: Path) -> None:
-    """The real reader, once (one JVM start, ~2 s): what readProperties and a Groovy step see."""
+    """The real reader, once (one JVM start, ~2 s): what readProperties and a Groovy step see.
+    The JDK 17 the Groovy stub runs on (no skip: .ci/run's groovy brings it; without one the
+    harness fails naming the install)."""
+    from jenkins_stub import java_home
+
     JENKINS.set_outputs(HOSTILE_OUTPUTS, job(tmp_path, "train"))
     (tmp_path / "ReadProperties.java").write_text(JAVA_READER, encoding="utf-8")
     run = subprocess.run(
-        ["java", str(tmp_path / "ReadProperties.java"), str(outputs_file(tmp_path, "train"))],
+        [
+            str(java_home() / "bin" / "java"),
+            str(tmp_path / "ReadProperties.java"),
+            str(outputs_file(tmp_path, "train")),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -58,6 +58,17 @@ def test_jenkins_and_github_parse_back_to_the_same_graph(combo: Combo, tmp_path:
     assert EnvVar("DATABRICKS_AUTH_TYPE", Literal("oauth-m2m")) in credential.env
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("pipeline {\n  stages {\n", "line 2: stages is not closed"), ("pipeline {\n}\n}\n", "line 3: unmatched '}'")],
+)
+def test_a_rendered_file_that_does_not_read_is_refused(text: str, problem: str) -> None:
+    from mlci.errors import InfraError
+
+    with pytest.raises(InfraError, match=f"mlci rendered an invalid Jenkinsfile \\({problem}\\); this is a bug"):
+        render._check_groovy(text, "Jenkinsfile")
+
+
 def test_groovy_literals_escape_what_groovy_would_read() -> None:
     assert render.groovy_str("it's $HOME ${x} \\n") == "'it\\'s $HOME ${x} \\\\n'"
     assert render.groovy_str("TZ=UTC\n0 3 * * 1") == "'TZ=UTC\\n0 3 * * 1'"

@@ -19,7 +19,7 @@ _TOKEN = re.compile(
     |(?P<double>"(?:\\.|[^"\\\n])*")
     |(?P<ident>[A-Za-z_$][A-Za-z0-9_$]*)
     |(?P<number>\d+)
-    |(?P<punct>==|!=|&&|\|\||>=|<=|--|\+\+|[{}()\[\],:;=.?!<>+\-*/@])
+    |(?P<punct>==~|=~|==|!=|&&|\|\||>=|<=|--|\+\+|[{}()\[\],:;=.?!<>+\-*/@])
     """,
     re.VERBOSE | re.DOTALL,
 )
@@ -162,4 +162,7 @@ def parse(source: str) -> list[Statement]:
             statements.append(Statement(current, current[0].line, parent=parent))
         return statements
 
-    return block(None)
+    statements = block(None)
+    if pos < len(stream):  # block(None) stopped at a `}` no block opened
+        raise ValueError(f"line {stream[pos - 1].line}: unmatched '}}'")
+    return statements

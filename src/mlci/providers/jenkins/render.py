@@ -34,6 +34,7 @@ from mlci.config import ENVIRONMENTS, CISection, Config, DataSection, ProjectSec
 from mlci.errors import InfraError
 from mlci.pipeline import OIDC_TOKEN, READ_REPOSITORY, Job, Pipeline, TriggerKind, as_rendered, build
 from mlci.providers.base import RenderContext
+from mlci.providers.jenkins import groovy
 from mlci.stage_specs import STAGES, StageSpec
 from mlci.targets.base import Literal, Secret, Variable
 from mlci.template_env import compiled, version_text
@@ -385,39 +386,13 @@ class Scripts:
 
 
 def _check_groovy(text: str, what: str) -> None:
-    """Refuse to write a file whose braces do not balance outside strings and comments: a
-    template bug must never reach a repository (the Groovy stub in the tests parses it for real)."""
-    depth = 0
-    i = 0
-    while i < len(text):
-        if text.startswith("'''", i):
-            end = text.find("'''", i + 3)
-            while end != -1 and text[end - 1] == "\\":
-                end = text.find("'''", end + 1)
-            if end == -1:
-                break
-            i = end + 3
-            continue
-        char = text[i]
-        if char == "'" or char == '"':
-            j = i + 1
-            while j < len(text) and text[j] != char:
-                j += 2 if text[j] == "\\" else 1
-            i = j + 1
-            continue
-        if text.startswith("//", i):
-            i = text.find("\n", i)
-            if i == -1:
-                break
-            continue
-        depth += {"{": 1, "}": -1}.get(char, 0)
-        if depth < 0:
-            break
-        i += 1
-    if depth != 0:
-        raise InfraError(
-            f"mlci rendered an invalid {what} (unbalanced braces); this is a bug in mlci, please report it"
-        )
+    """Refuse to write a file the Groovy-subset reader cannot read (unbalanced braces, an
+    unclosed string): a template bug must never reach a repository (the Groovy stub in the
+    tests parses it for real)."""
+    try:
+        groovy.parse(text)
+    except ValueError as exc:
+        raise InfraError(f"mlci rendered an invalid {what} ({exc}); this is a bug in mlci, please report it") from None
 
 
 def copy_newest(filter_expression: str, lookback: int) -> str:
@@ -575,10 +550,11 @@ def render(pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path)
     rendered = tuple(as_rendered(p, NAME) for p in pipelines)
     found = layout(rendered)
     settings = dataclasses.asdict(ctx)
+    found_pins = pins(templates)
     values = {
         **settings,
         "layout": found,
-        "pins": pins(templates),
+        "pins": found_pins,
         "scripts": Scripts.of(templates),
         "checks_stage": CHECKS_STAGE,
         "install": install_spec(ctx),
@@ -600,7 +576,7 @@ def render(pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path)
         "library_settings": LibrarySettings.of(found),
         "jenkinsfile_scripts": jenkinsfile_scripts(found, templates),
         "script_name": script_name,
-        "copy_newest": lambda expression: copy_newest(expression, int(pins(templates)["artifact_builds_to_keep"])),
+        "copy_newest": lambda expression: copy_newest(expression, int(found_pins["artifact_builds_to_keep"])),
         "push_script": (templates / "push.sh").read_text(encoding="utf-8"),
     }
     files: dict[str, bytes] = {}

@@ -180,6 +180,32 @@ class RegisterSection:
     )
 
 
+# Unity Catalog names: each part an identifier (hyphens allowed, as back-quoted names allow them).
+_UC_PART_RE = r"[A-Za-z_][A-Za-z0-9_-]*"
+_UC_TABLE_RE = rf"^{_UC_PART_RE}\.{_UC_PART_RE}\.{_UC_PART_RE}$"
+_WORKSPACE_URL_RE = r"^https?://[A-Za-z0-9.-]+(:[0-9]+)?/?$"
+
+
+@dataclass(frozen=True)
+class BatchSection:
+    input_table: str | None = field(
+        "Databricks only: Unity Catalog table (catalog.schema.table) a scheduled job scores with the champion; "
+        "unset: no batch job.",
+        None,
+        pattern=_UC_TABLE_RE,
+    )
+    output_table: str | None = field(
+        "Table the batch job writes its predictions to (default: the input table's name + '_predictions').",
+        None,
+        pattern=_UC_TABLE_RE,
+    )
+    schedule: str = field(
+        "Quartz cron schedule of the batch job (seconds first), in UTC.",
+        "0 0 4 * * ?",
+        pattern=r"^[0-9*/,\-A-Za-z?#L]+( [0-9*/,\-A-Za-z?#L]+){5,6}$",
+    )
+
+
 @dataclass(frozen=True)
 class DeploySection:
     host: str = field("Address the local server binds to (loopback by default).", "127.0.0.1")
@@ -190,6 +216,86 @@ class DeploySection:
         maximum=65535,
     )
     ready_timeout: float = field("Seconds to wait for the served model to answer /health.", 120.0, minimum=1)
+    batch: BatchSection = field("Databricks only: the scheduled batch-scoring job of the champion.", BatchSection())
+
+
+@dataclass(frozen=True)
+class DatabricksEnvironment:
+    host: str | None = field(
+        "Workspace URL of this environment (default: databricks.host, else the DATABRICKS_HOST variable).",
+        None,
+        pattern=_WORKSPACE_URL_RE,
+    )
+    catalog: str = field(
+        "Unity Catalog catalog of this environment's tables (inference tables).", "main", pattern=rf"^{_UC_PART_RE}$"
+    )
+    schema: str = field("Schema of this environment's tables, in catalog.", "default", pattern=rf"^{_UC_PART_RE}$")
+    endpoint: str | None = field(
+        "Model Serving endpoint name (default: <project name>-<environment>).",
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$",
+    )
+    workload_size: Literal["Small", "Medium", "Large"] = field("Served entity's workload size.", "Small")
+    scale_to_zero: bool = field("Scale the served entity to zero when idle.", True)
+    canary_percent: int = field(
+        "Traffic the new version takes first while the previous keeps the rest, before it takes all (0: at once).",
+        0,
+        minimum=0,
+        maximum=99,
+    )
+
+
+@dataclass(frozen=True)
+class DatabricksEnvironments:
+    staging: DatabricksEnvironment = field("The staging workspace and endpoint.", DatabricksEnvironment())
+    production: DatabricksEnvironment = field("The production workspace and endpoint.", DatabricksEnvironment())
+
+
+@dataclass(frozen=True)
+class DatabricksTrainSection:
+    compute: Literal["serverless", "cluster"] = field(
+        "Where the training run executes: serverless jobs compute, or a new job cluster (spark_version, "
+        "node_type_id, num_workers).",
+        "serverless",
+    )
+    environment_version: str = field("Serverless environment version of the run.", "3", pattern=r"^[0-9]+$")
+    spark_version: str = field(
+        "Databricks Runtime of the job cluster (compute: cluster).", "16.4.x-cpu-ml-scala2.12", pattern=r"^[\w.-]+$"
+    )
+    node_type_id: str | None = field(
+        "Node type of the job cluster (compute: cluster), e.g. i3.xlarge.", None, pattern=r"^[\w.-]+$"
+    )
+    num_workers: int = field("Workers of the job cluster (0: single node).", 0, minimum=0)
+    timeout: int = field("Seconds the training run may take before it is cancelled (exit 3).", 3600, minimum=1)
+
+
+@dataclass(frozen=True)
+class DatabricksSection:
+    host: str | None = field(
+        "Workspace URL every environment uses unless it names its own (default: the DATABRICKS_HOST variable).",
+        None,
+        pattern=_WORKSPACE_URL_RE,
+    )
+    profile: str | None = field(
+        "~/.databrickscfg profile used on a developer's machine only (CI signs in by federation).",
+        None,
+        pattern=r"^[\w.-]+$",
+    )
+    volume: str = field(
+        "Unity Catalog volume (catalog.schema.volume) training runs' wheels and data are uploaded to.",
+        "main.default.mlci",
+        pattern=_UC_TABLE_RE,
+    )
+    http_timeout: int = field("Seconds one HTTP request to the workspace may take.", 60, minimum=1)
+    retry_timeout: int = field(
+        "Seconds the SDK keeps retrying a throttled (429) or unavailable (503) call.", 300, minimum=1
+    )
+    poll_interval: float = field("Seconds between status polls of runs and endpoints.", 10.0, minimum=0.01)
+    serving_timeout: int = field("Seconds a serving endpoint may take to become ready.", 1800, minimum=1)
+    train: DatabricksTrainSection = field("The training run.", DatabricksTrainSection())
+    environments: DatabricksEnvironments = field(
+        "Per environment: workspace, tables and serving endpoint.", DatabricksEnvironments()
+    )
 
 
 @dataclass(frozen=True)
@@ -231,6 +337,9 @@ class Config:
     lint: LintSection = field("The lint stage.", LintSection())
     test: TestSection = field("The unit-test stage.", TestSection())
     data_test: DataTestSection = field("The data-test stage: data contract and drift.", DataTestSection())
+    databricks: DatabricksSection = field(
+        "target: databricks only: workspaces, training compute, serving.", DatabricksSection()
+    )
 
     @property
     def model_name(self) -> str:

@@ -1,0 +1,107 @@
+"""The connection to a Databricks workspace: which host, which sign-in, which timeouts.
+
+The Databricks SDK's own auth chain signs in (environment variables first): `github-oidc` on
+GitHub Actions, `azure-cli` after AzureCLI@2's workload-identity login on Azure DevOps,
+`oauth-m2m` on Jenkins, and a ~/.databrickscfg profile only on a developer's machine (a CI job
+never reads one: a profile on a shared agent would be someone's personal token). Every
+client mlci builds has the project's short HTTP and retry timeouts, so a dead or throttling
+workspace ends a stage as one line (exit 3) instead of the SDK's default 20 minutes of retries.
+
+databricks-sdk is imported inside functions only: `mlci --help` never pays for it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from mlci import providers
+from mlci.config import ENVIRONMENTS, DatabricksEnvironment, Project
+from mlci.errors import InfraError, UsageError
+
+# The SDK's environment variables that hold a secret: never printed, never copied to a child.
+SECRET_VARIABLES = ("DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET", "DATABRICKS_PASSWORD", "ARM_CLIENT_SECRET")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where one environment lives: the resolved host and that environment's settings."""
+
+    env: str
+    host: str
+    settings: DatabricksEnvironment
+
+    @property
+    def endpoint(self) -> str:
+        return self.settings.endpoint or f"{self._project_name}-{self.env}"
+
+    _project_name: str = ""
+
+
+def environment(project: Project, env: str | None) -> str:
+    """The environment a command acts on: the given one or the first (staging)."""
+    chosen = env or ENVIRONMENTS[0]
+    if chosen not in ENVIRONMENTS:
+        raise UsageError(f"unknown environment '{chosen}'; environments: {', '.join(ENVIRONMENTS)}")
+    return chosen
+
+
+def workspace(project: Project, env: str | None = None) -> Workspace:
+    """The environment's workspace: its own host, else databricks.host, else DATABRICKS_HOST."""
+    name = environment(project, env)
+    cfg = project.config.databricks
+    settings: DatabricksEnvironment = getattr(cfg.environments, name)
+    host = settings.host or cfg.host or os.environ.get("DATABRICKS_HOST")
+    if not host:
+        raise project.error(
+            "databricks",
+            f"no workspace for environment {name}: set databricks.environments.{name}.host or databricks.host "
+            "in mlci.yaml, or the DATABRICKS_HOST variable",
+        )
+    return Workspace(name, host.rstrip("/"), settings, _project_name=project.config.project.name)
+
+
+def sdk_config(project: Project, env: str | None = None) -> Any:
+    """The SDK's Config for the environment's workspace, with the project's timeouts; the
+    sign-in itself is the SDK's chain (see the module's docstring)."""
+    from databricks.sdk.core import Config
+
+    where = workspace(project, env)
+    cfg = project.config.databricks
+    kwargs: dict[str, Any] = {
+        "host": where.host,
+        "http_timeout_seconds": cfg.http_timeout,
+        "retry_timeout_seconds": cfg.retry_timeout,
+    }
+    if cfg.profile and providers.detect() is None and not os.environ.get("DATABRICKS_AUTH_TYPE"):
+        kwargs["profile"] = cfg.profile
+    try:
+        return Config(**kwargs)
+    except ValueError as exc:  # the SDK found no way to sign in, or a malformed setting
+        raise InfraError(f"cannot sign in to Databricks workspace {where.host}: {_first_line(exc)}") from None
+
+
+def client(project: Project, env: str | None = None) -> Any:
+    """A WorkspaceClient for the environment."""
+    from databricks.sdk import WorkspaceClient
+
+    return WorkspaceClient(config=sdk_config(project, env))
+
+
+def mlflow_environment(project: Project, env: str | None = None) -> dict[str, str]:
+    """What MLflow needs in the environment to reach the same workspace: MLflow builds its own
+    SDK config from these (it reads no mlci.yaml), and stores UC model artifacts through the
+    Files API instead of cloud storage credentials."""
+    where = workspace(project, env)
+    return {
+        "DATABRICKS_HOST": where.host,
+        "MLFLOW_USE_DATABRICKS_SDK_MODEL_ARTIFACTS_REPO_FOR_UC": "true",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(project.config.databricks.http_timeout),
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    }
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -62,6 +62,8 @@ def error(status: int, error_code: str, message: str) -> Response:
 
 Handler = Callable[[Request], Response]
 
+PAT = "dapi-double-token"  # the personal access token tests that sign in with a PAT use
+
 
 @dataclass
 class Recorded:
@@ -77,7 +79,10 @@ class Double:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self.routes: list[tuple[str, re.Pattern[str], Handler, bool]] = []
+        # Bearer tokens the workspace accepts: a PAT for tests that sign in with one, and every
+        # OAuth access token the OIDC routes issued. Any other request is a 401.
+        self.tokens: set[str] = {PAT}
         self.requests: list[Recorded] = []
         self.rejections: list[str] = []
         self.lock = threading.RLock()
@@ -90,9 +95,12 @@ class Double:
 
     # ----- routing
 
-    def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
+    def route(self, method: str, pattern: str, *, public: bool = False) -> Callable[[Handler], Handler]:
+        """Register a handler for `method` and a full-match path regex; `public` routes (host
+        metadata, the OIDC token endpoint) answer without a bearer token."""
+
         def register(handler: Handler) -> Handler:
-            self.routes.append((method, re.compile(pattern + r"\Z"), handler))
+            self.routes.append((method, re.compile(pattern + r"\Z"), handler, public))
             return handler
 
         return register
@@ -104,12 +112,17 @@ class Double:
         for method, pattern, statuses in self.faults:
             if method == request.method and pattern.match(request.path) and statuses:
                 status = statuses.pop(0)
-                return Response(status, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": f"injected {status}"},
-                                {"Retry-After": "0"} if status in (429, 503) else {})
-        for method, pattern, handler in self.routes:
+                return Response(
+                    status,
+                    {"error_code": "TEMPORARILY_UNAVAILABLE", "message": f"injected {status}"},
+                    {"Retry-After": "0"} if status in (429, 503) else {},
+                )
+        for method, pattern, handler, public in self.routes:
             match = pattern.match(request.path)
             if method == request.method and match:
                 request.match = match
+                if not public and not self.authorised(request):
+                    return error(401, "UNAUTHENTICATED", "Credential was not sent or was of an unsupported type")
                 try:
                     return handler(request)
                 except Invalid as exc:
@@ -119,6 +132,24 @@ class Double:
                     return error(404, exc.error_code, str(exc))
         self.rejections.append(f"{request.method} {request.path}: no such endpoint in the double")
         return error(404, "ENDPOINT_NOT_FOUND", f"No API found for '{request.method} {request.path}'")
+
+    def authorised(self, request: Request) -> bool:
+        header = next((v for k, v in request.headers.items() if k.lower() == "authorization"), "")
+        scheme, _, token = header.partition(" ")
+        return scheme == "Bearer" and token in self.tokens
+
+    # ----- the workspace's files (Files API paths: /Volumes/..., /Models/...)
+
+    @property
+    def files_dir(self) -> Path:
+        return self.root / "files"
+
+    def file_path(self, api_path: str) -> Path:
+        """Where the Files API path `/Volumes/c/s/v/x` lives on disk; refuses escapes."""
+        parts = [p for p in api_path.split("/") if p]
+        if not parts or any(p in (".", "..") for p in parts):
+            raise Invalid(f"bad file path {api_path!r}")
+        return self.files_dir.joinpath(*parts)
 
     # ----- lifecycle
 

@@ -43,6 +43,7 @@ COMMANDS = {
     "render",
     "upgrade",
     "schema",
+    "doctor",
     "lint",
     "test",
     "data-test",

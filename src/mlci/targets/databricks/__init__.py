@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from mlci.config import Config, Project
 from mlci.errors import ConfigError, UsageError
+from mlci.targets import base
 from mlci.targets.base import ByProvider, Credential, Deployment, EnvVar, Literal, Problem, Secret, Target, Variable
 
 # Unity Catalog's three-level name: catalog.schema.model, each part an ASCII identifier
@@ -108,6 +109,11 @@ class DatabricksTarget:
 
     def carries_state(self, config: Config) -> bool:
         return False  # the workspace's registry is shared: nothing travels between jobs
+
+    def doctor(self, project: Project, env: str | None) -> tuple[base.Check, ...]:
+        from mlci.targets.databricks import doctor
+
+        return doctor.checks(project, env)
 
     # Every operation below is reached only after require(); each refuses as require does.
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from mlci.config import Config, Project
 from mlci.errors import CheckFailed, MlciError, SmokeTestFailed
-from mlci.targets.base import Credential, Deployment, EnvVar, Problem, Secret, Target
+from mlci.targets.base import Check, Credential, Deployment, EnvVar, Problem, Secret, Target
 from mlci.targets.local import store, tracking
 
 
@@ -45,6 +45,11 @@ class LocalTarget:
     def carries_state(self, config: Config) -> bool:
         # Without a shared tracking server the store travels between jobs as state.
         return config.tracking.uri is None
+
+    def doctor(self, project: Project, env: str | None) -> tuple[Check, ...]:
+        from mlci.targets.local import doctor
+
+        return doctor.checks(project, env)
 
     def tracking_uri(self, project: Project, override: str | None = None) -> str:
         return tracking.tracking_uri(project, override)

@@ -175,7 +175,10 @@ def _sign_in(project: Project, env: str) -> list[Check]:
         try:
             config = workspace.sdk_config(project, env)
         except MlciError as exc:
-            return [Check(FAIL, what, exc.message, infra=isinstance(exc, InfraError))]
+            chosen = os.environ.get("DATABRICKS_AUTH_TYPE")
+            why = f" (DATABRICKS_AUTH_TYPE={chosen} chose the sign-in)" if chosen else ""
+            detail = f"{without_debug(exc.message)}{why}; {DOCS} says what each CI system needs"
+            return [Check(FAIL, what, detail, infra=isinstance(exc, InfraError))]
         secrets = _secret_values(config)
         said = [f"{config.auth_type} on {config.host}"]
         if config.profile:
@@ -225,7 +228,13 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
-    return lines[0][:300] if lines else type(exc).__name__
+    return without_debug(lines[0])[:300] if lines else type(exc).__name__
+
+
+def without_debug(text: str) -> str:
+    """An SDK message without the '. Config: host=..., auth_type=... Env: ...' the SDK appends
+    (secrets masked there, but it buries the reason): doctor prints the host and auth itself."""
+    return text.split(". Config: ", 1)[0]
 
 
 # ---------------------------------------------------------------- never a secret

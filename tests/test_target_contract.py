@@ -230,41 +230,43 @@ def databricks_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("command", COMMANDS)
-def test_readiness_refuses_with_a_usage_or_config_error(name: str, command: str, databricks_project: Path) -> None:
+def test_every_target_runs_every_model_command(name: str, command: str, databricks_project: Path) -> None:
     from mlci.project import load_project
 
-    project = load_project(databricks_project)
-    try:
-        targets.get(name).require(project, command)
-    except MlciError as exc:
-        assert exc.exit_code == 2
-        assert name in exc.message and ("mlci " + command in exc.message or command == "deploy")
-    else:
-        assert name == "local"  # the embedded default runs everything
+    assert targets.get(name).require(load_project(databricks_project), command) is None
+
+
+NO_WORKSPACE = (
+    "mlci.yaml:{line}: no workspace for environment staging: set databricks.environments.staging.host or "
+    "databricks.host in mlci.yaml, or the DATABRICKS_HOST variable"
+)
+
+
+def _databricks_line(root: Path) -> int:
+    lines = (root / "mlci.yaml").read_text(encoding="utf-8").splitlines()
+    return next(number for number, line in enumerate(lines, 1) if line.startswith("databricks:"))
 
 
 def test_mlci_run_goes_through_the_configured_target(
-    databricks_project: Path, capsys: pytest.CaptureFixture[str]
+    databricks_project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`mlci run` deploys to mlci.yaml's target: a Databricks project is refused by the
-    Databricks target, not deployed from the local store."""
+    """`mlci run` deploys to mlci.yaml's target: a Databricks project without a workspace is
+    told which key to set, and nothing is deployed from (or written to) a local store."""
+    monkeypatch.delenv("DATABRICKS_HOST", raising=False)
     assert run_cli("run", "deploy", "-C", str(databricks_project)) == 2
     err = capsys.readouterr().err
-    assert (
-        "deploy --target databricks: deploying to Databricks is not available in this mlci version; "
-        "run 'mlci deploy --target local', or set target: local in mlci.yaml (what 'mlci run' deploys to)"
-    ) in err  # not "--target local" alone: `mlci run` has no such option
+    assert NO_WORKSPACE.format(line=_databricks_line(databricks_project)) in err
     assert stage_json(databricks_project, "deploy")["status"] == "error"
     assert not (databricks_project / ".mlci" / "mlflow.db").exists()
 
 
-def test_registry_commands_ask_the_target_too(databricks_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_registry_commands_ask_the_target_too(
+    databricks_project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DATABRICKS_HOST", raising=False)
     assert run_cli("status", "-C", str(databricks_project)) == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert line.endswith(
-        "target: databricks: mlci status cannot run on Databricks in this version; "
-        "set target: local to run it on the embedded default"
-    )
+    assert line.endswith(NO_WORKSPACE.format(line=_databricks_line(databricks_project)))
     assert not (databricks_project / ".mlci" / "mlflow.db").exists()
 
 

@@ -137,6 +137,12 @@ class Target(Protocol):
         """Whether the project's store travels between CI jobs as state (no shared server)."""
         ...
 
+    def train_remotely(self, project: Project, tags: dict[str, str]) -> dict[str, Any] | None:
+        """Train on the target's own compute (Databricks: a job run from the project's wheel)
+        with the lineage `tags`, and return that run's train record (summary, details,
+        outputs, markdown); None: the stage trains in this process on the target's store."""
+        ...
+
     # ----- tracking and registry set-up
 
     def tracking_uri(self, project: Project, override: str | None = None) -> str: ...
@@ -178,6 +184,7 @@ class Target(Protocol):
         then until Ctrl-C or SIGTERM; `verbose` shows the server's request log."""
         ...
 
-    def deploy(self, project: Project, model_uri: str) -> Deployment:
-        """Serve `model_uri` and smoke-test it; SmokeTestFailed when it does not answer right."""
+    def deploy(self, project: Project, model_uri: str, env: str) -> Deployment:
+        """Serve `model_uri` in environment `env` and smoke-test it; SmokeTestFailed when it does
+        not answer right, with what the target changed already put back."""
         ...

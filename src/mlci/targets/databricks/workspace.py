@@ -3,7 +3,8 @@
 The Databricks SDK's own auth chain signs in (environment variables first): `github-oidc` on
 GitHub Actions, `azure-cli` after AzureCLI@2's workload-identity login on Azure DevOps,
 `oauth-m2m` on Jenkins, and a ~/.databrickscfg profile only on a developer's machine (a CI job
-never reads one: a profile on a shared agent would be someone's personal token). Every
+never reads one: a profile on a shared agent would be someone's personal token; every job
+mlci renders sets DATABRICKS_AUTH_TYPE, which is how a profile is told apart). Every
 client mlci builds has the project's short HTTP and retry timeouts, so a dead or throttling
 workspace ends a stage as one line (exit 3) instead of the SDK's default 20 minutes of retries.
 
@@ -16,7 +17,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from mlci import providers
 from mlci.config import ENVIRONMENTS, DatabricksEnvironment, Project
 from mlci.errors import InfraError, UsageError
 
@@ -74,12 +74,22 @@ def sdk_config(project: Project, env: str | None = None) -> Any:
         "http_timeout_seconds": cfg.http_timeout,
         "retry_timeout_seconds": cfg.retry_timeout,
     }
-    if cfg.profile and providers.detect() is None and not os.environ.get("DATABRICKS_AUTH_TYPE"):
+    if use_profile(project):
         kwargs["profile"] = cfg.profile
     try:
         return Config(**kwargs)
     except ValueError as exc:  # the SDK found no way to sign in, or a malformed setting
         raise InfraError(f"cannot sign in to Databricks workspace {where.host}: {_first_line(exc)}") from None
+
+
+def use_profile(project: Project) -> bool:
+    """Whether to sign in with mlci.yaml's databricks.profile: only where no CI job chose an
+    auth type (every job mlci renders sets DATABRICKS_AUTH_TYPE) and not inside a job run."""
+    return bool(
+        project.config.databricks.profile
+        and not os.environ.get("DATABRICKS_AUTH_TYPE")
+        and not os.environ.get("DATABRICKS_RUNTIME_VERSION")
+    )
 
 
 def client(project: Project, env: str | None = None) -> Any:

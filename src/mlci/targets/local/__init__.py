@@ -46,6 +46,9 @@ class LocalTarget:
         # Without a shared tracking server the store travels between jobs as state.
         return config.tracking.uri is None
 
+    def train_remotely(self, project: Project, tags: dict[str, str]) -> dict[str, Any] | None:
+        return None  # training runs in the stage's own process
+
     def tracking_uri(self, project: Project, override: str | None = None) -> str:
         return tracking.tracking_uri(project, override)
 
@@ -89,7 +92,7 @@ class LocalTarget:
             log_level="info" if verbose else "warning",
         )
 
-    def deploy(self, project: Project, model_uri: str) -> Deployment:
+    def deploy(self, project: Project, model_uri: str, env: str) -> Deployment:
         try:
             facts = smoke_test(project, model_uri)
         except MlciError:
@@ -129,6 +132,7 @@ def smoke_test(project: Project, model_uri: str) -> dict[str, Any]:
         raise SmokeTestFailed("empty prediction in the answer")
     return {
         "url": endpoint.url,
+        "served": "served on loopback",
         "ready_seconds": round(endpoint.ready_seconds, 3),
         "rows": len(example),
         "latency_ms": round(latency * 1000, 1),

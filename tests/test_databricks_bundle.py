@@ -28,7 +28,8 @@ from conftest import REPO, run_cli, scaffold
 
 from mlci import templates
 from mlci.manifest import MANIFEST_PATH
-from mlci.targets.databricks import bundle
+from mlci.project import project_from_text
+from mlci.targets.databricks import batch, bundle, jobs, serving
 
 sys.path.insert(0, str(REPO / "scripts"))
 from update_golden import BUNDLE_CASES, BUNDLE_GOLDEN, bundle_answers, bundle_config_text, render_bundle_files
@@ -177,7 +178,12 @@ def test_a_resource_with_an_unknown_field_fails_the_typed_check(tmp_path: Path) 
 
 
 def test_a_wrong_enum_fails_the_typed_check() -> None:
-    files = broken("custom", f"resources/{NAME}.job.yml", "pause_status: UNPAUSED", "pause_status: STOPPED")
+    files = broken(
+        "custom",
+        f"resources/{NAME}.job.yml",
+        "        timezone_id: UTC\n",
+        "        timezone_id: UTC\n        pause_status: STOPPED\n",
+    )
     with pytest.raises(ValueError, match="'STOPPED' is not a valid PauseStatus"):
         typed(files)
 
@@ -220,6 +226,7 @@ def test_the_default_bundle_agrees_with_the_default_mlci_yaml() -> None:
             "catalog": "main",
             "schema": "default",
             "endpoint_name": f"{NAME}-{env}",
+            "inference_table_prefix": f"churn_model_{env}",
             "workload_size": "Small",
             "scale_to_zero": True,
         }
@@ -233,33 +240,50 @@ def test_the_default_bundle_agrees_with_the_default_mlci_yaml() -> None:
         "name": "churn_model",
         "comment": None,
     }
+    project = project_from_text(bundle_config_text("default"), REPO)
     (train,) = found["jobs"].values()
     assert train["name"] == f"{NAME}-train" and train["timeout_seconds"] == 3600
+    # The task mlci train submits (jobs._submit), its source a folder mlci train uploaded.
+    assert train["parameters"] == [{"name": "source", "default": jobs.volume_path(project)}]
     (task,) = train["tasks"]
+    assert task["task_key"] == jobs.TASK_KEY
     assert task["python_wheel_task"] == {
         "package_name": "mlci",
         "entry_point": "mlci",
-        "parameters": ["databricks-task", "train", "--source", "${workspace.file_path}"],
+        "parameters": ["databricks-task", "train", "--source", "{{job.parameters.source}}"],
     }
     (environment,) = train["environments"]
-    assert task["environment_key"] == environment["environment_key"] == "mlci"
+    assert task["environment_key"] == environment["environment_key"] == jobs.ENVIRONMENT_KEY
     assert environment["spec"] == {
         "environment_version": "3",
-        "dependencies": [bundle_answers()["mlci_install"], "../dist/*.whl"],
+        "dependencies": [jobs.mlci_requirement(project), "../dist/*.whl"],
     }
-    served = found["model_serving_endpoints"]["serving"]
-    assert served["name"] == "${var.endpoint_name}"
-    assert served["config"]["served_entities"] == [
-        {
-            "entity_name": "${var.model_name}",
-            "entity_version": "${var.model_version}",
-            "workload_size": "${var.workload_size}",
-            "scale_to_zero_enabled": "${var.scale_to_zero}",
+    # The endpoint mlci deploy creates (serving.deploy): its served entity's name, its tables' prefix.
+    endpoint = found["model_serving_endpoints"]["serving"]
+    assert endpoint["name"] == "${var.endpoint_name}"
+    served_name = "churn-model-${var.model_version}"
+    assert serving.served_name("main.default.churn_model", "7") == "churn-model-7"
+    assert endpoint["config"] == {
+        "served_entities": [
+            {
+                "name": served_name,
+                "entity_name": "${var.model_name}",
+                "entity_version": "${var.model_version}",
+                "workload_size": "${var.workload_size}",
+                "scale_to_zero_enabled": "${var.scale_to_zero}",
+            }
+        ],
+        "traffic_config": {"routes": [{"served_entity_name": served_name, "traffic_percentage": 100}]},
+    }
+    assert endpoint["ai_gateway"] == {
+        "inference_table_config": {
+            "enabled": True,
+            "catalog_name": "${var.catalog}",
+            "schema_name": "${var.schema}",
+            "table_name_prefix": "${var.inference_table_prefix}",
         }
-    ]
-    assert served["ai_gateway"] == {
-        "inference_table_config": {"enabled": True, "catalog_name": "${var.catalog}", "schema_name": "${var.schema}"}
     }
+    assert endpoint["tags"] == [{"key": "mlci-project", "value": NAME}]
 
 
 def test_a_customised_mlci_yaml_reaches_every_file() -> None:
@@ -271,6 +295,7 @@ def test_a_customised_mlci_yaml_reaches_every_file() -> None:
         "catalog": "ml_staging",
         "schema": "churn",
         "endpoint_name": "churn-stg",
+        "inference_table_prefix": "churn_stg",
         "workload_size": "Small",
         "scale_to_zero": True,
     }
@@ -278,6 +303,7 @@ def test_a_customised_mlci_yaml_reaches_every_file() -> None:
         "catalog": "ml_prod",
         "schema": "churn_live",
         "endpoint_name": "churn-live",
+        "inference_table_prefix": "churn_live",
         "workload_size": "Medium",
         "scale_to_zero": False,
     }
@@ -285,7 +311,7 @@ def test_a_customised_mlci_yaml_reaches_every_file() -> None:
     found = resources(rendered("custom"))
     model = found["registered_models"]["model"]
     assert (model["catalog_name"], model["schema_name"], model["name"]) == ("ml", "models", "churn")
-    train, batch = found["jobs"]["train"], found["jobs"]["batch"]
+    train, batch_job = found["jobs"]["train"], found["jobs"]["batch"]
     assert train["timeout_seconds"] == 1800 and "environments" not in train
     assert train["job_clusters"] == [
         {
@@ -299,14 +325,11 @@ def test_a_customised_mlci_yaml_reaches_every_file() -> None:
     ]
     (task,) = train["tasks"]
     assert task["job_cluster_key"] == "train"
-    assert task["libraries"] == [{"whl": "../dist/*.whl"}, {"pypi": {"package": bundle_answers()["mlci_install"]}}]
-    assert batch["name"] == f"{NAME}-batch"
-    assert batch["schedule"] == {
-        "quartz_cron_expression": "0 30 2 * * ?",
-        "timezone_id": "UTC",
-        "pause_status": "UNPAUSED",
-    }
-    assert batch["tasks"][0]["python_wheel_task"]["parameters"] == [
+    project = project_from_text(bundle_config_text("custom"), REPO)
+    assert task["libraries"] == [{"whl": "../dist/*.whl"}, {"pypi": {"package": jobs.mlci_requirement(project)}}]
+    assert batch_job["name"] == f"{NAME}-batch"
+    assert batch_job["schedule"] == {"quartz_cron_expression": "0 30 2 * * ?", "timezone_id": "UTC"}
+    assert batch_job["tasks"][0]["python_wheel_task"]["parameters"] == [
         "databricks-task",
         "batch",
         "--model",
@@ -316,15 +339,20 @@ def test_a_customised_mlci_yaml_reaches_every_file() -> None:
         "--output",
         "ml_prod.churn_live.customers_predictions",
     ]
+    # Exactly the settings mlci deploy creates or resets the job to: the two never fight.
+    assert batch_job == batch.job_settings(project).as_dict()
 
 
 def test_a_single_node_cluster_without_a_node_type_asks_for_one(tmp_path: Path) -> None:
-    text = bundle_config_text("default") + "databricks:\n  train:\n    compute: cluster\n"
+    text = bundle_config_text("default")
+    assert "    compute: serverless\n" in text
+    text = text.replace("    compute: serverless\n", "    compute: cluster\n")
     files = templates.render_target(text, bundle_answers(), tmp_path)
     (train,) = resources(files)["jobs"].values()
     cluster = train["job_clusters"][0]["new_cluster"]
     assert cluster["node_type_id"] == "${var.node_type_id}" and cluster["num_workers"] == 0
-    assert cluster["custom_tags"] == {"ResourceClass": "SingleNode"}
+    assert cluster["custom_tags"] == {"ResourceClass": "SingleNode"}  # as jobs._submit's single node
+    assert cluster["spark_conf"] == {"spark.master": "local[*]", "spark.databricks.cluster.profile": "singleNode"}
     assert "node_type_id" in documents(files)["databricks.yml"]["variables"]
     assert bundle.check(files) == [] and schema_errors(files) == []
     typed(files)
@@ -356,6 +384,12 @@ def project(databricks_project: Path, tmp_path: Path) -> Path:
     return copy
 
 
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
 def managed(root: Path) -> dict[str, Any]:
     result: dict[str, Any] = json.loads((root / MANIFEST_PATH).read_text(encoding="utf-8"))["managed"]
     return result
@@ -378,16 +412,12 @@ def test_render_follows_mlci_yaml_and_keeps_a_hand_edit(project: Path, capsys: p
         encoding="utf-8",
     )
     config = project / "mlci.yaml"
-    config.write_text(
-        config.read_text()
-        + "databricks:\n  environments:\n    production:\n      endpoint: churn-live\n"
-        + "      host: https://adb-2222.22.azuredatabricks.net\n",
-        encoding="utf-8",
+    edit(
+        config,
+        f"      endpoint: {NAME}-production\n",
+        "      endpoint: churn-live\n      host: https://adb-2222.22.azuredatabricks.net\n",
     )
-    text = config.read_text().replace(
-        "  ready_timeout: 120\n", "  ready_timeout: 120\n  batch:\n    input_table: a.b.c\n"
-    )
-    config.write_text(text, encoding="utf-8")
+    edit(config, "  ready_timeout: 120\n", "  ready_timeout: 120\n  batch:\n    input_table: a.b.c\n")
     capsys.readouterr()
     assert run_cli("render", cwd=project) == 0
     out = capsys.readouterr().out
@@ -436,9 +466,7 @@ def test_a_resource_file_deleted_by_the_team_stays_deleted(project: Path, capsys
     """docs/databricks-bundle.md: a team deploying only jobs with the CLI deletes the endpoint's file."""
     (project / f"resources/{NAME}.serving.yml").unlink()
     config = project / "mlci.yaml"
-    config.write_text(
-        config.read_text() + "databricks:\n  environments:\n    staging:\n      endpoint: churn-stg\n", encoding="utf-8"
-    )
+    edit(config, f"      endpoint: {NAME}-staging\n", "      endpoint: churn-stg\n")
     capsys.readouterr()
     assert run_cli("render", cwd=project) == 0
     out = capsys.readouterr().out

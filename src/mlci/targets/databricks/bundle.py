@@ -72,8 +72,6 @@ class BundleEnvironment:
 
 def context(config: Config, mlci_version: str) -> dict[str, Any]:
     """What the bundle's templates read: names from mlci.yaml, one entry per environment."""
-    from mlci.install_source import dev_requirement
-
     db = config.databricks
     environments = [
         BundleEnvironment(
@@ -89,7 +87,6 @@ def context(config: Config, mlci_version: str) -> dict[str, Any]:
     ]
     catalog, schema, model = config.model_name.split(".")
     batch = config.deploy.batch
-    ci = config.ci
     return {
         "name": config.project.name,
         "model_name": config.model_name,
@@ -105,10 +102,12 @@ def context(config: Config, mlci_version: str) -> dict[str, Any]:
             if batch.input_table
             else None
         ),
-        # What the job's environment installs: the same mlci the project's dev extra names.
-        "mlci_requirement": dev_requirement(
-            ci.mlci_install or "", ci.mlci_repository or "", ci.mlci_ref or "", mlci_version
-        ),
+        # What the jobs' environment installs, as jobs.mlci_requirement (mlci train's run) says.
+        "mlci_requirement": config.ci.mlci_install or f"mlci=={mlci_version}",
+        # Where mlci train uploads its submissions (jobs.volume_path): the training job's source.
+        "volume_folder": "/Volumes/{}/{}/{}/{}".format(*db.volume.split("."), config.project.name),
+        # The served entity's name before its version, as serving.served_name names it.
+        "served_prefix": model.replace("_", "-"),
     }
 
 

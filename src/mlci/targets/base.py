@@ -133,6 +133,15 @@ class Target(Protocol):
         """What a CI job that trains, registers or deploys needs to reach the target."""
         ...
 
+    def shipped_templates(self) -> Path:
+        """The folder of the templates `render` reads, inside the installed mlci."""
+        ...
+
+    def render(self, config: Config, mlci_version: str, templates: Path) -> dict[str, bytes]:
+        """The files under `managed`, {relative path: content}, from the validated mlci.yaml and
+        the template folder `templates` (shipped_templates(), or a copy a test passes)."""
+        ...
+
     def carries_state(self, config: Config) -> bool:
         """Whether the project's store travels between CI jobs as state (no shared server)."""
         ...

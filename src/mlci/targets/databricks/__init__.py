@@ -94,6 +94,15 @@ class DatabricksTarget:
     def credentials(self, config: Config) -> tuple[Credential, ...]:
         return (_M2M_CREDENTIAL,) if config.ci.provider in _M2M_PROVIDERS else (_CREDENTIAL,)
 
+    def shipped_templates(self) -> Path:
+        return Path(__file__).resolve().parent / "templates"
+
+    def render(self, config: Config, mlci_version: str, templates: Path) -> dict[str, bytes]:
+        """The bundle: databricks.yml and resources/ (bundle.py)."""
+        from mlci.targets.databricks import bundle
+
+        return bundle.render(config, mlci_version, templates)
+
     def carries_state(self, config: Config) -> bool:
         return False  # the workspace's registry is shared: nothing travels between jobs
 

@@ -42,6 +42,12 @@ class LocalTarget:
         token = EnvVar("MLFLOW_TRACKING_TOKEN", Secret("MLFLOW_TRACKING_TOKEN"))
         return (Credential("mlflow", oidc=False, env=(token,)),)
 
+    def shipped_templates(self) -> Path:
+        return Path(__file__).resolve().parent / "templates"  # none: the local target renders no file
+
+    def render(self, config: Config, mlci_version: str, templates: Path) -> dict[str, bytes]:
+        return {}
+
     def carries_state(self, config: Config) -> bool:
         # Without a shared tracking server the store travels between jobs as state.
         return config.tracking.uri is None

@@ -17,7 +17,7 @@ from conftest import MINIMAL_CONFIG, REPO, run_cli, scaffold, stage_json
 
 from mlci import answers, pipeline, targets, templates
 from mlci.config import Config
-from mlci.errors import ConfigError, MlciError, UsageError
+from mlci.errors import ConfigError, UsageError
 from mlci.project import project_from_text
 from mlci.targets.base import ByProvider, Credential, EnvValue, EnvVar, Literal, Secret, Variable
 

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 from databricks.sdk.service import compute, jobs, serving
-
 from databricks_double.server import Invalid
 from databricks_double.strict import problems, require_valid
 

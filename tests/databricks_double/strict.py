@@ -60,7 +60,7 @@ def _check(tp: Any, value: Any, where: str, out: list[str]) -> None:
         if not isinstance(value, dict):
             out.append(f"{where}: expected object, got {_kind(value)}")
             return
-        key_tp, value_tp = typing.get_args(tp) or (str, Any)
+        _key, value_tp = typing.get_args(tp) or (str, Any)
         for k, v in value.items():
             _check(value_tp, v, f"{where}.{k}", out)
         return

@@ -5,6 +5,9 @@ Serving with real predictions, strict body checks and retries. One double per mo
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -25,7 +28,6 @@ from databricks.sdk.errors import (
     Unauthenticated,
 )
 from databricks.sdk.service import compute, jobs, serving
-
 from databricks_double import PAT, Double, github_runner_environment, pat_environment
 
 MODEL = "main.ml.churn"
@@ -38,8 +40,9 @@ import json, os, sys, time, urllib.request
 def main():
     mode = sys.argv[1]
     print("args", sys.argv[1:])
-    for name in ("DATABRICKS_HOST", "DATABRICKS_AUTH_TYPE", "DATABRICKS_RUNTIME_VERSION", "MLFLOW_TRACKING_URI",
-                 "MLFLOW_REGISTRY_URI", "MLFLOW_USE_DATABRICKS_SDK_MODEL_ARTIFACTS_REPO_FOR_UC", "DATABRICKS_CLIENT_ID"):
+    for name in ("DATABRICKS_HOST", "DATABRICKS_AUTH_TYPE", "DATABRICKS_RUNTIME_VERSION",
+                 "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI",
+                 "MLFLOW_USE_DATABRICKS_SDK_MODEL_ARTIFACTS_REPO_FOR_UC", "DATABRICKS_CLIENT_ID"):
         print(f"{name}={os.environ.get(name)}")
     if mode == "me":  # the token the double gave the task signs in
         request = urllib.request.Request(os.environ["DATABRICKS_HOST"] + "/api/2.0/preview/scim/v2/Me",
@@ -77,19 +80,40 @@ class _Registry:
         return self.root / name / version
 
 
+# Versions 1, 2 and 3 of the UC model: y = x, 2x, 3x. Saved by a subprocess started with the
+# module's double, so MLflow's import overlaps the job tests and stays out of this process.
+_SAVE_MODELS = """
+import sys
+import mlflow.sklearn
+import numpy as np
+from sklearn.linear_model import LinearRegression
+x = np.array([[0.0], [1.0], [2.0]])
+for version, slope in (("1", 1.0), ("2", 2.0), ("3", 3.0)):
+    # pip_requirements given: no requirement inference (a subprocess per model)
+    mlflow.sklearn.save_model(LinearRegression().fit(x, slope * x[:, 0]), f"{sys.argv[1]}/{version}",
+                              pip_requirements=["scikit-learn"])
+"""
+
+
 @pytest.fixture(scope="module")
-def double(module_databricks_double: Double) -> Double:
+def double(module_databricks_double: Double) -> Iterator[Double]:
     wheel = _wheel(module_databricks_double.root)
     target = module_databricks_double.file_path(f"{VOLUME}/dtask-0.1-py3-none-any.whl")
     target.parent.mkdir(parents=True)
     target.write_bytes(wheel.read_bytes())
-    return module_databricks_double
+    registry = _Registry(module_databricks_double.root / "uc")
+    saving = subprocess.Popen(
+        [sys.executable, "-c", _SAVE_MODELS, str(registry.root / MODEL)],
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
+    module_databricks_double.saving_models = (saving, registry)  # type: ignore[attr-defined]
+    yield module_databricks_double
+    saving.kill()
+    saving.wait()
 
 
 @pytest.fixture(autouse=True)
 def _no_databricks_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    import os
-
     for name in list(os.environ):
         if name.startswith(("DATABRICKS_", "ACTIONS_ID_TOKEN_")):
             monkeypatch.delenv(name)
@@ -311,7 +335,8 @@ def test_a_dependency_never_uploaded_fails_library_installation(w: WorkspaceClie
     run = _poll(w, _submit(w, "ok", dependencies=[f"{VOLUME}/missing-0.1-py3-none-any.whl"]))
     assert run.state is not None and run.state.result_state == jobs.RunResultState.FAILED
     assert run.state.state_message == (
-        f"Library installation failed for library due to user error: {VOLUME}/missing-0.1-py3-none-any.whl does not exist"
+        "Library installation failed for library due to user error: "
+        f"{VOLUME}/missing-0.1-py3-none-any.whl does not exist"
     )
     run = _poll(w, _submit(w, "ok", dependencies=["databricks-sdk<0.1"]))
     assert run.state is not None and run.state.state_message is not None
@@ -413,19 +438,9 @@ def test_a_created_job_is_listed_by_name_reset_run_now_with_parameters_and_delet
 
 @pytest.fixture(scope="module")
 def models(double: Double) -> Double:
-    """Versions 1 and 2 of the UC model: y = x and y = 2x; 3 never finishes deploying."""
-    import mlflow.sklearn
-    import numpy as np
-    from sklearn.linear_model import LinearRegression
-
-    registry = _Registry(double.root / "uc")
-    x = np.array([[0.0], [1.0], [2.0]])
-    for version, slope in (("1", 1.0), ("2", 2.0), ("3", 3.0)):
-        mlflow.sklearn.save_model(
-            LinearRegression().fit(x, slope * x[:, 0]),
-            registry.version_dir(MODEL, version),
-            pip_requirements=["scikit-learn"],  # no requirement inference: that is a subprocess per model
-        )
+    """The UC model's versions saved; version 3 never finishes deploying."""
+    saving, registry = double.saving_models  # type: ignore[attr-defined]
+    assert saving.wait(timeout=120) == 0
     double.uc = registry  # type: ignore[attr-defined]
     double.failing_versions = {(MODEL, "3")}  # type: ignore[attr-defined]
     return double

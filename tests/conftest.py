@@ -258,3 +258,28 @@ def _repository_stays_clean() -> Iterator[None]:
     yield
     stray = set(os.listdir(REPO)) - before
     assert not stray, f"tests left files in the repository: {sorted(stray)}"
+
+
+def _serve_databricks_double(root: Path) -> Iterator[Any]:
+    from databricks_double import start
+
+    double = start(root)
+    try:
+        yield double
+    finally:
+        double.stop()
+    # A body the SDK's types refuse, or an endpoint the double lacks, fails the test even when
+    # the caller swallowed the 400/404.
+    assert double.rejections == [], double.rejections
+
+
+@pytest.fixture
+def databricks_double(tmp_path: Path) -> Iterator[Any]:
+    """A loopback Databricks workspace (tests/databricks_double) for one test."""
+    yield from _serve_databricks_double(tmp_path / "workspace")
+
+
+@pytest.fixture(scope="module")
+def module_databricks_double(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The same, shared by a module's tests (start it once: a model server costs seconds)."""
+    yield from _serve_databricks_double(tmp_path_factory.mktemp("workspace"))

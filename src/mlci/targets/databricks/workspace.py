@@ -73,6 +73,7 @@ def sdk_config(project: Project, env: str | None = None) -> Any:
         "host": where.host,
         "http_timeout_seconds": cfg.http_timeout,
         "retry_timeout_seconds": cfg.retry_timeout,
+        "discovery_url": discovery_url(where.host),
     }
     if use_profile(project):
         kwargs["profile"] = cfg.profile
@@ -80,6 +81,14 @@ def sdk_config(project: Project, env: str | None = None) -> Any:
         return Config(**kwargs)
     except ValueError as exc:  # the SDK found no way to sign in, or a malformed setting
         raise InfraError(f"cannot sign in to Databricks workspace {where.host}: {_first_line(exc)}") from None
+
+
+def discovery_url(host: str) -> str:
+    """Where the workspace's OAuth endpoints are described. databricks-sdk 0.162 learns it
+    only from the host-metadata document (/.well-known/databricks-config) that not every
+    workspace serves; without it OAuth M2M and github-oidc fail with "Invalid URL 'None'".
+    DATABRICKS_DISCOVERY_URL, when set, is the team's own answer and wins."""
+    return os.environ.get("DATABRICKS_DISCOVERY_URL") or f"{host}/oidc/.well-known/oauth-authorization-server"
 
 
 def use_profile(project: Project) -> bool:
@@ -106,6 +115,7 @@ def mlflow_environment(project: Project, env: str | None = None) -> dict[str, st
     where = workspace(project, env)
     return {
         "DATABRICKS_HOST": where.host,
+        "DATABRICKS_DISCOVERY_URL": discovery_url(where.host),
         "MLFLOW_USE_DATABRICKS_SDK_MODEL_ARTIFACTS_REPO_FOR_UC": "true",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": str(project.config.databricks.http_timeout),
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",

@@ -1,4 +1,5 @@
-"""Regenerate tests/golden/<provider>/ after an intended change to the generated CI files.
+"""Regenerate tests/golden/<provider>/ after an intended change to the generated CI files,
+and tests/golden/databricks-bundle/<case>/ after one to the Databricks bundle.
 
 For every provider in mlci.providers.NAMES, renders every combination of the option matrix
 (target x actions x retrain) from the mlci.yaml `mlci new` writes for it, and writes every CI
@@ -114,12 +115,89 @@ def write_goldens(
     return written
 
 
+# The Databricks bundle (databricks.yml, resources/; mlci/targets/databricks/bundle.py): the
+# default project's, and one with every mlci.yaml key the bundle reads set to something else.
+BUNDLE_GOLDEN = GOLDEN_ROOT / "databricks-bundle"
+BUNDLE_COMBO = ("databricks", "vendored", "no-retrain")
+BUNDLE_CASES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "custom": {
+        "register": {"model_name": "ml.models.churn"},
+        "databricks": {
+            "host": "https://adb-1111.11.azuredatabricks.net",
+            "train": {
+                "compute": "cluster",
+                "spark_version": "15.4.x-cpu-ml-scala2.12",
+                "node_type_id": "Standard_DS3_v2",
+                "num_workers": 2,
+                "timeout": 1800,
+            },
+            "environments": {
+                "staging": {"catalog": "ml_staging", "schema": "churn", "endpoint": "churn-stg"},
+                "production": {
+                    "host": "https://adb-2222.22.azuredatabricks.net",
+                    "catalog": "ml_prod",
+                    "schema": "churn_live",
+                    "endpoint": "churn-live",
+                    "workload_size": "Medium",
+                    "scale_to_zero": False,
+                },
+            },
+        },
+        "deploy": {"batch": {"input_table": "ml_prod.churn_live.customers", "schedule": "0 30 2 * * ?"}},
+    },
+}
+
+
+def _merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merged(out.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
+
+
+def bundle_answers() -> dict[str, Any]:
+    return combo_answers("github", BUNDLE_COMBO)
+
+
+def bundle_config_text(case: str) -> str:
+    """The mlci.yaml of one bundle case: `mlci new --target databricks`'s, with the case's keys set."""
+    import yaml
+
+    text = config_text(bundle_answers())
+    if not BUNDLE_CASES[case]:
+        return text
+    return yaml.safe_dump(_merged(yaml.safe_load(text), BUNDLE_CASES[case]), sort_keys=False)
+
+
+def render_bundle_files(case: str, root: Path) -> dict[str, bytes]:
+    """The bundle files of one case, as `mlci new` / `mlci render` write them."""
+    from mlci import templates
+
+    return templates.render_target(bundle_config_text(case), bundle_answers(), root)
+
+
+def write_bundle_goldens(golden_root: Path = GOLDEN_ROOT) -> list[Path]:
+    written = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in BUNDLE_CASES:
+            golden = golden_root / BUNDLE_GOLDEN.name / case
+            shutil.rmtree(golden, ignore_errors=True)
+            for path, data in render_bundle_files(case, Path(tmp)).items():
+                (golden / path).parent.mkdir(parents=True, exist_ok=True)
+                (golden / path).write_bytes(data)
+            written.append(golden)
+    return written
+
+
 def main() -> int:
     from mlci import providers
 
     for provider in providers.NAMES:
         for golden in write_goldens(provider):
             print(f"wrote {golden.relative_to(ROOT)}/")
+    for golden in write_bundle_goldens():
+        print(f"wrote {golden.relative_to(ROOT)}/")
     print("review the changes with: git diff tests/golden")
     return 0
 

@@ -34,6 +34,21 @@ if getattr(_MAIN, "__spec__", None) is None and not hasattr(_MAIN, "__file__"):
 os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = _HYPOTHESIS_DIR = tempfile.mkdtemp(prefix="mlci-hypothesis-")
 atexit.register(shutil.rmtree, _HYPOTHESIS_DIR, ignore_errors=True)
 _MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+# A developer's or runner's Databricks sign-in must never reach a test; the Databricks
+# target exports the workspace's host for MLflow, in-process too.
+_DATABRICKS_ENV = (
+    "DATABRICKS_HOST",
+    "DATABRICKS_TOKEN",
+    "DATABRICKS_AUTH_TYPE",
+    "DATABRICKS_CLIENT_ID",
+    "DATABRICKS_CLIENT_SECRET",
+    "DATABRICKS_CONFIG_PROFILE",
+    "DATABRICKS_CONFIG_FILE",
+    "DATABRICKS_RUNTIME_VERSION",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "MLFLOW_USE_DATABRICKS_SDK_MODEL_ARTIFACTS_REPO_FOR_UC",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -52,6 +67,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "MLCI_JOB",
         "CI",
         "MLCI_TEMPLATE_ROOT",  # a copy of mlci's templates (tests/upgrade_kit.py sets it per test)
+        *_DATABRICKS_ENV,
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -59,7 +75,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # mlflow.set_tracking_uri() called by a test itself exports MLFLOW_TRACKING_URI where
     # monkeypatch cannot see it; left set, it steered the next module's fixtures (they run
     # before this fixture clears it) to another project's store.
-    for name in _MLFLOW_ENV:
+    for name in (*_MLFLOW_ENV, *_DATABRICKS_ENV):
         os.environ.pop(name, None)
 
 
@@ -242,3 +258,28 @@ def _repository_stays_clean() -> Iterator[None]:
     yield
     stray = set(os.listdir(REPO)) - before
     assert not stray, f"tests left files in the repository: {sorted(stray)}"
+
+
+def _serve_databricks_double(root: Path) -> Iterator[Any]:
+    from databricks_double import start
+
+    double = start(root)
+    try:
+        yield double
+    finally:
+        double.stop()
+    # A body the SDK's types refuse, or an endpoint the double lacks, fails the test even when
+    # the caller swallowed the 400/404.
+    assert double.rejections == [], double.rejections
+
+
+@pytest.fixture
+def databricks_double(tmp_path: Path) -> Iterator[Any]:
+    """A loopback Databricks workspace (tests/databricks_double) for one test."""
+    yield from _serve_databricks_double(tmp_path / "workspace")
+
+
+@pytest.fixture(scope="module")
+def module_databricks_double(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The same, shared by a module's tests (start it once: a model server costs seconds)."""
+    yield from _serve_databricks_double(tmp_path_factory.mktemp("workspace"))

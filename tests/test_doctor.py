@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port, run_cli, scaffold
+from conftest import MINIMAL_CONFIG, free_port, run_cli, scaffold
 
 from mlci.errors import ConfigError
 from mlci.project import project_from_text
@@ -85,6 +85,18 @@ def test_a_broken_mlci_yaml_exits_2_naming_file_and_line(tmp_path: Path, capsys:
     assert payload["exit_code"] == 2 and payload["checks"][0]["detail"] == loader.value.message
 
 
+def test_the_targets_own_rule_is_the_loaders_error_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = MINIMAL_CONFIG.replace("register:\n", "register:\n  model_name: churn\n") + "target: databricks\n"
+    (tmp_path / "mlci.yaml").write_text(text)
+    line = text.splitlines().index("  model_name: churn") + 1
+    code, lines, _ = doctor(capsys, tmp_path)
+    assert code == 2
+    assert lines[0] == (
+        f"fail mlci.yaml: {tmp_path / 'mlci.yaml'}:{line}: on Databricks the model name must be Unity Catalog's "
+        "'catalog.schema.model', not 'churn'"
+    )
+
+
 def test_a_missing_tool_warns_or_fails_with_the_fix(
     local_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -125,6 +137,7 @@ def test_generated_files_edited_by_hand_or_stale_show_drift(
     workflow = local_project / ".github" / "workflows" / "ci.yml"
     config = local_project / "mlci.yaml"
     saved = workflow.read_bytes(), config.read_text()
+    manifest = (local_project / ".mlci" / "manifest.json").read_bytes()
     try:
         workflow.write_text(saved[0].decode() + "# a step added by hand\n")
         code, lines, _ = doctor(capsys, local_project)
@@ -148,6 +161,7 @@ def test_generated_files_edited_by_hand_or_stale_show_drift(
         ) in lines
         # Nothing written: the files and the manifest are as they were.
         assert workflow.read_bytes() == saved[0] + b"# a step added by hand\n"
+        assert (local_project / ".mlci" / "manifest.json").read_bytes() == manifest
     finally:
         workflow.write_bytes(saved[0])
         config.write_text(saved[1])
@@ -211,8 +225,10 @@ def databricks_project(tmp_path_factory: pytest.TempPathFactory, workspace_url: 
     root = tmp_path_factory.mktemp("doctor-databricks")
     assert scaffold("doctordbx", root, "--target", "databricks", "--data", f"python_version={PYTHON}") == 0
     project = root / "doctordbx"
-    with (project / "mlci.yaml").open("a") as config:
-        config.write(databricks_section(workspace_url))
+    config = project / "mlci.yaml"
+    text = config.read_text()
+    assert text.count("\ndatabricks:\n") == 1
+    config.write_text(text.replace("\ndatabricks:\n", "\n" + databricks_section(workspace_url), 1))
     assert run_cli("render", "-C", str(project)) == 0
     return project
 
@@ -285,13 +301,17 @@ def test_env_against_an_unreachable_host_exits_3_at_once(
     original = config.read_text()
     monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
     monkeypatch.setenv("DATABRICKS_AUTH_TYPE", "pat")
-    started = time.monotonic()
     try:
         config.write_text(original.replace("  host: http://127.0.0.1:", f"  host: {dead}\n  # was: "))
+        assert run_cli("render", "-C", str(databricks_project)) == 0  # the bundle names the host
+        capsys.readouterr()
+        started = time.monotonic()
         payload = doctor_json(capsys, databricks_project, "--env", "staging")
+        took = time.monotonic() - started
     finally:
         config.write_text(original)
-    assert time.monotonic() - started < 10  # the SDK's defaults would retry for minutes
+        assert run_cli("render", "-C", str(databricks_project)) == 0
+    assert took < 10  # the SDK's defaults would retry for minutes
     assert payload["exit_code"] == 3
     (failed,) = [c for c in payload["checks"] if c["status"] == "fail"]
     assert failed["what"] == "workspace answers staging"

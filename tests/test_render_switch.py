@@ -154,10 +154,14 @@ def test_a_target_switch_goes_through_the_same_path(project: Path, capsys: pytes
     capsys.readouterr()
     assert run_cli("render", cwd=project) == 0
     out = capsys.readouterr().out.splitlines()
-    # Databricks renders no file of its own yet (databricks.yml, resources/): only the workflow's credentials change.
+    # Databricks' own files (its bundle: databricks.yml, resources/) are added; the workflow's credentials change.
     assert out == [
         f"rendered {CD}",
-        "render: switched target from local to databricks: 0 added, 0 removed, 0 kept (edited by you), 1 updated",
+        "rendered databricks.yml",
+        "rendered resources/switchy.job.yml",
+        "rendered resources/switchy.model.yml",
+        "rendered resources/switchy.serving.yml",
+        "render: switched target from local to databricks: 4 added, 0 removed, 0 kept (edited by you), 1 updated",
     ]
     assert manifest_of(project)["answers"]["target"] == "databricks"  # type: ignore[index]
     assert run_cli("upgrade", "--check", str(project)) == 0

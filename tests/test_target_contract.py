@@ -17,7 +17,7 @@ from conftest import MINIMAL_CONFIG, REPO, run_cli, scaffold, stage_json
 
 from mlci import answers, pipeline, targets, templates
 from mlci.config import Config
-from mlci.errors import ConfigError, MlciError, UsageError
+from mlci.errors import ConfigError, UsageError
 from mlci.project import project_from_text
 from mlci.targets.base import ByProvider, Credential, EnvValue, EnvVar, Literal, Secret, Variable
 
@@ -230,41 +230,43 @@ def databricks_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("command", COMMANDS)
-def test_readiness_refuses_with_a_usage_or_config_error(name: str, command: str, databricks_project: Path) -> None:
+def test_every_target_runs_every_model_command(name: str, command: str, databricks_project: Path) -> None:
     from mlci.project import load_project
 
-    project = load_project(databricks_project)
-    try:
-        targets.get(name).require(project, command)
-    except MlciError as exc:
-        assert exc.exit_code == 2
-        assert name in exc.message and ("mlci " + command in exc.message or command == "deploy")
-    else:
-        assert name == "local"  # the embedded default runs everything
+    assert targets.get(name).require(load_project(databricks_project), command) is None
+
+
+NO_WORKSPACE = (
+    "mlci.yaml:{line}: no workspace for environment staging: set databricks.environments.staging.host or "
+    "databricks.host in mlci.yaml, or the DATABRICKS_HOST variable"
+)
+
+
+def _databricks_line(root: Path) -> int:
+    lines = (root / "mlci.yaml").read_text(encoding="utf-8").splitlines()
+    return next(number for number, line in enumerate(lines, 1) if line.startswith("databricks:"))
 
 
 def test_mlci_run_goes_through_the_configured_target(
-    databricks_project: Path, capsys: pytest.CaptureFixture[str]
+    databricks_project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`mlci run` deploys to mlci.yaml's target: a Databricks project is refused by the
-    Databricks target, not deployed from the local store."""
+    """`mlci run` deploys to mlci.yaml's target: a Databricks project without a workspace is
+    told which key to set, and nothing is deployed from (or written to) a local store."""
+    monkeypatch.delenv("DATABRICKS_HOST", raising=False)
     assert run_cli("run", "deploy", "-C", str(databricks_project)) == 2
     err = capsys.readouterr().err
-    assert (
-        "deploy --target databricks: deploying to Databricks is not available in this mlci version; "
-        "run 'mlci deploy --target local', or set target: local in mlci.yaml (what 'mlci run' deploys to)"
-    ) in err  # not "--target local" alone: `mlci run` has no such option
+    assert NO_WORKSPACE.format(line=_databricks_line(databricks_project)) in err
     assert stage_json(databricks_project, "deploy")["status"] == "error"
     assert not (databricks_project / ".mlci" / "mlflow.db").exists()
 
 
-def test_registry_commands_ask_the_target_too(databricks_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_registry_commands_ask_the_target_too(
+    databricks_project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DATABRICKS_HOST", raising=False)
     assert run_cli("status", "-C", str(databricks_project)) == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert line.endswith(
-        "target: databricks: mlci status cannot run on Databricks in this version; "
-        "set target: local to run it on the embedded default"
-    )
+    assert line.endswith(NO_WORKSPACE.format(line=_databricks_line(databricks_project)))
     assert not (databricks_project / ".mlci" / "mlflow.db").exists()
 
 
@@ -295,7 +297,7 @@ def test_doctor_reports_checks_writes_nothing_and_prints_no_secret(
     for variable in ("DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET", "MLFLOW_TRACKING_TOKEN"):
         monkeypatch.setenv(variable, marker)
     project = project_from_text(config_text(name), tmp_path)
-    checks = targets.get(name).doctor(project, env)
+    checks = targets.get(name).doctor(project, env, None)
     assert checks and all(isinstance(check, Check) for check in checks)
     for check in checks:
         assert check.status in (OK, WARN, FAIL) and check.what and check.detail, check

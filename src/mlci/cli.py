@@ -260,8 +260,25 @@ def build_parser(stages: Sequence[StageSpec] = STAGES) -> argparse.ArgumentParse
         "failure, print a summary table and write .mlci/out/run.json.",
     )
     _add_options(run, PROJECT_DIR, TRACKING_URI)
+    run.add_argument(
+        "--target",
+        choices=tuple(targets.NAMES),
+        default=None,
+        help="where train, register and deploy run (default: mlci.yaml's target)",
+    )
     run.add_argument("stages", nargs="*", metavar="STAGE", help=f"stages to run (default: all of {', '.join(NAMES)})")
     run.set_defaults(handler="mlci.commands.run:main")
+
+    # What a Databricks job run executes (mlci's own task; no help: it is not a user's command).
+    task = sub.add_parser("databricks-task", parents=[flags], description="Run mlci's part of a Databricks job.")
+    task_kinds = task.add_subparsers(dest="task", metavar="TASK", required=True)
+    train_task = task_kinds.add_parser("train", description="Train from what 'mlci train' uploaded to --source.")
+    train_task.add_argument("--source", required=True, metavar="VOLUME_PATH")
+    batch_task = task_kinds.add_parser("batch", description="Score --input with --model into --output.")
+    batch_task.add_argument("--model", required=True, metavar="URI")
+    batch_task.add_argument("--input", required=True, metavar="TABLE")
+    batch_task.add_argument("--output", required=True, metavar="TABLE")
+    task.set_defaults(handler="mlci.commands.databricks_task:main")
     return parser
 
 

@@ -13,15 +13,22 @@ from mlci.config import Project
 from mlci.errors import ConfigError
 
 
+def split_path(project: Project, which: str) -> Path:
+    """The file of data.train or data.holdout; exit 2 at its line in mlci.yaml when it is missing."""
+    relative = getattr(project.config.data, which)
+    path: Path = project.root / relative
+    if not path.is_file():
+        raise project.error(f"data.{which}", f"data file '{relative}' does not exist; fix data.{which} or add the file")
+    return path
+
+
 def read_split(project: Project, which: str) -> tuple[Any, Any, Path]:
     """Features, labels and path of data.train or data.holdout, with errors that point at mlci.yaml."""
     import pandas as pd
 
     cfg = project.config
     relative = getattr(cfg.data, which)
-    path = project.root / relative
-    if not path.is_file():
-        raise project.error(f"data.{which}", f"data file '{relative}' does not exist; fix data.{which} or add the file")
+    path = split_path(project, which)
     try:
         frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
     except Exception as exc:  # pandas raises many types for unreadable files

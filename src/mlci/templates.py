@@ -24,6 +24,7 @@ from mlci import pipeline, providers, targets
 from mlci.errors import InfraError, UsageError
 from mlci.project import project_from_text
 from mlci.providers.base import Provider, RenderContext
+from mlci.targets.base import Target
 
 # The Jinja environment and the value emitters live in a leaf module (template_env) that the
 # providers import too; re-exported here, where scripts and tests have always found them.
@@ -115,6 +116,11 @@ class TemplateSource:
     def provider(self, provider: Provider) -> Path:
         return self.root / "providers" / provider.name if self.root else provider.shipped_templates()
 
+    def target(self, target: Target) -> Path:
+        """The copy's targets/<name>/ when it holds one, else the shipped templates of `target`."""
+        copied = self.root / "targets" / target.name if self.root else None
+        return copied if copied is not None and copied.is_dir() else target.shipped_templates()
+
 
 # What the project's README says about its CI system comes from the provider's templates, so
 # the scaffold names no provider: its lines in the layout tree, and the body of "## CI/CD".
@@ -154,6 +160,7 @@ def render_project(
         )
         config_text = config_file.decode("utf-8")
     ci_files = render_ci(config_text, answers, root or Path("."), source)
+    ci_files.update(render_target(config_text, answers, root or Path("."), source))
     files.update({path: data for path, data in ci_files.items() if keep is None or keep(path)})
     return files
 
@@ -170,6 +177,16 @@ def render_ci(
     provider = providers.get(config.ci.provider)
     ctx = RenderContext.of(config, str(answers["mlci_version"]))
     return provider.render(pipeline.build(config), ctx, (source or TemplateSource.from_env()).provider(provider))
+
+
+def render_target(
+    config_text: str, answers: Mapping[str, Any], root: Path, source: TemplateSource | None = None
+) -> dict[str, bytes]:
+    """The target's own files (Databricks: its bundle, databricks.yml and resources/), from the
+    validated mlci.yaml and, of the answers, only `mlci_version` (as render_ci)."""
+    config = project_from_text(config_text, root).config
+    target = targets.get(config.target)
+    return target.render(config, str(answers["mlci_version"]), (source or TemplateSource.from_env()).target(target))
 
 
 def managed_paths(provider: str | None = None, target: str | None = None) -> tuple[str, ...]:

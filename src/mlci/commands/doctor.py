@@ -25,7 +25,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from mlci import __version__, console, targets
+from mlci import __version__, console, providers, targets
 from mlci.config import CONFIG_FILE, ENVIRONMENTS, Project, find_project
 from mlci.errors import EXIT_CHECK_FAILED, EXIT_INFRA, EXIT_OK, EXIT_USAGE, MlciError, UsageError
 from mlci.log_guard import json_document
@@ -72,11 +72,16 @@ def diagnose(project_dir: str | None, env: str | None) -> tuple[list[Check], int
         Check(OK, CONFIG_FILE, f"valid (target {cfg.target}, ci.provider {cfg.ci.provider}, model {cfg.model_name})"),
         *tools(project),
         *generated(project),
-        *targets.get(cfg.target).doctor(project, env),
+        *targets.get(cfg.target).doctor(project, env, _ci()),
     ]
     if any(c.status == FAIL and c.infra for c in checks):
         return checks, EXIT_INFRA
     return checks, EXIT_CHECK_FAILED if any(c.status == FAIL for c in checks) else EXIT_OK
+
+
+def _ci() -> str | None:
+    runtime = providers.detect()
+    return runtime.name if runtime is not None else None
 
 
 def _summary(checks: list[Check]) -> str:

@@ -63,7 +63,22 @@ def main(args: argparse.Namespace) -> int:
         # As a stage command does: the reports of an earlier run go before mlci.yaml is
         # validated, so a broken file never leaves a green data-test.xml behind as this run's.
         project = load_project_clearing_reports(root, [spec.name for spec in stages])
+        if getattr(args, "target", None):
+            project = with_target(project, args.target)
         return _run(stages, project, args)
+
+
+def with_target(project: Project, name: str) -> Project:
+    """The project as if mlci.yaml said `target: name` (`mlci run --target`), checked by that
+    target's own rules (Databricks: a three-level model name) at register.model_name's line."""
+    import dataclasses
+
+    from mlci import targets
+
+    config = dataclasses.replace(project.config, target=name)
+    for problem in targets.get(name).validate(config):
+        raise project.error(problem.key, f"--target {name}: {problem.message}")
+    return dataclasses.replace(project, config=config)
 
 
 def _run(stages: list[StageSpec], project: Project, args: argparse.Namespace) -> int:

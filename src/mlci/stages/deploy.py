@@ -62,7 +62,7 @@ def release(
         return {**facts, "unchanged": True, "promoted": False}
     print(f"deploy: smoke-testing {name} v{version} before it moves {', '.join(moved)}", flush=True)
     try:
-        deployment = target.deploy(project, f"models:/{name}/{version}")
+        deployment = target.deploy(project, f"models:/{name}/{version}", env)
     except MlciError as exc:  # a failed check or a store fault; a bug in mlci is no MlciError and goes on
         kept = f"{env} stays v{before[env]}" if before[env] else f"no version was in {env}"
         error = InfraError if isinstance(exc, InfraError) else CheckFailed
@@ -87,7 +87,7 @@ def release_summary(facts: dict[str, Any]) -> str:
         return f"{name} v{version} is already in {env}; nothing to do"
     smoke = facts["smoke_test"]
     return (
-        f"deployed {name} v{version} to {env} ({', '.join(facts['aliases'])}): served on loopback, "
+        f"deployed {name} v{version} to {env} ({', '.join(facts['aliases'])}): {smoke['served']}, "
         f"ready in {smoke['ready_seconds']:.1f}s, {smoke['rows']} predictions in {smoke['latency_ms']:.0f} ms"
     )
 

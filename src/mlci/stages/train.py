@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -19,7 +20,7 @@ from mlci import __version__, console, git, providers, targets
 from mlci.config import Project
 from mlci.errors import CheckFailed, UsageError
 from mlci.metrics import evaluate
-from mlci.splits import read_split
+from mlci.splits import read_split, split_path
 from mlci.stages._result import StageOptions, StageResult
 
 
@@ -189,14 +190,39 @@ def flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def run_train(project: Project, tracking_override: str | None = None) -> StageResult:
+    target = targets.get(project.config.target)
+    with target.store_faults(project, tracking_override), project_importable(project):
+        target.require(project, "train")
+        # The lineage is this checkout's (its commit, its CI run, its files' fingerprint) wherever
+        # the target trains: a Databricks job runs from the wheel and data uploaded from here.
+        tags = training_tags(project)
+        record = target.train_remotely(project, tags)
+        if record is None:
+            return _train(project, tags, tracking_override)
+        return StageResult(
+            str(record["summary"]),
+            dict(record["details"]),
+            outputs=dict(record.get("outputs") or {}),
+            markdown=str(record.get("markdown") or ""),
+        )
+
+
+def training_tags(project: Project) -> dict[str, str]:
+    """The MLflow run's lineage tags and fingerprint, from the project's files on this machine."""
+    digests = {which: file_digest(split_path(project, which)) for which in ("train", "holdout")}
+    function = load_entrypoint(project)
+    return {**lineage_tags(project, digests), "mlci.fingerprint": fingerprint(project, function, digests)}
+
+
+def train_here(project: Project, tags: dict[str, str], tracking_override: str | None = None) -> StageResult:
+    """Train in this process on the target's tracking store, with the lineage `tags`."""
     with targets.get(project.config.target).store_faults(project, tracking_override), project_importable(project):
-        return _train(project, tracking_override)
+        return _train(project, tags, tracking_override)
 
 
-def _train(project: Project, tracking_override: str | None) -> StageResult:
+def _train(project: Project, tags: dict[str, str], tracking_override: str | None) -> StageResult:
     cfg = project.config
     target = targets.get(project.config.target)
-    target.require(project, "train")
     train_x, train_y, train_path = read_split(project, "train")
     holdout_x, holdout_y, holdout_path = read_split(project, "holdout")
     missing = [c for c in train_x.columns if c not in holdout_x.columns]
@@ -217,7 +243,6 @@ def _train(project: Project, tracking_override: str | None) -> StageResult:
     experiment_id = target.ensure_experiment(mlflow, project, uri)
     digests = {"train": file_digest(train_path), "holdout": file_digest(holdout_path)}
     params = dict(cfg.train.params)
-    tags = {**lineage_tags(project, digests), "mlci.fingerprint": fingerprint(project, function, digests)}
     with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
         if params:
             mlflow.log_params(flat_params(params))
@@ -240,7 +265,7 @@ def _train(project: Project, tracking_override: str | None) -> StageResult:
         print("train: holdout " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), flush=True)
         for text in notes:
             print(f"train: note: {text}", flush=True)
-        package_dir = project.root / "src" / cfg.project.package
+        package_dir = package_folder(project)
         import mlflow.sklearn
 
         logged = mlflow.sklearn.log_model(
@@ -251,7 +276,7 @@ def _train(project: Project, tracking_override: str | None) -> StageResult:
             pip_requirements=pip_requirements(model),
             serialization_format=cfg.train.serialization,
             # Ship the project's package with the model: its features code is needed to load it.
-            code_paths=[str(package_dir)] if package_dir.is_dir() else None,
+            code_paths=[str(package_dir)] if package_dir is not None else None,
         )
         run_id = run.info.run_id
     model_uri = f"runs:/{run_id}/model"
@@ -275,6 +300,18 @@ def _train(project: Project, tracking_override: str | None) -> StageResult:
     table = "| metric | holdout |\n|---|---|\n" + "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
     summary = f"trained run {run_id}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
     return StageResult(summary, details, outputs={"run-id": run_id, "model-uri": model_uri}, markdown=table)
+
+
+def package_folder(project: Project) -> Path | None:
+    """The project's package folder: src/<package> of a checkout, else where it is installed
+    (a Databricks job runs the project from its wheel, without src/)."""
+    package = project.config.project.package
+    folder = project.root / "src" / package
+    if folder.is_dir():
+        return folder
+    spec = importlib.util.find_spec(package)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return Path(locations[0]) if locations and Path(locations[0]).is_dir() else None
 
 
 def run(project: Project, options: StageOptions) -> StageResult:

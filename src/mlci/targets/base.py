@@ -150,14 +150,30 @@ class Target(Protocol):
         """What a CI job that trains, registers or deploys needs to reach the target."""
         ...
 
+    def shipped_templates(self) -> Path:
+        """The folder of the templates `render` reads, inside the installed mlci."""
+        ...
+
+    def render(self, config: Config, mlci_version: str, templates: Path) -> dict[str, bytes]:
+        """The files under `managed`, {relative path: content}, from the validated mlci.yaml and
+        the template folder `templates` (shipped_templates(), or a copy a test passes)."""
+        ...
+
     def carries_state(self, config: Config) -> bool:
         """Whether the project's store travels between CI jobs as state (no shared server)."""
         ...
 
-    def doctor(self, project: Project, env: str | None) -> tuple[Check, ...]:
+    def doctor(self, project: Project, env: str | None, ci: str | None) -> tuple[Check, ...]:
         """`mlci doctor`'s checks of this target: what it needs on this machine and, with `env`
         (an environment of ENVIRONMENTS), whether that environment's store or workspace answers
-        and as whom. Writes nothing; a fault is a FAIL check, never an exception."""
+        and as whom. `ci`: the CI system this runs on (a provider's name), None on a developer's
+        machine. Writes nothing; a fault is a FAIL check, never an exception."""
+        ...
+
+    def train_remotely(self, project: Project, tags: dict[str, str]) -> dict[str, Any] | None:
+        """Train on the target's own compute (Databricks: a job run from the project's wheel)
+        with the lineage `tags`, and return that run's train record (summary, details,
+        outputs, markdown); None: the stage trains in this process on the target's store."""
         ...
 
     # ----- tracking and registry set-up
@@ -201,6 +217,7 @@ class Target(Protocol):
         then until Ctrl-C or SIGTERM; `verbose` shows the server's request log."""
         ...
 
-    def deploy(self, project: Project, model_uri: str) -> Deployment:
-        """Serve `model_uri` and smoke-test it; SmokeTestFailed when it does not answer right."""
+    def deploy(self, project: Project, model_uri: str, env: str) -> Deployment:
+        """Serve `model_uri` in environment `env` and smoke-test it; SmokeTestFailed when it does
+        not answer right, with what the target changed already put back."""
         ...

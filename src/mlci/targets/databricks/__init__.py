@@ -1,23 +1,24 @@
-"""The Databricks target: Unity Catalog's model registry, reached from CI through OIDC (OAuth
-M2M with a service principal's secret where the CI system issues no OIDC token: Jenkins).
+"""The Databricks target: training as a job run, Unity Catalog's model registry through
+MLflow, Model Serving with rollback and a batch-scoring job, reached from CI through OIDC
+(OAuth M2M with a service principal's secret where the CI system issues no OIDC token: Jenkins).
 
-This version knows what a Databricks project must look like (its model name, the
-credentials a CI job needs, the bundle files it will own) and refuses, with the line to fix,
-every stage that would have to run there (issue 13 brings them).
+workspace.py signs in, jobs.py trains, tracking.py points MLflow at the workspace, serving.py
+deploys, batch.py keeps the batch job. databricks-sdk and MLflow are imported inside
+functions only: `mlci --help` never pays for them.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from mlci.config import Config, Project
-from mlci.errors import ConfigError, UsageError
 from mlci.targets import base
 from mlci.targets.base import ByProvider, Credential, Deployment, EnvVar, Literal, Problem, Secret, Target, Variable
+from mlci.targets.databricks import jobs, tracking
 
 # Unity Catalog's three-level name: catalog.schema.model, each part an ASCII identifier
 # (hyphens allowed, as Unity Catalog allows them in back-quoted names).
@@ -71,8 +72,8 @@ class DatabricksTarget:
     name = "databricks"
     managed: tuple[str, ...] = ("databricks.yml", "resources/")
     scaffold_note: tuple[str, ...] = (
-        "Databricks target: mlci.yaml and CI files are ready for it, but this mlci version runs",
-        "      train, register and deploy only on the embedded default (target: local)",
+        "Databricks target: train runs as a job, register uses Unity Catalog and deploy Model Serving;",
+        "      set databricks.host (or DATABRICKS_HOST) and check the sign-in with 'mlci doctor --env staging'",
     )
 
     def validate(self, config: Config) -> tuple[Problem, ...]:
@@ -89,53 +90,52 @@ class DatabricksTarget:
         return f"{DEFAULT_CATALOG_SCHEMA}.{package}"
 
     def require(self, project: Project, stage: str) -> None:
-        self._refuse(project, f"mlci {stage}", deploy=stage == "deploy")
-
-    def _refuse(self, project: Project, what: str = "this mlci command", *, deploy: bool = False) -> NoReturn:
-        if deploy:  # deploy names the target it was given (--target or mlci.yaml)
-            raise UsageError(
-                f"deploy --target {self.name}: deploying to Databricks is not available in this mlci version; "
-                "run 'mlci deploy --target local', or set target: local in mlci.yaml (what 'mlci run' deploys to)"
-            )
-        raise ConfigError(
-            str(project.config_path),
-            project.line_of("target"),
-            f"target: {self.name}: {what} cannot run on Databricks in this version; "
-            "set target: local to run it on the embedded default",
-        )
+        return None  # every stage runs: train as a job, the registry in UC, serving on Model Serving
 
     def credentials(self, config: Config) -> tuple[Credential, ...]:
         return (_M2M_CREDENTIAL,) if config.ci.provider in _M2M_PROVIDERS else (_CREDENTIAL,)
 
+    def shipped_templates(self) -> Path:
+        return Path(__file__).resolve().parent / "templates"
+
+    def render(self, config: Config, mlci_version: str, templates: Path) -> dict[str, bytes]:
+        """The bundle: databricks.yml and resources/ (bundle.py)."""
+        from mlci.targets.databricks import bundle
+
+        return bundle.render(config, mlci_version, templates)
+
     def carries_state(self, config: Config) -> bool:
         return False  # the workspace's registry is shared: nothing travels between jobs
 
-    def doctor(self, project: Project, env: str | None) -> tuple[base.Check, ...]:
+    def doctor(self, project: Project, env: str | None, ci: str | None) -> tuple[base.Check, ...]:
         from mlci.targets.databricks import doctor
 
-        return doctor.checks(project, env)
+        return doctor.checks(project, env, ci)
 
-    # Every operation below is reached only after require(); each refuses as require does.
+    def train_remotely(self, project: Project, tags: dict[str, str]) -> dict[str, Any] | None:
+        if tracking.in_databricks_runtime():
+            return None  # this is the job run: train on its compute
+        return jobs.submit_training(project, tags, progress=_progress)
 
     def tracking_uri(self, project: Project, override: str | None = None) -> str:
-        return "databricks"
+        return tracking.tracking_uri(project)
 
     def registry_label(self, project: Project, override: str | None = None) -> str:
-        return "Databricks Unity Catalog"
+        return f"Databricks Unity Catalog ({project.config.model_name})"
 
     def configure_mlflow(
         self, project: Project, override: str | None = None, *, writes: bool = True, verbose: bool
     ) -> Any:
-        self._refuse(project)
+        return tracking.configure_mlflow(project, verbose=verbose)
 
     def ensure_experiment(self, mlflow: Any, project: Project, uri: str) -> str:
-        self._refuse(project)
+        return tracking.ensure_experiment(mlflow, project)
 
     def store_faults(self, project: Project, override: str | None = None) -> AbstractContextManager[None]:
-        return nullcontext()  # no local store whose faults need translating
+        return tracking.workspace_faults(project)
 
     def model_dir(self, model_uri: str, dst_path: str | None = None) -> Path:
-        raise UsageError(f"cannot download {model_uri} from Databricks in this mlci version; use target: local")
+        return tracking.model_dir(model_uri, dst_path)
 
     def serve(
         self,
@@ -147,10 +147,29 @@ class DatabricksTarget:
         probabilities: bool,
         verbose: bool,
     ) -> None:
-        self._refuse(project, "mlci serve")
+        # A Unity Catalog version served on this machine, as the local target serves its own.
+        from mlci.targets.local import TARGET as LOCAL
 
-    def deploy(self, project: Project, model_uri: str) -> Deployment:
-        self._refuse(project, deploy=True)
+        LOCAL.serve(project, model_dir, port, announce, probabilities=probabilities, verbose=verbose)
+
+    def deploy(self, project: Project, model_uri: str, env: str) -> Deployment:
+        from mlci.config import ENVIRONMENTS
+        from mlci.targets.databricks import batch, serving
+
+        deployment = serving.deploy(project, model_uri, env, progress=_progress)
+        if env == ENVIRONMENTS[-1]:  # production: the batch job scores with the champion
+            try:
+                job = batch.ensure_job(project, env, _progress)
+            except BaseException:
+                deployment.rollback()
+                raise
+            if job is not None:
+                deployment.facts["batch_job"] = job
+        return deployment
+
+
+def _progress(line: str) -> None:
+    print(line, flush=True)
 
 
 TARGET: Target = DatabricksTarget()

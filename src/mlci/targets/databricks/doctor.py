@@ -30,7 +30,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mlci import providers
 from mlci.config import ENVIRONMENTS, Project
 from mlci.errors import InfraError, MlciError
 from mlci.targets.base import FAIL, OK, WARN, Check
@@ -46,8 +45,8 @@ DOCS = "docs/databricks.md"
 QUICK_TIMEOUT = 10
 
 
-def checks(project: Project, env: str | None) -> tuple[Check, ...]:
-    found = [_sdk_installed(), *_workspaces(project), _secrets_here(), *_profile(project), *_compute(project)]
+def checks(project: Project, env: str | None, ci: str | None) -> tuple[Check, ...]:
+    found = [_sdk_installed(), *_workspaces(project), _secrets_here(ci), *_profile(project), *_compute(project)]
     if env is not None:
         found.extend(_sign_in(project, env))
     secrets = _secret_values()
@@ -85,35 +84,36 @@ def _workspaces(project: Project) -> Iterator[Check]:
         )
 
 
-def _secrets_here() -> Check:
+def _secrets_here(ci: str | None) -> Check:
     present = [name for name in workspace.SECRET_VARIABLES if os.environ.get(name)]
-    runtime = providers.detect()
     if not present:
         return Check(OK, "secrets", "no Databricks secret in the environment")
     names = ", ".join(present)
-    if runtime is None:
+    if ci is None:
         return Check(
             WARN,
             "secrets",
             f"{names} set in this shell: a long-lived secret on a developer machine; unset it and sign in "
             "with 'databricks auth login' and databricks.profile in mlci.yaml",
         )
-    if runtime.name in _FEDERATED:
+    if ci in _FEDERATED:
         return Check(
             WARN,
             "secrets",
-            f"{names} set on {runtime.name}, whose jobs sign in by federation with no secret; remove it from the "
+            f"{names} set on {ci}, whose jobs sign in by federation with no secret; remove it from the "
             f"pipeline's variables ({DOCS})",
         )
-    return Check(OK, "secrets", f"{names} set on {runtime.name} (OAuth M2M)")
+    return Check(OK, "secrets", f"{names} set on {ci} (OAuth M2M)")
 
 
 def _profile(project: Project) -> Iterator[Check]:
     profile = project.config.databricks.profile
     if not profile:
         return
-    if providers.detect() is not None or os.environ.get("DATABRICKS_AUTH_TYPE"):
-        yield Check(OK, "profile", f"databricks.profile {profile} not used here (CI or DATABRICKS_AUTH_TYPE signs in)")
+    if not workspace.use_profile(project):
+        yield Check(
+            OK, "profile", f"databricks.profile {profile} not used here (DATABRICKS_AUTH_TYPE chooses the sign-in)"
+        )
         return
     path = Path(os.environ.get("DATABRICKS_CONFIG_FILE") or Path.home() / ".databrickscfg")
     login = f"databricks auth login --profile {profile}"

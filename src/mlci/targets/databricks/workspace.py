@@ -3,7 +3,8 @@
 The Databricks SDK's own auth chain signs in (environment variables first): `github-oidc` on
 GitHub Actions, `azure-cli` after AzureCLI@2's workload-identity login on Azure DevOps,
 `oauth-m2m` on Jenkins, and a ~/.databrickscfg profile only on a developer's machine (a CI job
-never reads one: a profile on a shared agent would be someone's personal token). Every
+never reads one: a profile on a shared agent would be someone's personal token; every job
+mlci renders sets DATABRICKS_AUTH_TYPE, which is how a profile is told apart). Every
 client mlci builds has the project's short HTTP and retry timeouts, so a dead or throttling
 workspace ends a stage as one line (exit 3) instead of the SDK's default 20 minutes of retries.
 
@@ -16,7 +17,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from mlci import providers
 from mlci.config import ENVIRONMENTS, DatabricksEnvironment, Project
 from mlci.errors import InfraError, UsageError
 
@@ -73,13 +73,32 @@ def sdk_config(project: Project, env: str | None = None) -> Any:
         "host": where.host,
         "http_timeout_seconds": cfg.http_timeout,
         "retry_timeout_seconds": cfg.retry_timeout,
+        "discovery_url": discovery_url(where.host),
     }
-    if cfg.profile and providers.detect() is None and not os.environ.get("DATABRICKS_AUTH_TYPE"):
+    if use_profile(project):
         kwargs["profile"] = cfg.profile
     try:
         return Config(**kwargs)
     except ValueError as exc:  # the SDK found no way to sign in, or a malformed setting
         raise InfraError(f"cannot sign in to Databricks workspace {where.host}: {_first_line(exc)}") from None
+
+
+def discovery_url(host: str) -> str:
+    """Where the workspace's OAuth endpoints are described. databricks-sdk 0.162 learns it
+    only from the host-metadata document (/.well-known/databricks-config) that not every
+    workspace serves; without it OAuth M2M and github-oidc fail with "Invalid URL 'None'".
+    DATABRICKS_DISCOVERY_URL, when set, is the team's own answer and wins."""
+    return os.environ.get("DATABRICKS_DISCOVERY_URL") or f"{host}/oidc/.well-known/oauth-authorization-server"
+
+
+def use_profile(project: Project) -> bool:
+    """Whether to sign in with mlci.yaml's databricks.profile: only where no CI job chose an
+    auth type (every job mlci renders sets DATABRICKS_AUTH_TYPE) and not inside a job run."""
+    return bool(
+        project.config.databricks.profile
+        and not os.environ.get("DATABRICKS_AUTH_TYPE")
+        and not os.environ.get("DATABRICKS_RUNTIME_VERSION")
+    )
 
 
 def client(project: Project, env: str | None = None) -> Any:
@@ -96,6 +115,7 @@ def mlflow_environment(project: Project, env: str | None = None) -> dict[str, st
     where = workspace(project, env)
     return {
         "DATABRICKS_HOST": where.host,
+        "DATABRICKS_DISCOVERY_URL": discovery_url(where.host),
         "MLFLOW_USE_DATABRICKS_SDK_MODEL_ARTIFACTS_REPO_FOR_UC": "true",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": str(project.config.databricks.http_timeout),
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",

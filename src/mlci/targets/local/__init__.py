@@ -42,14 +42,23 @@ class LocalTarget:
         token = EnvVar("MLFLOW_TRACKING_TOKEN", Secret("MLFLOW_TRACKING_TOKEN"))
         return (Credential("mlflow", oidc=False, env=(token,)),)
 
+    def shipped_templates(self) -> Path:
+        return Path(__file__).resolve().parent / "templates"  # none: the local target renders no file
+
+    def render(self, config: Config, mlci_version: str, templates: Path) -> dict[str, bytes]:
+        return {}
+
     def carries_state(self, config: Config) -> bool:
         # Without a shared tracking server the store travels between jobs as state.
         return config.tracking.uri is None
 
-    def doctor(self, project: Project, env: str | None) -> tuple[Check, ...]:
+    def doctor(self, project: Project, env: str | None, ci: str | None) -> tuple[Check, ...]:
         from mlci.targets.local import doctor
 
         return doctor.checks(project, env)
+
+    def train_remotely(self, project: Project, tags: dict[str, str]) -> dict[str, Any] | None:
+        return None  # training runs in the stage's own process
 
     def tracking_uri(self, project: Project, override: str | None = None) -> str:
         return tracking.tracking_uri(project, override)
@@ -94,7 +103,7 @@ class LocalTarget:
             log_level="info" if verbose else "warning",
         )
 
-    def deploy(self, project: Project, model_uri: str) -> Deployment:
+    def deploy(self, project: Project, model_uri: str, env: str) -> Deployment:
         try:
             facts = smoke_test(project, model_uri)
         except MlciError:
@@ -134,6 +143,7 @@ def smoke_test(project: Project, model_uri: str) -> dict[str, Any]:
         raise SmokeTestFailed("empty prediction in the answer")
     return {
         "url": endpoint.url,
+        "served": "served on loopback",
         "ready_seconds": round(endpoint.ready_seconds, 3),
         "rows": len(example),
         "latency_ms": round(latency * 1000, 1),

@@ -352,3 +352,32 @@ def test_a_store_that_cannot_be_opened_is_a_failed_check_exit_3(
     assert code == 3
     (failed,) = [line for line in lines if line.startswith("fail")]
     assert failed.startswith(f"fail store: the MLflow store {store}")
+
+
+@pytest.mark.parametrize(
+    ("ci_env", "said"),
+    [
+        (
+            {"GITHUB_ACTIONS": "true"},
+            "warn secrets: DATABRICKS_CLIENT_SECRET set on github, whose jobs sign in by federation with no secret; "
+            "remove it from the pipeline's variables (docs/databricks.md)",
+        ),
+        (
+            {"JENKINS_URL": "http://jenkins.example/"},
+            "ok   secrets: DATABRICKS_CLIENT_SECRET set on jenkins (OAuth M2M)",
+        ),
+    ],
+)
+def test_on_ci_a_secret_is_expected_only_where_there_is_no_federation(
+    databricks_project: Path,
+    ci_env: dict[str, str],
+    said: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name, value in ci_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DATABRICKS_CLIENT_SECRET", SECRET)
+    code, lines, err = doctor(capsys, databricks_project)
+    no_marker("\n".join(lines), err)
+    assert said in lines and code == 0, lines

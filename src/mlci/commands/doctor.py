@@ -94,7 +94,7 @@ def _summary(checks: list[Check]) -> str:
 
 def redact(text: str) -> str:
     """`text` with the value of every secret-named environment variable replaced by ***."""
-    values = {v for name, v in os.environ.items() if _SECRET_NAME.search(name) and len(v) >= 4}
+    values = {v for name, v in os.environ.items() if _SECRET_NAME.search(name) and len(v) >= 8}
     for value in sorted(values, key=len, reverse=True):
         text = text.replace(value, "***")
     return text

@@ -244,7 +244,7 @@ def _secret_values(config: Any = None) -> list[str]:
     values = [os.environ.get(name, "") for name in workspace.SECRET_VARIABLES]
     if config is not None:
         values += [str(getattr(config, name, None) or "") for name in _CONFIG_SECRETS]
-    return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
+    return sorted({v for v in values if len(v) >= 8}, key=len, reverse=True)
 
 
 def redact(text: str, secrets: Iterable[str] | None = None) -> str:

@@ -26,7 +26,9 @@ def imported_modules(*argv: str) -> set[str]:
     return set(done.stdout.strip().splitlines()[-1].split())
 
 
-@pytest.mark.parametrize("argv", [("--help",), ("--version",), ("new", "--help"), ("run", "--help")])
+@pytest.mark.parametrize(
+    "argv", [("--help",), ("--version",), ("new", "--help"), ("run", "--help"), ("doctor", "--help")]
+)
 def test_help_and_version_import_nothing_heavy(argv: tuple[str, ...]) -> None:
     assert not imported_modules(*argv) & set(HEAVY)
 
@@ -43,6 +45,7 @@ COMMANDS = {
     "render",
     "upgrade",
     "schema",
+    "doctor",
     "lint",
     "test",
     "data-test",

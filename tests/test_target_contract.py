@@ -279,3 +279,28 @@ def test_mlci_new_prints_the_targets_own_note(name: str, tmp_path: Path, capsys:
         assert f"  note: {note[0]}\n" in out and all(f"    {line}\n" in out for line in note[1:])
     else:
         assert "note:" not in out
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("env", [None, "staging"])
+def test_doctor_reports_checks_writes_nothing_and_prints_no_secret(
+    name: str, env: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every target answers `mlci doctor` with its own checks (Target.doctor): lines of ok, warn or
+    fail, never an exception, never a file written, never a secret's value. (staging without a
+    workspace host: the Databricks sign-in fails as a check, before any network call.)"""
+    from mlci.targets.base import FAIL, OK, WARN, Check
+
+    for variable in ("DATABRICKS_HOST", "DATABRICKS_CONFIG_PROFILE", "MLFLOW_TRACKING_TOKEN"):
+        monkeypatch.delenv(variable, raising=False)
+    marker = "contract-secret-MARKER-91c2"
+    for variable in ("DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET", "MLFLOW_TRACKING_TOKEN"):
+        monkeypatch.setenv(variable, marker)
+    project = project_from_text(config_text(name), tmp_path)
+    checks = targets.get(name).doctor(project, env, None)
+    assert checks and all(isinstance(check, Check) for check in checks)
+    for check in checks:
+        assert check.status in (OK, WARN, FAIL) and check.what and check.detail, check
+        assert "\n" not in check.detail and marker not in check.detail, check
+        assert not check.infra or check.status == FAIL, check
+    assert list(tmp_path.iterdir()) == []

@@ -153,6 +153,25 @@ def build_parser(stages: Sequence[StageSpec] = STAGES) -> argparse.ArgumentParse
     upgrade.add_argument("--commit", action="store_true", help="commit the upgrade in each cleanly upgraded project")
     upgrade.set_defaults(handler="mlci.commands.upgrade:main")
 
+    doctor = command(
+        sub,
+        "doctor",
+        "check mlci.yaml, the tools, the generated files and the target",
+        "Check that mlci.yaml is valid, the tools the stages need are installed, the generated files are "
+        "current with mlci.yaml and the target's store or workspaces are usable: one line per check "
+        "(ok, warn or fail, with the fix). Writes nothing and prints no secret.",
+        epilog="Exit codes: 0 every check ok or warn, 1 a check failed, 2 mlci.yaml is invalid, "
+        "3 the store or workspace does not answer.",
+    )
+    _add_options(doctor, PROJECT_DIR)
+    doctor.add_argument(
+        "--env",
+        default=None,
+        metavar="NAME",
+        help="also sign in to this environment (staging or production) and check that it answers, and as whom",
+    )
+    doctor.set_defaults(handler="mlci.commands.doctor:main")
+
     schema = command(sub, "schema", "print the JSON Schema of mlci.yaml")
     schema.add_argument("--markdown", action="store_true", help="print the table of keys for docs instead")
     schema.set_defaults(handler="mlci.commands.schema:main")

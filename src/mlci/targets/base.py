@@ -102,6 +102,23 @@ class Deployment:
     rollback: Callable[[], None] = field(default=lambda: None)
 
 
+# What `mlci doctor` prints for a check, by how it went.
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of `mlci doctor`: `status` (OK, WARN or FAIL), what was checked and one line
+    saying what was found and, unless ok, the fix. `infra`: a FAIL because something outside the
+    project did not answer (a workspace, a store): the command exits 3 instead of 1. A detail
+    never holds a secret's value, only its name."""
+
+    status: str
+    what: str
+    detail: str
+    infra: bool = False
+
+
 class Target(Protocol):
     """One place a stage's work happens. The conformance kit (tests/test_target_contract.py)
     runs over every name in `mlci.targets.NAMES`."""
@@ -144,6 +161,13 @@ class Target(Protocol):
 
     def carries_state(self, config: Config) -> bool:
         """Whether the project's store travels between CI jobs as state (no shared server)."""
+        ...
+
+    def doctor(self, project: Project, env: str | None, ci: str | None) -> tuple[Check, ...]:
+        """`mlci doctor`'s checks of this target: what it needs on this machine and, with `env`
+        (an environment of ENVIRONMENTS), whether that environment's store or workspace answers
+        and as whom. `ci`: the CI system this runs on (a provider's name), None on a developer's
+        machine. Writes nothing; a fault is a FAIL check, never an exception."""
         ...
 
     def train_remotely(self, project: Project, tags: dict[str, str]) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci.config import Config, Project
+from mlci.targets import base
 from mlci.targets.base import ByProvider, Credential, Deployment, EnvVar, Literal, Problem, Secret, Target, Variable
 from mlci.targets.databricks import jobs, tracking
 
@@ -105,6 +106,11 @@ class DatabricksTarget:
 
     def carries_state(self, config: Config) -> bool:
         return False  # the workspace's registry is shared: nothing travels between jobs
+
+    def doctor(self, project: Project, env: str | None, ci: str | None) -> tuple[base.Check, ...]:
+        from mlci.targets.databricks import doctor
+
+        return doctor.checks(project, env, ci)
 
     def train_remotely(self, project: Project, tags: dict[str, str]) -> dict[str, Any] | None:
         if tracking.in_databricks_runtime():

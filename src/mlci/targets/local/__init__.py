@@ -14,7 +14,7 @@ from typing import Any
 
 from mlci.config import Config, Project
 from mlci.errors import CheckFailed, MlciError, SmokeTestFailed
-from mlci.targets.base import Credential, Deployment, EnvVar, Problem, Secret, Target
+from mlci.targets.base import Check, Credential, Deployment, EnvVar, Problem, Secret, Target
 from mlci.targets.local import store, tracking
 
 
@@ -51,6 +51,11 @@ class LocalTarget:
     def carries_state(self, config: Config) -> bool:
         # Without a shared tracking server the store travels between jobs as state.
         return config.tracking.uri is None
+
+    def doctor(self, project: Project, env: str | None, ci: str | None) -> tuple[Check, ...]:
+        from mlci.targets.local import doctor
+
+        return doctor.checks(project, env)
 
     def train_remotely(self, project: Project, tags: dict[str, str]) -> dict[str, Any] | None:
         return None  # training runs in the stage's own process

@@ -13,8 +13,11 @@ What differs from a workspace, and why it does not matter to an MLflow client:
   `dbfs:/databricks/mlflow-tracking/<id>`, runs at `.../<id>/<run>/artifacts` and logged models at
   `.../<id>/logged_models/<model>/artifacts`, which MLflow 3 reads and writes through the Files API
   (`/WorkspaceInternal/Mlflow/Artifacts/<id>/Runs/<run>/...`, `.../LoggedModels/<model>/...`:
-  files_routes.py, on disk under `double.files_dir`). The older `credentials-for-write` presigned
-  path, MLflow's fallback when the SDK fails, is not served (a call is a 404 and a rejection).
+  files_routes.py, on disk under `double.files_dir`). Run artifacts also have the older presigned
+  path MLflow falls back to when the Files API fails (a missing file, say): `credentials-for-read`/
+  `-for-write` hand out AWS_PRESIGNED_URL URIs to the double's public `/storage/...` route, signed
+  with a per-double secret (a wrong signature is a 403 like S3's). The logged-model equivalents
+  (`logged-models/{id}/artifacts/credentials-for-*`) are not served: a call is a 404 and a rejection.
   Model versions use the Files API too, under `/Models/<catalog>/<schema>/<model>/<version>/`.
 - Experiment names must be absolute workspace paths (`/Users/...`, `/Shared/...`), as on a
   workspace; the workspace folder is not checked to exist.
@@ -44,7 +47,10 @@ this workspace serves no presigned-URL model storage: a client that needs it fai
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
+import secrets
 import shutil
 import tempfile
 import threading
@@ -662,7 +668,7 @@ def _install_tracking(double: Double) -> Any:
             )
         headers = {k: v for k, v in request.headers.items() if k.lower() in ("content-type", "accept")}
         with _STORE_LOCK:
-            handlers._tracking_store = store
+            previous, handlers._tracking_store = handlers._tracking_store, store
             try:
                 answer = client.open(
                     request.path,
@@ -672,7 +678,7 @@ def _install_tracking(double: Double) -> Any:
                     headers=headers,
                 )
             finally:
-                handlers._tracking_store = None
+                handlers._tracking_store = previous
         if answer.status_code >= 500:  # MLflow's handler broke on what the double gave it: a double bug
             double.rejections.append(f"{request.method} {request.path}: tracking answered {answer.status_code}")
         content_type = answer.headers.get("Content-Type", "application/json")
@@ -684,29 +690,98 @@ def _install_tracking(double: Double) -> Any:
             return Response(answer.status_code, body, {**headers_out, "X-Databricks-Org-Id": DOUBLE_WORKSPACE_ID})
         return Response(answer.status_code, body, {"X-Databricks-Org-Id": DOUBLE_WORKSPACE_ID})
 
+    secret = secrets.token_hex(16)
+
+    def signature(api_path: str) -> str:
+        return hmac.new(secret.encode(), api_path.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def run_files_root(run_id: str) -> tuple[Any, str]:
+        from mlflow.exceptions import MlflowException
+
+        with _STORE_LOCK:
+            try:
+                run = store.get_run(run_id)
+            except MlflowException:
+                raise NotFound(f"Run '{run_id}' not found.") from None
+        return run, f"/WorkspaceInternal/Mlflow/Artifacts/{run.info.experiment_id}/Runs/{run_id}/artifacts"
+
+    def credentials(request: Request, cls: Any) -> Response:
+        """Presigned URLs to the run's files (AWS_PRESIGNED_URL to the double's storage route), what
+        MLflow's DatabricksArtifactRepository asks for when the Files API path fails."""
+        message: Any = parse(cls, request)
+        if not message.run_id:
+            raise Invalid(f"{cls.__name__}: run_id is required")
+        _, root = run_files_root(message.run_id)
+        infos = []
+        for relative in message.path:
+            if any(part in ("", ".", "..") for part in relative.split("/")):
+                raise Invalid(f"{cls.__name__}: bad path {relative!r}")
+            api_path = f"{root}/{relative}"
+            infos.append(
+                {
+                    "run_id": message.run_id,
+                    "path": relative,
+                    "signed_uri": f"{double.url}/storage{api_path}?sig={signature(api_path)}",
+                    "type": "AWS_PRESIGNED_URL",
+                }
+            )
+        return Response(200, _checked(cls.Response, {"credential_infos": infos}))
+
+    @double.route("POST", re.escape("/api/2.0/mlflow/artifacts/credentials-for-read"))
+    def credentials_for_read(request: Request) -> Response:
+        from mlflow.protos.databricks_artifacts_pb2 import GetCredentialsForRead
+
+        return credentials(request, GetCredentialsForRead)
+
+    @double.route("POST", re.escape("/api/2.0/mlflow/artifacts/credentials-for-write"))
+    def credentials_for_write(request: Request) -> Response:
+        from mlflow.protos.databricks_artifacts_pb2 import GetCredentialsForWrite
+
+        return credentials(request, GetCredentialsForWrite)
+
+    def signed_target(request: Request) -> Path | Response:
+        assert request.match is not None
+        api_path = request.match["path"]
+        if not hmac.compare_digest(request.arg("sig") or "", signature(api_path)):
+            return Response(403, b"<Error><Code>SignatureDoesNotMatch</Code></Error>", {"Content-Type": "application/xml"})
+        return double.file_path(api_path)
+
+    @double.route("GET", r"/storage(?P<path>/.+)", public=True)
+    def storage_get(request: Request) -> Response:
+        target = signed_target(request)
+        if isinstance(target, Response):
+            return target
+        if not target.is_file():
+            return Response(404, b"<Error><Code>NoSuchKey</Code></Error>", {"Content-Type": "application/xml"})
+        return Response(200, target.read_bytes())
+
+    @double.route("PUT", r"/storage(?P<path>/.+)", public=True)
+    def storage_put(request: Request) -> Response:
+        target = signed_target(request)
+        if isinstance(target, Response):
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(request.raw)
+        return Response(200, b"")
+
     @double.route("GET", re.escape("/api/2.0/mlflow/artifacts/list"))
     def list_artifacts(request: Request) -> Response:
         """A workspace lists run artifacts from its own storage, which here is the Files API folder
         MLflow's SDK run-artifacts repository writes (the OSS handler cannot read dbfs:)."""
-        from mlflow.exceptions import MlflowException
         from mlflow.protos.service_pb2 import ListArtifacts
 
         message: Any = parse(ListArtifacts, request, check_required=False)
         run_id = message.run_id or message.run_uuid
         if not run_id:
             raise Invalid("ListArtifacts: run_id is required")
-        with _STORE_LOCK:
-            try:
-                run = store.get_run(run_id)
-            except MlflowException:
-                raise NotFound(f"Run '{run_id}' not found.") from None
+        run, files_root = run_files_root(run_id)
         prefix = f"{_TRACKING_ROOT}/{run.info.experiment_id}/{run_id}/artifacts"
         if run.info.artifact_uri != prefix:
             raise Invalid(f"Run {run_id} has artifact location {run.info.artifact_uri}, not the workspace's")
         relative = message.path.strip("/")
         if any(part in (".", "..") for part in relative.split("/")):
             raise Invalid(f"ListArtifacts: bad path {message.path!r}")
-        root = double.file_path(f"/WorkspaceInternal/Mlflow/Artifacts/{run.info.experiment_id}/Runs/{run_id}/artifacts")
+        root = double.file_path(files_root)
         folder = root / relative if relative else root
         files = []
         if folder.is_dir():

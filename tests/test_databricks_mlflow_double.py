@@ -100,7 +100,9 @@ def refusals(double: Double) -> Iterator[Callable[[], list[str]]]:
 # ----- the story: an unmodified MLflow client against the double
 
 
-def test_an_mlflow_client_tracks_registers_in_unity_catalog_and_loads_back(story: dict[str, Any], double: Double) -> None:
+def test_an_mlflow_client_tracks_registers_in_unity_catalog_and_loads_back(
+    story: dict[str, Any], double: Double
+) -> None:
     assert story["experiment"] == [True, "/Users/double-user@example.com/mlci-story"]
     assert story["artifact_location"] == "dbfs:/databricks/mlflow-tracking/1"
     assert story["search_runs"] == [True]
@@ -145,7 +147,9 @@ def test_the_versions_files_went_through_the_files_api_into_the_double(story: di
     assert uc.alias_version("main.default.nothing", "champion") is None
     uploads = {r.path for r in double.calls("PUT", r"/api/2.0/fs/files/Models/main/default/demo/2/.*")}
     assert "/api/2.0/fs/files/Models/main/default/demo/2/model.pkl" in uploads
-    logged = double.calls("PUT", r"/api/2.0/fs/files/WorkspaceInternal/Mlflow/Artifacts/1/LoggedModels/m-\w+/artifacts/MLmodel")
+    logged = double.calls(
+        "PUT", r"/api/2.0/fs/files/WorkspaceInternal/Mlflow/Artifacts/1/LoggedModels/m-\w+/artifacts/MLmodel"
+    )
     assert len(logged) == 1
     created = double.calls("POST", r"/api/2.0/mlflow/unity-catalog/model-versions/create")
     assert [r.body["name"] for r in created] == [NAME, NAME]
@@ -199,7 +203,13 @@ BAD_QUERIES = [
 
 @pytest.mark.parametrize(("method", "endpoint", "body", "message"), BAD_BODIES)
 def test_a_bad_uc_body_is_refused_and_recorded(
-    story: dict[str, Any], double: Double, refusals: Callable[[], list[str]], method: str, endpoint: str, body: Any, message: str
+    story: dict[str, Any],
+    double: Double,
+    refusals: Callable[[], list[str]],
+    method: str,
+    endpoint: str,
+    body: Any,
+    message: str,
 ) -> None:
     status, answer = call(double, method, f"/api/2.0/mlflow/unity-catalog/{endpoint}", body)
     assert (status, answer["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
@@ -211,7 +221,12 @@ def test_a_bad_uc_body_is_refused_and_recorded(
 
 @pytest.mark.parametrize(("endpoint", "query", "message"), BAD_QUERIES)
 def test_a_bad_uc_query_is_refused_and_recorded(
-    story: dict[str, Any], double: Double, refusals: Callable[[], list[str]], endpoint: str, query: dict[str, str], message: str
+    story: dict[str, Any],
+    double: Double,
+    refusals: Callable[[], list[str]],
+    endpoint: str,
+    query: dict[str, str],
+    message: str,
 ) -> None:
     status, answer = call(double, "GET", f"/api/2.0/mlflow/unity-catalog/{endpoint}", query=query)
     assert (status, answer["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
@@ -255,7 +270,7 @@ def test_a_version_is_finalized_only_with_a_signature_and_is_then_immutable(
     assert call(double, "PUT", f"{files}/MLmodel", raw=signed)[0] == 204
     status, answer = call(double, "POST", f"{uc}/model-versions/finalize", {"name": name, "version": "1"})
     assert "signature that includes only inputs" in answer["message"]
-    signed = b"signature:\n  inputs: '[{\"type\": \"double\"}]'\n  outputs: '[{\"type\": \"long\"}]'\n"
+    signed = b'signature:\n  inputs: \'[{"type": "double"}]\'\n  outputs: \'[{"type": "long"}]\'\n'
     assert call(double, "PUT", f"{files}/MLmodel", raw=signed)[0] == 204
     status, answer = call(double, "POST", f"{uc}/model-versions/finalize", {"name": name, "version": "1"})
     assert (status, answer["model_version"]["status"]) == (200, "READY")
@@ -270,7 +285,9 @@ def test_a_version_is_finalized_only_with_a_signature_and_is_then_immutable(
     assert not (double.files_dir / "Models/main/default/unsigned").exists()
 
 
-def test_an_experiment_name_must_be_a_workspace_path(story: dict[str, Any], double: Double, refusals: Callable[[], list[str]]) -> None:
+def test_an_experiment_name_must_be_a_workspace_path(
+    story: dict[str, Any], double: Double, refusals: Callable[[], list[str]]
+) -> None:
     status, answer = call(double, "POST", "/api/2.0/mlflow/experiments/create", {"name": "relative-name"})
     assert (status, answer["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
     assert "must be an absolute path within the Databricks workspace" in answer["message"]
@@ -287,7 +304,10 @@ def test_the_files_api_refuses_an_overwrite_without_overwrite_true(double: Doubl
     path = "/api/2.0/fs/files/Volumes/main/default/landing/data.csv"
     assert call(double, "PUT", path, raw=b"a,b\n1,2\n", query={"overwrite": "false"})[0] == 204
     status, answer = call(double, "PUT", path, raw=b"other", query={"overwrite": "false"})
-    assert (status, answer) == (409, {"error_code": "ALREADY_EXISTS", "message": "The file being created already exists."})
+    assert (status, answer) == (
+        409,
+        {"error_code": "ALREADY_EXISTS", "message": "The file being created already exists."},
+    )
     assert (double.files_dir / "Volumes/main/default/landing/data.csv").read_bytes() == b"a,b\n1,2\n"
     assert call(double, "PUT", path, raw=b"new")[0] == 204  # unspecified means overwrite
     assert call(double, "GET", path) == (200, b"new")

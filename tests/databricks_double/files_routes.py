@@ -21,9 +21,9 @@ What databricks-sdk 0.162.0 sends (service/files.py, and mixins/files.py's `File
 Every path goes through `double.file_path`, which refuses `.`/`..` segments (400, recorded); paths must
 start with `/Volumes/<catalog>/<schema>/<volume>/`, `/Models/<catalog>/<schema>/<model>/<version>/`
 or (MLflow's tracking artifacts, see mlflow_routes.py) `/WorkspaceInternal/Mlflow/Artifacts/<experiment>/`
-like on a workspace, and a file lies below such a folder. Writes under `/Models/...` are accepted only while the UC model version exists
-and is PENDING_REGISTRATION (a READY version's files are immutable; 403 PERMISSION_DENIED) when
-`double.uc` is installed.
+like on a workspace, and a file lies below such a folder. Writes under `/Models/...` are accepted
+only while the UC model version exists and is PENDING_REGISTRATION (a READY version's files are
+immutable: 403 PERMISSION_DENIED), when `double.uc` is installed.
 """
 
 from __future__ import annotations
@@ -46,8 +46,10 @@ _ROOTS = {"Volumes": 4, "Models": 5, "WorkspaceInternal": 5}
 def _check_securable(api_path: str, *, is_file: bool) -> None:
     parts = [p for p in api_path.split("/") if p]
     depth = _ROOTS.get(parts[0], 0) if parts else 0
-    if not depth or len(parts) < depth + (1 if is_file else 0) or (
-        parts[0] == "WorkspaceInternal" and parts[1:3] != ["Mlflow", "Artifacts"]
+    if (
+        not depth
+        or len(parts) < depth + (1 if is_file else 0)
+        or (parts[0] == "WorkspaceInternal" and parts[1:3] != ["Mlflow", "Artifacts"])
     ):
         raise Invalid(
             f"Invalid {'file' if is_file else 'directory'} path {api_path!r}: the Files API takes "

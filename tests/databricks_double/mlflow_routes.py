@@ -188,8 +188,7 @@ def _split_name(name: str) -> tuple[str, str, str]:
     parts = name.split(".")
     if len(parts) != 3:
         raise Invalid(
-            f"Invalid name {name!r}: the registered model name must specify all three levels "
-            "(catalog.schema.model)"
+            f"Invalid name {name!r}: the registered model name must specify all three levels (catalog.schema.model)"
         )
     for part in parts:
         if not _IDENTIFIER.fullmatch(part):
@@ -526,7 +525,9 @@ def _install_uc(double: Double) -> UnityCatalog:
     @handles("GetModelVersionDownloadUriRequest")
     def download_uri(m: Any) -> Response:
         found = uc.version(m.name, m.version)
-        return answer("GetModelVersionDownloadUriResponse", {"artifact_uri": uc.version_json(found)["storage_location"]})
+        return answer(
+            "GetModelVersionDownloadUriResponse", {"artifact_uri": uc.version_json(found)["storage_location"]}
+        )
 
     @handles("GenerateTemporaryModelVersionCredentialsRequest")
     def temporary_credentials(m: Any) -> Response:
@@ -605,7 +606,9 @@ def _flask_app() -> Any:
             from mlflow.server import handlers
 
             app = Flask("mlci-databricks-double")
-            for i, (path, view, methods) in enumerate(handlers.get_service_endpoints(MlflowService, handlers.get_handler)):
+            for i, (path, view, methods) in enumerate(
+                handlers.get_service_endpoints(MlflowService, handlers.get_handler)
+            ):
                 if path.startswith("/api/"):
                     app.add_url_rule(path, endpoint=f"e{i}", view_func=view, methods=methods)
             _FLASK["app"] = app
@@ -743,7 +746,9 @@ def _install_tracking(double: Double) -> Any:
         assert request.match is not None
         api_path = request.match["path"]
         if not hmac.compare_digest(request.arg("sig") or "", signature(api_path)):
-            return Response(403, b"<Error><Code>SignatureDoesNotMatch</Code></Error>", {"Content-Type": "application/xml"})
+            return Response(
+                403, b"<Error><Code>SignatureDoesNotMatch</Code></Error>", {"Content-Type": "application/xml"}
+            )
         return double.file_path(api_path)
 
     @double.route("GET", r"/storage(?P<path>/.+)", public=True)

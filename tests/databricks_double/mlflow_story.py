@@ -6,12 +6,8 @@ subprocess with only the DATABRICKS_*/MLFLOW_* variables a Databricks client has
 
 from __future__ import annotations
 
-import time
-
-START = time.time()
-
-import json  # noqa: E402
-import sys  # noqa: E402
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +23,7 @@ EXPERIMENT = "/Users/double-user@example.com/mlci-story"
 
 
 def main(work: Path) -> dict[str, Any]:
-    facts: dict[str, Any] = {"clock": []}
-
-    def tick(label: str) -> None:
-        facts["clock"].append([label, round(time.time() - START, 2)])
-
-    tick("imported")
+    facts: dict[str, Any] = {}
     helpers = work / "story_helpers.py"
     helpers.write_text("SCALE = 2\n")
     features = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0]})
@@ -54,7 +45,6 @@ def main(work: Path) -> dict[str, Any]:
             code_paths=[str(helpers)],
             pip_requirements=["scikit-learn", "pandas"],  # no requirement inference: a subprocess, seconds
         )
-    tick("logged")
     run_id = run.info.run_id
     facts["model_uri"] = info.model_uri
     found = mlflow.search_runs([experiment_id], filter_string="tags.`mlci.stage` = 'train'", output_format="list")
@@ -64,12 +54,10 @@ def main(work: Path) -> dict[str, Any]:
     facts["predict_model_id"] = mlflow.pyfunc.load_model(info.model_uri).predict(features).tolist()
     facts["predict_runs"] = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(features).tolist()
 
-    tick("loaded")
     client = MlflowClient()
     first = mlflow.register_model(info.model_uri, NAME)
     second = mlflow.register_model(info.model_uri, NAME)
     facts["versions"] = [first.version, second.version, first.status, second.status]
-    tick("registered")
     client.set_registered_model_alias(NAME, "champion", first.version)
     client.set_registered_model_alias(NAME, "challenger", second.version)
     facts["challenger"] = client.get_model_version_by_alias(NAME, "challenger").version
@@ -87,16 +75,13 @@ def main(work: Path) -> dict[str, Any]:
     version = client.get_model_version(NAME, first.version)
     facts["version"] = [version.version, version.status, version.aliases, version.tags, version.run_id == run_id]
     facts["registered_model"] = client.get_registered_model(NAME).aliases
-    tick("searched")
     by_number = mlflow.artifacts.download_artifacts(f"models:/{NAME}/{first.version}", dst_path=str(work / "v1"))
     by_alias = mlflow.artifacts.download_artifacts(f"models:/{NAME}@champion", dst_path=str(work / "champion"))
     facts["downloaded"] = sorted(p.name for p in Path(by_number).iterdir())
     facts["downloaded_code"] = sorted(p.name for p in (Path(by_number) / "code").iterdir())
     facts["mlmodel"] = (Path(by_alias) / "MLmodel").read_text()
-    tick("downloaded")
     facts["predict_alias"] = mlflow.pyfunc.load_model(f"models:/{NAME}@champion").predict(features).tolist()
     facts["predict_version"] = mlflow.pyfunc.load_model(f"models:/{NAME}/{second.version}").predict(features).tolist()
-    tick("done")
     return facts
 
 

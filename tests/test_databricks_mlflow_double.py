@@ -261,7 +261,11 @@ def test_a_version_is_finalized_only_with_a_signature_and_is_then_immutable(
     assert created["model_version"]["status"] == "PENDING_REGISTRATION"
     assert created["model_version"]["version"] == "1"
     files = "/api/2.0/fs/files/Models/main/default/unsigned/1"
-    assert call(double, "PUT", f"{files}/MLmodel", raw=b"flavors: {}\n")[0] == 204
+    # UC names are case-insensitive, so are the version's Files API paths
+    assert (
+        call(double, "PUT", "/api/2.0/fs/files/Models/Main/Default/UNSIGNED/1/MLmodel", raw=b"flavors: {}\n")[0] == 204
+    )
+    assert (double.files_dir / "Models/main/default/unsigned/1/MLmodel").read_bytes() == b"flavors: {}\n"
     status, answer = call(double, "POST", f"{uc}/model-versions/finalize", {"name": name, "version": "1"})
     assert status == 400
     assert "did not contain any signature metadata" in answer["message"]

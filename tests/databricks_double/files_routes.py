@@ -23,7 +23,8 @@ start with `/Volumes/<catalog>/<schema>/<volume>/`, `/Models/<catalog>/<schema>/
 or (MLflow's tracking artifacts, see mlflow_routes.py) `/WorkspaceInternal/Mlflow/Artifacts/<experiment>/`
 like on a workspace, and a file lies below such a folder. Writes under `/Models/...` are accepted
 only while the UC model version exists and is PENDING_REGISTRATION (a READY version's files are
-immutable: 403 PERMISSION_DENIED), when `double.uc` is installed.
+immutable: 403 PERMISSION_DENIED), when `double.uc` is installed; their catalog, schema and model
+segments are case-insensitive (stored lower-case), as UC names are.
 """
 
 from __future__ import annotations
@@ -88,6 +89,10 @@ def install(double: Double) -> None:
         api_path = request.match["path"]
         target = double.file_path(api_path)  # refuses escapes first
         _check_securable(api_path, is_file="/fs/files/" in request.path)
+        parts = [p for p in api_path.split("/") if p]
+        if parts[0] == "Models":  # UC names are case-insensitive: one folder per model version
+            api_path = "/" + "/".join(["Models", *(p.lower() for p in parts[1:4]), *parts[4:]])
+            target = double.file_path(api_path)
         return api_path, target
 
     def model_write_allowed(api_path: str) -> None:

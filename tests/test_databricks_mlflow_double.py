@@ -353,3 +353,24 @@ def test_the_files_api_directories_and_metadata_as_the_sdk_reads_them(double: Do
     w.files.delete_directory("/Volumes/main/default/sdk/in")
     assert not (double.files_dir / "Volumes/main/default/sdk/in").exists()
     assert double.rejections == []
+
+
+def test_two_doubles_in_one_process_keep_their_own_tracking_stores(double: Double, tmp_path: Path) -> None:
+    other = Double(tmp_path / "other")
+    mlflow_routes.install(other)
+    other.start()
+    try:
+        name = "/Shared/only-in-the-other-workspace"
+        status, created = call(other, "POST", "/api/2.0/mlflow/experiments/create", {"name": name})
+        assert status == 200
+        query = {"experiment_name": name}
+        status, found = call(other, "GET", "/api/2.0/mlflow/experiments/get-by-name", query=query)
+        assert (status, found["experiment"]["experiment_id"]) == (200, created["experiment_id"])
+        assert (
+            found["experiment"]["artifact_location"] == f"dbfs:/databricks/mlflow-tracking/{created['experiment_id']}"
+        )
+        status, missing = call(double, "GET", "/api/2.0/mlflow/experiments/get-by-name", query=query)
+        assert (status, missing["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+        assert other.rejections == [] and double.rejections == []
+    finally:
+        other.stop()

@@ -17,8 +17,8 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
-from tests.databricks_double import files_routes, mlflow_routes
-from tests.databricks_double.server import PAT, Double, Request, Response, error
+from databricks_double import files_routes, mlflow_routes
+from databricks_double.server import PAT, Double, Request, Response, error
 
 NAME = "main.default.demo"
 STORY = Path(__file__).parent / "databricks_double" / "mlflow_story.py"

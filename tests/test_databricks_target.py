@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import scaffold, stage_json
+from conftest import run_cli, scaffold, stage_json
 from databricks_double import PAT, Double, github_runner_environment, start
 
 pytestmark = pytest.mark.databricks
@@ -39,6 +39,7 @@ SUBJECT = "repo:acme/dbxdemo:ref:refs/heads/main"
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Double]:
     double = start(tmp_path_factory.mktemp("workspace"))
+    double.github_subject = SUBJECT  # type: ignore[attr-defined]  # the sub of the ID tokens it issues
     try:
         yield double
     finally:
@@ -62,6 +63,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, workspace: Double) -> Path
     config = yaml.safe_load((project / "mlci.yaml").read_text(encoding="utf-8"))
     config["deploy"]["batch"] = {"input_table": "main.default.dbxdemo_features"}
     (project / "mlci.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    assert run_cli("render", "-C", str(project)) == 0  # the bundle follows mlci.yaml
     return project
 
 
@@ -101,6 +103,20 @@ def served_versions(workspace: Double, endpoint: str) -> list[str]:
 
 def last_line(done: subprocess.CompletedProcess[str]) -> str:
     return done.stderr.strip().splitlines()[-1]
+
+
+def test_doctor_reports_the_federated_sign_in_and_who_the_workspace_says_we_are(
+    project: Path, workspace: Double
+) -> None:
+    done = mlci(project, workspace, "doctor", "--env", "staging")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert f"ok   sign-in staging: github-oidc on {workspace.url}, client id {CLIENT_ID}" in lines
+    assert f"ok   workspace answers staging: signed in as {CLIENT_ID}" in lines
+    request_token = runner_env(workspace)["ACTIONS_ID_TOKEN_REQUEST_TOKEN"]
+    assert request_token not in done.stdout + done.stderr
+    # The exchange really happened: the double issued a token for the runner's ID token.
+    assert workspace.calls("POST", r"/oidc/v1/token")
 
 
 def test_mlci_run_trains_registers_and_deploys_on_the_workspace(project: Path, workspace: Double) -> None:
@@ -264,7 +280,7 @@ def test_a_slow_workspace_ends_within_the_configured_timeouts(project: Path, wor
     configure(project, http_timeout=1, retry_timeout=2)
     workspace.delay = 3.0
     try:
-        done = mlci(project, workspace, "status", timeout=60)
+        done = mlci(project, workspace, "train", timeout=90)
     finally:
         workspace.delay = 0.0
         (project / "mlci.yaml").write_text(config, encoding="utf-8")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import sdk_routes
+from . import files_routes, mlflow_routes, sdk_routes
 from .server import PAT, Double, Invalid, NotFound, Request, Response
 
 __all__ = [
@@ -31,13 +31,8 @@ __all__ = [
 def start(root: Path) -> Double:
     double = Double(root)
     sdk_routes.install(double)
-    try:  # helper double-mlflow's modules; the integrator drops this guard once they are merged
-        from . import files_routes, mlflow_routes  # type: ignore[attr-defined]
-    except ImportError:
-        pass
-    else:
-        files_routes.install(double)
-        mlflow_routes.install(double)
+    files_routes.install(double)
+    mlflow_routes.install(double)
     double.start()
     serve_stop = double.stop
 

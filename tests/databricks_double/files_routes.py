@@ -36,7 +36,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tests.databricks_double.server import Double, Invalid, NotFound, Request, Response, error
+from .server import Double, Invalid, NotFound, Request, Response, error
 
 _PAGE_MAX = 1000
 # The top folder -> how many segments name the securable (a volume, a model version, an experiment's

@@ -64,7 +64,7 @@ import yaml
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from tests.databricks_double.server import Double, Invalid, NotFound, Request, Response, error
+from .server import Double, Invalid, NotFound, Request, Response, error
 
 DOUBLE_WORKSPACE_ID = "1234567890123456"
 USER = "double-user@example.com"

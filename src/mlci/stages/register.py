@@ -53,21 +53,22 @@ def same_fingerprint(client: Any, name: str, fingerprint: str | None) -> str | N
     """A version trained from the same code, data and params that is still in play (the
     challenger, or what an environment serves), if any. An older identical version that is no
     longer live does not count: going back to it (a revert) is a change from what is served,
-    so the candidate is compared and registered like any other."""
+    so the candidate is compared and registered like any other.
+
+    Each live version is read by number: Unity Catalog's version search answers without tags."""
     from mlflow.exceptions import MlflowException
 
     if not fingerprint:
         return None
     live = {alias_version(client, name, alias) for alias in (CHALLENGER, *ENVIRONMENTS, CHAMPION)} - {None}
-    try:
-        versions = client.search_model_versions(f"name='{name}'")
-    except MlflowException:
-        return None
-    matches = [
-        normalise_version(v.version)
-        for v in versions
-        if (v.tags or {}).get(FINGERPRINT_TAG) == fingerprint and normalise_version(v.version) in live
-    ]
+    matches = []
+    for number in live:
+        try:
+            tags = client.get_model_version(name, number).tags or {}
+        except MlflowException:
+            continue
+        if tags.get(FINGERPRINT_TAG) == fingerprint:
+            matches.append(str(number))
     return max(matches, key=int) if matches else None
 
 

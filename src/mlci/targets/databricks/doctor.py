@@ -198,6 +198,8 @@ def _sign_in(project: Project, env: str) -> list[Check]:
     return [signed_in, Check(OK, f"workspace answers {env}", f"signed in as {who}{also}")]
 
 
+# RFC 6749's token-endpoint errors: the SDK raises them as plain errors, not DatabricksError.
+_OAUTH_REFUSALS = ("invalid_grant", "invalid_client", "unauthorized_client", "access_denied")
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^\"')\]]+)")
 
 
@@ -212,6 +214,11 @@ def _why(exc: BaseException) -> str:
             "policy or secret, and its workspace access"
         )
     reasons = [str(e) for e in _chain(exc)]
+    if any(code in r for r in reasons for code in _OAUTH_REFUSALS):
+        return (
+            f"refused the sign-in ({_first_line(exc)}); check the service principal, its federation policy or "
+            "secret, and its workspace access"
+        )
     socket = next((m.group(1).strip() for r in reasons for m in [_ERRNO.search(r)] if m), None)
     said = _first_line(exc) + (f": {socket}" if socket else "")
     return f"does not answer ({said}); check the host and the network (doctor waits {QUICK_TIMEOUT} s at most)"

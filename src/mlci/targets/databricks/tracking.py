@@ -119,7 +119,10 @@ def classify(exc: BaseException) -> InfraError | None:
     if isinstance(exc, DatabricksError):
         return InfraError(f"Databricks: {text}")
     if isinstance(exc, TimeoutError):
-        return InfraError(f"Databricks did not answer in time: {text}")
+        return InfraError(
+            f"Databricks did not answer in time ({text}); check the workspace, or raise databricks.http_timeout "
+            "and databricks.retry_timeout in mlci.yaml"
+        )
     try:
         import requests
     except ImportError:  # pragma: no cover - the SDK depends on requests

@@ -13,6 +13,7 @@ databricks-sdk is imported inside functions only: `mlci --help` never pays for i
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -62,11 +63,27 @@ def workspace(project: Project, env: str | None = None) -> Workspace:
     return Workspace(name, host.rstrip("/"), settings, _project_name=project.config.project.name)
 
 
+class _NoHostMetadataNote(logging.Filter):
+    """databricks-sdk logs, at every sign-in (MLflow's too), that the workspace serves no host
+    metadata and it falls back to the configuration it was given: that fallback is what mlci
+    configures (discovery_url), so the line says nothing to an mlci user."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to automatically resolve config from host metadata")
+
+
+def _quiet_sdk() -> None:
+    logger = logging.getLogger("databricks.sdk")
+    if not any(isinstance(f, _NoHostMetadataNote) for f in logger.filters):
+        logger.addFilter(_NoHostMetadataNote())
+
+
 def sdk_config(project: Project, env: str | None = None) -> Any:
     """The SDK's Config for the environment's workspace, with the project's timeouts; the
     sign-in itself is the SDK's chain (see the module's docstring)."""
     from databricks.sdk.core import Config
 
+    _quiet_sdk()
     where = workspace(project, env)
     cfg = project.config.databricks
     kwargs: dict[str, Any] = {
@@ -113,12 +130,17 @@ def mlflow_environment(project: Project, env: str | None = None) -> dict[str, st
     SDK config from these (it reads no mlci.yaml), and stores UC model artifacts through the
     Files API instead of cloud storage credentials."""
     where = workspace(project, env)
+    cfg = project.config.databricks
+    _quiet_sdk()
     return {
         "DATABRICKS_HOST": where.host,
         "DATABRICKS_DISCOVERY_URL": discovery_url(where.host),
         "MLFLOW_USE_DATABRICKS_SDK_MODEL_ARTIFACTS_REPO_FOR_UC": "true",
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(project.config.databricks.http_timeout),
+        # MLflow's own retries wrap the SDK's: both bounded by the project's timeouts.
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(cfg.http_timeout),
+        "MLFLOW_DATABRICKS_ENDPOINT_HTTP_RETRY_TIMEOUT": str(cfg.retry_timeout),
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     }
 
 

@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-
 from databricks_double import files_routes, mlflow_routes
 from databricks_double.server import PAT, Double, Request, Response, error
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,7 +134,9 @@ def test_mlci_run_trains_registers_and_deploys_on_the_workspace(project: Path, w
     assert task["python_wheel_task"]["parameters"][:3] == ["databricks-task", "train", "--source"]
     assert source.startswith("/Volumes/main/default/mlci/dbxdemo/")
     (wheel,) = [d for d in body["environments"][0]["spec"]["dependencies"] if d.endswith(".whl")]
-    assert wheel.startswith(source + "/dbxdemo-") and workspace.file_path(wheel).is_file()
+    assert wheel.startswith(source + "/dbxdemo-")
+    assert workspace.calls("PUT", r"/api/2\.0/fs/files" + re.escape(wheel))  # uploaded through the Files API
+    assert not workspace.file_path(source).exists()  # and the data removed from the volume after the run
     assert [r.status for r in workspace.calls("GET", r"/api/2\.2/jobs/runs/get")][:2] == [429, 503]
 
     trained = stage_json(project, "train")
@@ -224,9 +228,19 @@ def test_production_takes_what_staging_verified_and_keeps_the_batch_job(project:
         "main.default.dbxdemo_features_predictions",
     ]
     assert created.body["schedule"] == {"quartz_cron_expression": "0 0 4 * * ?", "timezone_id": "UTC"}
-    # The next release to production resets the one job instead of creating another.
-    done = mlci(project, workspace, "deploy")  # staging takes the challenger, v2
+    # The next release to production resets the one job instead of creating another. Staging
+    # takes the challenger, v2, as a canary first: 10% beside v1, queried on its own, then all.
+    config = yaml.safe_load((project / "mlci.yaml").read_text(encoding="utf-8"))
+    config["databricks"]["environments"]["staging"]["canary_percent"] = 10
+    (project / "mlci.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    updates_before = len(workspace.calls("PUT", r"/api/2\.0/serving-endpoints/dbxdemo-staging/config"))
+    done = mlci(project, workspace, "deploy")
     assert done.returncode == 0, done.stdout + done.stderr
+    updates = workspace.calls("PUT", r"/api/2\.0/serving-endpoints/dbxdemo-staging/config")[updates_before:]
+    assert [
+        {r["served_entity_name"]: r["traffic_percentage"] for r in u.body["traffic_config"]["routes"]} for u in updates
+    ] == [{"dbxdemo-2": 10, "dbxdemo-1": 90}, {"dbxdemo-2": 100}]
+    assert workspace.calls("POST", r"/serving-endpoints/dbxdemo-staging/served-models/dbxdemo-2/invocations")
     done = mlci(project, workspace, "deploy", "--env", "production")
     assert done.returncode == 0, done.stdout + done.stderr
     assert len(workspace.calls("POST", r"/api/2\.2/jobs/create")) == 1
@@ -298,3 +312,55 @@ def test_the_wheel_is_the_projects_own_build(tmp_path: Path) -> None:
 
     names = zipfile.ZipFile(wheel).namelist()
     assert wheel.name.startswith("wheelcheck-") and "wheelcheck/train.py" in names
+
+
+def test_each_environment_signs_in_to_its_own_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What mlci exports for MLflow (the first environment's host) is never read back as the
+    user's: production's client keeps production's host and OAuth endpoints."""
+    from mlci.config import load_project
+    from mlci.targets.databricks import workspace as connection
+
+    assert scaffold("twohosts", tmp_path, "--target", "databricks") == 0
+    project_dir = tmp_path / "twohosts"
+    config = yaml.safe_load((project_dir / "mlci.yaml").read_text(encoding="utf-8"))
+    config["databricks"]["environments"]["staging"]["host"] = "https://staging.example.com"
+    config["databricks"]["environments"]["production"]["host"] = "https://prod.example.com"
+    (project_dir / "mlci.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    project = load_project(project_dir)
+    for name, value in connection.mlflow_environment(project).items():
+        monkeypatch.setenv(name, value)
+    production = connection.workspace(project, "production")
+    assert production.host == "https://prod.example.com"
+    assert (
+        connection.discovery_url(production.host)
+        == "https://prod.example.com/oidc/.well-known/oauth-authorization-server"
+    )
+
+
+def test_sigterm_while_the_run_trains_cancels_it(project: Path, workspace: Double) -> None:
+    """CI cancels a job with SIGTERM: the Databricks run must not keep billing."""
+    train = project / "src" / "dbxdemo" / "train.py"
+    original = train.read_text(encoding="utf-8")
+    slow = "def train(*_a, **_k):\n    import time\n\n    time.sleep(120)\n\n\ndef _x("
+    train.write_text(original.replace("def train(", slow))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MLFLOW_", "ACTIONS_"))}
+    env.update(runner_env(workspace), MLFLOW_DISABLE_TELEMETRY="true")
+    polls = len(workspace.calls("GET", r"/api/2\.2/jobs/runs/get"))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mlci", "train"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        for _ in range(600):  # until this train polls its run (60 s at most)
+            if len(workspace.calls("GET", r"/api/2\.2/jobs/runs/get")) > polls + 2:
+                break
+            time.sleep(0.1)
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=60)
+    finally:
+        train.write_text(original, encoding="utf-8")
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130, err
+    (cancel,) = workspace.calls("POST", r"/api/2\.2/jobs/runs/cancel")
+    run = rest(workspace, f"/api/2.2/jobs/runs/get?run_id={cancel.body['run_id']}")
+    assert run["state"]["result_state"] == "CANCELED"

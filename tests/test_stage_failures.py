@@ -162,15 +162,15 @@ def test_mlci_yaml_that_is_not_utf8(new_project: Any, capsys: pytest.CaptureFixt
     assert f"{config}:" in capsys.readouterr().err
 
 
-def test_databricks_target_refuses_to_run_locally_by_accident(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_databricks_target_never_trains_locally_by_accident(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a workspace a Databricks project's train says which key to set; it never falls
+    back to the local store."""
     assert (
         run_cli("new", "dbx-model", "--defaults", "--no-git", "--target", "databricks", "--output-dir", str(tmp_path))
         == 0
     )
     assert run_cli("train", "-C", str(tmp_path / "dbx-model")) == 2
-    assert "mlci train cannot run on Databricks in this version" in capsys.readouterr().err
+    assert "no workspace for environment staging: set databricks.environments.staging.host" in capsys.readouterr().err
     assert not (tmp_path / "dbx-model" / ".mlci" / "mlflow.db").exists()
 
 

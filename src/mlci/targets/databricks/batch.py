@@ -115,4 +115,4 @@ def score_table(spark: Any, model_uri: str, input_table: str, output: str) -> in
     predict = mlflow.pyfunc.spark_udf(spark, model_uri, result_type="double")
     scored = frame.withColumn("prediction", predict(*[frame[c] for c in frame.columns]))
     scored.write.mode("overwrite").option("overwriteSchema", "true").saveAsTable(output)
-    return int(scored.count())
+    return int(spark.read.table(output).count())  # the written table's count: no second scoring pass

@@ -29,6 +29,9 @@ TASK_KEY = "train"
 ENVIRONMENT_KEY = "mlci"
 INPUTS = "inputs.json"  # what the run downloads: mlci.yaml, the data files, the lineage tags
 RESULT = "out/train.json"  # what the run uploads: its stage record
+# How much longer than the run's own timeout_seconds this process waits before it cancels the
+# run itself (the workspace normally ends it first, as TIMEDOUT).
+WAIT_MARGIN = 300
 # Life-cycle states after which a run changes no more.
 _FINAL = frozenset({"TERMINATED", "SKIPPED", "INTERNAL_ERROR"})
 
@@ -111,17 +114,61 @@ def submit_training(project: Project, tags: dict[str, str], *, progress: Callabl
             _upload(w, f"{folder}/{relative}", path.read_bytes())
         inputs = {"files": sorted(files), "tags": tags, "submission": submission}
         _upload(w, f"{folder}/{INPUTS}", json.dumps(inputs, indent=2, sort_keys=True).encode())
-    run_id = _submit(w, project, folder, f"{folder}/{wheel.name}", submission)
-    run = wait_for_run(w, run_id, cfg.databricks.train.timeout + 300, cfg.databricks.poll_interval, progress)
+        uploaded = [wheel.name, *files, INPUTS]
+    try:
+        run_id = _submit(w, project, folder, f"{folder}/{wheel.name}", submission)
+        deadline = cfg.databricks.train.timeout + WAIT_MARGIN
+        run = wait_for_run(w, run_id, deadline, cfg.databricks.poll_interval, progress)
+        record = _record(w, folder)
+    finally:
+        # The training data does not stay on the volume after the run (the run page keeps its logs).
+        _remove_quietly(w, folder, [*uploaded, RESULT], progress)
     url = run.run_page_url or ""
     state = run.state
     result = state.result_state.value if state and state.result_state else None
     if result != "SUCCESS":
         life = state.life_cycle_state.value if state and state.life_cycle_state else "UNKNOWN"
-        raise InfraError(f"Databricks training run {run_id} ended {result or life}: {task_error(w, run)}; {url}")
-    record = json.loads(_download(w, f"{folder}/{RESULT}"))
+        # The task's own report first (mlci's one line), else what the workspace says.
+        reason = str(record.get("error") or "") if record else ""
+        raise InfraError(
+            f"Databricks training run {run_id} ended {result or life}: {reason or task_error(w, run)}; {url}"
+        )
+    if not record or record.get("status") != "passed":
+        raise InfraError(f"Databricks training run {run_id} succeeded but left no train record in {folder}; {url}")
     record.setdefault("details", {})["databricks"] = {"run_id": run_id, "run_page_url": url, "folder": folder}
     return dict(record)
+
+
+def _remove_quietly(w: Any, folder: str, relative: list[str], progress: Callable[[str], None]) -> None:
+    """Delete the submission's files, then its folders (the Files API deletes empty ones only)."""
+    from databricks.sdk.errors import NotFound
+
+    folders = {folder}
+    try:
+        for name in relative:
+            try:
+                w.files.delete(f"{folder}/{name}")
+            except NotFound:  # a file the run never wrote (its record) is no error
+                pass
+            parent = name.rpartition("/")[0]
+            while parent:
+                folders.add(f"{folder}/{parent}")
+                parent = parent.rpartition("/")[0]
+        for path in sorted(folders, key=len, reverse=True):
+            w.files.delete_directory(path)
+    except Exception as exc:
+        progress(f"train: could not remove {folder} from the volume ({type(exc).__name__}); remove it by hand")
+
+
+def _record(w: Any, folder: str) -> dict[str, Any] | None:
+    """The train record the task uploaded, if it got that far."""
+    from databricks.sdk.errors import NotFound
+
+    try:
+        data: dict[str, Any] = json.loads(_download(w, f"{folder}/{RESULT}"))
+    except (NotFound, ValueError):
+        return None
+    return data
 
 
 def _submit(w: Any, project: Project, folder: str, wheel: str, submission: str) -> int:
@@ -156,7 +203,11 @@ def _submit(w: Any, project: Project, folder: str, wheel: str, submission: str) 
                 "databricks.train.compute: cluster needs databricks.train.node_type_id (e.g. i3.xlarge)",
             )
         cluster = compute.ClusterSpec(
-            spark_version=cfg.spark_version, node_type_id=cfg.node_type_id, num_workers=cfg.num_workers
+            spark_version=cfg.spark_version,
+            node_type_id=cfg.node_type_id,
+            num_workers=cfg.num_workers,
+            # Unity Catalog access (the wheel on a volume, the UC registry) needs a dedicated cluster.
+            data_security_mode=compute.DataSecurityMode.SINGLE_USER,
         )
         if cfg.num_workers == 0:
             cluster.spark_conf = {"spark.master": "local[*]", "spark.databricks.cluster.profile": "singleNode"}
@@ -196,13 +247,12 @@ def wait_for_run(w: Any, run_id: int, timeout: float, poll: float, progress: Cal
             if state in _FINAL:
                 return run
             if elapsed >= timeout:
-                w.jobs.cancel_run(run_id)
                 raise InfraError(
                     f"Databricks training run {run_id} did not finish within {int(timeout)}s and was cancelled; "
                     f"raise databricks.train.timeout in mlci.yaml if it needs longer; {run.run_page_url or ''}".rstrip()
                 )
             time.sleep(poll)
-    except (KeyboardInterrupt, SystemExit):
+    except BaseException:  # an interruption, or the workspace stopped answering: no orphan run
         _cancel_quietly(w, run_id)
         raise
 

@@ -69,89 +69,106 @@ def deploy(project: Project, model_uri: str, env: str, *, progress: Callable[[st
         scale_to_zero_enabled=settings.scale_to_zero,
     )
     full = serving.TrafficConfig(routes=[serving.Route(served_entity_name=entity.name, traffic_percentage=100)])
-    gateway = serving.AiGatewayInferenceTableConfig(
+    tables = serving.AiGatewayInferenceTableConfig(
         catalog_name=settings.catalog,
         schema_name=settings.schema,
         table_name_prefix=endpoint.replace("-", "_"),
         enabled=True,
     )
     wait = _waiter(w, endpoint, cfg.serving_timeout, cfg.poll_interval, progress)
-    applied = time.monotonic()
-    if current is None:
-        captured = None
-        progress(f"deploy: creating serving endpoint {endpoint} with {name} v{version}")
-        w.serving_endpoints.create(
-            endpoint,
-            config=serving.EndpointCoreConfigInput(name=endpoint, served_entities=[entity], traffic_config=full),
-            ai_gateway=serving.AiGatewayConfig(inference_table_config=gateway),
-            tags=[serving.EndpointTag(key="mlci-project", value=project.config.project.name)],
-        )
-        failed = wait()
-        if failed:
+    captured = _capture(current)
+    # Whether the endpoint may no longer serve what it did: set before each change is sent (a
+    # timeout or an interruption leaves it in flight), cleared when the workspace refused it.
+    changed = False
+
+    def undo() -> None:
+        if current is None:
             _delete_quietly(w, endpoint, progress)
-            raise CheckFailed(f"serving endpoint {endpoint} did not become ready with v{version}: {failed}")
-    else:
-        config = current.config
-        captured = Captured(
-            [_as_input(e) for e in (config.served_entities or [])] if config else None,
-            _as_traffic_input(config.traffic_config) if config and config.traffic_config else None,
-        )
-        if not _inference_tables_on(current):
-            w.serving_endpoints.put_ai_gateway(endpoint, inference_table_config=gateway)
-        steps = [([entity], full)]
-        if settings.canary_percent and captured.served_entities:
-            previous = [e for e in captured.served_entities if e.name != entity.name]
-            if previous:
-                split = serving.TrafficConfig(
-                    routes=[
-                        serving.Route(served_entity_name=entity.name, traffic_percentage=settings.canary_percent),
-                        serving.Route(
-                            served_entity_name=previous[0].name, traffic_percentage=100 - settings.canary_percent
-                        ),
-                    ]
-                )
-                steps = [([entity, previous[0]], split), ([entity], full)]
-        for index, (entities, traffic) in enumerate(steps):
-            share = traffic.routes[0].traffic_percentage if traffic.routes else 100
-            progress(f"deploy: updating serving endpoint {endpoint}: {name} v{version} takes {share}% of the traffic")
-            w.serving_endpoints.update_config(endpoint, served_entities=entities, traffic_config=traffic)
-            failed = wait()
-            if failed:  # the workspace still serves the previous configuration
-                if index:  # the canary step changed it: put it back
-                    _restore(w, endpoint, captured, wait, progress)
-                raise CheckFailed(f"serving endpoint {endpoint} update to v{version} failed: {failed}")
-            if len(steps) > 1 and index == 0:
-                try:
-                    smoke_query(w, project, model_uri, endpoint)
-                except BaseException:
-                    _restore(w, endpoint, captured, wait, progress)
-                    raise
-    url = f"{where.host}/serving-endpoints/{endpoint}/invocations"
-    ready_seconds = time.monotonic() - applied
+        elif changed and captured is not None:
+            _restore(w, endpoint, captured, wait, progress)
+
+    applied = time.monotonic()
     try:
+        if current is None:
+            progress(f"deploy: creating serving endpoint {endpoint} with {name} v{version}")
+            w.serving_endpoints.create(
+                endpoint,
+                config=serving.EndpointCoreConfigInput(name=endpoint, served_entities=[entity], traffic_config=full),
+                ai_gateway=serving.AiGatewayConfig(inference_table_config=tables),
+                tags=[serving.EndpointTag(key="mlci-project", value=project.config.project.name)],
+            )
+            failed = wait()
+            if failed:
+                raise CheckFailed(f"serving endpoint {endpoint} did not become ready with v{version}: {failed}")
+        else:
+            if not _inference_tables_on(current):
+                _put_gateway(w, endpoint, current.ai_gateway, tables)
+            for index, (entities, traffic) in enumerate(_steps(entity, full, captured, settings.canary_percent)):
+                share = traffic.routes[0].traffic_percentage if traffic.routes else 100
+                progress(f"deploy: updating endpoint {endpoint}: {name} v{version} takes {share}% of the traffic")
+                changed = True
+                w.serving_endpoints.update_config(endpoint, served_entities=entities, traffic_config=traffic)
+                failed = wait()
+                if failed:
+                    changed = index > 0  # a refused first update left the old configuration serving
+                    raise CheckFailed(f"serving endpoint {endpoint} update to v{version} failed: {failed}")
+                if share < 100:  # the canary: the new version itself must answer before it takes all
+                    smoke_query(w, project, model_uri, endpoint, served=entity.name)
+        ready_seconds = time.monotonic() - applied
         facts = smoke_query(w, project, model_uri, endpoint)
     except BaseException:
-        if captured is None:
-            _delete_quietly(w, endpoint, progress)
-        else:
-            _restore(w, endpoint, captured, wait, progress)
+        undo()
         raise
     facts.update(
-        url=url,
+        url=f"{where.host}/serving-endpoints/{endpoint}/invocations",
         served=f"served by Databricks endpoint {endpoint}",
         endpoint=endpoint,
         workspace=where.host,
-        inference_table_prefix=f"{settings.catalog}.{settings.schema}.{gateway.table_name_prefix}",
+        inference_table_prefix=f"{settings.catalog}.{settings.schema}.{tables.table_name_prefix}",
         ready_seconds=round(ready_seconds, 3),
     )
+    changed = True  # from here on the endpoint serves the new version: a rollback restores
+    return Deployment(url=str(facts["url"]), facts=facts, rollback=undo)
 
-    def rollback() -> None:
-        if captured is None:
-            _delete_quietly(w, endpoint, progress)
-        else:
-            _restore(w, endpoint, captured, wait, progress)
 
-    return Deployment(url=url, facts=facts, rollback=rollback)
+def _capture(current: Any) -> Captured | None:
+    if current is None or current.config is None:
+        return None
+    config = current.config
+    return Captured(
+        [_as_input(e) for e in (config.served_entities or [])],
+        _as_traffic_input(config.traffic_config) if config.traffic_config else None,
+    )
+
+
+def _steps(entity: Any, full: Any, captured: Captured | None, canary: int) -> list[tuple[list[Any], Any]]:
+    """The configurations a deploy applies in order: the new version alone, or first beside the
+    version served now with `canary` percent of the traffic."""
+    from databricks.sdk.service import serving
+
+    previous = [e for e in (captured.served_entities or []) if e.name != entity.name] if captured else []
+    if not canary or not previous:
+        return [([entity], full)]
+    split = serving.TrafficConfig(
+        routes=[
+            serving.Route(served_entity_name=entity.name, traffic_percentage=canary),
+            serving.Route(served_entity_name=previous[0].name, traffic_percentage=100 - canary),
+        ]
+    )
+    return [([entity, previous[0]], split), ([entity], full)]
+
+
+def _put_gateway(w: Any, endpoint: str, gateway: Any, tables: Any) -> None:
+    """Turn inference tables on, keeping the endpoint's other AI Gateway settings (the call
+    replaces the whole gateway configuration)."""
+    w.serving_endpoints.put_ai_gateway(
+        endpoint,
+        inference_table_config=tables,
+        fallback_config=gateway.fallback_config if gateway else None,
+        guardrails=gateway.guardrails if gateway else None,
+        rate_limits=gateway.rate_limits if gateway else None,
+        usage_tracking_config=gateway.usage_tracking_config if gateway else None,
+    )
 
 
 def _waiter(
@@ -206,12 +223,17 @@ def _restore(
         return
     progress(f"deploy: rolling serving endpoint {endpoint} back to its previous configuration")
     try:
+        wait()  # an update still in flight (a timeout, an interruption) must settle before another
+    except Exception as exc:
+        progress(f"deploy: ROLLBACK of endpoint {endpoint} FAILED ({_first_line(exc)}); restore it in the workspace")
+        return
+    try:
         w.serving_endpoints.update_config(
             endpoint, served_entities=captured.served_entities, traffic_config=captured.traffic_config
         )
         failed = wait()
     except Exception as exc:
-        failed = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        failed = _first_line(exc)
     if failed:
         progress(f"deploy: ROLLBACK of endpoint {endpoint} FAILED ({failed}); restore it in the workspace")
 
@@ -225,18 +247,15 @@ def _delete_quietly(w: Any, endpoint: str, progress: Callable[[str], None]) -> N
 
 
 def _as_input(entity: Any) -> Any:
-    """A served entity as the workspace reports it, as the input that re-creates it."""
+    """A served entity as the workspace reports it, as the input that re-creates it: every
+    field the input has (size, provisioned concurrency, IAM, environment variables)."""
+    import dataclasses
+
     from databricks.sdk.service import serving
 
-    return serving.ServedEntityInput(
-        name=entity.name,
-        entity_name=entity.entity_name,
-        entity_version=entity.entity_version,
-        workload_size=entity.workload_size,
-        workload_type=entity.workload_type,
-        scale_to_zero_enabled=entity.scale_to_zero_enabled,
-        environment_vars=entity.environment_vars,
-    )
+    fields = {f.name for f in dataclasses.fields(serving.ServedEntityInput)}
+    reported = entity.as_dict()
+    return serving.ServedEntityInput.from_dict({k: v for k, v in reported.items() if k in fields})
 
 
 def _as_traffic_input(traffic: Any) -> Any:
@@ -257,9 +276,10 @@ def _inference_tables_on(detail: Any) -> bool:
     return bool(table and table.enabled)
 
 
-def smoke_query(w: Any, project: Project, model_uri: str, endpoint: str) -> dict[str, Any]:
-    """Send the model's logged input example to the endpoint; SmokeTestFailed unless one
-    prediction comes back per row."""
+def smoke_query(w: Any, project: Project, model_uri: str, endpoint: str, served: str | None = None) -> dict[str, Any]:
+    """Send the model's logged input example to the endpoint (to its served entity `served`
+    alone, when given: a canary must answer itself, not through the traffic split); SmokeTestFailed
+    unless one prediction comes back per row."""
     import mlflow.models
     from databricks.sdk.errors.base import DatabricksError
     from databricks.sdk.service import serving
@@ -274,13 +294,22 @@ def smoke_query(w: Any, project: Project, model_uri: str, endpoint: str) -> dict
     split = json.loads(example.to_json(orient="split", index=False))
     started = time.monotonic()
     try:
-        answer = w.serving_endpoints.query(
-            endpoint, dataframe_split=serving.DataframeSplitInput(columns=split["columns"], data=split["data"])
-        )
+        if served is None:
+            answer = w.serving_endpoints.query(
+                endpoint, dataframe_split=serving.DataframeSplitInput(columns=split["columns"], data=split["data"])
+            )
+            predictions = list(answer.predictions or [])
+        else:  # the SDK has no call for one served entity; the REST API does
+            reply = w.api_client.do(
+                "POST",
+                f"/serving-endpoints/{endpoint}/served-models/{served}/invocations",
+                body={"dataframe_split": {"columns": split["columns"], "data": split["data"]}},
+            )
+            predictions = list(reply.get("predictions") or []) if isinstance(reply, dict) else []
     except DatabricksError as exc:
-        raise SmokeTestFailed(f"endpoint {endpoint} refused the input example: {str(exc).splitlines()[0]}") from None
+        who = f"{endpoint} ({served})" if served else endpoint
+        raise SmokeTestFailed(f"endpoint {who} refused the input example: {_first_line(exc)}") from None
     latency = time.monotonic() - started
-    predictions = list(answer.predictions or [])
     if len(predictions) != len(example):
         raise SmokeTestFailed(f"endpoint {endpoint} answered {len(predictions)} predictions for {len(example)} rows")
     return {
@@ -288,3 +317,8 @@ def smoke_query(w: Any, project: Project, model_uri: str, endpoint: str) -> dict
         "latency_ms": round(latency * 1000, 1),
         "predictions": predictions[:10],
     }
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -135,6 +135,12 @@ def classify(exc: BaseException) -> InfraError | None:
         code = str(getattr(exc, "error_code", ""))
         if code in _MLFLOW_INFRA_CODES or "API request to" in text or "Max retries exceeded" in text:
             return InfraError(f"Databricks (MLflow): {text}")
+        if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            # A catalog or schema that is not there, a model Unity Catalog will not take.
+            return InfraError(
+                f"Databricks refused it: {text}; check register.model_name's catalog and schema exist and "
+                "the service principal's grants (docs/databricks.md)"
+            )
     return None
 
 

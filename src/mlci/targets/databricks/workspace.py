@@ -19,7 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlci.config import ENVIRONMENTS, DatabricksEnvironment, Project
-from mlci.errors import InfraError, UsageError
+from mlci.errors import UsageError
+
+# The workspace settings of the environment as the process was started with them. mlci exports
+# the first environment's host for MLflow (which reads no mlci.yaml), so what it wrote must
+# never be read back as the user's: a production client would sign in to staging.
+_GIVEN = {name: os.environ.get(name) for name in ("DATABRICKS_HOST", "DATABRICKS_DISCOVERY_URL")}
 
 # The SDK's environment variables that hold a secret: never printed, never copied to a child.
 SECRET_VARIABLES = ("DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET", "DATABRICKS_PASSWORD", "ARM_CLIENT_SECRET")
@@ -53,7 +58,7 @@ def workspace(project: Project, env: str | None = None) -> Workspace:
     name = environment(project, env)
     cfg = project.config.databricks
     settings: DatabricksEnvironment = getattr(cfg.environments, name)
-    host = settings.host or cfg.host or os.environ.get("DATABRICKS_HOST")
+    host = settings.host or cfg.host or _GIVEN["DATABRICKS_HOST"]
     if not host:
         raise project.error(
             "databricks",
@@ -96,8 +101,11 @@ def sdk_config(project: Project, env: str | None = None) -> Any:
         kwargs["profile"] = cfg.profile
     try:
         return Config(**kwargs)
-    except ValueError as exc:  # the SDK found no way to sign in, or a malformed setting
-        raise InfraError(f"cannot sign in to Databricks workspace {where.host}: {_first_line(exc)}") from None
+    except ValueError as exc:  # the SDK found no way to sign in, or a malformed setting: the set-up's fault
+        raise UsageError(
+            f"cannot sign in to Databricks workspace {where.host}: {_first_line(exc)}; see docs/databricks.md "
+            "for what each CI system sets"
+        ) from None
 
 
 def discovery_url(host: str) -> str:
@@ -105,7 +113,7 @@ def discovery_url(host: str) -> str:
     only from the host-metadata document (/.well-known/databricks-config) that not every
     workspace serves; without it OAuth M2M and github-oidc fail with "Invalid URL 'None'".
     DATABRICKS_DISCOVERY_URL, when set, is the team's own answer and wins."""
-    return os.environ.get("DATABRICKS_DISCOVERY_URL") or f"{host}/oidc/.well-known/oauth-authorization-server"
+    return _GIVEN["DATABRICKS_DISCOVERY_URL"] or f"{host}/oidc/.well-known/oauth-authorization-server"
 
 
 def use_profile(project: Project) -> bool:
@@ -123,6 +131,15 @@ def client(project: Project, env: str | None = None) -> Any:
     from databricks.sdk import WorkspaceClient
 
     return WorkspaceClient(config=sdk_config(project, env))
+
+
+def job_client(http_timeout: int, retry_timeout: int) -> Any:
+    """Inside a job run: the run's own sign-in (the SDK's runtime auth) with short timeouts."""
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.core import Config
+
+    _quiet_sdk()
+    return WorkspaceClient(config=Config(http_timeout_seconds=http_timeout, retry_timeout_seconds=retry_timeout))
 
 
 def mlflow_environment(project: Project, env: str | None = None) -> dict[str, str]:

@@ -177,7 +177,8 @@ def _sign_in(project: Project, env: str) -> list[Check]:
         except MlciError as exc:
             chosen = os.environ.get("DATABRICKS_AUTH_TYPE")
             why = f" (DATABRICKS_AUTH_TYPE={chosen} chose the sign-in)" if chosen else ""
-            detail = f"{without_debug(exc.message)}{why}; {DOCS} says what each CI system needs"
+            message = without_debug(exc.message).removesuffix(workspace.SIGN_IN_HINT)
+            detail = f"{message}{why}; {DOCS} says what each CI system needs"
             return [Check(FAIL, what, detail, infra=isinstance(exc, InfraError))]
         secrets = _secret_values(config)
         said = [f"{config.auth_type} on {config.host}"]

@@ -9,6 +9,7 @@ run's own result (.mlci/out/train.json of the job) comes back through the volume
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -146,10 +147,8 @@ def _remove_quietly(w: Any, folder: str, relative: list[str], progress: Callable
     folders = {folder}
     try:
         for name in relative:
-            try:
+            with contextlib.suppress(NotFound):  # a file the run never wrote (its record) is no error
                 w.files.delete(f"{folder}/{name}")
-            except NotFound:  # a file the run never wrote (its record) is no error
-                pass
             parent = name.rpartition("/")[0]
             while parent:
                 folders.add(f"{folder}/{parent}")

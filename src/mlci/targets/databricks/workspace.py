@@ -26,6 +26,8 @@ from mlci.errors import UsageError
 # never be read back as the user's: a production client would sign in to staging.
 _GIVEN = {name: os.environ.get(name) for name in ("DATABRICKS_HOST", "DATABRICKS_DISCOVERY_URL")}
 
+SIGN_IN_HINT = "; see docs/databricks.md for what each CI system sets"
+
 # The SDK's environment variables that hold a secret: never printed, never copied to a child.
 SECRET_VARIABLES = ("DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET", "DATABRICKS_PASSWORD", "ARM_CLIENT_SECRET")
 
@@ -103,8 +105,7 @@ def sdk_config(project: Project, env: str | None = None) -> Any:
         return Config(**kwargs)
     except ValueError as exc:  # the SDK found no way to sign in, or a malformed setting: the set-up's fault
         raise UsageError(
-            f"cannot sign in to Databricks workspace {where.host}: {_first_line(exc)}; see docs/databricks.md "
-            "for what each CI system sets"
+            f"cannot sign in to Databricks workspace {where.host}: {_first_line(exc)}{SIGN_IN_HINT}"
         ) from None
 
 

@@ -10,6 +10,9 @@ fails and a smoke query that fails (each rolled back, the alias kept), a failed 
 out training run (exit 3 with the run's URL), a throttling workspace, a slow one. Every
 request body is checked by the double against the SDK's (or MLflow's) own types; the module
 fixture fails the tests if any was refused.
+
+The tests share one workspace and one project and run in file order as one story (version 1
+deployed, version 2 refused twice, production, the failures): run the module, not one test.
 """
 
 from __future__ import annotations

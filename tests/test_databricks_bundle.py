@@ -320,6 +320,7 @@ def test_a_customised_mlci_yaml_reaches_every_file() -> None:
                 "spark_version": "15.4.x-cpu-ml-scala2.12",
                 "node_type_id": "Standard_DS3_v2",
                 "num_workers": 2,
+                "data_security_mode": "SINGLE_USER",  # Unity Catalog access, as mlci train's own cluster
             },
         }
     ]

@@ -140,3 +140,49 @@ def ks_binned(reference: Sequence[int], current: Sequence[int]) -> float:
         cum_q += q
         gap = max(gap, abs(cum_p - cum_q))
     return round(gap, 6)
+
+
+# The other distances Databricks Lakehouse Monitoring reports in its drift metric tables, under
+# the same names, on the same bins: one retrain rule can read mlci's tables or Databricks'.
+
+
+def js_distance(reference: Sequence[int], current: Sequence[int]) -> float:
+    """Jensen-Shannon distance (the square root of the divergence, base 2: 0 same, 1 disjoint)."""
+    p, q = _fractions(reference), _fractions(current)
+    divergence = 0.0
+    for a, b in zip(p, q, strict=True):
+        m = (a + b) / 2
+        if a:
+            divergence += a / 2 * math.log2(a / m)
+        if b:
+            divergence += b / 2 * math.log2(b / m)
+    return round(math.sqrt(max(divergence, 0.0)), 6)
+
+
+def tv_distance(reference: Sequence[int], current: Sequence[int]) -> float:
+    """Total variation distance: half the sum of the fractions' absolute differences."""
+    return round(sum(abs(a - b) for a, b in zip(_fractions(reference), _fractions(current), strict=True)) / 2, 6)
+
+
+def l_infinity_distance(reference: Sequence[int], current: Sequence[int]) -> float:
+    """The largest absolute difference of one bin's fractions."""
+    pairs = zip(_fractions(reference), _fractions(current), strict=True)
+    return round(max((abs(a - b) for a, b in pairs), default=0.0), 6)
+
+
+def chi_squared_test(reference: Sequence[int], current: Sequence[int]) -> tuple[float, float]:
+    """Pearson's chi-squared test that both samples come from one distribution over the bins
+    (a 2 x k contingency table; bins empty in both are left out): (statistic, p-value)."""
+    from scipy.stats import chi2
+
+    columns = [(r, c) for r, c in zip(reference, current, strict=True) if r or c]
+    n_ref, n_cur = sum(r for r, _ in columns), sum(c for _, c in columns)
+    if len(columns) < 2 or not n_ref or not n_cur:
+        return 0.0, 1.0  # one bin, or an empty sample: nothing to tell apart
+    total = n_ref + n_cur
+    statistic = 0.0
+    for r, c in columns:
+        for observed, row_total in ((r, n_ref), (c, n_cur)):
+            expected = row_total * (r + c) / total
+            statistic += (observed - expected) ** 2 / expected
+    return round(statistic, 6), round(float(chi2.sf(statistic, len(columns) - 1)), 6)

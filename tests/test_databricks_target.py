@@ -80,14 +80,18 @@ def runner_env(workspace: Double) -> dict[str, str]:
     return env
 
 
-def mlci(project: Path, workspace: Double, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def process_env(workspace: Double) -> dict[str, str]:
+    """A runner's environment: this one without any Databricks, MLflow or ID-token setting of
+    its own, plus what the workflow's Databricks job sets."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MLFLOW_", "ACTIONS_"))}
-    env.update(runner_env(workspace))
-    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    return {**env, **runner_env(workspace), "MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
+def mlci(project: Path, workspace: Double, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mlci", *args],
         cwd=project,
-        env=env,
+        env=process_env(workspace),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -346,8 +350,7 @@ def test_sigterm_while_the_run_trains_cancels_it(project: Path, workspace: Doubl
     original = train.read_text(encoding="utf-8")
     slow = "def train(*_a, **_k):\n    import time\n\n    time.sleep(120)\n\n\ndef _x("
     train.write_text(original.replace("def train(", slow))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MLFLOW_", "ACTIONS_"))}
-    env.update(runner_env(workspace), MLFLOW_DISABLE_TELEMETRY="true")
+    env = process_env(workspace)
     polls = len(workspace.calls("GET", r"/api/2\.2/jobs/runs/get"))
     child = subprocess.Popen(
         [sys.executable, "-m", "mlci", "train"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE

@@ -72,3 +72,10 @@ class SmokeTestFailed(CheckFailed):
 class ModelLoadFailed(CheckFailed):
     """A registered model's artifacts are there but the model does not load (its code or
     dependencies fail): the model's failure, exit 1, not mlci's."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line of text, or its type's name when it has none: what a one-line
+    error quotes of a library's (often multi-line) message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

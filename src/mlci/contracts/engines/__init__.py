@@ -87,8 +87,3 @@ def engine_class(name: str) -> type[Engine]:
 
 def create_engine(name: str) -> Engine:
     return engine_class(name)()
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -10,8 +10,9 @@ from typing import Any
 
 import duckdb
 
-from mlci.contracts.engines import QueryError, Source, SourceKind, first_line
+from mlci.contracts.engines import QueryError, Source, SourceKind
 from mlci.contracts.sql import SOURCE_VIEW, Dialect
+from mlci.errors import first_line
 
 _FAMILIES = (
     (re.compile(r"^(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|INT\d*)$"), "integer"),

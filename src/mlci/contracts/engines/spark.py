@@ -14,8 +14,9 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from mlci.contracts.engines import QueryError, Source, SourceKind, first_line
+from mlci.contracts.engines import QueryError, Source, SourceKind
 from mlci.contracts.sql import SOURCE_VIEW, Dialect
+from mlci.errors import first_line
 
 # DataType.simpleString() names, without parameters such as decimal(10,2) or varchar(8).
 _FAMILIES = {

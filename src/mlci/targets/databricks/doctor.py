@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci.config import ENVIRONMENTS, Project
-from mlci.errors import InfraError, MlciError
+from mlci.errors import InfraError, MlciError, first_line
 from mlci.targets.base import FAIL, OK, WARN, Check
 from mlci.targets.databricks import workspace
 
@@ -235,8 +235,7 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return without_debug(lines[0])[:300] if lines else type(exc).__name__
+    return without_debug(first_line(exc))[:300]
 
 
 def without_debug(text: str) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlci.config import Project
-from mlci.errors import CheckFailed, InfraError, SmokeTestFailed
+from mlci.errors import CheckFailed, InfraError, SmokeTestFailed, first_line
 from mlci.targets.base import Deployment
 from mlci.targets.databricks import workspace
 
@@ -225,7 +225,7 @@ def _restore(
     try:
         wait()  # an update still in flight (a timeout, an interruption) must settle before another
     except Exception as exc:
-        progress(f"deploy: ROLLBACK of endpoint {endpoint} FAILED ({_first_line(exc)}); restore it in the workspace")
+        progress(f"deploy: ROLLBACK of endpoint {endpoint} FAILED ({first_line(exc)}); restore it in the workspace")
         return
     try:
         w.serving_endpoints.update_config(
@@ -233,7 +233,7 @@ def _restore(
         )
         failed = wait()
     except Exception as exc:
-        failed = _first_line(exc)
+        failed = first_line(exc)
     if failed:
         progress(f"deploy: ROLLBACK of endpoint {endpoint} FAILED ({failed}); restore it in the workspace")
 
@@ -308,7 +308,7 @@ def smoke_query(w: Any, project: Project, model_uri: str, endpoint: str, served:
             predictions = list(reply.get("predictions") or []) if isinstance(reply, dict) else []
     except DatabricksError as exc:
         who = f"{endpoint} ({served})" if served else endpoint
-        raise SmokeTestFailed(f"endpoint {who} refused the input example: {_first_line(exc)}") from None
+        raise SmokeTestFailed(f"endpoint {who} refused the input example: {first_line(exc)}") from None
     latency = time.monotonic() - started
     if len(predictions) != len(example):
         raise SmokeTestFailed(f"endpoint {endpoint} answered {len(predictions)} predictions for {len(example)} rows")
@@ -317,8 +317,3 @@ def smoke_query(w: Any, project: Project, model_uri: str, endpoint: str, served:
         "latency_ms": round(latency * 1000, 1),
         "predictions": predictions[:10],
     }
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci.config import Project
-from mlci.errors import InfraError, MlciError
+from mlci.errors import InfraError, MlciError, first_line
 from mlci.targets.databricks import workspace
 
 
@@ -111,7 +111,7 @@ def classify(exc: BaseException) -> InfraError | None:
     from databricks.sdk.errors import PermissionDenied, Unauthenticated
     from databricks.sdk.errors.base import DatabricksError
 
-    text = _first_line(exc)
+    text = first_line(exc)
     if isinstance(exc, Unauthenticated):
         return InfraError(f"Databricks refused the sign-in: {text}; check it with 'mlci doctor --env staging'")
     if isinstance(exc, PermissionDenied):
@@ -142,8 +142,3 @@ def classify(exc: BaseException) -> InfraError | None:
                 "the service principal's grants (docs/databricks.md)"
             )
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

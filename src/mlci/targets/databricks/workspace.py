@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlci.config import ENVIRONMENTS, DatabricksEnvironment, Project
-from mlci.errors import UsageError
+from mlci.errors import UsageError, first_line
 
 # The workspace settings of the environment as the process was started with them. mlci exports
 # the first environment's host for MLflow (which reads no mlci.yaml), so what it wrote must
@@ -105,7 +105,7 @@ def sdk_config(project: Project, env: str | None = None) -> Any:
         return Config(**kwargs)
     except ValueError as exc:  # the SDK found no way to sign in, or a malformed setting: the set-up's fault
         raise UsageError(
-            f"cannot sign in to Databricks workspace {where.host}: {_first_line(exc)}{SIGN_IN_HINT}"
+            f"cannot sign in to Databricks workspace {where.host}: {first_line(exc)}{SIGN_IN_HINT}"
         ) from None
 
 
@@ -160,8 +160,3 @@ def mlflow_environment(project: Project, env: str | None = None) -> dict[str, st
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     }
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -58,7 +58,7 @@ STRUCTURAL_ERRORS = [
     (
         VALID + "zzz: 1\n",
         "mlci.yaml:14: unknown key 'zzz'; allowed keys: schema, project, data, train, "
-        "target, ci, tracking, register, deploy, lint, test, data_test, databricks",
+        "target, ci, tracking, register, deploy, lint, test, data_test, databricks, monitor",
     ),
     (
         VALID.replace("schema: 1", "schema: one"),

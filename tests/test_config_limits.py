@@ -64,9 +64,13 @@ def with_value(key: str, spelling: str) -> str:
             "  entrypoint: churn_model.train:train\n",
             "  entrypoint: churn_model.train:train\n" + params_block(name, spelling),
         )
+    # A key nested deeper (monitor.log.flush_seconds) gets one mapping per level.
+    *parents, leaf = name.split(".")
+    block = "".join(f"{'  ' * (depth + 1)}{part}:\n" for depth, part in enumerate(parents))
+    block += f"{'  ' * (len(parents) + 1)}{leaf}: {spelling}\n"
     if f"\n{section}:\n" in MINIMAL_CONFIG:  # register: already there
-        return MINIMAL_CONFIG.replace(f"\n{section}:\n", f"\n{section}:\n  {name}: {spelling}\n")
-    return MINIMAL_CONFIG + f"{section}:\n  {name}: {spelling}\n"
+        return MINIMAL_CONFIG.replace(f"\n{section}:\n", f"\n{section}:\n{block}")
+    return MINIMAL_CONFIG + f"{section}:\n{block}"
 
 
 def params_block(path: str, spelling: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 from mlci import __version__, console, providers, targets
 from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, MlciError
 from mlci.log_guard import json_document
-from mlci.stage_specs import CONTRACT, ENGINE, NAMES, PROJECT_DIR, STAGES, TRACKING_URI, Option, StageSpec
+from mlci.stage_specs import CONTRACT, ENGINE, NAMES, PROJECT_DIR, RUN_NAMES, STAGES, TRACKING_URI, Option, StageSpec
 
 # Commands besides the stages that record a result (.mlci/out/<command>.json, run.json):
 # --json prints it, --quiet keeps only its final line.
@@ -57,6 +57,11 @@ def _output_flags() -> argparse.ArgumentParser:
 def _add_options(parser: argparse.ArgumentParser, *options: Option) -> None:
     """Add options written as data (mlci.stages.Option), so a shared one is written once."""
     for option in options:
+        if option.positional:
+            parser.add_argument(
+                option.flags[0], nargs="?", default=option.default, choices=option.choices, help=option.help
+            )
+            continue
         settings: dict[str, Any] = {"dest": option.dest, "default": option.default, "help": option.help}
         if option.flag_only:
             settings["action"] = "store_true"
@@ -256,7 +261,7 @@ def build_parser(stages: Sequence[StageSpec] = STAGES) -> argparse.ArgumentParse
         sub,
         "run",
         "run the stages in order on the embedded default",
-        f"Run the stages in order ({', '.join(NAMES)}), stop at the first "
+        f"Run the stages in order ({', '.join(RUN_NAMES)}), stop at the first "
         "failure, print a summary table and write .mlci/out/run.json.",
     )
     _add_options(run, PROJECT_DIR, TRACKING_URI)
@@ -266,7 +271,7 @@ def build_parser(stages: Sequence[StageSpec] = STAGES) -> argparse.ArgumentParse
         default=None,
         help="where train, register and deploy run (default: mlci.yaml's target)",
     )
-    run.add_argument("stages", nargs="*", metavar="STAGE", help=f"stages to run (default: all of {', '.join(NAMES)})")
+    run.add_argument("stages", nargs="*", metavar="STAGE", help=f"stages to run (default: {', '.join(RUN_NAMES)})")
     run.set_defaults(handler="mlci.commands.run:main")
 
     # What a Databricks job run executes (mlci's own task; no help: it is not a user's command).

@@ -323,6 +323,184 @@ class DataTestSection:
     )
 
 
+# The signals a retrain rule may name, per task (mlci.monitoring reads each per window from
+# the metric tables; the quality metrics carry Databricks Lakehouse Monitoring's names).
+CLASSIFICATION_SIGNALS = (
+    "accuracy_score",
+    "precision",
+    "recall",
+    "f1_score",
+    "roc_auc",
+    "log_loss",
+    "estimated_accuracy_score",
+    "estimated_precision",
+    "estimated_recall",
+    "estimated_f1_score",
+    "estimation_gap",
+    "label_coverage",
+    "drifted_columns_share",
+    "prediction_drift",
+    "contract_failures",
+)
+REGRESSION_SIGNALS = (
+    "mean_squared_error",
+    "root_mean_squared_error",
+    "mean_average_error",
+    "mean_absolute_percentage_error",
+    "r2_score",
+    "label_coverage",
+    "drifted_columns_share",
+    "prediction_drift",
+    "contract_failures",
+)
+DEFAULT_CLASSIFICATION_RULES = (
+    "accuracy_score >= baseline - 0.05",
+    "estimated_accuracy_score >= baseline - 0.05",
+    "estimation_gap <= 0.05",
+    "drifted_columns_share <= 0.5",
+)
+DEFAULT_REGRESSION_RULES = ("root_mean_squared_error <= baseline * 1.2", "drifted_columns_share <= 0.5")
+# `signal >= 0.7`, `signal <= baseline + 0.1`, `signal >= baseline * 0.95`: the bound a signal
+# must keep, absolute or relative to the model version's own baseline figure.
+_SIGNAL_RULE_RE = re.compile(
+    r"^\s*([a-z_]+)\s*(>=|<=)\s*(?:(baseline)\s*(?:([-+*])\s*([0-9]+\.?[0-9]*|\.[0-9]+))?|"
+    r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?))\s*$"
+)
+_DURATION_RE = r"^[0-9]+[hdw]$"
+
+
+@dataclass(frozen=True)
+class SignalRule:
+    """One parsed `monitor.retrain.signals` entry: the bound `signal` must keep."""
+
+    signal: str
+    direction: Literal["min", "max"]  # >= is a lower bound (min), <= an upper bound (max)
+    value: float  # the absolute bound, or the operand applied to the baseline figure
+    relative: Literal["", "+", "-", "*"] = ""  # "": absolute; else baseline <op> value
+
+    def bound(self, baseline: float | None) -> float | None:
+        """The absolute bound; None when it is relative and the baseline has no figure."""
+        if not self.relative:
+            return self.value
+        if baseline is None:
+            return None
+        if self.relative == "+":
+            return baseline + self.value
+        if self.relative == "-":
+            return baseline - self.value
+        return baseline * self.value
+
+    def __str__(self) -> str:
+        op = ">=" if self.direction == "min" else "<="
+        rhs = f"baseline {self.relative} {self.value:g}" if self.relative else f"{self.value:g}"
+        return f"{self.signal} {op} {rhs}"
+
+
+def parse_signal_rule(text: str) -> SignalRule:
+    match = _SIGNAL_RULE_RE.match(text)
+    if not match:
+        raise ValueError(
+            f"{text!r} is not 'signal >= bound' or 'signal <= bound' with a number or 'baseline [+-*] number' as "
+            "the bound, e.g. 'accuracy_score >= baseline - 0.05'"
+        )
+    signal, op, baseline, rel, operand, absolute = match.groups()
+    direction: Literal["min", "max"] = "min" if op == ">=" else "max"
+    if baseline:
+        value = float(operand) if operand else 0.0
+        relative: Literal["", "+", "-", "*"] = rel or "+"  # type: ignore[assignment]
+        return SignalRule(signal, direction, value, relative)
+    number = float(absolute)
+    if not math.isfinite(number):
+        raise ValueError(f"{text!r}: the bound is {number}; {NON_FINITE_FIX}")
+    return SignalRule(signal, direction, number)
+
+
+@dataclass(frozen=True)
+class MonitorLogSection:
+    enabled: bool = field("mlci serve and the local deploy log every request to monitor.inference.", True)
+    queue_rows: int = field(
+        "Rows the logging queue holds before it drops new ones (counted, never blocking a prediction).",
+        100000,
+        minimum=1,
+    )
+    batch_rows: int = field("Rows written per Parquet file at most.", 5000, minimum=1)
+    flush_seconds: float = field("Seconds a logged row waits at most before it is written.", 1.0, minimum=0.01)
+
+
+@dataclass(frozen=True)
+class DriftMethod:
+    method: Literal[
+        "population_stability_index", "js_distance", "ks_test", "tv_distance", "l_infinity_distance", "chi_squared_test"
+    ] = field(
+        "Statistic a column is judged drifted by (Databricks drift metric names; ks_test uses its statistic, "
+        "chi_squared_test its p-value: drifted when below the threshold).",
+        "population_stability_index",
+    )
+    threshold: float = field("A column drifts when its statistic exceeds this (p-value: falls below).", 0.2, minimum=0)
+
+
+@dataclass(frozen=True)
+class MonitorDriftSection:
+    numeric: DriftMethod = field("Drift of numeric columns against the baseline's quantile bins.", DriftMethod())
+    categorical: DriftMethod = field(
+        "Drift of categorical columns against the baseline's vocabulary.", DriftMethod("js_distance", 0.1)
+    )
+    bins: int = field("Quantile bins of each numeric column in the baseline.", 10, minimum=2, maximum=100)
+    columns: list[str] | None = field("Feature columns monitored (default: every feature the model takes).", None)
+
+
+@dataclass(frozen=True)
+class MonitorRetrainSection:
+    signals: list[str] | None = field(
+        "Bounds the signals must keep, e.g. 'accuracy_score >= baseline - 0.05' or 'drifted_columns_share <= 0.5' "
+        "(default: the task's, see docs/monitoring.md).",
+        None,
+    )
+    evaluate_last_windows: int = field("Closed windows the rule looks at (newest last).", 5, minimum=1)
+    min_violating_windows: int = field("Violating windows among them that ask for a retrain.", 2, minimum=1)
+    require_latest_window: bool = field("Retrain only when the newest window violates too.", True)
+    min_rows_per_window: int = field("Rows a window needs to count as evidence.", 500, minimum=0)
+    cooldown: str = field(
+        "No retrain within this long of the last registered version, e.g. 3d, 12h, 1w.", "3d", pattern=_DURATION_RE
+    )
+
+
+@dataclass(frozen=True)
+class MonitorSection:
+    inference: str = field(
+        "Inference table: the folder mlci serve logs requests to (Parquet, one folder per day), relative to the "
+        "project root, or any path or URL DuckDB reads.",
+        ".mlci/inference",
+    )
+    labels: str = field(
+        "Folder of label files (CSV or Parquet with request_id, label, label_timestamp) that arrive later.",
+        "data/labels",
+    )
+    output: str = field("Folder of the metric tables, the decision and the report.", ".mlci/monitor")
+    granularity: Literal["1 hour", "1 day", "1 week", "1 month"] = field(
+        "Length of a window (Databricks granularity names).", "1 day"
+    )
+    slices: list[str] = field("Columns whose values slice every metric (Databricks slicing_exprs).", [])
+    min_label_coverage: float = field(
+        "Share of a window's rows that must be labelled before its realised metrics count.", 0.3, minimum=0, maximum=1
+    )
+    schedule: str | None = field(
+        "Cron schedule (UTC) of the monitor pipeline, which triggers a retrain when the rule fires; "
+        "unset: no monitor pipeline.",
+        None,
+        pattern=r"^[0-9*/,\-A-Za-z?]+( [0-9*/,\-A-Za-z?]+){4}$",
+    )
+    log: MonitorLogSection = field("Inference logging of the local model server.", MonitorLogSection())
+    drift: MonitorDriftSection = field("How drift is measured and judged.", MonitorDriftSection())
+    retrain: MonitorRetrainSection = field("The retrain rule.", MonitorRetrainSection())
+
+    def rules(self, task: str) -> tuple[SignalRule, ...]:
+        texts = self.retrain.signals
+        if texts is None:
+            texts = list(DEFAULT_CLASSIFICATION_RULES if task == "classification" else DEFAULT_REGRESSION_RULES)
+        return tuple(parse_signal_rule(text) for text in texts)
+
+
 @dataclass(frozen=True)
 class Config:
     schema: int = field("Version of this file's format; mlci migrates older versions.", minimum=1)
@@ -339,6 +517,9 @@ class Config:
     data_test: DataTestSection = field("The data-test stage: data contract and drift.", DataTestSection())
     databricks: DatabricksSection = field(
         "target: databricks only: workspaces, training compute, serving.", DatabricksSection()
+    )
+    monitor: MonitorSection = field(
+        "Monitoring of the served model: inference logging, metric tables and the retrain rule.", MonitorSection()
     )
 
     @property
@@ -502,6 +683,7 @@ def _check_semantics(project: Project) -> None:
         rel = getattr(cfg.data, key)
         if Path(rel).is_absolute() or ".." in Path(rel).parts:
             raise project.error(f"data.{key}", f"'{rel}' must be a path inside the project, relative to mlci.yaml")
+    _check_monitor(project)
     if cfg.ci.actions == "remote" and not (cfg.ci.mlci_repository and cfg.ci.mlci_ref):
         missing = "ci.mlci_repository" if not cfg.ci.mlci_repository else "ci.mlci_ref"
         raise project.error(
@@ -509,6 +691,34 @@ def _check_semantics(project: Project) -> None:
             f"ci.actions: remote needs {missing} (the repository and the full commit SHA to pin); "
             "set it or use ci.actions: vendored",
         )
+
+
+def _check_monitor(project: Project) -> None:
+    cfg = project.config
+    monitor = cfg.monitor
+    known = CLASSIFICATION_SIGNALS if cfg.train.task == "classification" else REGRESSION_SIGNALS
+    for index, text in enumerate(monitor.retrain.signals or []):
+        key = f"monitor.retrain.signals[{index}]"
+        try:
+            rule = parse_signal_rule(text)
+        except ValueError as exc:
+            raise project.error(key, f"{key}: {exc}") from None
+        if rule.signal not in known:
+            hint = did_you_mean(rule.signal, list(known)) or f"; {cfg.train.task} signals: {', '.join(known)}"
+            raise project.error(key, f"{key}: unknown signal '{rule.signal}'{hint}")
+    retrain = monitor.retrain
+    if retrain.min_violating_windows > retrain.evaluate_last_windows:
+        raise project.error(
+            "monitor.retrain.min_violating_windows",
+            f"monitor.retrain.min_violating_windows ({retrain.min_violating_windows}) is more than "
+            f"evaluate_last_windows ({retrain.evaluate_last_windows}); lower it or look at more windows",
+        )
+    for key in ("inference", "labels", "output"):
+        rel = getattr(monitor, key)
+        if "://" in rel:
+            continue  # a URL DuckDB reads (s3://, https://)
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise project.error(f"monitor.{key}", f"'{rel}' must be a path inside the project, relative to mlci.yaml")
 
 
 # ---------------------------------------------------------------- JSON Schema

@@ -30,6 +30,7 @@ class Option:
     default: Any = None
     flag_only: bool = False  # a switch (`store_true`): takes no value
     handover: str | None = None
+    positional: bool = False  # an optional positional argument (`flags` holds its one name)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,9 @@ class StageSpec:
     options: tuple[Option, ...] = ()  # besides --project-dir, which every stage takes
     inputs: tuple[Input, ...] = ()
     outputs: tuple[Output, ...] = ()  # `result` first; the rest exactly what a passing run returns
+    # Whether `mlci run` (without stage names) runs it: monitor runs on a schedule, on what a
+    # served model logged, not on every commit.
+    in_run: bool = True
 
     @property
     def module(self) -> str:
@@ -274,7 +278,52 @@ STAGES: tuple[StageSpec, ...] = (
             Output("endpoint-url", "URL the model was served at for the smoke test."),
         ),
     ),
+    StageSpec(
+        name="monitor",
+        ci_id="monitor",
+        entry="mlci.stages.monitor:run",
+        help="metric tables per window of what the served model logged, and the retrain decision",
+        description=(
+            "Monitor the served model: 'run' computes the metric tables per window (data, drift, realised and "
+            "estimated performance) from the inference table and the labels, 'check' applies the retrain rule "
+            "(exit 0 for hold and retrain alike, 1 when it cannot decide), 'report' writes the HTML report; "
+            "without an action, all three."
+        ),
+        ci_description=(
+            "Compute the monitoring metric tables, apply the retrain rule and write the report; "
+            "the decision is the retrain output."
+        ),
+        job_name="Monitor",
+        timeout_minutes=60,
+        options=(
+            Option(
+                ("action",),
+                "action",
+                "run, check or report (default: all three)",
+                choices=("run", "check", "report"),
+                positional=True,
+            ),
+            TRACKING_URI,
+            ENGINE,
+            Option(("--since",), "since", "only windows starting this long ago or later, e.g. 30d", metavar="AGE"),
+            Option(
+                ("--now",),
+                "now",
+                "the time windows close and the cooldown is measured at (ISO 8601; default: now)",
+                metavar="TIME",
+            ),
+        ),
+        inputs=(_TRACKING_INPUT,),
+        outputs=(
+            RESULT,
+            Output("retrain", "true when the retrain rule fired, else false."),
+            Output("decision", "retrain, hold or insufficient_data."),
+        ),
+        in_run=False,
+    ),
 )
 NAMES: tuple[str, ...] = tuple(spec.name for spec in STAGES)
+# The stages `mlci run` runs when it is given no stage names, in order.
+RUN_NAMES: tuple[str, ...] = tuple(spec.name for spec in STAGES if spec.in_run)
 # Outputs `mlci run` hands from one stage to the options of later ones (Option.handover).
 HANDED_OVER: frozenset[str] = frozenset(o.handover for spec in STAGES for o in spec.options if o.handover)

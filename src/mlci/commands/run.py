@@ -47,7 +47,7 @@ def selected_stages(requested: list[str]) -> list[StageSpec]:
             close = difflib.get_close_matches(name, NAMES, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"stages: {', '.join(NAMES)}"
             raise UsageError(f"unknown stage '{name}'; {hint}")
-    return [spec for spec in STAGES if not requested or spec.name in requested]
+    return [spec for spec in STAGES if spec.name in requested or (not requested and spec.in_run)]
 
 
 def _line(text: str) -> None:

@@ -363,7 +363,7 @@ DEFAULT_REGRESSION_RULES = ("root_mean_squared_error <= baseline * 1.2", "drifte
 # `signal >= 0.7`, `signal <= baseline + 0.1`, `signal >= baseline * 0.95`: the bound a signal
 # must keep, absolute or relative to the model version's own baseline figure.
 _SIGNAL_RULE_RE = re.compile(
-    r"^\s*([a-z_]+)\s*(>=|<=)\s*(?:(baseline)\s*(?:([-+*])\s*([0-9]+\.?[0-9]*|\.[0-9]+))?|"
+    r"^\s*([a-z_][a-z0-9_]*)\s*(>=|<=)\s*(?:(baseline)\s*(?:([-+*])\s*([0-9]+\.?[0-9]*|\.[0-9]+))?|"
     r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?))\s*$"
 )
 _DURATION_RE = r"^[0-9]+[hdw]$"

@@ -49,6 +49,7 @@ class Series:
     label: str
     colour: str
     values: Sequence[float | None]  # one per window, None: no figure
+    flagged: Sequence[bool] = ()  # per window: the point violates its bound (drawn larger, in red)
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,6 @@ def chart(
     bounds: Sequence[Bound] = (),
     *,
     bars: bool = False,
-    flagged: Sequence[bool] | None = None,  # per window: draw its point as a violation
     width: int = 560,
     height: int = 190,
 ) -> str:
@@ -151,11 +151,11 @@ def chart(
         for index, value in enumerate(one.values):
             if value is None:
                 continue
-            bad = flagged is not None and index < len(flagged) and flagged[index]
+            bad = index < len(one.flagged) and one.flagged[index]
             parts.append(
                 f'<circle cx="{x_at(index):.1f}" cy="{y_at(value):.1f}" r="{4 if bad else 3}" '
                 f'fill="{BAD if bad else one.colour}"><title>{esc(one.label)} {esc(_day(starts[index]))}: '
-                f"{fmt(value)}{' (violates)' if bad else ''}</title></circle>"
+                f"{fmt(value)}{' (violates its bound)' if bad else ''}</title></circle>"
             )
     if len(series) > 1 or bounds:
         x = left
@@ -194,7 +194,8 @@ def _signal_bounds(decision: Mapping[str, Any] | None) -> dict[str, list[Bound]]
         rule = str(signal.get("rule") or signal.get("name", ""))
         name = rule.split()[0] if rule else str(signal.get("name"))
         if value is not None:
-            found.setdefault(name, []).append(Bound(f"bound {signal.get('threshold')}", value))
+            direction = str(signal.get("threshold", "")).split()[0]
+            found.setdefault(name, []).append(Bound(f"bound {direction}", value))
     return found
 
 
@@ -224,7 +225,8 @@ def render(project: Project, rows: MetricRows, decision: Mapping[str, Any] | Non
 
     def line(signal: str, label: str, colour: str = REALISED) -> Series:
         drawn.add(signal)
-        return Series(label, colour, [view.value(signal, start) for start in starts])
+        values = [view.value(signal, start) for start in starts]
+        return Series(label, colour, values, _violations(decision, signal, starts))
 
     def has_values(one: Series) -> bool:
         return any(value is not None for value in one.values)
@@ -241,7 +243,6 @@ def render(project: Project, rows: MetricRows, decision: Mapping[str, Any] | Non
                         starts,
                         pair,
                         [*bounds.get(realised, []), *bounds.get(estimated, [])],
-                        flagged=_violations(decision, realised, starts),
                     )
                 )
         others: Sequence[str] = _CLASSIFIER_OTHERS
@@ -250,9 +251,7 @@ def render(project: Project, rows: MetricRows, decision: Mapping[str, Any] | Non
     for signal in others:
         one = line(signal, signal)
         if has_values(one) or signal in bounds:
-            performance.append(
-                chart(signal, starts, [one], bounds.get(signal, []), flagged=_violations(decision, signal, starts))
-            )
+            performance.append(chart(signal, starts, [one], bounds.get(signal, [])))
     body.append("<h2>Performance per window</h2>")
     body.append(
         "".join(performance) or "<p class='m'>No performance figure yet: no labels and no estimate in any window.</p>"
@@ -269,7 +268,6 @@ def render(project: Project, rows: MetricRows, decision: Mapping[str, Any] | Non
                 starts,
                 [share],
                 bounds.get("drifted_columns_share", []),
-                flagged=_violations(decision, "drifted_columns_share", starts),
             )
         )
     for column in [*view.monitored_columns(), "prediction"]:
@@ -281,9 +279,15 @@ def render(project: Project, rows: MetricRows, decision: Mapping[str, Any] | Non
             chart(
                 f"{column}: {first.statistic}",
                 starts,
-                [Series(first.statistic, REALISED, [j.value if j is not None else None for j in judged])],
+                [
+                    Series(
+                        first.statistic,
+                        REALISED,
+                        [j.value if j is not None else None for j in judged],
+                        [j is not None and j.drifted for j in judged],
+                    )
+                ],
                 [Bound("threshold", first.threshold)],
-                flagged=[j is not None and j.drifted for j in judged],
             )
         )
     drawn.add("prediction_drift")
@@ -306,9 +310,7 @@ def render(project: Project, rows: MetricRows, decision: Mapping[str, Any] | Non
         )
     )
     for signal in sorted(set(bounds) - drawn):  # any other signal the rule reads (contract_failures)
-        body.append(
-            chart(signal, starts, [line(signal, signal)], bounds[signal], flagged=_violations(decision, signal, starts))
-        )
+        body.append(chart(signal, starts, [line(signal, signal)], bounds[signal]))
     body.append(_window_table(view, starts))
     return _PAGE.format(title=esc(f"mlci monitor: {cfg.project.name}"), body="\n".join(body))
 

@@ -263,9 +263,8 @@ class MetricView:
         if signal == "drifted_columns_share":
             return self._drifted_share(start)
         if signal == "prediction_drift":
-            row = self.drift.get(start, {}).get("prediction")
-            kind = "categorical" if self.project.config.train.task == "classification" else "numeric"
-            return self.judge(row, kind).value if row is not None else None
+            judged = self.column_drift("prediction", start)
+            return judged.value if judged is not None else None
         return None
 
     def windows(self, signal: str) -> list[policy.Window]:
@@ -294,6 +293,8 @@ class MetricView:
         )
 
     def kind(self, column: str, row: Row | None) -> str:
+        if column == "prediction":  # a classifier's labels are categories even when they are integers
+            return "categorical" if self.project.config.train.task == "classification" else "numeric"
         if column in self.features:
             return self.features[column]
         data_type = str(row.get("data_type") or "") if row is not None else ""

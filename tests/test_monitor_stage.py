@@ -226,3 +226,32 @@ def test_without_an_action_it_computes_checks_and_reports(
     assert (project / ".mlci" / "monitor" / "report.html").is_file()
     details = stage_json(project, "monitor")["details"]
     assert details["run"]["windows_computed"] == 5 and details["report"] == ".mlci/monitor/report.html"
+
+
+def test_a_target_that_computes_its_own_tables_supplies_the_rows(
+    project: Path, github: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hook a target such as Databricks implements (stages/monitor.py MonitorSource): the
+    platform refreshes its tables, the stage reads its rows and writes no local table."""
+    from mlci import targets
+
+    refreshed: list[datetime] = []
+
+    def refresh(project_: Any, override: str | None, *, now: datetime) -> str:
+        refreshed.append(now)
+        return "monitor refreshed"
+
+    def rows(project_: Any, override: str | None) -> dict[str, list[dict[str, Any]]]:
+        built = Tables(f"{MODEL}@2")
+        for start in STARTS:
+            built.window(start, accuracy=0.6)
+        return {"profile": built.profile}  # Lakehouse Monitoring: no performance table, no drift here
+
+    local = targets.get("local")
+    monkeypatch.setattr(local, "monitor_refresh", refresh, raising=False)
+    monkeypatch.setattr(local, "monitor_metric_rows", rows, raising=False)
+    assert run_cli("monitor", "-C", str(project), "--now", LATER) == 0
+    assert refreshed == [datetime.fromisoformat(LATER)]
+    assert outputs(github)["decision"] == "retrain"
+    assert not (project / ".mlci" / "monitor" / "profile_metrics.parquet").exists()
+    assert stage_json(project, "monitor")["details"]["run"] == {"target": "local", "refresh": "monitor refreshed"}

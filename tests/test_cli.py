@@ -57,6 +57,7 @@ COMMANDS = {
     "rollback",
     "status",
     "serve",
+    "monitor",
     "run",
 }
 

@@ -26,7 +26,7 @@ StageOptions = Mapping[str, Any]
 # that the one stage path (execute, stage_command, mark) removes them before the stage starts:
 # a stage that then fails or errors never leaves an earlier run's green report behind for CI
 # to publish as its own (a broken contract left the previous passing data-test.xml).
-JUNIT_REPORTS: dict[str, str] = {"test": "junit.xml", "data-test": "data-test.xml"}
+JUNIT_REPORTS: dict[str, str] = {"test": "junit.xml", "data-test": "data-test.xml", "monitor": "monitor.xml"}
 OTHER_REPORTS: dict[str, tuple[str, ...]] = {"test": ("coverage.json",)}
 # Characters XML 1.0 forbids (C0 controls but tab/newline/return, surrogates, U+FFFE/U+FFFF).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")

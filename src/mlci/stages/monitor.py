@@ -1,0 +1,273 @@
+"""monitor: the metric tables per window, the retrain decision and the HTML report.
+
+`mlci monitor run` computes the tables from the inference table and the labels
+(mlci.monitoring.engine), `check` applies the retrain rule to them for the version that is
+served (the `champion`, else `staging`) with that version's own baseline, `report` draws them;
+without an action all three, in that order. Exit 0 for hold and retrain alike (the `retrain`
+output says which; a CI `if:` on it starts the retrain pipeline), 1 only when the monitor
+cannot decide (insufficient_data: decision.json, the JUnit file and the outputs are written
+all the same), 2 for bad input, 3 when the store or a workspace fails.
+
+A target may supply the tables itself (Databricks Lakehouse Monitoring computes them on the
+platform): see `MonitorSource`. The local target does not; the Parquet tables under
+monitor.output are read then.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from mlci import console, targets
+from mlci.config import ENVIRONMENTS, Project
+from mlci.errors import CheckFailed, UsageError
+from mlci.monitoring import check, policy
+from mlci.registry import CHAMPION, alias_version
+from mlci.stages._result import StageOptions, StageResult
+from mlci.targets.base import Target
+
+# The aliases whose version is monitored, in order: what production serves, else staging
+# (the local loop deploys to staging only).
+SERVED_ALIASES = (CHAMPION, *reversed(ENVIRONMENTS[:-1]))
+
+
+class MonitorSource(Protocol):
+    """What a target offers the monitor stage, both optional (looked up with getattr, so a
+    target without them needs nothing): a proposal for mlci.targets.base.Target.
+
+    `monitor_refresh` makes the platform compute the metric tables (`mlci monitor run`) and
+    returns one line saying what it did; `monitor_metric_rows` returns the tables' rows as
+    {"profile": [...], "drift": [...], "performance": [...]} (plain dicts, Spark's
+    `Row.asDict(True)`; a missing key is an empty table), or None for the local Parquet tables.
+    """
+
+    def monitor_refresh(self, project: Project, override: str | None, *, now: datetime) -> str: ...
+
+    def monitor_metric_rows(
+        self, project: Project, override: str | None
+    ) -> Mapping[str, Sequence[Mapping[str, Any]]] | None: ...
+
+
+def parse_now(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(timezone.utc)
+    try:
+        return check.parse_time(text)
+    except ValueError as exc:
+        raise UsageError(f"--now: {exc}") from None
+
+
+def parse_since(text: str | None) -> timedelta | None:
+    if text is None:
+        return None
+    try:
+        return check.parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"--since: {exc}") from None
+
+
+class Registry:
+    """The registry, reached only when an action needs it (report alone never does)."""
+
+    def __init__(self, project: Project, target: Target, override: str | None) -> None:
+        self.project, self.target, self.override = project, target, override
+        self._client: Any = None
+        self._baselines: dict[str, Any] = {}
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self.target.configure_mlflow(self.project, self.override, writes=False, verbose=console.verbose())
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient()
+        return self._client
+
+    def served_model_id(self) -> str:
+        name = self.project.config.model_name
+        for alias in SERVED_ALIASES:
+            version = alias_version(self.client, name, alias)
+            if version is not None:
+                return f"{name}@{version}"
+        raise UsageError(
+            f"no version of model '{name}' is served (no {' or '.join(SERVED_ALIASES)} alias); "
+            "deploy one with 'mlci deploy' before monitoring it"
+        )
+
+    def baseline(self, model_id: str) -> Any:
+        """The baseline of `name@version`, or None (a version registered before mlci monitored)."""
+        if model_id not in self._baselines:
+            name, _, version = model_id.rpartition("@")
+            loaded = _sibling("baseline").load_for_version(self.client, name, version) if name else None
+            self._baselines[model_id] = loaded
+        return self._baselines[model_id]
+
+    def last_retrain(self) -> datetime | None:
+        """When the newest registered version of the model was created: the last retrain."""
+        name = self.project.config.model_name
+        versions = self.client.search_model_versions(f"name='{name}'")
+        newest = max(versions, key=lambda v: int(v.version), default=None)
+        if newest is None or newest.creation_timestamp is None:
+            return None
+        return datetime.fromtimestamp(int(newest.creation_timestamp) / 1000, tz=timezone.utc)
+
+
+def _sibling(name: str) -> Any:
+    """mlci.monitoring.<name>, imported when first needed (it imports pyarrow, duckdb, MLflow).
+
+    By name: baseline.py and engine.py were written beside this module (issue 14), and a
+    module missing on a branch must not break the typing of the others."""
+    return importlib.import_module(f"mlci.monitoring.{name}")
+
+
+def metric_rows(project: Project, target: Target, override: str | None) -> check.MetricRows:
+    supplier: Callable[..., Mapping[str, Sequence[Mapping[str, Any]]] | None] | None = getattr(
+        target, "monitor_metric_rows", None
+    )
+    supplied = supplier(project, override) if supplier is not None else None
+    if supplied is None:
+        return check.read_tables(check.output_dir(project))
+    return check.MetricRows(
+        list(supplied.get("profile", ())), list(supplied.get("drift", ())), list(supplied.get("performance", ()))
+    )
+
+
+def _since(rows: check.MetricRows, cutoff: datetime | None) -> check.MetricRows:
+    if cutoff is None:
+        return rows
+    return check.MetricRows(
+        check.since(rows.profile, cutoff), check.since(rows.drift, cutoff), check.since(rows.performance, cutoff)
+    )
+
+
+def compute(
+    project: Project, target: Target, registry: Registry, *, engine: str, since: timedelta | None, now: datetime
+) -> tuple[str, dict[str, Any]]:
+    """`mlci monitor run`: the target's platform refreshes its tables, else the local engine computes them."""
+    refresh: Callable[..., str] | None = getattr(target, "monitor_refresh", None)
+    if refresh is not None:
+        line = refresh(project, registry.override, now=now)
+        return line, {"target": target.name, "refresh": line}
+    summary = _sibling("engine").compute(project, registry.baseline, engine=engine, since=since, now=now)
+    facts = {
+        "engine": engine,
+        "windows_computed": summary.windows_computed,
+        "windows_skipped": summary.windows_skipped,
+        "rows": summary.rows,
+        "model_ids": list(summary.model_ids),
+        "output": str(summary.output),
+    }
+    line = (
+        f"{summary.windows_computed} window(s) computed, {summary.windows_skipped} unchanged, "
+        f"{summary.rows} rows ({engine})"
+    )
+    return line, facts
+
+
+def run(project: Project, options: StageOptions) -> StageResult:
+    """The stage as `mlci monitor` calls it (mlci.stage_specs.STAGES names it)."""
+    now = parse_now(options.get("now"))  # bad options fail before anything is read or written
+    since = parse_since(options.get("since"))
+    check.retrain_rule(project)  # the rule's own settings, checked once up front
+    target = targets.get(project.config.target)
+    override = options.get("tracking_uri")
+    with target.store_faults(project, override):
+        return _monitor(project, target, options, now=now, since=since)
+
+
+def _monitor(
+    project: Project, target: Target, options: StageOptions, *, now: datetime, since: timedelta | None
+) -> StageResult:
+    from mlci.monitoring import report
+
+    action: str | None = options.get("action")
+    registry = Registry(project, target, options.get("tracking_uri"))
+    cutoff = now - since if since is not None else None
+    details: dict[str, Any] = {"action": action or "all", "now": now.isoformat()}
+    lines: list[str] = []
+    if action in (None, "run"):
+        engine = options.get("engine") or project.config.data_test.engine
+        line, details["run"] = compute(project, target, registry, engine=engine, since=since, now=now)
+        console.say(f"monitor run: {line}")
+        lines.append(line)
+    decided: policy.Decision | None = None
+    record: dict[str, Any] | None = None
+    rows: check.MetricRows | None = None
+    if action in (None, "check"):
+        rows = _since(metric_rows(project, target, registry.override), cutoff)  # no tables: exit 2 before MLflow
+        model_id = registry.served_model_id()
+        baseline = registry.baseline(model_id)
+        last_retrain = registry.last_retrain()
+        decided = check.decide_from_rows(
+            rows.profile,
+            rows.drift,
+            rows.performance,
+            project=project,
+            baseline=baseline,
+            model_id=model_id,
+            now=now,
+            last_retrain=last_retrain,
+        )
+        run_id = baseline.run_id if baseline is not None else None
+        path = check.write_decision(
+            project, decided, model_id=model_id, baseline_run_id=run_id, now=now, last_retrain=last_retrain
+        )
+        record = check.decision_record(
+            project, decided, model_id=model_id, baseline_run_id=run_id, now=now, last_retrain=last_retrain
+        )
+        for verdict in decided.signals:
+            console.say(
+                f"monitor check: {verdict.name} {verdict.threshold}: {verdict.violating} violating, "
+                f"{verdict.evidence} counted of {len(verdict.windows)} window(s){' (fires)' if verdict.fires else ''}"
+            )
+        details.update(
+            decision=decided.decision,
+            reason=decided.reason,
+            model_id=model_id,
+            decision_json=_relative(project, path),
+            junit_xml=_relative(project, project.out_dir / check.JUNIT_FILE),
+        )
+        lines.append(f"{decided.decision}: {decided.reason} ({model_id})")
+    if action in (None, "report"):
+        if rows is None:
+            rows = _since(metric_rows(project, target, registry.override), cutoff)
+        if record is None:
+            record = _read_decision(project)
+        path = report.write_report(project, rows, record, now=now)
+        details["report"] = _relative(project, path)
+        console.say(f"monitor report: {_relative(project, path)}")
+        lines.append(f"report {_relative(project, path)}")
+    markdown = check.decision_markdown(decided) if decided is not None else ""
+    outputs = {
+        "retrain": "true" if decided is not None and decided.decision == "retrain" else "false",
+        "decision": decided.decision if decided is not None else "",
+    }
+    summary = "; ".join(lines)
+    if decided is not None and decided.decision == "insufficient_data":
+        error = CheckFailed(f"monitor cannot decide: {summary}", details, outputs)
+        error.markdown = markdown
+        raise error
+    return StageResult(summary, details, outputs, markdown)
+
+
+def _read_decision(project: Project) -> dict[str, Any] | None:
+    """The last decision.json, for a report drawn without a check; None when there is none."""
+    path = check.output_dir(project) / check.DECISION_FILE
+    if not path.is_file():
+        return None
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: not a decision mlci wrote ({exc}); run 'mlci monitor check'") from None
+    return data
+
+
+def _relative(project: Project, path: Path) -> str:
+    try:
+        return path.relative_to(project.root).as_posix()
+    except ValueError:
+        return str(path)

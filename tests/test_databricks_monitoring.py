@@ -387,18 +387,6 @@ def test_the_payload_table_unpacks_into_the_inference_table(spark: Any) -> None:
             "label": "yes",
         },
     ]
-    # Run again (the next schedule): the table is rewritten, not appended to.
-    assert (
-        monitoring.unpack(
-            spark,
-            "mlci_dbx.ep_payload",
-            "mlci_dbx.ep_inference",
-            [("tenure", "double"), ("plan", "string")],
-            served_entities="mlci_dbx.served_entities",
-        )
-        == 3
-    )
-    assert "label" not in spark.read.table("mlci_dbx.ep_inference").columns
 
 
 PROFILE_SCHEMA = (

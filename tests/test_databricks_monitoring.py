@@ -433,6 +433,13 @@ def test_the_metric_tables_read_back_as_the_rows_the_rule_takes(spark: Any) -> N
     assert baseline["window_cmp"] is None and baseline["ks_test"] == {"statistic": 0.2, "pvalue": 0.01}
     assert baseline["population_stability_index"] == 0.31
 
-    # The rows go to mlci's retrain rule as they are (check.py, by its signature in SPEC14).
+
+def test_the_check_task_calls_the_retrain_rule_by_its_contract() -> None:
+    """monitoring.decide hands the rows to check.decide_from_rows (SPEC14's signature); live once
+    the check helper's module is merged."""
+    import inspect
+
     check = pytest.importorskip("mlci.monitoring.check")
-    assert check.decide_from_rows  # the function the check task calls exists once check.py is merged
+    parameters = inspect.signature(check.decide_from_rows).parameters
+    assert list(parameters)[:3] == ["profile", "drift", "performance"]
+    assert {"project", "baseline", "model_id", "now", "last_retrain"} <= set(parameters)

@@ -145,6 +145,7 @@ BUNDLE_CASES: dict[str, dict[str, Any]] = {
             },
         },
         "deploy": {"batch": {"input_table": "ml_prod.churn_live.customers", "schedule": "0 30 2 * * ?"}},
+        "monitor": {"schedule": "0 6 * * 1-5", "slices": ["plan"], "labels": "ml_prod.churn_live.labels"},
     },
 }
 

@@ -29,7 +29,7 @@ from conftest import REPO, run_cli, scaffold
 from mlci import templates
 from mlci.manifest import MANIFEST_PATH
 from mlci.project import project_from_text
-from mlci.targets.databricks import batch, bundle, jobs, serving
+from mlci.targets.databricks import batch, bundle, jobs, monitoring, serving
 
 sys.path.insert(0, str(REPO / "scripts"))
 from update_golden import BUNDLE_CASES, BUNDLE_GOLDEN, bundle_answers, bundle_config_text, render_bundle_files
@@ -42,6 +42,7 @@ BUNDLE_PATHS = [
     f"resources/{NAME}.model.yml",
     f"resources/{NAME}.serving.yml",
 ]
+MONITOR_PATH = f"resources/{NAME}.monitor.yml"  # with monitor.schedule only
 CASES = list(BUNDLE_CASES)
 
 
@@ -69,12 +70,14 @@ def typed(files: Mapping[str, bytes]) -> dict[str, Any]:
     """Every resource through databricks-bundles' strict from_dict: {type.key: object}."""
     from databricks.bundles.jobs import Job
     from databricks.bundles.model_serving_endpoints import ModelServingEndpoint
+    from databricks.bundles.quality_monitors import QualityMonitor
     from databricks.bundles.registered_models import RegisteredModel
 
     classes: dict[str, Any] = {
         "jobs": Job,
         "registered_models": RegisteredModel,
         "model_serving_endpoints": ModelServingEndpoint,
+        "quality_monitors": QualityMonitor,
     }
     return {
         f"{kind}.{key}": classes[kind].from_dict(value)
@@ -117,10 +120,10 @@ def schema_errors(files: Mapping[str, bytes]) -> list[str]:
 @pytest.mark.parametrize("case", CASES)
 def test_the_bundle_passes_every_offline_check(case: str) -> None:
     files = rendered(case)
-    assert sorted(files) == sorted(BUNDLE_PATHS)
+    assert sorted(files) == sorted(BUNDLE_PATHS + ([MONITOR_PATH] if case == "custom" else []))
     assert sorted(typed(files)) == sorted(
         ["jobs.train", "registered_models.model", "model_serving_endpoints.serving"]
-        + (["jobs.batch"] if case == "custom" else [])
+        + (["jobs.batch", "jobs.monitor", "quality_monitors.monitor"] if case == "custom" else [])
     )
     assert schema_errors(files) == []
     assert bundle.check(files) == []
@@ -342,6 +345,25 @@ def test_a_customised_mlci_yaml_reaches_every_file() -> None:
     ]
     # Exactly the settings mlci deploy creates or resets the job to: the two never fight.
     assert batch_job == batch.job_settings(project).as_dict()
+    # The monitor and its check job as mlci deploy --env production keeps them, on each
+    # target's tables; the retrain starts this bundle's train job.
+    names = monitoring.BUNDLE_NAMES
+    assert (
+        found["jobs"]["monitor"]
+        == monitoring.job_settings(
+            project, names, "${resources.jobs.train.id}", monitoring.config_path(project)
+        ).as_dict()
+    )
+    settings = monitoring.monitor_settings(project, names)
+    assert found["quality_monitors"]["monitor"] == {
+        "table_name": "${var.catalog}.${var.schema}.${var.inference_table_prefix}_inference",
+        "output_schema_name": "${var.catalog}.${var.schema}",
+        "assets_dir": f"/Workspace/Users/${{workspace.current_user.userName}}/mlci/{NAME}/monitoring",
+        "inference_log": settings["inference_log"].as_dict(),
+        "slicing_exprs": ["plan"],
+        "schedule": {"quartz_cron_expression": "0 0 6 ? * 2-6", "timezone_id": "UTC"},
+    }
+    assert found["jobs"]["monitor"]["tasks"][-1]["run_job_task"] == {"job_id": "${resources.jobs.train.id}"}
 
 
 def test_a_single_node_cluster_without_a_node_type_asks_for_one(tmp_path: Path) -> None:

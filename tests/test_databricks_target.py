@@ -67,8 +67,28 @@ def project(tmp_path_factory: pytest.TempPathFactory, workspace: Double) -> Path
     configure(project, host=workspace.url, poll_interval=0.05, serving_timeout=60, http_timeout=10, retry_timeout=20)
     config = yaml.safe_load((project / "mlci.yaml").read_text(encoding="utf-8"))
     config["deploy"]["batch"] = {"input_table": "main.default.dbxdemo_features"}
+    config["monitor"] = {"schedule": "0 6 * * *"}  # production gets the monitor and its check job
     (project / "mlci.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     assert run_cli("render", "-C", str(project)) == 0  # the bundle follows mlci.yaml
+    # The bundle's training job, as `databricks bundle deploy` leaves it: the monitor's retrain starts it.
+    body = {
+        "name": "dbxdemo-train",
+        "tasks": [
+            {
+                "task_key": "train",
+                "python_wheel_task": {"package_name": "mlci", "entry_point": "mlci", "parameters": ["databricks-task"]},
+                "environment_key": "mlci",
+            }
+        ],
+        "environments": [{"environment_key": "mlci", "spec": {"environment_version": "3"}}],
+    }
+    request = urllib.request.Request(
+        f"{workspace.url}/api/2.2/jobs/create",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {PAT}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert json.loads(answer.read())["job_id"]
     return project
 
 
@@ -222,7 +242,9 @@ def test_production_takes_what_staging_verified_and_keeps_the_batch_job(project:
     assert workspace.uc.alias_version(MODEL, "production") == "1"
     assert workspace.uc.alias_version(MODEL, "champion") == "1"
     assert served_versions(workspace, "dbxdemo-production") == ["1"]
-    (created,) = workspace.calls("POST", r"/api/2\.2/jobs/create")
+    creates = {c.body["name"]: c for c in workspace.calls("POST", r"/api/2\.2/jobs/create")}
+    assert sorted(creates) == ["dbxdemo-batch", "dbxdemo-monitor", "dbxdemo-train"]
+    created, monitor_job = creates["dbxdemo-batch"], creates["dbxdemo-monitor"]
     parameters = created.body["tasks"][0]["python_wheel_task"]["parameters"]
     assert parameters == [
         "databricks-task",
@@ -235,6 +257,28 @@ def test_production_takes_what_staging_verified_and_keeps_the_batch_job(project:
         "main.default.dbxdemo_features_predictions",
     ]
     assert created.body["schedule"] == {"quartz_cron_expression": "0 0 4 * * ?", "timezone_id": "UTC"}
+    # The monitor on the unpacked inference table and the check job, as mlci.yaml says.
+    table = "main.default.dbxdemo_production_inference"
+    (monitor,) = workspace.calls("POST", rf"/api/2\.1/unity-catalog/tables/{table}/monitor")
+    assert monitor.body["inference_log"] == {
+        "problem_type": "PROBLEM_TYPE_CLASSIFICATION",
+        "timestamp_col": "timestamp",
+        "granularities": ["1 day"],
+        "model_id_col": "model_id",
+        "prediction_col": "prediction",
+    }
+    assert monitor.body["output_schema_name"] == "main.default"
+    assert monitor.body["schedule"] == {"quartz_cron_expression": "0 0 6 * * ?", "timezone_id": "UTC"}
+    assert monitor_job.body["name"] == "dbxdemo-monitor"
+    tasks = {t["task_key"]: t for t in monitor_job.body["tasks"]}
+    assert tasks["unpack"]["python_wheel_task"]["parameters"][:4] == [
+        "databricks-task",
+        "monitor-unpack",
+        "--payload",
+        "main.default.dbxdemo_production_payload",
+    ]
+    assert tasks["retrain"]["run_job_task"] == {"job_id": train_job_id(workspace)}
+    assert stage_json(project, "deploy")["details"]["smoke_test"]["monitor"]["monitor"] == "created"
     # The next release to production resets the one job instead of creating another. Staging
     # takes the challenger, v2, as a canary first: 10% beside v1, queried on its own, then all.
     config = yaml.safe_load((project / "mlci.yaml").read_text(encoding="utf-8"))
@@ -248,12 +292,30 @@ def test_production_takes_what_staging_verified_and_keeps_the_batch_job(project:
         {r["served_entity_name"]: r["traffic_percentage"] for r in u.body["traffic_config"]["routes"]} for u in updates
     ] == [{"dbxdemo-2": 10, "dbxdemo-1": 90}, {"dbxdemo-2": 100}]
     assert workspace.calls("POST", r"/serving-endpoints/dbxdemo-staging/served-models/dbxdemo-2/invocations")
+    # This release also changes the monitor section: the monitor is updated and its job reset
+    # (an unchanged section leaves both alone: tests/test_databricks_monitoring.py).
+    config = yaml.safe_load((project / "mlci.yaml").read_text(encoding="utf-8"))
+    config["monitor"] = {"schedule": "0 7 * * 1", "granularity": "1 week", "slices": ["x1 > 0"]}
+    (project / "mlci.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     done = mlci(project, workspace, "deploy", "--env", "production")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert len(workspace.calls("POST", r"/api/2\.2/jobs/create")) == 1
-    (reset,) = workspace.calls("POST", r"/api/2\.2/jobs/reset")
-    assert reset.body["job_id"] == created_job_id(workspace)
+    assert len(workspace.calls("POST", r"/api/2\.2/jobs/create")) == 3  # batch, monitor and the fixture's train
+    resets = {r.body["new_settings"]["name"]: r for r in workspace.calls("POST", r"/api/2\.2/jobs/reset")}
+    assert sorted(resets) == ["dbxdemo-batch", "dbxdemo-monitor"]
+    assert resets["dbxdemo-batch"].body["job_id"] == created_job_id(workspace)
+    assert resets["dbxdemo-monitor"].body["new_settings"]["schedule"]["quartz_cron_expression"] == "0 0 7 ? * 2"
     assert workspace.uc.alias_version(MODEL, "champion") == "2"
+    (update,) = workspace.calls("PUT", rf"/api/2\.1/unity-catalog/tables/{table}/monitor")
+    assert update.body["inference_log"]["granularities"] == ["1 week"]
+    assert update.body["slicing_exprs"] == ["x1 > 0"]
+    assert update.body["schedule"]["quartz_cron_expression"] == "0 0 7 ? * 2"
+    assert stage_json(project, "deploy")["details"]["smoke_test"]["monitor"]["monitor"] == "updated"
+
+
+def train_job_id(workspace: Double) -> int:
+    jobs = rest(workspace, "/api/2.2/jobs/list?name=dbxdemo-train")["jobs"]
+    (job,) = jobs
+    return int(job["job_id"])
 
 
 def created_job_id(workspace: Double) -> int:

@@ -283,6 +283,20 @@ def build_parser(stages: Sequence[StageSpec] = STAGES) -> argparse.ArgumentParse
     batch_task.add_argument("--model", required=True, metavar="URI")
     batch_task.add_argument("--input", required=True, metavar="TABLE")
     batch_task.add_argument("--output", required=True, metavar="TABLE")
+    unpack_task = task_kinds.add_parser(
+        "monitor-unpack", description="Unpack the endpoint's --payload table into the inference table --output."
+    )
+    unpack_task.add_argument("--payload", required=True, metavar="TABLE")
+    unpack_task.add_argument("--output", required=True, metavar="TABLE")
+    unpack_task.add_argument(
+        "--model", required=True, metavar="URI", help="the model whose signature names the features"
+    )
+    unpack_task.add_argument("--labels", metavar="TABLE", help="labels (request_id, label, label_timestamp) to join")
+    check_task = task_kinds.add_parser(
+        "monitor-check", description="Refresh the monitor of --table, read its metric tables, decide on a retrain."
+    )
+    check_task.add_argument("--config", required=True, metavar="VOLUME_PATH", help="the mlci.yaml deploy uploaded")
+    check_task.add_argument("--table", required=True, metavar="TABLE", help="the monitored inference table")
     task.set_defaults(handler="mlci.commands.databricks_task:main")
     return parser
 

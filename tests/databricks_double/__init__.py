@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import files_routes, mlflow_routes, sdk_routes
+from . import files_routes, mlflow_routes, monitor_routes, sdk_routes
 from .server import PAT, Double, Invalid, NotFound, Request, Response
 
 __all__ = [
@@ -33,6 +33,7 @@ def start(root: Path) -> Double:
     sdk_routes.install(double)
     files_routes.install(double)
     mlflow_routes.install(double)
+    monitor_routes.install(double)
     double.start()
     serve_stop = double.stop
 

@@ -23,6 +23,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import subprocess
 import sys
@@ -383,8 +384,28 @@ def _install_jobs(double: Double, ws: Workspace) -> None:
                 bad.append(f"{where}: libraries are not supported on serverless compute; list them in the environment")
             if "python_wheel_task" in task and not compute:
                 bad.append(f"{where}: a python_wheel_task on serverless compute needs an environment_key")
-            if "python_wheel_task" not in task:
-                bad.append(f"{where}: the double runs python_wheel_task tasks only")
+            kinds = [k for k in ("python_wheel_task", "condition_task", "run_job_task") if k in task]
+            if len(kinds) != 1:
+                bad.append(
+                    f"{where}: the double takes one of python_wheel_task, condition_task, run_job_task, got {kinds}"
+                )
+            if ("condition_task" in task or "run_job_task" in task) and compute:
+                bad.append(f"{where}: a {kinds[0]} runs on no compute, got {compute}")
+            if "run_job_task" in task and task["run_job_task"]["job_id"] not in ws.jobs:
+                bad.append(f"{where}: run_job_task.job_id {task['run_job_task']['job_id']} is no job of the workspace")
+            for dependency in task.get("depends_on", []):
+                upstream = next((t for t in body["tasks"] if t["task_key"] == dependency["task_key"]), None)
+                if upstream is None:
+                    bad.append(f"{where}: depends on {dependency['task_key']!r}, which is no task of the job")
+                elif "outcome" in dependency and (
+                    "condition_task" not in upstream or dependency["outcome"] not in ("true", "false")
+                ):
+                    bad.append(f"{where}: outcome {dependency['outcome']!r} needs a condition task and true/false")
+            condition = task.get("condition_task")
+            for operand in (condition["left"], condition["right"]) if condition else ():
+                for ref in re.findall(r"\{\{tasks\.([^.}]+)\.values\.[^}]+\}\}", operand):
+                    if ref not in keys:
+                        bad.append(f"{where}: {operand!r} reads a value of {ref!r}, which is no task of the job")
         if bad:
             raise Invalid("; ".join(bad))
 
@@ -395,6 +416,8 @@ def _install_jobs(double: Double, ws: Workspace) -> None:
         run_id = ws.next_id()
         tasks = []
         for spec in body["tasks"]:
+            if "python_wheel_task" not in spec:
+                raise Invalid(f"task {spec['task_key']!r}: the double runs python_wheel_task tasks only")
             task = json.loads(json.dumps(spec))
             wheel = task["python_wheel_task"]
             wheel["parameters"] = [executor.resolve(p, parameters) for p in wheel.get("parameters", [])]

@@ -154,17 +154,27 @@ class DatabricksTarget:
 
     def deploy(self, project: Project, model_uri: str, env: str) -> Deployment:
         from mlci.config import ENVIRONMENTS
-        from mlci.targets.databricks import batch, serving
+        from mlci.targets.databricks import batch, monitoring, serving
 
         deployment = serving.deploy(project, model_uri, env, progress=_progress)
-        if env == ENVIRONMENTS[-1]:  # production: the batch job scores with the champion
+        if env == ENVIRONMENTS[-1]:  # production: the batch job scores with the champion, the monitor watches it
             try:
                 job = batch.ensure_job(project, env, _progress)
+                monitor, undo_monitor = monitoring.ensure(project, env, _progress)
             except BaseException:
                 deployment.rollback()
                 raise
             if job is not None:
                 deployment.facts["batch_job"] = job
+            if monitor is not None:
+                deployment.facts["monitor"] = monitor
+                endpoint_rollback = deployment.rollback
+
+                def rollback() -> None:  # the aliases did not move: the monitor and its job go back too
+                    undo_monitor()
+                    endpoint_rollback()
+
+                deployment.rollback = rollback
         return deployment
 
 

@@ -47,7 +47,7 @@ RESOURCE_FILE_KEYS = frozenset({"resources", "targets", "variables"})
 _VAR_REF = re.compile(r"\$\{var\.([A-Za-z_][A-Za-z0-9_-]*)")
 BUNDLE_FILE = "databricks.yml"
 # resources/<project>.<kind>.yml, one template each (templates/resources/<kind>.yml.j2).
-RESOURCE_KINDS = ("job", "model", "serving")
+RESOURCE_KINDS = ("job", "model", "serving", "monitor")
 
 
 def endpoint_name(config: Config, env: str) -> str:
@@ -108,6 +108,28 @@ def context(config: Config, mlci_version: str) -> dict[str, Any]:
         "volume_folder": "/Volumes/{}/{}/{}/{}".format(*db.volume.split("."), config.project.name),
         # The served entity's name before its version, as serving.served_name names it.
         "served_prefix": model.replace("_", "-"),
+        "monitor": _monitor(config) if config.monitor.schedule else None,
+    }
+
+
+def _monitor(config: Config) -> dict[str, Any]:
+    """The monitor and its check job as mlci deploy --env production keeps them
+    (monitoring.py), on each target's own tables; the retrain starts the bundle's train job."""
+    from mlci.config import Project
+    from mlci.targets.databricks import monitoring
+
+    project = Project(root=Path("."), config=config, lines={})
+    names = monitoring.BUNDLE_NAMES
+    settings = monitoring.monitor_settings(project, names)
+    job = monitoring.job_settings(project, names, "${resources.jobs.train.id}", monitoring.config_path(project))
+    return {
+        "table": names.inference,
+        "output_schema": names.output_schema,
+        "inference_log": settings["inference_log"].as_dict(),
+        "slices": settings["slicing_exprs"] or [],
+        "schedule": settings["schedule"].quartz_cron_expression,
+        "job": job.as_dict(),
+        "assets_dir": f"/Workspace/Users/${{workspace.current_user.userName}}/mlci/{config.project.name}/monitoring",
     }
 
 
@@ -123,8 +145,8 @@ def render(config: Config, mlci_version: str, templates: Path) -> dict[str, byte
     files: dict[str, bytes] = {}
     for source, path in outputs.items():
         text = compiled((templates / f"{source}.j2").read_text(encoding="utf-8")).render(**values)
-        if text.strip():
-            files[path] = text.encode("utf-8")
+        if text.strip():  # one final newline, whether or not a block closes the template
+            files[path] = (text.rstrip("\n") + "\n").encode("utf-8")
     return files
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from mlci.errors import InfraError
 from mlci.pipeline import OIDC_TOKEN, READ_REPOSITORY, Job, Pipeline, TriggerKind
-from mlci.providers.base import RenderContext
+from mlci.providers.base import RenderContext, refuse_conditions
 from mlci.stage_specs import STAGES, Input, StageSpec
 from mlci.targets.base import EnvValue, Literal, Secret, Variable
 from mlci.template_env import compiled, version_text, yaml_str
@@ -286,10 +286,11 @@ def render_templates(mlci_version: str, templates: Path, vendored: bool = True) 
 
 
 # The JUnit report each stage writes under .mlci/out/ (stages/_result.py JUNIT_REPORTS).
-JUNIT = {"test": "junit.xml", "data-test": "data-test.xml"}
+JUNIT = {"test": "junit.xml", "data-test": "data-test.xml", "monitor": "monitor.xml"}
 
 
 def render(pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path) -> dict[str, bytes]:
+    refuse_conditions(pipelines, NAME)
     settings = dataclasses.asdict(ctx)
     pins = task_pins(templates)
     stages = layout(pipelines)

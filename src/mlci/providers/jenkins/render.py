@@ -33,7 +33,7 @@ from typing import Any
 from mlci.config import ENVIRONMENTS, CISection, Config, DataSection, ProjectSection, TrackingSection, TrainSection
 from mlci.errors import InfraError
 from mlci.pipeline import OIDC_TOKEN, READ_REPOSITORY, Job, Pipeline, TriggerKind, as_rendered, build
-from mlci.providers.base import RenderContext
+from mlci.providers.base import RenderContext, refuse_conditions
 from mlci.providers.jenkins import groovy
 from mlci.stage_specs import STAGES, StageSpec
 from mlci.targets.base import Literal, Secret, Variable
@@ -166,7 +166,7 @@ class Layout:
 
 
 # The JUnit report each stage writes under .mlci/out/ (stages/_result.py JUNIT_REPORTS).
-JUNIT = {"test": ".mlci/out/junit.xml", "data-test": ".mlci/out/data-test.xml"}
+JUNIT = {"test": ".mlci/out/junit.xml", "data-test": ".mlci/out/data-test.xml", "monitor": ".mlci/out/monitor.xml"}
 
 
 def _kinds(pipelines: tuple[Pipeline, ...], job_id: str) -> set[TriggerKind]:
@@ -547,6 +547,7 @@ def jenkinsfile_scripts(found: Layout, templates: Path) -> list[tuple[str, str]]
 
 
 def render(pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path) -> dict[str, bytes]:
+    refuse_conditions(pipelines, NAME)
     rendered = tuple(as_rendered(p, NAME) for p in pipelines)
     found = layout(rendered)
     settings = dataclasses.asdict(ctx)

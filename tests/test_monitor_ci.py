@@ -1,0 +1,249 @@
+"""The monitor pipeline (mlci.yaml's monitor.schedule) in the pipeline model and as GitHub renders
+it: the monitor stage on its schedule, then the retrain pipeline's jobs, each run only when the
+monitor decided `retrain=true` (a condition on the monitor job's output, checked by the model),
+skipped and never failed otherwise. The GitHub files are compared with their goldens, read back
+into exactly the model, and pass actionlint (with shellcheck), zizmor and GitHub's schema.
+Azure and Jenkins refuse the schedule with one line until they render job conditions."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import MINIMAL_CONFIG, REPO
+from test_github import tool, zizmor
+
+from mlci import pipeline, providers, templates
+from mlci.config import parse_config
+from mlci.errors import ConfigError
+from mlci.project import project_from_text
+
+sys.path.insert(0, str(REPO / "scripts"))
+from update_golden import (
+    GOLDEN_ROOT,
+    MONITOR_COMBOS,
+    MONITOR_GOLDEN,
+    MONITOR_PROVIDERS,
+    combo_answers,
+    combo_name,
+    config_text,
+    monitor_config_text,
+    render_monitor_files,
+)
+
+SCHEDULED = "monitor:\n  schedule: '0 6 * * *'\n"
+CHECKS = ("lint", "unit-test", "data-test")
+RETRAIN = ("lint", "unit-test", "data-test", "gate", "train", "register", "deploy-staging", "deploy-production")
+
+
+def model(extra: str = "") -> dict[str, pipeline.Pipeline]:
+    config = parse_config(MINIMAL_CONFIG + extra, "mlci.yaml")[0]
+    return {p.id: p for p in pipeline.build(config)}
+
+
+# ---------------------------------------------------------------- the model
+
+
+def test_no_schedule_no_monitor_pipeline() -> None:
+    assert set(model()) == {"ci", "cd"}
+
+
+def test_the_monitor_pipeline_runs_the_retrain_jobs_only_on_its_decision() -> None:
+    found = model("ci:\n  retrain_cron: '0 3 * * 1'\n" + SCHEDULED)
+    monitor, retrain = found["monitor"], found["retrain"]
+    assert monitor.triggers == (pipeline.Trigger("schedule", cron="0 6 * * *"), pipeline.Trigger("manual"))
+    assert [j.id for j in monitor.jobs] == ["monitor", *RETRAIN]
+    first = monitor.jobs[0]
+    assert first.stage is not None and first.stage.name == "monitor" and first.options == {}  # all of run+check+report
+    assert first.needs == () and first.when is None
+    for job, same in zip(monitor.jobs[1:], retrain.jobs, strict=True):
+        # Exactly the retrain pipeline's job, needing the monitor and conditioned on its output.
+        assert job.needs == (*same.needs, "monitor")
+        assert job.when == pipeline.Condition("monitor", "retrain", "true")
+        assert dataclasses.replace(job, needs=same.needs, when=None) == same
+    assert monitor.outputs_of("monitor") == ("retrain",)
+    # Delivery still requires every check, and now the decision too.
+    assert monitor.requires("train") >= {"monitor", *CHECKS, "gate"}
+    # One delivery at a time with cd and retrain: they write one registry; never cancelled.
+    assert monitor.concurrency_group == retrain.concurrency_group == found["cd"].concurrency_group == "delivery"
+    assert not monitor.cancel_in_progress and monitor.registry_branch == "main"
+
+
+def test_the_monitor_job_reads_the_registry_and_never_writes_it() -> None:
+    """It reads the served version's baseline: the tracking credentials and, without a tracking
+    server, the kept registry restored read-only; no write permission of any kind."""
+    for extra, keeps in (("", True), ("tracking:\n  uri: https://mlflow.example.com\n", False)):
+        found = model(extra + SCHEDULED)["monitor"]
+        job, train = found.job("monitor"), found.job("train")
+        assert job.restores_registry is keeps and not job.saves_registry
+        assert not job.saves_state and not job.restores_state
+        assert job.credentials == train.credentials and job.capabilities == train.capabilities
+        assert job.capabilities <= {pipeline.READ_REPOSITORY, pipeline.OIDC_TOKEN}
+        assert job.reports == (".mlci/monitor/decision.json", ".mlci/monitor/report.html", ".mlci/out/monitor.xml")
+    databricks = model("target: databricks\n" + SCHEDULED)["monitor"].job("monitor")
+    assert pipeline.OIDC_TOKEN in databricks.capabilities and databricks.credentials
+    assert not databricks.restores_registry
+
+
+def test_the_reports_follow_monitor_output() -> None:
+    job = model("monitor:\n  schedule: '0 6 * * *'\n  output: out/mon/\n")["monitor"].job("monitor")
+    assert job.reports[:2] == ("out/mon/decision.json", "out/mon/report.html")
+
+
+@pytest.mark.parametrize(
+    ("when", "needs", "message"),
+    [
+        (
+            pipeline.Condition("monitor", "retrain", "true"),
+            (),
+            "pipeline p: job train runs when monitor's retrain is 'true', but it does not need monitor",
+        ),
+        (
+            pipeline.Condition("monitor", "run-id", "x"),
+            ("monitor",),
+            "pipeline p: job train runs when monitor's run-id is 'x', which has no output run-id",
+        ),
+        (
+            pipeline.Condition("monitor", "retrain", ""),
+            ("monitor",),
+            "pipeline p: job train runs when monitor's retrain is '': "
+            "an empty value is what a skipped or failed job outputs",
+        ),
+    ],
+)
+def test_a_condition_names_an_output_of_a_job_it_needs(
+    when: pipeline.Condition, needs: tuple[str, ...], message: str
+) -> None:
+    train = pipeline.stage_job("train", needs=needs, when=when)
+    with pytest.raises(ValueError) as raised:
+        pipeline.Pipeline("p", "p", (), (pipeline.stage_job("monitor"), train))
+    assert str(raised.value) == message
+
+
+def test_a_condition_on_a_gate_is_refused_it_has_no_outputs() -> None:
+    gate = pipeline.Job("monitor", "Gate", None, gate=True)
+    with pytest.raises(ValueError, match="which has no output retrain"):
+        pipeline.Pipeline(
+            "p", "p", (), (gate, pipeline.stage_job("lint", needs=("monitor",), when=pipeline.RETRAIN_WHEN))
+        )
+
+
+# ---------------------------------------------------------------- GitHub
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, str], dict[str, bytes]]:
+    root = tmp_path_factory.mktemp("monitor")
+    return {combo: render_monitor_files("github", combo, root) for combo in MONITOR_COMBOS}
+
+
+@pytest.mark.parametrize("combo", MONITOR_COMBOS, ids=combo_name)
+def test_github_files_are_their_goldens(rendered: dict[tuple[str, str, str], dict[str, bytes]], combo: tuple) -> None:
+    golden = GOLDEN_ROOT / MONITOR_GOLDEN.name / "github" / combo_name(combo)
+    expected = {p.relative_to(golden).as_posix(): p.read_bytes() for p in sorted(golden.rglob("*")) if p.is_file()}
+    # After an intended change: python scripts/update_golden.py, then review git diff tests/golden.
+    assert rendered[combo] == expected
+    assert MONITOR_PROVIDERS == ("github",)
+
+
+@pytest.mark.parametrize("combo", MONITOR_COMBOS, ids=combo_name)
+def test_github_files_read_back_into_the_model(
+    rendered: dict[tuple[str, str, str], dict[str, bytes]], combo: tuple, tmp_path: Path
+) -> None:
+    config = project_from_text(monitor_config_text("github", combo), tmp_path).config
+    expected = {p.id: pipeline.as_rendered(p, "github") for p in pipeline.build(config)}
+    back = {p.id: p for p in providers.get("github").parse_back(rendered[combo])}
+    assert "monitor" in back and back == expected
+
+
+def test_the_workflow_skips_the_retrain_jobs_unless_the_monitor_decided(
+    rendered: dict[tuple[str, str, str], dict[str, bytes]],
+) -> None:
+    """What GitHub evaluates: the gate's always() holds only with the decision, so a held
+    decision skips it (a gate that ran would fail on its skipped checks); deployments keep
+    their branch guard; the monitor job hands `retrain` out and uploads its reports."""
+    workflow = yaml.safe_load(rendered[MONITOR_COMBOS[0]][".github/workflows/monitor.yml"])
+    jobs = workflow["jobs"]
+    decided = "needs.monitor.outputs.retrain == 'true'"
+    assert jobs["gate"]["if"] == f"always() && {decided}"
+    assert jobs["deploy-staging"]["if"] == f"github.ref == 'refs/heads/main' && {decided}"
+    assert all(jobs[j]["if"] == decided for j in (*CHECKS, "train", "register"))
+    assert all("monitor" in jobs[j]["needs"] for j in RETRAIN)
+    monitor = jobs["monitor"]
+    assert "if" not in monitor and monitor["outputs"] == {"retrain": "${{ steps.stage.outputs.retrain }}"}
+    assert monitor["permissions"] == {"contents": "read"}
+    stage = next(s for s in monitor["steps"] if s.get("id") == "stage")
+    assert stage["uses"] == "$/.github/actions/mlci-monitor" and "with" not in stage
+    upload = next(s for s in monitor["steps"] if s.get("with", {}).get("name") == "mlci-reports-monitor")
+    assert upload["if"] == "always()" and ".mlci/out/monitor.xml" in upload["with"]["path"]
+    # No step of the monitor job saves anything: the registry is read, never kept.
+    assert not any(s.get("uses", "").startswith("actions/cache/save") for s in monitor["steps"])
+
+
+def test_github_parse_back_refuses_a_condition_the_model_has_no_word_for(
+    rendered: dict[tuple[str, str, str], dict[str, bytes]],
+) -> None:
+    files = dict(rendered[MONITOR_COMBOS[0]])
+    text = files[".github/workflows/monitor.yml"].decode()
+    files[".github/workflows/monitor.yml"] = text.replace(
+        "if: needs.monitor.outputs.retrain == 'true'", "if: needs.monitor.outputs.retrain != 'false'", 1
+    ).encode()
+    with pytest.raises(ValueError, match=r"monitor\.yml: not a workflow mlci renders .*condition"):
+        providers.get("github").parse_back(files)
+
+
+@pytest.fixture(scope="module")
+def on_disk(rendered: dict[tuple[str, str, str], dict[str, bytes]], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("monitor-files")
+    for combo, files in rendered.items():
+        for path, data in files.items():
+            (root / combo_name(combo) / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / combo_name(combo) / path).write_bytes(data)
+    return root
+
+
+def test_actionlint_zizmor_and_the_schema_accept_the_monitor_workflow(on_disk: Path) -> None:
+    workflows = [str(p) for p in sorted(on_disk.glob("*/.github/workflows/monitor.yml"))]
+    assert len(workflows) == len(MONITOR_COMBOS)
+    done = subprocess.run(
+        [tool("actionlint"), "-shellcheck", tool("shellcheck"), *workflows], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    audit = zizmor(*(str(p) for p in sorted(on_disk.glob("*/.github"))))
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    schema = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *workflows],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+
+
+# ---------------------------------------------------------------- Azure, Jenkins, the scaffold
+
+
+@pytest.mark.parametrize("provider", [name for name in providers.NAMES if name not in MONITOR_PROVIDERS])
+def test_a_provider_without_job_conditions_refuses_the_schedule(provider: str, tmp_path: Path) -> None:
+    combo = MONITOR_COMBOS[0]
+    with pytest.raises(ConfigError) as raised:
+        templates.render_ci(monitor_config_text(provider, combo), combo_answers(provider, combo), tmp_path)
+    assert raised.value.exit_code == 2 and "\n" not in str(raised.value)
+    assert str(raised.value).startswith("mlci.yaml: monitor.schedule: this mlci renders the monitor pipeline for")
+    assert f"not {provider}" in str(raised.value)
+
+
+def test_a_new_project_explains_the_schedule_and_leaves_it_off(tmp_path: Path) -> None:
+    text = config_text(combo_answers("github", ("local", "vendored", "no-retrain")))
+    assert project_from_text(text, tmp_path).config.monitor.schedule is None
+    block = text[text.index("# Monitoring of the served model") :]
+    assert "URL DuckDB reads" in block and "#   schedule:" in block
+    # Uncommenting the block is all it takes.
+    enabled = text.replace("# monitor:", "monitor:").replace("#   ", "  ")
+    config = project_from_text(enabled, tmp_path).config
+    assert config.monitor.schedule == "0 6 * * *"
+    assert "monitor" in {p.id for p in pipeline.build(config)}

@@ -118,7 +118,7 @@ def write_goldens(
 # The monitor pipeline (mlci.yaml's monitor.schedule): off in a new project, so a case of its
 # own, tests/golden/monitor/<provider>/<combination>/, for the providers that render it.
 MONITOR_GOLDEN = GOLDEN_ROOT / "monitor"
-MONITOR_PROVIDERS = ("github",)
+MONITOR_PROVIDERS = ("github", "azure")
 MONITOR_COMBOS: list[tuple[str, str, str]] = [("local", "vendored", "no-retrain"), ("databricks", "remote", "retrain")]
 MONITOR_SCHEDULE = "0 6 * * *"
 

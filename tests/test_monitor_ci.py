@@ -135,29 +135,43 @@ def test_a_condition_on_a_gate_is_refused_it_has_no_outputs() -> None:
 # ---------------------------------------------------------------- GitHub
 
 
+Combo = tuple[str, str, str]
+PER_PROVIDER = [(provider, combo) for provider in MONITOR_PROVIDERS for combo in MONITOR_COMBOS]
+PER_PROVIDER_IDS = [f"{provider}-{combo_name(combo)}" for provider, combo in PER_PROVIDER]
+
+
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, str], dict[str, bytes]]:
+def every(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, Combo], dict[str, bytes]]:
     root = tmp_path_factory.mktemp("monitor")
-    return {combo: render_monitor_files("github", combo, root) for combo in MONITOR_COMBOS}
+    return {(provider, combo): render_monitor_files(provider, combo, root) for provider, combo in PER_PROVIDER}
 
 
-@pytest.mark.parametrize("combo", MONITOR_COMBOS, ids=combo_name)
-def test_github_files_are_their_goldens(rendered: dict[tuple[str, str, str], dict[str, bytes]], combo: tuple) -> None:
-    golden = GOLDEN_ROOT / MONITOR_GOLDEN.name / "github" / combo_name(combo)
+@pytest.fixture(scope="module")
+def rendered(every: dict[tuple[str, Combo], dict[str, bytes]]) -> dict[Combo, dict[str, bytes]]:
+    return {combo: files for (provider, combo), files in every.items() if provider == "github"}
+
+
+def test_every_provider_renders_the_monitor_pipeline() -> None:
+    assert set(MONITOR_PROVIDERS) == set(providers.NAMES) - {"jenkins"}
+
+
+@pytest.mark.parametrize(("provider", "combo"), PER_PROVIDER, ids=PER_PROVIDER_IDS)
+def test_files_are_their_goldens(every: dict[tuple[str, Combo], dict[str, bytes]], provider: str, combo: Combo) -> None:
+    golden = GOLDEN_ROOT / MONITOR_GOLDEN.name / provider / combo_name(combo)
     expected = {p.relative_to(golden).as_posix(): p.read_bytes() for p in sorted(golden.rglob("*")) if p.is_file()}
     # After an intended change: python scripts/update_golden.py, then review git diff tests/golden.
-    assert rendered[combo] == expected
-    assert MONITOR_PROVIDERS == ("github",)
+    assert every[(provider, combo)] == expected
 
 
-@pytest.mark.parametrize("combo", MONITOR_COMBOS, ids=combo_name)
-def test_github_files_read_back_into_the_model(
-    rendered: dict[tuple[str, str, str], dict[str, bytes]], combo: tuple, tmp_path: Path
+@pytest.mark.parametrize(("provider", "combo"), PER_PROVIDER, ids=PER_PROVIDER_IDS)
+def test_files_read_back_into_the_model(
+    every: dict[tuple[str, Combo], dict[str, bytes]], provider: str, combo: Combo, tmp_path: Path
 ) -> None:
-    config = project_from_text(monitor_config_text("github", combo), tmp_path).config
-    expected = {p.id: pipeline.as_rendered(p, "github") for p in pipeline.build(config)}
-    back = {p.id: p for p in providers.get("github").parse_back(rendered[combo])}
+    config = project_from_text(monitor_config_text(provider, combo), tmp_path).config
+    expected = {p.id: pipeline.as_rendered(p, provider) for p in pipeline.build(config)}
+    back = {p.id: p for p in providers.get(provider).parse_back(every[(provider, combo)])}
     assert "monitor" in back and back == expected
+    assert all(j.when == pipeline.RETRAIN_WHEN for j in back["monitor"].jobs[1:])
 
 
 def test_the_workflow_skips_the_retrain_jobs_unless_the_monitor_decided(
@@ -222,6 +236,200 @@ def test_actionlint_zizmor_and_the_schema_accept_the_monitor_workflow(on_disk: P
         check=False,
     )
     assert schema.returncode == 0, schema.stdout + schema.stderr
+
+
+# ---------------------------------------------------------------- Azure
+
+AZURE_FILE = "azure-pipelines.yml"
+DECIDED = (
+    "or(eq(dependencies.monitor.result, 'Skipped'), eq(dependencies.monitor.outputs['monitor.stage.retrain'], 'true'))"
+)
+RUN_OF_MONITOR = (
+    "or(eq(variables['Build.CronSchedule.DisplayName'], 'monitor'), eq('${{ parameters.monitor }}', 'true'))"
+)
+AZURE_STAGES = ("monitor", "checks", "train", "register", "deploy_staging", "deploy_production")
+
+
+def azure_doc(every: dict[tuple[str, Combo], dict[str, bytes]], combo: Combo) -> dict:
+    return yaml.safe_load(every[("azure", combo)][AZURE_FILE])
+
+
+def test_azure_tells_the_monitor_run_apart_and_runs_delivery_on_its_decision(
+    every: dict[tuple[str, Combo], dict[str, bytes]],
+) -> None:
+    """One file: the monitor's schedule has its own displayName (what Build.CronSchedule.DisplayName
+    reads), a manual run asks for it through a boolean parameter; the monitor stage runs only then;
+    every other stage depends on it and runs when it was skipped (cd, retrain, a pull request) or
+    decided retrain=true; `succeeded()` is gone from those stages, as it counts the skipped monitor."""
+    doc = azure_doc(every, ("databricks", "remote", "retrain"))
+    assert [(s["cron"], s["displayName"]) for s in doc["schedules"]] == [
+        ("0 3 * * 1", "retrain"),
+        ("0 6 * * *", "monitor"),
+    ]
+    assert doc["parameters"][0] == {
+        "name": "monitor",
+        "displayName": "Run the monitor (it decides whether to retrain)",
+        "type": "boolean",
+        "default": "false",
+    }
+    stages = {s["stage"]: s for s in doc["stages"]}
+    assert tuple(stages) == AZURE_STAGES
+    assert stages["monitor"]["condition"] == RUN_OF_MONITOR and "dependsOn" not in stages["monitor"]
+    assert stages["checks"]["dependsOn"] == ["monitor"] and stages["checks"]["condition"] == DECIDED
+    for name, previous in zip(AZURE_STAGES[2:], AZURE_STAGES[1:], strict=False):
+        assert stages[name]["dependsOn"] == [previous, "monitor"]
+        condition = stages[name]["condition"]
+        assert condition.startswith(f"and(in(dependencies.{previous}.result, 'Succeeded', 'SucceededWithIssues'), ")
+        assert condition.endswith(f", {DECIDED})") and "succeeded()" not in condition
+    assert "eq(variables['Build.SourceBranch'], 'refs/heads/main')" in stages["deploy_staging"]["condition"]
+    monitor = stages["monitor"]["jobs"][0]
+    names = [step.get("name") for step in monitor["steps"]]
+    assert "registry" not in names and "newest_registry" not in names  # databricks: a shared tracking server
+    keep = next(s for s in monitor["steps"] if s.get("displayName") == "Keep the reports of Monitor")
+    assert keep["condition"] == "succeededOrFailed()" and keep["inputs"]["artifact"] == "mlci-reports-monitor"
+    local = {s["stage"]: s for s in azure_doc(every, MONITOR_COMBOS[0])["stages"]}["monitor"]["jobs"][0]
+    local_names = [step.get("name") for step in local["steps"]]
+    assert "registry" in local_names and "newest_registry" not in local_names  # read, never kept
+
+
+def test_azure_parse_back_refuses_a_stage_on_the_monitor_without_its_decision(
+    every: dict[tuple[str, Combo], dict[str, bytes]],
+) -> None:
+    files = dict(every[("azure", MONITOR_COMBOS[0])])
+    text = files[AZURE_FILE].decode()
+    assert text.count(DECIDED) == 5
+    files[AZURE_FILE] = text.replace(f", {DECIDED})", ")", 1).encode()
+    with pytest.raises(
+        ValueError,
+        match=r"azure-pipelines\.yml: not a pipeline mlci renders .*train needs \['monitor'\] without its decision",
+    ):
+        providers.get("azure").parse_back(files)
+
+
+AZURE_RUNS = {
+    "pull-request": ({"Build.Reason": "PullRequest", "Build.SourceBranch": "refs/pull/7/merge"}, None),
+    "push": ({"Build.Reason": "IndividualCI", "Build.SourceBranch": "refs/heads/main"}, None),
+    "manual": ({"Build.Reason": "Manual", "Build.SourceBranch": "refs/heads/main"}, None),
+    "manual-monitor": ({"Build.Reason": "Manual", "Build.SourceBranch": "refs/heads/main"}, {"monitor": True}),
+    "retrain-schedule": (
+        {
+            "Build.Reason": "Schedule",
+            "Build.SourceBranch": "refs/heads/main",
+            "Build.CronSchedule.DisplayName": "retrain",
+        },
+        None,
+    ),
+    "monitor-schedule": (
+        {
+            "Build.Reason": "Schedule",
+            "Build.SourceBranch": "refs/heads/main",
+            "Build.CronSchedule.DisplayName": "monitor",
+        },
+        None,
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def azure_projects(
+    every: dict[tuple[str, Combo], dict[str, bytes]], tmp_path_factory: pytest.TempPathFactory
+) -> dict[Combo, Path]:
+    root = tmp_path_factory.mktemp("monitor-azure")
+    for combo in MONITOR_COMBOS:
+        for path, data in every[("azure", combo)].items():
+            (root / combo_name(combo) / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / combo_name(combo) / path).write_bytes(data)
+    return {combo: root / combo_name(combo) for combo in MONITOR_COMBOS}
+
+
+@pytest.mark.parametrize("combo", MONITOR_COMBOS, ids=combo_name)
+def test_azure_monitor_pipeline_expands_for_every_kind_of_run(azure_projects: dict[Combo, Path], combo: Combo) -> None:
+    from azure_pipelines.expander import expand
+    from azure_pipelines.runner import TASKS
+    from test_azure_expand import steps_of, unexpanded
+
+    repositories = {"mlci": REPO} if combo[1] == "remote" else None
+    for run, (variables, parameters) in AZURE_RUNS.items():
+        expanded = expand(azure_projects[combo] / AZURE_FILE, repositories, variables, parameters)
+        assert unexpanded(expanded) == [], run
+        steps = steps_of(expanded)
+        assert {str(s["task"]) for s in steps if "task" in s} <= set(TASKS), run
+        assert len([s for s in steps if s.get("name") == "stage"]) == 8, run  # the monitor and the seven others
+        monitor_condition = expanded["stages"][0]["condition"]
+        assert monitor_condition.endswith("'True', 'true'))" if parameters else "'False', 'true'))"), run
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="check-jsonschema's Azure transform needs Python 3.11+")
+def test_azure_monitor_pipeline_keeps_azures_schema(azure_projects: dict[Combo, Path], tmp_path: Path) -> None:
+    from test_azure import CHECK_JSONSCHEMA, _patched_schema
+
+    paths = [str(project / AZURE_FILE) for project in azure_projects.values()]
+    command = [str(CHECK_JSONSCHEMA), "--schemafile", str(_patched_schema(tmp_path)), "--regex-variant", "nonunicode"]
+    done = subprocess.run(
+        [*command, "--data-transform", "azure-pipelines", *paths], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def _conditions_only(expanded: dict, monitor_says: str | None) -> dict:
+    """The expanded pipeline with its stages, dependencies and conditions as rendered, each job's
+    steps one stand-in: the monitor's step hands its outputs over through mlci's own publishing
+    (stages/_result.publish: the Azure runtime adapter's `task.setvariable` lines, under the step
+    name the stage template gives it), or fails as `mlci monitor` does when it cannot decide;
+    the others say they ran. The gate keeps its real script (it is no mlci command)."""
+    publish = (
+        f'"{sys.executable}" -c "from mlci.stages._result import publish; '
+        f"publish({{'result': 'passed', 'retrain': '{monitor_says}', 'decision': 'x'}}, '')\""
+        if monitor_says is not None
+        else 'echo "mlci monitor: insufficient data"; exit 1'
+    )
+    for stage in expanded["stages"]:
+        for job in stage["jobs"]:
+            if job.get("condition") == "always()":  # the gate
+                continue
+            step = {"bash": publish if job.get("job") == "monitor" else "echo ran", "name": "stage"}
+            if "deployment" in job:
+                job["strategy"]["runOnce"]["deploy"]["steps"] = [step]
+            else:
+                job["steps"] = [step]
+    return expanded
+
+
+@pytest.mark.parametrize(
+    ("run", "monitor_says", "ran"),
+    [
+        ("monitor-schedule", "true", AZURE_STAGES),
+        ("monitor-schedule", "false", ("monitor",)),
+        ("monitor-schedule", None, ()),  # the monitor failed: nothing retrains
+        ("manual-monitor", "true", AZURE_STAGES),
+        ("manual-monitor", "false", ("monitor",)),
+        ("retrain-schedule", "true", AZURE_STAGES[1:]),  # the monitor does not run: retrain as ever
+        ("push", "false", AZURE_STAGES[1:]),
+        ("manual", "false", AZURE_STAGES[1:]),
+        ("pull-request", "true", ("checks",)),
+    ],
+    ids=lambda v: str(v) if not isinstance(v, tuple) else "+".join(v) or "none",
+)
+def test_azure_runs_the_retrain_stages_only_on_the_monitors_decision(
+    azure_projects: dict[Combo, Path], tmp_path: Path, run: str, monitor_says: str | None, ran: tuple[str, ...]
+) -> None:
+    """The host runner (tests/azure_pipelines/runner.py) walks the rendered stages: their
+    dependsOn, conditions and the monitor's output variable as Azure evaluates them. A held
+    decision leaves every other stage skipped, not failed, and the run with no failed stage."""
+    from azure_pipelines.expander import expand
+    from azure_pipelines.runner import run_expanded
+
+    variables, parameters = AZURE_RUNS[run]
+    project = azure_projects[MONITOR_COMBOS[0]]
+    expanded = _conditions_only(expand(project / AZURE_FILE, None, variables, parameters), monitor_says)
+    result = run_expanded(expanded, project, tmp_path / "agent", variables)
+    monitored = run in ("monitor-schedule", "manual-monitor")
+    expected = {stage: "succeeded" if stage in ran else "skipped" for stage in AZURE_STAGES}
+    if monitored and monitor_says is None:
+        expected["monitor"] = "failed"
+    assert result.stages == expected, result.explain()
+    if monitored and monitor_says is not None:
+        assert result.outputs["monitor.monitor"]["stage.retrain"] == monitor_says
 
 
 # ---------------------------------------------------------------- Azure, Jenkins, the scaffold

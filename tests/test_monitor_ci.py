@@ -3,7 +3,11 @@ it: the monitor stage on its schedule, then the retrain pipeline's jobs, each ru
 monitor decided `retrain=true` (a condition on the monitor job's output, checked by the model),
 skipped and never failed otherwise. The GitHub files are compared with their goldens, read back
 into exactly the model, and pass actionlint (with shellcheck), zizmor and GitHub's schema.
-Azure and Jenkins refuse the schedule with one line until they render job conditions."""
+Azure renders it into its one pipeline (the monitor's own schedule displayName and a manual
+parameter tell its run apart; every other stage runs when the monitor was skipped or decided),
+read back, expanded, schema-checked, and its conditions walked by the host runner. Jenkins
+refuses the schedule with one line, and the two schedules together for good (a timer build
+does not say which cron fired)."""
 
 from __future__ import annotations
 
@@ -443,6 +447,25 @@ def test_a_provider_without_job_conditions_refuses_the_schedule(provider: str, t
     assert raised.value.exit_code == 2 and "\n" not in str(raised.value)
     assert str(raised.value).startswith("mlci.yaml: monitor.schedule: this mlci renders the monitor pipeline for")
     assert f"not {provider}" in str(raised.value)
+
+
+def test_jenkins_refuses_the_retrain_and_the_monitor_schedule_together(tmp_path: Path) -> None:
+    """A timer build does not say which cron fired: with both keys one line naming both; with
+    ci.retrain_cron alone the Jenkinsfile renders as before (monitor.schedule alone: the
+    refusal above, until Jenkins renders the monitor pipeline)."""
+    combo = ("local", "vendored", "retrain")
+    text = monitor_config_text("jenkins", combo)
+    assert "retrain_cron:" in text
+    with pytest.raises(ConfigError) as raised:
+        templates.render_ci(text, combo_answers("jenkins", combo), tmp_path)
+    assert raised.value.exit_code == 2 and "\n" not in str(raised.value)
+    assert str(raised.value) == (
+        "mlci.yaml: ci.retrain_cron and monitor.schedule are both set, and a Jenkins timer build cannot tell "
+        "which cron started it; unset one of them (ci.retrain_cron: the monitor decides when to retrain)"
+    )
+    assert "Jenkinsfile" in templates.render_ci(
+        config_text(combo_answers("jenkins", combo)), combo_answers("jenkins", combo), tmp_path
+    )
 
 
 def test_a_new_project_explains_the_schedule_and_leaves_it_off(tmp_path: Path) -> None:

@@ -74,7 +74,8 @@ def refuse_conditions(pipelines: tuple[Pipeline, ...], provider: str) -> None:
         raise ConfigError(
             "mlci.yaml",
             None,
-            f"monitor.schedule: this mlci renders the monitor pipeline for ci.provider github only, not {provider}; "
+            "monitor.schedule: this mlci renders the monitor pipeline for ci.provider github and azure only, "
+            f"not {provider}; "
             "unset monitor.schedule and run `mlci monitor` from a scheduled job of your own (docs/monitoring.md)",
         )
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci.config import ENVIRONMENTS, CISection, Config, DataSection, ProjectSection, TrackingSection, TrainSection
-from mlci.errors import InfraError
+from mlci.errors import ConfigError, InfraError
 from mlci.pipeline import OIDC_TOKEN, READ_REPOSITORY, Job, Pipeline, TriggerKind, as_rendered, build
 from mlci.providers.base import RenderContext, refuse_conditions
 from mlci.providers.jenkins import groovy
@@ -546,7 +546,22 @@ def jenkinsfile_scripts(found: Layout, templates: Path) -> list[tuple[str, str]]
     return list(dict(named).items())
 
 
+def refuse_two_timers(pipelines: tuple[Pipeline, ...]) -> None:
+    """A Jenkins timer build does not say which of the `cron` lines started it (TimerTrigger's
+    cause has no spec), so the retrain schedule and the monitor's cannot share one Jenkinsfile:
+    a one-line ConfigError naming both keys, never a build that guesses."""
+    timed = [p.id for p in pipelines if any(t.kind == "schedule" for t in p.triggers)]
+    if len(timed) > 1:
+        raise ConfigError(
+            "mlci.yaml",
+            None,
+            "ci.retrain_cron and monitor.schedule are both set, and a Jenkins timer build cannot tell which "
+            "cron started it; unset one of them (ci.retrain_cron: the monitor decides when to retrain)",
+        )
+
+
 def render(pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path) -> dict[str, bytes]:
+    refuse_two_timers(pipelines)
     refuse_conditions(pipelines, NAME)
     rendered = tuple(as_rendered(p, NAME) for p in pipelines)
     found = layout(rendered)

@@ -279,11 +279,16 @@ def test_azure_tells_the_monitor_run_apart_and_runs_delivery_on_its_decision(
     stages = {s["stage"]: s for s in doc["stages"]}
     assert tuple(stages) == AZURE_STAGES
     assert stages["monitor"]["condition"] == RUN_OF_MONITOR and "dependsOn" not in stages["monitor"]
-    assert stages["checks"]["dependsOn"] == ["monitor"] and stages["checks"]["condition"] == DECIDED
+    assert (
+        stages["checks"]["dependsOn"] == ["monitor"]
+        and stages["checks"]["condition"] == f"and(not(canceled()), {DECIDED})"
+    )
     for name, previous in zip(AZURE_STAGES[2:], AZURE_STAGES[1:], strict=False):
         assert stages[name]["dependsOn"] == [previous, "monitor"]
         condition = stages[name]["condition"]
-        assert condition.startswith(f"and(in(dependencies.{previous}.result, 'Succeeded', 'SucceededWithIssues'), ")
+        assert condition.startswith(
+            f"and(not(canceled()), in(dependencies.{previous}.result, 'Succeeded', 'SucceededWithIssues'), "
+        )
         assert condition.endswith(f", {DECIDED})") and "succeeded()" not in condition
     assert "eq(variables['Build.SourceBranch'], 'refs/heads/main')" in stages["deploy_staging"]["condition"]
     monitor = stages["monitor"]["jobs"][0]
@@ -302,10 +307,10 @@ def test_azure_parse_back_refuses_a_stage_on_the_monitor_without_its_decision(
     files = dict(every[("azure", MONITOR_COMBOS[0])])
     text = files[AZURE_FILE].decode()
     assert text.count(DECIDED) == 5
-    files[AZURE_FILE] = text.replace(f", {DECIDED})", ")", 1).encode()
+    files[AZURE_FILE] = text.replace(f", {DECIDED})", ")", 1).encode()  # the checks stage's
     with pytest.raises(
         ValueError,
-        match=r"azure-pipelines\.yml: not a pipeline mlci renders .*train needs \['monitor'\] without its decision",
+        match=r"azure-pipelines\.yml: not a pipeline mlci renders .*lint needs \['monitor'\] without its decision",
     ):
         providers.get("azure").parse_back(files)
 

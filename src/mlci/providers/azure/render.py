@@ -217,7 +217,11 @@ def condition(
     if decided is None:
         passed = ["succeeded()"]
     else:
-        passed = [f"in(dependencies.{n}.result, 'Succeeded', 'SucceededWithIssues')" for n in needed]
+        # A condition without a status function runs even in a cancelled run: not(canceled()).
+        passed = [
+            "not(canceled())",
+            *(f"in(dependencies.{n}.result, 'Succeeded', 'SucceededWithIssues')" for n in needed),
+        ]
     parts = [*passed, "in(variables['Build.Reason'], " + ", ".join(f"'{r}'" for r in reasons) + ")"]
     if branch:
         parts.append(f"eq(variables['Build.SourceBranch'], 'refs/heads/{branch}')")
@@ -273,6 +277,10 @@ def layout(pipelines: tuple[Pipeline, ...]) -> tuple[AzureStage, ...]:
             return (), None
         return (stage_of[when.job],), decision(stage_of[when.job], when, jobs[when.job])
 
+    def checks_condition(clause: str | None) -> str | None:
+        # A condition without a status function runs even in a cancelled run: not(canceled()).
+        return None if clause is None else f"and(not(canceled()), {clause})"
+
     def azure_job(job: Job) -> AzureJob:
         pipeline = owner[job.id]
         variables = (
@@ -316,7 +324,12 @@ def layout(pipelines: tuple[Pipeline, ...]) -> tuple[AzureStage, ...]:
 
     on_decision, check_clause = decision_of(check_decision)
     check_stage = AzureStage(
-        CHECKS_STAGE, "Checks", on_decision, check_clause, None, tuple(azure_job(jobs[j]) for j in checks)
+        CHECKS_STAGE,
+        "Checks",
+        on_decision,
+        checks_condition(check_clause),
+        None,
+        tuple(azure_job(jobs[j]) for j in checks),
     )
     stages = []
     for job_id, job in jobs.items():

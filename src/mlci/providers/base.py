@@ -64,22 +64,6 @@ class RenderContext:
         )
 
 
-def refuse_conditions(pipelines: tuple[Pipeline, ...], provider: str) -> None:
-    """For a provider that renders no job conditioned on another job's output (`Job.when`, the
-    monitor pipeline's retrain jobs) yet: a one-line ConfigError naming mlci.yaml's key, never
-    a file that would run the retrain unconditionally."""
-    from mlci.errors import ConfigError
-
-    if any(job.when is not None for p in pipelines for job in p.jobs):
-        raise ConfigError(
-            "mlci.yaml",
-            None,
-            "monitor.schedule: this mlci renders the monitor pipeline for ci.provider github and azure only, "
-            f"not {provider}; "
-            "unset monitor.schedule and run `mlci monitor` from a scheduled job of your own (docs/monitoring.md)",
-        )
-
-
 class CIRuntime(Protocol):
     """One CI system as a running stage sees it. Every method takes the environment it reads,
     so an adapter is a pure function of it (tests pass a dict, stages pass os.environ)."""

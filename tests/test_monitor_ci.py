@@ -474,3 +474,37 @@ def test_a_new_project_explains_the_schedule_and_leaves_it_off(tmp_path: Path) -
     config = project_from_text(enabled, tmp_path).config
     assert config.monitor.schedule == "0 6 * * *"
     assert "monitor" in {p.id for p in pipeline.build(config)}
+
+
+def test_jenkins_refuses_the_monitor_in_the_library_form(tmp_path: Path) -> None:
+    combo = MONITOR_COMBOS[0]
+    text = monitor_config_text("jenkins", combo).replace("\nci:\n", "\nci:\n  jenkins:\n    library: true\n", 1)
+    with pytest.raises(ConfigError) as raised:
+        templates.render_ci(text, combo_answers("jenkins", combo), tmp_path)
+    assert raised.value.exit_code == 2 and "\n" not in str(raised.value)
+    assert "monitor.schedule is set with ci.jenkins.library: true" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        # A later stage without the decision clause would retrain on every timer build.
+        (
+            "expression { MLCI_OUTPUTS['monitor'] == null || MLCI_OUTPUTS['monitor']['retrain'] == 'true' }",
+            "expression { true }",
+            "an expression other than a decision clause",
+        ),
+        # A monitor stage that never reads its outputs would leave every stage unconditioned.
+        ("MLCI_OUTPUTS['monitor'] = readProperties", "MLCI_OUTPUTS['monitor'] = readYaml", "other than render.py"),
+        ("expression { params.MLCI_RUN_MONITOR }", "expression { params.OTHER }", "not a boolean parameter"),
+    ],
+)
+def test_jenkins_parse_back_refuses_a_file_that_does_not_run_on_the_decision(
+    every: dict[tuple[str, Combo], dict[str, bytes]], old: str, new: str, problem: str
+) -> None:
+    files = dict(every[("jenkins", monitor_combos("jenkins")[0])])
+    text = files["Jenkinsfile"].decode()
+    assert old in text
+    files["Jenkinsfile"] = text.replace(old, new, 1).encode()
+    with pytest.raises(ValueError, match=f"Jenkinsfile: not a pipeline mlci renders .*{problem}"):
+        providers.get("jenkins").parse_back(files)

@@ -115,6 +115,48 @@ def write_goldens(
     return written
 
 
+# The monitor pipeline (mlci.yaml's monitor.schedule): off in a new project, so a case of its
+# own, tests/golden/monitor/<provider>/<combination>/, for the providers that render it.
+MONITOR_GOLDEN = GOLDEN_ROOT / "monitor"
+MONITOR_PROVIDERS = ("github", "azure", "jenkins")
+MONITOR_COMBOS: list[tuple[str, str, str]] = [("local", "vendored", "no-retrain"), ("databricks", "remote", "retrain")]
+MONITOR_SCHEDULE = "0 6 * * *"
+
+
+def monitor_combos(provider: str) -> list[tuple[str, str, str]]:
+    """The combinations of `provider`'s monitor goldens: Jenkins refuses ci.retrain_cron beside
+    monitor.schedule (a timer build does not say which cron fired), so it has no retrain ones."""
+    if provider != "jenkins":
+        return MONITOR_COMBOS
+    return [(target, actions, "no-retrain") for target, actions, _ in MONITOR_COMBOS]
+
+
+def monitor_config_text(provider: str, combo: tuple[str, str, str]) -> str:
+    """The mlci.yaml of one combination with the monitor scheduled (the scaffold's commented block set)."""
+    text = config_text(combo_answers(provider, combo))
+    return text + f'\nmonitor:\n  schedule: "{MONITOR_SCHEDULE}"\n'
+
+
+def render_monitor_files(provider: str, combo: tuple[str, str, str], root: Path) -> dict[str, bytes]:
+    from mlci import templates
+
+    return templates.render_ci(monitor_config_text(provider, combo), combo_answers(provider, combo), root)
+
+
+def write_monitor_goldens(golden_root: Path = GOLDEN_ROOT) -> list[Path]:
+    written = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for provider in MONITOR_PROVIDERS:
+            for combo in monitor_combos(provider):
+                golden = golden_root / MONITOR_GOLDEN.name / provider / combo_name(combo)
+                shutil.rmtree(golden, ignore_errors=True)
+                for path, data in render_monitor_files(provider, combo, Path(tmp)).items():
+                    (golden / path).parent.mkdir(parents=True, exist_ok=True)
+                    (golden / path).write_bytes(data)
+                written.append(golden)
+    return written
+
+
 # The Databricks bundle (databricks.yml, resources/; mlci/targets/databricks/bundle.py): the
 # default project's, and one with every mlci.yaml key the bundle reads set to something else.
 BUNDLE_GOLDEN = GOLDEN_ROOT / "databricks-bundle"
@@ -197,6 +239,8 @@ def main() -> int:
     for provider in providers.NAMES:
         for golden in write_goldens(provider):
             print(f"wrote {golden.relative_to(ROOT)}/")
+    for golden in write_monitor_goldens():
+        print(f"wrote {golden.relative_to(ROOT)}/")
     for golden in write_bundle_goldens():
         print(f"wrote {golden.relative_to(ROOT)}/")
     print("review the changes with: git diff tests/golden")

@@ -136,6 +136,7 @@ def execute(
     store: Path | None = None,
     libraries: Mapping[str, Path] | None = None,
     approver: str | None = None,
+    params: Mapping[str, str] | None = None,
     timeout: float = 1800,
 ) -> dict[str, Any]:
     """Run the Jenkinsfile on this host as Jenkins would and return the build's JSON.
@@ -144,6 +145,7 @@ def execute(
     (workspaces, the credentials file, the store unless given). store: the "controller's" build
     store (builds/N/{archive,stashes,log.txt,result.json}); pass the same one to later calls so
     copyArtifacts sees earlier builds. cause: one of CAUSES, optionally `UserIdCause:user`.
+    params: the build's parameter values by name (the pipeline's defaults for the rest).
     credentials: {"ID": "secret"} or {"ID": {"username": ..., "password": ...}}.
 
     The dict: result (SUCCESS|FAILURE|UNSTABLE|ABORTED, None when the file broke the rules),
@@ -176,6 +178,8 @@ def execute(
         args += ["--approver", approver]
     for key, value in env.items():
         args += ["--env", f"{key}={value}"]
+    for key, value in (params or {}).items():
+        args += ["--param", f"{key}={value}"]
     done = _run(args, timeout=timeout)
     if done.returncode not in (OK, RULE_ERRORS, SYNTAX_ERROR):
         raise StubCrash(f"declarative.groovy execute exited {done.returncode}:\n{done.stderr}")

@@ -66,7 +66,7 @@ def test_every_rendered_file_keeps_azures_schema(rendered: dict[Combo, dict[str,
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
             paths.append(str(path))
-    assert len(paths) == 4 * 9 + 4 * 2  # vendored: the pipeline, the upgrade, 7 templates; remote: the first two
+    assert len(paths) == 4 * 10 + 4 * 2  # vendored: the pipeline, the upgrade, 8 templates; remote: the first two
     schema = _patched_schema(tmp_path)
     command = [str(CHECK_JSONSCHEMA), "--schemafile", str(schema), "--regex-variant", "nonunicode"]
     done = subprocess.run(
@@ -187,6 +187,7 @@ def test_mlci_new_with_azure_gives_a_complete_project(tmp_path: Path) -> None:
         "data-test.yml",
         "deploy.yml",
         "lint.yml",
+        "monitor.yml",
         "register.yml",
         "setup.yml",
         "train.yml",

@@ -28,7 +28,8 @@ ACTIONS = {
     "vendored": "  actions: vendored\n",
     "remote": f"  actions: remote\n  mlci_repository: mlci-dev/mlci\n  mlci_ref: '{SHA}'\n",
 }
-RETRAIN = {"no-retrain": "", "retrain": "  retrain_cron: '0 3 * * 1'\n"}
+RETRAIN = {"no-retrain": "", "retrain": "  retrain_cron: '0 3 * * 1'\n", "monitor": "  retrain_cron: '0 3 * * 1'\n"}
+MONITOR = "monitor:\n  schedule: '0 6 * * *'\n  output: reports/monitor\n"  # with retrain: both at once
 BRANCH = {"main": "", "trunk": "  default_branch: release/v-2\n"}
 COMBOS = list(itertools.product(STORES, ACTIONS, RETRAIN, BRANCH))
 
@@ -38,6 +39,7 @@ def config_of(store: str, actions: str, retrain: str, branch: str) -> Config:
     if store == "databricks":  # a Unity Catalog model name
         base = base.replace("register:\n", "register:\n  model_name: main.default.churn_model\n")
     text = base + STORES[store] + "ci:\n" + ACTIONS[actions] + RETRAIN[retrain] + BRANCH[branch]
+    text += MONITOR if retrain == "monitor" else ""
     return parse_config(text, "mlci.yaml")[0]
 
 
@@ -59,7 +61,7 @@ def test_the_combinations_cover_what_the_model_varies() -> None:
     parse-back that ignored it would fail above."""
     jobs = [j for combo in COMBOS for p in pipeline.build(config_of(*combo)) for j in p.jobs]
     pipes = [p for combo in COMBOS for p in pipeline.build(config_of(*combo))]
-    assert {p.id for p in pipes} == {"ci", "cd", "retrain"}
+    assert {p.id for p in pipes} == {"ci", "cd", "retrain", "monitor"}
     assert {t.kind for p in pipes for t in p.triggers} == {"pull_request", "push", "manual", "schedule"}
     assert {p.registry_branch for p in pipes} == {None, "main", "release/v-2"}
     assert {p.concurrency_group for p in pipes} == {None, "delivery"} and {p.every_push for p in pipes} == {True, False}
@@ -70,6 +72,11 @@ def test_the_combinations_cover_what_the_model_varies() -> None:
         frozenset({"read-repository", "oidc-token"}),
     }
     assert {c.name for j in jobs for c in j.credentials} == {"mlflow", "databricks"}
+    assert {j.when for j in jobs} == {None, pipeline.RETRAIN_WHEN}
+    assert {j.reports for j in jobs} == {
+        (),
+        ("reports/monitor/decision.json", "reports/monitor/report.html", ".mlci/out/monitor.xml"),
+    }
     for flag in ("restores_state", "saves_state", "restores_registry", "saves_registry", "gate"):
         assert {getattr(j, flag) for j in jobs} == {True, False}, flag
 

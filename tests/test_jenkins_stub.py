@@ -242,7 +242,8 @@ WRONG: dict[str, tuple[str, str]] = {
     "unknown_step": (
         _swap("sh 'true'", "bat 'dir' // <-"),
         "{file}:{line}: unknown step 'bat' (the stub allows: archiveArtifacts, checkout, copyArtifacts, deleteDir,"
-        " dir, echo, error, fileExists, input, junit, script, sh, stash, timeout, unstash, withCredentials, withEnv)",
+        " dir, echo, error, fileExists, input, junit, readProperties, script, sh, stash, timeout, unstash,"
+        " withCredentials, withEnv)",
     ),
     "gstring_sh": (
         _swap(

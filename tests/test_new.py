@@ -19,7 +19,7 @@ from mlci.templates import is_managed
 
 VENDORED_ACTIONS = {
     f".github/actions/mlci-{name}/action.yml"
-    for name in ("setup", "lint", "unit-test", "data-test", "train", "register", "deploy")
+    for name in ("setup", "lint", "unit-test", "data-test", "train", "register", "deploy", "monitor")
 }
 EXPECTED_FILES = VENDORED_ACTIONS | {
     ".github/workflows/ci.yml",

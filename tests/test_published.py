@@ -35,7 +35,7 @@ def test_published_building_blocks_match_their_rendering(published: dict[str, st
     assert committed == set(published)
     assert {p for p in published if p.startswith("azure/templates/")} == {
         f"azure/templates/{name}.yml"
-        for name in ("setup", "lint", "unit-test", "data-test", "train", "register", "deploy")
+        for name in ("setup", "lint", "unit-test", "data-test", "train", "register", "deploy", "monitor")
     }
 
 

@@ -14,6 +14,9 @@ Guarantees decided here too, so every provider inherits them:
   head commit therefore run twice, once in ci and once in cd, on purpose.
 - Every delivery job acts on this run's model, never on whatever an alias points at: the run
   id and version are handed from job to job (`Job.inputs_from`), whichever store is used.
+- A job may run only when an output of a job it needs has a given value (`Job.when`): the
+  monitor pipeline's delivery jobs run only when the monitor job decided `retrain=true`, and
+  are skipped (never failed) otherwise, the gate included.
 - Without a shared tracking server, the local MLflow store is kept between delivery runs of
   the default branch (`Pipeline.registry_branch`, `Job.restores_registry`/`saves_registry`).
   A save never replaces a newer registry than the one the run started from: a re-run of an
@@ -60,6 +63,16 @@ class Handover:
 
 
 @dataclass(frozen=True)
+class Condition:
+    """A job runs only when an output of a job it needs equals `value`; otherwise it is skipped
+    (not failed), and so is every job that needs it."""
+
+    job: str  # the job that produced it; must be among the conditioned job's needs
+    output: str  # one of that job's stage outputs (`retrain`, StageSpec.outputs)
+    value: str
+
+
+@dataclass(frozen=True)
 class Job:
     """One job: a stage run on a fresh runner, or a gate that only checks the jobs it needs."""
 
@@ -88,6 +101,10 @@ class Job:
     timeout_minutes: int = 30
     gate: bool = False
     only_on_branch: str | None = None  # deployments run only from this branch, whoever triggers them
+    when: Condition | None = None  # runs only when an output of a job it needs has this value
+    # Files (relative to the project) the job keeps as the run's artifacts, whether its stage
+    # passed or not: what a reviewer of the run reads (the monitor's decision and report).
+    reports: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,6 +142,8 @@ class Pipeline:
                         "which it does not need"
                     )
                 self._check_handover(job, handover)
+            if job.when is not None:
+                self._check_condition(job, job.when)
             carried = job.restores_state and bool(job.needs) and job.needs[0] in knows_restored_registry
             if job.restores_registry or carried:
                 knows_restored_registry.add(job.id)
@@ -168,12 +187,26 @@ class Pipeline:
         if producer is None or handover.output not in {o.name for o in producer.outputs}:
             raise ValueError(f"{where}, which has no output {handover.output}")
 
+    def _check_condition(self, job: Job, when: Condition) -> None:
+        where = f"pipeline {self.id}: job {job.id} runs when {when.job}'s {when.output} is {when.value!r}"
+        if when.job not in job.needs:  # only a job it needs has run and has outputs (GitHub's needs.<job>)
+            raise ValueError(f"{where}, but it does not need {when.job}")
+        producer = self.job(when.job).stage
+        if producer is None or when.output not in {o.name for o in producer.outputs}:
+            raise ValueError(f"{where}, which has no output {when.output}")
+        if not when.value:
+            raise ValueError(f"{where}: an empty value is what a skipped or failed job outputs")
+
     def job(self, job_id: str) -> Job:
         return next(j for j in self.jobs if j.id == job_id)
 
     def outputs_of(self, job_id: str) -> tuple[str, ...]:
-        """The outputs of `job_id` that later jobs take as inputs, in first-use order."""
-        wanted = [h.output for job in self.jobs for h in job.inputs_from if h.job == job_id]
+        """The outputs of `job_id` that later jobs take as inputs or run on, in first-use order."""
+        wanted = []
+        for job in self.jobs:
+            wanted += [h.output for h in job.inputs_from if h.job == job_id]
+            if job.when is not None and job.when.job == job_id:
+                wanted.append(job.when.output)
         return tuple(dict.fromkeys(wanted))
 
     def requires(self, job_id: str) -> frozenset[str]:
@@ -243,7 +276,7 @@ def _checks() -> tuple[Job, ...]:
 
 
 def build(config: Config) -> tuple[Pipeline, ...]:
-    """The ci, cd and (when scheduled) retrain pipelines of a project."""
+    """The ci, cd and (when scheduled) retrain and monitor pipelines of a project."""
     branch = config.ci.default_branch
     checks = _checks()
     # Pull requests, and every push to the default branch: cd runs these checks too (delivery
@@ -319,7 +352,45 @@ def build(config: Config) -> tuple[Pipeline, ...]:
                 registry_branch=registry_branch,
             )
         )
+    if config.monitor.schedule:
+        pipelines.append(_monitor(config, delivery, credentials, carry, registry_branch))
     return tuple(pipelines)
+
+
+MONITOR = "monitor"  # the monitor pipeline's first job (the monitor stage's ci_id)
+RETRAIN_WHEN = Condition(MONITOR, "retrain", "true")
+
+
+def _monitor(
+    config: Config,
+    delivery: tuple[Job, ...],
+    credentials: tuple[Credential, ...],
+    carry: bool,
+    registry_branch: str | None,
+) -> Pipeline:
+    """The monitor pipeline: the monitor stage on its schedule, then the retrain pipeline's jobs,
+    each run only when the monitor decided to retrain (skipped, not failed, when it held)."""
+    output = config.monitor.output.rstrip("/")
+    monitor = stage_job(
+        "monitor",
+        # It reads the registry (the served version's baseline and registration time), so it
+        # signs in as train does, and restores the kept registry to read it, never saving it.
+        capabilities=_capabilities(credentials),
+        credentials=credentials,
+        restores_registry=carry,
+        reports=(f"{output}/decision.json", f"{output}/report.html", ".mlci/out/monitor.xml"),
+    )
+    assert monitor.id == MONITOR
+    retrain = tuple(dataclasses.replace(job, needs=(*job.needs, MONITOR), when=RETRAIN_WHEN) for job in delivery)
+    return Pipeline(
+        id="monitor",
+        name="monitor",
+        triggers=(Trigger("schedule", cron=config.monitor.schedule), Trigger("manual")),
+        jobs=(monitor, *retrain),
+        cancel_in_progress=False,
+        concurrency_group="delivery",
+        registry_branch=registry_branch,
+    )
 
 
 def as_rendered(pipeline: Pipeline, provider: str) -> Pipeline:

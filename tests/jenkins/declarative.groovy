@@ -12,6 +12,7 @@
 //   groovy declarative.groovy execute JENKINSFILE --workspace-root DIR --source DIR --store DIR
 //       [--env K=V]... [--cause BranchEventCause|UserIdCause[:user]|TimerTrigger|...]
 //       [--credentials FILE.json] [--answer approve|abort] [--approver USER] [--library NAME=DIR]...
+//       [--param NAME=VALUE]... (a build's parameters, as Build with Parameters gives them)
 //       the build's JSON on stdout and in STORE/builds/N/result.json, its log in STORE/builds/N/log.txt
 //
 // Exit codes: 0 the files are valid / the build ran to completion (whatever its result: the JSON
@@ -80,11 +81,11 @@ class Rules {
     ]
     // The steps mlci emits (and the stub implements). Library global vars are added per file.
     static final List STEPS = ['archiveArtifacts', 'checkout', 'copyArtifacts', 'deleteDir', 'dir', 'echo', 'error',
-                               'fileExists', 'input', 'junit', 'script', 'sh', 'stash', 'timeout', 'unstash', 'withCredentials',
-                               'withEnv']
+                               'fileExists', 'input', 'junit', 'readProperties', 'script', 'sh', 'stash', 'timeout', 'unstash',
+                               'withCredentials', 'withEnv']
     // Steps that need a workspace (a node): illegal where no agent holds one.
     static final List NODE_STEPS = ['archiveArtifacts', 'checkout', 'copyArtifacts', 'deleteDir', 'dir', 'fileExists', 'junit',
-                                    'sh', 'stash', 'unstash']
+                                    'readProperties', 'sh', 'stash', 'unstash']
     // Functions that are only valid as another call's argument.
     static final List HELPERS = ['credentials', 'lastCompleted', 'lastSuccessful', 'legacySCM', 'logRotator', 'specific'] +
         (BINDINGS.keySet() as List)
@@ -521,7 +522,9 @@ class Recorder {
         if (name == 'lib' && cur() != root) {
             if (n.arg0() != null) ctx.loadLibrary(n.arg0().toString(), [n.file, n.line])
         }
-        if (n.body != null) {
+        // Jenkins' Declarative parser never runs a script block before its stage does: a build
+        // records it unrun, so its assignments to the script's variables happen only then.
+        if (n.body != null && !(name == 'script' && ctx.mode == 'execute')) {
             stack << n
             try {
                 Ctx.runWith(n.body, this)
@@ -1143,7 +1146,10 @@ class Runner {
         if (tot.tests == 0 && !allowEmpty) {
             throw new StepFailure('None of the test reports contained any result', 'FAILURE', c.loc())
         }
-        if (tot.failures + tot.errors > 0) {
+        rec.skipMarkingBuildUnstable = c.named.skipMarkingBuildUnstable as boolean
+        if (tot.failures + tot.errors > 0 && rec.skipMarkingBuildUnstable) {
+            b.log("${tot.failures + tot.errors} test(s) failed: recorded, the build is not marked (skipMarkingBuildUnstable)")
+        } else if (tot.failures + tot.errors > 0) {
             // The JUnit plugin marks the build (and the stage) UNSTABLE, it does not fail the step.
             b.log("${tot.failures + tot.errors} test(s) failed: the build is UNSTABLE")
             b.worsen('UNSTABLE')
@@ -1212,6 +1218,19 @@ class Runner {
         }
         b.log("Copied ${files.size()} artifact(s) from \"${project}\" build number ${prev.build_number}")
         return null
+    }
+
+    // Pipeline Utility Steps' readProperties(file: ...): the file's Java properties as a Map.
+    Object step_readProperties(Node c, Map rec) {
+        needWorkspace(c)
+        File file = resolve(c.value('file'))
+        rec.file = String.valueOf(c.value('file'))
+        if (!file.isFile()) throw new StepFailure("${file} does not exist.".toString(), 'FAILURE', c.loc())
+        Properties props = new Properties()
+        file.withInputStream { props.load(it) }
+        Map out = [:]
+        props.stringPropertyNames().sort().each { String k -> out[k] = props.getProperty(k) }
+        return out
     }
 
     Object step_fileExists(Node c, Map rec) {
@@ -1303,6 +1322,7 @@ class Build {
     String explicitResult
     Map pipelineOptions = [:]
     Map params = [:]
+    Map<String, String> givenParams = [:]  // --param K=V: what Build with Parameters was given
     CurrentBuild currentBuild
     List stages = []
     List pipelineSteps = []
@@ -1803,6 +1823,10 @@ class Build {
             if (d == null && x.name == 'choice') d = choices(x.named.choices)[0]
             params[x.named.name.toString()] = d
         }
+        givenParams.each { String k, String v ->
+            if (!params.containsKey(k)) throw new UsageError("--param ${k}: the pipeline has no such parameter".toString())
+            params[k] = params[k] instanceof Boolean ? v == 'true' : v
+        }
         p.kid('triggers')?.children?.each { Node t ->
             triggers << [trigger: t.name, spec: Util.plain(t.value('spec')), line: t.loc()]
         }
@@ -1909,13 +1933,13 @@ int validateMain(List<String> argv, PrintStream out) {
 int executeMain(List<String> argv, PrintStream out) {
     if (!argv) throw new UsageError('execute needs a Jenkinsfile')
     File jf = new File(argv[0])
-    Map opt = [env: [], library: []]
+    Map opt = [env: [], library: [], param: []]
     for (int i = 1; i < argv.size(); i++) {
         String k = argv[i]
         if (!k.startsWith('--') || i + 1 >= argv.size()) throw new UsageError("unexpected argument ${k}")
         String v = argv[++i]
         String key = k.substring(2)
-        if (key in ['env', 'library']) opt[key] << v
+        if (key in ['env', 'library', 'param']) opt[key] << v
         else if (key in ['workspace-root', 'source', 'store', 'cause', 'credentials', 'answer', 'approver']) opt[key] = v
         else throw new UsageError("unknown option ${k}")
     }
@@ -1952,6 +1976,11 @@ int executeMain(List<String> argv, PrintStream out) {
     b.logw = b.logFile.newWriter('UTF-8')
     b.currentBuild = new CurrentBuild(b: b)
 
+    opt.param.each { String kv ->
+        int i = kv.indexOf('=')
+        if (i < 1) throw new UsageError("--param takes K=V, not ${kv}")
+        b.givenParams[kv.substring(0, i)] = kv.substring(i + 1)
+    }
     Map<String, String> given = [:]
     opt.env.each { String kv ->
         int i = kv.indexOf('=')

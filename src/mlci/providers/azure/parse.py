@@ -7,7 +7,14 @@ writes them with (docs/azure.md):
   own run when `trigger: batch` is false.
 - `cd`: every job that runs for a CI push (`IndividualCI`), triggered by `trigger:` and, when
   the delivery stages admit `Manual`, by hand.
-- `retrain` (when there are `schedules:`): every job that runs for `Schedule`, and by hand.
+- `retrain` (a schedule whose displayName is `retrain`): every job that runs for `Schedule`,
+  and by hand.
+- a decided pipeline (`monitor`; a schedule whose displayName, or the boolean runtime parameter
+  the deciding stage's condition reads, is its id): the deciding job (its stage runs only for
+  that schedule or parameter), then every job whose stage carries the decision clause
+  (`or(eq(dependencies.<stage>.result, 'Skipped'), eq(dependencies.<stage>.outputs[...], v))`),
+  each needing the deciding job and run on its output; in the other pipelines they need what
+  they need without it.
 Delivery pipelines never cancel a run; their concurrency group is the one the
 `lockBehavior: sequential` comment names. A stage depending on another needs its last job.
 Credentials come back as one unnamed credential per job (pipeline.as_rendered): `settings`
@@ -17,11 +24,12 @@ next to the service connection.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from mlci.pipeline import OIDC_TOKEN, READ_REPOSITORY, Capability, Handover, Job, Pipeline, Trigger
+from mlci.pipeline import OIDC_TOKEN, READ_REPOSITORY, Capability, Condition, Handover, Job, Pipeline, Trigger
 from mlci.providers.azure.render import (
     OIDC_REASON,
     PIPELINE_FILE,
@@ -31,6 +39,7 @@ from mlci.providers.azure.render import (
     handover_variable,
     model_id,
     parameter_name,
+    undecided,
 )
 from mlci.stage_specs import STAGES, StageSpec
 from mlci.targets.base import Credential, EnvValue, EnvVar, Literal, Secret, Variable
@@ -45,6 +54,13 @@ _MACRO = re.compile(r"\$\((?P<name>\w+)\)")
 _REGISTRY = re.compile(r'"mlci-registry" \| "(?P<branch>[^"]+)"')
 _JOB_HEADER = re.compile(r"      - (?:job|deployment): (?P<job>\w+)")
 _OIDC = re.compile(rf" +{SERVICE_CONNECTION}: \$\{{\{{ parameters\.{SERVICE_CONNECTION} \}}\}}  # (?P<reason>.*)")
+_RUN_OF_SCHEDULE = re.compile(r"eq\(variables\['Build\.CronSchedule\.DisplayName'\], '(?P<id>\w+)'\)")
+_RUN_OF_PARAMETER = re.compile(r"eq\('\$\{\{ parameters\.(?P<id>\w+) \}\}', 'true'\)")
+_DECISION = re.compile(
+    r"or\(eq\(dependencies\.(?P<stage>\w+)\.result, 'Skipped'\), "
+    r"eq\(dependencies\.(?P=stage)\.outputs\['(?:\w+\.)?(?P<job>\w+)\.stage\.(?P<output>[\w-]+)'\], "
+    r"'(?P<value>(?:[^']|'')*)'\)\)"
+)
 _LOCK = re.compile(r" +# The (?P<group>[\w-]+) group: runs take the environments' exclusive locks in order\.")
 
 
@@ -68,19 +84,35 @@ def _pipelines(doc: dict[str, Any], text: str) -> tuple[Pipeline, ...]:
     last_job = {s["stage"]: _name(s["jobs"][-1]) for s in stages}
     runs_for: dict[str, set[str] | None] = {}
     jobs: list[Job] = []
+    deciding: dict[str, tuple[str, bool]] = {}  # deciding job -> (its pipeline's id, run by hand)
     registry_branch = None
     for stage in stages:
         condition = stage.get("condition")
         found = _REASONS.search(condition) if condition else None
         branch = _BRANCH.search(condition) if condition else None
+        decision = _DECISION.search(condition) if condition else None
+        run_of = _run_of(condition, bool(found or decision))
         for entry in stage["jobs"]:
             job = _job(entry, stage, last_job, reasons.get(_name(entry), ""), branch["branch"] if branch else None)
+            if decision is not None:
+                when = Condition(model_id(decision["job"]), decision["output"], decision["value"].replace("''", "'"))
+                job = dataclasses.replace(job, when=when)
             runs_for[job.id] = {r.strip(" '") for r in found["reasons"].split(",")} if found else None
+            if run_of is not None:
+                deciding[job.id] = run_of
+                runs_for[job.id] = set()  # in no pipeline but its own
             jobs.append(job)
             registry_branch = registry_branch or _registry_branch(_steps(entry))
+    for job in jobs:
+        # A stage depends on a deciding stage only to run on its decision, and only on its own.
+        if job.when is not None and job.when.job not in deciding:
+            raise ValueError(f"job {job.id} runs on {job.when.job}'s decision, which runs in every pipeline")
+        if job.when is None and set(job.needs) & set(deciding):
+            raise ValueError(f"job {job.id} needs {sorted(set(job.needs) & set(deciding))} without its decision")
     group = next(iter(groups)) if len(groups) == 1 else None
     manual = any(r is not None and "Manual" in r for r in runs_for.values())
-    checks = tuple(j for j in jobs if runs_for[j.id] is None)
+    plain = [undecided(j) for j in jobs]
+    checks = tuple(j for j in plain if runs_for[j.id] is None)
     ci = Pipeline(
         id="ci",
         name="ci",
@@ -96,16 +128,46 @@ def _pipelines(doc: dict[str, Any], text: str) -> tuple[Pipeline, ...]:
             id=pipeline_id,
             name=pipeline_id,
             triggers=(first, Trigger("manual")) if manual else (first,),
-            jobs=tuple(j for j in jobs if runs_for[j.id] is None or reason in (runs_for[j.id] or ())),
+            jobs=tuple(j for j in plain if runs_for[j.id] is None or reason in (runs_for[j.id] or ())),
             cancel_in_progress=False,  # Azure never cancels a CI or scheduled run for a newer one
             concurrency_group=group,
             registry_branch=registry_branch,
         )
 
     pipelines.append(delivery("cd", "IndividualCI", push))
-    for schedule in doc.get("schedules") or ():
-        pipelines.append(delivery("retrain", "Schedule", Trigger("schedule", cron=schedule["cron"])))
+    crons = {str(s["displayName"]): s["cron"] for s in doc.get("schedules") or ()}
+    for display, cron in crons.items():
+        if display not in {p for p, _ in deciding.values()}:
+            pipelines.append(delivery("retrain", "Schedule", Trigger("schedule", cron=cron)))
+    for job_id, (pipeline_id, by_hand) in deciding.items():
+        schedule = (Trigger("schedule", cron=crons[pipeline_id]),) if pipeline_id in crons else ()
+        pipelines.append(
+            Pipeline(
+                id=pipeline_id,
+                name=pipeline_id,
+                triggers=(*schedule, Trigger("manual")) if by_hand else schedule,
+                jobs=tuple(j for j in jobs if j.id == job_id or (j.when is not None and j.when.job == job_id)),
+                cancel_in_progress=False,
+                concurrency_group=group,
+                registry_branch=registry_branch,
+            )
+        )
     return tuple(pipelines)
+
+
+def _run_of(condition: str | None, other: bool) -> tuple[str, bool] | None:
+    """(pipeline id, run by hand) of a deciding stage's condition: it runs only for a run of that
+    pipeline (its schedule's displayName, or its runtime parameter set), or None for any other."""
+    if condition is None or other:
+        return None
+    schedule = _RUN_OF_SCHEDULE.search(condition)
+    parameter = _RUN_OF_PARAMETER.search(condition)
+    ids = {m["id"] for m in (schedule, parameter) if m is not None}
+    if not ids:
+        return None
+    if len(ids) != 1:
+        raise ValueError(f"stage condition {condition!r} names two pipelines")
+    return next(iter(ids)), parameter is not None
 
 
 def _comments(text: str, pattern: re.Pattern[str]) -> list[dict[str, str]]:
@@ -179,7 +241,8 @@ def _job(
     if any(s.get("checkout") == "self" for s in steps):
         capabilities.add(READ_REPOSITORY)
     needs = [model_id(n) for n in entry.get("dependsOn") or ()]
-    needs += [model_id(last_job[s]) for s in stage.get("dependsOn") or ()] if entry is stage["jobs"][0] else []
+    # A stage's dependsOn holds for each of its jobs (a stage of one job, or the checks stage on a decision).
+    needs += [model_id(last_job[s]) for s in stage.get("dependsOn") or ()]
     tasks = [str(s.get("task", "")).split("@")[0] for s in steps]
     return Job(
         id=model_id(name),
@@ -191,13 +254,21 @@ def _job(
         environment=entry.get("environment"),
         credentials=_credentials(parameters, oidc, reason),
         restores_state="DownloadPipelineArtifact" in tasks,
-        saves_state="PublishPipelineArtifact" in tasks,
+        saves_state=any(
+            str(s.get("task", "")).startswith("PublishPipelineArtifact@")
+            and str(s["inputs"]["artifact"]).startswith("mlci-state-")
+            for s in steps
+        ),
         inputs_from=tuple(handovers),
         restores_registry=any(s.get("name") == "registry" for s in steps),
         saves_registry=any(s.get("name") == "newest_registry" for s in steps),
         timeout_minutes=int(entry["timeoutInMinutes"]),
         gate=entry.get("condition") == "always()",
         only_on_branch=branch,
+        reports=next(
+            (tuple(str(s["env"]["MLCI_REPORTS"]).split("\n")) for s in steps if "MLCI_REPORTS" in (s.get("env") or {})),
+            (),
+        ),
     )
 
 

@@ -5,6 +5,13 @@ Azure runs one pipeline definition per file, so the model's pipelines become one
 checks (the jobs of the pipeline that runs on pull requests) are one stage of parallel jobs and
 their gate; every other job is a stage of its own whose `condition:` admits exactly the run
 reasons of the model's pipelines that contain it (docs/azure.md, parse.py reads it back).
+
+A pipeline whose jobs run on another job's decision (`Job.when`: the monitor pipeline) is told
+apart from the others in the same file by its schedule's `displayName` (its id, read back from
+`Build.CronSchedule.DisplayName`) or, run by hand, by a boolean runtime parameter of that name.
+The deciding job is a stage of its own that runs only for such a run; every stage holding one
+of the decided jobs depends on it and runs when it was skipped (another kind of run: cd and
+retrain as ever) or decided the value, and is skipped, not failed, otherwise.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci.errors import InfraError
-from mlci.pipeline import OIDC_TOKEN, READ_REPOSITORY, Job, Pipeline, TriggerKind
+from mlci.pipeline import OIDC_TOKEN, READ_REPOSITORY, Condition, Job, Pipeline, TriggerKind
 from mlci.providers.base import RenderContext
 from mlci.stage_specs import STAGES, Input, StageSpec
 from mlci.targets.base import EnvValue, Literal, Secret, Variable
@@ -116,6 +123,74 @@ class AzureStage:
     jobs: tuple[AzureJob, ...]
 
 
+@dataclass(frozen=True)
+class Decided:
+    """A pipeline whose jobs run on a decision (`Job.when`): how a run of it is told apart."""
+
+    pipeline: Pipeline
+    when: Condition
+    schedule: str | None  # its cron: the schedule whose displayName is the pipeline's id
+    manual: bool  # run by hand through the boolean runtime parameter named as the pipeline
+
+    @property
+    def parameter(self) -> str:
+        return self.pipeline.id
+
+
+def decided_pipelines(pipelines: tuple[Pipeline, ...]) -> tuple[Decided, ...]:
+    """The pipelines whose jobs run on one decision, each job but the deciding one conditioned."""
+    found = []
+    for p in pipelines:
+        conditions = {job.when for job in p.jobs if job.when is not None}
+        if not conditions:
+            continue
+        if len(conditions) != 1:
+            raise ValueError(
+                f"pipeline {p.id}: Azure renders one decision a pipeline's jobs run on, not {len(conditions)}"
+            )
+        when = next(iter(conditions))
+        undecided = [job.id for job in p.jobs if job.when is None and job.id != when.job]
+        if undecided:
+            raise ValueError(f"pipeline {p.id}: jobs {undecided} do not run on {when.job}'s decision")
+        crons = [t.cron for t in p.triggers if t.kind == "schedule"]
+        if len(crons) > 1 or any(t.kind not in ("schedule", "manual") for t in p.triggers):
+            raise ValueError(f"pipeline {p.id}: Azure tells a decided pipeline apart by one schedule or by hand only")
+        if not _NAME.fullmatch(p.id):
+            raise ValueError(f"pipeline id {p.id!r} is no Azure parameter name")
+        found.append(Decided(p, when, crons[0] if crons else None, any(t.kind == "manual" for t in p.triggers)))
+    return tuple(found)
+
+
+def is_run_of(decided: Decided) -> str:
+    """The condition that holds exactly in a run of the decided pipeline: its schedule fired, or
+    a manual run set its parameter (a scheduled or CI run takes the default, false)."""
+    parts = []
+    if decided.schedule is not None:
+        parts.append(f"eq(variables['Build.CronSchedule.DisplayName'], '{decided.pipeline.id}')")
+    if decided.manual:
+        parts.append(f"eq('${{{{ parameters.{decided.parameter} }}}}', 'true')")
+    return parts[0] if len(parts) == 1 else f"or({', '.join(parts)})"
+
+
+def decision(stage: str, when: Condition, deciding: Job) -> str:
+    """Holds when the deciding stage did not run (a run of another pipeline) or decided `when`."""
+    prefix = f"{azure_name(deciding.id)}." if deciding.environment else ""
+    output = f"dependencies.{stage}.outputs['{prefix}{azure_name(deciding.id)}.stage.{when.output}']"
+    return f"or(eq(dependencies.{stage}.result, 'Skipped'), eq({output}, {_literal(when.value)}))"
+
+
+def _literal(value: str) -> str:
+    """A string literal of an Azure expression: single-quoted, a quote doubled."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def undecided(job: Job) -> Job:
+    """A job as the pipelines that do not run it on a decision have it."""
+    if job.when is None:
+        return job
+    return dataclasses.replace(job, needs=tuple(n for n in job.needs if n != job.when.job), when=None)
+
+
 def registry_key(branch: str) -> str:
     return f'"mlci-registry" | "{branch}"'
 
@@ -133,10 +208,25 @@ def _reasons(pipelines: tuple[Pipeline, ...], job_id: str) -> tuple[str, ...]:
     return tuple(reason for kind, reasons in REASONS.items() if kind in kinds for reason in reasons)
 
 
-def condition(reasons: tuple[str, ...], branch: str | None) -> str:
-    parts = ["succeeded()", "in(variables['Build.Reason'], " + ", ".join(f"'{r}'" for r in reasons) + ")"]
+def condition(
+    reasons: tuple[str, ...], branch: str | None, needed: tuple[str, ...] = (), decided: str | None = None
+) -> str:
+    """A stage's condition: its needs passed, the run's reason is one of its pipelines', on
+    `branch` if given, and with `decided` (a decision clause) the needs named: succeeded()
+    would count the deciding stage, skipped in every run but its own pipeline's."""
+    if decided is None:
+        passed = ["succeeded()"]
+    else:
+        # A condition without a status function runs even in a cancelled run: not(canceled()).
+        passed = [
+            "not(canceled())",
+            *(f"in(dependencies.{n}.result, 'Succeeded', 'SucceededWithIssues')" for n in needed),
+        ]
+    parts = [*passed, "in(variables['Build.Reason'], " + ", ".join(f"'{r}'" for r in reasons) + ")"]
     if branch:
         parts.append(f"eq(variables['Build.SourceBranch'], 'refs/heads/{branch}')")
+    if decided is not None:
+        parts.append(decided)
     return f"and({', '.join(parts)})"
 
 
@@ -157,16 +247,39 @@ def checks_of(pipelines: tuple[Pipeline, ...]) -> Pipeline:
 def layout(pipelines: tuple[Pipeline, ...]) -> tuple[AzureStage, ...]:
     """The stages of the one Azure pipeline holding every pipeline of the model."""
     checks_pipeline = checks_of(pipelines)
+    decided = decided_pipelines(pipelines)
     jobs: dict[str, Job] = {}
     owner: dict[str, Pipeline] = {}
+    deciding = {d.when.job: d.pipeline for d in decided}
+    decided_by: dict[str, Condition] = {}
     for p in pipelines:
         for job in p.jobs:
-            if jobs.setdefault(job.id, job) != job:
+            if job.id in deciding and deciding[job.id] is not p:
+                raise ValueError(f"job {job.id} decides for pipeline {deciding[job.id].id} and runs in {p.id} too")
+            # The decided jobs are the other pipelines' jobs, each run on the decision too.
+            base = undecided(job)
+            if jobs.setdefault(job.id, base) != base:
                 raise ValueError(f"job {job.id} differs between pipelines")
+            if job.when is not None and decided_by.setdefault(job.id, job.when) != job.when:
+                raise ValueError(f"job {job.id} runs on two decisions")
             owner.setdefault(job.id, p)
     checks = tuple(j.id for j in checks_pipeline.jobs)
     stage_of = {job_id: CHECKS_STAGE if job_id in checks else azure_name(job_id) for job_id in jobs}
     sink = {CHECKS_STAGE: checks[-1], **{azure_name(j): j for j in jobs if j not in checks}}
+    check_decisions = {decided_by.get(j) for j in checks}
+    if len(check_decisions) != 1:
+        raise ValueError("the checks run on a decision in one pipeline each or none: Azure runs them as one stage")
+    check_decision = next(iter(check_decisions))
+
+    def decision_of(when: Condition | None) -> tuple[tuple[str, ...], str | None]:
+        """(the deciding stage to depend on, the clause) of a stage whose jobs run on `when`."""
+        if when is None:
+            return (), None
+        return (stage_of[when.job],), decision(stage_of[when.job], when, jobs[when.job])
+
+    def checks_condition(clause: str | None) -> str | None:
+        # A condition without a status function runs even in a cancelled run: not(canceled()).
+        return None if clause is None else f"and(not(canceled()), {clause})"
 
     def azure_job(job: Job) -> AzureJob:
         pipeline = owner[job.id]
@@ -209,7 +322,16 @@ def layout(pipelines: tuple[Pipeline, ...]) -> tuple[AzureStage, ...]:
             registry_branch=pipeline.registry_branch if keeps else None,
         )
 
-    stages = [AzureStage(CHECKS_STAGE, "Checks", (), None, None, tuple(azure_job(jobs[j]) for j in checks))]
+    on_decision, check_clause = decision_of(check_decision)
+    check_stage = AzureStage(
+        CHECKS_STAGE,
+        "Checks",
+        on_decision,
+        checks_condition(check_clause),
+        None,
+        tuple(azure_job(jobs[j]) for j in checks),
+    )
+    stages = []
     for job_id, job in jobs.items():
         if job_id in checks:
             continue
@@ -217,17 +339,29 @@ def layout(pipelines: tuple[Pipeline, ...]) -> tuple[AzureStage, ...]:
             if sink[stage_of[need]] != need:
                 raise ValueError(f"job {job_id} needs {need}, which is not the last job of its stage")
         groups = {p.concurrency_group for p in pipelines if any(j.id == job_id for j in p.jobs)}
+        needed = tuple(dict.fromkeys(stage_of[n] for n in job.needs))
+        on_decision, clause = decision_of(decided_by.get(job_id))
+        if job_id in deciding:
+            runs = is_run_of(next(d for d in decided if d.when.job == job_id))
+            stage_condition = f"and(succeeded(), {runs})" if needed else runs
+        elif clause is None:
+            stage_condition = condition(_reasons(pipelines, job_id), job.only_on_branch)
+        else:
+            # Not succeeded(): the deciding stage is skipped in every other kind of run.
+            stage_condition = condition(_reasons(pipelines, job_id), job.only_on_branch, needed, clause)
         stages.append(
             AzureStage(
                 name=stage_of[job_id],
                 display=job.name,
-                depends_on=tuple(dict.fromkeys(stage_of[n] for n in job.needs)),
-                condition=condition(_reasons(pipelines, job_id), job.only_on_branch),
+                depends_on=(*needed, *on_decision),
+                condition=stage_condition,
                 lock_group=_one(groups, f"the concurrency group of {job_id}"),
                 jobs=(azure_job(job),),
             )
         )
-    return tuple(stages)
+    # The deciding stages first: the checks stage, which depends on them, must follow them.
+    first = [s for s in stages if model_id(s.name) in deciding]
+    return (*first, check_stage, *(s for s in stages if s not in first))
 
 
 def _check_yaml(text: str, what: str) -> None:
@@ -286,7 +420,20 @@ def render_templates(mlci_version: str, templates: Path, vendored: bool = True) 
 
 
 # The JUnit report each stage writes under .mlci/out/ (stages/_result.py JUNIT_REPORTS).
-JUNIT = {"test": "junit.xml", "data-test": "data-test.xml"}
+JUNIT = {"test": "junit.xml", "data-test": "data-test.xml", "monitor": "monitor.xml"}
+
+
+def reports_env(job: Job) -> str:
+    """The job's report paths as one env value (a line each) for the step that gathers them."""
+    for path in job.reports:
+        if not path or path != path.strip() or "\n" in path or "\r" in path or _MACRO.search(path):
+            raise ValueError(f"{path!r} cannot be listed as a report path of an Azure pipeline")
+    return yaml_str("\n".join(job.reports))
+
+
+def header_names(pipelines: tuple[Pipeline, ...]) -> str:
+    names = [p.id for p in pipelines]
+    return ", ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def render(pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path) -> dict[str, bytes]:
@@ -294,12 +441,17 @@ def render(pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path)
     pins = task_pins(templates)
     stages = layout(pipelines)
     checks = checks_of(pipelines)
+    decided = decided_pipelines(pipelines)
     pushes = {b for p in pipelines for t in p.triggers if t.kind == "push" for b in t.branches}
     text = compiled((templates / "azure-pipelines.yml.j2").read_text(encoding="utf-8")).render(
         **settings,
         stages=stages,
+        pipeline_names=header_names(pipelines),
         push_branches=sorted(pushes),
-        schedules=[t.cron for p in pipelines for t in p.triggers if t.kind == "schedule"],
+        # (cron, displayName): a run tells the schedule that started it by Build.CronSchedule.DisplayName.
+        schedules=[(t.cron, p.id) for p in pipelines for t in p.triggers if t.kind == "schedule"],
+        decided_ids={d.pipeline.id for d in decided},
+        manual_parameters=[d.parameter for d in decided if d.manual],
         auto_cancel=checks.cancel_in_progress,
         batch=not checks.every_push,
         oidc=any(j.oidc_reason for s in stages for j in s.jobs),
@@ -310,6 +462,7 @@ def render(pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path)
         READ_REPOSITORY=READ_REPOSITORY,
         registry_key=registry_key,
         registry_lookup_key=registry_lookup_key,
+        reports_env=reports_env,
     )
     _check_yaml(text, PIPELINE_FILE)
     files = {PIPELINE_FILE: text.encode("utf-8")}

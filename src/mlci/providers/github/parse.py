@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from mlci.pipeline import OIDC_TOKEN, Capability, Handover, Job, Pipeline, Trigger, TriggerKind
+from mlci.pipeline import OIDC_TOKEN, Capability, Condition, Handover, Job, Pipeline, Trigger, TriggerKind
 from mlci.providers.github.actions import ACTIONS
 from mlci.providers.github.render import OIDC_REASON, SCOPES, WORKFLOWS
 from mlci.targets.base import Credential, EnvValue, EnvVar, Literal, Secret, Variable
@@ -33,6 +33,7 @@ _STAGE_OF_ACTION = {action.name: action.stage for action in ACTIONS}
 _EVERY_PUSH = "${{ github.workflow }}-${{ github.event_name == 'push' && github.sha || github.ref }}"
 _OWN_GROUP = "${{ github.workflow }}-${{ github.ref }}"
 _BRANCH_GUARD = re.compile(r"github\.ref == 'refs/heads/(?P<branch>[^']+)'")
+_WHEN = re.compile(r"needs\.(?P<job>[\w-]+)\.outputs\.(?P<output>[\w-]+) == '(?P<value>(?:[^']|'')*)'")
 _NEEDS_OUTPUT = re.compile(r"\$\{\{ needs\.(?P<job>[\w-]+)\.outputs\.(?P<output>[\w-]+) \}\}")
 _REFERENCE = re.compile(r"\$\{\{ (?P<kind>secrets|vars)\.(?P<name>\w+) \}\}")
 _REGISTRY = re.compile(r"mlci-registry-(?P<branch>.+)-")
@@ -128,10 +129,7 @@ def _job(job_id: str, job: Mapping[str, Any], oidc_reason: str) -> Job:
     steps = job["steps"]
     ids = {step.get("id") for step in steps}
     uses = [step.get("uses", "").split("@")[0] for step in steps]
-    condition = job.get("if")
-    guard = _BRANCH_GUARD.fullmatch(condition) if condition else None
-    if condition not in (None, "always()") and guard is None:
-        raise ValueError(f"job {job_id}: condition {condition!r}")
+    gate, guard, when = _condition(job_id, job.get("if"))
     stage_step = next((s for s in steps if _action_of(s) not in (None, "setup")), None)
     action = _action_of(stage_step)
     stage = _STAGE_OF_ACTION[action] if action else None
@@ -153,14 +151,42 @@ def _job(job_id: str, job: Mapping[str, Any], oidc_reason: str) -> Job:
         environment=job.get("environment"),
         credentials=_credentials(stage_step, OIDC_TOKEN in capabilities, oidc_reason),
         restores_state=any(ref == "actions/download-artifact" for ref in uses),
-        saves_state=any(ref == "actions/upload-artifact" for ref in uses),
+        saves_state=any(_artifact(step).startswith("mlci-state-") for step in steps),
         inputs_from=handovers,
         restores_registry="registry" in ids,
         saves_registry="newest-registry" in ids,
         timeout_minutes=job["timeout-minutes"],
-        gate=condition == "always()",
-        only_on_branch=guard["branch"] if guard else None,
+        gate=gate,
+        only_on_branch=guard,
+        when=when,
+        reports=next((_reports(step) for step in steps if _artifact(step).startswith("mlci-reports-")), ()),
     )
+
+
+def _condition(job_id: str, condition: str | None) -> tuple[bool, str | None, Condition | None]:
+    """(gate, branch guard, condition on an output) of a job's `if:`, its parts joined by `&&`."""
+    gate, guard, when = False, None, None
+    for part in condition.split(" && ") if condition else ():
+        if part == "always()" and not gate:
+            gate = True
+        elif (branch := _BRANCH_GUARD.fullmatch(part)) is not None and guard is None:
+            guard = branch["branch"]
+        elif (output := _WHEN.fullmatch(part)) is not None and when is None:
+            when = Condition(output["job"], output["output"], output["value"].replace("''", "'"))
+        else:
+            raise ValueError(f"job {job_id}: condition {condition!r}")
+    return gate, guard, when
+
+
+def _artifact(step: Mapping[str, Any]) -> str:
+    """The name of the artifact an upload-artifact step keeps, or ""."""
+    if step.get("uses", "").split("@")[0] != "actions/upload-artifact":
+        return ""
+    return str(step["with"]["name"])
+
+
+def _reports(step: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(line.strip() for line in str(step["with"]["path"]).splitlines() if line.strip())
 
 
 def _action_of(step: Mapping[str, Any] | None) -> str | None:

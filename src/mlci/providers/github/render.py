@@ -77,6 +77,34 @@ def registry_key(pipeline: Pipeline) -> str:
     return f"mlci-registry-{pipeline.registry_branch}"
 
 
+def expression_str(value: str) -> str:
+    """A string literal of a GitHub expression: single-quoted, a quote doubled."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def job_if(job: Job) -> str | None:
+    """The job's `if:`: the gate runs whatever its needs did (it fails unless they all passed),
+    a deployment only from its branch, a conditioned job only on its producer's output.
+
+    `always()` keeps a gate running when a check failed; with a condition it still does not run
+    when the condition's producer decided otherwise (then the checks were skipped, not failed)."""
+    parts = []
+    if job.gate:
+        parts.append("always()")
+    if job.only_on_branch:
+        parts.append(f"github.ref == 'refs/heads/{job.only_on_branch}'")
+    if job.when is not None:
+        parts.append(f"needs.{job.when.job}.outputs.{job.when.output} == {expression_str(job.when.value)}")
+    return " && ".join(parts) or None
+
+
+def report_path(path: str) -> str:
+    """A report's path as a line of upload-artifact's `path:` block: one line, no pattern."""
+    if not path or path != path.strip() or any(c in path for c in "\n\r*?[]!#") or path.startswith("-"):
+        raise ValueError(f"{path!r} cannot be listed as a report path of a GitHub workflow")
+    return path
+
+
 def _check_yaml(text: str, what: str) -> None:
     """Refuse to write a workflow that is not YAML: a template bug must never reach a repository."""
     import yaml
@@ -104,6 +132,8 @@ def render(pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path)
             grants=grants,
             credential_env=credential_env,
             registry_key=registry_key,
+            job_if=job_if,
+            report_path=report_path,
             mlci_install_spec=install,
             pins=pins,
         )

@@ -7,7 +7,11 @@ them with (its docstring, docs/jenkins.md):
   admit; a newer pull request commit aborts the build it supersedes when
   `disableConcurrentBuilds(abortPrevious: env.CHANGE_ID != null)`, and every push builds.
 - `cd`: the stages admitting pushes (`branch 'B'`), and manual builds when they admit them.
-- `retrain` (when there is a `cron` trigger): the stages admitting `TimerTrigger`.
+- `retrain` (when there is a `cron` trigger and no deciding stage): the stages admitting `TimerTrigger`.
+- a decided pipeline (`monitor`): a deciding stage (it reads its outputs file into `MLCI_OUTPUTS`
+  with `readProperties`) admitting timer builds when there is a `cron` and manual ones that set
+  its boolean parameter (`MLCI_RUN_<ID>`); then every stage whose `when` ends in its decision
+  clause, each needing the stage before it and the deciding job, run on that output's value.
 Stages run one after another, so each needs the stage before it (all of a parallel stage's).
 A stage's job is its `MLCI_JOB`; its stage the `mlci <stage>` sh step; its options `MLCI_IN_*`;
 its hand-overs `MLCI_FROM_*` (`job:output`). Credentials come back as one unnamed credential
@@ -31,18 +35,21 @@ from importlib import resources
 from pathlib import Path
 
 from mlci.config import ENVIRONMENTS
-from mlci.pipeline import READ_REPOSITORY, Capability, Handover, Job, Pipeline, Trigger, TriggerKind
+from mlci.pipeline import READ_REPOSITORY, Capability, Condition, Handover, Job, Pipeline, Trigger, TriggerKind
 from mlci.providers.jenkins.groovy import Statement, Token, parse
 from mlci.providers.jenkins.render import (
     CANONICAL_BRANCH,
     JENKINSFILE,
     JOB_VARIABLE,
+    OUTPUTS_VARIABLE,
     REGISTRY_STASH,
     REQUIRED,
     Scripts,
     canonical_pipelines,
     from_env,
     input_env,
+    outputs_file,
+    parameter_name,
     script_name,
     setup_script,
     stage_script,
@@ -186,8 +193,11 @@ def _pipelines(statements: list[Statement], text: str) -> tuple[Pipeline, ...]:
     stages = _one(pipeline.block or [], "stages")
     jobs: list[Job] = []
     admits: dict[str, set[tuple[TriggerKind, str]]] = {}
+    decisions: dict[str, Condition] = {}  # the decided jobs, by id
+    deciding: dict[str, tuple[Job, set[tuple[TriggerKind, str]]]] = {}  # parameter -> (job, its builds)
     previous: tuple[str, ...] = ()
     registry_branch: str | None = None
+    parameters = _parameters(pipeline)
     for stage in stages.children("stage"):
         parallel = stage.child("parallel")
         members = parallel.children("stage") if parallel else [stage]
@@ -199,9 +209,20 @@ def _pipelines(statements: list[Statement], text: str) -> tuple[Pipeline, ...]:
             if JOB_VARIABLE not in environment:
                 _check_approval(member, None)
                 continue  # the Registry stage: no job of the model
-            kinds, only_on = _admission(when)
+            decides = _decides(member, environment[JOB_VARIABLE])
+            if decides:
+                if parallel or previous:
+                    raise ValueError(f"stage {member.strings()[0]!r} decides for later stages but does not run first")
+                parameter, builds = _run_of(when, parameters)
+                job = dataclasses.replace(_job(member, environment, (), None), reports=_reports(member))
+                _check_approval(member, job)
+                deciding[parameter] = (job, builds)
+                continue  # not the stage before the next: the next needs it beside its predecessor
+            kinds, only_on, decision = _admission(when)
             job = _job(member, environment, previous, only_on)
             _check_approval(member, job)
+            if decision is not None:
+                decisions[job.id] = decision
             admits[job.id] = kinds
             jobs.append(job)
             ids.append(job.id)
@@ -209,6 +230,8 @@ def _pipelines(statements: list[Statement], text: str) -> tuple[Pipeline, ...]:
             _check_approval(stage, None)
         if ids:
             previous = tuple(ids)
+    if len(deciding) > 1:
+        raise ValueError(f"{len(deciding)} deciding stages: mlci renders one")
     _check_scripts(pipeline, _definitions(statements))
     _check_credentials_placement(pipeline)
     push = tuple(dict.fromkeys(b for kinds in admits.values() for kind, b in kinds if kind == "push"))
@@ -240,8 +263,121 @@ def _pipelines(statements: list[Statement], text: str) -> tuple[Pipeline, ...]:
         )
 
     pipelines = [ci, delivery("cd", Trigger("push", branches=push), "push")]
-    pipelines += [delivery("retrain", Trigger("schedule", cron=cron), "schedule") for cron in crons]
+    if not deciding:
+        pipelines += [delivery("retrain", Trigger("schedule", cron=cron), "schedule") for cron in crons]
+        if decisions:
+            raise ValueError(f"stages {sorted(decisions)} run on a decision no stage makes")
+        return tuple(pipelines)
+    ((parameter, (first, builds)),) = deciding.items()
+    if {d.job for d in decisions.values()} != {first.id}:
+        raise ValueError(
+            f"stage {first.name!r} decides, but the stages run on {sorted({d.job for d in decisions.values()})}"
+        )
+    if ("schedule", "") in builds and len(crons) != 1:
+        raise ValueError(f"stage {first.name!r} runs on timer builds, but there are {len(crons)} cron triggers")
+    if ("schedule", "") not in builds and crons:
+        raise ValueError(f"stage {first.name!r} does not run on timer builds: the cron would retrain unconditionally")
+    triggers = (
+        *(Trigger("schedule", cron=c) for c in crons),
+        *((Trigger("manual"),) if ("manual", "") in builds else ()),
+    )
+    decided = tuple(
+        dataclasses.replace(j, needs=(*j.needs, first.id), when=decisions[j.id]) for j in jobs if j.id in decisions
+    )
+    undecided = [j.id for j in jobs if j.id not in decisions and ("schedule", "") in admits[j.id]]
+    if undecided:
+        raise ValueError(f"stages {undecided} run on timer builds without {first.id}'s decision")
+    pipelines.append(
+        Pipeline(
+            id=parameter.removeprefix("MLCI_RUN_").lower(),
+            name=parameter.removeprefix("MLCI_RUN_").lower(),
+            triggers=triggers,
+            jobs=(first, *decided),
+            cancel_in_progress=False,
+            concurrency_group=group,
+            registry_branch=registry_branch,
+        )
+    )
     return tuple(pipelines)
+
+
+def _parameters(pipeline: Statement) -> list[str]:
+    """The boolean build parameters, each false by default (a push or timer build takes that)."""
+    block = pipeline.child("parameters")
+    found = []
+    for parameter in block.block or () if block else ():
+        named = parameter.named()
+        if parameter.name != "booleanParam" or named.get("defaultValue") != "false" or "name" not in named:
+            raise ValueError(
+                f"line {parameter.line}: a parameter other than booleanParam(name: ..., defaultValue: false)"
+            )
+        found.append(named["name"])
+    return found
+
+
+def _decides(stage: Statement, job_id: str) -> bool:
+    """Whether the stage reads its outputs for later stages to run on, as render.py writes it:
+    `MLCI_OUTPUTS['<job>'] = readProperties(file: '<its outputs file>')` in a script block."""
+    reads = [s for s in _steps(stage) if s.tokens and s.tokens[0].text == OUTPUTS_VARIABLE]
+    if not reads:
+        return False
+    want = [OUTPUTS_VARIABLE, "[", f"'{job_id}", "]", "=", "readProperties", "(", "file", ":"]
+    shape = _shape(reads[0].tokens)
+    if len(reads) != 1 or shape[:9] != want or shape[9:] != [f"'{outputs_file(job_id)}", ")"]:
+        raise ValueError(f"line {reads[0].line}: the stage's outputs are read other than render.py reads them")
+    return True
+
+
+def _run_of(when: Statement | None, parameters: list[str]) -> tuple[str, set[tuple[TriggerKind, str]]]:
+    """(the parameter, the builds) of a deciding stage's `when`: timer builds and/or manual builds
+    that set its parameter, nothing else."""
+    if when is None:
+        raise ValueError("a deciding stage without when")
+    conditions = [s for s in when.block or () if s.name not in {"beforeAgent", "beforeInput"}]
+    top = conditions[0] if len(conditions) == 1 else None
+    parts = (top.block or []) if top is not None and top.name == "anyOf" else [top] if top else []
+    builds: set[tuple[TriggerKind, str]] = set()
+    named: list[str] = []
+    for part in parts:
+        inner = part.block or [] if part else []
+        if part is not None and part.name == "triggeredBy" and part.strings() == ["TimerTrigger"]:
+            builds.add(("schedule", ""))
+        elif (
+            part is not None
+            and part.name == "allOf"
+            and [s.name for s in inner] == ["triggeredBy", "not", "expression"]
+        ):
+            if _condition(dataclasses.replace(part, block=inner[:2])) != {("manual", "")}:
+                raise ValueError(f"line {part.line}: a deciding stage's manual builds")
+            shape = _shape(inner[2].block[0].tokens) if inner[2].block and len(inner[2].block) == 1 else []
+            if len(shape) != 3 or shape[:2] != ["params", "."]:
+                raise ValueError(f"line {inner[2].line}: a deciding stage's manual builds set a parameter")
+            named.append(shape[2])
+            builds.add(("manual", ""))
+        else:
+            raise ValueError(f"line {when.line}: a deciding stage runs on timer builds or a parameter only")
+    if not builds or len(named) > 1:
+        raise ValueError(f"line {when.line}: a deciding stage runs on timer builds or a parameter only")
+    if named and named[0] not in parameters:
+        raise ValueError(f"line {when.line}: params.{named[0]} is not a boolean parameter of the file")
+    parameter = named[0] if named else next((p for p in parameters), "")
+    if (
+        not parameter.startswith("MLCI_RUN_")
+        or parameter_name(parameter.removeprefix("MLCI_RUN_").lower()) != parameter
+    ):
+        raise ValueError(f"line {when.line}: a deciding stage's parameter {parameter!r} names no pipeline")
+    return parameter, builds
+
+
+def _reports(stage: Statement) -> tuple[str, ...]:
+    """The files a stage archives beside its outputs folder (Job.reports), in post always."""
+    post = stage.child("post")
+    always = post.child("always") if post else None
+    found: list[str] = []
+    for step in always.block or () if always else ():
+        if step.name == "archiveArtifacts" and step.named().get("artifacts") != ".mlci/out/**":
+            found += step.named()["artifacts"].split(",")
+    return tuple(found)
 
 
 def _shape(tokens: list[Token]) -> list[str]:
@@ -323,6 +459,8 @@ def _definitions(statements: list[Statement]) -> dict[str, str]:
         if statement.name != "def":
             continue
         tokens = statement.tokens
+        if _shape(tokens) == ["def", OUTPUTS_VARIABLE, "=", "[", ":", "]"]:
+            continue  # the outputs deciding stages read (render.OUTPUTS_VARIABLE), no script
         if len(tokens) != 4 or tokens[1].kind != "ident" or tokens[2].text != "=" or tokens[3].kind != "string":
             raise ValueError(f"line {statement.line}: a definition other than def NAME = '''script'''")
         if tokens[1].text in found:
@@ -432,7 +570,19 @@ def _condition(statement: Statement) -> set[tuple[TriggerKind, str]]:
     raise ValueError(f"line {statement.line}: condition {name}")
 
 
-def _admission(when: Statement | None) -> tuple[set[tuple[TriggerKind, str]], str | None]:
+def _decision(statement: Statement) -> Condition:
+    """The condition of `expression { MLCI_OUTPUTS['J'] == null || MLCI_OUTPUTS['J']['O'] == 'V' }`."""
+    inner = statement.block or []
+    shape = _shape(inner[0].tokens) if len(inner) == 1 else []
+    if len(shape) == 16 and all(shape[i].startswith("'") for i in (2, 12, 15)):
+        job, output, value = shape[2][1:], shape[12][1:], shape[15][1:]
+        rendered = [OUTPUTS_VARIABLE, "[", f"'{job}", "]", "==", "null", "||", OUTPUTS_VARIABLE, "[", f"'{job}", "]"]
+        if shape[:11] == rendered and shape[11:15] == ["[", f"'{output}", "]", "=="] and value:
+            return Condition(job, output, value)
+    raise ValueError(f"line {statement.line}: an expression other than a decision clause")
+
+
+def _admission(when: Statement | None) -> tuple[set[tuple[TriggerKind, str]], str | None, Condition | None]:
     if when is None:
         raise ValueError("a stage without when")
     conditions = [s for s in when.block or () if s.name not in {"beforeAgent", "beforeInput"}]
@@ -440,9 +590,17 @@ def _admission(when: Statement | None) -> tuple[set[tuple[TriggerKind, str]], st
         raise ValueError(f"line {when.line}: {len(conditions)} conditions")
     top = conditions[0]
     inner = top.block or []
+    decision = None
+    if top.name == "allOf" and inner and inner[-1].name == "expression":
+        decision = _decision(inner[-1])
+        inner = inner[:-1]
+        if len(inner) == 1:
+            return _condition(inner[0]), None, decision
     if top.name == "allOf" and len(inner) == 2 and inner[0].name == "branch":
-        return _condition(inner[1]), inner[0].strings()[0]
-    return _condition(top), None
+        return _condition(inner[1]), inner[0].strings()[0], decision
+    if decision is not None:
+        raise ValueError(f"line {when.line}: a decision clause after conditions render.py does not write")
+    return _condition(top), None, None
 
 
 def _steps(stage: Statement) -> list[Statement]:

@@ -15,6 +15,14 @@ builds of the model's pipelines that contain it (docs/jenkins.md; parse.py reads
   of a pull request;
 - the retrain schedule: `triggeredBy 'TimerTrigger'` (the cron fires on the default branch only).
 
+A pipeline whose jobs run on another job's decision (`Job.when`: the monitor pipeline) owns the
+file's one schedule (a timer build does not say which cron fired: refuse_two_timers) and a
+boolean parameter named after it (`MLCI_RUN_MONITOR`) a manual build sets to run it. Its deciding
+job is a stage before the checks that runs only in such a build and reads its outputs file into
+`MLCI_OUTPUTS` (`readProperties`); every stage holding a decided job also requires
+`MLCI_OUTPUTS` to hold no decision (another kind of build: cd as ever) or the value the model
+names, and is skipped, never failed, otherwise.
+
 Every `sh` step is a single-quoted Groovy string (`'''...'''`): Groovy interpolates nothing in
 it, and every value (settings, credentials, the inputs a stage takes from an earlier one)
 reaches the shell as an environment variable, by name.
@@ -31,8 +39,17 @@ from pathlib import Path
 from typing import Any
 
 from mlci.config import ENVIRONMENTS, CISection, Config, DataSection, ProjectSection, TrackingSection, TrainSection
-from mlci.errors import InfraError
-from mlci.pipeline import OIDC_TOKEN, READ_REPOSITORY, Job, Pipeline, TriggerKind, as_rendered, build
+from mlci.errors import ConfigError, InfraError
+from mlci.pipeline import (
+    OIDC_TOKEN,
+    READ_REPOSITORY,
+    Condition,
+    Job,
+    Pipeline,
+    TriggerKind,
+    as_rendered,
+    build,
+)
 from mlci.providers.base import RenderContext
 from mlci.providers.jenkins import groovy
 from mlci.stage_specs import STAGES, StageSpec
@@ -101,6 +118,94 @@ TIMER = "triggeredBy 'TimerTrigger'"
 MANUAL = ("allOf {", "  triggeredBy cause: 'UserIdCause'", "  not { changeRequest() }", "}")
 
 
+# The outputs of the stages later ones run on, by job (a top-level Groovy map of the Jenkinsfile):
+# filled by the deciding stage once its step succeeded; a job missing did not run in this build.
+OUTPUTS_VARIABLE = "MLCI_OUTPUTS"
+
+
+def parameter_name(pipeline_id: str) -> str:
+    """The boolean build parameter a manual build sets to run a decided pipeline (`MLCI_RUN_MONITOR`;
+    not `MLCI_MONITOR`, the monitor stage's script variable)."""
+    return "MLCI_RUN_" + pipeline_id.upper().replace("-", "_")
+
+
+def run_of(decided: Decided) -> tuple[str, ...]:
+    """The condition (lines) admitting exactly the builds of a decided pipeline: a timer build
+    (its schedule is the file's only one), or a manual one that set its parameter."""
+    parts: list[tuple[str, ...]] = []
+    if decided.schedule is not None:
+        parts.append((TIMER,))
+    if decided.manual:
+        parts.append((*MANUAL[:-1], f"  expression {{ params.{decided.parameter} }}", "}"))
+    return _block("anyOf", parts)
+
+
+def decision_clause(when: Condition) -> str:
+    """Holds when the deciding job did not run in this build, or decided `when.value`."""
+    decided = f"{OUTPUTS_VARIABLE}[{groovy_str(when.job)}]"
+    return f"expression {{ {decided} == null || {decided}[{groovy_str(when.output)}] == {groovy_str(when.value)} }}"
+
+
+def with_decision(condition: tuple[str, ...], when: Condition | None) -> tuple[str, ...]:
+    """`condition` and, for a decided job, its decision clause: one allOf."""
+    if when is None:
+        return condition
+    clause = decision_clause(when)
+    if condition[0] == "allOf {":
+        return (*condition[:-1], f"  {clause}", "}")
+    return ("allOf {", *(f"  {line}" for line in condition), f"  {clause}", "}")
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A pipeline whose jobs run on a decision (`Job.when`): how a build of it is told apart."""
+
+    pipeline: Pipeline
+    when: Condition
+    schedule: str | None
+    manual: bool
+
+    @property
+    def parameter(self) -> str:
+        return parameter_name(self.pipeline.id)
+
+
+def parameter_description(decided: Decided) -> str:
+    return (
+        f"Run the {decided.pipeline.id} pipeline: its {decided.when.job} stage first, and the later stages only "
+        f"if its {decided.when.output} is {decided.when.value}, as in a timer build"
+    )
+
+
+def decided_pipelines(pipelines: tuple[Pipeline, ...]) -> tuple[Decided, ...]:
+    """The pipelines whose jobs run on one decision, every job but the deciding one conditioned."""
+    found = []
+    for p in pipelines:
+        conditions = {job.when for job in p.jobs if job.when is not None}
+        if not conditions:
+            continue
+        if len(conditions) != 1:
+            raise ValueError(f"pipeline {p.id}: Jenkins renders one decision a pipeline's jobs run on")
+        when = next(iter(conditions))
+        undecided_jobs = [job.id for job in p.jobs if job.when is None and job.id != when.job]
+        if undecided_jobs or p.jobs[0].id != when.job or p.jobs[0].needs:
+            raise ValueError(f"pipeline {p.id}: its first job decides, needing nothing, and every other runs on it")
+        crons = [t.cron for t in p.triggers if t.kind == "schedule"]
+        if len(crons) > 1 or any(t.kind not in ("schedule", "manual") for t in p.triggers):
+            raise ValueError(f"pipeline {p.id}: Jenkins tells a decided pipeline apart by the schedule or by hand only")
+        found.append(Decided(p, when, crons[0] if crons else None, any(t.kind == "manual" for t in p.triggers)))
+    if len(found) > 1:
+        raise ValueError("Jenkins renders one pipeline run on a decision")
+    return tuple(found)
+
+
+def undecided(job: Job) -> Job:
+    """A job as the pipelines that do not run it on a decision have it."""
+    if job.when is None:
+        return job
+    return dataclasses.replace(job, needs=tuple(n for n in job.needs if n != job.when.job), when=None)
+
+
 def branch(name: str) -> str:
     return f"branch {groovy_str(name)}"
 
@@ -145,6 +250,10 @@ class JenkinsStage:
     script: str  # the sh script running the stage
     junit: str | None
     registry_branch: str | None  # the branch whose builds keep the registry (restores or saves it)
+    # Later stages run on its outputs: it reads them into OUTPUTS_VARIABLE, and its JUnit report's
+    # failures are the evidence of its decision, not a broken build (never marked unstable).
+    decides: bool = False
+    reports: tuple[str, ...] = ()  # files it archives whatever its result (Job.reports)
 
     def environment_values(self) -> tuple[tuple[str, str], ...]:
         """The fixed values of the stage's environment (its credentials' literals), unquoted."""
@@ -163,10 +272,13 @@ class Layout:
     delivery_group: str | None  # the model's concurrency group of the delivery pipelines
     abort_superseded: bool  # a pull request's newer commit aborts the build it supersedes
     handing_over: frozenset[str]  # jobs whose outputs a later stage takes (their outputs file is stashed)
+    deciding: tuple[JenkinsStage, ...] = ()  # before the checks: the jobs later stages run on
+    parameters: tuple[tuple[str, str], ...] = ()  # (name, description): a boolean build parameter per decided pipeline
+    names: tuple[str, ...] = ()  # the model's pipelines, by id
 
 
 # The JUnit report each stage writes under .mlci/out/ (stages/_result.py JUNIT_REPORTS).
-JUNIT = {"test": ".mlci/out/junit.xml", "data-test": ".mlci/out/data-test.xml"}
+JUNIT = {"test": ".mlci/out/junit.xml", "data-test": ".mlci/out/data-test.xml", "monitor": ".mlci/out/monitor.xml"}
 
 
 def _kinds(pipelines: tuple[Pipeline, ...], job_id: str) -> set[TriggerKind]:
@@ -227,11 +339,22 @@ def stage_script(spec: StageSpec) -> str:
 
 def layout(pipelines: tuple[Pipeline, ...]) -> Layout:
     checks_pipeline = checks_of(pipelines)
+    decided = decided_pipelines(pipelines)
+    deciding = {d.when.job: d for d in decided}
     jobs: dict[str, Job] = {}
+    decided_by: dict[str, Condition] = {}
     for p in pipelines:
         for job in p.jobs:
-            if jobs.setdefault(job.id, job) != job:
+            if job.id in deciding and deciding[job.id].pipeline is not p:
+                raise ValueError(
+                    f"job {job.id} decides for pipeline {deciding[job.id].pipeline.id} and runs in {p.id} too"
+                )
+            # A decided job is another pipeline's job, run on the decision too.
+            base = undecided(job)
+            if jobs.setdefault(job.id, base) != base:
                 raise ValueError(f"job {job.id} differs between pipelines")
+            if job.when is not None and decided_by.setdefault(job.id, job.when) != job.when:
+                raise ValueError(f"job {job.id} runs on two decisions")
     pushes = (b for p in pipelines for t in p.triggers if t.kind == "push" for b in t.branches)
     push_branches = tuple(dict.fromkeys(pushes))
     schedules = tuple(t.cron for p in pipelines for t in p.triggers if t.kind == "schedule" and t.cron)
@@ -242,8 +365,10 @@ def layout(pipelines: tuple[Pipeline, ...]) -> Layout:
     gates = [j for j in checks_pipeline.jobs if j.gate]
     if len(gates) != 1 or checks_pipeline.jobs[-1] is not gates[0]:
         raise ValueError("Jenkins renders the checks as a parallel stage closed by one gate")
-    gate_job = gates[0]
-    check_jobs = checks_pipeline.jobs[:-1]
+    gate_job = jobs[gates[0].id]
+    check_jobs = tuple(jobs[j.id] for j in checks_pipeline.jobs[:-1])
+    if len({decided_by.get(j.id) for j in (*check_jobs, gate_job)}) != 1:
+        raise ValueError("the checks and their gate run on one decision or none: Jenkins runs them as one stage")
     if any(j.needs for j in check_jobs) or set(gate_job.needs) != {j.id for j in check_jobs}:
         raise ValueError("the checks must need nothing and the gate exactly the checks")
 
@@ -294,10 +419,17 @@ def layout(pipelines: tuple[Pipeline, ...]) -> Layout:
             unstash.append(REGISTRY_STASH)
         spec = job.stage
         keeps = job.restores_registry or job.saves_registry
+        if job.id in deciding:
+            when = run_of(deciding[job.id])
+        else:
+            when = with_decision(admission(kinds, push_branches, job.only_on_branch), decided_by.get(job.id))
+        for path in job.reports:
+            if not path or "," in path or any(c in path for c in "*?[]") or path != path.strip():
+                raise ValueError(f"{path!r} cannot be archived by name (archiveArtifacts takes comma-separated globs)")
         return JenkinsStage(
             job=job,
             name=job.name,
-            when=admission(kinds, push_branches, job.only_on_branch),
+            when=when,
             approval=job.environment is not None and job.environment == ENVIRONMENTS[-1],
             environment=tuple(environment),
             literals=literals,
@@ -307,22 +439,39 @@ def layout(pipelines: tuple[Pipeline, ...]) -> Layout:
             script=stage_script(spec) if spec else "",
             junit=JUNIT.get(spec.name) if spec else None,
             registry_branch=registry_branch if keeps else None,
+            decides=job.id in deciding,
+            reports=job.reports,
         )
 
-    ordered = [j for j in jobs.values() if j.id not in {c.id for c in checks_pipeline.jobs}]
+    first = [j for j in jobs.values() if j.id in deciding]
+    for job in first:  # before the checks; the decided stages (every later one) need it too
+        if job.needs or job.restores_state or job.saves_state or job.inputs_from:
+            raise ValueError(f"job {job.id} decides for later stages, so it runs first: it needs and carries nothing")
+    ordered = [j for j in jobs.values() if j.id not in {c.id for c in checks_pipeline.jobs} and j.id not in deciding]
     previous = gate_job.id
-    for job in ordered:  # one after another: each needs exactly the stage before it
+    for job in ordered:  # one after another: each needs exactly the stage before it (and its decider)
         if job.needs != (previous,):
             raise ValueError(f"job {job.id} needs {list(job.needs)}, not the stage before it ({previous})")
         if job.saves_state and not any(j.restores_state and j.needs == (job.id,) for j in ordered):
             raise ValueError(f"job {job.id} saves state no job restores")
         previous = job.id
-    restorer = next((j for j in ordered if j.restores_registry), None)
+    restorers = [j for j in (*first, *ordered) if j.restores_registry]
     registry = None
-    if restorer is not None:
-        base = stage(restorer)
+    if restorers:
+        # It runs in every build one of them runs in.
+        kinds = set().union(*(_kinds(pipelines, j.id) for j in restorers))
         registry = dataclasses.replace(
-            base, name=REGISTRY_STAGE, approval=False, environment=(), required=(), secrets=(), unstash=(), script=""
+            stage(restorers[0]),
+            name=REGISTRY_STAGE,
+            when=admission(kinds, push_branches, None),
+            approval=False,
+            environment=(),
+            required=(),
+            secrets=(),
+            unstash=(),
+            script="",
+            decides=False,
+            reports=(),
         )
     groups = {p.concurrency_group for p in pipelines if p is not checks_pipeline}
     if len(groups) > 1:
@@ -340,6 +489,9 @@ def layout(pipelines: tuple[Pipeline, ...]) -> Layout:
         delivery_group=next(iter(groups), None),
         abort_superseded=checks_pipeline.cancel_in_progress,
         handing_over=frozenset(h.job for j in jobs.values() for h in j.inputs_from),
+        deciding=tuple(stage(j) for j in first),
+        parameters=tuple((d.parameter, parameter_description(d)) for d in decided if d.manual),
+        names=tuple(p.id for p in pipelines),
     )
 
 
@@ -534,7 +686,7 @@ def script_name(spec: StageSpec) -> str:
 def jenkinsfile_scripts(found: Layout, templates: Path) -> list[tuple[str, str]]:
     """The shell scripts a Jenkinsfile's stages run, each once: (Groovy variable, text)."""
     scripts = Scripts.of(templates)
-    stages = [s for s in (*found.checks, found.gate, *found.delivery) if s.job.stage is not None]
+    stages = [s for s in (*found.deciding, *found.checks, found.gate, *found.delivery) if s.job.stage is not None]
     named = [("MLCI_SETUP", setup_script(templates))]
     if found.registry is not None:
         named += [("MLCI_REGISTRY_FIND", scripts.find_registry), ("MLCI_REGISTRY_RESTORE", scripts.restore_registry)]
@@ -546,7 +698,35 @@ def jenkinsfile_scripts(found: Layout, templates: Path) -> list[tuple[str, str]]
     return list(dict(named).items())
 
 
+def refuse_two_timers(pipelines: tuple[Pipeline, ...]) -> None:
+    """A Jenkins timer build does not say which of the `cron` lines started it (TimerTrigger's
+    cause has no spec), so the retrain schedule and the monitor's cannot share one Jenkinsfile:
+    a one-line ConfigError naming both keys, never a build that guesses."""
+    timed = [p.id for p in pipelines if any(t.kind == "schedule" for t in p.triggers)]
+    if len(timed) > 1:
+        raise ConfigError(
+            "mlci.yaml",
+            None,
+            "ci.retrain_cron and monitor.schedule are both set, and a Jenkins timer build cannot tell which "
+            "cron started it; unset one of them (ci.retrain_cron: the monitor decides when to retrain)",
+        )
+
+
+def refuse_library_decisions(pipelines: tuple[Pipeline, ...], ctx: RenderContext) -> None:
+    """mlciPipeline renders no stage run on another's decision yet: a one-line ConfigError,
+    never a library Jenkinsfile that would leave the monitor out."""
+    if ctx.jenkins_library and any(job.when is not None for p in pipelines for job in p.jobs):
+        raise ConfigError(
+            "mlci.yaml",
+            None,
+            "monitor.schedule is set with ci.jenkins.library: true, and the shared library's mlciPipeline does not "
+            "run the monitor pipeline yet; set ci.jenkins.library: false (the Jenkinsfile then holds its stages)",
+        )
+
+
 def render(pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path) -> dict[str, bytes]:
+    refuse_two_timers(pipelines)
+    refuse_library_decisions(pipelines, ctx)
     rendered = tuple(as_rendered(p, NAME) for p in pipelines)
     found = layout(rendered)
     settings = dataclasses.asdict(ctx)
@@ -578,6 +758,7 @@ def render(pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path)
         "script_name": script_name,
         "copy_newest": lambda expression: copy_newest(expression, int(found_pins["artifact_builds_to_keep"])),
         "push_script": (templates / "push.sh").read_text(encoding="utf-8"),
+        "outputs_variable": OUTPUTS_VARIABLE,
     }
     files: dict[str, bytes] = {}
     main = "Jenkinsfile-library.j2" if ctx.jenkins_library else "Jenkinsfile.j2"

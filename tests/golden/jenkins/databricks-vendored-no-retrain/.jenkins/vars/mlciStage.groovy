@@ -32,6 +32,7 @@ Map stages() {
     'train': [job: 'train', inputs: ['tracking-uri'], junit: null],
     'register': [job: 'register', inputs: ['run-id', 'tracking-uri'], junit: null],
     'deploy': [job: 'deploy', inputs: ['env', 'version', 'target', 'tracking-uri'], junit: null],
+    'monitor': [job: 'monitor', inputs: ['tracking-uri'], junit: '.mlci/out/monitor.xml'],
   ]
 }
 
@@ -172,6 +173,32 @@ if [ -n "${MLCI_IN_TARGET:-}" ]; then args+=(--target "$MLCI_IN_TARGET"); fi
 if [ -n "${MLCI_FROM_TRACKING_URI:-}" ]; then MLCI_IN_TRACKING_URI="$(handed_over "$MLCI_FROM_TRACKING_URI")"; fi
 if [ -n "${MLCI_IN_TRACKING_URI:-}" ]; then args+=(--tracking-uri "$MLCI_IN_TRACKING_URI"); fi
 "${WORKSPACE_TMP:-$WORKSPACE@tmp}/mlci-venv/bin/mlci" deploy "${args[@]}"
+'''
+  }
+  if (stage == 'monitor') {
+    return '''#!/bin/bash
+set -euo pipefail
+for name in ${MLCI_REQUIRED:-}; do
+  if [ -z "${!name:-}" ]; then
+    echo "mlci: $name is not set: define it in the controller's global properties or the agent's node properties (docs/jenkins.md)" >&2
+    exit 2
+  fi
+done
+# An input an earlier stage handed over (`job:output`): the value in that job's outputs file.
+# Run ids and versions need no escaping there; anything else, or nothing, stops the stage.
+handed_over() {
+  local file=".mlci/out/jenkins/${1%%:*}.properties" key="${1#*:}" value
+  value="$(sed -n "s/^$key=//p" "$file" 2>/dev/null || true)"
+  if [ -z "$value" ] || [[ "$value" == *\\\\* ]]; then
+    echo "mlci: $file holds no plain $key: the stage that hands it over did not run or failed" >&2
+    exit 2
+  fi
+  printf '%s' "$value"
+}
+args=()
+if [ -n "${MLCI_FROM_TRACKING_URI:-}" ]; then MLCI_IN_TRACKING_URI="$(handed_over "$MLCI_FROM_TRACKING_URI")"; fi
+if [ -n "${MLCI_IN_TRACKING_URI:-}" ]; then args+=(--tracking-uri "$MLCI_IN_TRACKING_URI"); fi
+"${WORKSPACE_TMP:-$WORKSPACE@tmp}/mlci-venv/bin/mlci" monitor "${args[@]}"
 '''
   }
   return null

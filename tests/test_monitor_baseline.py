@@ -148,8 +148,8 @@ def test_a_malformed_baseline_is_a_config_error_naming_it() -> None:
 
 
 def test_isotonic_pools_adjacent_violators() -> None:
-    # 0.5 then 0.25 violate: pooled to 3/8; an empty bin takes its neighbours' value.
-    assert bl.isotonic([1, 2, 1, 0, 4], [4, 4, 4, 0, 4]) == [0.25, 0.375, 0.375, 1.0, 1.0]
+    # 0.5 then 0.25 violate: pooled to 3/8; an empty bin joins the block before it.
+    assert bl.isotonic([1, 2, 1, 0, 4], [4, 4, 4, 0, 4]) == [0.25, 0.375, 0.375, 0.375, 1.0]
     assert bl.isotonic([0, 0], [0, 0]) == [0.0, 0.0]
 
 

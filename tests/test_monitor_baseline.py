@@ -73,7 +73,9 @@ def test_register_logs_the_baseline_and_tags_the_version(registered: Path) -> No
     assert sum(prediction.counts) == len(holdout) and prediction.counts[-1] == 0
     # Holdout performance under Databricks' names; accuracy is the one register gated on.
     assert set(baseline.performance) >= {"accuracy_score", "precision", "recall", "f1_score", "roc_auc", "log_loss"}
-    assert float(version.tags["mlci.metric.accuracy"]) == pytest.approx(baseline.performance["accuracy_score"], abs=1e-5)
+    assert float(version.tags["mlci.metric.accuracy"]) == pytest.approx(
+        baseline.performance["accuracy_score"], abs=1e-5
+    )
     summary = baseline.summary["mean_area"]
     assert summary["count"] == len(train) and summary["avg"] == pytest.approx(train["mean_area"].mean())
     # A monotone calibration map per class, with at least 10 bins where the holdout allows.
@@ -140,7 +142,9 @@ def test_a_malformed_baseline_is_a_config_error_naming_it() -> None:
                     "mlci_profile": 1,
                     "source": "",
                     "rows": 1,
-                    "columns": {"x": {"kind": "numeric", "type": "float", "nulls": 0, "edges": [1, 2], "counts": [1, 0]}},
+                    "columns": {
+                        "x": {"kind": "numeric", "type": "float", "nulls": 0, "edges": [1, 2], "counts": [1, 0]}
+                    },
                 },
             }
         )

@@ -114,7 +114,9 @@ class Baseline:
                     frequency = [float(f) for f in cal["frequency"]]
                     counts = [int(c) for c in cal["counts"]]
                     if len(frequency) != len(edges) + 1 or len(counts) != len(frequency):
-                        raise ValueError(f"calibration of class {name!r} has {len(frequency)} bins for {len(edges)} edges")
+                        raise ValueError(
+                            f"calibration of class {name!r} has {len(frequency)} bins for {len(edges)} edges"
+                        )
                     calibration[str(name)] = Calibration(edges, frequency, counts)
             classes = [str(c) for c in data["classes"]] if data.get("classes") is not None else None
             return Baseline(
@@ -202,13 +204,13 @@ def build_baseline(
     )
     columns = {**features_profile.columns, **prediction_profile.columns}
     profile = drift.Profile(f"run {run_id}: train (features), holdout (prediction)", len(features_frame), columns)
-    features = {
-        name: {"kind": col.kind, "type": col.type} for name, col in features_profile.columns.items()
-    }
+    features = {name: {"kind": col.kind, "type": col.type} for name, col in features_profile.columns.items()}
     if task == "classification":
         assert classes_raw is not None
         performance = classification_performance(truth, predicted, proba, classes_raw)
-        calibration = calibrate(truth, proba, classes_raw, max(CALIBRATION_MIN_BINS, bins)) if proba is not None else None
+        calibration = (
+            calibrate(truth, proba, classes_raw, max(CALIBRATION_MIN_BINS, bins)) if proba is not None else None
+        )
     else:
         performance = regression_performance(truth.astype(float), predicted.astype(float))
         calibration = None
@@ -283,7 +285,7 @@ def profile_frame(
                 shells[name] = drift.ColumnProfile("categorical", ctype, 0, [], values=values)
         agg = sql.Aggregates()
         aliases = {
-            name: sql.column_aggregates(d, agg, sql.ColumnSpec(name, shell.kind, shell.type, shell))  # type: ignore[arg-type]
+            name: sql.column_aggregates(d, agg, sql.ColumnSpec(name, shell.kind, shell.type, shell))
             for name, shell in shells.items()
         }
         if not aliases:
@@ -321,7 +323,9 @@ def classification_performance(truth: Any, predicted: Any, proba: Any, classes: 
     labels = list(classes)
     out = {
         "accuracy_score": float(metrics.accuracy_score(truth, predicted)),
-        "precision": float(metrics.precision_score(truth, predicted, labels=labels, average="weighted", zero_division=0)),
+        "precision": float(
+            metrics.precision_score(truth, predicted, labels=labels, average="weighted", zero_division=0)
+        ),
         "recall": float(metrics.recall_score(truth, predicted, labels=labels, average="weighted", zero_division=0)),
         "f1_score": float(metrics.f1_score(truth, predicted, labels=labels, average="weighted", zero_division=0)),
     }
@@ -372,7 +376,7 @@ def calibrate(truth: Any, proba: Any, classes: Sequence[Any], n_bins: int) -> di
     return out
 
 
-def isotonic(positives: Sequence[float], counts: Sequence[int]) -> list[float]:
+def isotonic(positives: Sequence[float], counts: Sequence[float]) -> list[float]:
     """Pool adjacent violators: the non-decreasing frequencies closest (count-weighted) to
     positives/counts; an empty bin takes its neighbours' pooled value."""
     blocks: list[list[float]] = []  # [positives, count, bins]
@@ -438,9 +442,7 @@ def load_for_version(client: MlflowClient, model_name: str, version: str) -> Bas
         try:
             local = client.download_artifacts(found.run_id, artifact, scratch)
         except MlflowException as exc:
-            raise InfraError(
-                f"cannot download {artifact} of run {found.run_id} ({where}): {first_line(exc)}"
-            ) from None
+            raise InfraError(f"cannot download {artifact} of run {found.run_id} ({where}): {first_line(exc)}") from None
         except OSError as exc:
             raise ConfigError(
                 f"{where} {artifact}", None, f"the baseline artifact is missing ({first_line(exc)}); {_REGENERATE}"

@@ -885,9 +885,21 @@ def compute(
     same_settings = state.get("settings") == settings
     fingerprint = inputs.fingerprint()
     previous = {(w["start"], w["model_id"]): w for w in state.get("windows", [])} if same_settings else {}
+    cache: dict[str, Baseline | None] = {}
+
+    def baseline_of(model_id: str) -> Baseline | None:
+        if model_id not in cache:
+            cache[model_id] = baseline_for(model_id)
+        return cache[model_id]
+
+    def run_id_of(model_id: str) -> str | None:
+        found = baseline_of(model_id)
+        return found.run_id if found else None
+
     if (
         same_settings
         and state.get("inputs") == fingerprint
+        and all(w.get("baseline_run_id") == run_id_of(w["model_id"]) for w in state.get("windows", []))
         and state.get("open_start") == open_start.isoformat()
         and state.get("since") == (first.isoformat() if first else None)
         and all((output / t).is_file() for t in _schemas())
@@ -926,7 +938,7 @@ def compute(
             for r in summary:
                 by_model.setdefault(str(r["__model"]), {})[_parse_window(r["__w"])] = r
             for model_id, found in sorted(by_model.items()):
-                baseline = baseline_for(model_id)
+                baseline = baseline_of(model_id)
                 run_id = baseline.run_id if baseline else None
                 todo: set[datetime] = set()
                 for start, r in found.items():

@@ -257,7 +257,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path, world: dict[str, Any]) -
     project = ms.write_project(tmp_path, "  slices: [region]")
     frame = ms.requests(world["model"], ms.Scenario(days=2, rows_per_day=50))
     ms.write_inference(frame, tmp_path / "inference")
-    with pytest.raises(UsageError, match="monitor.slices names 'region', not a column of the inference table"):
+    with pytest.raises(UsageError, match=r"monitor\.slices names 'region', not a column of the inference table"):
         engine.compute(project, lambda model_id: world["baseline"], now=ms.DAY0 + timedelta(days=2))
     project = ms.write_project(tmp_path)
     for path in (tmp_path / "inference").rglob("*.parquet"):

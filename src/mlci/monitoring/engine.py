@@ -195,12 +195,14 @@ class _Spark(_Connection):
 
     def query(self, text: str) -> list[dict[str, Any]]:
         try:
-            frame = self.spark.sql(text)
-            if text.lstrip().upper().startswith("CREATE"):
-                view = text.split()[5] if text.split()[1].upper() == "OR" else text.split()[3]
-                self._views.append(view)
+            words = text.split(maxsplit=7)
+            if words[:5] == ["CREATE", "OR", "REPLACE", "TEMP", "VIEW"] and words[6] == "AS":
+                # Through the DataFrame API: DDL would start the session's catalog (and its
+                # spark-warehouse folder in the working directory) for a temporary view.
+                self.spark.sql(words[7]).createOrReplaceTempView(words[5])
+                self._views.append(words[5])
                 return []
-            return [row.asDict(recursive=True) for row in frame.collect()]
+            return [row.asDict(recursive=True) for row in self.spark.sql(text).collect()]
         except QueryFailed:
             raise
         except Exception as exc:  # ParseException, AnalysisException, Py4JJavaError, ...

@@ -323,3 +323,46 @@ def test_binned_wasserstein_equals_the_exact_distance_of_uniform_bins() -> None:
     b = np.concatenate([np.linspace(2, 3, 2000, endpoint=False), np.linspace(3, 4, 2000, endpoint=False)])
     estimate = engine.wasserstein_binned(edges, [1000, 3000, 0, 0], [0, 0, 2000, 2000], 0.0, 4.0)
     assert estimate == pytest.approx(wasserstein_distance(a, b), abs=2e-3)
+
+
+CONTRACT = """\
+contract: 1
+dataset:
+  path: data/train.csv
+columns:
+  - name: x1
+    type: float
+    max: 3.5
+  - name: cat
+    type: string
+    allowed: [a, b]
+  - name: code
+    type: integer
+    nullable: false
+  - name: label
+    type: integer
+table:
+  row_count:
+    min: 100000
+"""
+
+
+def test_contract_failures_count_the_column_checks_failing_on_each_window(
+    tmp_path: Path, world: dict[str, Any]
+) -> None:
+    (tmp_path / "data").mkdir(parents=True)
+    (tmp_path / "data" / "contract.yml").write_text(CONTRACT)
+    result = run(
+        tmp_path, world, ms.Scenario(days=4, rows_per_day=ROWS, covariate_from=2), today=4, extra="  slices: [cat]"
+    )
+    frame = result["frame"]
+    for r in result["performance"]:
+        rows = frame[frame["_day"] == day(r)]
+        if r["slice_key"] == "cat":
+            rows = rows[rows["cat"] == r["slice_value"]]
+        # x1's max and cat's allowed set; code never null; label is not served (not checked);
+        # the table's row_count is the training table's, not a window's.
+        expected = int((rows["x1"] > 3.5).any()) + int((~rows["cat"].isin(["a", "b"])).any())
+        assert r["contract_failures"] == expected, (day(r), r["slice_value"])
+    whole_table = {day(r): r["contract_failures"] for r in whole(result["performance"])}
+    assert whole_table[0] == 1 and whole_table[3] == 2  # x1 > 3.5 appears once x1 has shifted

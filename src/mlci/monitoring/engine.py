@@ -24,6 +24,7 @@ written: its figures would change as requests keep arriving.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -37,6 +38,7 @@ from typing import Any
 from mlci import fs
 from mlci.config import Project
 from mlci.contracts import drift
+from mlci.contracts.format import Contract
 from mlci.contracts.sql import Dialect
 from mlci.errors import ConfigError, UsageError, first_line
 from mlci.monitoring import sql
@@ -427,8 +429,9 @@ def sql_double(value: float) -> str:
 
 def _model_query(
     views: _Views, plan: _ModelPlan, windows: Sequence[datetime], slices: Sequence[str], task: str
-) -> tuple[str, str | None]:
-    """The grouped SQL of one model (and the SQL of its frequent items)."""
+) -> tuple[str, str | None, str]:
+    """The grouped SQL of one model, the SQL of its frequent items, and the WITH clause of its
+    sliced rows (`__sliced`), which the contract's checks are grouped over."""
     d = views.d
     text = d.text_type
     baseline = plan.baseline
@@ -490,6 +493,7 @@ def _model_query(
     else:
         grouped_from = "__sliced"
     _add_aggregates(d, plan, task, bool(calibrated))
+    sliced_prefix = "WITH " + ",\n".join(layers[: len(layers) - (1 if grouped_from == "__ranked" else 0)])
     main = (
         "WITH "
         + ",\n".join(layers)
@@ -499,7 +503,7 @@ def _model_query(
     )
     categorical = [c.name for c in plan.columns if c.kind == "categorical"]
     if not categorical:
-        return main, None
+        return main, None, sliced_prefix
     items = "\nUNION ALL\n".join(
         f"SELECT __window, __slice_key, __slice_value, {d.string(name)} AS __column, "
         f"CAST({d.ident(name)} AS {text}) AS __item, count(*) AS __n FROM __sliced "
@@ -508,13 +512,12 @@ def _model_query(
         for name in categorical
     )
     frequent = (
-        "WITH "
-        + ",\n".join(layers[: len(layers) - (1 if grouped_from == "__ranked" else 0)])
+        sliced_prefix
         + f"\nSELECT CAST(__window AS {text}) AS __w, __slice_key, __slice_value, __column, __item, __n FROM ("
         "SELECT *, row_number() OVER (PARTITION BY __window, __slice_key, __slice_value, __column "
         f"ORDER BY __n DESC, __item) AS __rank FROM ({items}) __counted) __top WHERE __rank <= {sql.FREQUENT_ITEMS}"
     )
-    return main, frequent
+    return main, frequent, sliced_prefix
 
 
 def _is_integer_text(value: str) -> bool:
@@ -852,6 +855,7 @@ class _Window:
     slice_value: str | None
     row: dict[str, Any]
     items: dict[str, list[dict[str, Any]]]
+    contract_failures: int = 0
 
 
 def compute(
@@ -921,6 +925,7 @@ def compute(
     recomputed: set[tuple[str, str]] = set()
     seen: list[dict[str, Any]] = []
     total_rows = 0
+    contract = _column_contract(project)
     if inputs.inference_files:
         conn = _connect(engine)
         try:
@@ -964,7 +969,9 @@ def compute(
                 if not todo:
                     continue
                 context = {window_before(w, granularity) for w in todo} & set(found)
-                plan, groups = _run_model(views, model_id, baseline, sorted(todo | context), cfg.slices, task)
+                plan, groups = _run_model(
+                    views, model_id, baseline, sorted(todo | context), cfg.slices, task, contract, now
+                )
                 for start in sorted(todo):
                     recomputed.add((_utc(start).isoformat(), model_id))
                 data_types = {name: sql.data_type(t) for name, t in views.schema.items()}
@@ -998,6 +1005,55 @@ def compute(
         tuple(sorted({w["model_id"] for w in windows_seen})),
         output,
     )
+
+
+def _column_contract(project: Project) -> Contract | None:
+    """The data contract with its column checks only: its table checks (row counts, freshness,
+    keys) are written for the training table, its expectations are SQL a pull request edits,
+    which only the contracts engine runs (in its locked-down connection)."""
+    from mlci.contracts.format import TableChecks, load_contract
+
+    path = project.root / project.config.data_test.contract
+    if not path.is_file():
+        return None
+    contract = load_contract(path, project.root)
+    return dataclasses.replace(contract, spec=dataclasses.replace(contract.spec, table=TableChecks(), drift=None))
+
+
+def _contract_failures(
+    views: _Views, contract: Contract, sliced_prefix: str, now: datetime | None
+) -> dict[tuple[datetime, Any, Any], int]:
+    """Per window and slice, how many of the contract's column checks fail on its rows: the
+    contract's own compiled aggregates (contracts/compiler.py), grouped. A declared column of
+    the wrong type counts as one failure; one the table lacks (the label) is not checked."""
+    from mlci.contracts.compiler import compile_contract
+    from mlci.contracts.runner import compatible
+    from mlci.contracts.sql import SOURCE_VIEW
+
+    usable: dict[str, str] = {}
+    mistyped = 0
+    for col in contract.spec.columns:
+        if col.name not in views.schema:
+            continue
+        if compatible(col.type, sql.family(views.schema[col.name])):
+            usable[col.name] = col.type
+        else:
+            mistyped += 1
+    compiled = compile_contract(contract, usable, views.d, now=now)
+    head, tail = "SELECT\n  ", f"\nFROM {SOURCE_VIEW}"
+    if not compiled.sql.startswith(head) or not compiled.sql.endswith(tail):
+        raise AssertionError("the contract compiler's SQL changed shape")  # a bug, not the user's input
+    items = compiled.sql[len(head) : -len(tail)]
+    text = views.d.text_type
+    rows = views.conn.query(
+        f"{sliced_prefix}\nSELECT CAST(__window AS {text}) AS __w, __slice_key, __slice_value,\n  {items}\n"
+        "FROM __sliced GROUP BY __window, __slice_key, __slice_value"
+    )
+    out = {}
+    for row in rows:
+        failed = sum(1 for verdict in compiled.verdicts if verdict(row).status == "fail")
+        out[(_parse_window(row["__w"]), row["__slice_key"], row["__slice_value"])] = failed + mistyped
+    return out
 
 
 def _contract_fingerprint(project: Project) -> str | None:
@@ -1038,6 +1094,8 @@ def _run_model(
     windows: Sequence[datetime],
     slices: Sequence[str],
     task: str,
+    contract: Contract | None = None,
+    now: datetime | None = None,
 ) -> tuple[_ModelPlan, list[_Window]]:
     missing = [s for s in slices if s not in views.schema]
     if missing:
@@ -1052,8 +1110,9 @@ def _run_model(
             column = f"{PROBABILITY_PREFIX}{cls}"
             if column in views.schema and sql.family(views.schema[column]) in ("float", "integer"):
                 plan.probability[cls] = column
-    main, frequent = _model_query(views, plan, windows, slices, task)
+    main, frequent, sliced_prefix = _model_query(views, plan, windows, slices, task)
     rows = views.conn.query(main)
+    failures = _contract_failures(views, contract, sliced_prefix, now) if contract is not None else {}
     items: dict[tuple[datetime, Any, Any], dict[str, list[dict[str, Any]]]] = {}
     if frequent:
         for r in views.conn.query(frequent):
@@ -1067,7 +1126,7 @@ def _run_model(
         key = (start, r["__slice_key"], r["__slice_value"])
         for listed in items.get(key, {}).values():
             listed.sort(key=lambda i: (-i["count"], str(i["item"])))
-        out.append(_Window(start, r["__slice_key"], r["__slice_value"], r, items.get(key, {})))
+        out.append(_Window(start, r["__slice_key"], r["__slice_value"], r, items.get(key, {}), failures.get(key, 0)))
     return plan, out
 
 
@@ -1191,7 +1250,7 @@ def _rows_of(
                 "estimation_gap": gap,
                 "drifted_columns_share": _round(drifted / len(judged_monitored)) if judged_monitored else None,
                 "prediction_drift": judged.get(PREDICTION),
-                "contract_failures": 0,
+                "contract_failures": group.contract_failures,
             }
         )
 

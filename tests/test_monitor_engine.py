@@ -366,3 +366,14 @@ def test_contract_failures_count_the_column_checks_failing_on_each_window(
         assert r["contract_failures"] == expected, (day(r), r["slice_value"])
     whole_table = {day(r): r["contract_failures"] for r in whole(result["performance"])}
     assert whole_table[0] == 1 and whole_table[3] == 2  # x1 > 3.5 appears once x1 has shifted
+
+
+def test_since_limits_the_windows_computed(tmp_path: Path, world: dict[str, Any]) -> None:
+    project = ms.write_project(tmp_path)
+    ms.write_inference(ms.requests(world["model"], ms.Scenario(days=5, rows_per_day=50)), tmp_path / "inference")
+    summary = engine.compute(
+        project, lambda m: world["baseline"], since=timedelta(days=2), now=ms.DAY0 + timedelta(days=5, hours=6)
+    )
+    # From the start of the window two days before now: days 3 and 4 (day 5 is open).
+    assert (summary.windows_computed, summary.rows) == (2, 100)
+    assert sorted({day(r) for r in tables(tmp_path)["profile"]}) == [3, 4]

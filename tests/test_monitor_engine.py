@@ -377,3 +377,55 @@ def test_since_limits_the_windows_computed(tmp_path: Path, world: dict[str, Any]
     # From the start of the window two days before now: days 3 and 4 (day 5 is open).
     assert (summary.windows_computed, summary.rows) == (2, 100)
     assert sorted({day(r) for r in tables(tmp_path)["profile"]}) == [3, 4]
+
+
+def test_multiclass_figures_equal_scikit_learn_and_cbpe_tracks_them(tmp_path: Path) -> None:
+    from sklearn import metrics
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(5)
+
+    def world(n: int) -> tuple[pd.DataFrame, np.ndarray]:
+        x = pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n)})
+        logits = np.stack([x["x1"], x["x2"], -x["x1"] - x["x2"]], axis=1) * 1.5
+        p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        y = np.array([rng.choice(["red", "green", "blue"], p=row) for row in p])
+        return x, y
+
+    x, y = world(3000)
+    model = LogisticRegression().fit(x[:2000], y[:2000])
+    project = ms.write_project(tmp_path)
+    baseline = bl.build_baseline(project, model, x[:2000], x[2000:], pd.Series(y[2000:]), "run-m")
+    assert baseline.classes == ["blue", "green", "red"] and baseline.calibration is not None
+    served, labels = world(1200)
+    proba = model.predict_proba(served)
+    frame = served.assign(
+        request_id=[f"r{i}" for i in range(len(served))],
+        timestamp=[ms.DAY0 + timedelta(days=i // 600, seconds=i % 600) for i in range(len(served))],
+        model_id="colour@1",
+        prediction=model.predict(served),
+        **{f"probability_{c}": proba[:, i] for i, c in enumerate(model.classes_)},
+        _label=labels,
+        _day=[i // 600 for i in range(len(served))],
+    )
+    ms.write_inference(frame, tmp_path / "inference")
+    (tmp_path / "labels").mkdir()
+    pd.DataFrame({"request_id": frame["request_id"], "label": labels}).to_parquet(tmp_path / "labels" / "l.parquet")
+    engine.compute(project, lambda m: baseline, now=ms.DAY0 + timedelta(days=2))
+    result = tables(tmp_path)
+    for table in whole(result["profile"], column_name=":table"):
+        rows = frame[frame["_day"] == day(table)]
+        truth = rows["_label"]
+        probabilities = rows[[f"probability_{c}" for c in model.classes_]].to_numpy()
+        assert table["accuracy_score"] == pytest.approx(metrics.accuracy_score(truth, rows["prediction"]), abs=1e-12)
+        expected_auc = metrics.roc_auc_score(truth, probabilities, multi_class="ovr", labels=model.classes_)
+        assert table["roc_auc"] == pytest.approx(expected_auc, abs=1e-12)
+        assert table["log_loss"] == pytest.approx(
+            metrics.log_loss(truth, probabilities, labels=model.classes_), abs=1e-9
+        )
+        f1 = metrics.f1_score(truth, rows["prediction"], average="weighted")
+        assert table["f1_score"]["weighted"] == pytest.approx(f1, abs=1e-9)
+    for row in whole(result["performance"]):
+        realised = next(t for t in whole(result["profile"], column_name=":table") if day(t) == day(row))
+        assert abs(row["estimated_accuracy_score"] - realised["accuracy_score"]) <= TRACKING_TOLERANCE
+        assert abs(row["estimated_f1_score"] - realised["f1_score"]["weighted"]) <= TRACKING_TOLERANCE

@@ -303,7 +303,7 @@ class _Views:
         return self.conn.dialect
 
 
-def _open_views(conn: _Connection, inputs: _Inputs, granularity: str, where: str) -> _Views:
+def _open_views(conn: _Connection, inputs: _Inputs, granularity: str) -> _Views:
     d = conn.dialect
     try:
         conn.register_files("__mlci_inference", "parquet", inputs.inference_files, inputs.inference)
@@ -313,9 +313,9 @@ def _open_views(conn: _Connection, inputs: _Inputs, granularity: str, where: str
     missing = [c for c in ("request_id", "timestamp", "model_id", PREDICTION) if c not in schema]
     if missing:
         raise ConfigError(
-            where,
+            str(inputs.inference),
             None,
-            f"the inference table {inputs.inference} has no column {', '.join(repr(m) for m in missing)} "
+            f"the inference table has no column {', '.join(repr(m) for m in missing)} "
             "(mlci serve logs request_id, timestamp, model_id, the features and prediction)",
         )
     ts_type = schema["timestamp"].upper()
@@ -479,7 +479,7 @@ def _model_query(
         )
     layers.append("__sliced AS (" + "\nUNION ALL\n".join(sliced) + ")")
     keys = "__window, __slice_key, __slice_value"
-    if plan.auc or (task == "classification" and plan.probability and plan.classes):
+    if task == "classification" and plan.probability and plan.classes:
         ranks = []
         for i, cls in enumerate(plan.classes):
             if cls not in plan.probability:
@@ -644,19 +644,18 @@ def _quality(plan: _ModelPlan, row: Mapping[str, Any], task: str) -> dict[str, A
             for (p, t), alias in plan.confusion.items()
             if row[alias]
         ]
-    aucs = []
-    for sum_ranks, positives, negatives in plan.auc.values():
+    # One-vs-rest AUC per class (Mann-Whitney: the positives' average ranks); binary reads the
+    # positive class's (classes[1], scikit-learn's), multiclass the macro mean when every class
+    # has positives and negatives in the window (scikit-learn refuses otherwise).
+    aucs: dict[str, float] = {}
+    for cls, (sum_ranks, positives, negatives) in plan.auc.items():
         n_pos, n_neg = int(row[positives] or 0), int(row[negatives] or 0)
         if n_pos and n_neg:
-            aucs.append((float(row[sum_ranks]) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-    if plan.auc:
-        if len(plan.classes) == 2:
-            positive = plan.auc.get(plan.classes[1])
-            if positive and int(row[positive[1]] or 0) and int(row[positive[2]] or 0):
-                n_pos, n_neg = int(row[positive[1]]), int(row[positive[2]])
-                out["roc_auc"] = _round((float(row[positive[0]]) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-        elif aucs and len(aucs) == len(plan.auc):
-            out["roc_auc"] = _round(sum(aucs) / len(aucs))
+            aucs[cls] = (float(row[sum_ranks]) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    if len(plan.classes) == 2 and plan.classes[1] in aucs:
+        out["roc_auc"] = _round(aucs[plan.classes[1]])
+    elif len(plan.classes) > 2 and aucs and len(aucs) == len(plan.auc) == len(plan.classes):
+        out["roc_auc"] = _round(sum(aucs.values()) / len(aucs))
     if "log_loss" in f and row[f["log_loss"]] is not None:
         out["log_loss"] = _round(float(row[f["log_loss"]]))
     return out
@@ -920,7 +919,6 @@ def compute(
             output,
         )
     task = project.config.train.task
-    where = str(project.config_path)
     new_rows: dict[str, list[dict[str, Any]]] = {t: [] for t in _schemas()}
     recomputed: set[tuple[str, str]] = set()
     seen: list[dict[str, Any]] = []
@@ -929,7 +927,7 @@ def compute(
     if inputs.inference_files:
         conn = _connect(engine)
         try:
-            views = _open_views(conn, inputs, granularity, where)
+            views = _open_views(conn, inputs, granularity)
             d = conn.dialect
             lower = f" AND __window >= {sql.timestamp_literal(first)}" if first else ""
             summary = conn.query(

@@ -180,3 +180,21 @@ def write_project(root: Path, extra: str = "") -> Any:
     root.mkdir(parents=True, exist_ok=True)
     (root / "mlci.yaml").write_text(MONITOR_CONFIG.format(extra=extra))
     return load_project(root)
+
+
+def same(a: Any, b: Any, where: str = "") -> None:
+    """Equal, floats to 1e-9 relative (engines and threads sum in different orders)."""
+    import math
+
+    if isinstance(a, float) and isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) or (math.isnan(a) and math.isnan(b)), (where, a, b)
+    elif isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        assert len(a) == len(b), (where, a, b)
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, (where, a, b)

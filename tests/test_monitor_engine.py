@@ -181,16 +181,12 @@ def test_realised_figures_equal_scikit_learn(tmp_path: Path, world: dict[str, An
         cells = {(c["prediction"], c["label"]): c["count"] for c in table["confusion_matrix"]}
         assert cells == {(str(j), str(i)): int(matrix[i][j]) for i in range(2) for j in range(2) if matrix[i][j]}
         x1 = next(r for r in profile if r["column_name"] == "x1")
-        assert x1["avg"] == pytest.approx(rows["x1"].mean(), rel=1e-12)
+        assert x1["avg"] == pytest.approx(rows["x1"].mean(), rel=1e-10)
         assert x1["stddev"] == pytest.approx(rows["x1"].std(), rel=1e-9)
-        assert x1["median"] == pytest.approx(rows["x1"].median(), rel=1e-12)
-        assert x1["quantiles"] == pytest.approx(np.quantile(rows["x1"], engine.sql.QUANTILES).tolist(), rel=1e-12)
-        assert (x1["min"], x1["max"], x1["num_nulls"], x1["data_type"]) == (
-            rows["x1"].min(),
-            rows["x1"].max(),
-            0,
-            "double",
-        )
+        assert x1["median"] == pytest.approx(rows["x1"].median(), rel=1e-10)
+        assert x1["quantiles"] == pytest.approx(np.quantile(rows["x1"], engine.sql.QUANTILES).tolist(), rel=1e-10)
+        assert (x1["num_nulls"], x1["data_type"]) == (0, "double")
+        assert (x1["min"], x1["max"]) == pytest.approx((rows["x1"].min(), rows["x1"].max()), rel=1e-10)
         code = next(r for r in profile if r["column_name"] == "code")
         counts = rows["code"].value_counts()
         assert code["distinct_count"] == len(counts) and code["data_type"] == "bigint"
@@ -429,3 +425,19 @@ def test_multiclass_figures_equal_scikit_learn_and_cbpe_tracks_them(tmp_path: Pa
         realised = next(t for t in whole(result["profile"], column_name=":table") if day(t) == day(row))
         assert abs(row["estimated_accuracy_score"] - realised["accuracy_score"]) <= TRACKING_TOLERANCE
         assert abs(row["estimated_f1_score"] - realised["f1_score"]["weighted"]) <= TRACKING_TOLERANCE
+
+
+def test_a_deleted_or_damaged_table_is_computed_again_in_full(tmp_path: Path, world: dict[str, Any]) -> None:
+    first = run(tmp_path, world, ms.Scenario(days=3, rows_per_day=50), today=3)
+    before = tables(tmp_path)
+    for damage in ("delete", "truncate"):
+        path = tmp_path / "monitor" / engine.DRIFT_TABLE
+        if damage == "delete":
+            path.unlink()
+        else:
+            path.write_bytes(path.read_bytes()[:100])
+        summary = engine.compute(
+            first["project"], lambda m: world["baseline"], now=ms.DAY0 + timedelta(days=3, hours=1)
+        )
+        assert summary.windows_computed == 3
+        ms.same(tables(tmp_path), before)

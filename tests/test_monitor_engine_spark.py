@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator
 from datetime import timedelta
@@ -38,22 +37,6 @@ def spark() -> Iterator[Any]:
     yield session
 
 
-def same(a: Any, b: Any, where: str = "") -> None:
-    """Equal, floats to 1e-9 relative (the engines sum in different orders)."""
-    if isinstance(a, float) and isinstance(b, float):
-        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), (where, a, b)
-    elif isinstance(a, dict) and isinstance(b, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            same(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        assert len(a) == len(b), (where, a, b)
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, (where, a, b)
-
-
 def test_spark_and_duckdb_give_the_same_tables(spark: Any, tmp_path: Path) -> None:
     model, train, holdout_x, holdout_y = ms.fit_model(np.random.default_rng(2), n=2000)
     scenario = ms.Scenario(days=4, rows_per_day=150, covariate_from=2, concept_from=3, seed=11)
@@ -73,6 +56,6 @@ def test_spark_and_duckdb_give_the_same_tables(spark: Any, tmp_path: Path) -> No
         duck, sparkish = outputs["duckdb"][table], outputs["spark"][table]
         assert len(duck) == len(sparkish) > 0, table
         for i, (a, b) in enumerate(zip(duck, sparkish, strict=True)):
-            same(a, b, f"{table}[{i}]")
+            ms.same(a, b, f"{table}[{i}]")
     # The tables hold what the proofs read: drift, a gap once labels are in.
     assert any(r["estimation_gap"] is not None for r in outputs["spark"][engine.PERFORMANCE_TABLE])

@@ -889,7 +889,10 @@ def compute(
     state = _read_state(output / STATE_FILE)
     same_settings = state.get("settings") == settings
     fingerprint = inputs.fingerprint()
-    previous = {(w["start"], w["model_id"]): w for w in state.get("windows", [])} if same_settings else {}
+    # The rows already computed; unusable (settings changed, a table deleted or damaged): none,
+    # and then no window counts as computed either.
+    old_rows = _old_rows(output) if same_settings else None
+    previous = {(w["start"], w["model_id"]): w for w in state.get("windows", [])} if old_rows is not None else {}
     cache: dict[str, Baseline | None] = {}
 
     def baseline_of(model_id: str) -> Baseline | None:
@@ -902,12 +905,11 @@ def compute(
         return found.run_id if found else None
 
     if (
-        same_settings
+        old_rows is not None
         and state.get("inputs") == fingerprint
         and all(w.get("baseline_run_id") == run_id_of(w["model_id"]) for w in state.get("windows", []))
         and state.get("open_start") == open_start.isoformat()
         and state.get("since") == (first.isoformat() if first else None)
-        and all((output / t).is_file() for t in _schemas())
     ):
         # Nothing new arrived and no window closed since the last run.
         windows = state.get("windows", [])
@@ -978,7 +980,10 @@ def compute(
             raise ConfigError(str(inputs.inference), None, f"the monitor's query failed on {engine}: {exc}") from None
         finally:
             conn.close()
-    kept = _kept_rows(output, recomputed if same_settings else None)
+    kept = {
+        table: [r for r in rows if (r["window"]["start"].isoformat(), r["model_id"]) not in recomputed]
+        for table, rows in (old_rows or {}).items()
+    }
     for table, rows in new_rows.items():
         kept[table] = [*kept.get(table, []), *rows]
     _write_tables(output, kept)
@@ -1301,23 +1306,17 @@ def _write_state(path: Path, state: Mapping[str, Any]) -> None:
     fs.write_atomic(path, (json.dumps(state, indent=1, sort_keys=True) + "\n").encode("utf-8"))
 
 
-def _kept_rows(output: Path, recomputed: set[tuple[str, str]] | None) -> dict[str, list[dict[str, Any]]]:
-    """The rows of the current tables that this run did not recompute (none when the settings changed)."""
+def _old_rows(output: Path) -> dict[str, list[dict[str, Any]]] | None:
+    """The rows of the three tables as the last run wrote them; None when one is missing or unreadable."""
     import pyarrow.parquet as pq
 
-    kept: dict[str, list[dict[str, Any]]] = {}
-    if recomputed is None:
-        return kept
+    rows: dict[str, list[dict[str, Any]]] = {}
     for table in _schemas():
-        path = output / table
-        if not path.is_file():
-            continue
         try:
-            rows = pq.read_table(path).to_pylist()
-        except Exception:  # a damaged table (pyarrow raises several types): computed again in full
-            return {}
-        kept[table] = [r for r in rows if (r["window"]["start"].isoformat(), r["model_id"]) not in recomputed]
-    return kept
+            rows[table] = pq.read_table(output / table).to_pylist()
+        except Exception:  # missing or damaged (pyarrow raises several types): computed again in full
+            return None
+    return rows
 
 
 def _write_tables(output: Path, tables: Mapping[str, list[dict[str, Any]]]) -> None:

@@ -10,6 +10,7 @@ engines define alike (counts, sums, continuous quantiles), and no row ever reach
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -169,7 +170,7 @@ def column_figures(row: Mapping[str, Any], aliases: ColumnAliases) -> dict[str, 
     def number(alias: str | None) -> float | None:
         if alias is None or row[alias] is None:
             return None
-        return float(row[alias])
+        return significant(float(row[alias]))
 
     def count(alias: str | None) -> int | None:
         return None if alias is None else int(row[alias] or 0)
@@ -183,7 +184,7 @@ def column_figures(row: Mapping[str, Any], aliases: ColumnAliases) -> dict[str, 
         "min": number(aliases.min),
         "max": number(aliases.max),
         "median": number(aliases.median),
-        "quantiles": [float(q) for q in quantiles] if quantiles is not None else None,
+        "quantiles": [significant(float(q)) for q in quantiles] if quantiles is not None else None,
         "distinct_count": count(aliases.distinct),
         "num_zeros": count(aliases.zeros),
         "num_nan": count(aliases.nan),
@@ -191,6 +192,12 @@ def column_figures(row: Mapping[str, Any], aliases: ColumnAliases) -> dict[str, 
     if aliases.bins:
         figures["bin_figures"] = [int(row[a] or 0) for a in aliases.bins]
     return figures
+
+
+def significant(value: float) -> float:
+    """12 significant digits: a sum over threads (DuckDB) or partitions (Spark) differs from run
+    to run in the last bits; what is written does not (NaN and infinities stay as they are)."""
+    return float(f"{value:.12g}") if math.isfinite(value) else value
 
 
 def percentages(figures: Mapping[str, Any]) -> dict[str, float | None]:

@@ -20,6 +20,7 @@ from mlci import console, targets
 from mlci.config import ENVIRONMENTS, Project
 from mlci.errors import CheckFailed, UsageError
 from mlci.metrics import LOWER_IS_BETTER, better_or_equal, evaluate
+from mlci.monitoring.baseline import BASELINE_ARTIFACT, BASELINE_TAG, build_baseline, log_baseline
 from mlci.registry import CHALLENGER, CHAMPION, alias_version, normalise_version
 from mlci.splits import read_split
 from mlci.stages._result import StageOptions, StageResult, read_result
@@ -127,7 +128,8 @@ def _register(project: Project, run_id: str | None, tracking_override: str | Non
     holdout_x, holdout_y, _ = read_split(project, "holdout")
     print(f"register: scoring run {run_id} on {cfg.data.holdout} ({len(holdout_x)} rows); {registry}", flush=True)
     notes: list[str] = []
-    candidate = evaluate(load_scoring_model(model_uri), holdout_x, holdout_y, cfg.train.task, notes)
+    scoring_model = load_scoring_model(model_uri)
+    candidate = evaluate(scoring_model, holdout_x, holdout_y, cfg.train.task, notes)
 
     gates: list[dict[str, Any]] = []
     for gate in project.gates():
@@ -205,8 +207,14 @@ def _register(project: Project, run_id: str | None, tracking_override: str | Non
         error.markdown = f"Registry: {registry}; " + _reference_line(reference)
         raise error
 
+    # The monitor's reference (monitoring/baseline.py), logged on the run before the version
+    # exists, so a registered version always has one; a rejected or unchanged candidate
+    # returned above and logs nothing.
+    train_x, _, _ = read_split(project, "train")
+    log_baseline(client, run_id, build_baseline(project, scoring_model, train_x, holdout_x, holdout_y, run_id))
     version = mlflow.register_model(model_uri, name, tags={"mlci.run_id": run_id}, await_registration_for=300)
     number = normalise_version(version.version)
+    client.set_model_version_tag(name, number, BASELINE_TAG, BASELINE_ARTIFACT)
     for key, value in candidate.items():
         client.set_model_version_tag(name, number, f"mlci.metric.{key}", f"{value:.6g}")
     client.set_model_version_tag(name, number, "mlci.gates", "passed")

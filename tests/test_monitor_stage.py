@@ -4,11 +4,8 @@ errors, decision.json / JUnit / report written, and the `retrain` output on GitH
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
-import sys
-import types
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -62,14 +59,6 @@ def project(registered: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     """A copy of the registered project per test (each writes its own tables and outputs)."""
     root = tmp_path / "project"
     shutil.copytree(registered, root)
-    try:
-        importlib.import_module("mlci.monitoring.baseline")
-    except ModuleNotFoundError:
-        # Written beside this module (issue 14, the engine helper's): until it is merged, a
-        # stand-in for versions registered before baselines existed. The rules are absolute.
-        stand_in = types.ModuleType("mlci.monitoring.baseline")
-        stand_in.load_for_version = lambda client, name, version: None  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "mlci.monitoring.baseline", stand_in)
     yield root
 
 
@@ -197,61 +186,3 @@ def test_since_keeps_only_the_recent_windows(project: Path, github: dict[str, Pa
     assert run_cli("monitor", "check", "-C", str(project), "--now", LATER, "--since", "3d") == 0
     accuracy = next(s for s in decision(project)["signals"] if s["name"] == "accuracy_score")
     assert len(accuracy["windows"]) == 2 and accuracy["violating"] == 0
-
-
-def test_without_an_action_it_computes_checks_and_reports(
-    project: Path, github: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[dict[str, Any]] = []
-
-    def compute(project_: Any, baseline_for: Any, *, engine: str, since: Any, now: datetime) -> Any:
-        calls.append({"engine": engine, "since": since, "now": now, "baseline": baseline_for(f"{MODEL}@2")})
-        tables(project, 0.9, 0.9, 0.9, 0.9, 0.9)
-        return types.SimpleNamespace(
-            windows_computed=5, windows_skipped=0, rows=5000, model_ids=(f"{MODEL}@2",), output=project
-        )
-
-    try:
-        engine = importlib.import_module("mlci.monitoring.engine")
-        monkeypatch.setattr(engine, "compute", compute)
-    except ModuleNotFoundError:  # engine.py is the engine helper's (issue 14); a stand-in until merged
-        stand_in = types.ModuleType("mlci.monitoring.engine")
-        stand_in.compute = compute  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "mlci.monitoring.engine", stand_in)
-    assert run_cli("monitor", "-C", str(project), "--now", LATER, "--since", "30d") == 0
-    assert calls == [
-        {"engine": "duckdb", "since": timedelta(days=30), "now": datetime.fromisoformat(LATER), "baseline": None}
-    ]
-    assert outputs(github)["decision"] == "hold"
-    assert (project / ".mlci" / "monitor" / "report.html").is_file()
-    details = stage_json(project, "monitor")["details"]
-    assert details["run"]["windows_computed"] == 5 and details["report"] == ".mlci/monitor/report.html"
-
-
-def test_a_target_that_computes_its_own_tables_supplies_the_rows(
-    project: Path, github: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The hook a target such as Databricks implements (stages/monitor.py MonitorSource): the
-    platform refreshes its tables, the stage reads its rows and writes no local table."""
-    from mlci import targets
-
-    refreshed: list[datetime] = []
-
-    def refresh(project_: Any, override: str | None, *, now: datetime) -> str:
-        refreshed.append(now)
-        return "monitor refreshed"
-
-    def rows(project_: Any, override: str | None) -> dict[str, list[dict[str, Any]]]:
-        built = Tables(f"{MODEL}@2")
-        for start in STARTS:
-            built.window(start, accuracy=0.6)
-        return {"profile": built.profile}  # Lakehouse Monitoring: no performance table, no drift here
-
-    local = targets.get("local")
-    monkeypatch.setattr(local, "monitor_refresh", refresh, raising=False)
-    monkeypatch.setattr(local, "monitor_metric_rows", rows, raising=False)
-    assert run_cli("monitor", "-C", str(project), "--now", LATER) == 0
-    assert refreshed == [datetime.fromisoformat(LATER)]
-    assert outputs(github)["decision"] == "retrain"
-    assert not (project / ".mlci" / "monitor" / "profile_metrics.parquet").exists()
-    assert stage_json(project, "monitor")["details"]["run"] == {"target": "local", "refresh": "monitor refreshed"}

@@ -352,7 +352,8 @@ def build(config: Config) -> tuple[Pipeline, ...]:
                 registry_branch=registry_branch,
             )
         )
-    if config.monitor.schedule:
+    # A target that monitors in its own workspace runs monitor.schedule there (Databricks' check job).
+    if config.monitor.schedule and not target.monitors_in_workspace(config):
         pipelines.append(_monitor(config, delivery, credentials, carry, registry_branch))
     return tuple(pipelines)
 

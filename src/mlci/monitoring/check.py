@@ -142,7 +142,7 @@ def read_tables(folder: Path) -> MetricRows:
 def _read_parquet(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    import pyarrow.parquet as pq  # type: ignore[import-untyped]  # no stubs; mypy overrides list no pyarrow
+    import pyarrow.parquet as pq  # no stubs; mypy overrides list no pyarrow
 
     try:
         rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()

@@ -8,19 +8,17 @@ output says which; a CI `if:` on it starts the retrain pipeline), 1 only when th
 cannot decide (insufficient_data: decision.json, the JUnit file and the outputs are written
 all the same), 2 for bad input, 3 when the store or a workspace fails.
 
-A target may supply the tables itself (Databricks Lakehouse Monitoring computes them on the
-platform): see `MonitorSource`. The local target does not; the Parquet tables under
-monitor.output are read then.
+A target that monitors in its own workspace (Databricks: Lakehouse Monitoring and a scheduled
+check job, `Target.monitors_in_workspace`) refuses the stage through `Target.require`: the
+tables here are the local engine's, read from monitor.output.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
-from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from mlci import console, targets
 from mlci.config import ENVIRONMENTS, Project
@@ -33,23 +31,6 @@ from mlci.targets.base import Target
 # The aliases whose version is monitored, in order: what production serves, else staging
 # (the local loop deploys to staging only).
 SERVED_ALIASES = (CHAMPION, *reversed(ENVIRONMENTS[:-1]))
-
-
-class MonitorSource(Protocol):
-    """What a target offers the monitor stage, both optional (looked up with getattr, so a
-    target without them needs nothing): a proposal for mlci.targets.base.Target.
-
-    `monitor_refresh` makes the platform compute the metric tables (`mlci monitor run`) and
-    returns one line saying what it did; `monitor_metric_rows` returns the tables' rows as
-    {"profile": [...], "drift": [...], "performance": [...]} (plain dicts, Spark's
-    `Row.asDict(True)`; a missing key is an empty table), or None for the local Parquet tables.
-    """
-
-    def monitor_refresh(self, project: Project, override: str | None, *, now: datetime) -> str: ...
-
-    def monitor_metric_rows(
-        self, project: Project, override: str | None
-    ) -> Mapping[str, Sequence[Mapping[str, Any]]] | None: ...
 
 
 def parse_now(text: str | None) -> datetime:
@@ -102,7 +83,9 @@ class Registry:
         """The baseline of `name@version`, or None (a version registered before mlci monitored)."""
         if model_id not in self._baselines:
             name, _, version = model_id.rpartition("@")
-            loaded = _sibling("baseline").load_for_version(self.client, name, version) if name else None
+            from mlci.monitoring import baseline
+
+            loaded = baseline.load_for_version(self.client, name, version) if name else None
             self._baselines[model_id] = loaded
         return self._baselines[model_id]
 
@@ -116,24 +99,8 @@ class Registry:
         return datetime.fromtimestamp(int(newest.creation_timestamp) / 1000, tz=timezone.utc)
 
 
-def _sibling(name: str) -> Any:
-    """mlci.monitoring.<name>, imported when first needed (it imports pyarrow, duckdb, MLflow).
-
-    By name: baseline.py and engine.py were written beside this module (issue 14), and a
-    module missing on a branch must not break the typing of the others."""
-    return importlib.import_module(f"mlci.monitoring.{name}")
-
-
-def metric_rows(project: Project, target: Target, override: str | None) -> check.MetricRows:
-    supplier: Callable[..., Mapping[str, Sequence[Mapping[str, Any]]] | None] | None = getattr(
-        target, "monitor_metric_rows", None
-    )
-    supplied = supplier(project, override) if supplier is not None else None
-    if supplied is None:
-        return check.read_tables(check.output_dir(project))
-    return check.MetricRows(
-        list(supplied.get("profile", ())), list(supplied.get("drift", ())), list(supplied.get("performance", ()))
-    )
+def metric_rows(project: Project) -> check.MetricRows:
+    return check.read_tables(check.output_dir(project))
 
 
 def _since(rows: check.MetricRows, cutoff: datetime | None) -> check.MetricRows:
@@ -145,14 +112,12 @@ def _since(rows: check.MetricRows, cutoff: datetime | None) -> check.MetricRows:
 
 
 def compute(
-    project: Project, target: Target, registry: Registry, *, engine: str, since: timedelta | None, now: datetime
+    project: Project, registry: Registry, *, engine: str, since: timedelta | None, now: datetime
 ) -> tuple[str, dict[str, Any]]:
-    """`mlci monitor run`: the target's platform refreshes its tables, else the local engine computes them."""
-    refresh: Callable[..., str] | None = getattr(target, "monitor_refresh", None)
-    if refresh is not None:
-        line = refresh(project, registry.override, now=now)
-        return line, {"target": target.name, "refresh": line}
-    summary = _sibling("engine").compute(project, registry.baseline, engine=engine, since=since, now=now)
+    """`mlci monitor run`: the engine computes the tables from the inference table and labels."""
+    from mlci.monitoring import engine as monitor_engine
+
+    summary = monitor_engine.compute(project, registry.baseline, engine=engine, since=since, now=now)
     facts = {
         "engine": engine,
         "windows_computed": summary.windows_computed,
@@ -174,6 +139,7 @@ def run(project: Project, options: StageOptions) -> StageResult:
     since = parse_since(options.get("since"))
     check.retrain_rule(project)  # the rule's own settings, checked once up front
     target = targets.get(project.config.target)
+    target.require(project, "monitor")
     override = options.get("tracking_uri")
     with target.store_faults(project, override):
         return _monitor(project, target, options, now=now, since=since)
@@ -191,14 +157,14 @@ def _monitor(
     lines: list[str] = []
     if action in (None, "run"):
         engine = options.get("engine") or project.config.data_test.engine
-        line, details["run"] = compute(project, target, registry, engine=engine, since=since, now=now)
+        line, details["run"] = compute(project, registry, engine=engine, since=since, now=now)
         console.say(f"monitor run: {line}")
         lines.append(line)
     decided: policy.Decision | None = None
     record: dict[str, Any] | None = None
     rows: check.MetricRows | None = None
     if action in (None, "check"):
-        rows = _since(metric_rows(project, target, registry.override), cutoff)  # no tables: exit 2 before MLflow
+        rows = _since(metric_rows(project), cutoff)  # no tables: exit 2 before MLflow
         model_id = registry.served_model_id()
         baseline = registry.baseline(model_id)
         last_retrain = registry.last_retrain()
@@ -234,7 +200,7 @@ def _monitor(
         lines.append(f"{decided.decision}: {decided.reason} ({model_id})")
     if action in (None, "report"):
         if rows is None:
-            rows = _since(metric_rows(project, target, registry.override), cutoff)
+            rows = _since(metric_rows(project), cutoff)
         if record is None:
             record = _read_decision(project)
         path = report.write_report(project, rows, record, now=now)

@@ -163,6 +163,13 @@ class Target(Protocol):
         """Whether the project's store travels between CI jobs as state (no shared server)."""
         ...
 
+    def monitors_in_workspace(self, config: Config) -> bool:
+        """Whether the target monitors the served model on its own platform (Databricks:
+        Lakehouse Monitoring and a scheduled check job, made by the production deploy). Then
+        monitor.schedule is that job's schedule, no CI monitor pipeline is rendered, and
+        `require(project, "monitor")` refuses the local monitor stage."""
+        ...
+
     def doctor(self, project: Project, env: str | None, ci: str | None) -> tuple[Check, ...]:
         """`mlci doctor`'s checks of this target: what it needs on this machine and, with `env`
         (an environment of ENVIRONMENTS), whether that environment's store or workspace answers

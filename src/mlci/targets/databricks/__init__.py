@@ -90,7 +90,17 @@ class DatabricksTarget:
         return f"{DEFAULT_CATALOG_SCHEMA}.{package}"
 
     def require(self, project: Project, stage: str) -> None:
-        return None  # every stage runs: train as a job, the registry in UC, serving on Model Serving
+        # Every other stage runs: train as a job, the registry in UC, serving on Model Serving.
+        if stage == "monitor":
+            raise project.error(
+                "target",
+                "target: databricks monitors in the workspace: the production deploy creates the Lakehouse monitor "
+                "and the scheduled check job that starts a retrain (docs/databricks.md); 'mlci monitor' computes "
+                "tables from a local inference table only",
+            )
+
+    def monitors_in_workspace(self, config: Config) -> bool:
+        return True
 
     def credentials(self, config: Config) -> tuple[Credential, ...]:
         return (_M2M_CREDENTIAL,) if config.ci.provider in _M2M_PROVIDERS else (_CREDENTIAL,)

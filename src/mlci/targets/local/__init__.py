@@ -52,6 +52,9 @@ class LocalTarget:
         # Without a shared tracking server the store travels between jobs as state.
         return config.tracking.uri is None
 
+    def monitors_in_workspace(self, config: Config) -> bool:
+        return False  # `mlci monitor` computes the tables from the local inference table
+
     def doctor(self, project: Project, env: str | None, ci: str | None) -> tuple[Check, ...]:
         from mlci.targets.local import doctor
 

@@ -118,7 +118,10 @@ class InferenceLogger:
             rows = 1
         item = _Pending(frame, predictions, request, rows, time.monotonic())
         with self._condition:
-            if self._stopping or self._pending_rows + rows > self.queue_rows:
+            if self._stopping:  # a request still in flight when the server's shutdown timed out
+                self._drop_locked(rows, "closed", "the log was closed (the server is stopping)")
+                return
+            if self._pending_rows + rows > self.queue_rows:
                 self._drop_locked(rows, "full", f"the queue is full ({self.queue_rows} rows, monitor.log.queue_rows)")
                 return
             self._pending.append(item)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlci import console, targets
 from mlci.config import Project
 from mlci.errors import UsageError
 from mlci.stages._result import load_project_for
 from mlci.targets.base import Target
+
+if TYPE_CHECKING:
+    from mlci.monitoring.inference_log import InferenceLogger
 
 
 def main(args: argparse.Namespace) -> int:
@@ -65,12 +69,59 @@ def _serve(project: Project, target: Target, args: argparse.Namespace) -> int:
     probabilities = bool(getattr(args, "probabilities", False))
     console.say(f"mlci serve: loading {name} v{version} ({chosen}) ...")
 
+    inference_log = inference_logger(project, f"{name}@{version}")
+
     def announce(url: str) -> None:
         # Printed only once /health answers: a curl right after this line works.
+        if inference_log is not None:
+            console.say(
+                f"mlci serve: logging every request to {inference_log.folder} (monitor.inference; "
+                "monitor.log.enabled: false turns it off)"
+            )
         extra = "; answers carry class probabilities" if probabilities else ""
         console.final(
             f"serving {name} v{version} ({chosen}) on {url}{extra}  (POST /invocations, GET /health; Ctrl-C to stop)"
         )
 
-    target.serve(project, path, port, announce, probabilities=probabilities, verbose=console.verbose())
+    try:
+        target.serve(
+            project,
+            path,
+            port,
+            announce,
+            probabilities=probabilities,
+            verbose=console.verbose(),
+            inference_log=inference_log,
+        )
+    finally:
+        # After the server stopped taking requests: what is still queued is written now.
+        if inference_log is not None:
+            counts = inference_log.close()
+            console.final(
+                f"mlci serve: inference log: {counts.written} row(s) written to {inference_log.folder} "
+                f"in {counts.files} file(s), {counts.dropped} dropped"
+            )
     return 0
+
+
+def inference_logger(project: Project, model_id: str) -> InferenceLogger | None:
+    """The log of `mlci serve`'s requests (monitor.log), or None when it is off."""
+    settings = project.config.monitor.log
+    where = project.config.monitor.inference
+    if not settings.enabled:
+        console.say("mlci serve: not logging requests (monitor.log.enabled: false)")
+        return None
+    if "://" in where:
+        console.say(f"mlci serve: not logging requests: monitor.inference ({where}) is not a local folder")
+        return None
+    from mlci.monitoring.inference_log import InferenceLogger
+
+    return InferenceLogger(
+        project.root / where,
+        model_id,
+        queue_rows=settings.queue_rows,
+        batch_rows=settings.batch_rows,
+        flush_seconds=settings.flush_seconds,
+        classifier=project.config.train.task == "classification",
+        warn=console.error,
+    )

@@ -13,10 +13,13 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mlci.config import Config, Project
 from mlci.errors import UsageError
+
+if TYPE_CHECKING:
+    from mlci.monitoring.inference_log import InferenceLogger
 
 
 @dataclass(frozen=True)
@@ -219,9 +222,12 @@ class Target(Protocol):
         *,
         probabilities: bool,
         verbose: bool,
+        inference_log: InferenceLogger | None = None,
     ) -> None:
         """Serve a model in the foreground (`mlci serve`): `announce(url)` once it answers,
-        then until Ctrl-C or SIGTERM; `verbose` shows the server's request log."""
+        then until Ctrl-C or SIGTERM; `verbose` shows the server's request log. With
+        `inference_log`, every prediction is logged to it (the caller starts nothing and closes it
+        after this returns)."""
         ...
 
     def deploy(self, project: Project, model_uri: str, env: str) -> Deployment:

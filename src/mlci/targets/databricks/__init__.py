@@ -13,12 +13,15 @@ import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlci.config import Config, Project
 from mlci.targets import base
 from mlci.targets.base import ByProvider, Credential, Deployment, EnvVar, Literal, Problem, Secret, Target, Variable
 from mlci.targets.databricks import jobs, tracking
+
+if TYPE_CHECKING:
+    from mlci.monitoring.inference_log import InferenceLogger
 
 # Unity Catalog's three-level name: catalog.schema.model, each part an ASCII identifier
 # (hyphens allowed, as Unity Catalog allows them in back-quoted names).
@@ -156,11 +159,20 @@ class DatabricksTarget:
         *,
         probabilities: bool,
         verbose: bool,
+        inference_log: InferenceLogger | None = None,
     ) -> None:
         # A Unity Catalog version served on this machine, as the local target serves its own.
         from mlci.targets.local import TARGET as LOCAL
 
-        LOCAL.serve(project, model_dir, port, announce, probabilities=probabilities, verbose=verbose)
+        LOCAL.serve(
+            project,
+            model_dir,
+            port,
+            announce,
+            probabilities=probabilities,
+            verbose=verbose,
+            inference_log=inference_log,
+        )
 
     def deploy(self, project: Project, model_uri: str, env: str) -> Deployment:
         from mlci.config import ENVIRONMENTS

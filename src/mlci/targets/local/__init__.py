@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlci.config import Config, Project
 from mlci.errors import CheckFailed, MlciError, SmokeTestFailed
 from mlci.targets.base import Check, Credential, Deployment, EnvVar, Problem, Secret, Target
 from mlci.targets.local import store, tracking
+
+if TYPE_CHECKING:
+    from mlci.monitoring.inference_log import InferenceLogger
 
 
 class LocalTarget:
@@ -92,6 +95,7 @@ class LocalTarget:
         *,
         probabilities: bool,
         verbose: bool,
+        inference_log: InferenceLogger | None = None,
     ) -> None:
         from mlci.targets.local import serving
 
@@ -104,6 +108,7 @@ class LocalTarget:
             lambda endpoint: announce(endpoint.url),
             probabilities=probabilities,
             log_level="info" if verbose else "warning",
+            inference_log=inference_log,
         )
 
     def deploy(self, project: Project, model_uri: str, env: str) -> Deployment:

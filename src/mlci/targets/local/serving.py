@@ -6,6 +6,7 @@ without a race and no `uvicorn` executable has to be on PATH.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -15,10 +16,14 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlci.errors import InfraError, MlciError, ModelLoadFailed, SmokeTestFailed, UsageError
+
+if TYPE_CHECKING:
+    from mlci.monitoring.inference_log import InferenceLogger
 
 
 @dataclass
@@ -49,7 +54,9 @@ def _url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def scoring_app(model_path: Path, probabilities: bool = False) -> Any:
+def scoring_app(model_path: Path, probabilities: bool = False, inference_log: InferenceLogger | None = None) -> Any:
+    """MLflow's scoring app for the model; with `inference_log`, every prediction is logged to it
+    and every answer carries an X-Request-Id header."""
     import mlflow.pyfunc
     from mlflow.pyfunc import scoring_server
 
@@ -61,7 +68,83 @@ def scoring_app(model_path: Path, probabilities: bool = False) -> Any:
         raise ModelLoadFailed(f"the model in {model_path} does not load: {type(exc).__name__}: {exc}") from None
     if probabilities:
         model = with_probabilities(model)
-    return scoring_server.init(model)
+    if inference_log is None:
+        return scoring_server.init(model)
+    inference_log.start(probability_function(model))
+    return RequestIds(scoring_server.init(logged(model, inference_log)))
+
+
+REQUEST_ID_HEADER = b"x-request-id"
+
+
+def _client_request_id(value: bytes) -> str | None:
+    """The client's X-Request-Id when it is a plain token (visible ASCII, at most 200 characters):
+    anything else would be a log entry nobody can join labels to, so a fresh id replaces it."""
+    if not 0 < len(value) <= 200 or not all(0x21 <= byte <= 0x7E for byte in value):
+        return None
+    return value.decode("ascii")
+
+
+class RequestIds:
+    """ASGI middleware: each HTTP request gets an id (the client's X-Request-Id, else a uuid4 hex),
+    visible to the model wrapper through a context variable and echoed in the answer's header."""
+
+    def __init__(self, app: Any) -> None:
+        from mlci.monitoring import inference_log
+
+        self.app = app
+        self._log = inference_log
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        arrived = datetime.now(timezone.utc)
+        given = next((v for k, v in scope.get("headers", ()) if k.lower() == REQUEST_ID_HEADER), None)
+        request_id = (_client_request_id(given) if given is not None else None) or self._log.new_request_id()
+        header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
+
+        async def send_with_id(message: Any) -> None:
+            if message.get("type") == "http.response.start":
+                kept = [(k, v) for k, v in message.get("headers", ()) if k.lower() != REQUEST_ID_HEADER]
+                message = {**message, "headers": [*kept, header]}
+            await send(message)
+
+        token = self._log.CURRENT_REQUEST.set(self._log.Request(request_id, arrived))
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self._log.CURRENT_REQUEST.reset(token)
+
+
+class _Logged:
+    """A pyfunc implementation that answers as the model does and hands each predict's input
+    (after MLflow's schema enforcement) and output to the inference log."""
+
+    def __init__(self, implementation: Any, inference_log: InferenceLogger) -> None:
+        import inspect
+
+        from mlci.monitoring.inference_log import current_request
+
+        self._predict = implementation.predict
+        self._takes_params = "params" in inspect.signature(self._predict).parameters
+        self._log = inference_log
+        self._current_request = current_request
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        answer = self._predict(data, params=params) if self._takes_params else self._predict(data)
+        with contextlib.suppress(Exception):  # logging never fails a prediction
+            self._log.log(data, answer, self._current_request())
+        return answer
+
+
+def logged(model: Any, inference_log: InferenceLogger) -> Any:
+    """The same model, logging every prediction to `inference_log`."""
+    from mlflow.pyfunc import PyFuncModel
+
+    wrapped = PyFuncModel(model_meta=model.metadata, model_impl=_Logged(model._model_impl, inference_log))
+    wrapped.input_example = model.input_example  # MLflow reshapes inputs after it for some models
+    return wrapped
 
 
 def probability_function(model: Any) -> Any | None:
@@ -134,13 +217,17 @@ def serve_in_thread(
     ready_timeout: float,
     probabilities: bool = False,
     log_level: str = "warning",
+    inference_log: InferenceLogger | None = None,
 ) -> Iterator[Endpoint]:
-    """Serve a model for the duration of the block; yields its URL once /health answers."""
+    """Serve a model for the duration of the block; yields its URL once /health answers.
+
+    With `inference_log` every prediction is logged; the caller closes the log after the block,
+    when the server has stopped taking requests."""
     import uvicorn
 
     sock = bind(host, port)  # first: a port in use fails before seconds of loading the model
     try:
-        app = scoring_app(model_path, probabilities)
+        app = scoring_app(model_path, probabilities, inference_log)
     except BaseException:
         sock.close()
         raise
@@ -165,10 +252,11 @@ def serve_until_interrupted(
     announce: Callable[[Endpoint], None],
     probabilities: bool = False,
     log_level: str = "warning",
+    inference_log: InferenceLogger | None = None,
 ) -> None:
     """Serve in the foreground: `announce` is called once /health answers, then serve until
     Ctrl-C (or SIGTERM), or until the server stops by itself (an InfraError)."""
-    with serve_in_thread(model_path, host, port, ready_timeout, probabilities, log_level) as endpoint:
+    with serve_in_thread(model_path, host, port, ready_timeout, probabilities, log_level, inference_log) as endpoint:
         announce(endpoint)
         assert endpoint.thread is not None
         while endpoint.thread.is_alive():

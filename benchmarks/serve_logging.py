@@ -1,0 +1,259 @@
+"""What inference logging costs `mlci serve`: request latency (p50, p95) and throughput, logging off vs on.
+
+One scaffolded project (train, register, deploy once), then `--runs` pairs of server runs,
+interleaved off, on, off, on, ... so drift in the machine's load hits both sides alike. Each run
+is a fresh `mlci serve` process (monitor.log.enabled false or true in mlci.yaml); after an
+uncounted warm-up, `--threads` client threads each send `--requests` POSTs of `--rows` holdout
+rows over one keep-alive connection. Latency is per request, client side (time.perf_counter);
+throughput is requests / wall time of the run. The load average before and after each run is
+recorded, and with logging on the server's own shutdown line (rows written, dropped).
+
+    python benchmarks/serve_logging.py [--runs 5] [--threads 4] [--requests 250] [--rows 1]
+
+Prints a Markdown table (medians over runs, ranges in brackets) and writes
+benchmarks/results/serve_logging.json with every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results" / "serve_logging.json"
+
+
+def mlci(*args: str, cwd: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "mlci", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"mlci {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+
+
+def make_project(root: Path) -> Path:
+    mlci("new", "bench-serve", "--defaults", "--no-git", "--output-dir", str(root), cwd=root)
+    project = root / "bench-serve"
+    for stage in ("train", "register", "deploy"):
+        mlci(stage, cwd=project)
+    return project
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bodies(project: Path, rows: int, count: int) -> list[bytes]:
+    import pandas as pd
+
+    holdout = pd.read_csv(project / "data" / "holdout.csv").drop(columns=["malignant"])
+    out = []
+    for index in range(count):
+        chunk = holdout.iloc[[(index * rows + k) % len(holdout) for k in range(rows)]]
+        split = json.loads(chunk.to_json(orient="split", index=False))
+        out.append(json.dumps({"dataframe_split": split}).encode())
+    return out
+
+
+def client(port: int, payloads: list[bytes], latencies: list[float], failures: list[str]) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Content-Type": "application/json"}
+    for body in payloads:
+        started = time.perf_counter()
+        try:
+            connection.request("POST", "/invocations", body=body, headers=headers)
+            answer = connection.getresponse()
+            answer.read()
+            if answer.status != 200:
+                failures.append(f"HTTP {answer.status}")
+        except (OSError, http.client.HTTPException) as exc:
+            failures.append(f"{type(exc).__name__}: {exc}")
+            connection.close()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            continue
+        latencies.append(time.perf_counter() - started)
+    connection.close()
+
+
+def load(port: int, payloads: list[bytes], threads: int) -> tuple[list[float], list[str], float]:
+    per_thread = [payloads[i::threads] for i in range(threads)]
+    latencies: list[list[float]] = [[] for _ in range(threads)]
+    failures: list[str] = []
+    workers = [
+        threading.Thread(target=client, args=(port, per_thread[i], latencies[i], failures)) for i in range(threads)
+    ]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    wall = time.perf_counter() - started
+    return [x for part in latencies for x in part], failures, wall
+
+
+def set_logging(project: Path, enabled: bool, original: str) -> None:
+    # A fresh inference folder per run, so a run's count is its own.
+    folder = f".mlci/bench-inference-{time.time_ns()}"
+    (project / "mlci.yaml").write_text(
+        original + f"\nmonitor:\n  inference: {folder}\n  log:\n    enabled: {'true' if enabled else 'false'}\n"
+    )
+
+
+def one_run(project: Path, enabled: bool, payloads: list[bytes], warmup: list[bytes], threads: int) -> dict[str, Any]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlci", "serve", "--port", str(port)],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        while True:
+            line = process.stdout.readline()
+            if not line:
+                err = process.stderr.read() if process.stderr else ""
+                raise SystemExit(f"mlci serve ended: {process.wait()} {err}")
+            if line.startswith("serving "):
+                break
+        load(port, warmup, threads)  # uncounted: first requests pay lazy imports and caches
+        before = os.getloadavg()[0]
+        latencies, failures, wall = load(port, payloads, threads)
+        after = os.getloadavg()[0]
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    shutdown = re.search(r"inference log: (\d+) row\(s\) written .* (\d+) dropped", out)
+    latencies.sort()
+    return {
+        "logging": enabled,
+        "requests": len(latencies),
+        "failures": len(failures),
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p95_ms": 1000 * latencies[int(0.95 * (len(latencies) - 1))],
+        "throughput_rps": len(latencies) / wall,
+        "wall_s": wall,
+        "load_before": before,
+        "load_after": after,
+        "rows_written": int(shutdown.group(1)) if shutdown else None,
+        "rows_dropped": int(shutdown.group(2)) if shutdown else None,
+        "server_stderr_tail": err.strip()[-300:],
+    }
+
+
+def enqueue_cost(calls: int = 100_000) -> dict[str, float]:
+    """What the request path pays: InferenceLogger.log() on a one-row frame, in-process, no writer."""
+    from datetime import datetime, timezone
+
+    import pandas as pd
+
+    from mlci.monitoring.inference_log import InferenceLogger, Request
+
+    log = InferenceLogger(
+        Path(tempfile.gettempdir()) / "unused",
+        "bench@1",
+        queue_rows=calls,
+        batch_rows=calls,
+        flush_seconds=3600,
+        classifier=True,
+        warn=print,
+    )
+    frame, answer, request = pd.DataFrame({"x": [1.0]}), [0], Request("r", datetime.now(timezone.utc))
+    started = time.perf_counter_ns()
+    for _ in range(calls):
+        log.log(frame, answer, request)
+    per_call = (time.perf_counter_ns() - started) / calls
+    return {"calls": calls, "ns_per_call": per_call}
+
+
+def summary(runs: list[dict[str, Any]]) -> str:
+    def cell(values: list[float], digits: int) -> str:
+        return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+    lines = [
+        "| logging | runs | p50 ms | p95 ms | requests/s | failures | rows written / dropped | load avg |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for enabled in (False, True):
+        side = [r for r in runs if r["logging"] is enabled]
+        written = sum(r["rows_written"] or 0 for r in side)
+        dropped = sum(r["rows_dropped"] or 0 for r in side)
+        loads = [r["load_before"] for r in side] + [r["load_after"] for r in side]
+        lines.append(
+            f"| {'on' if enabled else 'off'} | {len(side)} | {cell([r['p50_ms'] for r in side], 2)} | "
+            f"{cell([r['p95_ms'] for r in side], 2)} | {cell([r['throughput_rps'] for r in side], 0)} | "
+            f"{sum(r['failures'] for r in side)} | {f'{written} / {dropped}' if enabled else '-'} | "
+            f"{min(loads):.1f}-{max(loads):.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="runs per side (interleaved off, on, ...)")
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=250, help="requests per thread per run")
+    parser.add_argument("--rows", type=int, default=1, help="rows per request")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="mlci-bench-serve-"))
+    try:
+        print(f"scaffolding and training a project in {root} ...", flush=True)
+        project = make_project(root)
+        original = (project / "mlci.yaml").read_text()
+        payloads = bodies(project, args.rows, args.threads * args.requests)
+        warmup = payloads[: 5 * args.threads]
+        runs = []
+        for index in range(args.runs):
+            for enabled in (False, True):
+                set_logging(project, enabled, original)
+                run = one_run(project, enabled, payloads, warmup, args.threads)
+                runs.append(run)
+                print(
+                    f"run {index + 1} logging {'on ' if enabled else 'off'}: p50 {run['p50_ms']:.2f} ms, "
+                    f"p95 {run['p95_ms']:.2f} ms, {run['throughput_rps']:.0f} req/s, {run['failures']} failed, "
+                    f"written {run['rows_written']}, dropped {run['rows_dropped']}, load {run['load_before']:.1f}",
+                    flush=True,
+                )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    table = summary(runs)
+    enqueue = enqueue_cost()
+    print()
+    print(table)
+    print(f"\nrequest path: InferenceLogger.log() {enqueue['ns_per_call'] / 1000:.1f} us per call (in-process)")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "args": vars(args),
+                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
+                "runs": runs,
+                "enqueue": enqueue,
+                "table": table,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -65,7 +65,7 @@ def test_a_default_local_project_is_all_ok(local_project: Path, capsys: pytest.C
     assert summary == f"doctor: all {len(checks)} checks ok"
     assert checks[0] == "ok   mlci.yaml: valid (target local, ci.provider github, model doctorlocal)"
     assert f"ok   python: {PYTHON}, as ci.python" in checks
-    assert "ok   generated files: 13 current with mlci.yaml (mlci 0.1.0)" in checks
+    assert "ok   generated files: 14 current with mlci.yaml (mlci 0.1.0)" in checks
     assert "ok   store: .mlci/mlflow.db does not exist yet: the first 'mlci train' creates it" in checks
     payload = doctor_json(capsys, local_project)
     assert payload["exit_code"] == 0 and {c["status"] for c in payload["checks"]} == {"ok"}

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from conftest import free_port
 
-from mlci.stage_specs import NAMES as STAGES
+from mlci.stage_specs import RUN_NAMES as STAGES  # what `mlci run` runs (monitor runs on a schedule)
 
 pytestmark = pytest.mark.slow
 

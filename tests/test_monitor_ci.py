@@ -90,9 +90,18 @@ def test_the_monitor_job_reads_the_registry_and_never_writes_it() -> None:
         assert job.credentials == train.credentials and job.capabilities == train.capabilities
         assert job.capabilities <= {pipeline.READ_REPOSITORY, pipeline.OIDC_TOKEN}
         assert job.reports == (".mlci/monitor/decision.json", ".mlci/monitor/report.html", ".mlci/out/monitor.xml")
-    databricks = model("target: databricks\n" + SCHEDULED)["monitor"].job("monitor")
-    assert pipeline.OIDC_TOKEN in databricks.capabilities and databricks.credentials
-    assert not databricks.restores_registry
+
+
+def test_a_target_that_monitors_in_its_workspace_gets_no_ci_monitor_pipeline(tmp_path: Path) -> None:
+    """Databricks runs monitor.schedule as its own check job (the production deploy makes it):
+    no CI pipeline reads a local inference table that holds none of the endpoint's traffic,
+    and `mlci monitor` there says where the monitor is instead of computing empty tables."""
+    assert set(model("target: databricks\n" + SCHEDULED)) == {"ci", "cd"}
+    from conftest import run_cli, scaffold
+
+    assert scaffold("dbxwatched", tmp_path, "--target", "databricks") == 0
+    project = tmp_path / "dbxwatched"
+    assert run_cli("monitor", "-C", str(project)) == 2
 
 
 def test_the_reports_follow_monitor_output() -> None:
@@ -267,7 +276,7 @@ def test_azure_tells_the_monitor_run_apart_and_runs_delivery_on_its_decision(
     reads), a manual run asks for it through a boolean parameter; the monitor stage runs only then;
     every other stage depends on it and runs when it was skipped (cd, retrain, a pull request) or
     decided retrain=true; `succeeded()` is gone from those stages, as it counts the skipped monitor."""
-    doc = azure_doc(every, ("databricks", "remote", "retrain"))
+    doc = azure_doc(every, ("local", "remote", "retrain"))
     assert [(s["cron"], s["displayName"]) for s in doc["schedules"]] == [
         ("0 3 * * 1", "retrain"),
         ("0 6 * * *", "monitor"),
@@ -294,8 +303,6 @@ def test_azure_tells_the_monitor_run_apart_and_runs_delivery_on_its_decision(
         assert condition.endswith(f", {DECIDED})") and "succeeded()" not in condition
     assert "eq(variables['Build.SourceBranch'], 'refs/heads/main')" in stages["deploy_staging"]["condition"]
     monitor = stages["monitor"]["jobs"][0]
-    names = [step.get("name") for step in monitor["steps"]]
-    assert "registry" not in names and "newest_registry" not in names  # databricks: a shared tracking server
     keep = next(s for s in monitor["steps"] if s.get("displayName") == "Keep the reports of Monitor")
     assert keep["condition"] == "succeededOrFailed()" and keep["inputs"]["artifact"] == "mlci-reports-monitor"
     local = {s["stage"]: s for s in azure_doc(every, MONITOR_COMBOS[0])["stages"]}["monitor"]["jobs"][0]
@@ -468,7 +475,7 @@ def test_a_new_project_explains_the_schedule_and_leaves_it_off(tmp_path: Path) -
     text = config_text(combo_answers("github", ("local", "vendored", "no-retrain")))
     assert project_from_text(text, tmp_path).config.monitor.schedule is None
     block = text[text.index("# Monitoring of the served model") :]
-    assert "URL DuckDB reads" in block and "#   schedule:" in block
+    assert "a volume the runner mounts" in block and "#   schedule:" in block
     # Uncommenting the block is all it takes.
     enabled = text.replace("# monitor:", "monitor:").replace("#   ", "  ")
     config = project_from_text(enabled, tmp_path).config

@@ -417,7 +417,7 @@ def parse_signal_rule(text: str) -> SignalRule:
 
 @dataclass(frozen=True)
 class MonitorLogSection:
-    enabled: bool = field("mlci serve and the local deploy log every request to monitor.inference.", True)
+    enabled: bool = field("mlci serve logs every request to monitor.inference (the deploy smoke test is not traffic: never logged).", True)
     queue_rows: int = field(
         "Rows the logging queue holds before it drops new ones (counted, never blocking a prediction).",
         100000,
@@ -469,7 +469,7 @@ class MonitorRetrainSection:
 class MonitorSection:
     inference: str = field(
         "Inference table: the folder mlci serve logs requests to (Parquet, one folder per day), relative to the "
-        "project root, or any path or URL DuckDB reads.",
+        "project root, or an absolute path (a volume a scheduled CI job mounts).",
         ".mlci/inference",
     )
     labels: str = field(
@@ -714,11 +714,19 @@ def _check_monitor(project: Project) -> None:
             f"evaluate_last_windows ({retrain.evaluate_last_windows}); lower it or look at more windows",
         )
     for key in ("inference", "labels", "output"):
-        rel = getattr(monitor, key)
-        if "://" in rel:
-            continue  # a URL DuckDB reads (s3://, https://)
-        if Path(rel).is_absolute() or ".." in Path(rel).parts:
-            raise project.error(f"monitor.{key}", f"'{rel}' must be a path inside the project, relative to mlci.yaml")
+        given = getattr(monitor, key)
+        if "://" in given:
+            raise project.error(
+                f"monitor.{key}",
+                f"monitor.{key}: '{given}' is a URL; mlci reads folders only: sync it to the machine first "
+                "(a CI step) and give that folder",
+            )
+        # Absolute: a volume the CI runner mounts; relative: inside the project, never above it.
+        if not Path(given).is_absolute() and ".." in Path(given).parts:
+            raise project.error(
+                f"monitor.{key}",
+                f"monitor.{key}: '{given}' leaves the project; give a folder inside it or an absolute path",
+            )
 
 
 # ---------------------------------------------------------------- JSON Schema

@@ -305,7 +305,7 @@ def main() -> None:
     if "mlci" in tools and not registered(project)[3]:
         print(
             "mlci: skipped: the registered version carries no monitor baseline (tag mlci.monitor.baseline); "
-            "this mlci's register does not write one yet",
+            f"this mlci's register does not write one, or {work} was made by one that did not (delete it)",
             flush=True,
         )
         tools.remove("mlci")

@@ -31,6 +31,7 @@ class Endpoint:
     url: str
     ready_seconds: float
     thread: threading.Thread | None = None
+    stopped: threading.Event | None = None  # set once the server thread has returned
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -232,15 +233,28 @@ def serve_in_thread(
         sock.close()
         raise
     server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="mlci-serve", daemon=True)
+    # The end of the server is told by an Event, not by Thread.join/is_alive: on Python 3.11 a
+    # Ctrl-C landing in join() marks the still running thread stopped (threading's bpo-45274
+    # branch releases the lock the live thread holds), so the socket was closed under a server
+    # still shutting down (a ValueError traceback) and the inference log closed before the last
+    # requests had been answered.
+    stopped = threading.Event()
+
+    def run() -> None:
+        try:
+            server.run(sockets=[sock])
+        finally:
+            stopped.set()
+
+    thread = threading.Thread(target=run, name="mlci-serve", daemon=True)
     thread.start()
     url = _url(sock)
     try:
         ready = wait_ready(url, ready_timeout, thread)
-        yield Endpoint(url=url, ready_seconds=ready, thread=thread)
+        yield Endpoint(url=url, ready_seconds=ready, thread=thread, stopped=stopped)
     finally:
         server.should_exit = True
-        thread.join(timeout=10)
+        stopped.wait(timeout=10)
         sock.close()
 
 
@@ -258,9 +272,9 @@ def serve_until_interrupted(
     Ctrl-C (or SIGTERM), or until the server stops by itself (an InfraError)."""
     with serve_in_thread(model_path, host, port, ready_timeout, probabilities, log_level, inference_log) as endpoint:
         announce(endpoint)
-        assert endpoint.thread is not None
-        while endpoint.thread.is_alive():
-            endpoint.thread.join(timeout=0.5)
+        assert endpoint.stopped is not None
+        while not endpoint.stopped.wait(timeout=0.5):
+            pass
     raise InfraError(f"the model server at {endpoint.url} stopped")
 
 

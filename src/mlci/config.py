@@ -417,7 +417,9 @@ def parse_signal_rule(text: str) -> SignalRule:
 
 @dataclass(frozen=True)
 class MonitorLogSection:
-    enabled: bool = field("mlci serve logs every request to monitor.inference (the deploy smoke test is not traffic: never logged).", True)
+    enabled: bool = field(
+        "mlci serve logs every request to monitor.inference (the deploy smoke test is not traffic: never logged).", True
+    )
     queue_rows: int = field(
         "Rows the logging queue holds before it drops new ones (counted, never blocking a prediction).",
         100000,

@@ -166,3 +166,14 @@ def test_the_training_data_against_its_own_baseline_drifts_by_zero() -> None:
         assert drift.psi(col.counts, again.columns[name].counts) == 0.0
     assert profile.columns["k"].kind == "categorical" and profile.columns["x"].kind == "numeric"
     assert summary["c"]["distinct_count"] == 2 and summary["x"]["data_type"] == "double"
+
+
+def test_a_version_deleted_from_the_registry_has_no_baseline_and_says_so(
+    registered: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its logged rows are still profiled: one warning line, not an infrastructure error."""
+    name = load_project(registered).config.model_name
+    assert bl.load_for_version(client_for(registered), name, "999") is None
+    assert capsys.readouterr().err == (
+        f"monitor: models:/{name}/999 is not in the registry (deleted?); its rows are profiled without a baseline\n"
+    )

@@ -311,7 +311,9 @@ def test_a_retrain_within_the_cooldown_holds_and_says_until_when(tmp_path: Path)
 # ---------------------------------------------------------------- Databricks-shaped rows
 
 
-def databricks_rows(drifts: list[float], *, nan_accuracy: bool = False) -> tuple[list[dict[str, Any]], ...]:
+def databricks_rows(
+    drifts: list[float], *, nan_accuracy: bool = False, labelled: int = 600
+) -> tuple[list[dict[str, Any]], ...]:
     """Rows as Spark's Row.asDict(True) gives Lakehouse Monitoring's tables: naive UTC
     timestamps, NaN for missing figures, no performance table, drift rows for every column."""
     profile, drift = [], []
@@ -322,6 +324,10 @@ def databricks_rows(drifts: list[float], *, nan_accuracy: bool = False) -> tuple
         accuracy = math.nan if nan_accuracy else 0.9
         profile.append(
             {**common, "column_name": ":table", "log_type": "INPUT", "count": 800, "accuracy_score": accuracy}
+        )
+        # The label column's profile: how many of the window's 800 rows are labelled.
+        profile.append(
+            {**common, "column_name": "label", "log_type": "INPUT", "count": 800, "num_nulls": 800 - labelled}
         )
         for column, data_type, stat in (("x1", "double", value), ("x2", "bigint", 0.01), ("city", "string", 0.0)):
             drift.append(
@@ -363,8 +369,20 @@ def test_databricks_tables_give_drift_signals_from_the_drift_rows(tmp_path: Path
     assert share.fires and decision.decision == "retrain"
     # A classifier's prediction is categorical: its JS distance, not its PSI.
     assert [v for _, v, _ in prediction.windows] == [0.3] * 4 and prediction.fires
-    assert [v for _, v, _ in accuracy.windows] == [0.9] * 4  # no label_count: the table's count stands in
+    assert [v for _, v, _ in accuracy.windows] == [0.9] * 4  # 600 labelled: the label column's non-nulls
     assert accuracy.windows[0][0] == "2026-11-01T00:00:00+00:00"  # naive timestamps taken as UTC
+
+
+def test_databricks_realised_metrics_need_their_labels_too(tmp_path: Path) -> None:
+    """No performance table on Databricks: a window of 800 requests with 3 labels is no
+    evidence for a realised metric (the guard MLOps Stacks' retrain check lacks)."""
+    proj = project(tmp_path, "accuracy_score >= 0.95")
+    profile, drift, performance = databricks_rows([0.0, 0.0, 0.0], labelled=3)
+    decision = check.decide_from_rows(
+        profile, drift, performance, project=proj, baseline=None, model_id="demo@1", now=NOW, last_retrain=None
+    )
+    assert decision.decision == "insufficient_data"
+    assert {verdict for _, _, verdict in decision.signals[0].windows} == {"too few rows"}  # 3 labelled rows
 
 
 def test_databricks_nan_figures_are_no_value(tmp_path: Path) -> None:

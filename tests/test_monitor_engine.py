@@ -255,6 +255,10 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path, world: dict[str, Any]) -
     ms.write_inference(frame, tmp_path / "inference")
     with pytest.raises(UsageError, match=r"monitor\.slices names 'region', not a column of the inference table"):
         engine.compute(project, lambda model_id: world["baseline"], now=ms.DAY0 + timedelta(days=2))
+    project = ms.write_project(tmp_path, "  drift:\n    columns: [x1, x_2]")
+    with pytest.raises(ConfigError, match=r"mlci.yaml:\d+: monitor.drift.columns names 'x_2', not a feature of"):
+        engine.compute(project, lambda model_id: world["baseline"], now=ms.DAY0 + timedelta(days=2))
+    assert not (tmp_path / "monitor" / "state.json").exists()  # nothing half-written
     project = ms.write_project(tmp_path)
     for path in (tmp_path / "inference").rglob("*.parquet"):
         pq.write_table(pq.read_table(path).drop(["model_id"]), path)
@@ -441,3 +445,22 @@ def test_a_deleted_or_damaged_table_is_computed_again_in_full(tmp_path: Path, wo
         )
         assert summary.windows_computed == 3
         ms.same(tables(tmp_path), before)
+
+
+def test_a_corrected_label_of_a_several_row_request_recomputes_its_window(
+    tmp_path: Path, world: dict[str, Any]
+) -> None:
+    """Every row of a several-row request shares its id and label: a label corrected there must
+    change the window's label fingerprint (an xor of equal terms would cancel to the same one)."""
+    project = ms.write_project(tmp_path)
+    frame = ms.requests(world["model"], ms.Scenario(days=1, rows_per_day=100, covariate_from=None))
+    frame["request_id"] = [f"req-{i // 2}" for i in range(len(frame))]  # two rows per request
+    ms.write_inference(frame, tmp_path / "inference")
+    (tmp_path / "labels").mkdir()
+    labels = frame.drop_duplicates("request_id")[["request_id", "_label"]].rename(columns={"_label": "label"})
+    labels.to_csv(tmp_path / "labels" / "labels.csv", index=False)
+    now = ms.DAY0 + timedelta(days=1, hours=1)
+    assert engine.compute(project, lambda m: world["baseline"], now=now).windows_computed == 1
+    labels.loc[labels.index[0], "label"] = 1 - int(labels["label"].iloc[0])
+    labels.to_csv(tmp_path / "labels" / "labels.csv", index=False)
+    assert engine.compute(project, lambda m: world["baseline"], now=now).windows_computed == 1

@@ -63,10 +63,26 @@ def test_small_windows_are_no_evidence_either_way() -> None:
     assert decide({"roc_auc": (AUC, no_labels)}, RULE, now=now_after(no_labels)).decision == "insufficient_data"
 
 
-def test_a_small_latest_window_cannot_fire_but_the_rest_is_evidence_to_hold() -> None:
-    auc = [*windows(0.7, 0.7), Window(T0 + 2 * DAY, 10, 0.5)]
-    decision = decide({"roc_auc": (AUC, auc)}, RULE, now=now_after(auc))
-    assert decision.decision == "hold" and decision.signals[0].violating == 2
+def test_newer_windows_without_evidence_neither_count_nor_hide_the_ones_before() -> None:
+    """Labels that arrive later than a window: the newest windows have no realised figure yet.
+    The rule reads back from the newest window that is evidence, and shows the pending ones."""
+    delayed = windows(0.5, 0.5, 0.5, 0.5, None)
+    decision = decide({"accuracy": (AUC, delayed)}, RULE, now=now_after(delayed))
+    assert decision.decision == "retrain" and decision.signals[0].violating == 4
+    assert decision.signals[0].windows[-1][2] == "no value"
+    small_latest = [*windows(0.7, 0.7), Window(T0 + 2 * DAY, 10, 0.5)]
+    assert decide({"roc_auc": (AUC, small_latest)}, RULE, now=now_after(small_latest)).decision == "retrain"
+    # Only evidence counts toward the n windows: five pending windows do not push the four out.
+    long_delay = windows(0.5, 0.5, 0.9, 0.5, None, None, None, None, None)
+    assert evaluate("accuracy", long_delay, AUC, RULE).violating == 3
+
+
+def test_inside_the_cooldown_a_version_without_windows_yet_holds() -> None:
+    """Right after a retrain the new version has no evidence: hold, not insufficient_data."""
+    empty = windows(None, None)
+    now = now_after(empty)
+    assert decide({"auc": (AUC, empty)}, RULE, now=now, last_retrain=now - DAY).decision == "hold"
+    assert decide({"auc": (AUC, empty)}, RULE, now=now, last_retrain=now - 4 * DAY).decision == "insufficient_data"
 
 
 def test_the_cooldown_holds_a_retrain_once_and_then_lets_it_through() -> None:
@@ -107,7 +123,8 @@ figures = st.lists(st.one_of(st.none(), st.floats(0, 1)), min_size=1, max_size=8
 def test_the_decision_follows_the_rule_for_any_windows(values: list[float | None], rows: list[int]) -> None:
     ws = [Window(T0 + i * DAY, rows[i], v) for i, v in enumerate(values)]
     decision: Decision = decide({"roc_auc": (AUC, ws)}, RULE, now=now_after(ws))
-    recent = ws[-RULE.evaluate_last_windows :]
+    evidence = [i for i, w in enumerate(ws) if w.rows >= RULE.min_rows_per_window and w.value is not None]
+    recent = ws[: evidence[-1] + 1][-RULE.evaluate_last_windows :] if evidence else []
     counted = [w for w in recent if w.rows >= RULE.min_rows_per_window and w.value is not None]
     violated = [w for w in counted if w.value is not None and w.value < AUC.value]
     latest_violated = bool(recent) and recent[-1] in violated

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -432,6 +433,15 @@ def load_for_version(client: MlflowClient, model_name: str, version: str) -> Bas
     try:
         found = client.get_model_version(model_name, str(version))
     except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            # A version deleted since it served (or a registry that no longer holds it): its
+            # logged rows are still profiled, only without a reference to drift from.
+            print(
+                f"monitor: {where} is not in the registry (deleted?); its rows are profiled without a baseline",
+                file=sys.stderr,
+                flush=True,
+            )
+            return None
         raise InfraError(f"cannot read {where} from the registry: {first_line(exc)}") from None
     artifact = (found.tags or {}).get(BASELINE_TAG)
     if not artifact:

@@ -41,6 +41,7 @@ PROFILE_TABLE = "profile_metrics.parquet"
 DRIFT_TABLE = "drift_metrics.parquet"
 PERFORMANCE_TABLE = "performance_metrics.parquet"
 TABLE_COLUMN = ":table"  # Databricks' column_name of the table-level rows
+LABEL_COLUMN = "label"  # the inference table's label column (Databricks: the monitor's label_col)
 
 # Realised model quality, on the profile table's `:table` rows (Databricks' names).
 QUALITY_SIGNALS = frozenset(
@@ -221,9 +222,14 @@ class MetricView:
             )
 
         self.table: dict[datetime, Row] = {}
+        self.label: dict[datetime, Row] = {}  # the label column's profile rows (Databricks' tables)
         for row in rows.profile:
-            if chosen(row) and row.get("column_name") == TABLE_COLUMN and row.get("log_type", "INPUT") == "INPUT":
+            if not chosen(row) or row.get("log_type", "INPUT") != "INPUT":
+                continue
+            if row.get("column_name") == TABLE_COLUMN:
                 self.table[_start(row)] = row
+            elif row.get("column_name") == LABEL_COLUMN:
+                self.label[_start(row)] = row
         self.performance: dict[datetime, Row] = {_start(row): row for row in rows.performance if chosen(row)}
         self.drift: dict[datetime, dict[str, Row]] = {}
         for row in rows.drift:
@@ -241,14 +247,24 @@ class MetricView:
         return 0
 
     def labelled(self, start: datetime) -> int:
-        """The labelled rows; without a performance row (Databricks) the table's count stands in."""
+        """The labelled rows: the performance row's label_count, else (Databricks' tables, which
+        have none) the label column's non-null count; no label column: none are known labelled."""
         row = self.performance.get(start)
         count = number(row.get("label_count")) if row is not None else None
-        return int(count) if count is not None else self.rows(start)
+        if count is not None:
+            return int(count)
+        label = self.label.get(start)
+        total, nulls = (number(label.get("count")), number(label.get("num_nulls"))) if label else (None, None)
+        if total is None:
+            return 0
+        return max(int(total) - int(nulls or 0), 0)
 
     def coverage(self, start: datetime) -> float | None:
         row = self.performance.get(start)
-        return number(row.get("label_coverage")) if row is not None else None
+        if row is not None:
+            return number(row.get("label_coverage"))
+        rows = self.rows(start)
+        return self.labelled(start) / rows if rows else None
 
     def value(self, signal: str, start: datetime) -> float | None:
         if signal in QUALITY_SIGNALS:

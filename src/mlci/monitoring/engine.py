@@ -935,7 +935,10 @@ def compute(
             summary = conn.query(
                 f"SELECT CAST(__window AS {d.text_type}) AS __w, {d.ident('model_id')} AS __model, count(*) AS __rows, "
                 "count(__label_text) AS __labelled, "
-                "CAST(bit_xor(CASE WHEN __label_text IS NOT NULL "
+                # A sum, not an xor, of the labelled rows' hashes: every row of a several-row
+                # request shares one id and label, and an even number of equal terms xor to 0, so
+                # a corrected label on a two-row request would leave the window looking unchanged.
+                "CAST(sum(CASE WHEN __label_text IS NOT NULL "
                 f"THEN hash({d.ident('request_id')}, __label_text) END) "
                 f"AS {d.text_type}) AS __labels FROM __mlci_scored "
                 f"WHERE __window < {sql.timestamp_literal(open_start)}{lower} AND {d.ident('model_id')} IS NOT NULL "
@@ -1147,6 +1150,14 @@ def _rows_of(
     granularity = cfg.granularity
     task = project.config.train.task
     by_key = {(g.start, g.slice_key, g.slice_value): g for g in groups}
+    if cfg.drift.columns and baseline is not None:
+        unknown = sorted(set(cfg.drift.columns) - set(baseline.features))
+        if unknown:  # else drifted_columns_share would have no column and never fire
+            raise project.error(
+                "monitor.drift.columns",
+                f"monitor.drift.columns names {', '.join(repr(c) for c in unknown)}, not a feature of {model_id} "
+                f"({', '.join(sorted(baseline.features))}); fix the name or drop the key to monitor every feature",
+            )
     monitored = set(cfg.drift.columns or (baseline.features if baseline else []))
     for group in sorted(groups, key=lambda g: (g.start, g.slice_key or "", g.slice_value or "")):
         if group.start not in todo:

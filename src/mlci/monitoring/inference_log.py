@@ -35,6 +35,10 @@ RESERVED_COLUMNS = ("request_id", "timestamp", "model_id", "prediction")
 PROBABILITY_PREFIX = "probability_"
 
 
+# Seconds the server's shutdown waits for the log writer to write what is queued.
+CLOSE_TIMEOUT = 60.0
+
+
 @dataclass(frozen=True)
 class Request:
     """What the server knows of the request a prediction answers."""
@@ -146,7 +150,17 @@ class InferenceLogger:
             self._stopping = True
             self._condition.notify()
         if self._thread is not None:
-            self._thread.join()
+            # Bounded: a stuck disk or a hanging predict_proba must not hang the server's exit.
+            self._thread.join(timeout=CLOSE_TIMEOUT)
+            if self._thread.is_alive():
+                with self._condition:
+                    self._drop_locked(
+                        self._pending_rows,
+                        "shutdown",
+                        f"the log writer did not finish within {CLOSE_TIMEOUT:g}s of the server stopping",
+                    )
+                    self._pending.clear()
+                    self._pending_rows = 0
         else:  # never started (the model did not load): what was queued cannot be written
             with self._condition:
                 self._drop_locked(self._pending_rows, "closed", "the server stopped before the log started")

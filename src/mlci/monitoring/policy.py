@@ -3,9 +3,9 @@
 A signal is one figure per closed window (a drift statistic, a realised or estimated metric,
 the gap between the two), with the direction that is bad: `max` (the figure must stay at or
 below the threshold: drift, error) or `min` (at or above it: accuracy, AUC). The rule looks
-at the last `evaluate_last_windows` windows of each signal and asks for retrain when, for any
-signal, at least `min_violating_windows` of them violate it (and, with
-`require_latest_window`, the newest among them). A window with fewer than
+at the last `evaluate_last_windows` windows of each signal (counted back from its newest window
+that is evidence) and asks for retrain when, for any signal, at least `min_violating_windows`
+of them violate it (and, with `require_latest_window`, the newest among them). A window with fewer than
 `min_rows_per_window` rows, or no figure, neither violates nor passes: it is not evidence.
 When no signal has enough evidence to say either way the decision is `insufficient_data`,
 and within `cooldown` of the last retrain it is `hold` whatever the figures say, so one
@@ -99,16 +99,23 @@ def _judge(window: Window, threshold: Threshold, rule: RetrainRule) -> str:
 
 
 def evaluate(name: str, windows: Sequence[Window], threshold: Threshold, rule: RetrainRule) -> SignalVerdict:
-    """One signal over its last `rule.evaluate_last_windows` windows (newest last)."""
-    recent = sorted(windows, key=lambda w: w.start)[-rule.evaluate_last_windows :]
-    judged = [(w, _judge(w, threshold, rule)) for w in recent]
+    """One signal over its last `rule.evaluate_last_windows` windows (newest last), counted back
+    from its newest window that is evidence. Newer windows without evidence (labels that have
+    not arrived yet, a day of little traffic) are reported but neither count nor hide what the
+    windows before them show: a realised metric whose labels take longer than a window to arrive
+    would otherwise never have a violated newest window, and could never fire."""
+    ordered = sorted(windows, key=lambda w: w.start)
+    judged_all = [(w, _judge(w, threshold, rule)) for w in ordered]
+    last_evidence = max((i for i, (_, v) in enumerate(judged_all) if v in ("violated", "ok")), default=-1)
+    pending = judged_all[last_evidence + 1 :]  # newer than any evidence: shown, not counted
+    judged = judged_all[: last_evidence + 1][-rule.evaluate_last_windows :]
     violating = sum(1 for _, verdict in judged if verdict == "violated")
     evidence = sum(1 for _, verdict in judged if verdict in ("violated", "ok"))
     latest_ok = not rule.require_latest_window or (bool(judged) and judged[-1][1] == "violated")
     return SignalVerdict(
         name=name,
         threshold=str(threshold),
-        windows=tuple((w.start.isoformat(), w.value, verdict) for w, verdict in judged),
+        windows=tuple((w.start.isoformat(), w.value, verdict) for w, verdict in (*judged, *pending)),
         violating=violating,
         evidence=evidence,
         fires=violating >= rule.min_violating_windows and latest_ok,
@@ -142,6 +149,10 @@ def decide(
     # Enough evidence to hold: some signal had as many countable windows as it would need to fire.
     if any(v.evidence >= rule.min_violating_windows for v in verdicts):
         return Decision("hold", "no signal violated its threshold often enough", verdicts, until)
+    if cooling:
+        # Right after a retrain the new version has no windows yet: that is expected, not a
+        # monitor that cannot decide (which would fail the scheduled pipeline for days).
+        return Decision("hold", "a retrain ran within the cooldown; its version has no evidence yet", verdicts, until)
     return Decision(
         "insufficient_data",
         f"no signal has {rule.min_violating_windows} window(s) of at least {rule.min_rows_per_window} rows "

@@ -325,34 +325,27 @@ class DataTestSection:
 
 # The signals a retrain rule may name, per task (mlci.monitoring reads each per window from
 # the metric tables; the quality metrics carry Databricks Lakehouse Monitoring's names).
+# Realised model quality, read from the profile table's `:table` rows.
+CLASSIFICATION_QUALITY = ("accuracy_score", "precision", "recall", "f1_score", "roc_auc", "log_loss")
+REGRESSION_QUALITY = (
+    "mean_squared_error",
+    "root_mean_squared_error",
+    "mean_average_error",  # sic: Databricks' name
+    "mean_absolute_percentage_error",
+    "r2_score",
+)
+# Figures of mlci's performance table, whatever the task.
+WINDOW_SIGNALS = ("label_coverage", "drifted_columns_share", "prediction_drift", "contract_failures")
 CLASSIFICATION_SIGNALS = (
-    "accuracy_score",
-    "precision",
-    "recall",
-    "f1_score",
-    "roc_auc",
-    "log_loss",
+    *CLASSIFICATION_QUALITY,
     "estimated_accuracy_score",
     "estimated_precision",
     "estimated_recall",
     "estimated_f1_score",
     "estimation_gap",
-    "label_coverage",
-    "drifted_columns_share",
-    "prediction_drift",
-    "contract_failures",
+    *WINDOW_SIGNALS,
 )
-REGRESSION_SIGNALS = (
-    "mean_squared_error",
-    "root_mean_squared_error",
-    "mean_average_error",
-    "mean_absolute_percentage_error",
-    "r2_score",
-    "label_coverage",
-    "drifted_columns_share",
-    "prediction_drift",
-    "contract_failures",
-)
+REGRESSION_SIGNALS = (*REGRESSION_QUALITY, *WINDOW_SIGNALS)
 DEFAULT_CLASSIFICATION_RULES = (
     "accuracy_score >= baseline - 0.05",
     "estimated_accuracy_score >= baseline - 0.05",

@@ -394,6 +394,41 @@ def _monitor(
     )
 
 
+@dataclass(frozen=True)
+class Decided:
+    """A pipeline whose jobs run on one decision (`Job.when`, e.g. monitor's `retrain`), and how
+    a run of it is told apart from the other pipelines of a one-file provider (Azure, Jenkins):
+    its one schedule, or a manual run that asks for it."""
+
+    pipeline: Pipeline
+    when: Condition
+    schedule: str | None
+    manual: bool
+
+
+def decided_pipelines(pipelines: tuple[Pipeline, ...], provider: str) -> tuple[Decided, ...]:
+    """The pipelines whose jobs run on one decision, every job but the deciding one conditioned;
+    a ValueError naming `provider` for a shape a one-file provider cannot tell apart."""
+    found = []
+    for p in pipelines:
+        conditions = {job.when for job in p.jobs if job.when is not None}
+        if not conditions:
+            continue
+        if len(conditions) != 1:
+            raise ValueError(f"pipeline {p.id}: {provider} renders one decision a pipeline's jobs run on")
+        when = next(iter(conditions))
+        undecided = [job.id for job in p.jobs if job.when is None and job.id != when.job]
+        if undecided:
+            raise ValueError(f"pipeline {p.id}: jobs {undecided} do not run on {when.job}'s decision")
+        crons = [t.cron for t in p.triggers if t.kind == "schedule"]
+        if len(crons) > 1 or any(t.kind not in ("schedule", "manual") for t in p.triggers):
+            raise ValueError(
+                f"pipeline {p.id}: {provider} tells a decided pipeline apart by one schedule or by hand only"
+            )
+        found.append(Decided(p, when, crons[0] if crons else None, any(t.kind == "manual" for t in p.triggers)))
+    return tuple(found)
+
+
 def as_rendered(pipeline: Pipeline, provider: str) -> Pipeline:
     """`pipeline` as a CI file of `provider` can show it: what its parse-back recovers.
 

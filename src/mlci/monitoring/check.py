@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mlci import fs
-from mlci.config import Project, SignalRule
+from mlci.config import CLASSIFICATION_QUALITY, REGRESSION_QUALITY, WINDOW_SIGNALS, Project, SignalRule
 from mlci.errors import ConfigError, UsageError, first_line
 from mlci.monitoring import policy
 
@@ -44,27 +44,11 @@ TABLE_COLUMN = ":table"  # Databricks' column_name of the table-level rows
 LABEL_COLUMN = "label"  # the inference table's label column (Databricks: the monitor's label_col)
 
 # Realised model quality, on the profile table's `:table` rows (Databricks' names).
-QUALITY_SIGNALS = frozenset(
-    {
-        "accuracy_score",
-        "precision",
-        "recall",
-        "f1_score",
-        "roc_auc",
-        "log_loss",
-        "mean_squared_error",
-        "root_mean_squared_error",
-        "mean_average_error",
-        "mean_absolute_percentage_error",
-        "r2_score",
-    }
-)
+QUALITY_SIGNALS = frozenset(CLASSIFICATION_QUALITY + REGRESSION_QUALITY)
 # Figures that rest on the labelled rows: their evidence is the window's label_count.
 LABELLED_SIGNALS = QUALITY_SIGNALS | {"estimation_gap"}
 # Signals the baseline has no figure for: a relative bound on one is meaningless.
-NO_BASELINE_FIGURE = frozenset(
-    {"estimation_gap", "label_coverage", "drifted_columns_share", "prediction_drift", "contract_failures"}
-)
+NO_BASELINE_FIGURE = frozenset({"estimation_gap", *WINDOW_SIGNALS})
 # Columns of an inference table that are no model input (a Databricks drift table has rows for them).
 _NOT_FEATURES = frozenset({TABLE_COLUMN, "prediction", "request_id", "timestamp", "model_id", "label"})
 _NUMERIC_TYPE = re.compile(r"int|long|short|byte|double|float|decimal|numeric|real", re.IGNORECASE)

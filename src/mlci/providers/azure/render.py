@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlci import pipeline as pipeline_model
 from mlci.errors import InfraError
-from mlci.pipeline import OIDC_TOKEN, READ_REPOSITORY, Condition, Job, Pipeline, TriggerKind
+from mlci.pipeline import OIDC_TOKEN, READ_REPOSITORY, Condition, Decided, Job, Pipeline, TriggerKind
 from mlci.providers.base import RenderContext
 from mlci.stage_specs import STAGES, Input, StageSpec
 from mlci.targets.base import EnvValue, Literal, Secret, Variable
@@ -123,42 +124,18 @@ class AzureStage:
     jobs: tuple[AzureJob, ...]
 
 
-@dataclass(frozen=True)
-class Decided:
-    """A pipeline whose jobs run on a decision (`Job.when`): how a run of it is told apart."""
-
-    pipeline: Pipeline
-    when: Condition
-    schedule: str | None  # its cron: the schedule whose displayName is the pipeline's id
-    manual: bool  # run by hand through the boolean runtime parameter named as the pipeline
-
-    @property
-    def parameter(self) -> str:
-        return self.pipeline.id
-
-
 def decided_pipelines(pipelines: tuple[Pipeline, ...]) -> tuple[Decided, ...]:
-    """The pipelines whose jobs run on one decision, each job but the deciding one conditioned."""
-    found = []
-    for p in pipelines:
-        conditions = {job.when for job in p.jobs if job.when is not None}
-        if not conditions:
-            continue
-        if len(conditions) != 1:
-            raise ValueError(
-                f"pipeline {p.id}: Azure renders one decision a pipeline's jobs run on, not {len(conditions)}"
-            )
-        when = next(iter(conditions))
-        undecided = [job.id for job in p.jobs if job.when is None and job.id != when.job]
-        if undecided:
-            raise ValueError(f"pipeline {p.id}: jobs {undecided} do not run on {when.job}'s decision")
-        crons = [t.cron for t in p.triggers if t.kind == "schedule"]
-        if len(crons) > 1 or any(t.kind not in ("schedule", "manual") for t in p.triggers):
-            raise ValueError(f"pipeline {p.id}: Azure tells a decided pipeline apart by one schedule or by hand only")
-        if not _NAME.fullmatch(p.id):
-            raise ValueError(f"pipeline id {p.id!r} is no Azure parameter name")
-        found.append(Decided(p, when, crons[0] if crons else None, any(t.kind == "manual" for t in p.triggers)))
-    return tuple(found)
+    """The model's decided pipelines; each one's id is also its runtime parameter's name."""
+    found = pipeline_model.decided_pipelines(pipelines, "Azure")
+    for decided in found:
+        if not _NAME.fullmatch(decided.pipeline.id):
+            raise ValueError(f"pipeline id {decided.pipeline.id!r} is no Azure parameter name")
+    return found
+
+
+def parameter(decided: Decided) -> str:
+    """The boolean runtime parameter a manual run of `decided` sets: the pipeline's id."""
+    return decided.pipeline.id
 
 
 def is_run_of(decided: Decided) -> str:
@@ -168,7 +145,7 @@ def is_run_of(decided: Decided) -> str:
     if decided.schedule is not None:
         parts.append(f"eq(variables['Build.CronSchedule.DisplayName'], '{decided.pipeline.id}')")
     if decided.manual:
-        parts.append(f"eq('${{{{ parameters.{decided.parameter} }}}}', 'true')")
+        parts.append(f"eq('${{{{ parameters.{parameter(decided)} }}}}', 'true')")
     return parts[0] if len(parts) == 1 else f"or({', '.join(parts)})"
 
 
@@ -451,7 +428,7 @@ def render(pipelines: tuple[Pipeline, ...], ctx: RenderContext, templates: Path)
         # (cron, displayName): a run tells the schedule that started it by Build.CronSchedule.DisplayName.
         schedules=[(t.cron, p.id) for p in pipelines for t in p.triggers if t.kind == "schedule"],
         decided_ids={d.pipeline.id for d in decided},
-        manual_parameters=[d.parameter for d in decided if d.manual],
+        manual_parameters=[parameter(d) for d in decided if d.manual],
         auto_cancel=checks.cancel_in_progress,
         batch=not checks.every_push,
         oidc=any(j.oidc_reason for s in stages for j in s.jobs),

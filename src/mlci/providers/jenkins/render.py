@@ -38,12 +38,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlci import pipeline as pipeline_model
 from mlci.config import ENVIRONMENTS, CISection, Config, DataSection, ProjectSection, TrackingSection, TrainSection
 from mlci.errors import ConfigError, InfraError
 from mlci.pipeline import (
     OIDC_TOKEN,
     READ_REPOSITORY,
     Condition,
+    Decided,
     Job,
     Pipeline,
     TriggerKind,
@@ -136,7 +138,7 @@ def run_of(decided: Decided) -> tuple[str, ...]:
     if decided.schedule is not None:
         parts.append((TIMER,))
     if decided.manual:
-        parts.append((*MANUAL[:-1], f"  expression {{ params.{decided.parameter} }}", "}"))
+        parts.append((*MANUAL[:-1], f"  expression {{ params.{parameter(decided)} }}", "}"))
     return _block("anyOf", parts)
 
 
@@ -156,18 +158,9 @@ def with_decision(condition: tuple[str, ...], when: Condition | None) -> tuple[s
     return ("allOf {", *(f"  {line}" for line in condition), f"  {clause}", "}")
 
 
-@dataclass(frozen=True)
-class Decided:
-    """A pipeline whose jobs run on a decision (`Job.when`): how a build of it is told apart."""
-
-    pipeline: Pipeline
-    when: Condition
-    schedule: str | None
-    manual: bool
-
-    @property
-    def parameter(self) -> str:
-        return parameter_name(self.pipeline.id)
+def parameter(decided: Decided) -> str:
+    """The boolean build parameter a manual build of `decided` sets."""
+    return parameter_name(decided.pipeline.id)
 
 
 def parameter_description(decided: Decided) -> str:
@@ -178,25 +171,15 @@ def parameter_description(decided: Decided) -> str:
 
 
 def decided_pipelines(pipelines: tuple[Pipeline, ...]) -> tuple[Decided, ...]:
-    """The pipelines whose jobs run on one decision, every job but the deciding one conditioned."""
-    found = []
-    for p in pipelines:
-        conditions = {job.when for job in p.jobs if job.when is not None}
-        if not conditions:
-            continue
-        if len(conditions) != 1:
-            raise ValueError(f"pipeline {p.id}: Jenkins renders one decision a pipeline's jobs run on")
-        when = next(iter(conditions))
-        undecided_jobs = [job.id for job in p.jobs if job.when is None and job.id != when.job]
-        if undecided_jobs or p.jobs[0].id != when.job or p.jobs[0].needs:
+    """The model's decided pipelines; Jenkins puts at most one in its file, decided by its first job."""
+    found = pipeline_model.decided_pipelines(pipelines, "Jenkins")
+    for decided in found:
+        p, when = decided.pipeline, decided.when
+        if p.jobs[0].id != when.job or p.jobs[0].needs:
             raise ValueError(f"pipeline {p.id}: its first job decides, needing nothing, and every other runs on it")
-        crons = [t.cron for t in p.triggers if t.kind == "schedule"]
-        if len(crons) > 1 or any(t.kind not in ("schedule", "manual") for t in p.triggers):
-            raise ValueError(f"pipeline {p.id}: Jenkins tells a decided pipeline apart by the schedule or by hand only")
-        found.append(Decided(p, when, crons[0] if crons else None, any(t.kind == "manual" for t in p.triggers)))
     if len(found) > 1:
         raise ValueError("Jenkins renders one pipeline run on a decision")
-    return tuple(found)
+    return found
 
 
 def undecided(job: Job) -> Job:
@@ -490,7 +473,7 @@ def layout(pipelines: tuple[Pipeline, ...]) -> Layout:
         abort_superseded=checks_pipeline.cancel_in_progress,
         handing_over=frozenset(h.job for j in jobs.values() for h in j.inputs_from),
         deciding=tuple(stage(j) for j in first),
-        parameters=tuple((d.parameter, parameter_description(d)) for d in decided if d.manual),
+        parameters=tuple((parameter(d), parameter_description(d)) for d in decided if d.manual),
         names=tuple(p.id for p in pipelines),
     )
 

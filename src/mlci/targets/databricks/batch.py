@@ -91,15 +91,7 @@ def ensure_job(project: Project, env: str, progress: Callable[[str], None]) -> d
         w.jobs.reset(job_id, settings)
         action = "reset"
     else:
-        created = w.jobs.create(
-            name=settings.name,
-            tasks=settings.tasks,
-            environments=settings.environments,
-            schedule=settings.schedule,
-            max_concurrent_runs=settings.max_concurrent_runs,
-            tags=settings.tags,
-        )
-        job_id = int(created.job_id)
+        job_id = jobs.create_job(w, settings)
         action = "created"
     batch = project.config.deploy.batch
     progress(f"deploy: batch job {settings.name} ({job_id}) {action}: scores {batch.input_table} with @{CHAMPION}")

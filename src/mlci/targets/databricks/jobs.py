@@ -47,6 +47,19 @@ def mlci_requirement(project: Project) -> str:
     return project.config.ci.mlci_install or f"mlci=={__version__}"
 
 
+def create_job(w: Any, settings: Any) -> int:
+    """Create a job from its settings (the batch and monitor-check jobs); its id."""
+    created = w.jobs.create(
+        name=settings.name,
+        tasks=settings.tasks,
+        environments=settings.environments,
+        schedule=settings.schedule,
+        max_concurrent_runs=settings.max_concurrent_runs,
+        tags=settings.tags,
+    )
+    return int(created.job_id)
+
+
 def build_wheel(project: Project, out_dir: Path) -> Path:
     """The project's wheel, built by its own build backend (pyproject's [build-system]): in a
     child process when the backend is importable here (no network, no isolation), else by

@@ -319,15 +319,7 @@ def ensure_check_job(w: Any, settings: Any, progress: Callable[[str], None]) -> 
     (job id, "created" | "reset" | "unchanged", what undoes it)."""
     existing = _job_by_name(w, settings.name)
     if existing is None:
-        created = w.jobs.create(
-            name=settings.name,
-            tasks=settings.tasks,
-            environments=settings.environments,
-            schedule=settings.schedule,
-            max_concurrent_runs=settings.max_concurrent_runs,
-            tags=settings.tags,
-        )
-        job_id = int(created.job_id)
+        job_id = jobs.create_job(w, settings)
 
         def delete() -> None:
             progress(f"deploy: deleting job {settings.name} ({job_id}), which this deploy created")

@@ -331,7 +331,7 @@ def main() -> None:
     evidently_drift = next((r["inner"]["windows"] for r in runs if r["tool"] == "evidently" and r["ok"]), None)
     previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     previous[str(args.rows)] = {
-        "args": vars(args),
+        "args": {k: v for k, v in vars(args).items() if k not in ("work", "cache")},  # no machine paths
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
         "data": facts,

@@ -189,3 +189,19 @@ def test_since_keeps_only_the_recent_windows(project: Path, github: dict[str, Pa
     assert run_cli("monitor", "check", "-C", str(project), "--now", LATER, "--since", "4d") == 0
     accuracy = next(s for s in decision(project)["signals"] if s["name"] == "accuracy_score")
     assert len(accuracy["windows"]) == 2 and accuracy["violating"] == 0
+
+
+def test_a_project_with_no_store_yet_is_told_to_run_first_and_gets_no_empty_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conftest import scaffold
+
+    assert scaffold("unwatched", tmp_path) == 0
+    project = tmp_path / "unwatched"
+    assert run_cli("monitor", "-C", str(project)) == 2  # run (no traffic: empty tables), then check
+    store = project / ".mlci" / "mlflow.db"
+    assert capsys.readouterr().err == (
+        f"mlci: error: no model to monitor: the MLflow store {store} does not exist yet; "
+        "run 'mlci run' (or mlci train, register and deploy) first\n"
+    )
+    assert not store.exists()  # MLflow never got to create an empty one

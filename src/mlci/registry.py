@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from mlci.config import ENVIRONMENTS
@@ -23,6 +24,17 @@ from mlci.errors import UsageError
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+
+
+def require_store(uri: str, command: str) -> None:
+    """A command that only reads the registry (serve, monitor) refuses a local sqlite store that
+    does not exist yet, before MLflow would create (and migrate) an empty database just to look."""
+    store = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if store is not None and not store.is_file():
+        raise UsageError(
+            f"no model to {command}: the MLflow store {store} does not exist yet; "
+            "run 'mlci run' (or mlci train, register and deploy) first"
+        )
 
 
 def verified_tag(env: str) -> str:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlci import console, targets
 from mlci.config import Project
 from mlci.errors import UsageError
+from mlci.registry import require_store
 from mlci.stages._result import load_project_for
 from mlci.targets.base import Target
 
@@ -27,13 +27,7 @@ def _serve(project: Project, target: Target, args: argparse.Namespace) -> int:
     target.require(project, "serve")
     name = project.config.model_name
     uri = target.tracking_uri(project, args.tracking_uri)
-    store = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
-    if store is not None and not store.is_file():
-        # Say so before MLflow would create (and migrate) an empty database just to look.
-        raise UsageError(
-            f"no model to serve: the MLflow store {store} does not exist yet; "
-            "run 'mlci run' (or mlci train, register and deploy) first"
-        )
+    require_store(uri, "serve")
     target.configure_mlflow(project, args.tracking_uri, writes=False, verbose=console.verbose())
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient

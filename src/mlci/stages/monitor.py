@@ -24,7 +24,7 @@ from mlci import console, targets
 from mlci.config import ENVIRONMENTS, Project
 from mlci.errors import CheckFailed, UsageError
 from mlci.monitoring import check, policy
-from mlci.registry import CHAMPION, alias_version
+from mlci.registry import CHAMPION, alias_version, require_store
 from mlci.stages._result import StageOptions, StageResult
 from mlci.targets.base import Target
 
@@ -62,6 +62,7 @@ class Registry:
     @property
     def client(self) -> Any:
         if self._client is None:
+            require_store(self.target.tracking_uri(self.project, self.override), "monitor")
             self.target.configure_mlflow(self.project, self.override, writes=False, verbose=console.verbose())
             from mlflow.tracking import MlflowClient
 

@@ -467,7 +467,8 @@ def decision_record(
 ) -> dict[str, Any]:
     """decision.json's content (SPEC14 "Decision")."""
     retrain = project.config.monitor.retrain
-    texts = {keyed.key: keyed.text for keyed in rules_of(project)}
+    rules = rules_of(project)
+    texts = {keyed.key: keyed.text for keyed in rules}
     return {
         "mlci_monitor_decision": DECISION_VERSION,
         "decision": decision.decision,
@@ -479,7 +480,7 @@ def decision_record(
         "last_retrain": utc(last_retrain).isoformat() if last_retrain is not None else None,
         "cooldown_until": decision.cooldown_until.isoformat() if decision.cooldown_until is not None else None,
         "rule": {
-            "signals": [keyed.text for keyed in rules_of(project)],
+            "signals": [keyed.text for keyed in rules],
             "evaluate_last_windows": retrain.evaluate_last_windows,
             "min_violating_windows": retrain.min_violating_windows,
             "require_latest_window": retrain.require_latest_window,
@@ -516,6 +517,11 @@ def write_decision(
     record = decision_record(
         project, decision, model_id=model_id, baseline_run_id=baseline_run_id, now=now, last_retrain=last_retrain
     )
+    return write_record(project, record, decision)
+
+
+def write_record(project: Project, record: Mapping[str, Any], decision: policy.Decision) -> Path:
+    """Write a decision_record() as decision.json and the decision's JUnit file; the JSON's path."""
     path = output_dir(project) / DECISION_FILE
     data = (json.dumps(record, indent=2, allow_nan=False) + "\n").encode("utf-8")
     fs.write_atomic(path, data, root=project.root)

@@ -180,12 +180,10 @@ def _monitor(
             last_retrain=last_retrain,
         )
         run_id = baseline.run_id if baseline is not None else None
-        path = check.write_decision(
-            project, decided, model_id=model_id, baseline_run_id=run_id, now=now, last_retrain=last_retrain
-        )
         record = check.decision_record(
             project, decided, model_id=model_id, baseline_run_id=run_id, now=now, last_retrain=last_retrain
         )
+        path = check.write_record(project, record, decided)  # the record built once, for the file and the report
         for verdict in decided.signals:
             console.say(
                 f"monitor check: {verdict.name} {verdict.threshold}: {verdict.violating} violating, "

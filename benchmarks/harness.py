@@ -132,6 +132,13 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def tree_memory_kb(pid: int) -> tuple[int, int]:
+    """(sum of VmRSS, largest VmHWM) in kB over ``pid`` and its descendants, now (0, 0 without procfs).
+    For a long-running process (a server) that ``measure`` cannot wrap: poll it from a thread."""
+    figures = [_proc_status_kb(p) for p in _tree(pid)]
+    return sum(rss for rss, _ in figures), max((hwm for _, hwm in figures), default=0)
+
+
 def _tree(pid: int) -> list[int]:
     pids, queue = [], [pid]
     while queue:
@@ -183,9 +190,8 @@ def measure(
                 if pid:
                     break
                 if procfs:
-                    figures = [_proc_status_kb(p) for p in _tree(proc.pid)]
-                    peak_sum_kb = max(peak_sum_kb, sum(rss for rss, _ in figures))
-                    peak_one_kb = max([peak_one_kb, *(hwm for _, hwm in figures)])
+                    tree_sum_kb, tree_hwm_kb = tree_memory_kb(proc.pid)
+                    peak_sum_kb, peak_one_kb = max(peak_sum_kb, tree_sum_kb), max(peak_one_kb, tree_hwm_kb)
                 if timeout is not None and time.perf_counter() - started > timeout:
                     _kill_tree(proc)
                     os.wait4(proc.pid, 0)
@@ -239,6 +245,7 @@ class _capture:
 
 
 Command = Sequence[str] | Callable[[], Sequence[str]]
+Directory = Path | Callable[[], Path] | None
 
 
 @dataclass
@@ -246,14 +253,15 @@ class Case:
     """One tool (or variant) to measure.
 
     ``command`` is an argv, or a function returning one per sample (e.g. a fresh output
-    directory each time). ``setup`` runs before every sample, untimed (e.g. reset a project).
+    directory each time); ``cwd`` likewise (a fresh project per sample). ``setup`` runs
+    before every sample, untimed (e.g. reset a project).
     ``extract`` turns a sample into extra figures kept with it (e.g. the child's own timing,
     ``Sample.last_json``). ``params`` are labels the report can show (rows, engine ...).
     """
 
     name: str
     command: Command
-    cwd: Path | None = None
+    cwd: Directory = None
     env: Mapping[str, str] | None = None
     setup: Callable[[], None] | None = None
     extract: Callable[[Sample], Mapping[str, Any]] | None = None
@@ -263,6 +271,9 @@ class Case:
 
     def argv(self) -> list[str]:
         return list(self.command() if callable(self.command) else self.command)
+
+    def directory(self) -> Path | None:
+        return self.cwd() if callable(self.cwd) else self.cwd
 
 
 @dataclass
@@ -277,7 +288,7 @@ class Measured:
     def run_once(self, *, timed: bool) -> None:
         if self.case.setup is not None:
             self.case.setup()
-        sample = measure(self.case.argv(), cwd=self.case.cwd, env=self.case.env, timeout=self.case.timeout)
+        sample = measure(self.case.argv(), cwd=self.case.directory(), env=self.case.env, timeout=self.case.timeout)
         figures = dict(self.case.extract(sample)) if self.case.extract else {}
         if timed:
             self.samples.append(sample)

@@ -386,6 +386,8 @@ def machine(distributions: Iterable[str] = ("mlci",)) -> dict[str, Any]:
         "python": platform.python_version(),
         "commit": _git("rev-parse", "--short", "HEAD") + ("+uncommitted" if dirty else ""),
         "versions": versions,
+        # Start-up figures depend on it: without byte-compiled sources every import compiles.
+        "pythondontwritebytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE")),
     }
 
 

@@ -41,7 +41,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -161,11 +161,12 @@ def measure(
     timeout: float | None = None,
     poll_s: float = 0.01,
     check: bool = True,
+    ok_codes: Collection[int] = (0,),
 ) -> Sample:
     """Run ``command`` once as a fresh process (its own session) and measure its tree.
 
     stdout and stderr are captured to temporary files (no pipe can fill and stall the child).
-    ``check``: a non-zero exit raises SampleFailed with the last line of stderr.
+    ``check``: an exit code not in ``ok_codes`` raises SampleFailed with the last line of stderr.
     """
     procfs = Path("/proc/self/status").exists()
     load_before = loadavg()
@@ -224,7 +225,7 @@ def measure(
         stdout=stdout,
         stderr=stderr,
     )
-    if check and proc.returncode != 0:
+    if check and proc.returncode not in ok_codes:
         last = (stderr.strip().splitlines() or stdout.strip().splitlines() or ["no output"])[-1]
         raise SampleFailed(f"exit {proc.returncode}: {last[:300]}", sample)
     return sample
@@ -266,6 +267,7 @@ class Case:
     setup: Callable[[], None] | None = None
     extract: Callable[[Sample], Mapping[str, Any]] | None = None
     timeout: float | None = None
+    ok_codes: Collection[int] = (0,)  # e.g. (0, 1) for `mlci upgrade`, which exits 1 on a conflict
     group: str = ""
     params: Mapping[str, Any] = field(default_factory=dict)
 
@@ -288,7 +290,13 @@ class Measured:
     def run_once(self, *, timed: bool) -> None:
         if self.case.setup is not None:
             self.case.setup()
-        sample = measure(self.case.argv(), cwd=self.case.directory(), env=self.case.env, timeout=self.case.timeout)
+        sample = measure(
+            self.case.argv(),
+            cwd=self.case.directory(),
+            env=self.case.env,
+            timeout=self.case.timeout,
+            ok_codes=self.case.ok_codes,
+        )
         figures = dict(self.case.extract(sample)) if self.case.extract else {}
         if timed:
             self.samples.append(sample)

@@ -48,11 +48,16 @@ class ReportError(Exception):
 def load(name: str, results: Path) -> dict[str, Any]:
     path = results / f"{name}.json"
     if not path.is_file():
-        raise ReportError(f"{path.relative_to(HERE.parent)} not found: run python benchmarks/{name}.py")
+        raise ReportError(f"{shown(path)} not found: run python benchmarks/{name}.py")
     document = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(document, dict):
         raise ReportError(f"{path.name}: not a JSON object")
     return document
+
+
+def shown(path: Path) -> str:
+    """A path as the report prints it: relative to the repository when inside it."""
+    return path.relative_to(HERE.parent).as_posix() if path.is_relative_to(HERE.parent) else str(path)
 
 
 def seconds(value: float | None) -> str:
@@ -240,7 +245,7 @@ def render_marker(spec: str, results: Path) -> str:
         raise ReportError(f"results/{args['file']}.json has no {missing} for view {view!r}") from None
 
 
-def render(text: str, results: Path = RESULTS) -> tuple[str, list[str]]:
+def render(text: str, results: Path = RESULTS, name: str = "benchmarks/README.md") -> tuple[str, list[str]]:
     """(README text with every table re-rendered, the specs of the tables that changed)."""
     changed: list[str] = []
 
@@ -250,7 +255,7 @@ def render(text: str, results: Path = RESULTS) -> tuple[str, list[str]]:
             body = render_marker(spec, results) + "\n"
         except ReportError as error:
             line = text[: match.start()].count("\n") + 1
-            raise ReportError(f"benchmarks/README.md:{line}: <!-- report: {spec} -->: {error}") from None
+            raise ReportError(f"{name}:{line}: <!-- report: {spec} -->: {error}") from None
         if body != match.group("body"):
             changed.append(spec)
         return f"<!-- report: {spec} -->\n{body}<!-- /report -->"
@@ -266,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     text = args.readme.read_text(encoding="utf-8")
     try:
-        new, changed = render(text, args.results)
+        new, changed = render(text, args.results, shown(args.readme.resolve()))
     except ReportError as error:
         print(f"report: {error}", file=sys.stderr)
         return 2

@@ -33,7 +33,7 @@ from typing import Any
 
 from harness import Case, Measured, Sample, interleave, loadavg, results_document, write_results
 
-from mlci.stage_specs import NAMES as STAGES  # the stages `mlci run` runs, in its order: one list, not a copy
+from mlci.stage_specs import RUN_NAMES as STAGES  # the stages `mlci run` runs, in its order: one list, not a copy
 
 HERE = Path(__file__).resolve().parent
 DISTRIBUTIONS = ("mlci", "cookiecutter", "copier", "mlflow", "scikit-learn", "pandas", "ruff", "pytest")

@@ -6,11 +6,12 @@ untimed warm-up per case, and each sample records what the machine was doing aro
 
 Per sample (one fresh process, its whole tree):
 - wall: perf_counter around the child;
-- CPU: user + sys of the child and every descendant it waited for (``os.wait4``'s rusage);
+- CPU: user + sys of the child and every descendant it waited for (``os.wait4``'s rusage; a
+  daemon it left running is not counted, and is killed with the child's session after it);
 - peak RSS of the tree: /proc polled every ``poll_s`` (sum of the tree's VmRSS), raised to the
-  largest single process's VmHWM (the kernel's own high-water mark since exec), so a child
-  too short for the polling still reports its peak (a process that exits before the first
-  poll, well under 10 ms, reports 0). A sum of RSS counts shared pages once per process: an
+  largest single process's VmHWM (the kernel's own high-water mark since exec), so a peak
+  between two polls is not missed (a process that exits before the first poll, well under
+  10 ms, reports 0). A sum of RSS counts shared pages once per process: an
   upper bound of the tree's real footprint for forked workers. Not ``ru_maxrss``: on Linux a
   child's carries the parent's peak over fork+exec (measured: 511 MB for ``true`` under a
   500 MB parent);
@@ -23,6 +24,10 @@ Use::
     cases = [Case("mlci", ["mlci", "--version"]), Case("copier", ["copier", "--version"])]
     measured = interleave(cases, runs=10)
     write_results("startup", results_document("startup", measured, mode="full"))
+
+A child that times its own work (after its imports, say) prints one JSON line last and the
+case keeps it: ``Case("pandera", [sys.executable, __file__, "--child", "pandera"],
+extract=Sample.last_json, timeout=600)``; the figures land in the case's ``extra``.
 
 ``benchmarks/report.py`` renders the README's tables from the files written here.
 Linux (procfs) for the memory figures; elsewhere peak RSS falls back to ru_maxrss, which

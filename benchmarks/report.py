@@ -20,6 +20,7 @@ A marker names a view and its arguments (key=value, quoted when it holds spaces)
 - ``install file=install``: per-extra install time, packages and MB.
 - ``upgrade file=upgrade``: the upgrade outcomes (markers, exit codes, processes spawned).
 - ``serve file=serve_logging``: latency and throughput, logging off vs on.
+- ``profile file=pipeline``: where `mlci train`'s time goes (a full run only).
 
 Exit codes: 0 ok; 1 --check found a difference; 2 a marker or results file is unusable.
 """
@@ -41,6 +42,10 @@ RESULTS = HERE / "results"
 MARKER = re.compile(r"^<!-- report: (?P<spec>.+?) -->\n(?P<body>.*?)^<!-- /report -->$", re.M | re.S)
 
 
+# results file -> the command that writes it (default: benchmarks/<name>.py)
+PRODUCERS = {name: f"run.py --only {name}" for name in ("startup", "scaffold", "pipeline")}
+
+
 class ReportError(Exception):
     """A marker or results file that cannot be rendered: one line naming it and the fix."""
 
@@ -48,7 +53,7 @@ class ReportError(Exception):
 def load(name: str, results: Path) -> dict[str, Any]:
     path = results / f"{name}.json"
     if not path.is_file():
-        raise ReportError(f"{shown(path)} not found: run python benchmarks/{name}.py")
+        raise ReportError(f"{shown(path)} not found: run python benchmarks/{PRODUCERS.get(name, name + '.py')}")
     document = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(document, dict):
         raise ReportError(f"{path.name}: not a JSON object")
@@ -66,9 +71,19 @@ def seconds(value: float | None) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
-def spread_cell(spread: Mapping[str, Any] | None, fmt: Callable[[float | None], str] = seconds) -> str:
+def seconds_spread(spread: Mapping[str, Any]) -> str:
+    """'420 ms (270-530 ms)': one unit, chosen by the median."""
+    median, low, high = spread["median"], spread["min"], spread["max"]
+    if median < 1:
+        return f"{median * 1000:.0f} ms ({low * 1000:.0f}-{high * 1000:.0f} ms)"
+    return f"{median:.2f} s ({low:.2f}-{high:.2f} s)"
+
+
+def spread_cell(spread: Mapping[str, Any] | None, fmt: Callable[[float | None], str] | None = None) -> str:
     if not spread or spread.get("median") is None:
         return "-"
+    if fmt is None:
+        return seconds_spread(spread)
     return f"{fmt(spread['median'])} ({fmt(spread['min'])}-{fmt(spread['max'])})"
 
 
@@ -87,6 +102,11 @@ def selected(document: Mapping[str, Any], group: str | None) -> dict[str, Any]:
     return {k: v for k, v in cases.items() if group is None or v.get("group") == group}
 
 
+def load_cell(case: Mapping[str, Any]) -> str:
+    load1 = case["load1_before"]
+    return "-" if load1["median"] is None else f"{load1['min']:.1f}-{load1['max']:.1f}"
+
+
 def view_cases(document: Mapping[str, Any], args: Mapping[str, str]) -> str:
     cases = selected(document, args.get("group"))
     if not cases:
@@ -103,14 +123,13 @@ def view_cases(document: Mapping[str, Any], args: Mapping[str, str]) -> str:
     header.append("note")
     rows = []
     for name, case in cases.items():
-        load1 = case["load1_before"]
         row = [
             f"`{name}`" if args.get("code") == "yes" else name,
             str(case["n"]),
             spread_cell(case["wall_s"]),
             seconds(case["cpu_s"]["median"]),
             spread_cell(case["peak_rss_mb"], mb),
-            "-" if load1["median"] is None else f"{load1['min']:.1f}-{load1['max']:.1f}",
+            load_cell(case),
         ]
         row += [spread_cell(case.get("extra", {}).get(k)) for k in extras]
         if base_name:
@@ -168,15 +187,16 @@ def view_install(document: Mapping[str, Any], _args: Mapping[str, str]) -> str:
                 name,
                 str(case["n"]),
                 spread_cell(case["wall_s"]),
+                seconds(case["cpu_s"]["median"]),
                 str(info.get("packages", "-")),
                 mb(info.get("site_packages_mb")),
                 info.get("resolved_as", ""),
+                load_cell(case),
                 case.get("note") or "",
             ]
         )
-    return table(
-        ["install", "runs", "wall, median (range)", "packages", "MB installed", "what it installs", "note"], rows
-    )
+    header = ["install", "runs", "wall, median (range)", "CPU", "packages", "MB installed", "what it installs"]
+    return table([*header, "load (1 min)", "note"], rows)
 
 
 def view_upgrade(document: Mapping[str, Any], _args: Mapping[str, str]) -> str:
@@ -197,7 +217,13 @@ def view_upgrade(document: Mapping[str, Any], _args: Mapping[str, str]) -> str:
             ]
         )
     header = ["case", "runs", "wall, median (range)", "exit", "conflict markers", "user line kept", "new pin"]
-    return table([*header, "processes spawned (git)"], rows)
+    fleet = document["fleet"]
+    return (
+        table([*header, "processes spawned (git)"], rows)
+        + f"\n\nFleet: {fleet['repos']} repositories, `--jobs {fleet['jobs']}`: {seconds(fleet['wall_s'])} wall, "
+        f"{seconds(fleet['cpu_s'])} CPU, {fleet['peak_rss_mb']:.0f} MB peak RSS, exit {fleet['exit_code']} "
+        f"({', '.join(f'{k} {v}' for k, v in fleet['summary'].items())})."
+    )
 
 
 def view_serve(document: Mapping[str, Any], _args: Mapping[str, str]) -> str:
@@ -221,6 +247,27 @@ def view_serve(document: Mapping[str, Any], _args: Mapping[str, str]) -> str:
     return table([*header, "failures", "rows written / dropped", "load (1 min)"], rows)
 
 
+def view_profile(document: Mapping[str, Any], _args: Mapping[str, str]) -> str:
+    """Where `mlci train`'s time goes (full mode only: the profile is not run with --quick)."""
+    if "importtime_train" not in document:
+        return f"(not measured: a {document['mode']} run has no profile)"
+    imp, prof, store = document["importtime_train"], document["cprofile_train"], document["store_open"]
+    return "\n\n".join(
+        [
+            f"`python -X importtime -m mlci train` on a fresh project: {imp['wall_s']:.2f} s wall, "
+            f"{imp['all_imports_s']:.2f} s in imports; MLflow's first call on a new sqlite store "
+            f"{store['new_store_s']:.2f} s, on an existing one {store['existing_store_s']:.2f} s "
+            f"(median of {store['n']}).",
+            table(
+                ["package", "self", "cumulative"],
+                [[k, seconds(v["self_s"]), seconds(v["cumulative_s"])] for k, v in imp["packages"].items()],
+            ),
+            f"cProfile of `mlci train` ({prof['wall_s_under_profiler']:.2f} s under the profiler), cumulative:",
+            table(["where", "cumulative"], [[k, seconds(v)] for k, v in prof["cumulative_s"].items()]),
+        ]
+    )
+
+
 VIEWS: dict[str, Callable[[Mapping[str, Any], Mapping[str, str]], str]] = {
     "cases": view_cases,
     "machine": view_machine,
@@ -229,6 +276,7 @@ VIEWS: dict[str, Callable[[Mapping[str, Any], Mapping[str, str]], str]] = {
     "install": view_install,
     "upgrade": view_upgrade,
     "serve": view_serve,
+    "profile": view_profile,
 }
 
 

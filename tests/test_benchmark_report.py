@@ -53,3 +53,21 @@ def test_a_missing_results_file_names_the_readme_line_and_the_fix(
 def test_an_unknown_view_is_one_line() -> None:
     with pytest.raises(report.ReportError, match="unknown view 'tabel'"):
         report.render_marker("tabel file=startup", BENCHMARKS / "results")
+
+
+def test_install_measures_a_missing_extra_as_the_core_install_and_says_so(tmp_path: Path) -> None:
+    import zipfile
+
+    import install
+
+    wheel = tmp_path / "mlci-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(
+            "mlci-0.1.0.dist-info/METADATA",
+            "Metadata-Version: 2.3\nName: mlci\nVersion: 0.1.0\nProvides-Extra: data\nProvides-Extra: train\n",
+        )
+    declared = install.declared_extras(wheel)
+    assert declared == {"data", "train"}
+    assert install.requirement(wheel, "data", declared) == (f"mlci[data] @ {wheel.as_uri()}", "mlci[data]")
+    assert install.requirement(wheel, "all", declared) == (str(wheel), "mlci (core): this wheel has no [all] extra")
+    assert install.requirement(wheel, None, declared) == (str(wheel), "mlci (core)")

@@ -14,7 +14,8 @@ A marker names a view and its arguments (key=value, quoted when it holds spaces)
 - ``cases file=F [group=G] [vs=CASE] [extra=K,...]``: any harness results document (harness.py):
   one row per case: runs, wall median (range), CPU, peak RSS, 1-min load, ratio to ``vs``,
   the case's note; ``extra`` adds medians of figures the children reported themselves.
-- ``machine file=F``: the machine, commit, date, mode and load a document was measured with.
+- ``machine file=F``: the machine, commit, date, mode and load a document was measured with,
+  and the document's ``remarks`` (sentences the benchmark adds, e.g. what it could not measure).
 - ``stages file=pipeline``: `mlci run`'s per-stage medians (from .mlci/out/<stage>.json).
 - ``imports file=startup``: the modules each start-up path imports.
 - ``install file=install``: per-extra install time, packages and MB.
@@ -147,9 +148,11 @@ def view_machine(document: Mapping[str, Any], _args: Mapping[str, str]) -> str:
     loads = [f"{x:.2f}" for x in (start or [])[:1] + (end or [])[:1]]
     memory = f", {m['memory_mb'] / 1024:.0f} GiB RAM" if m.get("memory_mb") else ""
     return (
-        f"Measured {document['date'][:10]} ({document['mode']} mode, {document['runs']} runs interleaved), "
+        f"Measured {document['date'][:10]} ({document['mode']} mode, {document['runs']} "
+        f"{'run' if document['runs'] == 1 else 'runs'} a case, interleaved), "
         f"mlci at `{m['commit']}`; {m['nproc']} CPUs ({m['cpu'] or 'unknown model'}){memory}, {m['system']}, "
         f"Python {m['python']}; {versions}. Load average (1 min) at start and end: {' / '.join(loads) or '-'}."
+        + "".join(f" {remark}" for remark in document.get("remarks", []))
     )
 
 

@@ -422,7 +422,7 @@ def bench_pipeline(runs: int, mode: str, both_jobs: bool, profile: bool) -> dict
             if both_jobs:
                 variants.append(("--jobs 1", ["--jobs", "1"]))
         else:
-            note = "this mlci has no --jobs: its checks run one after another"
+            note = "This mlci's `mlci run` has no --jobs: its checks run one after another."
         cases = []
         for kind in ("cold", "warm"):
             for label, flags in variants:
@@ -452,7 +452,7 @@ def bench_pipeline(runs: int, mode: str, both_jobs: bool, profile: bool) -> dict
                     )
                 )
         measured: list[Measured] = interleave(cases, runs)
-        extra: dict[str, Any] = {"stages": list(STAGES), "jobs_note": note}
+        extra: dict[str, Any] = {"stages": list(STAGES), "remarks": [note] if note else []}
         if profile:
             extra["store_open"] = store_open(work, 3)
             extra["importtime_train"] = import_profile(fresh())

@@ -10,7 +10,7 @@ recorded, the server's CPU time (user+sys, from os.wait4) and its tree's peak RS
 benchmarks/harness.py's tree_memory_kb), and with logging on the server's own shutdown line
 (rows written, dropped).
 
-    python benchmarks/serve_logging.py [--runs 5] [--threads 4] [--requests 250] [--rows 1]
+    python benchmarks/serve_logging.py [--runs 5] [--threads 4] [--requests 250] [--rows 1] [--quick]
 
 Writes benchmarks/results/serve_logging.json with every run and each side's medians with
 ranges; benchmarks/report.py renders its table.
@@ -246,7 +246,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--requests", type=int, default=250, help="requests per thread per run")
     parser.add_argument("--rows", type=int, default=1, help="rows per request")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 pair of runs, 2 threads, 20 requests each")
     args = parser.parse_args()
+    if args.quick:
+        args.runs, args.threads, args.requests = 1, 2, 20
     load_at_start = loadavg()
     root = Path(tempfile.mkdtemp(prefix="mlci-bench-serve-"))
     try:
@@ -276,7 +279,7 @@ def main() -> None:
         {
             "schema": 1,
             "benchmark": "serve_logging",
-            "mode": "full",
+            "mode": "quick" if args.quick else "full",
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "runs": args.runs,
             "machine": machine(("mlci", "mlflow", "uvicorn", "pandas")),

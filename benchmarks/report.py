@@ -151,7 +151,8 @@ def view_machine(document: Mapping[str, Any], _args: Mapping[str, str]) -> str:
         f"Measured {document['date'][:10]} ({document['mode']} mode, {document['runs']} "
         f"{'run' if document['runs'] == 1 else 'runs'} a case, interleaved), "
         f"mlci at `{m['commit']}`; {m['nproc']} CPUs ({m['cpu'] or 'unknown model'}){memory}, {m['system']}, "
-        f"Python {m['python']}; {versions}. Load average (1 min) at start and end: {' / '.join(loads) or '-'}."
+        f"Python {m['python']}{', PYTHONDONTWRITEBYTECODE=1' if m.get('pythondontwritebytecode') else ''}; "
+        f"{versions}. Load average (1 min) at start and end: {' / '.join(loads) or '-'}."
         + "".join(f" {remark}" for remark in document.get("remarks", []))
     )
 

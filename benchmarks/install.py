@@ -10,8 +10,9 @@ only the job's packages, which resolves no slower). Cases, interleaved run by ru
 
 - lint: the core install (`mlci`, what `mlci lint` needs), data, unit-test, train: the
   per-stage extras of issue 15;
-- full: what every job installs today (`mlci[all]` once the extras exist; on a checkout
-  without per-stage extras, the core install *is* the full install).
+- full: `mlci[all]` once the extras exist (what `mlci run` needs on a laptop, the nearest to
+  what every job installs today); on a checkout without per-stage extras the core install
+  *is* the full install.
 
 An extra the wheel does not declare is measured as the core install and says so (uv ignores
 unknown extras): on main before issue 15's extras every case is the full install. The
@@ -20,9 +21,12 @@ packages and MB of each install are counted once, after the samples.
     python benchmarks/install.py                 # 3 runs, cold and warm, every extra
     python benchmarks/install.py --quick         # 1 run, warm, plus lint cold (no warm-up)
     python benchmarks/install.py --extras lint data --kinds warm
+    python benchmarks/install.py --source ../main --name install-main   # the baseline
 
-Writes benchmarks/results/install.json. Needs uv (the one next to this interpreter, or on
-PATH) and, for cold samples, the registry.
+Writes benchmarks/results/install.json. ``--source``: the checkout whose wheel is installed
+(default: this one) with its requirements/constraints.txt; ``--name``: the results file, e.g.
+install-main for what every job installs before issue 15's extras. Needs uv (the one next to
+this interpreter, or on PATH) and, for cold samples, the registry.
 """
 
 from __future__ import annotations
@@ -42,7 +46,6 @@ from harness import Case, Sample, interleave, loadavg, results_document, write_r
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-CONSTRAINTS = ROOT / "requirements" / "constraints.txt"
 # case name -> extra (None = the core install)
 EXTRAS: dict[str, str | None] = {
     "lint": None,
@@ -64,13 +67,13 @@ def uv() -> list[str]:
     return [sys.executable, "-m", "uv"]
 
 
-def build_wheel(out: Path) -> Path:
+def build_wheel(source: Path, out: Path) -> Path:
     done = subprocess.run(
-        [*uv(), "build", "--wheel", "--quiet", "--out-dir", str(out), str(ROOT)], capture_output=True, text=True
+        [*uv(), "build", "--wheel", "--quiet", "--out-dir", str(out), str(source)], capture_output=True, text=True
     )
     wheels = sorted(out.glob("mlci-*.whl"))
     if done.returncode != 0 or not wheels:
-        sys.exit(f"install: building the wheel of {ROOT} failed: {done.stderr.strip()[-500:]}")
+        sys.exit(f"install: building the wheel of {source} failed: {done.stderr.strip()[-500:]}")
     return wheels[0]
 
 
@@ -107,6 +110,8 @@ def main() -> int:
     parser.add_argument("--extras", nargs="+", choices=list(EXTRAS), default=list(EXTRAS))
     parser.add_argument("--kinds", nargs="+", choices=["cold", "warm"], default=["cold", "warm"])
     parser.add_argument("--quick", action="store_true", help="1 run: every extra warm, lint cold (no warm-up)")
+    parser.add_argument("--source", type=Path, default=ROOT, help="the mlci checkout to build (default: this one)")
+    parser.add_argument("--name", default="install", help="results file name (default: install)")
     parser.add_argument("--warm-cache", type=Path, default=None, help="the warm uv cache (default: uv cache dir)")
     args = parser.parse_args()
     warm_cache: Path = args.warm_cache or Path(
@@ -115,7 +120,11 @@ def main() -> int:
     load_at_start = loadavg()
     with tempfile.TemporaryDirectory(prefix="mlci-bench-install-") as tmp:
         work = Path(tmp)
-        wheel = build_wheel(work / "dist")
+        source: Path = args.source.resolve()
+        constraints = source / "requirements" / "constraints.txt"
+        if not constraints.is_file():
+            sys.exit(f"install: {constraints} not found: --source must be an mlci checkout")
+        wheel = build_wheel(source, work / "dist")
         declared = declared_extras(wheel)
         counter = iter(range(10**6))
         installs: dict[str, dict[str, Any]] = {}
@@ -136,7 +145,7 @@ def main() -> int:
                     shutil.rmtree(state["cache"], ignore_errors=True)
                     state["cache"].mkdir()
 
-            def command(state: dict[str, Path] = state, spec: str = spec) -> list[str]:
+            def command(state: dict[str, Path] = state, spec: str = spec, constraints: Path = constraints) -> list[str]:
                 python = state["venv"] / "bin" / "python"
                 return [
                     *uv(),
@@ -146,7 +155,7 @@ def main() -> int:
                     "--python",
                     str(python),
                     "--constraints",
-                    str(CONSTRAINTS),
+                    str(constraints),
                     spec,
                 ]
 
@@ -182,7 +191,7 @@ def main() -> int:
             load_at_start=load_at_start,
             extra={"installs": installs, "declared_extras": sorted(declared), "wheel": wheel.name},
         )
-    path = write_results("install", document)
+    path = write_results(args.name, document)
     for name, case in document["cases"].items():
         wall = case["wall_s"]
         figures = installs[case["params"]["extra"]]

@@ -13,7 +13,8 @@ here, so a figure in the README is always one a committed results file holds::
 A marker names a view and its arguments (key=value, quoted when it holds spaces):
 - ``cases file=F [group=G] [vs=CASE] [extra=K,...]``: any harness results document (harness.py):
   one row per case: runs, wall median (range), CPU, peak RSS, 1-min load, ratio to ``vs``,
-  the case's note; ``extra`` adds medians of figures the children reported themselves.
+  the case's note; ``extra`` adds medians of figures the children reported themselves,
+  ``params`` columns of the cases' labels.
 - ``machine file=F``: the machine, commit, date, mode and load a document was measured with,
   and the document's ``remarks`` (sentences the benchmark adds, e.g. what it could not measure).
 - ``stages file=pipeline``: `mlci run`'s per-stage medians (from .mlci/out/<stage>.json).
@@ -117,7 +118,8 @@ def view_cases(document: Mapping[str, Any], args: Mapping[str, str]) -> str:
         raise ReportError(f"vs={base_name!r} is not a case of this table ({', '.join(cases)})")
     base = cases[base_name]["wall_s"]["median"] if base_name else None
     extras = [k for k in args.get("extra", "").split(",") if k]
-    header = ["case", "runs", "wall, median (range)", "CPU (user+sys)", "peak RSS MB", "load (1 min)"]
+    labels = [k for k in args.get("params", "").split(",") if k]
+    header = ["case", *labels, "runs", "wall, median (range)", "CPU (user+sys)", "peak RSS MB", "load (1 min)"]
     header += [f"{k}, median (range)" for k in extras]
     if base_name:
         header.append(f"vs {base_name}")
@@ -126,6 +128,7 @@ def view_cases(document: Mapping[str, Any], args: Mapping[str, str]) -> str:
     for name, case in cases.items():
         row = [
             f"`{name}`" if args.get("code") == "yes" else name,
+            *[str(case.get("params", {}).get(k, "-")) for k in labels],
             str(case["n"]),
             spread_cell(case["wall_s"]),
             seconds(case["cpu_s"]["median"]),

@@ -242,7 +242,7 @@ class _capture:
     def __enter__(self) -> tuple[Any, Any]:
         import tempfile
 
-        self.files = (tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+"))
+        self.files = (tempfile.TemporaryFile("w+", errors="replace"), tempfile.TemporaryFile("w+", errors="replace"))
         return self.files
 
     def __exit__(self, *_exc: object) -> None:

@@ -6,11 +6,12 @@ untimed warm-up per case, and each sample records what the machine was doing aro
 
 Per sample (one fresh process, its whole tree):
 - wall: perf_counter around the child;
-- CPU: user + sys of the child and every descendant it waited for (``os.wait4``'s rusage);
+- CPU: user + sys of the child and every descendant it waited for (``os.wait4``'s rusage; a
+  daemon it left running is not counted, and is killed with the child's session after it);
 - peak RSS of the tree: /proc polled every ``poll_s`` (sum of the tree's VmRSS), raised to the
-  largest single process's VmHWM (the kernel's own high-water mark since exec), so a child
-  too short for the polling still reports its peak (a process that exits before the first
-  poll, well under 10 ms, reports 0). A sum of RSS counts shared pages once per process: an
+  largest single process's VmHWM (the kernel's own high-water mark since exec), so a peak
+  between two polls is not missed (a process that exits before the first poll, well under
+  10 ms, reports 0). A sum of RSS counts shared pages once per process: an
   upper bound of the tree's real footprint for forked workers. Not ``ru_maxrss``: on Linux a
   child's carries the parent's peak over fork+exec (measured: 511 MB for ``true`` under a
   500 MB parent);
@@ -23,6 +24,10 @@ Use::
     cases = [Case("mlci", ["mlci", "--version"]), Case("copier", ["copier", "--version"])]
     measured = interleave(cases, runs=10)
     write_results("startup", results_document("startup", measured, mode="full"))
+
+A child that times its own work (after its imports, say) prints one JSON line last and the
+case keeps it: ``Case("pandera", [sys.executable, __file__, "--child", "pandera"],
+extract=Sample.last_json, timeout=600)``; the figures land in the case's ``extra``.
 
 ``benchmarks/report.py`` renders the README's tables from the files written here.
 Linux (procfs) for the memory figures; elsewhere peak RSS falls back to ru_maxrss, which
@@ -41,7 +46,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -161,11 +166,12 @@ def measure(
     timeout: float | None = None,
     poll_s: float = 0.01,
     check: bool = True,
+    ok_codes: Collection[int] = (0,),
 ) -> Sample:
     """Run ``command`` once as a fresh process (its own session) and measure its tree.
 
     stdout and stderr are captured to temporary files (no pipe can fill and stall the child).
-    ``check``: a non-zero exit raises SampleFailed with the last line of stderr.
+    ``check``: an exit code not in ``ok_codes`` raises SampleFailed with the last line of stderr.
     """
     procfs = Path("/proc/self/status").exists()
     load_before = loadavg()
@@ -224,7 +230,7 @@ def measure(
         stdout=stdout,
         stderr=stderr,
     )
-    if check and proc.returncode != 0:
+    if check and proc.returncode not in ok_codes:
         last = (stderr.strip().splitlines() or stdout.strip().splitlines() or ["no output"])[-1]
         raise SampleFailed(f"exit {proc.returncode}: {last[:300]}", sample)
     return sample
@@ -236,7 +242,7 @@ class _capture:
     def __enter__(self) -> tuple[Any, Any]:
         import tempfile
 
-        self.files = (tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+"))
+        self.files = (tempfile.TemporaryFile("w+", errors="replace"), tempfile.TemporaryFile("w+", errors="replace"))
         return self.files
 
     def __exit__(self, *_exc: object) -> None:
@@ -266,6 +272,7 @@ class Case:
     setup: Callable[[], None] | None = None
     extract: Callable[[Sample], Mapping[str, Any]] | None = None
     timeout: float | None = None
+    ok_codes: Collection[int] = (0,)  # e.g. (0, 1) for `mlci upgrade`, which exits 1 on a conflict
     group: str = ""
     params: Mapping[str, Any] = field(default_factory=dict)
 
@@ -288,7 +295,13 @@ class Measured:
     def run_once(self, *, timed: bool) -> None:
         if self.case.setup is not None:
             self.case.setup()
-        sample = measure(self.case.argv(), cwd=self.case.directory(), env=self.case.env, timeout=self.case.timeout)
+        sample = measure(
+            self.case.argv(),
+            cwd=self.case.directory(),
+            env=self.case.env,
+            timeout=self.case.timeout,
+            ok_codes=self.case.ok_codes,
+        )
         figures = dict(self.case.extract(sample)) if self.case.extract else {}
         if timed:
             self.samples.append(sample)
@@ -386,6 +399,8 @@ def machine(distributions: Iterable[str] = ("mlci",)) -> dict[str, Any]:
         "python": platform.python_version(),
         "commit": _git("rev-parse", "--short", "HEAD") + ("+uncommitted" if dirty else ""),
         "versions": versions,
+        # Start-up figures depend on it: without byte-compiled sources every import compiles.
+        "pythondontwritebytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE")),
     }
 
 

@@ -2,13 +2,16 @@
 
 Run from the repository root with the Python of the environment mlci is installed in:
 
-    python benchmarks/run.py            # full run (about 3 minutes on 2 cores)
-    python benchmarks/run.py --quick    # fewer repetitions, no warm re-runs, no profile
+    python benchmarks/run.py            # full run (about 6 minutes on 2 cores)
+    python benchmarks/run.py --quick    # fewer repetitions, no --jobs 1 pipeline, no profile
     python benchmarks/run.py --only startup scaffold
 
-Prints Markdown tables and writes benchmarks/results/latest.json. Needs no network and
-nothing beyond mlci's own environment plus cookiecutter and copier (the peers).
-Every generated template and project lives in a temporary directory that is removed.
+Every figure comes from benchmarks/harness.py: the tools of a section interleaved run by run
+after one warm-up each, every sample a fresh process (wall, CPU, peak RSS, load). Writes
+benchmarks/results/{startup,scaffold,pipeline}.json; benchmarks/report.py turns them into
+the README's tables. Needs no network and nothing beyond mlci's own environment plus
+cookiecutter and copier (the peers). Every template and project lives in a temporary
+directory that is removed.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import pstats
 import re
 import shutil
@@ -25,14 +27,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlci.stage_specs import NAMES as STAGES  # the stages `mlci run` runs, in its order: one list, not a copy
+from harness import Case, Measured, Sample, interleave, loadavg, results_document, write_results
+
+from mlci.stage_specs import RUN_NAMES as STAGES  # the stages `mlci run` runs, in its order: one list, not a copy
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results" / "latest.json"
+DISTRIBUTIONS = ("mlci", "cookiecutter", "copier", "mlflow", "scikit-learn", "pandas", "ruff", "pytest")
 # Tools come from the environment of the interpreter running this script (not from PATH),
 # so `.venv/bin/python benchmarks/run.py` measures that venv's mlci and peers.
 BIN = Path(sys.executable).parent
@@ -74,37 +78,6 @@ def run(cmd: list[str], cwd: Path | None = None, capture: bool = False) -> subpr
     return done
 
 
-def wall(cmd: list[str], cwd: Path | None = None) -> float:
-    started = time.perf_counter()
-    run(cmd, cwd)
-    return time.perf_counter() - started
-
-
-def summary(samples: list[float]) -> dict[str, Any]:
-    return {
-        "median_s": statistics.median(samples),
-        "min_s": min(samples),
-        "max_s": max(samples),
-        "n": len(samples),
-        "samples_s": [round(s, 4) for s in samples],
-    }
-
-
-def repeat(cmd: list[str], n: int, cwd: Path | None = None) -> dict[str, Any]:
-    wall(cmd, cwd)  # warm-up: page cache, not counted
-    return summary([wall(cmd, cwd) for _ in range(n)])
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 # --------------------------------------------------------------------------- 1. start-up
 
 
@@ -127,7 +100,7 @@ def heavy_in(names: list[str]) -> list[str]:
     return sorted({n for n in names if n.split(".")[0] in HEAVY})
 
 
-def bench_startup(n: int) -> dict[str, Any]:
+def bench_startup(n: int, mode: str) -> dict[str, Any]:
     commands = {
         "python -c pass": [PY, "-c", "pass"],
         "mlci --version": [tool("mlci"), "--version"],
@@ -135,13 +108,11 @@ def bench_startup(n: int) -> dict[str, Any]:
         "cookiecutter --version": [tool("cookiecutter"), "--version"],
         "copier --version": [tool("copier"), "--version"],
     }
-    timings = {label: repeat(cmd, n) for label, cmd in commands.items()}
-    base = timings["mlci --version"]["median_s"]
-    for result in timings.values():
-        result["ratio_vs_mlci"] = result["median_s"] / base
+    load_at_start = loadavg()
+    measured = interleave([Case(label, cmd, env=bench_env(), group="startup") for label, cmd in commands.items()], n)
 
     baseline, _ = imported_modules("pass")
-    checks = {}
+    checks: dict[str, Any] = {}
     # What the `mlci` console script does (from mlci.cli import main; main()), under -X importtime.
     as_script = "import sys; sys.argv = ['mlci', {!r}]\nfrom mlci.cli import main\ntry: main()\nexcept SystemExit: pass"
     for label, code in {
@@ -154,40 +125,15 @@ def bench_startup(n: int) -> dict[str, Any]:
         checks[label] = {"modules_beyond_interpreter": len(extra), "heavy_modules": heavy_in(names)}
     cli_us = [imported_modules("import mlci.cli")[1].get("mlci.cli", 0) for _ in range(n)]
     checks["import mlci.cli"]["cumulative_import_ms_median"] = statistics.median(cli_us) / 1000
-    return {"commands": timings, "imports": checks}
-
-
-def report_startup(result: dict[str, Any]) -> str:
-    rows = [
-        [
-            f"`{label}`",
-            ms(r["median_s"]),
-            f"{r['min_s'] * 1000:.0f}-{r['max_s'] * 1000:.0f} ms",
-            f"{r['ratio_vs_mlci']:.1f}x",
-        ]
-        for label, r in result["commands"].items()
-    ]
-    out = ["## Start-up", "", table(["command", "median", "range", "vs mlci --version"], rows), ""]
-    cc = result["commands"]["cookiecutter --version"]["ratio_vs_mlci"]
-    out.append(
-        f"mlci --version is {cc:.1f}x faster than cookiecutter --version (goal: >= 4x: "
-        f"{'met' if cc >= 4 else 'NOT met'})."
+    return results_document(
+        "startup",
+        measured,
+        mode=mode,
+        runs=n,
+        distributions=DISTRIBUTIONS,
+        load_at_start=load_at_start,
+        extra={"imports": checks, "heavy": list(HEAVY)},
     )
-    out += [
-        "",
-        table(
-            ["import path", "modules beyond the bare interpreter", "heavy modules imported"],
-            [
-                [f"`{k}`", str(v["modules_beyond_interpreter"]), ", ".join(v["heavy_modules"]) or "none"]
-                for k, v in result["imports"].items()
-            ],
-        ),
-    ]
-    out.append(
-        f"\n`import mlci.cli`: {result['imports']['import mlci.cli']['cumulative_import_ms_median']:.1f} ms "
-        f"cumulative (-X importtime, median). Heavy = {', '.join(HEAVY)}."
-    )
-    return "\n".join(out)
 
 
 # --------------------------------------------------------------------------- 2. scaffolding
@@ -268,7 +214,8 @@ def build_templates(work: Path) -> tuple[Path, Path, Path, dict[str, bytes]]:
     return cookiecutter, copier, config, files
 
 
-def bench_scaffold(n: int) -> dict[str, Any]:
+def bench_scaffold(n: int, mode: str) -> dict[str, Any]:
+    load_at_start = loadavg()
     with tempfile.TemporaryDirectory(prefix="mlci-bench-scaffold-") as tmp:
         work = Path(tmp)
         cookiecutter, copier, config, reference = build_templates(work)
@@ -279,7 +226,7 @@ def bench_scaffold(n: int) -> dict[str, Any]:
             path.mkdir()
             return path
 
-        cases = {
+        makers: dict[str, Callable[[Path], list[str]]] = {
             "mlci new --defaults (with git init + commit)": lambda out: [
                 tool("mlci"),
                 "new",
@@ -315,50 +262,40 @@ def bench_scaffold(n: int) -> dict[str, Any]:
                 str(out / NAME),
             ],
         }
-        results: dict[str, Any] = {}
-        for label, make in cases.items():
+        outputs: dict[str, Any] = {}
+        for label, make in makers.items():  # one untimed run each: is the output the same tree?
             check = fresh()
-            run(make(check))  # also the warm-up
+            run(make(check))
             produced = tree(check / NAME)
-            identical = produced == reference
-            results[label] = summary([wall(make(fresh())) for _ in range(n)])
-            results[label]["output_identical_to_mlci"] = identical
-            results[label]["files"] = len(produced)
-            results[label]["has_git_repo"] = (check / NAME / ".git").is_dir()
-        base = results["mlci new --defaults --no-git"]["median_s"]
-        for result in results.values():
-            result["ratio_vs_mlci_no_git"] = result["median_s"] / base
-        return {
-            "project_files": len(reference),
-            "project_bytes": sum(len(b) for b in reference.values()),
-            "cases": results,
-        }
-
-
-def report_scaffold(result: dict[str, Any]) -> str:
-    rows = [
-        [
-            label,
-            ms(r["median_s"]),
-            f"{r['min_s'] * 1000:.0f}-{r['max_s'] * 1000:.0f} ms",
-            f"{r['ratio_vs_mlci_no_git']:.2f}x",
-            "yes" if r["output_identical_to_mlci"] else "NO",
+            outputs[label] = {
+                "identical_to_mlci": produced == reference,
+                "files": len(produced),
+                "has_git_repo": (check / NAME / ".git").is_dir(),
+            }
+        cases = [
+            Case(
+                label,
+                (lambda make=make: make(fresh())),  # type: ignore[misc]
+                env=bench_env(),
+                group="scaffold",
+                params={"same files as mlci": "yes" if outputs[label]["identical_to_mlci"] else "NO"},
+            )
+            for label, make in makers.items()
         ]
-        for label, r in result["cases"].items()
-    ]
-    with_git = result["cases"]["mlci new --defaults (with git init + commit)"]["median_s"]
-    return "\n".join(
-        [
-            "## Scaffolding",
-            "",
-            f"Project: {result['project_files']} files, {result['project_bytes'] / 1024:.0f} KiB "
-            "(of which the two CSVs are copied without rendering).",
-            "",
-            table(["command", "median", "range", "vs mlci --no-git", "same files as mlci"], rows),
-            "",
-            f"mlci new (with git) median {with_git:.3f} s (goal: <= 0.5 s: {'met' if with_git <= 0.5 else 'NOT met'}).",
-        ]
-    )
+        measured = interleave(cases, n)
+        return results_document(
+            "scaffold",
+            measured,
+            mode=mode,
+            runs=n,
+            distributions=DISTRIBUTIONS,
+            load_at_start=load_at_start,
+            extra={
+                "project_files": len(reference),
+                "project_bytes": sum(len(b) for b in reference.values()),
+                "outputs": outputs,
+            },
+        )
 
 
 # --------------------------------------------------------------------------- 3. pipeline
@@ -367,11 +304,6 @@ def report_scaffold(result: dict[str, Any]) -> str:
 def stage_seconds(project: Path) -> dict[str, float]:
     out = project / ".mlci" / "out"
     return {stage: json.loads((out / f"{stage}.json").read_text())["duration_s"] for stage in STAGES}
-
-
-def pipeline_once(project: Path) -> dict[str, Any]:
-    seconds = wall([tool("mlci"), "run"], cwd=project)
-    return {"wall_s": seconds, "stages_s": stage_seconds(project)}
 
 
 def import_profile(project: Path) -> dict[str, Any]:
@@ -402,7 +334,7 @@ def import_profile(project: Path) -> dict[str, Any]:
         self_us[root] = self_us.get(root, 0) + own
         if name == root:
             cumulative_us[root] = cumulative
-    top = sorted(self_us, key=self_us.get, reverse=True)[:10]
+    top = sorted(self_us, key=lambda k: self_us[k], reverse=True)[:10]
     return {
         "wall_s": seconds,
         "all_imports_s": top_level_us / 1e6,
@@ -456,167 +388,124 @@ print(time.perf_counter() - started)
 
 def store_open(work: Path, n: int) -> dict[str, Any]:
     """Seconds for MLflow's first call on a new sqlite store (create tables + migrations) vs an existing one."""
-    cold, warm = [], []
+    cold: list[float] = []
+    warm: list[float] = []
     for i in range(n):
         uri = f"sqlite:///{(work / f'store{i}.db').as_posix()}"
         for samples in (cold, warm):
             samples.append(float(run([PY, "-c", STORE_OPEN, uri], capture=True).stdout.strip()))
-    return {"new_store": summary(cold), "existing_store": summary(warm)}
+    return {"new_store_s": statistics.median(cold), "existing_store_s": statistics.median(warm), "n": n}
 
 
-def bench_pipeline(runs: int, warm: bool, profile: bool) -> dict[str, Any]:
+def run_has_jobs() -> bool:
+    """Whether this mlci's `mlci run` takes --jobs (issue 15's parallel checks)."""
+    return "--jobs" in run([tool("mlci"), "run", "--help"], capture=True).stdout
+
+
+def bench_pipeline(runs: int, mode: str, both_jobs: bool, profile: bool) -> dict[str, Any]:
+    """`mlci run` cold (a fresh project per sample) and warm (the same project again: the store
+    exists, a champion to beat), each with the default --jobs and, when asked and supported,
+    --jobs 1 (the checks one after another), interleaved."""
+    load_at_start = loadavg()
     with tempfile.TemporaryDirectory(prefix="mlci-bench-pipeline-") as tmp:
         work = Path(tmp)
+        counter = iter(range(10**6))
 
-        def fresh(tag: str) -> Path:
+        def fresh() -> Path:
+            tag = f"p{next(counter)}"
             run([tool("mlci"), "new", NAME, "--defaults", "--output-dir", str(work / tag)])
             return work / tag / NAME
 
-        cold, rerun = [], []
-        for i in range(runs):
-            project = fresh(f"run{i}")
-            cold.append(pipeline_once(project))
-            if warm:
-                rerun.append(pipeline_once(project))
-        result: dict[str, Any] = {"cold": aggregate(cold)}
-        if rerun:
-            result["warm"] = aggregate(rerun)
+        variants: list[tuple[str, list[str]]] = [("default", [])]
+        note = ""
+        if run_has_jobs():
+            if both_jobs:
+                variants.append(("--jobs 1", ["--jobs", "1"]))
+        else:
+            note = "This mlci's `mlci run` has no --jobs: its checks run one after another."
+        cases = []
+        for kind in ("cold", "warm"):
+            for label, flags in variants:
+                project: dict[str, Path] = {}
+                if kind == "warm":
+                    project["dir"] = fresh()  # the harness's warm-up is its first (cold) run
+
+                def setup(project: dict[str, Path] = project, kind: str = kind) -> None:
+                    if kind == "cold":
+                        project["dir"] = fresh()
+
+                def stages(sample: Sample, project: dict[str, Path] = project) -> dict[str, float]:
+                    figures = stage_seconds(project["dir"])
+                    figures["outside"] = sample.wall_s - sum(figures.values())
+                    return figures
+
+                cases.append(
+                    Case(
+                        f"{kind}, {label}",
+                        [tool("mlci"), "run", *flags],
+                        cwd=lambda project=project: project["dir"],  # type: ignore[misc]
+                        env=bench_env(),
+                        setup=setup,
+                        extract=stages,
+                        group="pipeline",
+                        params={"kind": kind, "jobs": label},
+                    )
+                )
+        measured: list[Measured] = interleave(cases, runs)
+        extra: dict[str, Any] = {"stages": list(STAGES), "remarks": [note] if note else []}
         if profile:
-            result["store_open"] = store_open(work, 3)
-            result["importtime_train"] = import_profile(fresh("imports"))
-            result["cprofile_train"] = cprofile(fresh("profile"), work / "train.prof")
-        return result
-
-
-def aggregate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "n": len(samples),
-        "wall_s": summary([s["wall_s"] for s in samples]),
-        "stages_median_s": {st: statistics.median(s["stages_s"][st] for s in samples) for st in STAGES},
-        # Process start-up, stage-to-stage glue and interpreter exit (atexit handlers, teardown).
-        "outside_stages_median_s": statistics.median(s["wall_s"] - sum(s["stages_s"].values()) for s in samples),
-        "samples": samples,
-    }
-
-
-def report_pipeline(result: dict[str, Any]) -> str:
-    kinds = [k for k in ("cold", "warm") if k in result]
-    header = ["stage"] + [f"{k} median (n={result[k]['n']})" for k in kinds]
-    rows = [[st] + [f"{result[k]['stages_median_s'][st]:.2f} s" for k in kinds] for st in STAGES]
-    rows.append(["outside stages (start-up, exit)"] + [f"{result[k]['outside_stages_median_s']:.2f} s" for k in kinds])
-    rows.append(["sum of stages"] + [f"{sum(result[k]['stages_median_s'].values()):.2f} s" for k in kinds])
-    rows.append(["**`mlci run` wall**"] + [f"**{result[k]['wall_s']['median_s']:.2f} s**" for k in kinds])
-    total = result["cold"]["wall_s"]["median_s"]
-    out = [
-        "## Pipeline (`mlci run`)",
-        "",
-        "cold = first `mlci run` on a fresh project (new sqlite store: tables + migrations); "
-        "warm = a second `mlci run` on the same project (store exists, a champion to beat).",
-        "",
-        table(header, rows),
-        "",
-        f"Cold pipeline median {total:.1f} s (goal: <= 60 s: {'met' if total <= 60 else 'NOT met'}).",
-    ]
-    if "store_open" in result:
-        store = result["store_open"]
-        out += [
-            "",
-            "MLflow's first call on a sqlite store, no profiler (median of 3): new store (create tables + "
-            f"migrations) {store['new_store']['median_s']:.2f} s, existing store "
-            f"{store['existing_store']['median_s']:.2f} s.",
-        ]
-    if "importtime_train" in result:
-        imp = result["importtime_train"]
-        out += [
-            "",
-            f"`python -X importtime -m mlci train` (fresh project, {imp['wall_s']:.2f} s wall): "
-            f"{imp['all_imports_s']:.2f} s in imports. Top packages by time spent in their own modules "
-            "(self) and the cumulative time of importing the package itself (includes what it pulls in):",
-            "",
-            table(
-                ["package", "self", "cumulative"],
-                [[k, f"{v['self_s']:.2f} s", f"{v['cumulative_s']:.2f} s"] for k, v in imp["packages"].items()],
-            ),
-        ]
-    if "cprofile_train" in result:
-        prof = result["cprofile_train"]
-        out += [
-            "",
-            f"cProfile of `mlci train` (fresh project; {prof['wall_s_under_profiler']:.2f} s wall under the "
-            "profiler, which inflates Python-heavy parts), cumulative:",
-            "",
-            table(["where", "cumulative"], [[k, f"{v:.2f} s"] for k, v in prof["cumulative_s"].items()]),
-        ]
-    return "\n".join(out)
+            extra["store_open"] = store_open(work, 3)
+            extra["importtime_train"] = import_profile(fresh())
+            extra["cprofile_train"] = cprofile(fresh(), work / "train.prof")
+        return results_document(
+            "pipeline",
+            measured,
+            mode=mode,
+            runs=runs,
+            distributions=DISTRIBUTIONS,
+            load_at_start=load_at_start,
+            extra=extra,
+        )
 
 
 # --------------------------------------------------------------------------- main
 
 
-def machine() -> dict[str, Any]:
-    lscpu = (
-        subprocess.run(["lscpu"], text=True, capture_output=True, check=False).stdout if shutil.which("lscpu") else ""
-    )
-    model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")), "")
-    versions = {}
-    for dist in ("mlci", "cookiecutter", "copier", "mlflow", "scikit-learn", "pandas", "ruff", "pytest"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=HERE.parent, text=True, capture_output=True, check=False)
-        return done.stdout.strip()
-
-    commit = git("rev-parse", "--short", "HEAD")
-    dirty = bool(git("status", "--porcelain", "--", "src"))
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": model,
-        "uname": " ".join(platform.uname()),
-        "python": platform.python_version(),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-        "mlci_commit": commit + ("+uncommitted src changes" if dirty else ""),
-        "versions": versions,
-    }
+def summary_lines(document: dict[str, Any]) -> list[str]:
+    lines = [f"{document['benchmark']}: load {document['load_at_start']} -> {document['load_at_end']}"]
+    for name, case in document["cases"].items():
+        wall = case["wall_s"]
+        if wall["median"] is None:
+            lines.append(f"  {name}: {case['note']}")
+            continue
+        lines.append(
+            f"  {name}: {wall['median']:.3f} s ({wall['min']:.3f}-{wall['max']:.3f}), "
+            f"CPU {case['cpu_s']['median']:.3f} s, {case['peak_rss_mb']['median']:.0f} MB"
+        )
+    return lines
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="7/7/3 repetitions, no warm re-runs, no profile")
+    parser.add_argument("--quick", action="store_true", help="7/7/1 repetitions, no --jobs 1 pipeline, no profile")
     parser.add_argument(
         "--only", nargs="+", choices=["startup", "scaffold", "pipeline"], default=["startup", "scaffold", "pipeline"]
     )
     args = parser.parse_args()
-    n_startup, n_scaffold = (7, 7) if args.quick else (20, 10)
-    results: dict[str, Any] = {
-        "mode": "quick" if args.quick else "full",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": machine(),
-    }
-    sections = []
+    mode = "quick" if args.quick else "full"
+    n_startup, n_scaffold, n_pipeline = (7, 7, 1) if args.quick else (20, 10, 3)
+    documents = []
     if "startup" in args.only:
-        results["startup"] = bench_startup(n_startup)
-        sections.append(report_startup(results["startup"]))
+        documents.append(bench_startup(n_startup, mode))
     if "scaffold" in args.only:
-        results["scaffold"] = bench_scaffold(n_scaffold)
-        sections.append(report_scaffold(results["scaffold"]))
+        documents.append(bench_scaffold(n_scaffold, mode))
     if "pipeline" in args.only:
-        results["pipeline"] = bench_pipeline(3, warm=not args.quick, profile=not args.quick)
-        sections.append(report_pipeline(results["pipeline"]))
-    m = results["machine"]
-    print(
-        f"# mlci benchmarks ({results['mode']})\n\n{m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, "
-        + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
-        + "\n"
-    )
-    print("\n\n".join(sections))
-    # Other jobs on a 2-core machine move every number here: record the load to judge a run by.
-    results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nresults: {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+        documents.append(bench_pipeline(n_pipeline, mode, both_jobs=not args.quick, profile=not args.quick))
+    for document in documents:
+        path = write_results(document["benchmark"], document)
+        print("\n".join(summary_lines(document)))
+        print(f"results: benchmarks/results/{path.name}")
+    print("tables: python benchmarks/report.py")
     return 0
 
 

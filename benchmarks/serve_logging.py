@@ -6,12 +6,14 @@ is a fresh `mlci serve` process (monitor.log.enabled false or true in mlci.yaml)
 uncounted warm-up, `--threads` client threads each send `--requests` POSTs of `--rows` holdout
 rows over one keep-alive connection. Latency is per request, client side (time.perf_counter);
 throughput is requests / wall time of the run. The load average before and after each run is
-recorded, and with logging on the server's own shutdown line (rows written, dropped).
+recorded, the server's CPU time (user+sys, from os.wait4) and its tree's peak RSS (polled with
+benchmarks/harness.py's tree_memory_kb), and with logging on the server's own shutdown line
+(rows written, dropped).
 
-    python benchmarks/serve_logging.py [--runs 5] [--threads 4] [--requests 250] [--rows 1]
+    python benchmarks/serve_logging.py [--runs 5] [--threads 4] [--requests 250] [--rows 1] [--quick]
 
-Prints a Markdown table (medians over runs, ranges in brackets) and writes
-benchmarks/results/serve_logging.json with every run.
+Writes benchmarks/results/serve_logging.json with every run and each side's medians with
+ranges; benchmarks/report.py renders its table.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -34,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results" / "serve_logging.json"
+from harness import loadavg, machine, spread, tree_memory_kb, write_results
 
 
 def mlci(*args: str, cwd: Path) -> None:
@@ -113,6 +114,19 @@ def set_logging(project: Path, enabled: bool, original: str) -> None:
     )
 
 
+class TreeWatch(threading.Thread):
+    """Polls a process tree's memory until stopped: (sum of VmRSS, largest VmHWM) peaks in kB."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.stop, self.peak_kb = pid, threading.Event(), 0
+
+    def run(self) -> None:
+        while not self.stop.wait(0.05):
+            rss, hwm = tree_memory_kb(self.pid)
+            self.peak_kb = max(self.peak_kb, rss, hwm)
+
+
 def one_run(project: Path, enabled: bool, payloads: list[bytes], warmup: list[bytes], threads: int) -> dict[str, Any]:
     port = free_port()
     process = subprocess.Popen(
@@ -122,25 +136,43 @@ def one_run(project: Path, enabled: bool, payloads: list[bytes], warmup: list[by
         stderr=subprocess.PIPE,
         text=True,
     )
+    watch = TreeWatch(process.pid)
+    watch.start()
+    # Stop after the load by SIGINT; reaped with os.wait4 for the server's CPU time, so the
+    # pipes are drained by threads (communicate() would reap it first).
+    drained: dict[str, str] = {}
     try:
-        assert process.stdout is not None
+        assert process.stdout is not None and process.stderr is not None
         while True:
             line = process.stdout.readline()
             if not line:
-                err = process.stderr.read() if process.stderr else ""
-                raise SystemExit(f"mlci serve ended: {process.wait()} {err}")
+                raise SystemExit(f"mlci serve ended: {process.wait()} {process.stderr.read()}")
             if line.startswith("serving "):
                 break
+        readers = [
+            threading.Thread(target=lambda k=k, f=f: drained.__setitem__(k, f.read()), daemon=True)
+            for k, f in (("out", process.stdout), ("err", process.stderr))
+        ]
+        for reader in readers:
+            reader.start()
         load(port, warmup, threads)  # uncounted: first requests pay lazy imports and caches
-        before = os.getloadavg()[0]
+        before = loadavg()[0]
         latencies, failures, wall = load(port, payloads, threads)
-        after = os.getloadavg()[0]
+        after = loadavg()[0]
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=120)
+        killer = threading.Timer(120, process.kill)
+        killer.start()
+        _, status, usage = os.wait4(process.pid, 0)
+        killer.cancel()
+        process.returncode = os.waitstatus_to_exitcode(status)
+        for reader in readers:
+            reader.join(timeout=10)
     finally:
-        if process.poll() is None:
+        watch.stop.set()
+        if process.returncode is None:
             process.kill()
             process.wait()
+    out, err = drained.get("out", ""), drained.get("err", "")
     shutdown = re.search(r"inference log: (\d+) row\(s\) written .* (\d+) dropped", out)
     latencies.sort()
     return {
@@ -151,6 +183,8 @@ def one_run(project: Path, enabled: bool, payloads: list[bytes], warmup: list[by
         "p95_ms": 1000 * latencies[int(0.95 * (len(latencies) - 1))],
         "throughput_rps": len(latencies) / wall,
         "wall_s": wall,
+        "server_cpu_s": usage.ru_utime + usage.ru_stime,
+        "server_peak_rss_mb": watch.peak_kb / 1024,
         "load_before": before,
         "load_after": after,
         "rows_written": int(shutdown.group(1)) if shutdown else None,
@@ -185,26 +219,25 @@ def enqueue_cost(calls: int = 100_000) -> dict[str, float]:
     return {"calls": calls, "ns_per_call": per_call}
 
 
-def summary(runs: list[dict[str, Any]]) -> str:
-    def cell(values: list[float], digits: int) -> str:
-        return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
-
-    lines = [
-        "| logging | runs | p50 ms | p95 ms | requests/s | failures | rows written / dropped | load avg |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+def sides(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each side's medians with ranges over its runs (report.py's `serve` view)."""
+    out = {}
     for enabled in (False, True):
         side = [r for r in runs if r["logging"] is enabled]
         written = sum(r["rows_written"] or 0 for r in side)
         dropped = sum(r["rows_dropped"] or 0 for r in side)
         loads = [r["load_before"] for r in side] + [r["load_after"] for r in side]
-        lines.append(
-            f"| {'on' if enabled else 'off'} | {len(side)} | {cell([r['p50_ms'] for r in side], 2)} | "
-            f"{cell([r['p95_ms'] for r in side], 2)} | {cell([r['throughput_rps'] for r in side], 0)} | "
-            f"{sum(r['failures'] for r in side)} | {f'{written} / {dropped}' if enabled else '-'} | "
-            f"{min(loads):.1f}-{max(loads):.1f} |"
-        )
-    return "\n".join(lines)
+        out["on" if enabled else "off"] = {
+            "runs": len(side),
+            **{k: spread([r[k] for r in side], 2) for k in ("p50_ms", "p95_ms", "throughput_rps")},
+            "server_cpu_s": spread([r["server_cpu_s"] for r in side]),
+            "server_peak_rss_mb": spread([r["server_peak_rss_mb"] for r in side], 1),
+            "failures": sum(r["failures"] for r in side),
+            "rows": f"{written} / {dropped}" if enabled else "-",
+            "load_min": min(loads),
+            "load_max": max(loads),
+        }
+    return out
 
 
 def main() -> None:
@@ -213,7 +246,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--requests", type=int, default=250, help="requests per thread per run")
     parser.add_argument("--rows", type=int, default=1, help="rows per request")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 pair of runs, 2 threads, 20 requests each")
     args = parser.parse_args()
+    if args.quick:
+        args.runs, args.threads, args.requests = 1, 2, 20
+    load_at_start = loadavg()
     root = Path(tempfile.mkdtemp(prefix="mlci-bench-serve-"))
     try:
         print(f"scaffolding and training a project in {root} ...", flush=True)
@@ -235,25 +272,26 @@ def main() -> None:
                 )
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    table = summary(runs)
     enqueue = enqueue_cost()
-    print()
-    print(table)
     print(f"\nrequest path: InferenceLogger.log() {enqueue['ns_per_call'] / 1000:.1f} us per call (in-process)")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "args": vars(args),
-                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
-                "runs": runs,
-                "enqueue": enqueue,
-                "table": table,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_results(
+        "serve_logging",
+        {
+            "schema": 1,
+            "benchmark": "serve_logging",
+            "mode": "quick" if args.quick else "full",
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "runs": args.runs,
+            "machine": machine(("mlci", "mlflow", "uvicorn", "pandas")),
+            "load_at_start": list(load_at_start),
+            "load_at_end": list(loadavg()),
+            "args": vars(args),
+            "sides": sides(runs),
+            "samples": runs,
+            "enqueue": enqueue,
+        },
     )
+    print("tables: python benchmarks/report.py")
 
 
 if __name__ == "__main__":

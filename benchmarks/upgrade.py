@@ -13,11 +13,12 @@ For copier and cruft, both versions are turned into a template repository with g
 and v2 (GitHub's `${{ }}` kept literal with non-clashing delimiters); for mlci the manifest
 records v1 as the base, exactly as an older mlci would have written it.
 Scenarios: a clean user edit (`branches: [main, release]`) and a conflicting one (the user
-changes the same timeout line). Each timing is the median wall time of N runs of the CLI as a
-separate process. Subprocesses are counted with `strace -f -e trace=execve` (successful
-execve calls after the tool's own), when strace is installed.
+changes the same timeout line). The three tools of a scenario are interleaved run by run
+(benchmarks/harness.py: one warm-up each, every sample a fresh process on a fresh project,
+made untimed; wall, CPU, peak RSS, load). Subprocesses are counted with `strace -f -e
+trace=execve` (successful execve calls after the tool's own), when strace is installed.
 
-Prints a Markdown table and writes benchmarks/results/upgrade.json.
+Writes benchmarks/results/upgrade.json; benchmarks/report.py renders its tables.
 """
 
 from __future__ import annotations
@@ -26,21 +27,18 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness import Case, Sample, interleave, loadavg, measure, results_document, write_results
+
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results" / "upgrade.json"
 BIN = Path(sys.executable).parent
 NAME = "bench"
 CI = ".github/workflows/ci.yml"
@@ -51,10 +49,13 @@ CONFLICT_EDIT = ("timeout-minutes: 10", "timeout-minutes: 45")
 GIT_ID = ["-c", "user.name=Bench", "-c", "user.email=bench@example.invalid", "-c", "init.defaultBranch=main"]
 
 
-def run(cmd: list[str], cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def tool_env() -> dict[str, str]:
     env = {**os.environ, "GIT_AUTHOR_NAME": "Bench", "GIT_COMMITTER_NAME": "Bench"}
-    env |= {"GIT_AUTHOR_EMAIL": "bench@example.invalid", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}
-    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, check=False)
+    return env | {"GIT_AUTHOR_EMAIL": "bench@example.invalid", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}
+
+
+def run(cmd: list[str], cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=tool_env(), check=False)
     if check and done.returncode != 0:
         raise SystemExit(f"benchmark step failed: {' '.join(cmd)}\n{done.stdout}\n{done.stderr}")
     return done
@@ -250,27 +251,37 @@ def count_processes(cmd: list[str], cwd: Path) -> dict[str, int] | None:
     return {"processes": len(spawned), "git": sum(1 for p in spawned if p == "git")}
 
 
-def bench_scenario(
-    name: str, scenario: str, repeat: int, work: Path, peers: Path, make: Callable[[str, int], Path]
-) -> dict[str, Any]:
-    times: list[float] = []
-    result: dict[str, Any] = {}
-    for index in range(repeat):
-        root = make(scenario, index)
-        cmd = upgrade_command(name, peers, root)
-        started = time.perf_counter()
-        done = run(cmd, cwd=root, check=False)
-        times.append(time.perf_counter() - started)
-        if done.returncode not in (0, 1):
-            raise SystemExit(f"{name} update failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-        result = outcome(name, root, done.returncode)
-    counts = count_processes(upgrade_command(name, peers, make(scenario, repeat)), work)
-    return {
-        "median_s": round(statistics.median(times), 3),
-        "runs": [round(t, 3) for t in times],
-        **result,
-        "spawned": counts,
-    }
+def scenario_cases(
+    scenario: str, peers: Path, makers: dict[str, Callable[[str, int], Path]], outcomes: dict[str, Any]
+) -> list[Case]:
+    cases = []
+    for name, make in makers.items():
+        label = f"{scenario}: {name}"
+        state: dict[str, Any] = {"index": 0}
+
+        def setup(state: dict[str, Any] = state, make: Callable[[str, int], Path] = make) -> None:
+            state["root"] = make(scenario, state["index"])
+            state["index"] += 1
+
+        def check(
+            sample: Sample, state: dict[str, Any] = state, name: str = name, label: str = label
+        ) -> dict[str, Any]:
+            outcomes[label] = outcome(name, state["root"], sample.returncode)  # the same for every sample
+            return {}
+
+        cases.append(
+            Case(
+                label,
+                lambda state=state, name=name: upgrade_command(name, peers, state["root"]),  # type: ignore[misc]
+                cwd=lambda state=state: state["root"],  # type: ignore[misc]
+                env=tool_env(),
+                setup=setup,
+                extract=check,
+                ok_codes=(0, 1),  # mlci exits 1 on a conflict (markers written)
+                group=scenario,
+            )
+        )
+    return cases
 
 
 def bench_fleet(work: Path, v1: dict[str, bytes], manifest: dict[str, Any], size: int, jobs: int) -> dict[str, Any]:
@@ -284,11 +295,15 @@ def bench_fleet(work: Path, v1: dict[str, bytes], manifest: dict[str, Any], size
     listing.write_text("".join(f"{r}\n" for r in roots))
     report = work / "fleet-report.json"
     cmd = [tool(BIN, "mlci"), "upgrade", "--jobs", str(jobs), "--repos-file", str(listing), "--report", str(report)]
-    started = time.perf_counter()
-    done = run(cmd, check=False)
-    elapsed = time.perf_counter() - started
+    sample = measure(cmd, env=tool_env(), ok_codes=(0, 1))
     summary = json.loads(report.read_text())["summary"]
-    return {"repos": size, "jobs": jobs, "seconds": round(elapsed, 2), "exit_code": done.returncode, "summary": summary}
+    return {
+        "repos": size,
+        "jobs": jobs,
+        **sample.as_dict(),
+        "exit_code": sample.returncode,
+        "summary": summary,
+    }
 
 
 def main() -> int:
@@ -302,18 +317,13 @@ def main() -> int:
     if args.quick:
         args.repeat, args.fleet = 3, 20
     peers: Path = args.peers_bin
-    results: dict[str, Any] = {
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "system": platform.platform()},
-        "load_average_start": os.getloadavg(),
-        "versions": {},
-        "scenarios": {},
-    }
-    for dist in ("mlci", "merge3"):
-        results["versions"][dist] = metadata.version(dist)
+    load_at_start = loadavg()
+    peer_versions: dict[str, str] = {}
     peer_python = peers / "python" if (peers / "python").exists() else Path(sys.executable)
     for name in ("copier", "cruft", "cookiecutter"):
         code = f"from importlib.metadata import version; print(version({name!r}))"
-        results["versions"][name] = run([str(peer_python), "-c", code]).stdout.strip()
+        peer_versions[name] = run([str(peer_python), "-c", code]).stdout.strip()
+    outcomes: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="mlci-bench-upgrade-") as temp:
         work = Path(temp)
         v1, v2, manifest = render_versions(work)
@@ -324,48 +334,39 @@ def main() -> int:
             "copier": lambda s, i: copier_project(work, peers, copier_tpl, s, i),
             "cruft": lambda s, i: cruft_project(work, peers, cruft_tpl, s, i),
         }
+        measured = []
         for scenario in ("clean", "conflict"):
-            for name, make in makers.items():
-                print(f"{scenario}: {name} ...", file=sys.stderr, flush=True)
-                results["scenarios"].setdefault(scenario, {})[name] = bench_scenario(
-                    name, scenario, args.repeat, work, peers, make
-                )
+            print(f"{scenario} edit ...", file=sys.stderr, flush=True)
+            measured += interleave(scenario_cases(scenario, peers, makers, outcomes), args.repeat)
+            for name, make in makers.items():  # one more project each, traced (not timed)
+                label = f"{scenario}: {name}"
+                outcomes[label]["spawned"] = count_processes(upgrade_command(name, peers, make(scenario, 10**6)), work)
         print(f"fleet of {args.fleet} ...", file=sys.stderr, flush=True)
-        results["fleet"] = bench_fleet(work, v1, manifest, args.fleet, args.jobs)
-    results["load_average_end"] = os.getloadavg()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print_table(results)
+        fleet = bench_fleet(work, v1, manifest, args.fleet, args.jobs)
+    document = results_document(
+        "upgrade",
+        measured,
+        mode="quick" if args.quick else "full",
+        runs=args.repeat,
+        distributions=("mlci", "merge3"),
+        load_at_start=load_at_start,
+        extra={"peer_versions": peer_versions, "outcomes": outcomes, "fleet": fleet},
+    )
+    write_results("upgrade", document)
+    print_table(document)
     return 0
 
 
-def print_table(results: dict[str, Any]) -> None:
-    columns = ["scenario", "tool", "median (s)", "exit", "markers", ".rej files", "user line kept", "new pin"]
-    columns.append("processes (git)")
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "---|" * len(columns))
-    for scenario, tools in results["scenarios"].items():
-        mlci_time = tools["mlci"]["median_s"]
-        for name, r in tools.items():
-            ratio = "" if name == "mlci" else f" ({r['median_s'] / mlci_time:.0f}x mlci)"
-            spawned = r["spawned"]
-            cells = [
-                scenario,
-                name,
-                f"{r['median_s']:.3f}{ratio}",
-                str(r["exit_code"]),
-                "yes" if r["markers"] else "no",
-                str(len(r["rej_files"])),
-                "yes" if r["user_line_kept"] else "NO",
-                "yes" if r["new_pin_applied"] else "NO",
-                f"{spawned['processes']} ({spawned['git']})" if spawned else "n/a",
-            ]
-            print("| " + " | ".join(cells) + " |")
-    fleet = results["fleet"]
+def print_table(document: dict[str, Any]) -> None:
+    for label, case in document["cases"].items():
+        wall, out = case["wall_s"], document["outcomes"].get(label, {})
+        print(f"{label}: {wall['median']} s ({wall['min']}-{wall['max']}) exit {out.get('exit_code')} {case['note']}")
+    fleet = document["fleet"]
     print(
-        f"\nFleet: {fleet['repos']} repositories, --jobs {fleet['jobs']}: {fleet['seconds']} s, "
+        f"fleet: {fleet['repos']} repositories, --jobs {fleet['jobs']}: {fleet['wall_s']} s, "
         f"exit {fleet['exit_code']}, {fleet['summary']}"
     )
+    print("tables: python benchmarks/report.py")
 
 
 if __name__ == "__main__":

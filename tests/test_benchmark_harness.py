@@ -64,3 +64,9 @@ def test_cases_interleave_after_a_warmup_and_a_failure_drops_only_its_case(tmp_p
     assert document["machine"]["commit"]
     path = harness.write_results("unit", document, tmp_path)
     assert path.read_text().endswith("}\n")
+
+
+def test_ok_codes_accept_an_expected_nonzero_exit() -> None:
+    case = harness.Case("conflict", [PY, "-c", "raise SystemExit(1)"], ok_codes=(0, 1))
+    (measured,) = harness.interleave([case], runs=1, warmup=0, progress=lambda _line: None)
+    assert measured.note == "" and measured.samples[0].returncode == 1

@@ -1,0 +1,73 @@
+"""benchmarks/README.md's tables are exactly what benchmarks/report.py renders from the committed results."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import report  # noqa: E402
+
+
+def test_the_readme_tables_are_the_committed_results(capsys: pytest.CaptureFixture[str]) -> None:
+    assert report.main(["--check"]) == 0, capsys.readouterr().err
+    assert len(report.MARKER.findall(report.README.read_text(encoding="utf-8"))) >= 8
+
+
+def test_a_changed_figure_is_caught_and_rewritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(BENCHMARKS / "results", results)
+    readme = tmp_path / "README.md"
+    shutil.copy(report.README, readme)
+    startup = json.loads((results / "startup.json").read_text())
+    case = next(iter(startup["cases"].values()))
+    case["wall_s"]["median"] = 98.76
+    (results / "startup.json").write_text(json.dumps(startup))
+    args = ["--readme", str(readme), "--results", str(results)]
+
+    assert report.main([*args, "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "file=startup" in err and "differs from the results" in err
+    assert report.main(args) == 0
+    assert "98.76 s" in readme.read_text()
+    assert report.main([*args, "--check"]) == 0
+
+
+def test_a_missing_results_file_names_the_readme_line_and_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("prose\n\n<!-- report: cases file=nowhere -->\n<!-- /report -->\n")
+    assert report.main(["--readme", str(readme), "--results", str(tmp_path), "--check"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"report: {readme}:3: <!-- report: cases file=nowhere -->:")
+    assert "run python benchmarks/nowhere.py" in err
+
+
+def test_an_unknown_view_is_one_line() -> None:
+    with pytest.raises(report.ReportError, match="unknown view 'tabel'"):
+        report.render_marker("tabel file=startup", BENCHMARKS / "results")
+
+
+def test_install_measures_a_missing_extra_as_the_core_install_and_says_so(tmp_path: Path) -> None:
+    import zipfile
+
+    import install
+
+    wheel = tmp_path / "mlci-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(
+            "mlci-0.1.0.dist-info/METADATA",
+            "Metadata-Version: 2.3\nName: mlci\nVersion: 0.1.0\nProvides-Extra: data\nProvides-Extra: train\n",
+        )
+    declared = install.declared_extras(wheel)
+    assert declared == {"data", "train"}
+    assert install.requirement(wheel, "data", declared) == (f"mlci[data] @ {wheel.as_uri()}", "mlci[data]")
+    assert install.requirement(wheel, "all", declared) == (str(wheel), "mlci (core): this wheel has no [all] extra")
+    assert install.requirement(wheel, None, declared) == (str(wheel), "mlci (core)")

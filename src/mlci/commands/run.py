@@ -199,8 +199,10 @@ def _run(stages: list[StageSpec], project: Project, args: argparse.Namespace) ->
     if jobs > 1 and checks > 1:
         warm = _warm_train_imports() if any(spec.name == "train" for spec in stages[checks:]) else None
         outcomes = _run_concurrently(stages[:checks], len(stages), project, args, jobs)
-        if warm is not None and not any(o.failure for o in outcomes):
-            _replay_warm_up(*warm)
+        if warm is not None and any(o.failure for o in outcomes):
+            warm.cancel.set()  # train will not run: import nothing more
+        elif warm is not None:
+            _replay_warm_up(warm)
     for index, spec in enumerate(stages[len(outcomes) :], len(outcomes) + 1):
         if any(o.failure for o in outcomes):
             break
@@ -297,15 +299,27 @@ def _next(done: queue.Queue[tuple[int, Outcome]]) -> tuple[int, Outcome]:
             continue
 
 
-def _warm_train_imports() -> tuple[threading.Thread, console.Capture]:
+@dataclass
+class WarmUp:
+    """The thread importing train's modules, what they printed, and the flag that stops it."""
+
+    thread: threading.Thread
+    capture: console.Capture
+    cancel: threading.Event
+
+
+def _warm_train_imports() -> WarmUp:
     """Import what train needs in a thread while the checks run (the checks are mostly other
     processes and DuckDB, which leave the interpreter free). What the imports print (a
-    library's warning) is kept and shown with train's block, where it would have been."""
+    library's warning) is kept and shown before train's block, where it would have been."""
     capture = console.Capture(chunks=[], mid_line={})
+    cancel = threading.Event()
 
     def warm() -> None:
         with console.captured() as kept:
             for name in _TRAIN_IMPORTS:
+                if cancel.is_set():
+                    break  # a check failed or the run was interrupted: train will not run
                 try:
                     importlib.import_module(name)
                 except Exception:  # train imports it again and reports the failure
@@ -314,13 +328,13 @@ def _warm_train_imports() -> tuple[threading.Thread, console.Capture]:
 
     thread = threading.Thread(target=warm, name="mlci-warm-train", daemon=True)
     thread.start()
-    return thread, capture
+    return WarmUp(thread, capture, cancel)
 
 
-def _replay_warm_up(thread: threading.Thread, capture: console.Capture) -> None:
+def _replay_warm_up(warm: WarmUp) -> None:
     """Wait for the warm-up (train would import the same modules) and show what it printed."""
-    thread.join()
-    console.replay(capture)
+    warm.thread.join()
+    console.replay(warm.capture)
 
 
 def _table(project: Project, rows: list[tuple[str, str, float, str]], total: float) -> None:

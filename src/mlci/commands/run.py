@@ -175,7 +175,12 @@ def _unless_stopped(work: Callable[[], StageResult]) -> Callable[[], StageResult
     recorded as interrupted, as the main thread records the ones it stopped waiting for."""
 
     def guarded() -> StageResult:
-        result = work()
+        try:
+            result = work()
+        except MlciError:
+            if console.stopping():  # e.g. pytest, sent Ctrl-C's SIGINT too, exited on it first
+                raise KeyboardInterrupt from None
+            raise
         if console.stopping():
             raise KeyboardInterrupt
         return result
@@ -186,6 +191,7 @@ def _unless_stopped(work: Callable[[], StageResult]) -> Callable[[], StageResult
 def _run(stages: list[StageSpec], project: Project, args: argparse.Namespace) -> int:
     handover: dict[str, str] = {}  # run id and version passed from stage to stage in this run
     outcomes: list[Outcome] = []
+    interrupted = False  # Ctrl-C or SIGTERM while the checks ran
     started_at = datetime.now(timezone.utc)
     started = time.perf_counter()
     jobs = _jobs(args)
@@ -198,13 +204,13 @@ def _run(stages: list[StageSpec], project: Project, args: argparse.Namespace) ->
         checks += 1
     if jobs > 1 and checks > 1:
         warm = _warm_train_imports() if any(spec.name == "train" for spec in stages[checks:]) else None
-        outcomes = _run_concurrently(stages[:checks], len(stages), project, args, jobs)
-        if warm is not None and any(o.failure for o in outcomes):
+        outcomes, interrupted = _run_concurrently(stages[:checks], len(stages), project, args, jobs)
+        if warm is not None and (interrupted or any(o.failure for o in outcomes)):
             warm.cancel.set()  # train will not run: import nothing more
         elif warm is not None:
             _replay_warm_up(warm)
     for index, spec in enumerate(stages[len(outcomes) :], len(outcomes) + 1):
-        if any(o.failure for o in outcomes):
+        if interrupted or any(o.failure for o in outcomes):
             break
         outcome = _run_one(spec, index, len(stages), project, stage_options(spec, args, handover))
         handover.update({k: str(v) for k, v in (outcome.outputs or {}).items() if k in HANDED_OVER})
@@ -214,6 +220,9 @@ def _run(stages: list[StageSpec], project: Project, args: argparse.Namespace) ->
     # (Ctrl-C, SIGTERM) is what ended it whatever else failed beside it.
     failed = [o for o in outcomes if o.failure is not None]
     ended_by = next((o for o in failed if o.status == "interrupted"), failed[0] if failed else None)
+    if interrupted and (ended_by is None or ended_by.status != "interrupted"):
+        # The checks were all done when it came: the run is interrupted all the same.
+        ended_by = Outcome("run", "interrupted", 0.0, "interrupted", KeyboardInterrupt())
     why = f"not run: {ended_by.stage} {ended_by.status.lower()}" if ended_by else ""
     for spec in stages[len(rows) :]:
         mark(project, spec.name, "skipped", why)
@@ -229,11 +238,12 @@ def _run(stages: list[StageSpec], project: Project, args: argparse.Namespace) ->
 
 def _run_concurrently(
     checks: list[StageSpec], count: int, project: Project, args: argparse.Namespace, jobs: int
-) -> list[Outcome]:
+) -> tuple[list[Outcome], bool]:
     """The checks, up to `jobs` at a time, each block printed in order as soon as it and those
     before it are done. After a failure no further check starts; the running ones finish.
     Ctrl-C (or SIGTERM) stops their tools, waits a little for them to record it, and prints
-    what each had written."""
+    what each had written. Also whether the run was interrupted (every check may have been
+    done by then: the run still ends there)."""
     done: queue.Queue[tuple[int, Outcome]] = queue.Queue()
     captures: dict[int, console.Capture] = {}
     clocks: dict[int, float] = {}
@@ -246,6 +256,7 @@ def _run_concurrently(
         done.put((index, outcome))
 
     next_start = printed = running = 0
+    interrupted = False
     try:
         while printed < len(checks):
             failed = any(o.failure is not None for o in finished.values())
@@ -287,7 +298,8 @@ def _run_concurrently(
                 _line(f"<== {stage}: interrupted in {elapsed:.1f}s")
                 mark(project, stage, "interrupted", "interrupted")
                 finished[index] = Outcome(stage, "interrupted", elapsed, "interrupted", KeyboardInterrupt())
-    return [finished[index] for index in range(next_start) if index in finished]
+        interrupted = True
+    return [finished[index] for index in range(next_start) if index in finished], interrupted
 
 
 def _next(done: queue.Queue[tuple[int, Outcome]]) -> tuple[int, Outcome]:
@@ -374,6 +386,8 @@ def _write_summary(
     text = (
         f"run passed: {passed} stage{'s' * (passed != 1)} in {total:.1f}s"
         if ended_by is None
+        else "run interrupted"
+        if ended_by.stage == "run"  # between the checks and the next stage
         else f"run {status}: {ended_by.stage} {ended_by.status.lower()}: {ended_by.summary}"
     )
     summary: dict[str, Any] = {

@@ -95,14 +95,21 @@ def with_target(project: Project, name: str) -> Project:
     return dataclasses.replace(project, config=config)
 
 
-# What train imports besides mlci's own code (targets/local, splits, metrics): warmed in a
-# thread while the checks run, so `mlci run` does not pay them after the checks.
+# What train imports besides mlci's own code (the data, scikit-learn's metrics, MLflow with
+# its sqlite stores, which register opens too, and GitPython, which MLflow tags runs with):
+# warmed in a thread while the checks run, so `mlci run` does not pay them after the checks.
+# Libraries only: never the project's own code, whose import may do anything.
 _TRAIN_IMPORTS = (
     "pandas",
     "sklearn.metrics",
     "mlflow",
     "mlflow.models",
     "mlflow.sklearn",
+    "mlflow.pyfunc",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store",
+    "mlflow.store.db.utils",
+    "git",
     "mlci.stages.train",
     "mlci.metrics",
 )
@@ -334,8 +341,8 @@ def _warm_train_imports() -> WarmUp:
                     break  # a check failed or the run was interrupted: train will not run
                 try:
                     importlib.import_module(name)
-                except Exception:  # train imports it again and reports the failure
-                    break
+                except Exception:  # not installed, or broken: train imports it again and says so
+                    continue
             capture.chunks.extend(kept.chunks)
 
     thread = threading.Thread(target=warm, name="mlci-warm-train", daemon=True)

@@ -69,11 +69,16 @@ def _capture() -> Capture | None:
     return capture
 
 
+def new_capture() -> Capture:
+    return Capture(chunks=[], mid_line={})
+
+
 @contextlib.contextmanager
-def captured() -> Iterator[Capture]:
+def captured(into: Capture | None = None) -> Iterator[Capture]:
     """Keep what this thread writes (mlci's lines, print(), its tools' output) instead of
-    writing it; `replay` writes it later, whole, through the guards as if written then."""
-    capture = Capture(chunks=[], mid_line={})
+    writing it, in `into` (else a new Capture); `replay` writes it later, whole, through the
+    guards as if written then."""
+    capture = into if into is not None else new_capture()
     saved = _capture()
     _local.capture = capture
     try:

@@ -257,8 +257,7 @@ def _run_concurrently(
     finished: dict[int, Outcome] = {}
 
     def work(index: int, spec: StageSpec) -> None:
-        with console.captured() as capture:
-            captures[index] = capture
+        with console.captured(captures[index]):
             outcome = _run_one(spec, index + 1, count, project, stage_options(spec, args, {}))
         done.put((index, outcome))
 
@@ -269,6 +268,7 @@ def _run_concurrently(
             failed = any(o.failure is not None for o in finished.values())
             while not failed and running < jobs and next_start < len(checks):
                 clocks[next_start] = time.perf_counter()
+                captures[next_start] = console.new_capture()
                 thread = threading.Thread(
                     target=work, args=(next_start, checks[next_start]), name=f"mlci-{checks[next_start].name}"
                 )
@@ -288,17 +288,18 @@ def _run_concurrently(
     except KeyboardInterrupt:
         console.stop_tools()
         deadline = time.monotonic() + _GRACE_S
-        while running and time.monotonic() < deadline:
-            try:
-                index, outcome = done.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            running -= 1
-            finished[index] = outcome
+        try:
+            while running and time.monotonic() < deadline:
+                try:
+                    index, outcome = done.get(timeout=max(0.01, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                running -= 1
+                finished[index] = outcome
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C: wait no longer, but still print and record what there is
         for index in range(printed, next_start):
-            capture = captures.get(index)
-            if capture is not None:
-                console.replay(capture)
+            console.replay(captures[index])
             if index not in finished:  # still running: recorded as interrupted here
                 elapsed = time.perf_counter() - clocks[index]
                 stage = checks[index].name
@@ -331,7 +332,7 @@ def _warm_train_imports() -> WarmUp:
     """Import what train needs in a thread while the checks run (the checks are mostly other
     processes and DuckDB, which leave the interpreter free). What the imports print (a
     library's warning) is kept and shown before train's block, where it would have been."""
-    capture = console.Capture(chunks=[], mid_line={})
+    capture = console.new_capture()
     cancel = threading.Event()
 
     def warm() -> None:

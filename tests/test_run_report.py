@@ -51,7 +51,7 @@ def test_unexpected_error_still_prints_the_stage_line_and_table_and_skips_are_re
         "    if config.option.xmlpath:\n"
         "        Path(config.option.xmlpath).write_text('not xml')\n"
     )
-    assert run_cli("run", "test", "data-test", "-C", str(project)) == 3
+    assert run_cli("run", "test", "data-test", "--jobs", "1", "-C", str(project)) == 3  # one after another
     err = capsys.readouterr().err
     assert "<== test: ERROR in " in err
     rows = [line.split()[:2] for line in err.splitlines() if line.startswith(("test ", "data-test "))]

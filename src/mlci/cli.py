@@ -21,7 +21,18 @@ from typing import Any
 from mlci import __version__, console, providers, targets
 from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, MlciError
 from mlci.log_guard import json_document
-from mlci.stage_specs import CONTRACT, ENGINE, NAMES, PROJECT_DIR, RUN_NAMES, STAGES, TRACKING_URI, Option, StageSpec
+from mlci.stage_specs import (
+    CHECKS,
+    CONTRACT,
+    ENGINE,
+    NAMES,
+    PROJECT_DIR,
+    RUN_NAMES,
+    STAGES,
+    TRACKING_URI,
+    Option,
+    StageSpec,
+)
 
 # Commands besides the stages that record a result (.mlci/out/<command>.json, run.json):
 # --json prints it, --quiet keeps only its final line.
@@ -261,8 +272,8 @@ def build_parser(stages: Sequence[StageSpec] = STAGES) -> argparse.ArgumentParse
         sub,
         "run",
         "run the stages in order on the embedded default",
-        f"Run the stages in order ({', '.join(RUN_NAMES)}), stop at the first "
-        "failure, print a summary table and write .mlci/out/run.json.",
+        f"Run the stages in order ({', '.join(RUN_NAMES)}), the checks ({', '.join(CHECKS)}) side by side, "
+        "stop at the first failure, print a summary table and write .mlci/out/run.json.",
     )
     _add_options(run, PROJECT_DIR, TRACKING_URI)
     run.add_argument(
@@ -270,6 +281,15 @@ def build_parser(stages: Sequence[StageSpec] = STAGES) -> argparse.ArgumentParse
         choices=tuple(targets.NAMES),
         default=None,
         help="where train, register and deploy run (default: mlci.yaml's target)",
+    )
+    run.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"run up to N of the checks ({', '.join(CHECKS)}) at once (default: one per core, at most "
+        f"{len(CHECKS)}; 1: one stage after another)",
     )
     run.add_argument("stages", nargs="*", metavar="STAGE", help=f"stages to run (default: {', '.join(RUN_NAMES)})")
     run.set_defaults(handler="mlci.commands.run:main")

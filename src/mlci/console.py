@@ -9,6 +9,10 @@
 The CLI boundary (cli.py) configures it once per command. Tools' output (pytest, pre-commit)
 is passed through `run_tool`, so mlci knows whether the terminal is mid-line (pytest's progress
 dots) and starts its own lines on a new one.
+
+Thread-safety (`mlci run` runs its checks in threads): writes to the real streams hold one lock,
+so lines never interleave; a thread inside `captured()` writes nothing to the streams but keeps
+its text, in order, for the caller to `replay` as one block (each stage's output stays whole).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +48,51 @@ class _State:
 
 
 _state = _State(mid_line={}, guards={})
+# One writer at a time on the real streams: a stage's text, its guard state and mid_line agree.
+_lock = threading.RLock()
+_local = threading.local()  # .capture: the Capture this thread writes to, if any
+# The tools run_tool is running now (from any thread), so an interruption can stop them all.
+_tools: set[subprocess.Popen[bytes]] = set()
+_stopping = threading.Event()
+
+
+@dataclass
+class Capture:
+    """What one thread wrote while inside `captured()`: (stream, text, trusted) in order."""
+
+    chunks: list[tuple[TextIO, str, bool]]
+    mid_line: dict[int, bool]
+
+
+def _capture() -> Capture | None:
+    capture: Capture | None = getattr(_local, "capture", None)
+    return capture
+
+
+def new_capture() -> Capture:
+    return Capture(chunks=[], mid_line={})
+
+
+@contextlib.contextmanager
+def captured(into: Capture | None = None) -> Iterator[Capture]:
+    """Keep what this thread writes (mlci's lines, print(), its tools' output) instead of
+    writing it, in `into` (else a new Capture); `replay` writes it later, whole, through the
+    guards as if written then."""
+    capture = into if into is not None else new_capture()
+    saved = _capture()
+    _local.capture = capture
+    try:
+        yield capture
+    finally:
+        _local.capture = saved
+
+
+def replay(capture: Capture) -> None:
+    """Write what a thread kept (`captured`), in order, on a line of its own."""
+    with _lock:
+        new_line()
+        for stream, text, trusted in list(capture.chunks):  # a copy: the thread may still be writing
+            _write(stream, text, trusted=trusted)
 
 
 def configure(*, quiet: bool = False, verbose: bool = False, json: bool = False) -> None:
@@ -51,6 +101,7 @@ def configure(*, quiet: bool = False, verbose: bool = False, json: bool = False)
     _state.result = None
     _state.mid_line = {}
     _state.guards = {}
+    _stopping.clear()
 
 
 def level() -> int:
@@ -79,11 +130,18 @@ def _write(stream: TextIO, text: str, *, trusted: bool = False) -> None:
     test ids, tool output), so on CI it passes the provider's LogGuard (log_guard.py) and can never
     be read as a workflow command; only `ci_command` (mlci's own annotations) writes it as it is."""
     raw = stream.inner if isinstance(stream, GuardedStream) else stream
-    raw.write(_guard(raw).feed(text, neutralise=not trusted))
-    raw.flush()
-    if text:
-        assert _state.mid_line is not None
-        _state.mid_line[_fd(raw)] = not text.endswith("\n")
+    capture = _capture()
+    if capture is not None:
+        capture.chunks.append((raw, text, trusted))
+        if text:
+            capture.mid_line[_fd(raw)] = not text.endswith("\n")
+        return
+    with _lock:
+        raw.write(_guard(raw).feed(text, neutralise=not trusted))
+        raw.flush()
+        if text:
+            assert _state.mid_line is not None
+            _state.mid_line[_fd(raw)] = not text.endswith("\n")
 
 
 def _guard(stream: TextIO) -> LogGuard:
@@ -135,10 +193,13 @@ def _fd(stream: TextIO) -> int:
 
 def new_line() -> None:
     """End a line a tool left open (pytest's dots), on both streams, before mlci writes one."""
-    assert _state.mid_line is not None
-    for stream in (sys.stdout, sys.stderr):
-        if _state.mid_line.get(_fd(stream)):
-            _write(stream, "\n")
+    capture = _capture()
+    mid_line = capture.mid_line if capture is not None else _state.mid_line
+    assert mid_line is not None
+    with _lock:
+        for stream in (sys.stdout, sys.stderr):
+            if mid_line.get(_fd(stream)):
+                _write(stream, "\n")
     # stdout and stderr are often one terminal: a line open on either is open on both.
 
 
@@ -202,9 +263,15 @@ def run_tool(command: Sequence[str], *, cwd: Path, env: Mapping[str, str], show:
     """Run a tool, passing its output (stdout and stderr merged) through as it comes.
 
     The output is also returned, so a stage can parse it and, with --quiet, print it only when
-    the tool failed. On Ctrl-C or SIGTERM the tool is stopped before the interruption goes on.
+    the tool failed. On Ctrl-C or SIGTERM the tool is stopped before the interruption goes on;
+    in a thread, which never sees the signal, `stop_tools` stops it and this raises
+    KeyboardInterrupt there, so the stage records the interruption as it would in the main thread.
     """
+    if _stopping.is_set():
+        raise KeyboardInterrupt
     process = subprocess.Popen(list(command), cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    with _lock:
+        _tools.add(process)
     assert process.stdout is not None
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     chunks: list[str] = []
@@ -229,19 +296,43 @@ def run_tool(command: Sequence[str], *, cwd: Path, env: Mapping[str, str], show:
         if passthrough and tail:
             _write(human(), tail, trusted=fenced)
         code = process.wait()
+        if _stopping.is_set():
+            raise KeyboardInterrupt  # stop_tools ended it: an interruption, not the tool's verdict
     except BaseException:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
         raise
     finally:
+        with _lock:
+            _tools.discard(process)
         process.stdout.close()
         if fence:  # resume on a line of its own, or the runner never sees the token
             ci_command(fence[1])
     return code, "".join(chunks)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def stop_tools() -> None:
+    """Stop every tool run_tool is running, in any thread, and refuse to start more: the main
+    thread calls it on Ctrl-C or SIGTERM while other threads run stages (`mlci run`)."""
+    _stopping.set()
+    with _lock:
+        running = list(_tools)
+    for process in running:
+        if process.poll() is None:
+            process.terminate()
+
+
+def stopping() -> bool:
+    """Whether stop_tools was called: a stage finishing now was interrupted."""
+    return _stopping.is_set()
 
 
 def dump(text: str) -> None:

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from mlci import targets
 from mlci.config import ENVIRONMENTS, Config
-from mlci.stage_specs import STAGES, StageSpec
+from mlci.stage_specs import CHECKS, STAGES, StageSpec
 from mlci.targets.base import ByProvider, Credential, EnvVar
 from mlci.targets.base import Literal as LiteralValue
 
@@ -261,7 +261,7 @@ def _deploy_job(env: str, after: str, carry: bool, credentials: tuple[Credential
     )
 
 
-_CHECKS = ("lint", "test", "data-test")  # the stages every commit is checked by
+_CHECKS = CHECKS  # the stages every commit is checked by (stage_specs.CHECKS)
 CHECK_STAGES = tuple(_SPECS[name].ci_id for name in _CHECKS)  # the job ids of the checks
 GATE = "gate"
 

@@ -322,6 +322,9 @@ STAGES: tuple[StageSpec, ...] = (
         in_run=False,
     ),
 )
+# The checks every commit is checked by: independent of each other and of what follows them,
+# so CI runs them as parallel jobs and `mlci run` concurrently (--jobs), each before any later stage.
+CHECKS: tuple[str, ...] = ("lint", "test", "data-test")
 NAMES: tuple[str, ...] = tuple(spec.name for spec in STAGES)
 # The stages `mlci run` runs when it is given no stage names, in order.
 RUN_NAMES: tuple[str, ...] = tuple(spec.name for spec in STAGES if spec.in_run)

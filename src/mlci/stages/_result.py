@@ -6,6 +6,7 @@ import importlib
 import json
 import os
 import re
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Set
@@ -28,6 +29,9 @@ StageOptions = Mapping[str, Any]
 # to publish as its own (a broken contract left the previous passing data-test.xml).
 JUNIT_REPORTS: dict[str, str] = {"test": "junit.xml", "data-test": "data-test.xml", "monitor": "monitor.xml"}
 OTHER_REPORTS: dict[str, tuple[str, ...]] = {"test": ("coverage.json",)}
+# One stage at a time appends to the CI system's output and summary files (`mlci run` runs
+# the checks in threads): their lines never interleave.
+_PUBLISH_LOCK = threading.Lock()
 # Characters XML 1.0 forbids (C0 controls but tab/newline/return, surrogates, U+FFFE/U+FFFF).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -193,10 +197,11 @@ def publish(outputs: dict[str, Any], summary: str) -> None:
     ci = providers.detect()
     if ci is None:
         return
-    for line in ci.set_outputs(outputs, os.environ):
-        console.ci_command(line)
-    for line in ci.add_summary(summary, os.environ):
-        console.ci_command(line)
+    with _PUBLISH_LOCK:
+        for line in ci.set_outputs(outputs, os.environ):
+            console.ci_command(line)
+        for line in ci.add_summary(summary, os.environ):
+            console.ci_command(line)
 
 
 def mark(project: Project, stage: str, status: str, summary: str) -> None:

@@ -195,10 +195,11 @@ def run_train(project: Project, tracking_override: str | None = None) -> StageRe
         target.require(project, "train")
         # The lineage is this checkout's (its commit, its CI run, its files' fingerprint) wherever
         # the target trains: a Databricks job runs from the wheel and data uploaded from here.
-        tags = training_tags(project)
+        digests = data_digests(project)
+        tags = training_tags(project, digests)
         record = target.train_remotely(project, tags)
         if record is None:
-            return _train(project, tags, tracking_override)
+            return _train(project, tags, tracking_override, digests)
         return StageResult(
             str(record["summary"]),
             dict(record["details"]),
@@ -207,9 +208,13 @@ def run_train(project: Project, tracking_override: str | None = None) -> StageRe
         )
 
 
-def training_tags(project: Project) -> dict[str, str]:
+def data_digests(project: Project) -> dict[str, str]:
+    """The sha256 of data.train and data.holdout on this machine."""
+    return {which: file_digest(split_path(project, which)) for which in ("train", "holdout")}
+
+
+def training_tags(project: Project, digests: dict[str, str]) -> dict[str, str]:
     """The MLflow run's lineage tags and fingerprint, from the project's files on this machine."""
-    digests = {which: file_digest(split_path(project, which)) for which in ("train", "holdout")}
     function = load_entrypoint(project)
     return {**lineage_tags(project, digests), "mlci.fingerprint": fingerprint(project, function, digests)}
 
@@ -220,7 +225,9 @@ def train_here(project: Project, tags: dict[str, str], tracking_override: str | 
         return _train(project, tags, tracking_override)
 
 
-def _train(project: Project, tags: dict[str, str], tracking_override: str | None) -> StageResult:
+def _train(
+    project: Project, tags: dict[str, str], tracking_override: str | None, known_digests: dict[str, str] | None = None
+) -> StageResult:
     cfg = project.config
     target = targets.get(project.config.target)
     train_x, train_y, train_path = read_split(project, "train")
@@ -241,7 +248,10 @@ def _train(project: Project, tags: dict[str, str], tracking_override: str | None
     from mlflow.models import infer_signature
 
     experiment_id = target.ensure_experiment(mlflow, project, uri)
-    digests = {"train": file_digest(train_path), "holdout": file_digest(holdout_path)}
+    # Training here, on this machine's files: run_train hashed them for the lineage tags a
+    # moment ago, so they are not read a second time. A job trained elsewhere from uploaded
+    # copies (train_here) hashes the copies it read.
+    digests = known_digests or {"train": file_digest(train_path), "holdout": file_digest(holdout_path)}
     params = dict(cfg.train.params)
     with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
         if params:

@@ -28,6 +28,19 @@ ROWS = 600
 TRACKING_TOLERANCE = 0.06
 TRACKING_MEAN_TOLERANCE = 0.03
 GAP_THRESHOLD = 0.05  # the default rule: estimation_gap <= 0.05
+# A window's median and quantiles come from DuckDB's t-digest: each lies within 1 % of the rows
+# (in rank) of the exact quantile (measured: at most 0.7 % on 150 to 1M rows); its numeric
+# distinct counts from HyperLogLog, within 15 % (about 3 standard errors of DuckDB's sketch).
+QUANTILE_RANK_TOLERANCE = 0.01
+DISTINCT_TOLERANCE = 0.15
+
+
+def rank_error(values: Any, estimate: float, q: float) -> float:
+    """How far (a share of the rows) `estimate` is from being a q-quantile of `values`."""
+    ordered = np.sort(np.asarray(values, dtype="float64"))
+    low = np.searchsorted(ordered, estimate, "left") / len(ordered)
+    high = np.searchsorted(ordered, estimate, "right") / len(ordered)
+    return 0.0 if low <= q <= high else float(min(abs(low - q), abs(high - q)))
 
 
 @pytest.fixture(scope="module")
@@ -183,8 +196,13 @@ def test_realised_figures_equal_scikit_learn(tmp_path: Path, world: dict[str, An
         x1 = next(r for r in profile if r["column_name"] == "x1")
         assert x1["avg"] == pytest.approx(rows["x1"].mean(), rel=1e-10)
         assert x1["stddev"] == pytest.approx(rows["x1"].std(), rel=1e-9)
-        assert x1["median"] == pytest.approx(rows["x1"].median(), rel=1e-10)
-        assert x1["quantiles"] == pytest.approx(np.quantile(rows["x1"], engine.sql.QUANTILES).tolist(), rel=1e-10)
+        assert rank_error(rows["x1"], x1["median"], 0.5) <= QUANTILE_RANK_TOLERANCE
+        assert len(x1["quantiles"]) == len(engine.sql.QUANTILES)
+        for q, estimate in zip(engine.sql.QUANTILES, x1["quantiles"], strict=True):
+            assert rank_error(rows["x1"], estimate, q) <= QUANTILE_RANK_TOLERANCE, q
+        # The ends are the exact min and max, not the sketch's.
+        assert (x1["quantiles"][0], x1["quantiles"][-1]) == (x1["min"], x1["max"])
+        assert x1["distinct_count"] == pytest.approx(rows["x1"].nunique(), rel=DISTINCT_TOLERANCE)
         assert (x1["num_nulls"], x1["data_type"]) == (0, "double")
         assert (x1["min"], x1["max"]) == pytest.approx((rows["x1"].min(), rows["x1"].max()), rel=1e-10)
         code = next(r for r in profile if r["column_name"] == "code")

@@ -451,18 +451,21 @@ def sql_double(value: float) -> str:
 
 @dataclass(frozen=True)
 class _Queries:
-    """One model's SQL: its grouped figures, its frequent items (and categorical distinct
-    counts), the score counts behind ROC AUC, and the WITH clause of its sliced rows
-    (`__sliced`), which the contract's checks are grouped over."""
+    """One model's SQL: its grouped figures (with the contract's column checks), its frequent
+    items (and categorical distinct counts), and the score counts behind ROC AUC."""
 
     main: str
     frequent: str | None
     auc: str | None
-    sliced_prefix: str
 
 
 def _model_query(
-    views: _Views, plan: _ModelPlan, windows: Sequence[datetime], slices: Sequence[str], task: str
+    views: _Views,
+    plan: _ModelPlan,
+    windows: Sequence[datetime],
+    slices: Sequence[str],
+    task: str,
+    checks: _ContractChecks | None = None,
 ) -> _Queries:
     """The SQL of one model's windows (see _Queries)."""
     d = views.d
@@ -519,11 +522,12 @@ def _model_query(
         sliced_prefix
         + f"\nSELECT CAST(__window AS {text}) AS __w, __slice_key, __slice_value,\n  "
         + plan.agg.select_list()
+        + (f",\n  {checks.items}" if checks is not None and checks.items.strip() else "")
         + f"\nFROM __sliced GROUP BY {keys}"
     )
     auc = _auc_query(d, plan, sliced_prefix) if task == "classification" else None
     if not categorical:
-        return _Queries(main, None, auc, sliced_prefix)
+        return _Queries(main, None, auc)
     items = "\nUNION ALL\n".join(
         f"SELECT __window, __slice_key, __slice_value, {d.string(name)} AS __column, "
         f"CAST({d.ident(name)} AS {text}) AS __item, count(*) AS __n FROM __sliced "
@@ -542,7 +546,7 @@ def _model_query(
         f"count(*) OVER ({partition}) AS __distinct "
         f"FROM ({items}) __counted) __top WHERE __rank <= {sql.FREQUENT_ITEMS}"
     )
-    return _Queries(main, frequent, auc, sliced_prefix)
+    return _Queries(main, frequent, auc)
 
 
 def _auc_query(d: Dialect, plan: _ModelPlan, sliced_prefix: str) -> str | None:
@@ -1086,12 +1090,24 @@ def _column_contract(project: Project) -> Contract | None:
     return dataclasses.replace(contract, spec=dataclasses.replace(contract.spec, table=TableChecks(), drift=None))
 
 
-def _contract_failures(
-    views: _Views, contract: Contract, sliced_prefix: str, now: datetime | None
-) -> dict[tuple[datetime, Any, Any], int]:
-    """Per window and slice, how many of the contract's column checks fail on its rows: the
-    contract's own compiled aggregates (contracts/compiler.py), grouped. A declared column of
-    the wrong type counts as one failure; one the table lacks (the label) is not checked."""
+@dataclass(frozen=True)
+class _ContractChecks:
+    """The contract's column checks as aggregates of the model's grouped query (their own
+    aliases, from contracts/compiler.py) and the verdicts that read them back."""
+
+    items: str
+    verdicts: Sequence[Callable[[Mapping[str, Any]], Any]]
+    mistyped: int
+
+    def failures(self, row: Mapping[str, Any]) -> int:
+        """How many checks fail on one group's row; a declared column of the wrong type counts
+        as one failure, one the table lacks (the label) is not checked."""
+        return self.mistyped + sum(1 for verdict in self.verdicts if verdict(row).status == "fail")
+
+
+def _contract_checks(views: _Views, contract: Contract, now: datetime | None) -> _ContractChecks:
+    """The contract's column checks, compiled for the inference table's columns, per window and
+    slice: in the model's one grouped query, so the rows are read once for both."""
     from mlci.contracts.compiler import compile_contract
     from mlci.contracts.runner import compatible
     from mlci.contracts.sql import SOURCE_VIEW
@@ -1109,17 +1125,7 @@ def _contract_failures(
     head, tail = "SELECT\n  ", f"\nFROM {SOURCE_VIEW}"
     if not compiled.sql.startswith(head) or not compiled.sql.endswith(tail):
         raise AssertionError("the contract compiler's SQL changed shape")  # a bug, not the user's input
-    items = compiled.sql[len(head) : -len(tail)]
-    text = views.d.text_type
-    rows = views.conn.query(
-        f"{sliced_prefix}\nSELECT CAST(__window AS {text}) AS __w, __slice_key, __slice_value,\n  {items}\n"
-        "FROM __sliced GROUP BY __window, __slice_key, __slice_value"
-    )
-    out = {}
-    for row in rows:
-        failed = sum(1 for verdict in compiled.verdicts if verdict(row).status == "fail")
-        out[(_parse_window(row["__w"]), row["__slice_key"], row["__slice_value"])] = failed + mistyped
-    return out
+    return _ContractChecks(compiled.sql[len(head) : -len(tail)], compiled.verdicts, mistyped)
 
 
 def _contract_fingerprint(project: Project) -> str | None:
@@ -1176,9 +1182,9 @@ def _run_model(
             column = f"{PROBABILITY_PREFIX}{cls}"
             if column in views.schema and sql.family(views.schema[column]) in ("float", "integer"):
                 plan.probability[cls] = column
-    queries = _model_query(views, plan, windows, slices, task)
+    checks = _contract_checks(views, contract, now) if contract is not None else None
+    queries = _model_query(views, plan, windows, slices, task, checks)
     rows = views.conn.query(queries.main)
-    failures = _contract_failures(views, contract, queries.sliced_prefix, now) if contract is not None else {}
     items: dict[tuple[datetime, Any, Any], dict[str, list[dict[str, Any]]]] = {}
     distinct: dict[tuple[datetime, Any, Any], dict[str, int]] = {}
     if queries.frequent:
@@ -1206,7 +1212,7 @@ def _run_model(
                 r["__slice_value"],
                 r,
                 items.get(key, {}),
-                failures.get(key, 0),
+                checks.failures(r) if checks is not None else 0,
                 distinct.get(key, {}),
                 auc.get(key, {}),
             )

@@ -86,21 +86,18 @@ def data_type(engine_type: str) -> str:
 SPARK_PERCENTILE_ACCURACY = 10000
 
 
-def median(d: Dialect, expr: str, approximate: bool = False) -> str:
-    if approximate:
-        return approx_quantiles(d, expr, [0.5], single=True)
+def median(d: Dialect, expr: str) -> str:
     if d.name == "spark":
         return f"percentile({expr}, 0.5)"
     return f"quantile_cont({expr}, 0.5)"
 
 
-def approx_quantiles(d: Dialect, expr: str, probabilities: list[float], single: bool = False) -> str:
-    """Quantiles from a bounded-memory sketch (one value when `single`, else a list)."""
+def approx_quantiles(d: Dialect, expr: str, probabilities: list[float]) -> str:
+    """The list of quantiles from a bounded-memory sketch."""
     listed = ", ".join(repr(p) for p in probabilities)
     if d.name == "spark":
-        wanted = listed if single else f"array({listed})"
-        return f"percentile_approx({expr}, {wanted}, {SPARK_PERCENTILE_ACCURACY})"
-    return f"approx_quantile({expr}, {listed if single else '[' + listed + ']'})"
+        return f"percentile_approx({expr}, array({listed}), {SPARK_PERCENTILE_ACCURACY})"
+    return f"approx_quantile({expr}, [{listed}])"
 
 
 def double(expr: str) -> str:
@@ -182,7 +179,8 @@ def column_aggregates(
             stddev=agg.add(f"stddev_samp({number})"),
             min=agg.add(f"min({number})"),
             max=agg.add(f"max({number})"),
-            median=agg.add(median(d, number, approximate)),
+            # A sketch's median is its 0.5 quantile (one sketch per column, not two).
+            median=None if approximate else agg.add(median(d, number)),
             quantiles=agg.add(
                 approx_quantiles(d, number, QUANTILES) if approximate else d.quantiles(number, QUANTILES)
             ),
@@ -210,11 +208,13 @@ def column_figures(row: Mapping[str, Any], aliases: ColumnAliases) -> dict[str, 
     def count(alias: str | None) -> int | None:
         return None if alias is None else int(row[alias] or 0)
 
-    quantiles = list(row[aliases.quantiles]) if aliases.quantiles and row[aliases.quantiles] is not None else None
-    if aliases.approximate and quantiles and QUANTILES[0] == 0.0 and QUANTILES[-1] == 1.0 and aliases.min and aliases.max:
-        # A sketch's ends are estimates; the exact min and max are at hand (NaN sorts last in
-        # both engines' max, as in their quantiles).
-        quantiles[0], quantiles[-1] = row[aliases.min], row[aliases.max]
+    quantiles = row[aliases.quantiles] if aliases.quantiles else None
+    median_value = number(aliases.median)
+    if aliases.approximate and quantiles is not None:
+        # The sketch's median is its 0.5 quantile; its ends are estimates where the exact min
+        # and max are at hand.
+        quantiles = [row[aliases.min], *list(quantiles)[1:-1], row[aliases.max]]
+        median_value = significant(float(quantiles[QUANTILES.index(0.5)]))
     figures: dict[str, Any] = {
         "count": rows,
         "num_nulls": rows - non_null,
@@ -222,7 +222,7 @@ def column_figures(row: Mapping[str, Any], aliases: ColumnAliases) -> dict[str, 
         "stddev": number(aliases.stddev),
         "min": number(aliases.min),
         "max": number(aliases.max),
-        "median": number(aliases.median),
+        "median": median_value,
         "quantiles": [significant(float(q)) for q in quantiles] if quantiles is not None else None,
         "distinct_count": count(aliases.distinct),
         "num_zeros": count(aliases.zeros),

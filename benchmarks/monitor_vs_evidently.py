@@ -299,7 +299,8 @@ def table(rows: int, runs: list[dict[str, Any]]) -> str:
     done = {tool: [r for r in runs if r["tool"] == tool and r["ok"]] for tool in ("mlci", "evidently")}
     base = statistics.median([r["wall_s"] for r in done["mlci"]]) if done["mlci"] else None
     lines = [
-        "| rows | tool | runs ok | wall s, median (range) | CPU s, median (range) | peak RSS MB, median (range) | vs mlci |",
+        "| rows | tool | runs ok | wall s, median (range) | CPU s, median (range) "
+        "| peak RSS MB, median (range) | vs mlci |",
         "|---:|---|---:|---:|---:|---:|---:|",
     ]
     for tool, ok in done.items():

@@ -59,8 +59,10 @@ LOG_LOSS_EPSILON = 1e-15
 MAPE_EPSILON = 2.220446049250313e-16  # sklearn's mean_absolute_percentage_error floor
 # DuckDB's memory for one `mlci monitor run` (its default is 80 % of the machine's): with the
 # profile's sketches and the spilling AUC, the queries' state is bounded, and what a grouped
-# count or join holds past this goes to TEMP_DIR (a folder per run, deleted after).
-DUCKDB_MEMORY_LIMIT = "512MB"
+# count or join holds past this goes to TEMP_DIR (a folder per run, deleted after). The process
+# peaks at about this plus 350 MB (Python, MLflow, pyarrow, the engine's untracked buffers):
+# 749 MB at 3M rows (benchmarks/monitor_vs_evidently.py).
+DUCKDB_MEMORY_LIMIT = "384MB"
 TEMP_DIR = ".mlci/tmp"
 
 
@@ -539,8 +541,7 @@ def _model_query(
     # counts spill where a count(DISTINCT) per group would hold every value in memory.
     partition = "PARTITION BY __window, __slice_key, __slice_value, __column"
     frequent = (
-        sliced_prefix
-        + f"\nSELECT CAST(__window AS {text}) AS __w, __slice_key, __slice_value, __column, __item, __n, "
+        sliced_prefix + f"\nSELECT CAST(__window AS {text}) AS __w, __slice_key, __slice_value, __column, __item, __n, "
         "__distinct FROM ("
         f"SELECT *, row_number() OVER ({partition} ORDER BY __n DESC, __item) AS __rank, "
         f"count(*) OVER ({partition}) AS __distinct "
@@ -1198,7 +1199,11 @@ def _run_model(
     if queries.auc:
         for r in views.conn.query(queries.auc):
             key = (_parse_window(r["__w"]), r["__slice_key"], r["__slice_value"])
-            auc.setdefault(key, {})[str(r["__class"])] = (float(r["__u"] or 0.0), int(r["__p"] or 0), int(r["__n"] or 0))
+            auc.setdefault(key, {})[str(r["__class"])] = (
+                float(r["__u"] or 0.0),
+                int(r["__p"] or 0),
+                int(r["__n"] or 0),
+            )
     out = []
     for r in rows:
         start = _parse_window(r["__w"])

@@ -210,7 +210,7 @@ def column_figures(row: Mapping[str, Any], aliases: ColumnAliases) -> dict[str, 
 
     quantiles = row[aliases.quantiles] if aliases.quantiles else None
     median_value = number(aliases.median)
-    if aliases.approximate and quantiles is not None:
+    if aliases.approximate and quantiles is not None and aliases.min and aliases.max:
         # The sketch's median is its 0.5 quantile; its ends are estimates where the exact min
         # and max are at hand.
         quantiles = [row[aliases.min], *list(quantiles)[1:-1], row[aliases.max]]

@@ -5,11 +5,14 @@ is joined with the labels that arrived since (the last label of a request id win
 windows of `monitor.granularity` (date_trunc on the request's UTC timestamp) and, besides the
 whole table, into the slices of `monitor.slices`. Per window, slice and `model_id` one grouped
 query (DuckDB, or the same SQL on Spark) gives every figure: the profile of each feature and of
-the prediction (counts, nulls, moments, quantiles, distinct values), the counts in the bins of
-the model version's baseline (monitoring/baseline.py), the realised quality on the labelled rows
-(confusion counts; ROC AUC exactly, from ranks), and the expected hits of confidence-based
-performance estimation (CBPE: each row's calibrated probability of its predicted class). Only
-those aggregates reach Python, which turns them into the three tables:
+the prediction (counts, nulls, moments, sketched quantiles and distinct values), the counts in
+the bins of the model version's baseline (monitoring/baseline.py), the realised quality on the
+labelled rows (confusion counts), the data contract's column checks, and the expected hits of
+confidence-based performance estimation (CBPE: each row's calibrated probability of its
+predicted class); two more give the frequent items and ROC AUC (exactly, from the counts per
+distinct score). Memory stays bounded: sketches, not every value, per group, and DuckDB's
+memory_limit with a spill folder for what grows with the rows. Only those aggregates reach
+Python, which turns them into the three tables:
 
 - `profile_metrics.parquet` and `drift_metrics.parquet`, with the column names of Databricks
   Lakehouse Monitoring's profile and drift metric tables (so one retrain rule reads either);
@@ -61,7 +64,7 @@ MAPE_EPSILON = 2.220446049250313e-16  # sklearn's mean_absolute_percentage_error
 # profile's sketches and the spilling AUC, the queries' state is bounded, and what a grouped
 # count or join holds past this goes to TEMP_DIR (a folder per run, deleted after). The process
 # peaks at about this plus 350 MB (Python, MLflow, pyarrow, the engine's untracked buffers):
-# 749 MB at 3M rows (benchmarks/monitor_vs_evidently.py).
+# 564 MB at 1M rows, 767 MB at 3M (benchmarks/monitor_vs_evidently.py).
 DUCKDB_MEMORY_LIMIT = "384MB"
 TEMP_DIR = ".mlci/tmp"
 

@@ -8,11 +8,14 @@ Builds, once per row count, under --work:
   over `--days` daily windows ending yesterday (UTC). Rows are training rows drawn with replacement
   plus Gaussian jitter (5 % of each column's spread); from the middle day on, 3 columns are shifted
   by one standard deviation (covariate drift). Predictions and probabilities come from the
-  registered model itself;
+  registered model itself. `--labelled` of the requests (default 30 %) get a label in
+  `data/labels/labels-<day>.parquet` (the prediction, flipped for 10 % of them), so mlci's
+  realised quality (the label join, the confusion counts, ROC AUC) runs at scale too;
 - Evidently's reference: the same training rows the baseline profiles, with the model's predictions.
 
 Then `--runs` rounds, interleaved (mlci, evidently, mlci, evidently, ...), each a fresh process
-timed as a whole (imports included) with its peak RSS (the child's ru_maxrss, via a wrapper):
+timed as a whole (imports included) with its CPU time (user + system of the process tree) and
+peak RSS (the child's ru_maxrss), via a wrapper, and the load average before and after:
 - mlci: `mlci monitor run --now <after the last day>` in the project (the CLI; its output folder
   is removed before each run, so nothing is skipped as already computed);
 - evidently: per daily window, `Report([DataDriftPreset()]).run(window, reference)` in its own venv
@@ -20,6 +23,9 @@ timed as a whole (imports included) with its peak RSS (the child's ru_maxrss, vi
   has no windows of its own: one report per window is what mlci's per-window drift is compared with.
 
     python benchmarks/monitor_vs_evidently.py [--rows 10000000] [--days 10] [--runs 3] [--tools mlci evidently]
+
+(benchmarks/harness.py, which interleaves other benchmarks, was not on main when this one was
+bounded; its interleaving is written here.)
 
 Prints a Markdown table and writes benchmarks/results/monitor_vs_evidently.json.
 """
@@ -44,16 +50,17 @@ RESULTS = Path(__file__).resolve().parent / "results" / "monitor_vs_evidently.js
 SHIFTED = ["mean_radius", "mean_texture", "worst_area"]  # covariate drift from the middle day on
 PROJECT = "bench-monitor"
 
-# Runs a command, then prints its wall time and the peak RSS of the command's process tree
-# (ru_maxrss of the waited-for children; Linux reports KiB).
+# Runs a command, then prints its wall time, CPU time and the peak RSS of the command's process
+# tree (the waited-for children's rusage; Linux reports ru_maxrss in KiB).
 MEASURE = textwrap.dedent(
     """
     import json, resource, subprocess, sys, time
     started = time.perf_counter()
     done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
     wall = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(json.dumps({"code": done.returncode, "wall_s": wall, "peak_rss_mb": peak / 1024,
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(json.dumps({"code": done.returncode, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+                      "peak_rss_mb": usage.ru_maxrss / 1024,
                       "stdout": done.stdout[-4000:], "stderr": done.stderr[-2000:]}))
     """
 )
@@ -150,7 +157,7 @@ def registered(project: Path) -> tuple[Any, str, str, bool]:
     return model, f"{name}@1", name, "mlci.monitor.baseline" in (version.tags or {})
 
 
-def generate(project: Path, rows: int, days: int, file_rows: int) -> dict[str, Any]:
+def generate(project: Path, rows: int, days: int, file_rows: int, labelled: float) -> dict[str, Any]:
     """The inference table and Evidently's reference; what was made (kept across runs)."""
     import numpy as np
     import pandas as pd
@@ -158,12 +165,16 @@ def generate(project: Path, rows: int, days: int, file_rows: int) -> dict[str, A
     import pyarrow.parquet as pq
 
     folder = project / ".mlci" / "inference"
+    labels = project / "data" / "labels"
     facts_path = project / "bench-data.json"
     if facts_path.is_file():
         facts: dict[str, Any] = json.loads(facts_path.read_text())
-        if facts["rows"] == rows and facts["days"] == days:
+        if facts["rows"] == rows and facts["days"] == days and facts.get("labelled") == labelled:
             return facts
     shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(labels, ignore_errors=True)
+    labels.mkdir(parents=True)
+    label_count = 0
     model, model_id, _, _ = registered(project)
     train = pd.read_csv(project / "data" / "train.csv")
     features = [c for c in train.columns if c != "malignant"]
@@ -200,6 +211,21 @@ def generate(project: Path, rows: int, days: int, file_rows: int) -> dict[str, A
         for index, label in enumerate(model.classes_):
             columns[f"probability_{label}"] = pa.array(probabilities[:, index])
         table = pa.table(columns)
+        chosen = np.flatnonzero(rng.random(n) < labelled)
+        flipped = rng.random(len(chosen)) < 0.1
+        truth = np.where(flipped, model.classes_[1] - prediction[chosen] + model.classes_[0], prediction[chosen])
+        label_stamps = np.datetime64(start.replace(tzinfo=None) + timedelta(days=1), "us")
+        pq.write_table(
+            pa.table(
+                {
+                    "request_id": ids.take(pa.array(chosen)),
+                    "label": pa.array(truth),
+                    "label_timestamp": pa.array(np.full(len(chosen), label_stamps), pa.timestamp("us", tz="UTC")),
+                }
+            ),
+            labels / f"labels-{start:%Y-%m-%d}.parquet",
+        )
+        label_count += len(chosen)
         partition = folder / f"date={start:%Y-%m-%d}"
         partition.mkdir(parents=True, exist_ok=True)
         for offset in range(0, n, file_rows):
@@ -213,6 +239,8 @@ def generate(project: Path, rows: int, days: int, file_rows: int) -> dict[str, A
     facts = {
         "rows": rows,
         "days": days,
+        "labelled": labelled,
+        "labels": label_count,
         "features": features,
         "shifted": SHIFTED,
         "shifted_from": (first + timedelta(days=days // 2)).strftime("%Y-%m-%d"),
@@ -220,6 +248,7 @@ def generate(project: Path, rows: int, days: int, file_rows: int) -> dict[str, A
         "model_id": model_id,
         "files": sequence,
         "bytes": sum(p.stat().st_size for p in folder.rglob("*.parquet")),
+        "label_bytes": sum(p.stat().st_size for p in labels.glob("*.parquet")),
     }
     facts_path.write_text(json.dumps(facts, indent=2) + "\n")
     return facts
@@ -270,8 +299,9 @@ def table(rows: int, runs: list[dict[str, Any]]) -> str:
     done = {tool: [r for r in runs if r["tool"] == tool and r["ok"]] for tool in ("mlci", "evidently")}
     base = statistics.median([r["wall_s"] for r in done["mlci"]]) if done["mlci"] else None
     lines = [
-        "| rows | tool | runs ok | wall s, median (range) | peak RSS MB, median (range) | vs mlci |",
-        "|---:|---|---:|---:|---:|---:|",
+        "| rows | tool | runs ok | wall s, median (range) | CPU s, median (range) "
+        "| peak RSS MB, median (range) | vs mlci |",
+        "|---:|---|---:|---:|---:|---:|---:|",
     ]
     for tool, ok in done.items():
         failed = sum(1 for r in runs if r["tool"] == tool and not r["ok"])
@@ -281,7 +311,7 @@ def table(rows: int, runs: list[dict[str, Any]]) -> str:
         ratio = f"{statistics.median(wall) / base:.1f}x" if base and wall else "-"
         lines.append(
             f"| {rows:,} | {tool} | {len(ok)}/{len(ok) + failed} | {cell(wall, 2)} | "
-            f"{cell([r['peak_rss_mb'] for r in ok], 0)} | {ratio} |"
+            f"{cell([r['cpu_s'] for r in ok], 1)} | {cell([r['peak_rss_mb'] for r in ok], 0)} | {ratio} |"
         )
     return "\n".join(lines)
 
@@ -293,6 +323,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per tool, interleaved")
     parser.add_argument("--tools", nargs="+", choices=["mlci", "evidently"], default=["mlci", "evidently"])
     parser.add_argument("--file-rows", type=int, default=100_000, help="rows per generated Parquet file")
+    parser.add_argument("--labelled", type=float, default=0.3, help="share of the requests given a label")
     parser.add_argument("--work", default=None, help="project and data folder (default /tmp/mlci-bench-monitor)")
     parser.add_argument("--cache", default=None, help="where the Evidently venv lives (default ~/.cache/mlci-bench)")
     args = parser.parse_args()
@@ -300,7 +331,7 @@ def main() -> None:
     python = evidently_python(cache_dir(args.cache)) if "evidently" in args.tools else None
     print(f"project and {args.rows:,} logged rows under {work} ...", flush=True)
     project = make_project(work)
-    facts = generate(project, args.rows, args.days, args.file_rows)
+    facts = generate(project, args.rows, args.days, args.file_rows, args.labelled)
     tools = list(args.tools)
     if "mlci" in tools and not registered(project)[3]:
         print(
@@ -312,17 +343,18 @@ def main() -> None:
     runs: list[dict[str, Any]] = []
     for index in range(args.runs):
         for tool in tools:
+            load_before = os.getloadavg()[0]
             if tool == "mlci":
                 result = run_mlci(project, facts)
             else:
                 assert python is not None
                 result = run_evidently(python, project, facts)
-            result.update(tool=tool, run=index + 1, load=os.getloadavg()[0])
+            result.update(tool=tool, run=index + 1, load_before=load_before, load=os.getloadavg()[0])
             runs.append(result)
             state = "ok" if result["ok"] else f"FAILED ({result['code']}): {result['stderr'].strip()[-300:]}"
             print(
-                f"run {index + 1} {tool}: {result['wall_s']:.2f} s, peak {result['peak_rss_mb']:.0f} MB, "
-                f"load {result['load']:.1f}, {state}",
+                f"run {index + 1} {tool}: {result['wall_s']:.2f} s, CPU {result['cpu_s']:.1f} s, "
+                f"peak {result['peak_rss_mb']:.0f} MB, load {load_before:.1f} -> {result['load']:.1f}, {state}",
                 flush=True,
             )
     summary = table(args.rows, runs)

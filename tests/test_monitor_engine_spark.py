@@ -1,4 +1,6 @@
-"""The monitor's SQL on Spark (local mode): the same three tables as on DuckDB. Marked `spark`."""
+"""The monitor's SQL on Spark (local mode): the same three tables as on DuckDB (the sketched
+figures, which each engine estimates its own way, each within its tolerance of the exact ones).
+Marked `spark`."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import monitor_synthetic as ms
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from test_monitor_engine import DISTINCT_TOLERANCE, QUANTILE_RANK_TOLERANCE, rank_error
 
 from mlci.monitoring import baseline as bl
 from mlci.monitoring import engine
@@ -56,6 +59,24 @@ def test_spark_and_duckdb_give_the_same_tables(spark: Any, tmp_path: Path) -> No
         duck, sparkish = outputs["duckdb"][table], outputs["spark"][table]
         assert len(duck) == len(sparkish) > 0, table
         for i, (a, b) in enumerate(zip(duck, sparkish, strict=True)):
+            if table == engine.PROFILE_TABLE and a["quantiles"] is not None:
+                rows = frame[frame["_day"] == (a["window"]["start"] - ms.DAY0).days]
+                if a["slice_key"] is not None:
+                    rows = rows[rows[a["slice_key"]].astype(str) == a["slice_value"]]
+                values = rows[a["column_name"]]
+                for estimated in (a, b):
+                    for q, value in zip(engine.sql.QUANTILES, estimated.pop("quantiles"), strict=True):
+                        assert rank_error(values, value, q) <= QUANTILE_RANK_TOLERANCE, (table, i, q)
+                    assert rank_error(values, estimated.pop("median"), 0.5) <= QUANTILE_RANK_TOLERANCE
+                    exact = values.nunique()
+                    assert estimated.pop("distinct_count") == pytest.approx(exact, rel=DISTINCT_TOLERANCE)
+                    assert estimated.pop("percent_distinct") == pytest.approx(
+                        100 * exact / len(values), rel=DISTINCT_TOLERANCE
+                    )
+            if table == engine.DRIFT_TABLE:  # the difference of two sketched distinct shares
+                assert a.pop("percent_distinct_delta") == pytest.approx(
+                    b.pop("percent_distinct_delta"), abs=2 * DISTINCT_TOLERANCE * 100
+                )
             ms.same(a, b, f"{table}[{i}]")
     # The tables hold what the proofs read: drift, a gap once labels are in.
     assert any(r["estimation_gap"] is not None for r in outputs["spark"][engine.PERFORMANCE_TABLE])

@@ -5,11 +5,14 @@ is joined with the labels that arrived since (the last label of a request id win
 windows of `monitor.granularity` (date_trunc on the request's UTC timestamp) and, besides the
 whole table, into the slices of `monitor.slices`. Per window, slice and `model_id` one grouped
 query (DuckDB, or the same SQL on Spark) gives every figure: the profile of each feature and of
-the prediction (counts, nulls, moments, quantiles, distinct values), the counts in the bins of
-the model version's baseline (monitoring/baseline.py), the realised quality on the labelled rows
-(confusion counts; ROC AUC exactly, from ranks), and the expected hits of confidence-based
-performance estimation (CBPE: each row's calibrated probability of its predicted class). Only
-those aggregates reach Python, which turns them into the three tables:
+the prediction (counts, nulls, moments, sketched quantiles and distinct values), the counts in
+the bins of the model version's baseline (monitoring/baseline.py), the realised quality on the
+labelled rows (confusion counts), the data contract's column checks, and the expected hits of
+confidence-based performance estimation (CBPE: each row's calibrated probability of its
+predicted class); two more give the frequent items and ROC AUC (exactly, from the counts per
+distinct score). Memory stays bounded: sketches, not every value, per group, and DuckDB's
+memory_limit with a spill folder for what grows with the rows. Only those aggregates reach
+Python, which turns them into the three tables:
 
 - `profile_metrics.parquet` and `drift_metrics.parquet`, with the column names of Databricks
   Lakehouse Monitoring's profile and drift metric tables (so one retrain rule reads either);
@@ -43,6 +46,7 @@ from mlci.contracts.sql import Dialect
 from mlci.errors import ConfigError, UsageError, first_line
 from mlci.monitoring import sql
 from mlci.monitoring.baseline import PREDICTION, Baseline
+from mlci.paths import check_no_symlink
 
 STATE_VERSION = 1
 PROFILE_TABLE = "profile_metrics.parquet"
@@ -56,6 +60,13 @@ RESERVED = frozenset({"request_id", "timestamp", "model_id", PREDICTION, "date"}
 PROBABILITY_PREFIX = "probability_"
 LOG_LOSS_EPSILON = 1e-15
 MAPE_EPSILON = 2.220446049250313e-16  # sklearn's mean_absolute_percentage_error floor
+# DuckDB's memory for one `mlci monitor run` (its default is 80 % of the machine's): with the
+# profile's sketches and the spilling AUC, the queries' state is bounded, and what a grouped
+# count or join holds past this goes to TEMP_DIR (a folder per run, deleted after). The process
+# peaks at about this plus 350 MB (Python, MLflow, pyarrow, the engine's untracked buffers):
+# 564 MB at 1M rows, 767 MB at 3M (benchmarks/monitor_vs_evidently.py).
+DUCKDB_MEMORY_LIMIT = "384MB"
+TEMP_DIR = ".mlci/tmp"
 
 
 @dataclass(frozen=True)
@@ -132,14 +143,28 @@ class _Connection:
 class _DuckDB(_Connection):
     name = "duckdb"
 
-    def __init__(self) -> None:
+    def __init__(self, memory_limit: str, temp_root: Path) -> None:
+        import tempfile
+
         import duckdb
 
         from mlci.contracts.engines.duckdb import DuckDBDialect
 
         self.dialect = DuckDBDialect()
         self._duckdb = duckdb
-        self.con = duckdb.connect(":memory:")
+        temp_root.mkdir(parents=True, exist_ok=True)
+        self._temp = Path(tempfile.mkdtemp(prefix="monitor-", dir=temp_root))
+        # Bounded memory: what does not fit the limit (the label join, the grouped score counts
+        # behind ROC AUC, frequent items of a wide column) spills to the temporary folder;
+        # insertion order is not needed (every result is grouped) and costs memory.
+        self.con = duckdb.connect(
+            ":memory:",
+            config={
+                "memory_limit": memory_limit,
+                "temp_directory": str(self._temp),
+                "preserve_insertion_order": False,
+            },
+        )
 
     def register_files(self, view: str, kind: str, files: Sequence[Path], base: Path | None) -> None:
         listed = "[" + ", ".join(self.dialect.string(str(f)) for f in files) + "]"
@@ -164,7 +189,10 @@ class _DuckDB(_Connection):
         return {str(r["column_name"]): str(r["column_type"]) for r in self.query(f"DESCRIBE SELECT * FROM {view}")}
 
     def close(self) -> None:
+        import shutil
+
         self.con.close()
+        shutil.rmtree(self._temp, ignore_errors=True)
 
 
 class _Spark(_Connection):
@@ -226,9 +254,9 @@ class QueryFailed(Exception):
     """The engine rejected or failed one of the monitor's queries (its first line)."""
 
 
-def _connect(engine: str) -> _Connection:
+def _connect(engine: str, memory_limit: str, temp_root: Path) -> _Connection:
     if engine == "duckdb":
-        return _DuckDB()
+        return _DuckDB(memory_limit, temp_root)
     if engine == "spark":
         try:
             return _Spark()
@@ -393,7 +421,6 @@ class _ModelPlan:
     classes: list[str] = field(default_factory=list)
     confusion: dict[tuple[str, str], str] = field(default_factory=dict)
     probability: dict[str, str] = field(default_factory=dict)  # class -> column
-    auc: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # class -> (sum of ranks, positives, negatives)
     estimated: dict[str, tuple[str, str, str]] = field(
         default_factory=dict
     )  # class -> (exp. hits, predicted, exp. support)
@@ -427,11 +454,25 @@ def sql_double(value: float) -> str:
     return double_literal(float(value))
 
 
+@dataclass(frozen=True)
+class _Queries:
+    """One model's SQL: its grouped figures (with the contract's column checks), its frequent
+    items (and categorical distinct counts), and the score counts behind ROC AUC."""
+
+    main: str
+    frequent: str | None
+    auc: str | None
+
+
 def _model_query(
-    views: _Views, plan: _ModelPlan, windows: Sequence[datetime], slices: Sequence[str], task: str
-) -> tuple[str, str | None, str]:
-    """The grouped SQL of one model, the SQL of its frequent items, and the WITH clause of its
-    sliced rows (`__sliced`), which the contract's checks are grouped over."""
+    views: _Views,
+    plan: _ModelPlan,
+    windows: Sequence[datetime],
+    slices: Sequence[str],
+    task: str,
+    checks: _ContractChecks | None = None,
+) -> _Queries:
+    """The SQL of one model's windows (see _Queries)."""
     d = views.d
     text = d.text_type
     baseline = plan.baseline
@@ -479,31 +520,19 @@ def _model_query(
         )
     layers.append("__sliced AS (" + "\nUNION ALL\n".join(sliced) + ")")
     keys = "__window, __slice_key, __slice_value"
-    if task == "classification" and plan.probability and plan.classes:
-        ranks = []
-        for i, cls in enumerate(plan.classes):
-            if cls not in plan.probability:
-                continue
-            p = d.ident(plan.probability[cls])
-            partition = f"PARTITION BY {keys}, (__label IS NOT NULL)"
-            ranks.append(f"rank() OVER ({partition} ORDER BY {p}) AS __r{i}")
-            ranks.append(f"count(*) OVER ({partition}, {p}) AS __t{i}")
-        layers.append(f"__ranked AS (SELECT *, {', '.join(ranks)} FROM __sliced)")
-        grouped_from = "__ranked"
-    else:
-        grouped_from = "__sliced"
-    _add_aggregates(d, plan, task, bool(calibrated))
-    sliced_prefix = "WITH " + ",\n".join(layers[: len(layers) - (1 if grouped_from == "__ranked" else 0)])
+    categorical = [c.name for c in plan.columns if c.kind == "categorical"]
+    _add_aggregates(d, plan, task, bool(calibrated), set(categorical))
+    sliced_prefix = "WITH " + ",\n".join(layers)
     main = (
-        "WITH "
-        + ",\n".join(layers)
+        sliced_prefix
         + f"\nSELECT CAST(__window AS {text}) AS __w, __slice_key, __slice_value,\n  "
         + plan.agg.select_list()
-        + f"\nFROM {grouped_from} GROUP BY {keys}"
+        + (f",\n  {checks.items}" if checks is not None and checks.items.strip() else "")
+        + f"\nFROM __sliced GROUP BY {keys}"
     )
-    categorical = [c.name for c in plan.columns if c.kind == "categorical"]
+    auc = _auc_query(d, plan, sliced_prefix) if task == "classification" else None
     if not categorical:
-        return main, None, sliced_prefix
+        return _Queries(main, None, auc)
     items = "\nUNION ALL\n".join(
         f"SELECT __window, __slice_key, __slice_value, {d.string(name)} AS __column, "
         f"CAST({d.ident(name)} AS {text}) AS __item, count(*) AS __n FROM __sliced "
@@ -511,13 +540,54 @@ def _model_query(
         f"GROUP BY __window, __slice_key, __slice_value, CAST({d.ident(name)} AS {text})"
         for name in categorical
     )
+    # The distinct count of a categorical column is its number of items, exact: the grouped
+    # counts spill where a count(DISTINCT) per group would hold every value in memory.
+    partition = "PARTITION BY __window, __slice_key, __slice_value, __column"
     frequent = (
-        sliced_prefix
-        + f"\nSELECT CAST(__window AS {text}) AS __w, __slice_key, __slice_value, __column, __item, __n FROM ("
-        "SELECT *, row_number() OVER (PARTITION BY __window, __slice_key, __slice_value, __column "
-        f"ORDER BY __n DESC, __item) AS __rank FROM ({items}) __counted) __top WHERE __rank <= {sql.FREQUENT_ITEMS}"
+        sliced_prefix + f"\nSELECT CAST(__window AS {text}) AS __w, __slice_key, __slice_value, __column, __item, __n, "
+        "__distinct FROM ("
+        f"SELECT *, row_number() OVER ({partition} ORDER BY __n DESC, __item) AS __rank, "
+        f"count(*) OVER ({partition}) AS __distinct "
+        f"FROM ({items}) __counted) __top WHERE __rank <= {sql.FREQUENT_ITEMS}"
     )
-    return main, frequent, sliced_prefix
+    return _Queries(main, frequent, auc)
+
+
+def _auc_query(d: Dialect, plan: _ModelPlan, sliced_prefix: str) -> str | None:
+    """One-vs-rest ROC AUC of each class with a probability column, exactly, in bounded memory:
+    the labelled rows' counts of positives and negatives per distinct score (a grouped count,
+    which spills), then per score the negatives below it (a running sum over the few columns
+    left). AUC = sum(pos * (neg below + neg tied / 2)) / (P * N), the Mann-Whitney statistic with
+    ties counted half, as scikit-learn's roc_auc_score. NULL scores sort last (one tie group)."""
+    parts = []
+    for cls in plan.classes:
+        if cls not in plan.probability:
+            continue
+        score = sql.double(d.ident(plan.probability[cls]))
+        parts.append(
+            f"SELECT __window, __slice_key, __slice_value, {d.string(cls)} AS __class, {score} AS __s, "
+            f"{d.count_if(f'__label = {d.string(cls)}')} AS __pos, "
+            f"{d.count_if(f'__label <> {d.string(cls)}')} AS __neg "
+            f"FROM __sliced WHERE __label IS NOT NULL GROUP BY __window, __slice_key, __slice_value, {score}"
+        )
+    if not parts:
+        return None
+    keys = "__window, __slice_key, __slice_value, __class"
+    below = (
+        f"sum(__neg) OVER (PARTITION BY {keys} ORDER BY __s NULLS LAST "
+        "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+    )
+    pos, neg = sql.double("__pos"), sql.double("__neg")
+    return (
+        sliced_prefix
+        + ",\n__scores AS ("
+        + "\nUNION ALL\n".join(parts)
+        + "),\n"
+        + f"__below AS (SELECT *, coalesce({sql.double(below)}, 0.0) AS __b FROM __scores)\n"
+        + f"SELECT CAST(__window AS {d.text_type}) AS __w, __slice_key, __slice_value, __class, "
+        + f"sum({pos} * (__b + {neg} / 2)) AS __u, sum(__pos) AS __p, sum(__neg) AS __n "
+        + f"FROM __below GROUP BY {keys}"
+    )
 
 
 def _is_integer_text(value: str) -> bool:
@@ -527,10 +597,12 @@ def _is_integer_text(value: str) -> bool:
         return False
 
 
-def _add_aggregates(d: Dialect, plan: _ModelPlan, task: str, calibrated: bool) -> None:
+def _add_aggregates(d: Dialect, plan: _ModelPlan, task: str, calibrated: bool, itemised: set[str]) -> None:
     agg = plan.agg
     for col in plan.columns:
-        plan.column_aliases[col.name] = sql.column_aggregates(d, agg, col)
+        plan.column_aliases[col.name] = sql.column_aggregates(
+            d, agg, col, approximate=True, distinct=col.name not in itemised
+        )
     f = plan.figures
     f["rows"] = agg.add("count(*)")
     f["labelled"] = agg.add("count(__label)")
@@ -545,16 +617,6 @@ def _add_aggregates(d: Dialect, plan: _ModelPlan, task: str, calibrated: bool) -
         for cls in plan.classes:
             f[f"predicted:{cls}"] = agg.add(d.count_if(f"{labelled} AND __pred = {d.string(cls)}"))
             f[f"true:{cls}"] = agg.add(d.count_if(f"__label = {d.string(cls)}"))
-        for i, cls in enumerate(plan.classes):
-            if cls not in plan.probability:
-                continue
-            positive = f"{labelled} AND __label = {d.string(cls)}"
-            negative = f"{labelled} AND __label <> {d.string(cls)}"
-            plan.auc[cls] = (
-                agg.add(f"sum(CASE WHEN {positive} THEN __r{i} + (__t{i} - 1) / 2.0 END)"),
-                agg.add(d.count_if(positive)),
-                agg.add(d.count_if(negative)),
-            )
         if plan.probability and all(c in plan.probability for c in plan.classes):
             truth = " ".join(f"WHEN {d.string(c)} THEN {d.ident(plan.probability[c])}" for c in plan.classes)
             clipped = f"least(greatest(CASE __label {truth} END, {LOG_LOSS_EPSILON!r}), {1 - LOG_LOSS_EPSILON!r})"
@@ -610,7 +672,9 @@ def _round(value: float | None, digits: int = 12) -> float | None:
     return float(f"{value:.{digits}g}")
 
 
-def _quality(plan: _ModelPlan, row: Mapping[str, Any], task: str) -> dict[str, Any]:
+def _quality(
+    plan: _ModelPlan, row: Mapping[str, Any], task: str, auc: Mapping[str, tuple[float, int, int]]
+) -> dict[str, Any]:
     """Realised quality on the window's labelled rows, under the profile table's names."""
     f = plan.figures
     labelled = int(row[f["labelled"]] or 0)
@@ -648,13 +712,12 @@ def _quality(plan: _ModelPlan, row: Mapping[str, Any], task: str) -> dict[str, A
     # positive class's (classes[1], scikit-learn's), multiclass the macro mean when every class
     # has positives and negatives in the window (scikit-learn refuses otherwise).
     aucs: dict[str, float] = {}
-    for cls, (sum_ranks, positives, negatives) in plan.auc.items():
-        n_pos, n_neg = int(row[positives] or 0), int(row[negatives] or 0)
+    for cls, (wins, n_pos, n_neg) in auc.items():
         if n_pos and n_neg:
-            aucs[cls] = (float(row[sum_ranks]) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+            aucs[cls] = wins / (n_pos * n_neg)
     if len(plan.classes) == 2 and plan.classes[1] in aucs:
         out["roc_auc"] = _round(aucs[plan.classes[1]])
-    elif len(plan.classes) > 2 and aucs and len(aucs) == len(plan.auc) == len(plan.classes):
+    elif len(plan.classes) > 2 and aucs and len(aucs) == len(plan.probability) == len(plan.classes):
         out["roc_auc"] = _round(sum(aucs.values()) / len(aucs))
     if "log_loss" in f and row[f["log_loss"]] is not None:
         out["log_loss"] = _round(float(row[f["log_loss"]]))
@@ -855,6 +918,8 @@ class _Window:
     row: dict[str, Any]
     items: dict[str, list[dict[str, Any]]]
     contract_failures: int = 0
+    distinct: dict[str, int] = field(default_factory=dict)  # categorical column -> its number of items
+    auc: dict[str, tuple[float, int, int]] = field(default_factory=dict)  # class -> (wins, positives, negatives)
 
 
 def compute(
@@ -864,9 +929,11 @@ def compute(
     engine: str = "duckdb",
     since: timedelta | None = None,
     now: datetime,
+    memory_limit: str = DUCKDB_MEMORY_LIMIT,
 ) -> ComputeSummary:
     """Compute the closed windows that changed since the last run and rewrite the three tables
-    and state.json under monitor.output (each written whole to a temporary file, then renamed)."""
+    and state.json under monitor.output (each written whole to a temporary file, then renamed).
+    On DuckDB, `memory_limit` bounds the engine's memory; past it, work spills under .mlci/tmp."""
     cfg = project.config.monitor
     output = project.root / cfg.output
     granularity = cfg.granularity
@@ -927,7 +994,8 @@ def compute(
     total_rows = 0
     contract = _column_contract(project)
     if inputs.inference_files:
-        conn = _connect(engine)
+        check_no_symlink(project.root, TEMP_DIR)  # the spill folder is created, then deleted
+        conn = _connect(engine, memory_limit, project.root / TEMP_DIR)
         try:
             views = _open_views(conn, inputs, granularity)
             d = conn.dialect
@@ -1026,12 +1094,24 @@ def _column_contract(project: Project) -> Contract | None:
     return dataclasses.replace(contract, spec=dataclasses.replace(contract.spec, table=TableChecks(), drift=None))
 
 
-def _contract_failures(
-    views: _Views, contract: Contract, sliced_prefix: str, now: datetime | None
-) -> dict[tuple[datetime, Any, Any], int]:
-    """Per window and slice, how many of the contract's column checks fail on its rows: the
-    contract's own compiled aggregates (contracts/compiler.py), grouped. A declared column of
-    the wrong type counts as one failure; one the table lacks (the label) is not checked."""
+@dataclass(frozen=True)
+class _ContractChecks:
+    """The contract's column checks as aggregates of the model's grouped query (their own
+    aliases, from contracts/compiler.py) and the verdicts that read them back."""
+
+    items: str
+    verdicts: Sequence[Callable[[Mapping[str, Any]], Any]]
+    mistyped: int
+
+    def failures(self, row: Mapping[str, Any]) -> int:
+        """How many checks fail on one group's row; a declared column of the wrong type counts
+        as one failure, one the table lacks (the label) is not checked."""
+        return self.mistyped + sum(1 for verdict in self.verdicts if verdict(row).status == "fail")
+
+
+def _contract_checks(views: _Views, contract: Contract, now: datetime | None) -> _ContractChecks:
+    """The contract's column checks, compiled for the inference table's columns, per window and
+    slice: in the model's one grouped query, so the rows are read once for both."""
     from mlci.contracts.compiler import compile_contract
     from mlci.contracts.runner import compatible
     from mlci.contracts.sql import SOURCE_VIEW
@@ -1049,17 +1129,7 @@ def _contract_failures(
     head, tail = "SELECT\n  ", f"\nFROM {SOURCE_VIEW}"
     if not compiled.sql.startswith(head) or not compiled.sql.endswith(tail):
         raise AssertionError("the contract compiler's SQL changed shape")  # a bug, not the user's input
-    items = compiled.sql[len(head) : -len(tail)]
-    text = views.d.text_type
-    rows = views.conn.query(
-        f"{sliced_prefix}\nSELECT CAST(__window AS {text}) AS __w, __slice_key, __slice_value,\n  {items}\n"
-        "FROM __sliced GROUP BY __window, __slice_key, __slice_value"
-    )
-    out = {}
-    for row in rows:
-        failed = sum(1 for verdict in compiled.verdicts if verdict(row).status == "fail")
-        out[(_parse_window(row["__w"]), row["__slice_key"], row["__slice_value"])] = failed + mistyped
-    return out
+    return _ContractChecks(compiled.sql[len(head) : -len(tail)], compiled.verdicts, mistyped)
 
 
 def _contract_fingerprint(project: Project) -> str | None:
@@ -1116,15 +1186,26 @@ def _run_model(
             column = f"{PROBABILITY_PREFIX}{cls}"
             if column in views.schema and sql.family(views.schema[column]) in ("float", "integer"):
                 plan.probability[cls] = column
-    main, frequent, sliced_prefix = _model_query(views, plan, windows, slices, task)
-    rows = views.conn.query(main)
-    failures = _contract_failures(views, contract, sliced_prefix, now) if contract is not None else {}
+    checks = _contract_checks(views, contract, now) if contract is not None else None
+    queries = _model_query(views, plan, windows, slices, task, checks)
+    rows = views.conn.query(queries.main)
     items: dict[tuple[datetime, Any, Any], dict[str, list[dict[str, Any]]]] = {}
-    if frequent:
-        for r in views.conn.query(frequent):
+    distinct: dict[tuple[datetime, Any, Any], dict[str, int]] = {}
+    if queries.frequent:
+        for r in views.conn.query(queries.frequent):
             key = (_parse_window(r["__w"]), r["__slice_key"], r["__slice_value"])
             items.setdefault(key, {}).setdefault(str(r["__column"]), []).append(
                 {"item": r["__item"], "count": int(r["__n"])}
+            )
+            distinct.setdefault(key, {})[str(r["__column"])] = int(r["__distinct"])
+    auc: dict[tuple[datetime, Any, Any], dict[str, tuple[float, int, int]]] = {}
+    if queries.auc:
+        for r in views.conn.query(queries.auc):
+            key = (_parse_window(r["__w"]), r["__slice_key"], r["__slice_value"])
+            auc.setdefault(key, {})[str(r["__class"])] = (
+                float(r["__u"] or 0.0),
+                int(r["__p"] or 0),
+                int(r["__n"] or 0),
             )
     out = []
     for r in rows:
@@ -1132,8 +1213,29 @@ def _run_model(
         key = (start, r["__slice_key"], r["__slice_value"])
         for listed in items.get(key, {}).values():
             listed.sort(key=lambda i: (-i["count"], str(i["item"])))
-        out.append(_Window(start, r["__slice_key"], r["__slice_value"], r, items.get(key, {}), failures.get(key, 0)))
+        out.append(
+            _Window(
+                start,
+                r["__slice_key"],
+                r["__slice_value"],
+                r,
+                items.get(key, {}),
+                checks.failures(r) if checks is not None else 0,
+                distinct.get(key, {}),
+                auc.get(key, {}),
+            )
+        )
     return plan, out
+
+
+def _column_figures(plan: _ModelPlan, group: _Window, col: sql.ColumnSpec) -> dict[str, Any]:
+    """One column's profile figures in one group; a categorical column's distinct count is its
+    number of items (none: 0, as count(DISTINCT) of only NULLs)."""
+    aliases = plan.column_aliases[col.name]
+    figures = sql.column_figures(group.row, aliases)
+    if aliases.distinct is None:
+        figures["distinct_count"] = group.distinct.get(col.name, 0)
+    return figures
 
 
 def _rows_of(
@@ -1170,7 +1272,7 @@ def _rows_of(
             "slice_key": group.slice_key,
             "slice_value": group.slice_value,
         }
-        quality = _quality(plan, group.row, task)
+        quality = _quality(plan, group.row, task, group.auc)
         rows = int(group.row[plan.figures["rows"]] or 0)
         tables[PROFILE_TABLE].append(
             {**keys, "column_name": TABLE_COLUMN, "log_type": "INPUT", "data_type": None, "count": rows, **quality}
@@ -1180,7 +1282,7 @@ def _rows_of(
         judged: dict[str, float] = {}
         drifted = 0
         for col in plan.columns:
-            figures = sql.column_figures(group.row, plan.column_aliases[col.name])
+            figures = _column_figures(plan, group, col)
             bin_figures = figures.pop("bin_figures", None)
             tables[PROFILE_TABLE].append(
                 {
@@ -1219,7 +1321,7 @@ def _rows_of(
                 ):
                     drifted += 1
             if previous is not None:
-                before = sql.column_figures(previous.row, plan.column_aliases[col.name])
+                before = _column_figures(plan, previous, col)
                 before_bins = before.pop("bin_figures")
                 tables[DRIFT_TABLE].append(
                     {

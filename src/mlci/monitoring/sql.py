@@ -6,6 +6,13 @@ table (mlci monitor run) are summarised by the same aggregates, spelled through 
 (median, timestamps, a label hash). So a dataset compared with its own baseline drifts by
 exactly 0, and DuckDB and Spark give the same figures: every statistic is an aggregate the two
 engines define alike (counts, sums, continuous quantiles), and no row ever reaches Python.
+
+The baseline's figures are exact. A window's (`approximate=True`) take the profile's median,
+quantiles and distinct counts from sketches (DuckDB's t-digest `approx_quantile` and HyperLogLog
+`approx_count_distinct`, Spark's `percentile_approx` and `approx_count_distinct`, as Databricks
+Lakehouse Monitoring does): an exact quantile or `count(DISTINCT)` holds every value of its group
+in memory, which 10M rows of 30 columns do not fit. The 0 and 100 % quantiles are the exact min and
+max; everything drift reads (the bin counts) stays exact.
 """
 
 from __future__ import annotations
@@ -75,10 +82,22 @@ def data_type(engine_type: str) -> str:
     return engine_type.lower()
 
 
+# percentile_approx's accuracy (Spark's default, 10000): rank error at most 1/accuracy of the rows.
+SPARK_PERCENTILE_ACCURACY = 10000
+
+
 def median(d: Dialect, expr: str) -> str:
     if d.name == "spark":
         return f"percentile({expr}, 0.5)"
     return f"quantile_cont({expr}, 0.5)"
+
+
+def approx_quantiles(d: Dialect, expr: str, probabilities: list[float]) -> str:
+    """The list of quantiles from a bounded-memory sketch."""
+    listed = ", ".join(repr(p) for p in probabilities)
+    if d.name == "spark":
+        return f"percentile_approx({expr}, array({listed}), {SPARK_PERCENTILE_ACCURACY})"
+    return f"approx_quantile({expr}, [{listed}])"
 
 
 def double(expr: str) -> str:
@@ -136,13 +155,23 @@ class ColumnAliases:
     zeros: str | None = None
     nan: str | None = None
     bins: list[str] = field(default_factory=list)
+    approximate: bool = False  # median, quantiles and distinct from sketches
 
 
-def column_aggregates(d: Dialect, agg: Aggregates, col: ColumnSpec) -> ColumnAliases:
+def column_aggregates(
+    d: Dialect, agg: Aggregates, col: ColumnSpec, approximate: bool = False, distinct: bool = True
+) -> ColumnAliases:
     """The aggregates of one column's profile row, and its counts in the reference bins when it
-    has them (compiler.bin_count_sql: the SQL `mlci data-test` counts drift with)."""
+    has them (compiler.bin_count_sql: the SQL `mlci data-test` counts drift with). With
+    `approximate`, the median, quantiles and distinct count come from sketches (bounded memory);
+    without `distinct`, the caller counts the distinct values elsewhere (the monitor: a
+    categorical column's from its frequent items' grouped counts, exactly)."""
     c = d.ident(col.name)
-    out: dict[str, Any] = {"rows": agg.add("count(*)"), "non_null": agg.add(f"count({c})")}
+    out: dict[str, Any] = {
+        "rows": agg.add("count(*)"),
+        "non_null": agg.add(f"count({c})"),
+        "approximate": approximate,
+    }
     if col.type in ("integer", "float"):
         number = double(c)
         out.update(
@@ -150,13 +179,17 @@ def column_aggregates(d: Dialect, agg: Aggregates, col: ColumnSpec) -> ColumnAli
             stddev=agg.add(f"stddev_samp({number})"),
             min=agg.add(f"min({number})"),
             max=agg.add(f"max({number})"),
-            median=agg.add(median(d, number)),
-            quantiles=agg.add(d.quantiles(number, QUANTILES)),
+            # A sketch's median is its 0.5 quantile (one sketch per column, not two).
+            median=None if approximate else agg.add(median(d, number)),
+            quantiles=agg.add(
+                approx_quantiles(d, number, QUANTILES) if approximate else d.quantiles(number, QUANTILES)
+            ),
             zeros=agg.add(d.count_if(f"{number} = 0")),
         )
         if col.type == "float":
             out["nan"] = agg.add(d.count_if(f"isnan({number})"))
-    out["distinct"] = agg.add(f"count(DISTINCT {c})")
+    if distinct:
+        out["distinct"] = agg.add(f"approx_count_distinct({c})" if approximate else f"count(DISTINCT {c})")
     if col.bins is not None:
         out["bins"] = [agg.add(e) for e in bin_count_sql(d, col.name, col.bins.type, col.bins)]
     return ColumnAliases(**out)
@@ -176,6 +209,12 @@ def column_figures(row: Mapping[str, Any], aliases: ColumnAliases) -> dict[str, 
         return None if alias is None else int(row[alias] or 0)
 
     quantiles = row[aliases.quantiles] if aliases.quantiles else None
+    median_value = number(aliases.median)
+    if aliases.approximate and quantiles is not None and aliases.min and aliases.max:
+        # The sketch's median is its 0.5 quantile; its ends are estimates where the exact min
+        # and max are at hand.
+        quantiles = [row[aliases.min], *list(quantiles)[1:-1], row[aliases.max]]
+        median_value = significant(float(quantiles[QUANTILES.index(0.5)]))
     figures: dict[str, Any] = {
         "count": rows,
         "num_nulls": rows - non_null,
@@ -183,7 +222,7 @@ def column_figures(row: Mapping[str, Any], aliases: ColumnAliases) -> dict[str, 
         "stddev": number(aliases.stddev),
         "min": number(aliases.min),
         "max": number(aliases.max),
-        "median": number(aliases.median),
+        "median": median_value,
         "quantiles": [significant(float(q)) for q in quantiles] if quantiles is not None else None,
         "distinct_count": count(aliases.distinct),
         "num_zeros": count(aliases.zeros),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Literal
@@ -104,6 +104,8 @@ class Compiled:
     sql: str
     verdicts: list[Verdict]
     expectation_sql: dict[str, str]  # name -> the expectation's aggregate, to probe one alone
+    # alias -> key columns whose distinct count the engine adds to the row (Engine.distinct_count)
+    distinct: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def compile_contract(
@@ -159,7 +161,7 @@ def compile_contract(
         for index, name in enumerate(spec.drift.columns):
             if name in usable:
                 verdicts.extend(_drift_checks(plan, contract, index, name, profile))
-    return Compiled(plan.sql(), verdicts, expectation_sql)
+    return Compiled(plan.sql(), verdicts, expectation_sql, dict(plan.distinct))
 
 
 def _column_checks(plan: Plan, contract: Contract, index: int, col: Column) -> list[Verdict]:
@@ -264,7 +266,7 @@ def _column_checks(plan: Plan, contract: Contract, index: int, col: Column) -> l
 
         out.append(regex)
     if col.unique:
-        distinct = plan.add(d.distinct_keys([c]))
+        distinct = plan.add_distinct([col.name])
 
         def unique(r: Row, _line: int | None = line(f"{key}.unique")) -> CheckResult:
             dup = int(r[non_null]) - int(r[distinct])
@@ -302,7 +304,7 @@ def _table_checks(plan: Plan, contract: Contract, usable: Mapping[str, str], row
             continue
         cols = [d.ident(k) for k in key_columns]
         complete = plan.add(d.count_if(" AND ".join(f"{c} IS NOT NULL" for c in cols)))
-        distinct = plan.add(d.distinct_keys(cols))
+        distinct = plan.add_distinct(key_columns)
 
         def unique_key(
             r: Row, _n: str = name, _c: str = complete, _d: str = distinct, _line: int | None = line

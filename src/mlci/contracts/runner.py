@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci.contracts import drift
-from mlci.contracts.compiler import CheckResult, compile_contract
+from mlci.contracts.compiler import CheckResult, Compiled, compile_contract
 from mlci.contracts.engines import Engine, QueryError, Source, create_engine, engine_class
 from mlci.contracts.expression import FIX
 from mlci.contracts.format import Contract, Dataset
@@ -328,6 +328,7 @@ def run_contract(
                 row = engine.fetch_one(compiled.sql)
             except QueryError as again:
                 raise CheckFailed(f"the contract's query failed on {engine_name}: {again}") from None
+        queries = [compiled.sql, *count_keys(engine, compiled, row)]
         results += [verdict(row) for verdict in compiled.verdicts]
         skipped = _skipped(contract, usable)
         if drift_skip_reason is not None:  # every drift check is reported once, for that reason
@@ -337,7 +338,19 @@ def run_contract(
             results += _drift_skipped(contract, drift_skip_reason)
     finally:
         engine.close()
-    return Report(engine_name, source.location, results, round(time.perf_counter() - clock, 3), compiled.sql)
+    return Report(engine_name, source.location, results, round(time.perf_counter() - clock, 3), ";\n".join(queries))
+
+
+def count_keys(engine: Engine, compiled: Compiled, row: dict[str, Any]) -> list[str]:
+    """Add the distinct key counts the one query leaves to the engine to `row`; their SQL."""
+    queries = []
+    for alias, key in compiled.distinct.items():
+        try:
+            row[alias], sql = engine.distinct_count(key)
+        except QueryError as exc:
+            raise CheckFailed(f"counting the distinct {'+'.join(key)} failed on {engine.name}: {exc}") from None
+        queries.append(sql)
+    return queries
 
 
 def check_expectations(contract: Contract, engine: Engine) -> None:

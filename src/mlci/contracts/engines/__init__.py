@@ -9,7 +9,7 @@ DuckDB or Spark.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
@@ -63,6 +63,10 @@ class Engine(Protocol):
 
     def fetch_all(self, sql: str) -> list[tuple[Any, ...]]:
         """Every row of a (small) query."""
+
+    def distinct_count(self, columns: Sequence[str]) -> tuple[int, str]:
+        """The number of distinct tuples of `columns` with no null part, exact, in bounded
+        memory; and the SQL that counted it (for the report)."""
 
     def check_expression(self, sql: str) -> str | None:
         """Why the engine's parser does not read `sql` as exactly one expression, or None."""

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -81,8 +84,20 @@ _SQL_TYPES = {
 }
 
 
+# DuckDB's memory budget for a contract's queries (MLCI_DUCKDB_MEMORY_LIMIT, DuckDB's syntax:
+# 512MB, 2GB): aggregates that outgrow it (the key counts' hash tables) spill to a temporary
+# directory, so memory does not grow with the rows.
+DEFAULT_MEMORY_LIMIT = "512MB"
+# Integer types a bitmap of the key span can count (bitstring_agg takes them; HUGEINT and
+# UBIGINT may not fit the BIGINT bounds).
+_BITMAP_TYPES = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"})
+
+
 class DuckDBDialect(Dialect):
     name = "duckdb"
+    # count(DISTINCT k) keeps every key in an in-memory hash table (4.2 GB at 100M ids): the
+    # engine counts keys itself (DuckDBEngine.distinct_count).
+    distinct_inline = False
 
     def count_if(self, condition: str) -> str:
         # DuckDB's count_if is NULL, not 0, when no row gives a non-null condition (no rows, or
@@ -112,11 +127,24 @@ class DuckDBEngine:
         return Source(fmt, str(path))
 
     def __init__(self) -> None:
-        self.con = duckdb.connect(":memory:")
-        # count(DISTINCT k) on an integer key whose min/max statistics span at most 2^24 values
-        # uses a directly indexed (perfect) hash table instead of a hashed one: ~5x faster on
-        # 10M unique ids. The table is sized from the statistics (<= 16M slots), not the rows.
-        self.con.execute("SET perfect_ht_threshold = 24")
+        # Spilled partitions go to a directory of our own, removed on close; set before the
+        # lock-down (no SET works after it).
+        self._spill = tempfile.mkdtemp(prefix="mlci-duckdb-")
+        config = {
+            "memory_limit": os.environ.get("MLCI_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT,
+            "temp_directory": self._spill,
+            # Aggregates need no row order; keeping it costs memory on the way.
+            "preserve_insertion_order": False,
+        }
+        try:
+            self.con = duckdb.connect(":memory:", config=config)
+        except duckdb.Error as exc:
+            shutil.rmtree(self._spill, ignore_errors=True)
+            raise QueryError(f"cannot start DuckDB (check MLCI_DUCKDB_MEMORY_LIMIT): {first_line(exc)}") from None
+        # query_progress() (polled by runner.watch_progress) reports nothing unless the progress
+        # bar is on; it never prints here.
+        self.con.execute("SET enable_progress_bar = true")
+        self.con.execute("SET enable_progress_bar_print = false")
         self._arrow: Any = None  # keeps a registered Arrow dataset alive
         self._relation = ""
         self._table_functions: frozenset[str] | None = None
@@ -189,6 +217,45 @@ class DuckDBEngine:
     def fetch_all(self, sql: str) -> list[tuple[Any, ...]]:
         return list(self._execute(sql).fetchall())
 
+    def distinct_count(self, columns: Sequence[str]) -> tuple[int, str]:
+        """Exact, in bounded memory, by the fastest form that stays bounded.
+
+        A single integer key whose span (max - min + 1) fits the bitmap budget is counted as the
+        set bits of one bitmap over the span (bitstring_agg: span / 8 bytes per thread, whatever
+        the rows); any other key (strings, tuples, integers spread over 2^40) by a hash
+        aggregate of the distinct keys, which DuckDB partitions and spills to the temporary
+        directory once it outgrows memory_limit.
+        """
+        d = self.dialect
+        cols = [d.ident(c) for c in columns]
+        complete = " AND ".join(f"{c} IS NOT NULL" for c in cols)
+        span = self._bitmap_span(columns[0]) if len(columns) == 1 else None
+        if span is not None:
+            lo, hi = span
+            sql = (
+                f"SELECT coalesce(bit_count(bitstring_agg({cols[0]}, {lo}, {hi})), 0) AS n"
+                f" FROM {SOURCE_VIEW} WHERE {complete}"
+            )
+        else:
+            sql = f"SELECT count(*) AS n FROM (SELECT DISTINCT {', '.join(cols)} FROM {SOURCE_VIEW} WHERE {complete})"
+        return int(self.fetch_one(sql)["n"] or 0), sql
+
+    def _bitmap_span(self, column: str) -> tuple[int, int] | None:
+        """(min, max) of an integer column whose bitmap fits the budget, else None."""
+        engine_type = self.schema().get(column, "").upper()
+        if engine_type not in _BITMAP_TYPES:
+            return None
+        c = self.dialect.ident(column)
+        low, high = self._execute(f"SELECT min({c}), max({c}) FROM {SOURCE_VIEW}").fetchone() or (None, None)
+        if low is None or high is None:
+            return None  # no non-null value: the distinct form counts 0 at once
+        limit_bytes, threads = self._execute(
+            "SELECT current_setting('memory_limit'), current_setting('threads')"
+        ).fetchone() or ("", 1)
+        # A quarter of the memory budget for the bitmaps of all threads together.
+        budget_bits = _bytes(str(limit_bytes)) * 8 // 4 // max(int(threads), 1)
+        return (int(low), int(high)) if int(high) - int(low) + 1 <= budget_bits else None
+
     def check_expression(self, sql: str) -> str | None:
         # DuckDB's own parser, as JSON: `SELECT <sql>` must be a bare SELECT (no FROM, WHERE,
         # DISTINCT, ...: the same tree as `SELECT 1`) whose select list is one unaliased item.
@@ -259,9 +326,30 @@ class DuckDBEngine:
 
     def close(self) -> None:
         self.con.close()
+        shutil.rmtree(self._spill, ignore_errors=True)
+
+    def progress(self) -> float | None:
+        """The running query's progress in percent (from another thread), None if unknown."""
+        try:
+            value = float(self.con.query_progress())
+        except (duckdb.Error, RuntimeError, TypeError, ValueError):
+            return None
+        return value if value >= 0 else None
 
     def _execute(self, sql: str) -> duckdb.DuckDBPyConnection:
         try:
             return self.con.execute(sql)
         except duckdb.Error as exc:
             raise QueryError(first_line(exc)) from None
+
+
+_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4}
+_UNITS.update({"KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4})
+
+
+def _bytes(setting: str) -> int:
+    """DuckDB's rendering of a memory setting ('476.8 MiB', '512.0MB') in bytes."""
+    match = re.fullmatch(r"\s*([\d.]+)\s*([A-Za-z]*)\s*", setting)
+    if not match or match.group(2).upper() not in _UNITS:
+        return 0  # unknown: no bitmap, the spilling form is always bounded
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])

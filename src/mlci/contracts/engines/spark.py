@@ -187,6 +187,13 @@ class SparkEngine:
     def fetch_all(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self._collect(sql)]
 
+    def distinct_count(self, columns: Sequence[str]) -> tuple[int, str]:
+        # Not called by the runner (Spark's count(DISTINCT) is an aggregate of the one query,
+        # distinct_inline): the same figure alone, for callers that count a key by itself.
+        d = self.dialect
+        sql = f"SELECT {d.distinct_keys([d.ident(c) for c in columns])} AS n FROM {SOURCE_VIEW}"
+        return int(self.fetch_one(sql)["n"]), sql
+
     def check_expression(self, sql: str) -> str | None:
         # Spark's own parseExpression: one (optionally named) expression to the end of the text.
         # Spark Connect has no JVM parser to call; the load-time lexical check and the compiler's

@@ -15,7 +15,7 @@ import duckdb
 
 from mlci.contracts.engines import QueryError, Source, SourceKind
 from mlci.contracts.sql import SOURCE_VIEW, Dialect
-from mlci.errors import first_line
+from mlci.errors import UsageError, first_line
 
 _FAMILIES = (
     (re.compile(r"^(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|INT\d*)$"), "integer"),
@@ -95,9 +95,12 @@ _BITMAP_TYPES = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT
 
 class DuckDBDialect(Dialect):
     name = "duckdb"
-    # count(DISTINCT k) keeps every key in an in-memory hash table (4.2 GB at 100M ids): the
-    # engine counts keys itself (DuckDBEngine.distinct_count).
-    distinct_inline = False
+
+    def __init__(self, distinct_inline: bool = True) -> None:
+        # DuckDBEngine's dialect says False: count(DISTINCT k) keeps every key in an in-memory
+        # hash table (4.2 GB at 100M ids), so the engine counts keys itself (distinct_count).
+        # Callers that group the contract's aggregates (mlci monitor, per window) keep them inline.
+        self.distinct_inline = distinct_inline
 
     def count_if(self, condition: str) -> str:
         # DuckDB's count_if is NULL, not 0, when no row gives a non-null condition (no rows, or
@@ -115,7 +118,7 @@ class DuckDBDialect(Dialect):
 
 class DuckDBEngine:
     name = "duckdb"
-    dialect = DuckDBDialect()
+    dialect = DuckDBDialect(distinct_inline=False)
     supports_tables = False  # reads files only: a table name needs the Spark engine
 
     @staticmethod
@@ -140,7 +143,10 @@ class DuckDBEngine:
             self.con = duckdb.connect(":memory:", config=config)
         except duckdb.Error as exc:
             shutil.rmtree(self._spill, ignore_errors=True)
-            raise QueryError(f"cannot start DuckDB (check MLCI_DUCKDB_MEMORY_LIMIT): {first_line(exc)}") from None
+            raise UsageError(
+                f"MLCI_DUCKDB_MEMORY_LIMIT={config['memory_limit']!r} is not a DuckDB memory size"
+                f" ({first_line(exc)}); set it like 512MB or 2GB, or unset it"
+            ) from None
         # query_progress() (polled by runner.watch_progress) reports nothing unless the progress
         # bar is on; it never prints here.
         self.con.execute("SET enable_progress_bar = true")

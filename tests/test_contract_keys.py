@@ -102,3 +102,23 @@ def test_memory_settings_as_duckdb_renders_them() -> None:
     assert _bytes("488.2 MiB") == int(488.2 * 1024**2)
     assert _bytes("1.0GB") == 1000**3
     assert _bytes("unlimited") == 0  # unknown: no bitmap, never an unbounded one
+
+
+def test_a_long_query_reports_progress_and_a_short_one_prints_nothing() -> None:
+    import re
+
+    from mlci.contracts.runner import watch_progress
+
+    engine = DuckDBEngine()
+    lines: list[str] = []
+    try:
+        with watch_progress(engine, lines.append, "data-test: reading x", every=0.02):
+            engine.fetch_one("SELECT count(DISTINCT i % 1000003) AS n FROM range(4000000) t(i)")
+        assert lines, "a query of more than 0.02 s printed no progress line"
+        assert all(re.fullmatch(r"data-test: reading x: (\d+% of the current query, )?\d+s so far", x) for x in lines)
+        quiet: list[str] = []
+        with watch_progress(engine, quiet.append, "data-test: reading x", every=5.0):
+            engine.fetch_one("SELECT 1 AS n")
+        assert quiet == []
+    finally:
+        engine.close()

@@ -133,7 +133,7 @@ class DuckDBEngine:
         # Spilled partitions go to a directory of our own, removed on close; set before the
         # lock-down (no SET works after it).
         self._spill = tempfile.mkdtemp(prefix="mlci-duckdb-")
-        config = {
+        config: dict[str, str | bool | int | float | list[str]] = {
             "memory_limit": os.environ.get("MLCI_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT,
             "temp_directory": self._spill,
             # Aggregates need no row order; keeping it costs memory on the way.

@@ -321,7 +321,8 @@ def run_contract(
         check_expectations(contract, engine)
         results, usable = schema_checks(contract, engine, columns)
         results += strict_check(contract, columns)
-        compiled = compile_contract(contract, usable, engine.dialect, profile, now)
+        footers = engine.footer_stats()
+        compiled = compile_contract(contract, usable, engine.dialect, profile, now, footers=footers)
         with watch_progress(engine, progress, f"data-test: reading {source.location}"):
             try:
                 row = engine.fetch_one(compiled.sql)
@@ -329,7 +330,7 @@ def run_contract(
                 broken = _blame_expectations(contract, engine, compiled.expectation_sql, usable)
                 if not broken:
                     raise CheckFailed(f"the contract's query failed on {engine_name}: {exc}") from None
-                compiled = compile_contract(contract, usable, engine.dialect, profile, now, broken)
+                compiled = compile_contract(contract, usable, engine.dialect, profile, now, broken, footers)
                 try:
                     row = engine.fetch_one(compiled.sql)
                 except QueryError as again:

@@ -18,6 +18,17 @@ from typing import Any
 SOURCE_VIEW = "__mlci_source"
 
 
+@dataclass(frozen=True)
+class FooterStats:
+    """A numeric column's figures read from Parquet footers, not from its rows; each is None
+    where the footers do not prove it (a row group without statistics, a value that may be NaN)."""
+
+    rows: int
+    nulls: int | None
+    low: int | float | None  # the smallest non-null value that is not NaN (footers leave NaN out)
+    high: int | float | None
+
+
 class Dialect:
     """SQL shared by DuckDB and Spark; subclasses override what differs."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -14,7 +15,7 @@ from typing import Any
 import duckdb
 
 from mlci.contracts.engines import QueryError, Source, SourceKind
-from mlci.contracts.sql import SOURCE_VIEW, Dialect
+from mlci.contracts.sql import SOURCE_VIEW, Dialect, FooterStats
 from mlci.errors import UsageError, first_line
 
 _FAMILIES = (
@@ -152,6 +153,7 @@ class DuckDBEngine:
         self.con.execute("SET enable_progress_bar = true")
         self.con.execute("SET enable_progress_bar_print = false")
         self._arrow: Any = None  # keeps a registered Arrow dataset alive
+        self._footers: dict[str, FooterStats] = {}
         self._relation = ""
         self._table_functions: frozenset[str] | None = None
 
@@ -187,6 +189,8 @@ class DuckDBEngine:
             raise QueryError("a table name needs the Spark engine: pass --engine spark")
         self._relation = relation
         self._execute(f"CREATE OR REPLACE TEMP VIEW {SOURCE_VIEW} AS SELECT * FROM {relation}")
+        if source.kind == "parquet":
+            self._footers = self._read_footers(source.location)
         self._lock_down(allowed)
 
     def _lock_down(self, allowed: Mapping[str, str]) -> None:
@@ -222,6 +226,36 @@ class DuckDBEngine:
 
     def fetch_all(self, sql: str) -> list[tuple[Any, ...]]:
         return list(self._execute(sql).fetchall())
+
+    def footer_stats(self) -> Mapping[str, FooterStats]:
+        """What the Parquet footers prove of the integer and DOUBLE columns (empty for CSV, Delta)."""
+        return self._footers
+
+    def _read_footers(self, location: str) -> dict[str, FooterStats]:
+        # Only where the figure is exact: every row group states its null count (else no null
+        # count) and, when it holds a value, its min and max (else no extremes). FLOAT columns are
+        # left out (their footer text is the float's, not the double the scan reports), and so is
+        # any text that does not parse or parses as NaN. Writers leave NaN out of min/max, so
+        # the extremes are those of the non-NaN values: the compiler keeps the NaN count a scan.
+        types = {name: engine_type.upper() for name, engine_type in self.schema().items()}
+        numeric = {
+            name: int if self.family(t) == "integer" else float
+            for name, t in types.items()
+            if self.family(t) == "integer" or t == "DOUBLE"
+        }
+        try:
+            groups = self.con.execute(
+                "SELECT path_in_schema, row_group_num_rows, stats_null_count, stats_min_value, stats_max_value"
+                " FROM parquet_metadata(?)",
+                [location],
+            ).fetchall()
+        except duckdb.Error:
+            return {}  # the scan then gives every figure
+        figures: dict[str, list[tuple[int, int | None, str | None, str | None]]] = {}
+        for name, rows, nulls, low, high in groups:
+            if name in numeric:
+                figures.setdefault(str(name), []).append((int(rows), nulls, low, high))
+        return {name: _footer(numeric[name], parts) for name, parts in figures.items()}
 
     def distinct_count(self, columns: Sequence[str]) -> tuple[int, str]:
         """Exact, in bounded memory, by the fastest form that stays bounded.
@@ -359,3 +393,31 @@ def _bytes(setting: str) -> int:
     if not match or match.group(2).upper() not in _UNITS:
         return 0  # unknown: no bitmap, the spilling form is always bounded
     return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def _footer(
+    kind: type[int] | type[float], groups: Sequence[tuple[int, int | None, str | None, str | None]]
+) -> FooterStats:
+    """One column's FooterStats from its row groups' (rows, null count, min text, max text)."""
+    rows = sum(g[0] for g in groups)
+    if any(g[1] is None for g in groups):
+        return FooterStats(rows, None, None, None)
+    nulls = sum(int(g[1] or 0) for g in groups)
+    lows: list[int | float] = []
+    highs: list[int | float] = []
+    for group_rows, group_nulls, low, high in groups:
+        if group_rows == group_nulls:
+            continue  # only nulls: nothing to bound
+        if low is None or high is None:
+            return FooterStats(rows, nulls, None, None)
+        try:
+            parsed = kind(low), kind(high)
+        except ValueError:
+            return FooterStats(rows, nulls, None, None)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in parsed):
+            return FooterStats(rows, nulls, None, None)  # NaN, or an infinity: the scan tells
+        lows.append(parsed[0])
+        highs.append(parsed[1])
+    if not lows:
+        return FooterStats(rows, nulls, None, None)
+    return FooterStats(rows, nulls, min(lows), max(highs))

@@ -15,7 +15,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from mlci.contracts.engines import QueryError, Source, SourceKind
-from mlci.contracts.sql import SOURCE_VIEW, Dialect
+from mlci.contracts.sql import SOURCE_VIEW, Dialect, FooterStats
 from mlci.errors import first_line
 
 # DataType.simpleString() names, without parameters such as decimal(10,2) or varchar(8).
@@ -186,6 +186,9 @@ class SparkEngine:
 
     def fetch_all(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self._collect(sql)]
+
+    def footer_stats(self) -> Mapping[str, FooterStats]:
+        return {}  # Spark plans its own use of Parquet statistics; every figure is the scan's
 
     def distinct_count(self, columns: Sequence[str]) -> tuple[int, str]:
         # Not called by the runner (Spark's count(DISTINCT) is an aggregate of the one query,

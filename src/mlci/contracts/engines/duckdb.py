@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import duckdb
 
@@ -119,8 +119,8 @@ class DuckDBDialect(Dialect):
 
 class DuckDBEngine:
     name = "duckdb"
-    dialect = DuckDBDialect(distinct_inline=False)
-    supports_tables = False  # reads files only: a table name needs the Spark engine
+    dialect: Dialect = DuckDBDialect(distinct_inline=False)
+    supports_tables: ClassVar[bool] = False  # reads files only: a table name needs the Spark engine
 
     @staticmethod
     def source_for(path: Path, fmt: SourceKind) -> Source:
@@ -130,22 +130,25 @@ class DuckDBEngine:
             return Source("parquet", str(path / "**" / "*.parquet"))
         return Source(fmt, str(path))
 
-    def __init__(self) -> None:
+    def __init__(self, bounded: bool = True) -> None:
+        """`bounded`: under MLCI_DUCKDB_MEMORY_LIMIT (data-test); else DuckDB's own limit (80%
+        of RAM), for `mlci data profile`, whose exact quantiles hold a column's values."""
         # Spilled partitions go to a directory of our own, removed on close; set before the
         # lock-down (no SET works after it).
         self._spill = tempfile.mkdtemp(prefix="mlci-duckdb-")
         config: dict[str, str | bool | int | float | list[str]] = {
-            "memory_limit": os.environ.get("MLCI_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT,
             "temp_directory": self._spill,
             # Aggregates need no row order; keeping it costs memory on the way.
             "preserve_insertion_order": False,
         }
+        if bounded:
+            config["memory_limit"] = os.environ.get("MLCI_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT
         try:
             self.con = duckdb.connect(":memory:", config=config)
         except duckdb.Error as exc:
             shutil.rmtree(self._spill, ignore_errors=True)
             raise UsageError(
-                f"MLCI_DUCKDB_MEMORY_LIMIT={config['memory_limit']!r} is not a DuckDB memory size"
+                f"MLCI_DUCKDB_MEMORY_LIMIT={config.get('memory_limit')!r} is not a DuckDB memory size"
                 f" ({first_line(exc)}); set it like 512MB or 2GB, or unset it"
             ) from None
         # query_progress() (polled by runner.watch_progress) reports nothing unless the progress

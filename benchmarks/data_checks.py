@@ -2,21 +2,27 @@
 
 The same checks everywhere on generated data (10 columns): schema (types), no nulls, ranges on 5
 float columns, allowed values on 3 columns, uniqueness of the id, PSI on 3 columns against a
-reference profile. Every measurement runs in a fresh subprocess, timed from after the imports
-with the Parquet read included; peak RSS is the child's ru_maxrss.
+reference profile. Tools are interleaved run by run (benchmarks/harness.py: A B A B ..., one
+untimed warm-up each), every sample a fresh process; each records wall and CPU time (user + sys
+of its tree), peak RSS of the tree and the load average around it. The child also reports its
+own seconds, timed from after its imports with the Parquet read included.
 
-    python benchmarks/data_checks.py --rows 1000000 10000000 --runs 3 [--skip spark] [--timeout 600]
+pandera (and great-expectations) load the whole table into pandas: past --pandas-max-rows
+(30M by default; ~9 GB at 30M) they are not run, and the results say so.
+
+    python benchmarks/data_checks.py --rows 10000000 30000000 100000000 --runs 3 [--tools ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import Case, Measured, interleave, loadavg, results_document, write_results
 
 WORK = Path("/tmp/mlci-bench-data")
 FLOATS = ["f1", "f2", "f3", "f4", "f5"]
@@ -41,28 +47,39 @@ drift:
 """.replace("CODES", ", ".join(CODES))
 
 
-def generate(rows: int) -> Path:
+def generate(rows: int, chunk: int = 1_000_000) -> Path:
+    """data.parquet of `rows` rows, written one row group at a time (memory bounded by `chunk`),
+    its contract and its reference profile (built by mlci on DuckDB)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     folder = WORK / str(rows)
     path = folder / "data.parquet"
-    if path.is_file():
+    if path.is_file() and (folder / "profile.json").is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    table = pa.table(
-        {
-            "id": np.arange(rows, dtype=np.int64),
-            **{name: rng.normal(0, 1 + i * 0.2, rows).clip(-9.9, 9.9) for i, name in enumerate(FLOATS)},
-            "cat": rng.integers(0, 10, rows).astype(np.int64),
-            "label": rng.integers(0, 2, rows).astype(np.int64),
-            "code": pa.array(np.array(CODES)[rng.integers(0, 20, rows)]).dictionary_encode().cast(pa.string()),
-            "amount": rng.gamma(2.0, 100.0, rows),
-        }
-    )
-    pq.write_table(table, path, row_group_size=1_000_000)
+    codes = pa.array(CODES)
+    partial = path.with_suffix(".partial")
+    writer = None
+    for start in range(0, rows, chunk):
+        n = min(chunk, rows - start)
+        table = pa.table(
+            {
+                "id": np.arange(start, start + n, dtype=np.int64),
+                **{name: rng.normal(0, 1 + i * 0.2, n).clip(-9.9, 9.9) for i, name in enumerate(FLOATS)},
+                "cat": rng.integers(0, 10, n).astype(np.int64),
+                "label": rng.integers(0, 2, n).astype(np.int64),
+                "code": codes.take(pa.array(rng.integers(0, 20, n))),
+                "amount": rng.gamma(2.0, 100.0, n),
+            }
+        )
+        writer = writer or pq.ParquetWriter(partial, table.schema)
+        writer.write_table(table, row_group_size=chunk)
+    assert writer is not None
+    writer.close()
+    partial.replace(path)
     (folder / "contract.yml").write_text(CONTRACT)
     from mlci.contracts import drift
     from mlci.contracts.format import load_contract
@@ -170,76 +187,68 @@ def child(tool: str, rows: int) -> None:
     print(json.dumps(out))
 
 
-def measure(command: list[str], timeout: float) -> tuple[str, int]:
-    """Run a child; return its stdout and the peak RSS (MB) of its whole process tree (JVM included),
-    sampled every 50 ms. (ru_maxrss would carry the parent's peak over fork+exec on Linux.)"""
-    import psutil
-
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watched = psutil.Process(proc.pid)
-    peak, started = 0, time.monotonic()
-    while proc.poll() is None:
-        if time.monotonic() - started > timeout:
-            for p in [*watched.children(recursive=True), watched]:
-                p.kill()
-            proc.wait()
-            raise subprocess.TimeoutExpired(command, timeout)
-        try:
-            total = sum(p.memory_info().rss for p in [watched, *watched.children(recursive=True)])
-        except psutil.Error:
-            total = 0
-        peak = max(peak, total)
-        time.sleep(0.05)
-    out, err = proc.communicate()
-    if proc.returncode:
-        raise subprocess.CalledProcessError(proc.returncode, command, out, err)
-    return out, peak // (1024 * 1024)
+PANDAS_TOOLS = ("pandera", "great-expectations")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--rows", type=int, nargs="+", default=[10_000_000, 30_000_000, 100_000_000])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--tools", nargs="+", default=["mlci-duckdb", "pandera", "great-expectations", "mlci-spark"])
-    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--tools", nargs="+", default=["mlci-duckdb", "pandera", "mlci-spark"])
+    parser.add_argument("--pandas-max-rows", type=int, default=30_000_000)
+    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--out", default="data_checks", help="results/<OUT>.json")
     parser.add_argument("--child", nargs=2, metavar=("TOOL", "ROWS"))
     args = parser.parse_args()
     if args.child:
         child(args.child[0], int(args.child[1]))
         return
-    table = []
+    load_at_start = loadavg()
+    measured: list[Measured] = []
+    skipped: list[dict[str, object]] = []
     for rows in args.rows:
         generate(rows)
+        cases = []
         for tool in args.tools:
-            times, rss, note = [], [], ""
-            for _ in range(args.runs):
-                try:
-                    stdout, peak = measure([sys.executable, __file__, "--child", tool, str(rows)], args.timeout)
-                except subprocess.TimeoutExpired:
-                    note = f"timed out after {args.timeout:g}s"
-                    break
-                except subprocess.CalledProcessError as exc:
-                    note = "error: " + (exc.stderr.strip().splitlines() or ["?"])[-1]
-                    break
-                record = json.loads(stdout.strip().splitlines()[-1])
-                times.append(record["seconds"])
-                rss.append(peak)
-            row = {
-                "rows": rows,
-                "tool": tool,
-                "runs": len(times),
-                "median_s": round(statistics.median(times), 2) if times else None,
-                "peak_rss_mb": max(rss) if rss else None,
-                "note": note,
-            }
-            print(json.dumps(row), flush=True)
-            table.append(row)
-    print("\n| rows | tool | median s | peak RSS MB | vs mlci-duckdb | note |\n|---:|---|---:|---:|---:|---|")
-    for row in table:
-        base = next(r["median_s"] for r in table if r["rows"] == row["rows"] and r["tool"] == "mlci-duckdb")
-        ratio = f"{row['median_s'] / base:.1f}x" if row["median_s"] and base else "-"
+            if tool in PANDAS_TOOLS and rows > args.pandas_max_rows:
+                why = f"not run past {args.pandas_max_rows:,} rows: it loads the table into pandas"
+                skipped.append({"rows": rows, "tool": tool, "note": why})
+                print(f"{tool} at {rows:,} rows: {why}", file=sys.stderr)
+                continue
+            cases.append(
+                Case(
+                    f"{tool} {rows:,}",
+                    [sys.executable, __file__, "--child", tool, str(rows)],
+                    extract=lambda sample: {"child_s": sample.last_json()["seconds"]},
+                    timeout=args.timeout,
+                    group=f"{rows:,} rows",
+                    params={"rows": rows, "tool": tool},
+                )
+            )
+        print(f"{rows:,} rows: {', '.join(c.name for c in cases)}", file=sys.stderr)
+        measured += interleave(cases, args.runs)
+    document = results_document(
+        "data_checks",
+        measured,
+        mode="full",
+        runs=args.runs,
+        distributions=("mlci", "duckdb", "pandas", "pandera", "pyspark"),
+        load_at_start=load_at_start,
+        extra={"not_run": skipped},
+    )
+    path = write_results(args.out, document)
+    print(f"wrote {path}", file=sys.stderr)
+    print("\n| rows | tool | wall s (median, range) | CPU s | peak RSS MB | vs mlci-duckdb | note |")
+    print("|---:|---|---:|---:|---:|---:|---|")
+    cases_out = document["cases"]
+    for entry in cases_out.values():
+        rows, tool = entry["params"]["rows"], entry["params"]["tool"]
+        base = cases_out.get(f"mlci-duckdb {rows:,}", {}).get("wall_s", {}).get("median")
+        wall = entry["wall_s"]
+        ratio = f"{wall['median'] / base:.1f}x" if wall["median"] and base else "-"
         print(
-            f"| {row['rows']:,} | {row['tool']} | {row['median_s']} | {row['peak_rss_mb']} | {ratio} | {row['note']} |"
+            f"| {rows:,} | {tool} | {wall['median']} ({wall['min']}-{wall['max']}) | {entry['cpu_s']['median']} "
+            f"| {entry['peak_rss_mb']['median']} | {ratio} | {entry['note']} |"
         )
 
 

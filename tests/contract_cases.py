@@ -217,3 +217,64 @@ EMPTY_CSV_CASES: dict[str, tuple[dict[str, tuple[str, Any]], set[str]]] = {
         set(),
     ),
 }
+
+
+# ---------------------------------------------------------------- keys past 2^24
+
+KEYS_CONTRACT = """\
+contract: 1
+dataset: {path: keys.parquet}
+columns:
+  - {name: k, type: KIND, unique: true}
+  - {name: part, type: string}
+table:
+  unique_keys: [[part, k]]
+"""
+
+
+def key_table(kind: str, rows: int) -> tuple[Any, dict[str, int]]:
+    """A table whose `k` (and `part`+`k`) hold known duplicates and nulls, and the duplicate
+    counts every engine must report: {check name: duplicates}.
+
+    Kinds: `sparse` (integers spread over more than 2^40, negative ones among them),
+    `dense` (integers 0..rows with no gap), `string`. Built with Arrow compute, no Python
+    loop over the rows, so millions of keys take well under a second.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = np.arange(rows, dtype=np.int64)
+    if kind == "sparse":
+        ids = ids * 4_398_046_513 - (1 << 40)  # a prime stride: the span is rows * 2^42
+    # Duplicates: rows 10..16 repeat rows 0..6 (7 keys), and rows 20..22 repeat row 1 (3 more).
+    ids[10:17] = ids[0:7]
+    ids[20:23] = ids[1]
+    keys: pa.Array = pa.array(ids)
+    if kind == "string":
+        keys = pc.binary_join_element_wise("key-", pc.cast(keys, pa.string()), "")
+    nulls = np.zeros(rows, dtype=bool)
+    nulls[30:35] = True  # five null keys: not duplicates of each other
+    keys = pc.if_else(pa.array(nulls), pa.nulls(rows, keys.type), keys)
+    # part is "a" except rows 20..22 ("b"): (part, k) repeats 0..6 as k does, and (b, k1) twice.
+    is_b = np.zeros(rows, dtype=bool)
+    is_b[20:23] = True
+    no_part = np.zeros(rows, dtype=bool)
+    no_part[40] = True  # one incomplete tuple
+    part = pc.if_else(pa.array(is_b), pa.scalar("b"), pa.scalar("a"))
+    part = pc.if_else(pa.array(no_part), pa.scalar(None, pa.string()), part)
+    table = pa.table({"k": keys, "part": part})
+    return table, {"unique[k]": 10, "unique_key[part+k]": 7 + 2}
+
+
+def write_keys(folder: Path, kind: str, rows: int, pairs: bool = True) -> dict[str, int]:
+    """keys.parquet and contract.yml in `folder`; without `pairs`, only the `k` column and its check."""
+    table, expected = key_table(kind, rows)
+    contract = KEYS_CONTRACT.replace("KIND", "string" if kind == "string" else "integer")
+    if not pairs:
+        table = table.select(["k"])
+        contract = contract.split("  - {name: part")[0]
+        expected = {"unique[k]": expected["unique[k]"]}
+    (folder / "contract.yml").write_text(contract)
+    pq.write_table(table, folder / "keys.parquet", row_group_size=1 << 20)
+    return expected

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Literal
 
 from mlci.contracts import drift
 from mlci.contracts.format import Column, Contract
-from mlci.contracts.sql import Dialect, Plan
+from mlci.contracts.sql import Dialect, FooterStats, Plan, double_literal
 
 Status = Literal["pass", "fail", "skip"]
 
@@ -104,6 +104,8 @@ class Compiled:
     sql: str
     verdicts: list[Verdict]
     expectation_sql: dict[str, str]  # name -> the expectation's aggregate, to probe one alone
+    # alias -> key columns whose distinct count the engine adds to the row (Engine.distinct_count)
+    distinct: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def compile_contract(
@@ -113,11 +115,14 @@ def compile_contract(
     profile: drift.Profile | None = None,
     now: datetime | None = None,
     skip_expectations: Mapping[str, str] | None = None,
+    footers: Mapping[str, FooterStats] | None = None,
 ) -> Compiled:
     """The one query of a contract's value, table and drift checks.
 
     `usable` maps each declared column present in the data with a compatible type to its
     contract type; checks on other columns are reported as skipped by the caller's schema step.
+    `footers` holds what Parquet footers prove about numeric columns: those figures enter the
+    query as constants instead of aggregates, so the verdicts read the same row either way.
     """
     plan = Plan(dialect)
     verdicts: list[Verdict] = []
@@ -125,7 +130,7 @@ def compile_contract(
     spec = contract.spec
     for index, col in enumerate(spec.columns):
         if col.name in usable:
-            verdicts.extend(_column_checks(plan, contract, index, col))
+            verdicts.extend(_column_checks(plan, contract, index, col, (footers or {}).get(col.name)))
     verdicts.extend(_table_checks(plan, contract, usable, rows, now or datetime.now(timezone.utc)))
     expectation_sql: dict[str, str] = {}
     skip_expectations = skip_expectations or {}
@@ -159,17 +164,22 @@ def compile_contract(
         for index, name in enumerate(spec.drift.columns):
             if name in usable:
                 verdicts.extend(_drift_checks(plan, contract, index, name, profile))
-    return Compiled(plan.sql(), verdicts, expectation_sql)
+    return Compiled(plan.sql(), verdicts, expectation_sql, dict(plan.distinct))
 
 
-def _column_checks(plan: Plan, contract: Contract, index: int, col: Column) -> list[Verdict]:
+def _column_checks(
+    plan: Plan, contract: Contract, index: int, col: Column, footer: FooterStats | None = None
+) -> list[Verdict]:
     d = plan.dialect
     c = d.ident(col.name)
     key = f"columns[{index}]"
     line = contract.line_of
     out: list[Verdict] = []
     rows = plan.add("count(*)")
-    non_null = plan.add(f"count({c})")
+    if footer is not None and footer.nulls is not None:
+        non_null = plan.add(str(footer.rows - footer.nulls))  # exact: every row group counts its nulls
+    else:
+        non_null = plan.add(f"count({c})")
 
     def nulls(r: Row) -> int:
         return int(r[rows]) - int(r[non_null])
@@ -205,9 +215,16 @@ def _column_checks(plan: Plan, contract: Contract, index: int, col: Column) -> l
         value = getattr(col, bound)
         if value is None:
             continue
-        extreme = plan.add(f"{agg}({c})")
+        known = None if footer is None else footer.low if bound == "min" else footer.high
+        # -0.0 and 0.0 are equal, and footers may hold either sign where the rows hold the
+        # other: a zero extreme comes from the scan, so the figure is the engine's own.
+        extreme = plan.add(_constant(known) if known is not None and known != 0 else f"{agg}({c})")
         outside = f"{c} {op} {d.literal(value, col.type)}"
-        beyond = plan.add(d.count_if(f"{outside} OR {is_nan}" if is_nan else outside))
+        if known is not None and not (known < value if bound == "min" else known > value):
+            # The footers prove every non-NaN value inside the bound: only NaN can break it.
+            beyond = nans if nans else plan.add("0")
+        else:
+            beyond = plan.add(d.count_if(f"{outside} OR {is_nan}" if is_nan else outside))
         shown = show(int(value) if float(value).is_integer() else value)
 
         def bound_check(
@@ -264,7 +281,7 @@ def _column_checks(plan: Plan, contract: Contract, index: int, col: Column) -> l
 
         out.append(regex)
     if col.unique:
-        distinct = plan.add(d.distinct_keys([c]))
+        distinct = plan.add_distinct([col.name])
 
         def unique(r: Row, _line: int | None = line(f"{key}.unique")) -> CheckResult:
             dup = int(r[non_null]) - int(r[distinct])
@@ -272,6 +289,10 @@ def _column_checks(plan: Plan, contract: Contract, index: int, col: Column) -> l
 
         out.append(unique)
     return out
+
+
+def _constant(value: int | float) -> str:
+    return str(value) if isinstance(value, int) else double_literal(value)
 
 
 def _table_checks(plan: Plan, contract: Contract, usable: Mapping[str, str], rows: str, now: datetime) -> list[Verdict]:
@@ -302,7 +323,7 @@ def _table_checks(plan: Plan, contract: Contract, usable: Mapping[str, str], row
             continue
         cols = [d.ident(k) for k in key_columns]
         complete = plan.add(d.count_if(" AND ".join(f"{c} IS NOT NULL" for c in cols)))
-        distinct = plan.add(d.distinct_keys(cols))
+        distinct = plan.add_distinct(key_columns)
 
         def unique_key(
             r: Row, _n: str = name, _c: str = complete, _d: str = distinct, _line: int | None = line

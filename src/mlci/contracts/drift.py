@@ -173,8 +173,6 @@ def l_infinity_distance(reference: Sequence[int], current: Sequence[int]) -> flo
 def chi_squared_test(reference: Sequence[int], current: Sequence[int]) -> tuple[float, float]:
     """Pearson's chi-squared test that both samples come from one distribution over the bins
     (a 2 x k contingency table; bins empty in both are left out): (statistic, p-value)."""
-    from scipy.stats import chi2
-
     columns = [(r, c) for r, c in zip(reference, current, strict=True) if r or c]
     n_ref, n_cur = sum(r for r, _ in columns), sum(c for _, c in columns)
     if len(columns) < 2 or not n_ref or not n_cur:
@@ -185,4 +183,61 @@ def chi_squared_test(reference: Sequence[int], current: Sequence[int]) -> tuple[
         for observed, row_total in ((r, n_ref), (c, n_cur)):
             expected = row_total * (r + c) / total
             statistic += (observed - expected) ** 2 / expected
-    return round(statistic, 6), round(float(chi2.sf(statistic, len(columns) - 1)), 6)
+    return round(statistic, 6), round(chi2_sf(statistic, len(columns) - 1), 6)
+
+
+# ---------------------------------------------------------------- the chi-squared tail
+
+
+def chi2_sf(statistic: float, degrees: int) -> float:
+    """P(X >= statistic) for X chi-squared with `degrees` degrees of freedom.
+
+    Written here so the data path needs no scipy: the survival function is the regularised
+    upper incomplete gamma Q(degrees / 2, statistic / 2), from its power series below the
+    mode and its continued fraction above it (Numerical Recipes, 6.2), each to ~1e-15.
+    """
+    if degrees < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, not {degrees}")
+    if math.isnan(statistic):
+        return math.nan
+    if statistic <= 0:
+        return 1.0
+    if math.isinf(statistic):
+        return 0.0
+    return _upper_gamma_regularised(degrees / 2, statistic / 2)
+
+
+def _upper_gamma_regularised(a: float, x: float) -> float:
+    """Q(a, x) = Gamma(a, x) / Gamma(a) for a > 0, x > 0."""
+    log_prefix = a * math.log(x) - x - math.lgamma(a)
+    if x < a + 1:
+        # P(a, x) = x^a e^-x / Gamma(a + 1) * sum_n x^n / ((a + 1) ... (a + n)); Q = 1 - P.
+        term = total = 1.0 / a
+        denominator = a
+        for _ in range(10_000):
+            denominator += 1
+            term *= x / denominator
+            total += term
+            if abs(term) < abs(total) * 1e-16:
+                break
+        return max(0.0, 1.0 - total * math.exp(log_prefix))
+    # Q(a, x) = x^a e^-x / Gamma(a) * 1 / (x + 1 - a - 1(1 - a) / (x + 3 - a - ...)), by the
+    # modified Lentz method.
+    tiny = 1e-300
+    b = x + 1 - a
+    c = 1 / tiny
+    d = 1 / b
+    fraction = d
+    for n in range(1, 10_000):
+        an = -n * (n - a)
+        b += 2
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1 / d
+        step = d * c
+        fraction *= step
+        if abs(step - 1) < 1e-16:
+            break
+    return min(1.0, math.exp(log_prefix) * fraction)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from mlci.contracts import drift
-from mlci.contracts.compiler import CheckResult, compile_contract
+from mlci.contracts.compiler import CheckResult, Compiled, compile_contract
 from mlci.contracts.engines import Engine, QueryError, Source, create_engine, engine_class
 from mlci.contracts.expression import FIX
 from mlci.contracts.format import Contract, Dataset
@@ -298,10 +301,12 @@ def run_contract(
     dataset: Dataset | None = None,
     dataset_key: str = "dataset",
     drift_skip_reason: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Report:
     """Check one dataset: the contract's own, `source_override` (a path) or `dataset` (at `dataset_key`).
 
-    With `drift_skip_reason` the drift checks are reported as skipped for that reason.
+    With `drift_skip_reason` the drift checks are reported as skipped for that reason. On a
+    long scan `progress` gets a line every few seconds (watch_progress).
     """
     source = resolve_source(contract, engine_name, source_override, dataset, dataset_key)
     profile = load_reference(contract) if drift_skip_reason is None else None
@@ -316,18 +321,21 @@ def run_contract(
         check_expectations(contract, engine)
         results, usable = schema_checks(contract, engine, columns)
         results += strict_check(contract, columns)
-        compiled = compile_contract(contract, usable, engine.dialect, profile, now)
-        try:
-            row = engine.fetch_one(compiled.sql)
-        except QueryError as exc:
-            broken = _blame_expectations(contract, engine, compiled.expectation_sql, usable)
-            if not broken:
-                raise CheckFailed(f"the contract's query failed on {engine_name}: {exc}") from None
-            compiled = compile_contract(contract, usable, engine.dialect, profile, now, broken)
+        footers = engine.footer_stats()
+        compiled = compile_contract(contract, usable, engine.dialect, profile, now, footers=footers)
+        with watch_progress(engine, progress, f"data-test: reading {source.location}"):
             try:
                 row = engine.fetch_one(compiled.sql)
-            except QueryError as again:
-                raise CheckFailed(f"the contract's query failed on {engine_name}: {again}") from None
+            except QueryError as exc:
+                broken = _blame_expectations(contract, engine, compiled.expectation_sql, usable)
+                if not broken:
+                    raise CheckFailed(f"the contract's query failed on {engine_name}: {exc}") from None
+                compiled = compile_contract(contract, usable, engine.dialect, profile, now, broken, footers)
+                try:
+                    row = engine.fetch_one(compiled.sql)
+                except QueryError as again:
+                    raise CheckFailed(f"the contract's query failed on {engine_name}: {again}") from None
+            queries = [compiled.sql, *count_keys(engine, compiled, row)]
         results += [verdict(row) for verdict in compiled.verdicts]
         skipped = _skipped(contract, usable)
         if drift_skip_reason is not None:  # every drift check is reported once, for that reason
@@ -337,7 +345,53 @@ def run_contract(
             results += _drift_skipped(contract, drift_skip_reason)
     finally:
         engine.close()
-    return Report(engine_name, source.location, results, round(time.perf_counter() - clock, 3), compiled.sql)
+    return Report(engine_name, source.location, results, round(time.perf_counter() - clock, 3), ";\n".join(queries))
+
+
+# A scan shorter than this prints nothing; a longer one prints a line this often.
+PROGRESS_AFTER_SECONDS = 5.0
+
+
+@contextmanager
+def watch_progress(
+    engine: Engine, report: Callable[[str], None] | None, what: str, every: float = PROGRESS_AFTER_SECONDS
+) -> Iterator[None]:
+    """While the body runs, call `report` with a line every `every` seconds, the first after
+    `every` seconds (nothing on a short run), with the engine's progress where it has one
+    (DuckDB's query_progress, polled from this thread; Spark has no such figure)."""
+    if report is None:
+        yield
+        return
+    poll: Callable[[], float | None] | None = getattr(engine, "progress", None)
+    stop = threading.Event()
+    started = time.monotonic()
+
+    def tick() -> None:
+        while not stop.wait(every):
+            elapsed = time.monotonic() - started
+            percent = poll() if poll is not None else None
+            done = f"{percent:.0f}% of the current query, " if percent is not None else ""
+            report(f"{what}: {done}{elapsed:.0f}s so far")
+
+    watcher = threading.Thread(target=tick, name="mlci-data-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+
+
+def count_keys(engine: Engine, compiled: Compiled, row: dict[str, Any]) -> list[str]:
+    """Add the distinct key counts the one query leaves to the engine to `row`; their SQL."""
+    queries = []
+    for alias, key in compiled.distinct.items():
+        try:
+            row[alias], sql = engine.distinct_count(key)
+        except QueryError as exc:
+            raise CheckFailed(f"counting the distinct {'+'.join(key)} failed on {engine.name}: {exc}") from None
+        queries.append(sql)
+    return queries
 
 
 def check_expectations(contract: Contract, engine: Engine) -> None:

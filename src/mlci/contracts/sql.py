@@ -18,11 +18,26 @@ from typing import Any
 SOURCE_VIEW = "__mlci_source"
 
 
+@dataclass(frozen=True)
+class FooterStats:
+    """A numeric column's figures read from Parquet footers, not from its rows; each is None
+    where the footers do not prove it (a row group without statistics, a value that may be NaN)."""
+
+    rows: int
+    nulls: int | None
+    low: int | float | None  # the smallest non-null value that is not NaN (footers leave NaN out)
+    high: int | float | None
+
+
 class Dialect:
     """SQL shared by DuckDB and Spark; subclasses override what differs."""
 
     name = "ansi"
     text_type = "VARCHAR"
+    # Whether distinct key counts (the uniqueness checks) are aggregates of the one query. An
+    # engine whose count(DISTINCT) holds every key in memory (DuckDB's) counts them with its own
+    # bounded-memory queries instead (the engine's distinct_count); Spark's spills, so it stays.
+    distinct_inline = True
 
     def ident(self, name: str) -> str:
         return '"' + name.replace('"', '""') + '"'
@@ -101,6 +116,20 @@ class Plan:
 
     dialect: Dialect
     expressions: list[str] = field(default_factory=list)
+    # alias (k0, k1, ...) -> key column names, counted apart when not dialect.distinct_inline
+    distinct: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def add_distinct(self, columns: Sequence[str]) -> str:
+        """The number of distinct tuples of `columns` whose parts are all non-null, as an alias."""
+        if self.dialect.distinct_inline:
+            return self.add(self.dialect.distinct_keys([self.dialect.ident(c) for c in columns]))
+        key = tuple(columns)
+        for alias, known in self.distinct.items():
+            if known == key:
+                return alias
+        alias = f"k{len(self.distinct)}"
+        self.distinct[alias] = key
+        return alias
 
     def add(self, expression: str) -> str:
         """Add an aggregate (deduplicated) and return its alias in the result row."""

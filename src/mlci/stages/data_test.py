@@ -114,6 +114,7 @@ def run_data_test(
             dataset=target.dataset,
             dataset_key=target.key,
             drift_skip_reason=None if target.override else _drift_skip_reason(contract, target.name),
+            progress=console.progress,  # a line every few seconds on a long scan, none under --quiet
         )
         runs.append((target, report))
     out = project.out_dir

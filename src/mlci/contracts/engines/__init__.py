@@ -9,12 +9,12 @@ DuckDB or Spark.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
-from mlci.contracts.sql import Dialect
+from mlci.contracts.sql import Dialect, FooterStats
 from mlci.errors import UsageError
 
 SourceKind = Literal["csv", "parquet", "delta", "table"]
@@ -63,6 +63,13 @@ class Engine(Protocol):
 
     def fetch_all(self, sql: str) -> list[tuple[Any, ...]]:
         """Every row of a (small) query."""
+
+    def footer_stats(self) -> Mapping[str, FooterStats]:
+        """Per numeric column, what the source's file footers prove (null count, min, max)."""
+
+    def distinct_count(self, columns: Sequence[str]) -> tuple[int, str]:
+        """The number of distinct tuples of `columns` with no null part, exact, in bounded
+        memory; and the SQL that counted it (for the report)."""
 
     def check_expression(self, sql: str) -> str | None:
         """Why the engine's parser does not read `sql` as exactly one expression, or None."""

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import duckdb
 
 from mlci.contracts.engines import QueryError, Source, SourceKind
-from mlci.contracts.sql import SOURCE_VIEW, Dialect
-from mlci.errors import first_line
+from mlci.contracts.sql import SOURCE_VIEW, Dialect, FooterStats
+from mlci.errors import UsageError, first_line
 
 _FAMILIES = (
     (re.compile(r"^(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|INT\d*)$"), "integer"),
@@ -81,8 +85,23 @@ _SQL_TYPES = {
 }
 
 
+# DuckDB's memory budget for a contract's queries (MLCI_DUCKDB_MEMORY_LIMIT, DuckDB's syntax:
+# 512MB, 2GB): aggregates that outgrow it (the key counts' hash tables) spill to a temporary
+# directory, so memory does not grow with the rows.
+DEFAULT_MEMORY_LIMIT = "512MB"
+# Integer types a bitmap of the key span can count (bitstring_agg takes them; HUGEINT and
+# UBIGINT may not fit the BIGINT bounds).
+_BITMAP_TYPES = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"})
+
+
 class DuckDBDialect(Dialect):
     name = "duckdb"
+
+    def __init__(self, distinct_inline: bool = True) -> None:
+        # DuckDBEngine's dialect says False: count(DISTINCT k) keeps every key in an in-memory
+        # hash table (4.2 GB at 100M ids), so the engine counts keys itself (distinct_count).
+        # Callers that group the contract's aggregates (mlci monitor, per window) keep them inline.
+        self.distinct_inline = distinct_inline
 
     def count_if(self, condition: str) -> str:
         # DuckDB's count_if is NULL, not 0, when no row gives a non-null condition (no rows, or
@@ -100,8 +119,8 @@ class DuckDBDialect(Dialect):
 
 class DuckDBEngine:
     name = "duckdb"
-    dialect = DuckDBDialect()
-    supports_tables = False  # reads files only: a table name needs the Spark engine
+    dialect: Dialect = DuckDBDialect(distinct_inline=False)
+    supports_tables: ClassVar[bool] = False  # reads files only: a table name needs the Spark engine
 
     @staticmethod
     def source_for(path: Path, fmt: SourceKind) -> Source:
@@ -111,13 +130,33 @@ class DuckDBEngine:
             return Source("parquet", str(path / "**" / "*.parquet"))
         return Source(fmt, str(path))
 
-    def __init__(self) -> None:
-        self.con = duckdb.connect(":memory:")
-        # count(DISTINCT k) on an integer key whose min/max statistics span at most 2^24 values
-        # uses a directly indexed (perfect) hash table instead of a hashed one: ~5x faster on
-        # 10M unique ids. The table is sized from the statistics (<= 16M slots), not the rows.
-        self.con.execute("SET perfect_ht_threshold = 24")
+    def __init__(self, bounded: bool = True) -> None:
+        """`bounded`: under MLCI_DUCKDB_MEMORY_LIMIT (data-test); else DuckDB's own limit (80%
+        of RAM), for `mlci data profile`, whose exact quantiles hold a column's values."""
+        # Spilled partitions go to a directory of our own, removed on close; set before the
+        # lock-down (no SET works after it).
+        self._spill = tempfile.mkdtemp(prefix="mlci-duckdb-")
+        config: dict[str, str | bool | int | float | list[str]] = {
+            "temp_directory": self._spill,
+            # Aggregates need no row order; keeping it costs memory on the way.
+            "preserve_insertion_order": False,
+        }
+        if bounded:
+            config["memory_limit"] = os.environ.get("MLCI_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT
+        try:
+            self.con = duckdb.connect(":memory:", config=config)
+        except duckdb.Error as exc:
+            shutil.rmtree(self._spill, ignore_errors=True)
+            raise UsageError(
+                f"MLCI_DUCKDB_MEMORY_LIMIT={config.get('memory_limit')!r} is not a DuckDB memory size"
+                f" ({first_line(exc)}); set it like 512MB or 2GB, or unset it"
+            ) from None
+        # query_progress() (polled by runner.watch_progress) reports nothing unless the progress
+        # bar is on; it never prints here.
+        self.con.execute("SET enable_progress_bar = true")
+        self.con.execute("SET enable_progress_bar_print = false")
         self._arrow: Any = None  # keeps a registered Arrow dataset alive
+        self._footers: dict[str, FooterStats] = {}
         self._relation = ""
         self._table_functions: frozenset[str] | None = None
 
@@ -153,6 +192,8 @@ class DuckDBEngine:
             raise QueryError("a table name needs the Spark engine: pass --engine spark")
         self._relation = relation
         self._execute(f"CREATE OR REPLACE TEMP VIEW {SOURCE_VIEW} AS SELECT * FROM {relation}")
+        if source.kind == "parquet":
+            self._footers = self._read_footers(source.location)
         self._lock_down(allowed)
 
     def _lock_down(self, allowed: Mapping[str, str]) -> None:
@@ -188,6 +229,75 @@ class DuckDBEngine:
 
     def fetch_all(self, sql: str) -> list[tuple[Any, ...]]:
         return list(self._execute(sql).fetchall())
+
+    def footer_stats(self) -> Mapping[str, FooterStats]:
+        """What the Parquet footers prove of the integer and DOUBLE columns (empty for CSV, Delta)."""
+        return self._footers
+
+    def _read_footers(self, location: str) -> dict[str, FooterStats]:
+        # Only where the figure is exact: every row group states its null count (else no null
+        # count) and, when it holds a value, its min and max (else no extremes). FLOAT columns are
+        # left out (their footer text is the float's, not the double the scan reports), and so is
+        # any text that does not parse or parses as NaN. Writers leave NaN out of min/max, so
+        # the extremes are those of the non-NaN values: the compiler keeps the NaN count a scan.
+        types = {name: engine_type.upper() for name, engine_type in self.schema().items()}
+        numeric = {
+            name: int if self.family(t) == "integer" else float
+            for name, t in types.items()
+            if self.family(t) == "integer" or t == "DOUBLE"
+        }
+        try:
+            groups = self.con.execute(
+                "SELECT path_in_schema, row_group_num_rows, stats_null_count, stats_min_value, stats_max_value"
+                " FROM parquet_metadata(?)",
+                [location],
+            ).fetchall()
+        except duckdb.Error:
+            return {}  # the scan then gives every figure
+        figures: dict[str, list[tuple[int, int | None, str | None, str | None]]] = {}
+        for name, rows, nulls, low, high in groups:
+            if name in numeric:
+                figures.setdefault(str(name), []).append((int(rows), nulls, low, high))
+        return {name: _footer(numeric[name], parts) for name, parts in figures.items()}
+
+    def distinct_count(self, columns: Sequence[str]) -> tuple[int, str]:
+        """Exact, in bounded memory, by the fastest form that stays bounded.
+
+        A single integer key whose span (max - min + 1) fits the bitmap budget is counted as the
+        set bits of one bitmap over the span (bitstring_agg: span / 8 bytes per thread, whatever
+        the rows); any other key (strings, tuples, integers spread over 2^40) by a hash
+        aggregate of the distinct keys, which DuckDB partitions and spills to the temporary
+        directory once it outgrows memory_limit.
+        """
+        d = self.dialect
+        cols = [d.ident(c) for c in columns]
+        complete = " AND ".join(f"{c} IS NOT NULL" for c in cols)
+        span = self._bitmap_span(columns[0]) if len(columns) == 1 else None
+        if span is not None:
+            lo, hi = span
+            sql = (
+                f"SELECT coalesce(bit_count(bitstring_agg({cols[0]}, {lo}, {hi})), 0) AS n"
+                f" FROM {SOURCE_VIEW} WHERE {complete}"
+            )
+        else:
+            sql = f"SELECT count(*) AS n FROM (SELECT DISTINCT {', '.join(cols)} FROM {SOURCE_VIEW} WHERE {complete})"
+        return int(self.fetch_one(sql)["n"] or 0), sql
+
+    def _bitmap_span(self, column: str) -> tuple[int, int] | None:
+        """(min, max) of an integer column whose bitmap fits the budget, else None."""
+        engine_type = self.schema().get(column, "").upper()
+        if engine_type not in _BITMAP_TYPES:
+            return None
+        c = self.dialect.ident(column)
+        low, high = self._execute(f"SELECT min({c}), max({c}) FROM {SOURCE_VIEW}").fetchone() or (None, None)
+        if low is None or high is None:
+            return None  # no non-null value: the distinct form counts 0 at once
+        limit_bytes, threads = self._execute(
+            "SELECT current_setting('memory_limit'), current_setting('threads')"
+        ).fetchone() or ("", 1)
+        # A quarter of the memory budget for the bitmaps of all threads together.
+        budget_bits = _bytes(str(limit_bytes)) * 8 // 4 // max(int(threads), 1)
+        return (int(low), int(high)) if int(high) - int(low) + 1 <= budget_bits else None
 
     def check_expression(self, sql: str) -> str | None:
         # DuckDB's own parser, as JSON: `SELECT <sql>` must be a bare SELECT (no FROM, WHERE,
@@ -259,9 +369,58 @@ class DuckDBEngine:
 
     def close(self) -> None:
         self.con.close()
+        shutil.rmtree(self._spill, ignore_errors=True)
+
+    def progress(self) -> float | None:
+        """The running query's progress in percent (from another thread), None if unknown."""
+        try:
+            value = float(self.con.query_progress())
+        except (duckdb.Error, RuntimeError, TypeError, ValueError):
+            return None
+        return value if value >= 0 else None
 
     def _execute(self, sql: str) -> duckdb.DuckDBPyConnection:
         try:
             return self.con.execute(sql)
         except duckdb.Error as exc:
             raise QueryError(first_line(exc)) from None
+
+
+_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4}
+_UNITS.update({"KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4})
+
+
+def _bytes(setting: str) -> int:
+    """DuckDB's rendering of a memory setting ('476.8 MiB', '512.0MB') in bytes."""
+    match = re.fullmatch(r"\s*([\d.]+)\s*([A-Za-z]*)\s*", setting)
+    if not match or match.group(2).upper() not in _UNITS:
+        return 0  # unknown: no bitmap, the spilling form is always bounded
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def _footer(
+    kind: type[int] | type[float], groups: Sequence[tuple[int, int | None, str | None, str | None]]
+) -> FooterStats:
+    """One column's FooterStats from its row groups' (rows, null count, min text, max text)."""
+    rows = sum(g[0] for g in groups)
+    if any(g[1] is None for g in groups):
+        return FooterStats(rows, None, None, None)
+    nulls = sum(int(g[1] or 0) for g in groups)
+    lows: list[int | float] = []
+    highs: list[int | float] = []
+    for group_rows, group_nulls, low, high in groups:
+        if group_rows == group_nulls:
+            continue  # only nulls: nothing to bound
+        if low is None or high is None:
+            return FooterStats(rows, nulls, None, None)
+        try:
+            parsed = kind(low), kind(high)
+        except ValueError:
+            return FooterStats(rows, nulls, None, None)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in parsed):
+            return FooterStats(rows, nulls, None, None)  # NaN, or an infinity: the scan tells
+        lows.append(parsed[0])
+        highs.append(parsed[1])
+    if not lows:
+        return FooterStats(rows, nulls, None, None)
+    return FooterStats(rows, nulls, min(lows), max(highs))

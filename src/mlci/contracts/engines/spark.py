@@ -15,7 +15,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from mlci.contracts.engines import QueryError, Source, SourceKind
-from mlci.contracts.sql import SOURCE_VIEW, Dialect
+from mlci.contracts.sql import SOURCE_VIEW, Dialect, FooterStats
 from mlci.errors import first_line
 
 # DataType.simpleString() names, without parameters such as decimal(10,2) or varchar(8).
@@ -186,6 +186,16 @@ class SparkEngine:
 
     def fetch_all(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self._collect(sql)]
+
+    def footer_stats(self) -> Mapping[str, FooterStats]:
+        return {}  # Spark plans its own use of Parquet statistics; every figure is the scan's
+
+    def distinct_count(self, columns: Sequence[str]) -> tuple[int, str]:
+        # Not called by the runner (Spark's count(DISTINCT) is an aggregate of the one query,
+        # distinct_inline): the same figure alone, for callers that count a key by itself.
+        d = self.dialect
+        sql = f"SELECT {d.distinct_keys([d.ident(c) for c in columns])} AS n FROM {SOURCE_VIEW}"
+        return int(self.fetch_one(sql)["n"]), sql
 
     def check_expression(self, sql: str) -> str | None:
         # Spark's own parseExpression: one (optionally named) expression to the end of the text.

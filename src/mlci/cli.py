@@ -76,7 +76,10 @@ def build_parser(stages: Sequence[StageSpec] = STAGES) -> argparse.ArgumentParse
     parser = argparse.ArgumentParser(
         prog="mlci",
         description="Production-grade CI/CD for machine-learning repositories.",
-        epilog="Exit codes: 0 ok, 1 a check failed, 2 bad usage or config, 3 infrastructure, 130 interrupted.",
+        epilog=(
+            "Exit codes: 0 ok, 1 a check failed, 2 bad usage or config, 3 infrastructure, "
+            "4 an extra of mlci not installed, 130 interrupted."
+        ),
         parents=[flags],
     )
     parser.add_argument("--version", action="version", version=f"mlci {__version__}")

@@ -92,7 +92,7 @@ def require(command: str, extras: tuple[str, ...]) -> None:
             lacking.append(extra)
             missing += [name for name in absent if name not in missing]
     if missing:
-        raise not_installed(command, tuple(lacking), missing)
+        raise not_installed(command, tuple(lacking), sorted(missing))
 
 
 def missing_module(command: str, extras: tuple[str, ...], exc: ModuleNotFoundError) -> NotInstalled | None:

@@ -302,7 +302,7 @@ fi
 if [ "${MLCI_INSTALL_PROJECT:-true}" = "true" ]; then
   "$uv" pip install --quiet --python "$venv/bin/python" -e .
 fi
-echo "mlci $("$venv/bin/mlci" --version | cut -d' ' -f2) in $venv"
+echo "mlci $("$venv/bin/mlci" --version | cut -d' ' -f2)${extras:+ [$extras]} in $venv (uv cache $UV_CACHE_DIR)"
 ''')
       if (c.secrets) {
         // Each secret bound to the variable of its credentials id, for this one step.

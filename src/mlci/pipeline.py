@@ -6,6 +6,9 @@ the capabilities and credentials it needs, in neutral terms each provider maps t
 permissions, so least privilege is decided here once for every CI system.
 
 Guarantees decided here too, so every provider inherits them:
+- A job installs only what its stage needs (`Job.install`: mlci's extras from the stage
+  registry, with what mlci.yaml implies, and the project only for the stages that run its
+  code), and each install has its own dependency cache (`Install.cache_key`).
 - Delivery never runs for a commit whose checks failed: the cd and retrain pipelines contain
   the CI checks and their gate as jobs, and `train` needs the gate (`Pipeline.requires`).
   The ci pipeline runs on pull requests and on every push to the default branch

@@ -132,9 +132,29 @@ def test_every_job_of_the_model_installs_its_stage_and_a_gate_nothing() -> None:
                 assert job.install == pipeline.Install(stage_extras(job.stage, config), job.stage.needs_project)
     lint = pipeline.build(config)[0].job("lint")
     assert lint.install == pipeline.Install(("pre-commit",), False)
-    # Each install its own cache: a small one never saves the key a bigger one restores.
-    keys = {j.install.cache_key for p in pipeline.build(config) for j in p.jobs if j.stage}
-    assert len(keys) == len({j.install for p in pipeline.build(config) for j in p.jobs if j.stage})
+
+
+def test_every_github_job_caches_under_a_key_of_its_own_install(tmp_path: Path) -> None:
+    """The setup action's cache suffix names the job's extras and whether it installs the
+    project, and no job turns the cache off (cd's delivery jobs included)."""
+    import yaml
+    from provider_kit import render_ci_files
+
+    files = render_ci_files("github", ("local", "vendored", "retrain"), tmp_path)
+    action = yaml.safe_load(files[".github/actions/mlci-setup/action.yml"])
+    setup_uv = next(s for s in action["runs"]["steps"] if "setup-uv" in s.get("uses", ""))
+    assert setup_uv["with"]["cache-suffix"] == "mlci-${{ inputs.extras }}-${{ inputs.install-project }}"
+    installs = set()
+    for path, text in files.items():
+        if not path.startswith(".github/workflows/") or path.endswith("mlci-upgrade.yml"):
+            continue
+        for job in yaml.safe_load(text)["jobs"].values():
+            for step in job["steps"]:
+                if step.get("uses", "").endswith("/mlci-setup"):
+                    assert "cache" not in step["with"], (path, job["name"])  # the action's default: on
+                    installs.add((job["name"], step["with"]["extras"], step["with"]["install-project"]))
+    assert ("Lint", "", "false") in installs and ("Train", "train", "true") in installs
+    assert ("Deploy to production", "serve", "true") in installs
 
 
 def test_the_databricks_target_adds_the_sdk_to_the_mlflow_stages_only() -> None:

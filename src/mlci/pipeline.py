@@ -8,7 +8,7 @@ permissions, so least privilege is decided here once for every CI system.
 Guarantees decided here too, so every provider inherits them:
 - A job installs only what its stage needs (`Job.install`: mlci's extras from the stage
   registry, with what mlci.yaml implies, and the project only for the stages that run its
-  code), and each install has its own dependency cache (`Install.cache_key`).
+  code), and each install has its own dependency cache (keyed on both).
 - Delivery never runs for a commit whose checks failed: the cd and retrain pipelines contain
   the CI checks and their gate as jobs, and `train` needs the gate (`Pipeline.requires`).
   The ci pipeline runs on pull requests and on every push to the default branch
@@ -80,16 +80,11 @@ class Install:
     """What a job's setup step installs: mlci with `extras` (pyproject.toml), and the project
     itself when `project`. A job installs what its stage needs and nothing else (the stage
     registry's StageSpec.extras and needs_project, with what mlci.yaml implies), so a lint job
-    installs mlci's core only; the dependency cache of each job is keyed on this."""
+    installs mlci's core only. Every provider keys a job's dependency cache on both, so a small
+    install never saves under the key a bigger one restores."""
 
     extras: tuple[str, ...] = ()
     project: bool = False
-
-    @property
-    def cache_key(self) -> str:
-        """A name for the install, unique per install, for the CI cache it restores and saves:
-        a small install never saves under the key a bigger one restores."""
-        return "-".join(("core", *self.extras)) + ("-project" if self.project else "")
 
 
 @dataclass(frozen=True)

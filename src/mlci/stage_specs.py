@@ -2,9 +2,10 @@
 
 This module is the one list of the stages (`STAGES`, in the order `mlci run` runs them) and the one
 place each stage's facts are written: its names, command-line options, CI inputs and outputs,
-job name and timeout. The command line, `mlci run` and the output check of every stage run are
-built from it. It holds strings only and imports no stage module, so reading it (`mlci --help`)
-stays cheap; a stage's code is imported from `StageSpec.entry` when the stage runs.
+job name, timeout and what it needs installed (mlci's extras, the project). The command line,
+`mlci run`, the output check of every stage run and each CI job's install are built from it.
+It holds strings only and imports no stage module, so reading it (`mlci --help`) stays cheap;
+a stage's code is imported from `StageSpec.entry` when the stage runs.
 """
 
 from __future__ import annotations

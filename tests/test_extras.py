@@ -171,6 +171,9 @@ def test_a_missing_module_of_an_extra_is_named_by_its_extra() -> None:
     found = extras.missing_module("train", ("train",), ModuleNotFoundError("No module named 'sklearn'", name="sklearn"))
     assert found is not None and found.exit_code == EXIT_NOT_INSTALLED
     assert found.message == ("mlci train needs mlci[train] (not installed: scikit-learn): pip install 'mlci[train]'")
+    # A command beside the stages (promote, status, serve) is told the smallest extra that has it.
+    status = extras.missing_module("status", (), ModuleNotFoundError(name="mlflow.tracking"))
+    assert status is not None and "mlci status needs mlci[train] (not installed: mlflow)" in status.message
     # A module no extra of mlci installs (the project's own import) is left as it is.
     assert extras.missing_module("train", ("train",), ModuleNotFoundError(name="xgboost")) is None
 
@@ -237,5 +240,11 @@ def test_the_core_install_runs_a_generated_projects_lint_and_names_trains_extra(
     # The stage's record says so too (CI's summary reads it).
     record = (project / ".mlci" / "out" / "train.json").read_text()
     assert '"exit_code": 4' in record and '"status": "error"' in record
+    # A command beside the stages that needs MLflow says so the same way.
+    status = run([mlci, "status"], cwd=project, capture_output=True, text=True, env=env)
+    assert status.returncode == EXIT_NOT_INSTALLED, status.stderr
+    assert status.stderr.strip() == (
+        "mlci: error: mlci status needs mlci[train] (not installed: mlflow): pip install 'mlci[train]'"
+    )
     help_ = run([mlci, "--help"], capture_output=True, text=True, env=env)
     assert help_.returncode == 0 and "4 an extra of mlci not installed" in " ".join(help_.stdout.split())

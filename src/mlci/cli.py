@@ -336,6 +336,14 @@ def main(argv: Sequence[str] | None = None, stages: Sequence[StageSpec] = STAGES
         code = EXIT_INTERRUPTED
     except BrokenPipeError:
         return _reader_went_away()
+    except ModuleNotFoundError as exc:  # a command beside the stages (serve, promote, profile ...)
+        from mlci import extras
+
+        missing = extras.missing_module(args.command, (), exc)
+        line = f"mlci: error: {missing.message}" if missing else unexpected(exc)
+        failure = line.removeprefix("mlci: error: ")
+        console.error(line)
+        code = missing.exit_code if missing else EXIT_INFRA
     except Exception as exc:  # a bug or an unexpected failure below us: one line, exit 3
         line = unexpected(exc)
         failure = line.removeprefix("mlci: error: ")

@@ -103,16 +103,18 @@ def missing_module(command: str, extras: tuple[str, ...], exc: ModuleNotFoundErr
     if not module:
         return None
     distribution = normal(_DISTRIBUTION_OF_MODULE.get(module, module))
-    candidates = list(extras)
     try:
         requires = metadata.requires("mlci") or []
     except metadata.PackageNotFoundError:
         requires = []
+    others = set()
     for line in requires:
         found = re.search(r"""extra\s*==\s*["']([\w.-]+)["']""", line)
-        if found and found.group(1) not in candidates and found.group(1) not in ("test", "bench", "all"):
-            candidates.append(found.group(1))
-    for extra in candidates:
-        if distribution in (extra_requirements(extra, requires) or ()):
+        if found and found.group(1) not in (*extras, "test", "bench", "all"):
+            others.add(found.group(1))
+    # The command's own extras first, then the smallest extra that installs it (train, not serve).
+    sizes = {extra: extra_requirements(extra, requires) or () for extra in (*extras, *others)}
+    for extra in (*extras, *sorted(others, key=lambda e: (len(sizes[e]), e))):
+        if distribution in sizes[extra]:
             return not_installed(command, (extra,), [distribution])
     return None

@@ -12,7 +12,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "uv==0.13.8"
 "$VENV/bin/python" -m uv pip install --quiet --python "$VENV/bin/python" --compile-bytecode \
-  --constraints requirements/constraints.txt -e .
+  --constraints requirements/constraints.txt -e ".[all]"  # every stage's extras: mlci run runs them all
 PATH="$PWD/$VENV/bin:$PATH"
 mkdir -p "$WORK"
 rm -rf "$WORK/demo-model"

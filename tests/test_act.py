@@ -47,7 +47,7 @@ runs:
 """
 STUBS = {
     "actions/setup-python": ("python-version", "python --version"),
-    "astral-sh/setup-uv": ("enable-cache", "uv --version"),
+    "astral-sh/setup-uv": ("enable-cache cache-suffix", "uv --version"),
 }
 JOB_RESULT = re.compile(r"^\[(?:ci|cd)/(?P<job>[^\]]+?)\s*\] 🏁  Job (?P<result>succeeded|failed)", re.MULTILINE)
 
@@ -137,10 +137,10 @@ runs:
 def make_stubs(root: Path) -> list[str]:
     pins = action_pins()
     mappings = []
-    for action, (input_name, check) in STUBS.items():
+    for action, (input_names, check) in STUBS.items():
         folder = root / action.replace("/", "-")
         folder.mkdir(parents=True)
-        inputs = f"  {input_name}:\n    description: ignored\n    required: false"
+        inputs = "\n".join(f"  {n}:\n    description: ignored\n    required: false" for n in input_names.split())
         (folder / "action.yml").write_text(STUB.format(name=action, inputs=inputs, check=check))
         mappings += ["--local-repository", f"{action}@{pins[action]['sha']}={folder}"]
     store = root / "store"

@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,21 @@ def scaffold(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = {**os.environ, "UV_CACHE_DIR": str(uv_cache_dir()), "UV_CONSTRAINT": str(CONSTRAINTS)}
     subprocess.run([*uv, "venv", "--quiet", "--python", sys.executable, str(root / "warm")], check=True, env=env)
     install = [*uv, "pip", "install", "--quiet", "--python", str(root / "warm" / "bin" / "python")]
-    subprocess.run([*install, str(wheel), "-e", str(project)], check=True, env=env, capture_output=True)
+    # Every stage's extras (mlci[all]): each stage installs only its own.
+    subprocess.run([*install, str(wheel), "mlci[all]", "-e", str(project)], check=True, env=env, capture_output=True)
     return project
+
+
+def agent_caches() -> Path:
+    """The agents' uv cache for branch builds, beside the one for change requests (setup.sh
+    appends `-change-requests`): both links to the suite's warm cache, so either installs
+    offline, while the log says which one a build used."""
+    links = Path(tempfile.gettempdir()) / f"mlci-jenkins-agent-{os.getpid()}"
+    links.mkdir(exist_ok=True)
+    for name in ("uv", "uv-change-requests"):
+        if not (links / name).exists():
+            (links / name).symlink_to(uv_cache_dir(), target_is_directory=True)
+    return links / "uv"
 
 
 def copy_of(scaffold: Path, tmp_path: Path, *, faults: tuple[str, ...] = (), library: bool = False) -> Path:
@@ -106,7 +120,7 @@ def agent_env(branch: str, change_id: str | None = None) -> dict[str, str]:
     env |= {
         "UV_OFFLINE": "1",
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-        "UV_CACHE_DIR": str(uv_cache_dir()),
+        "UV_CACHE_DIR": str(agent_caches()),
         "UV_CONSTRAINT": str(CONSTRAINTS),
         "BRANCH_NAME": branch,
         "JOB_NAME": f"jk-model/{branch}",
@@ -195,6 +209,10 @@ def test_a_pull_request_with_a_lint_error_fails_its_check_and_delivers_nothing(s
     assert found["Registry"] == ("SKIPPED", "when")
     assert result["result"] == "FAILURE"
     assert "helpers.py:3:8: F401" in log_of(result), explain(result)
+    # A change request's build downloads into a uv cache of its own (agents are shared).
+    assert f"(uv cache {agent_caches()}-change-requests)" in log_of(result), explain(result)
+    # Each check installed only its stage's extras: lint mlci's core alone.
+    assert " [unit-test] in " in log_of(result) and " [data] in " in log_of(result), explain(result)
 
 
 def properties(archive: Path, job: str) -> dict[str, str]:
@@ -221,6 +239,7 @@ def test_the_default_branch_delivers_and_the_next_build_starts_from_its_registry
     assert properties(archive, "deploy-production")["model-version"] == "1"
     # register scored the run train handed over (its outputs file, unstashed).
     assert f"register: scoring run {run_id} " in log_of(first), explain(first)
+    assert f"(uv cache {agent_caches()})" in log_of(first) and "-change-requests" not in log_of(first)
     kept = f"{first['build_number']}-deploy-production"
     assert (archive / "mlci-registry" / "key").read_text().strip() == kept
     # The next build of the branch, in the library form, with a failing test and a contract

@@ -506,7 +506,9 @@ def test_new_writes_prints_and_shares_the_install_source(tmp_path: Path, capsys:
     out = capsys.readouterr().out
     assert f"  CI installs {git_source!r}; change ci.mlci_install in mlci.yaml, then run 'mlci render'\n" in out
     assert load_project(project).config.ci.mlci_install == git_source
-    assert f'dev = ["{git_source}"]\n' in (project / "pyproject.toml").read_text()
+    # The same source, with every stage's extras (a laptop's `mlci run`).
+    dev_source = git_source.replace("mlci @", "mlci[all] @", 1)
+    assert f'dev = ["{dev_source}"]\n' in (project / "pyproject.toml").read_text()
     ci = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
     assert {
         step["with"]["mlci-install"]
@@ -554,7 +556,7 @@ def test_new_default_install_source_is_detected_and_warned(tmp_path: Path, capsy
     assert "CI installs mlci from the remote actions' checkout (acme/mlci)" in capsys.readouterr().out
     project = tmp_path / "remote-model"
     assert load_project(project).config.ci.mlci_install is None
-    assert f'dev = ["mlci @ git+https://github.com/acme/mlci@{SHA1}"]' in (project / "pyproject.toml").read_text()
+    assert f'dev = ["mlci[all] @ git+https://github.com/acme/mlci@{SHA1}"]' in (project / "pyproject.toml").read_text()
 
 
 @pytest.mark.parametrize(

@@ -20,19 +20,21 @@ Map defaults() {
     restoreRegistry: false,  // restore the registry the Registry stage found (stash 'mlci-registry')
     saveRegistry: '',      // on builds of this branch, keep the local store for the next build
     checkout: true,        // check the repository out
+    extras: null,          // mlci's extras to install, comma-separated ('' the core only); default: the stage's own
   ]
 }
 
-// The mlci stages: their CI job ids, the inputs they take and the JUnit report they write.
+// The mlci stages: their CI job ids, the inputs they take, the JUnit report they write, and what
+// their setup installs (mlci's extras the stage needs, and whether the project too).
 Map stages() {
   return [
-    'lint': [job: 'lint', inputs: [], junit: null],
-    'test': [job: 'unit-test', inputs: [], junit: '.mlci/out/junit.xml'],
-    'data-test': [job: 'data-test', inputs: ['engine'], junit: '.mlci/out/data-test.xml'],
-    'train': [job: 'train', inputs: ['tracking-uri'], junit: null],
-    'register': [job: 'register', inputs: ['run-id', 'tracking-uri'], junit: null],
-    'deploy': [job: 'deploy', inputs: ['env', 'version', 'target', 'tracking-uri'], junit: null],
-    'monitor': [job: 'monitor', inputs: ['tracking-uri'], junit: '.mlci/out/monitor.xml'],
+    'lint': [job: 'lint', inputs: [], junit: null, extras: '', project: false],
+    'test': [job: 'unit-test', inputs: [], junit: '.mlci/out/junit.xml', extras: 'unit-test', project: true],
+    'data-test': [job: 'data-test', inputs: ['engine'], junit: '.mlci/out/data-test.xml', extras: 'data', project: false],
+    'train': [job: 'train', inputs: ['tracking-uri'], junit: null, extras: 'train', project: true],
+    'register': [job: 'register', inputs: ['run-id', 'tracking-uri'], junit: null, extras: 'train', project: true],
+    'deploy': [job: 'deploy', inputs: ['env', 'version', 'target', 'tracking-uri'], junit: null, extras: 'serve', project: true],
+    'monitor': [job: 'monitor', inputs: ['tracking-uri'], junit: '.mlci/out/monitor.xml', extras: 'train', project: true],
   ]
 }
 
@@ -219,6 +221,9 @@ def call(Map config = [:]) {
   }
   String job = c.job ?: facts.job
   List variables = ['MLCI_JOB=' + job]
+  // What the setup step installs (its script checks the extras' names).
+  variables.add('MLCI_EXTRAS=' + (c.extras != null ? c.extras : facts.extras))
+  variables.add('MLCI_INSTALL_PROJECT=' + facts.project)
   for (String name in c.settings.keySet()) {
     variables.add(checkedName(name) + '=' + c.settings[name])
   }
@@ -271,15 +276,33 @@ if [ -z "$uv" ] || [ "$("$uv" --version | cut -d' ' -f2)" != "$MLCI_UV_VERSION" 
   "$tmp/mlci-uv/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$MLCI_UV_VERSION"
   uv="$tmp/mlci-uv/bin/uv"
 fi
+# Agents are shared: a change request's build runs its code where branch builds run theirs, so
+# it downloads into a uv cache of its own, never the one a branch build installs from.
+cache="${UV_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/uv}"
+if [ -n "${CHANGE_ID:-}" ]; then
+  cache="$cache-change-requests"
+fi
+export UV_CACHE_DIR="$cache"
 # mlci and the project in a venv beside the workspace (WORKSPACE_TMP), not in it: lint and
 # the tests see only the project.
 venv="$tmp/mlci-venv"
 "$uv" venv --quiet --clear --python "$MLCI_PYTHON" "$venv"
-"$uv" pip install --quiet --python "$venv/bin/python" "$MLCI_INSTALL"
+extras="${MLCI_EXTRAS:-}"
+if ! [[ "$extras" =~ ^[a-z0-9,-]*$ ]]; then
+  echo "mlci: MLCI_EXTRAS must be names of mlci's extras, comma-separated (e.g. train), not $extras" >&2
+  exit 2
+fi
+# Only what the stage needs: the extras as a second requirement of mlci, which uv takes from
+# MLCI_INSTALL with them.
+with_extras=()
+if [ -n "$extras" ]; then
+  with_extras=("mlci[$extras]")
+fi
+"$uv" pip install --quiet --python "$venv/bin/python" "$MLCI_INSTALL" ${with_extras[@]+"${with_extras[@]}"}
 if [ "${MLCI_INSTALL_PROJECT:-true}" = "true" ]; then
   "$uv" pip install --quiet --python "$venv/bin/python" -e .
 fi
-echo "mlci $("$venv/bin/mlci" --version | cut -d' ' -f2) in $venv"
+echo "mlci $("$venv/bin/mlci" --version | cut -d' ' -f2)${extras:+ [$extras]} in $venv (uv cache $UV_CACHE_DIR)"
 ''')
       if (c.secrets) {
         // Each secret bound to the variable of its credentials id, for this one step.

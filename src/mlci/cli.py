@@ -87,7 +87,10 @@ def build_parser(stages: Sequence[StageSpec] = STAGES) -> argparse.ArgumentParse
     parser = argparse.ArgumentParser(
         prog="mlci",
         description="Production-grade CI/CD for machine-learning repositories.",
-        epilog="Exit codes: 0 ok, 1 a check failed, 2 bad usage or config, 3 infrastructure, 130 interrupted.",
+        epilog=(
+            "Exit codes: 0 ok, 1 a check failed, 2 bad usage or config, 3 infrastructure, "
+            "4 an extra of mlci not installed, 130 interrupted."
+        ),
         parents=[flags],
     )
     parser.add_argument("--version", action="version", version=f"mlci {__version__}")
@@ -353,6 +356,14 @@ def main(argv: Sequence[str] | None = None, stages: Sequence[StageSpec] = STAGES
         code = EXIT_INTERRUPTED
     except BrokenPipeError:
         return _reader_went_away()
+    except ModuleNotFoundError as exc:  # a command beside the stages (serve, promote, profile ...)
+        from mlci import extras
+
+        missing = extras.missing_module(args.command, (), exc)
+        line = f"mlci: error: {missing.message}" if missing else unexpected(exc)
+        failure = line.removeprefix("mlci: error: ")
+        console.error(line)
+        code = missing.exit_code if missing else EXIT_INFRA
     except Exception as exc:  # a bug or an unexpected failure below us: one line, exit 3
         line = unexpected(exc)
         failure = line.removeprefix("mlci: error: ")

@@ -1,7 +1,8 @@
 """The one family of errors mlci raises; the CLI turns each into a line and an exit code.
 
 Exit codes (README.md, docs/stages.md): 0 success; 1 a check failed; 2 bad usage or configuration;
-3 infrastructure (server unreachable, timeout); 130 interrupted.
+3 infrastructure (server unreachable, timeout); 4 a part of mlci the command needs is not
+installed (an extra, e.g. mlci[train]); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INFRA = 3
+EXIT_NOT_INSTALLED = 4
 EXIT_INTERRUPTED = 130
 
 
@@ -62,6 +64,13 @@ class InfraError(MlciError):
     """Something outside the project failed: a server is unreachable, a wait timed out."""
 
     exit_code = EXIT_INFRA
+
+
+class NotInstalled(MlciError):
+    """The command needs an extra of mlci that is not installed (mlci/extras.py): the fix is
+    one pip install, not a change to the project, so it has its own exit code."""
+
+    exit_code = EXIT_NOT_INSTALLED
 
 
 class SmokeTestFailed(CheckFailed):

@@ -131,12 +131,31 @@ def unpinned(requirement: str) -> str:
     return pinned.group(1) if pinned else requirement
 
 
+def with_extras(requirement: str, extras: tuple[str, ...]) -> str:
+    """`requirement` (an mlci requirement: `mlci==X`, `mlci>=X`, `mlci @ URL`, `mlci[a]...`)
+    with `extras` added to the ones it names; any other text is returned as it is."""
+    if not extras:
+        return requirement
+    named = re.match(r"^mlci\s*(?:\[([^\]]*)\])?", requirement)
+    if not named:
+        return requirement
+    have = [e.strip() for e in (named.group(1) or "").split(",") if e.strip()]
+    every = ",".join(dict.fromkeys((*have, *extras)))
+    rest = requirement[named.end() :]
+    return f"mlci[{every}]" + (" " + rest.lstrip() if rest.lstrip().startswith("@") else rest.lstrip())
+
+
+# The project's `dev` extra: what `mlci run` on a laptop needs (pyproject.toml's `all`).
+DEV_EXTRAS = ("all",)
+
+
 def dev_requirement(mlci_install: str, mlci_repository: str, mlci_ref: str, version: str) -> str:
-    """The project's `dev` extra: the same source CI installs, as a PEP 508 requirement."""
+    """The project's `dev` extra: the same source CI installs, with every stage's extras
+    (`mlci[all]`), as a PEP 508 requirement."""
     if re.match(r"^mlci(\s*[@=<>!~\[]|$)", mlci_install):
-        return mlci_install
+        return with_extras(mlci_install, DEV_EXTRAS)
     if mlci_install and Path(mlci_install).is_absolute():  # a local checkout (mlci's own tests, a monorepo)
-        return f"mlci @ {Path(mlci_install).as_uri()}"
+        return f"mlci[all] @ {Path(mlci_install).as_uri()}"
     if not mlci_install and mlci_repository and mlci_ref:  # remote actions: install their commit
-        return f"mlci @ git+https://github.com/{mlci_repository}@{mlci_ref}"
-    return f"mlci>={version}"
+        return f"mlci[all] @ git+https://github.com/{mlci_repository}@{mlci_ref}"
+    return f"mlci[all]>={version}"

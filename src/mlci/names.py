@@ -57,9 +57,14 @@ def project_name_problem(name: str) -> str | None:
     return None
 
 
+# The extras of mlci a stage may install (pyproject.toml): a project's package must not shadow
+# a module of any of them.
+STAGE_EXTRAS = ("all", "spark", "delta", "databricks")
+
+
 @cache
 def dependency_modules() -> frozenset[str]:
-    """Top-level modules of mlci's installed dependencies (mlflow, yaml, jinja2, sqlalchemy, ...).
+    """Top-level modules of mlci's installed dependencies and stage extras (mlflow, yaml, jinja2, ...).
 
     A project package of one of these names would be imported instead of it whenever the
     project's src/ comes first on sys.path, as it does under `mlci train` and pytest.
@@ -70,7 +75,11 @@ def dependency_modules() -> frozenset[str]:
         return re.sub(r"[-_.]+", "-", name).lower()
 
     closure: set[str] = set()
-    pending = ["mlci"]
+    # mlci's own extras count (what the stages install: mlci[train] brings mlflow, ...), not
+    # those of its dependencies, which are not installed with mlci.
+    from mlci.extras import extra_requirements
+
+    pending = ["mlci", *(name for extra in STAGE_EXTRAS for name in extra_requirements(extra) or ())]
     while pending:
         name = normal(pending.pop())
         if name in closure:

@@ -6,6 +6,9 @@ the capabilities and credentials it needs, in neutral terms each provider maps t
 permissions, so least privilege is decided here once for every CI system.
 
 Guarantees decided here too, so every provider inherits them:
+- A job installs only what its stage needs (`Job.install`: mlci's extras from the stage
+  registry, with what mlci.yaml implies, and the project only for the stages that run its
+  code), and each install has its own dependency cache (keyed on both).
 - Delivery never runs for a commit whose checks failed: the cd and retrain pipelines contain
   the CI checks and their gate as jobs, and `train` needs the gate (`Pipeline.requires`).
   The ci pipeline runs on pull requests and on every push to the default branch
@@ -32,7 +35,7 @@ from typing import Any, Literal
 
 from mlci import targets
 from mlci.config import ENVIRONMENTS, Config
-from mlci.stage_specs import CHECKS, STAGES, StageSpec
+from mlci.stage_specs import CHECKS, STAGES, StageSpec, stage_extras
 from mlci.targets.base import ByProvider, Credential, EnvVar
 from mlci.targets.base import Literal as LiteralValue
 
@@ -73,6 +76,18 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class Install:
+    """What a job's setup step installs: mlci with `extras` (pyproject.toml), and the project
+    itself when `project`. A job installs what its stage needs and nothing else (the stage
+    registry's StageSpec.extras and needs_project, with what mlci.yaml implies), so a lint job
+    installs mlci's core only. Every provider keys a job's dependency cache on both, so a small
+    install never saves under the key a bigger one restores."""
+
+    extras: tuple[str, ...] = ()
+    project: bool = False
+
+
+@dataclass(frozen=True)
 class Job:
     """One job: a stage run on a fresh runner, or a gate that only checks the jobs it needs."""
 
@@ -105,6 +120,8 @@ class Job:
     # Files (relative to the project) the job keeps as the run's artifacts, whether its stage
     # passed or not: what a reviewer of the run reads (the monitor's decision and report).
     reports: tuple[str, ...] = ()
+    # What its setup step installs (a gate installs nothing and sets nothing up).
+    install: Install = Install()
 
 
 @dataclass(frozen=True)
@@ -233,17 +250,27 @@ def _capabilities(credentials: tuple[Credential, ...]) -> frozenset[Capability]:
 _SPECS = {spec.name: spec for spec in STAGES}
 
 
-def stage_job(stage: str, **fields: Any) -> Job:
-    """The job running `stage`: its id, display name and timeout are the stage spec's."""
+def stage_job(stage: str, config: Config | None = None, **fields: Any) -> Job:
+    """The job running `stage`: its id, display name, timeout and install are the stage spec's
+    (with what `config` implies: stage_extras)."""
     spec = _SPECS[stage]
-    defaults: dict[str, Any] = {"id": spec.ci_id, "name": spec.job_name, "timeout_minutes": spec.timeout_minutes}
+    extras = stage_extras(spec, config) if config is not None else spec.extras
+    defaults: dict[str, Any] = {
+        "id": spec.ci_id,
+        "name": spec.job_name,
+        "timeout_minutes": spec.timeout_minutes,
+        "install": Install(extras, spec.needs_project),
+    }
     return Job(stage=spec, **(defaults | fields))
 
 
-def _deploy_job(env: str, after: str, carry: bool, credentials: tuple[Credential, ...], last: bool, branch: str) -> Job:
+def _deploy_job(
+    config: Config, env: str, after: str, carry: bool, credentials: tuple[Credential, ...], last: bool, branch: str
+) -> Job:
     spec = _SPECS["deploy"]
     return stage_job(
         "deploy",
+        config,
         id=f"{spec.ci_id}-{env}",
         name=f"{spec.job_name} to {env}",
         options={"env": env},
@@ -266,9 +293,9 @@ CHECK_STAGES = tuple(_SPECS[name].ci_id for name in _CHECKS)  # the job ids of t
 GATE = "gate"
 
 
-def _checks() -> tuple[Job, ...]:
+def _checks(config: Config) -> tuple[Job, ...]:
     """The checks and the one gate that fails unless all of them succeeded."""
-    checks = tuple(stage_job(name) for name in _CHECKS)
+    checks = tuple(stage_job(name, config) for name in _CHECKS)
     gate = Job(
         GATE, "CI gate", None, needs=tuple(j.id for j in checks), capabilities=frozenset(), timeout_minutes=5, gate=True
     )
@@ -278,7 +305,7 @@ def _checks() -> tuple[Job, ...]:
 def build(config: Config) -> tuple[Pipeline, ...]:
     """The ci, cd and (when scheduled) retrain and monitor pipelines of a project."""
     branch = config.ci.default_branch
-    checks = _checks()
+    checks = _checks(config)
     # Pull requests, and every push to the default branch: cd runs these checks too (delivery
     # cannot start before they passed), but a pending cd run is replaced by a newer one, so
     # only ci checks every commit that reaches the default branch.
@@ -300,6 +327,7 @@ def build(config: Config) -> tuple[Pipeline, ...]:
         *checks,
         stage_job(
             "train",
+            config,
             needs=(GATE,),
             capabilities=capabilities,
             credentials=credentials,
@@ -308,6 +336,7 @@ def build(config: Config) -> tuple[Pipeline, ...]:
         ),
         stage_job(
             "register",
+            config,
             needs=("train",),
             inputs_from=(Handover("run-id", "train", "run-id"),),  # this run's model, not the last trained
             capabilities=capabilities,
@@ -319,6 +348,7 @@ def build(config: Config) -> tuple[Pipeline, ...]:
         # One deploy job per environment of the promotion chain, each after the one before.
         *(
             _deploy_job(
+                config,
                 env,
                 after="register" if index == 0 else f"deploy-{ENVIRONMENTS[index - 1]}",
                 carry=carry,
@@ -374,6 +404,7 @@ def _monitor(
     output = config.monitor.output.rstrip("/")
     monitor = stage_job(
         "monitor",
+        config,
         # It reads the registry (the served version's baseline and registration time), so it
         # signs in as train does, and restores the kept registry to read it, never saving it.
         capabilities=_capabilities(credentials),

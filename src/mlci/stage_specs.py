@@ -2,17 +2,22 @@
 
 This module is the one list of the stages (`STAGES`, in the order `mlci run` runs them) and the one
 place each stage's facts are written: its names, command-line options, CI inputs and outputs,
-job name and timeout. The command line, `mlci run` and the output check of every stage run are
-built from it. It holds strings only and imports no stage module, so reading it (`mlci --help`)
-stays cheap; a stage's code is imported from `StageSpec.entry` when the stage runs.
+job name, timeout and what it needs installed (mlci's extras, the project). The command line,
+`mlci run`, the output check of every stage run and each CI job's install are built from it.
+It holds strings only and imports no stage module, so reading it (`mlci --help`) stays cheap;
+a stage's code is imported from `StageSpec.entry` when the stage runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlci import targets
+
+if TYPE_CHECKING:
+    from mlci.config import Config
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,12 @@ class StageSpec:
     # Whether `mlci run` (without stage names) runs it: monitor runs on a schedule, on what a
     # served model logged, not on every commit.
     in_run: bool = True
+    # The extras of mlci its code needs beyond the core install (pyproject.toml), whatever the
+    # configuration; `stage_extras` adds what mlci.yaml implies. Its CI job installs exactly these.
+    extras: tuple[str, ...] = ()
+    # Whether its CI job installs the project itself (pip install -e): the stages that import
+    # or run the project's code. lint and data-test read files only.
+    needs_project: bool = True
 
     @property
     def module(self) -> str:
@@ -141,6 +152,8 @@ STAGES: tuple[StageSpec, ...] = (
             ),
         ),
         outputs=(RESULT, Output("findings", "Number of ruff findings.")),
+        extras=(),
+        needs_project=False,
     ),
     StageSpec(
         name="test",
@@ -152,6 +165,8 @@ STAGES: tuple[StageSpec, ...] = (
         job_name="Unit tests",
         timeout_minutes=30,
         outputs=(RESULT, Output("tests", "Number of tests run."), Output("coverage", "Line coverage in percent.")),
+        extras=("unit-test",),
+        needs_project=True,
     ),
     StageSpec(
         name="data-test",
@@ -177,6 +192,8 @@ STAGES: tuple[StageSpec, ...] = (
         ),
         inputs=(Input("engine", "duckdb (default) or spark.", "--engine"),),
         outputs=(RESULT,),
+        extras=("data",),
+        needs_project=False,
     ),
     StageSpec(
         name="train",
@@ -196,6 +213,8 @@ STAGES: tuple[StageSpec, ...] = (
         options=(TRACKING_URI,),
         inputs=(_TRACKING_INPUT,),
         outputs=(RESULT, Output("run-id", "MLflow run id."), Output("model-uri", "URI of the logged model.")),
+        extras=("train",),
+        needs_project=True,
     ),
     StageSpec(
         name="register",
@@ -225,6 +244,8 @@ STAGES: tuple[StageSpec, ...] = (
             Output("model-name", "Registered model name."),
             Output("model-version", "Registered version."),
         ),
+        extras=("train",),
+        needs_project=True,
     ),
     StageSpec(
         name="deploy",
@@ -277,6 +298,8 @@ STAGES: tuple[StageSpec, ...] = (
             Output("environment", "The environment deployed to."),
             Output("endpoint-url", "URL the model was served at for the smoke test."),
         ),
+        extras=("serve",),
+        needs_project=True,
     ),
     StageSpec(
         name="monitor",
@@ -320,6 +343,8 @@ STAGES: tuple[StageSpec, ...] = (
             Output("decision", "retrain, hold or insufficient_data."),
         ),
         in_run=False,
+        extras=("train",),
+        needs_project=True,
     ),
 )
 # The checks every commit is checked by: independent of each other and of what follows them,
@@ -330,3 +355,19 @@ NAMES: tuple[str, ...] = tuple(spec.name for spec in STAGES)
 RUN_NAMES: tuple[str, ...] = tuple(spec.name for spec in STAGES if spec.in_run)
 # Outputs `mlci run` hands from one stage to the options of later ones (Option.handover).
 HANDED_OVER: frozenset[str] = frozenset(o.handover for spec in STAGES for o in spec.options if o.handover)
+
+
+def stage_extras(spec: StageSpec, config: Config, options: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+    """The extras of mlci the stage needs for this project: its own, and what mlci.yaml (or the
+    command line's `options`, by dest, e.g. --engine) implies. What its CI job installs and
+    what `mlci <stage>` checks is installed before it starts (mlci/extras.py)."""
+    options = options or {}
+    extras = list(spec.extras)
+    if spec.name == "lint" and config.lint.pre_commit:
+        extras.append("pre-commit")
+    # monitor's --engine defaults to data_test.engine too (stages/monitor.py).
+    if ENGINE in spec.options and (options.get(ENGINE.dest) or config.data_test.engine) == "spark":
+        extras.append("spark")
+    if spec.uses_tracking and (options.get("target") or config.target) == "databricks":
+        extras.append("databricks")
+    return tuple(dict.fromkeys(extras))

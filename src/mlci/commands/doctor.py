@@ -129,10 +129,11 @@ def tools(project: Project) -> Iterator[Check]:
         "uv", WARN, "CI installs the project with it", "install it: pip install uv, or https://docs.astral.sh/uv/"
     )
     yield _module("ruff", "ruff", "the lint stage")
-    yield _module("pytest", "pytest", "the test stage")
-    yield _module("pytest_cov", "pytest-cov", "the test stage's coverage")
+    # What is not in mlci's core install is named by its extra (pyproject.toml), which installs it.
+    yield _module("pytest", "pytest", "the test stage", "mlci[unit-test]")
+    yield _module("pytest_cov", "pytest-cov", "the test stage's coverage", "mlci[unit-test]")
     if cfg.lint.pre_commit:
-        yield _module("pre_commit", "pre-commit", "lint.pre_commit")
+        yield _module("pre_commit", "pre-commit", "lint.pre_commit", "mlci[pre-commit]")
     if cfg.data_test.engine == "spark":
         yield _module("pyspark", "mlci[spark]", "data_test.engine spark")
         yield _java()
@@ -147,7 +148,8 @@ def _on_path(tool: str, missing: str, why: str, fix: str) -> Check:
     return Check(missing, tool, f"not on PATH ({why}); {fix}")
 
 
-def _module(module: str, requirement: str, needed_by: str) -> Check:
+def _module(module: str, requirement: str, needed_by: str, install: str | None = None) -> Check:
+    """`install`: what installs it, when not `requirement` itself (an extra of mlci)."""
     try:
         found = importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
@@ -157,7 +159,8 @@ def _module(module: str, requirement: str, needed_by: str) -> Check:
     return Check(
         FAIL,
         requirement,
-        f"not installed in {sys.executable} ({needed_by} runs it); {sys.executable} -m pip install '{requirement}'",
+        f"not installed in {sys.executable} ({needed_by} runs it); "
+        f"{sys.executable} -m pip install '{install or requirement}'",
     )
 
 

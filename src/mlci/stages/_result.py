@@ -18,7 +18,7 @@ from typing import Any
 from mlci import __version__, console, fs, providers
 from mlci.config import Project
 from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, InfraError, MlciError
-from mlci.stage_specs import StageSpec
+from mlci.stage_specs import StageSpec, stage_extras
 
 # A stage's options by dest (`Option.dest`), as its run function takes them.
 StageOptions = Mapping[str, Any]
@@ -251,10 +251,19 @@ def run_stage(spec: StageSpec, project: Project, options: StageOptions) -> Stage
     Its outputs are checked against the spec, which is what CI declares: an output the spec
     does not list never reaches a CI step, and one it lists but the stage forgot is empty.
     Either is a bug in mlci, never the user's: exit 3 with one line naming both lists."""
+    from mlci import extras
+
+    needed = stage_extras(spec, project.config, options)
+    extras.require(spec.name, needed)  # a missing extra: one line naming it (exit 4), not an ImportError
     module, _, function = spec.entry.partition(":")
-    run: Callable[[Project, StageOptions], StageResult] = getattr(importlib.import_module(module), function)
     try:
+        run: Callable[[Project, StageOptions], StageResult] = getattr(importlib.import_module(module), function)
         result = run(project, options)
+    except ModuleNotFoundError as exc:
+        missing = extras.missing_module(spec.name, needed, exc)
+        if missing is None:
+            raise
+        raise missing from exc
     except MlciError as exc:
         # A failing run writes what it knew (tests run, findings): a subset of the declared outputs.
         undeclared = set(getattr(exc, "outputs", {})) - spec.produced

@@ -85,9 +85,11 @@ def engine_class(name: str) -> type[Engine]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise UsageError(
-            f"the {name} engine needs {exc.name or 'a missing package'}: pip install 'mlci[{name}]'"
-        ) from None
+        from mlci.extras import not_installed
+
+        # The extra that installs the engine (pyproject.toml): DuckDB is the data checks' own.
+        extra = "data" if name == "duckdb" else name
+        raise not_installed(f"data-test --engine {name}", (extra,), [exc.name or name]) from None
     engine: type[Engine] = getattr(module, class_name)
     return engine
 

@@ -29,7 +29,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from mlci.pipeline import OIDC_TOKEN, READ_REPOSITORY, Capability, Condition, Handover, Job, Pipeline, Trigger
+from mlci.pipeline import OIDC_TOKEN, READ_REPOSITORY, Capability, Condition, Handover, Install, Job, Pipeline, Trigger
 from mlci.providers.azure.render import (
     OIDC_REASON,
     PIPELINE_FILE,
@@ -269,7 +269,19 @@ def _job(
             (tuple(str(s["env"]["MLCI_REPORTS"]).split("\n")) for s in steps if "MLCI_REPORTS" in (s.get("env") or {})),
             (),
         ),
+        install=_install(next((s for s in steps if "template" in s and _stage_of(s["template"]) is None), None)),
     )
+
+
+def _install(step: Mapping[str, Any] | None) -> Install:
+    """What the setup template installs; a job without it (a gate) installs nothing."""
+    if step is None:
+        return Install()
+    parameters = step.get("parameters") or {}
+    project = str(parameters.get("installProject", "true")).lower()
+    if project not in ("true", "false"):
+        raise ValueError(f"installProject {project!r}")
+    return Install(tuple(e for e in str(parameters.get("extras", "")).split(",") if e), project == "true")
 
 
 def _credentials(parameters: Mapping[str, Any], oidc: bool, reason: str) -> tuple[Credential, ...]:

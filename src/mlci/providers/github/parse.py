@@ -3,7 +3,8 @@
 Everything `render` writes from the model is read back from the workflows alone: triggers with
 their branches and cron, jobs, needs, gates and branch guards, environments, timeouts,
 capabilities (from `permissions:`), the stage and its options (from the action used and its
-`with:`), hand-overs, state and registry steps, concurrency, and credentials (from `env:`).
+`with:`), the install (the setup action's `extras` and `install-project`), hand-overs, state
+and registry steps, concurrency, and credentials (from `env:`).
 
 A workflow does not hold a credential's name or how its variables were grouped: credentials
 come back as one unnamed `Credential` per job, its reason read from the comment next to
@@ -17,7 +18,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from mlci.pipeline import OIDC_TOKEN, Capability, Condition, Handover, Job, Pipeline, Trigger, TriggerKind
+from mlci.pipeline import OIDC_TOKEN, Capability, Condition, Handover, Install, Job, Pipeline, Trigger, TriggerKind
 from mlci.providers.github.actions import ACTIONS
 from mlci.providers.github.render import OIDC_REASON, SCOPES, WORKFLOWS
 from mlci.targets.base import Credential, EnvValue, EnvVar, Literal, Secret, Variable
@@ -160,7 +161,20 @@ def _job(job_id: str, job: Mapping[str, Any], oidc_reason: str) -> Job:
         only_on_branch=guard,
         when=when,
         reports=next((_reports(step) for step in steps if _artifact(step).startswith("mlci-reports-")), ()),
+        install=_install(next((s for s in steps if _action_of(s) == "setup"), None)),
     )
+
+
+def _install(step: Mapping[str, Any] | None) -> Install:
+    """What the setup step installs; a job without one (a gate) installs nothing."""
+    if step is None:
+        return Install()
+    with_ = step.get("with", {})
+    extras = str(with_.get("extras", ""))
+    project = str(with_.get("install-project", "true"))
+    if project not in ("true", "false"):
+        raise ValueError(f"install-project {project!r}")
+    return Install(tuple(e for e in extras.split(",") if e), project == "true")
 
 
 def _condition(job_id: str, condition: str | None) -> tuple[bool, str | None, Condition | None]:

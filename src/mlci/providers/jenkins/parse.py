@@ -35,10 +35,22 @@ from importlib import resources
 from pathlib import Path
 
 from mlci.config import ENVIRONMENTS
-from mlci.pipeline import READ_REPOSITORY, Capability, Condition, Handover, Job, Pipeline, Trigger, TriggerKind
+from mlci.pipeline import (
+    READ_REPOSITORY,
+    Capability,
+    Condition,
+    Handover,
+    Install,
+    Job,
+    Pipeline,
+    Trigger,
+    TriggerKind,
+)
 from mlci.providers.jenkins.groovy import Statement, Token, parse
 from mlci.providers.jenkins.render import (
     CANONICAL_BRANCH,
+    EXTRAS,
+    INSTALL_PROJECT,
     JENKINSFILE,
     JOB_VARIABLE,
     OUTPUTS_VARIABLE,
@@ -116,9 +128,21 @@ def _library_pipelines(call: Statement) -> tuple[Pipeline, ...]:
     def moved(name: str | None) -> str | None:
         return branch if name == CANONICAL_BRANCH else name
 
+    extras = settings.get("extras", {})
+    if not isinstance(extras, dict):
+        raise ValueError("mlciPipeline: extras must be a map")
+
+    def installed(j: Job) -> Install:
+        if j.stage is None or j.stage.name not in extras:
+            return j.install
+        return Install(tuple(e for e in str(extras[j.stage.name]).split(",") if e), j.install.project)
+
     def job(j: Job) -> Job:
         return dataclasses.replace(
-            j, credentials=credentials if _delivers(j) else (), only_on_branch=moved(j.only_on_branch)
+            j,
+            credentials=credentials if _delivers(j) else (),
+            only_on_branch=moved(j.only_on_branch),
+            install=installed(j),
         )
 
     found = []
@@ -648,7 +672,16 @@ def _job(stage: Statement, environment: dict[str, str], needs: tuple[str, ...], 
         timeout_minutes=int(timeout),
         gate=spec is None,
         only_on_branch=only_on,
+        install=_install(environment) if spec is not None else Install(),
     )
+
+
+def _install(environment: dict[str, str]) -> Install:
+    """What a stage's setup step installs, from its MLCI_EXTRAS and MLCI_INSTALL_PROJECT."""
+    project = environment[INSTALL_PROJECT]
+    if project not in ("true", "false"):
+        raise ValueError(f"{INSTALL_PROJECT} {project!r}")
+    return Install(tuple(e for e in environment[EXTRAS].split(",") if e), project == "true")
 
 
 def _credentials(environment: dict[str, str], run: Statement | None) -> tuple[Credential, ...]:
@@ -658,7 +691,7 @@ def _credentials(environment: dict[str, str], run: Statement | None) -> tuple[Cr
     binding = run.parent if run is not None else None
     if binding is not None and binding.name == "withCredentials":
         env += [EnvVar(name, Secret(name)) for name in _bindings(binding)]
-    own = {JOB_VARIABLE, REQUIRED}
+    own = {JOB_VARIABLE, REQUIRED, EXTRAS, INSTALL_PROJECT}
     for name, value in environment.items():
         if name not in own and not name.startswith(("MLCI_IN_", "MLCI_FROM_")):
             literal: EnvValue = Literal(value)

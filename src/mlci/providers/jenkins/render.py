@@ -240,7 +240,7 @@ class JenkinsStage:
 
     def environment_values(self) -> tuple[tuple[str, str], ...]:
         """The fixed values of the stage's environment (its credentials' literals), unquoted."""
-        own = (JOB_VARIABLE, REQUIRED, "MLCI_IN_", "MLCI_FROM_")
+        own = (JOB_VARIABLE, REQUIRED, EXTRAS, INSTALL_PROJECT, "MLCI_IN_", "MLCI_FROM_")
         return tuple((name, self.literals[name]) for name, _ in self.environment if not name.startswith(own))
 
 
@@ -281,6 +281,10 @@ def from_env(input_name: str) -> str:
 
 
 REQUIRED = "MLCI_REQUIRED"  # the settings (space-separated variable names) a stage checks first
+# What a stage's setup step installs (pipeline.Install): mlci's extras, comma-separated, and
+# whether the project too ('true' or 'false').
+EXTRAS = "MLCI_EXTRAS"
+INSTALL_PROJECT = "MLCI_INSTALL_PROJECT"
 
 
 def stage_script(spec: StageSpec) -> str:
@@ -394,6 +398,9 @@ def layout(pipelines: tuple[Pipeline, ...]) -> Layout:
             environment.append((from_env(handover.input), groovy_str(f"{handover.job}:{handover.output}")))
         if required:
             environment.append((REQUIRED, groovy_str(" ".join(required))))
+        if job.stage is not None:  # what its setup step installs (setup.sh)
+            environment.append((EXTRAS, groovy_str(",".join(job.install.extras))))
+            environment.append((INSTALL_PROJECT, groovy_str("true" if job.install.project else "false")))
         unstash: list[str] = []
         if job.restores_state:
             unstash.append(state_stash(job.needs[0]))
@@ -567,6 +574,9 @@ class LibrarySettings:
     settings: dict[str, str]
     required: tuple[str, ...]
     secrets: tuple[str, ...]
+    # The extras of the stages whose job installs other extras than the stage's own (what
+    # mlci.yaml implies: lint.pre_commit, a Spark engine, the Databricks target), by stage.
+    extras: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, found: Layout) -> LibrarySettings:
@@ -575,7 +585,18 @@ class LibrarySettings:
         if len(kinds) > 1:
             raise ValueError("the shared library gives every delivery stage the same credentials; the model does not")
         settings, required, secrets = next(iter(kinds), ((), (), ()))
-        return cls(dict(settings), required, secrets)
+        extras: dict[str, str] = {}
+        for stage in (*found.deciding, *found.checks, *found.delivery):
+            spec = stage.job.stage
+            if spec is None:
+                continue
+            if stage.job.install.project != spec.needs_project:
+                raise ValueError(f"job {stage.job.id}: the shared library installs the project as its stage says")
+            if stage.job.install.extras != spec.extras:
+                wanted = ",".join(stage.job.install.extras)
+                if extras.setdefault(spec.name, wanted) != wanted:
+                    raise ValueError(f"the shared library installs one set of extras per stage; {spec.name} has two")
+        return cls(dict(settings), required, secrets, extras)
 
 
 # A representative model the shared library's pipeline is rendered from: its shape (stages,
@@ -625,6 +646,8 @@ def render_library(mlci_version: str, templates: Path) -> dict[str, str]:
             "spec": spec,
             "junit": JUNIT.get(spec.name),
             "inputs": "[" + ", ".join(groovy_str(i.name) for i in spec.inputs) + "]",
+            "extras": groovy_str(",".join(spec.extras)),
+            "project": "true" if spec.needs_project else "false",
             "script": stage_script(spec),
         }
         for spec in STAGES

@@ -12,12 +12,30 @@ if [ -z "$uv" ] || [ "$("$uv" --version | cut -d' ' -f2)" != "$MLCI_UV_VERSION" 
   "$tmp/mlci-uv/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$MLCI_UV_VERSION"
   uv="$tmp/mlci-uv/bin/uv"
 fi
+# Agents are shared: a change request's build runs its code where branch builds run theirs, so
+# it downloads into a uv cache of its own, never the one a branch build installs from.
+cache="${UV_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/uv}"
+if [ -n "${CHANGE_ID:-}" ]; then
+  cache="$cache-change-requests"
+fi
+export UV_CACHE_DIR="$cache"
 # mlci and the project in a venv beside the workspace (WORKSPACE_TMP), not in it: lint and
 # the tests see only the project.
 venv="$tmp/mlci-venv"
 "$uv" venv --quiet --clear --python "$MLCI_PYTHON" "$venv"
-"$uv" pip install --quiet --python "$venv/bin/python" "$MLCI_INSTALL"
+extras="${MLCI_EXTRAS:-}"
+if ! [[ "$extras" =~ ^[a-z0-9,-]*$ ]]; then
+  echo "mlci: MLCI_EXTRAS must be names of mlci's extras, comma-separated (e.g. train), not $extras" >&2
+  exit 2
+fi
+# Only what the stage needs: the extras as a second requirement of mlci, which uv takes from
+# MLCI_INSTALL with them.
+with_extras=()
+if [ -n "$extras" ]; then
+  with_extras=("mlci[$extras]")
+fi
+"$uv" pip install --quiet --python "$venv/bin/python" "$MLCI_INSTALL" ${with_extras[@]+"${with_extras[@]}"}
 if [ "${MLCI_INSTALL_PROJECT:-true}" = "true" ]; then
   "$uv" pip install --quiet --python "$venv/bin/python" -e .
 fi
-echo "mlci $("$venv/bin/mlci" --version | cut -d' ' -f2) in $venv"
+echo "mlci $("$venv/bin/mlci" --version | cut -d' ' -f2)${extras:+ [$extras]} in $venv (uv cache $UV_CACHE_DIR)"

@@ -18,6 +18,7 @@ Map defaults() {
     settings: [:],               // fixed environment values of the delivery stages
     required: [],                // variables the controller or the agent must define for them
     secrets: [],                 // Secret text credentials they bind, by variable name
+    extras: [:],                 // mlci's extras a stage installs instead of its own, by stage ('pre-commit' for lint, ...)
   ]
 }
 
@@ -122,7 +123,7 @@ rm -rf mlci-newest
               timeout(time: 15, unit: 'MINUTES')
             }
             steps {
-              mlciStage(stage: 'lint', job: 'lint')
+              mlciStage(stage: 'lint', job: 'lint', extras: c.extras['lint'])
             }
           }
           stage('Unit tests') {
@@ -131,7 +132,7 @@ rm -rf mlci-newest
               timeout(time: 30, unit: 'MINUTES')
             }
             steps {
-              mlciStage(stage: 'test', job: 'unit-test')
+              mlciStage(stage: 'test', job: 'unit-test', extras: c.extras['test'])
             }
           }
           stage('Data tests') {
@@ -140,7 +141,7 @@ rm -rf mlci-newest
               timeout(time: 30, unit: 'MINUTES')
             }
             steps {
-              mlciStage(stage: 'data-test', job: 'data-test')
+              mlciStage(stage: 'data-test', job: 'data-test', extras: c.extras['data-test'])
             }
           }
         }
@@ -192,6 +193,7 @@ rm -rf mlci-newest
             settings: c.settings,
             required: c.required,
             secrets: c.secrets,
+            extras: c.extras['train'],
             unstash: c.keepRegistry ? ['mlci-registry'] : [],
             stashState: c.keepRegistry,
             stashOutputs: true,
@@ -226,6 +228,7 @@ rm -rf mlci-newest
             settings: c.settings,
             required: c.required,
             secrets: c.secrets,
+            extras: c.extras['register'],
             unstash: c.keepRegistry ? ['mlci-state-train', 'mlci-outputs-train'] : ['mlci-outputs-train'],
             stashState: c.keepRegistry,
             stashOutputs: true,
@@ -263,6 +266,7 @@ rm -rf mlci-newest
             settings: c.settings,
             required: c.required,
             secrets: c.secrets,
+            extras: c.extras['deploy'],
             unstash: c.keepRegistry ? ['mlci-state-register', 'mlci-outputs-register'] : ['mlci-outputs-register'],
             stashState: c.keepRegistry,
             stashOutputs: true,
@@ -306,6 +310,7 @@ rm -rf mlci-newest
             settings: c.settings,
             required: c.required,
             secrets: c.secrets,
+            extras: c.extras['deploy'],
             unstash: c.keepRegistry ? ['mlci-state-deploy-staging', 'mlci-outputs-deploy-staging'] : ['mlci-outputs-deploy-staging'],
             stashState: false,
             stashOutputs: false,

@@ -271,8 +271,6 @@ def test_the_data_extra_alone_runs_a_generated_projects_data_test(core_venv: Pat
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "TF_BUILD", "JENKINS_"))}
     made = subprocess.run([mlci, "new", "data-only", "--defaults", "--output-dir", str(tmp_path)], capture_output=True)
     assert made.returncode == 0, made.stderr
-    checked = subprocess.run(
-        [mlci, "data-test"], cwd=tmp_path / "data-only", capture_output=True, text=True, env=clean
-    )
+    checked = subprocess.run([mlci, "data-test"], cwd=tmp_path / "data-only", capture_output=True, text=True, env=clean)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "passed" in checked.stdout

@@ -76,6 +76,30 @@ def test_unique_keys_pass_when_there_is_no_duplicate(tmp_path: Path) -> None:
     assert duplicates(report) == {"unique[k]": 0, "unique_key[part+k]": 0}
 
 
+@pytest.mark.parametrize("source", ["parquet", "csv"])
+def test_a_span_past_what_bitstring_agg_takes_is_counted_by_distinct(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    # With 4GB the memory budget alone would allow a bitmap over 10^9 + 2 values, which DuckDB's
+    # bitstring_agg refuses ("too large"): a valid int32 id column failed the check.
+    import pyarrow as pa
+    import pyarrow.csv as pc
+    import pyarrow.parquet as pq
+
+    monkeypatch.setenv("MLCI_DUCKDB_MEMORY_LIMIT", "4GB")
+    write_keys(tmp_path, "dense", 100, pairs=False)
+    table = pa.table({"k": pa.array([0, 1_000_000_001, 1_000_000_001, 7], pa.int32())})
+    if source == "csv":
+        pc.write_csv(table, tmp_path / "keys.csv")
+        contract = (tmp_path / "contract.yml").read_text().replace("keys.parquet", "keys.csv")
+        (tmp_path / "contract.yml").write_text(contract)
+    else:
+        pq.write_table(table, tmp_path / "keys.parquet")
+    report = run_contract(load_contract(tmp_path / "contract.yml", tmp_path), "duckdb")
+    assert duplicates(report) == {"unique[k]": 1}
+    assert all("SELECT DISTINCT" in q for q in key_queries(report))
+
+
 @pytest.mark.slow  # 3M string keys spilled: a few seconds
 def test_keys_spill_under_a_small_memory_limit_and_the_spill_is_removed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

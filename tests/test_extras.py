@@ -244,7 +244,33 @@ def test_the_core_install_runs_a_generated_projects_lint_and_names_trains_extra(
     status = run([mlci, "status"], cwd=project, capture_output=True, text=True, env=env)
     assert status.returncode == EXIT_NOT_INSTALLED, status.stderr
     assert status.stderr.strip() == (
-        "mlci: error: mlci status needs mlci[train] (not installed: mlflow): pip install 'mlci[train]'"
+        "mlci: error: mlci status needs mlci[train] (not installed: duckdb, mlflow, pandas, pyarrow, "
+        "scikit-learn, scipy): pip install 'mlci[train]'"
     )
+    # serve names its own extra whole, not mlflow first and uvicorn on the next try.
+    serve = run([mlci, "serve"], cwd=project, capture_output=True, text=True, env=env)
+    assert serve.returncode == EXIT_NOT_INSTALLED, serve.stderr
+    assert serve.stderr.strip().startswith("mlci: error: mlci serve needs mlci[serve] (not installed: duckdb, mlflow,")
+    assert "uvicorn): pip install 'mlci[serve]'" in serve.stderr
     help_ = run([mlci, "--help"], capture_output=True, text=True, env=env)
     assert help_.returncode == 0 and "4 an extra of mlci not installed" in " ".join(help_.stdout.split())
+
+
+def test_the_data_extra_alone_runs_a_generated_projects_data_test(core_venv: Path, tmp_path: Path) -> None:
+    # A data-test job installs mlci[data] only: DuckDB, no scipy, pandas, pyarrow or numpy
+    # (the drift checks' p-values are pure Python).
+    env = {**os.environ, "UV_OFFLINE": "1", "UV_CONSTRAINT": str(REPO / "requirements" / "constraints.txt")}
+    (wheel,) = (core_venv.parent / "dist").glob("mlci-*.whl")
+    venv = tmp_path / "venv"
+    uv("venv", "--quiet", "--python", sys.executable, str(venv), env=env)
+    uv("pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), f"mlci[data] @ {wheel.as_uri()}", env=env)
+    listed = uv("pip", "list", "--python", str(venv / "bin" / "python"), "--format", "freeze", env=env).stdout
+    names = {extras.normal(line.split("==")[0]) for line in listed.split()}
+    assert "duckdb" in names and not names & {"scipy", "pandas", "pyarrow", "numpy", "mlflow", "scikit-learn"}
+    mlci = str(venv / "bin" / "mlci")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "TF_BUILD", "JENKINS_"))}
+    made = subprocess.run([mlci, "new", "data-only", "--defaults", "--output-dir", str(tmp_path)], capture_output=True)
+    assert made.returncode == 0, made.stderr
+    checked = subprocess.run([mlci, "data-test"], cwd=tmp_path / "data-only", capture_output=True, text=True, env=clean)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "passed" in checked.stdout

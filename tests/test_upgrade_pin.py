@@ -90,10 +90,13 @@ def test_detected_pin_moves_with_the_vendored_actions(
     assert answers(proj)["mlci_install"] == NEW_PIN and answers(proj).get("mlci_install_detected") is True
     assert f"updated   mlci.yaml (ci.mlci_install {OLD_PIN} -> {NEW_PIN}, with the vendored actions)\n" in out
     assert (
-        f"note      pyproject.toml's dev extra still installs {OLD_PIN} (your file: left as is); "
-        f"change it to {NEW_PIN} to develop against the mlci CI installs\n"
+        f"note      pyproject.toml's dev extra still installs {OLD_PIN.replace('mlci', 'mlci[all]', 1)} "
+        f"(your file: left as is); change it to {NEW_PIN.replace('mlci', 'mlci[all]', 1)} to develop against "
+        "the mlci CI installs\n"
     ) in out
-    assert f'dev = ["{OLD_PIN}"]' in proj.read("pyproject.toml")  # seeded: the team's file
+    assert f'dev = ["{OLD_PIN.replace("mlci", "mlci[all]", 1)}"]' in proj.read(
+        "pyproject.toml"
+    )  # seeded: the team's file
     proj.snapshot()
     assert proj.upgrade() == 0 and proj.unchanged_since_snapshot()
     assert "up to date" in capsys.readouterr().out

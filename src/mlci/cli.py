@@ -211,7 +211,7 @@ def build_parser(stages: Sequence[StageSpec] = STAGES) -> argparse.ArgumentParse
     profile.add_argument(
         "--output", default=None, metavar="PATH", help="where to write it (default: the contract's drift.reference)"
     )
-    profile.set_defaults(handler="mlci.commands.data:profile_main")
+    profile.set_defaults(handler="mlci.commands.data:profile_main", extras=("data",))
     contract_schema = command(data_sub, "schema", "print the JSON Schema of the data contract")
     contract_schema.set_defaults(handler="mlci.commands.data:schema_main")
 
@@ -225,7 +225,7 @@ def build_parser(stages: Sequence[StageSpec] = STAGES) -> argparse.ArgumentParse
     _add_options(promote, PROJECT_DIR, TRACKING_URI)
     promote.add_argument("--env", required=True, metavar="NAME", help="environment: staging or production")
     promote.add_argument("--version", dest="model_version", required=True, metavar="N", help="registered version")
-    promote.set_defaults(handler="mlci.commands.models:promote_main")
+    promote.set_defaults(handler="mlci.commands.models:promote_main", extras=("serve",))  # smoke-tests it served
 
     rollback = command(
         sub,
@@ -236,7 +236,7 @@ def build_parser(stages: Sequence[StageSpec] = STAGES) -> argparse.ArgumentParse
     )
     _add_options(rollback, PROJECT_DIR, TRACKING_URI)
     rollback.add_argument("--env", required=True, metavar="NAME", help="environment: staging or production")
-    rollback.set_defaults(handler="mlci.commands.models:rollback_main")
+    rollback.set_defaults(handler="mlci.commands.models:rollback_main", extras=("train",))
 
     status = command(
         sub,
@@ -246,7 +246,7 @@ def build_parser(stages: Sequence[StageSpec] = STAGES) -> argparse.ArgumentParse
         "commit, data digests and when it was deployed (--json: as JSON).",
     )
     _add_options(status, PROJECT_DIR, TRACKING_URI)
-    status.set_defaults(handler="mlci.commands.models:status_main")
+    status.set_defaults(handler="mlci.commands.models:status_main", extras=("train",))
 
     serve = command(
         sub,
@@ -269,7 +269,7 @@ def build_parser(stages: Sequence[StageSpec] = STAGES) -> argparse.ArgumentParse
         action="store_true",
         help="answer each row with its label and class probabilities (models with predict_proba)",
     )
-    serve.set_defaults(handler="mlci.commands.serve:main")
+    serve.set_defaults(handler="mlci.commands.serve:main", extras=("serve",))
 
     run = command(
         sub,
@@ -342,6 +342,10 @@ def main(argv: Sequence[str] | None = None, stages: Sequence[StageSpec] = STAGES
     failure = ""  # the one line an error printed, for --json when no stage record was made
     try:
         with console.guarded_streams(), _stdout_for(recorded, as_json):
+            if getattr(args, "extras", ()):  # a command beside the stages: its extras, all named at once
+                from mlci import extras
+
+                extras.require(args.command, args.extras)
             handler = getattr(importlib.import_module(module_name), function_name)
             code = int(handler(args))
         if recorded and console.quiet() and not as_json and console.result():
@@ -359,7 +363,7 @@ def main(argv: Sequence[str] | None = None, stages: Sequence[StageSpec] = STAGES
     except ModuleNotFoundError as exc:  # a command beside the stages (serve, promote, profile ...)
         from mlci import extras
 
-        missing = extras.missing_module(args.command, (), exc)
+        missing = extras.missing_module(args.command, tuple(getattr(args, "extras", ())), exc)
         line = f"mlci: error: {missing.message}" if missing else unexpected(exc)
         failure = line.removeprefix("mlci: error: ")
         console.error(line)

@@ -204,6 +204,8 @@ def chi2_sf(statistic: float, degrees: int) -> float:
         return 1.0
     if math.isinf(statistic):
         return 0.0
+    if statistic / 2 == 0:  # a subnormal statistic halves to 0: Q(a, 0) = 1
+        return 1.0
     return _upper_gamma_regularised(degrees / 2, statistic / 2)
 
 

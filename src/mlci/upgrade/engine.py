@@ -30,6 +30,7 @@ from mlci import __version__, git
 from mlci.config import CONFIG_FILE, SCHEMA_VERSION, CISection, Project
 from mlci.errors import ConfigError, UsageError
 from mlci.generate import answers_from, render_generated
+from mlci import install_source
 from mlci.install_source import installed_from_index, installed_source
 from mlci.manifest import MANIFEST_PATH, Manifest, load_manifest, sha256
 from mlci.paths import check_confined
@@ -136,10 +137,21 @@ def _follow_pin(
     answers["mlci_install"] = decided.new
     answers[pin.DETECTED_KEY] = True
     pyproject = plan.root / "pyproject.toml"  # seeded (the team's): never edited, but it should follow too
-    if pyproject.is_file() and json.dumps(ci.mlci_install) in pyproject.read_text(encoding="utf-8", errors="replace"):
+    seeded = pyproject.read_text(encoding="utf-8", errors="replace") if pyproject.is_file() else ""
+    # The dev extra names mlci with its `all` extra (since the core install runs no ML stage);
+    # a project generated before that names it bare, and now needs the extra too.
+    found = next(
+        (
+            old
+            for old in (install_source.with_extras(ci.mlci_install, ("all",)), ci.mlci_install)
+            if json.dumps(old) in seeded
+        ),
+        None,
+    )
+    if found is not None:
         plan.notes.append(
-            f"pyproject.toml's dev extra still installs {ci.mlci_install} (your file: left as is); "
-            f"change it to {decided.new} to develop against the mlci CI installs"
+            f"pyproject.toml's dev extra still installs {found} (your file: left as is); change it to "
+            f"{install_source.with_extras(decided.new, ('all',))} to develop against the mlci CI installs"
         )
     return edited, f"ci.mlci_install {ci.mlci_install} -> {decided.new}, with the vendored actions"
 

@@ -91,6 +91,9 @@ _SQL_TYPES = {
 DEFAULT_MEMORY_LIMIT = "512MB"
 # Integer types a bitmap of the key span can count (bitstring_agg takes them; HUGEINT and
 # UBIGINT may not fit the BIGINT bounds).
+# DuckDB's bitstring_agg refuses a range of more values than this ("too large for bitstring
+# aggregation"), whatever memory it may use.
+_BITSTRING_AGG_MAX_SPAN = 1_000_000_000
 _BITMAP_TYPES = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"})
 
 
@@ -288,15 +291,20 @@ class DuckDBEngine:
         engine_type = self.schema().get(column, "").upper()
         if engine_type not in _BITMAP_TYPES:
             return None
-        c = self.dialect.ident(column)
-        low, high = self._execute(f"SELECT min({c}), max({c}) FROM {SOURCE_VIEW}").fetchone() or (None, None)
+        footer = self._footers.get(column)
+        if footer is not None and footer.low is not None and footer.high is not None:
+            low, high = footer.low, footer.high  # Parquet: exact for integers, no scan
+        else:  # CSV, Delta, a row group without statistics: DuckDB's own min/max
+            c = self.dialect.ident(column)
+            low, high = self._execute(f"SELECT min({c}), max({c}) FROM {SOURCE_VIEW}").fetchone() or (None, None)
         if low is None or high is None:
             return None  # no non-null value: the distinct form counts 0 at once
         limit_bytes, threads = self._execute(
             "SELECT current_setting('memory_limit'), current_setting('threads')"
         ).fetchone() or ("", 1)
-        # A quarter of the memory budget for the bitmaps of all threads together.
-        budget_bits = _bytes(str(limit_bytes)) * 8 // 4 // max(int(threads), 1)
+        # A quarter of the memory budget for the bitmaps of all threads together, and never
+        # more than bitstring_agg takes (it refuses a span past 10^9 values).
+        budget_bits = min(_bytes(str(limit_bytes)) * 8 // 4 // max(int(threads), 1), _BITSTRING_AGG_MAX_SPAN)
         return (int(low), int(high)) if int(high) - int(low) + 1 <= budget_bits else None
 
     def check_expression(self, sql: str) -> str | None:

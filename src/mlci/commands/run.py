@@ -332,6 +332,9 @@ def _warm_train_imports() -> WarmUp:
     """Import what train needs in a thread while the checks run (the checks are mostly other
     processes and DuckDB, which leave the interpreter free). What the imports print (a
     library's warning) is kept and shown before train's block, where it would have been."""
+    from mlci.targets.local.tracking import no_telemetry
+
+    no_telemetry()  # MLflow decides at its import whether to phone home
     capture = console.new_capture()
     cancel = threading.Event()
 

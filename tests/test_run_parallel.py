@@ -254,3 +254,31 @@ def test_the_warm_up_imports_mlflow_with_its_telemetry_off(monkeypatch: pytest.M
     warm = run._warm_train_imports()
     warm.thread.join(60)
     assert seen == [("true", "true")]
+
+
+def test_ctrl_c_while_waiting_for_the_warm_up_still_ends_with_the_table(
+    new_project: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from mlci import console
+    from mlci.commands import run
+
+    class Interrupted:
+        def is_alive(self) -> bool:
+            return True
+
+        def join(self, timeout: float | None = None) -> None:
+            raise KeyboardInterrupt
+
+    warm = run.WarmUp(Interrupted(), console.new_capture(), threading.Event())  # type: ignore[arg-type]
+    monkeypatch.setattr(run, "_warm_train_imports", lambda: warm)
+    monkeypatch.setattr(run, "_run_one", passing)
+    project = new_project()
+    capsys.readouterr()
+    assert run_cli("run", "lint", "test", "train", "--jobs", "2", "-C", str(project)) == 130
+    err = capsys.readouterr().err
+    assert table_rows(err, "lint", "test", "train") == [["lint", "passed"], ["test", "passed"], ["train", "skipped"]]
+    assert warm.cancel.is_set()
+    assert (record(project, "run")["status"], record(project, "run")["exit_code"]) == ("interrupted", 130)
+    assert record(project, "train")["status"] == "skipped"

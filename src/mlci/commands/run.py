@@ -215,7 +215,11 @@ def _run(stages: list[StageSpec], project: Project, args: argparse.Namespace) ->
         if warm is not None and (interrupted or any(o.failure for o in outcomes)):
             warm.cancel.set()  # train will not run: import nothing more
         elif warm is not None:
-            _replay_warm_up(warm)
+            try:
+                _replay_warm_up(warm)
+            except KeyboardInterrupt:  # while waiting for it: the run ends here, table and all
+                warm.cancel.set()
+                interrupted = True
     for index, spec in enumerate(stages[len(outcomes) :], len(outcomes) + 1):
         if interrupted or any(o.failure for o in outcomes):
             break

@@ -24,7 +24,7 @@ import secrets
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -54,6 +54,8 @@ _local = threading.local()  # .capture: the Capture this thread writes to, if an
 # The tools run_tool is running now (from any thread), so an interruption can stop them all.
 _tools: set[subprocess.Popen[bytes]] = set()
 _stopping = threading.Event()
+# What else stop_tools stops: work in this process no signal reaches (a DuckDB query's interrupt).
+_stop_hooks: list[Callable[[], object]] = []
 
 
 @dataclass
@@ -85,6 +87,36 @@ def captured(into: Capture | None = None) -> Iterator[Capture]:
         yield capture
     finally:
         _local.capture = saved
+
+
+def current_capture() -> Capture | None:
+    """The Capture this thread writes to (None: the streams), to hand to a helper thread it
+    starts (`writing_to`), whose lines then stay in the same block."""
+    return _capture()
+
+
+@contextlib.contextmanager
+def writing_to(capture: Capture | None) -> Iterator[None]:
+    """Write, in this thread, where the thread that gave `capture` (current_capture) writes:
+    into that Capture, or to the streams for None."""
+    saved = _capture()
+    _local.capture = capture
+    try:
+        yield
+    finally:
+        _local.capture = saved
+
+
+def bound(write: Callable[[str], None]) -> Callable[[str], None]:
+    """`write` (progress, say ...) for a helper thread this one starts: what it writes goes
+    where this thread's text goes, into its Capture (`mlci run`'s block) or to the streams."""
+    capture = _capture()
+
+    def in_place(text: str) -> None:
+        with writing_to(capture):
+            write(text)
+
+    return in_place
 
 
 def replay(capture: Capture) -> None:
@@ -325,9 +357,33 @@ def stop_tools() -> None:
     _stopping.set()
     with _lock:
         running = list(_tools)
+        hooks = list(_stop_hooks)
     for process in running:
         if process.poll() is None:
             process.terminate()
+    for hook in hooks:
+        _call_hook(hook)
+
+
+def on_stop(hook: Callable[[], object]) -> Callable[[], None]:
+    """Have stop_tools call `hook` too (at once if it was called already), until the function
+    returned is called: for work in this process that no signal reaches (a DuckDB scan)."""
+    with _lock:
+        _stop_hooks.append(hook)
+    if _stopping.is_set():
+        _call_hook(hook)
+
+    def remove() -> None:
+        with _lock:
+            if hook in _stop_hooks:
+                _stop_hooks.remove(hook)
+
+    return remove
+
+
+def _call_hook(hook: Callable[[], object]) -> None:
+    with contextlib.suppress(Exception):  # best effort: the stage is recorded as interrupted all the same
+        hook()
 
 
 def stopping() -> bool:

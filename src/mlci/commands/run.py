@@ -9,21 +9,23 @@ before it are done. The stages after the checks run one by one, as `--jobs 1` ru
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import functools
 import importlib
 import os
 import queue
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from mlci import __version__, console
 from mlci.config import Project
-from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, MlciError, UsageError
+from mlci.errors import EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, InfraError, MlciError, UsageError
 from mlci.stage_specs import CHECKS, HANDED_OVER, NAMES, STAGES, StageSpec
 from mlci.stages._result import (
     StageOptions,
@@ -34,6 +36,7 @@ from mlci.stages._result import (
     project_root_for,
     read_result,
     run_stage,
+    write_errored_junit,
     write_json,
 )
 
@@ -170,7 +173,11 @@ def _run_one(spec: StageSpec, index: int, count: int, project: Project, options:
         outcome = Outcome(stage, "passed", 0.0, result.summary, outputs=dict(result.outputs))
     outcome.elapsed = time.perf_counter() - clock
     _line(f"<== {stage}: {outcome.status} in {outcome.elapsed:.1f}s")
-    if outcome.failure is not None and (read_result(project, stage) or {}).get("status") == "pending":
+    if (
+        outcome.failure is not None
+        and not console.stopping()  # the main thread records the checks of a stopped run
+        and (read_result(project, stage) or {}).get("status") == "pending"
+    ):
         # It failed before its own record was written (e.g. its module failed to import,
         # or Ctrl-C between two stages): never leave it looking as if it were still to come.
         mark(project, stage, "interrupted" if outcome.status == "interrupted" else "error", outcome.summary)
@@ -211,11 +218,16 @@ def _run(stages: list[StageSpec], project: Project, args: argparse.Namespace) ->
         checks += 1
     if jobs > 1 and checks > 1:
         warm = _warm_train_imports() if any(spec.name == "train" for spec in stages[checks:]) else None
-        outcomes, interrupted = _run_concurrently(stages[:checks], len(stages), project, args, jobs)
+        with _stop_at_once():
+            outcomes, interrupted = _run_concurrently(stages[:checks], len(stages), project, args, jobs)
         if warm is not None and (interrupted or any(o.failure for o in outcomes)):
             warm.cancel.set()  # train will not run: import nothing more
         elif warm is not None:
-            _replay_warm_up(warm)
+            try:
+                _replay_warm_up(warm)
+            except KeyboardInterrupt:  # while waiting for it: the run ends here, table and all
+                warm.cancel.set()
+                interrupted = True
     for index, spec in enumerate(stages[len(outcomes) :], len(outcomes) + 1):
         if interrupted or any(o.failure for o in outcomes):
             break
@@ -243,6 +255,27 @@ def _run(stages: list[StageSpec], project: Project, args: argparse.Namespace) ->
     return 0
 
 
+@contextlib.contextmanager
+def _stop_at_once() -> Iterator[None]:
+    """While the checks run, Ctrl-C (or SIGTERM) stops the run first thing (console.stop_tools),
+    before its KeyboardInterrupt unwinds to _run_concurrently's handler: pytest gets Ctrl-C's
+    SIGINT too and may exit before then, and its check must read as interrupted, not failed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # no signal handlers outside the main thread (mlci run in-process, from a thread)
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        console.stop_tools()
+        raise KeyboardInterrupt
+
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+
+
 def _run_concurrently(
     checks: list[StageSpec], count: int, project: Project, args: argparse.Namespace, jobs: int
 ) -> tuple[list[Outcome], bool]:
@@ -257,9 +290,15 @@ def _run_concurrently(
     finished: dict[int, Outcome] = {}
 
     def work(index: int, spec: StageSpec) -> None:
-        with console.captured(captures[index]):
-            outcome = _run_one(spec, index + 1, count, project, stage_options(spec, args, {}))
-        done.put((index, outcome))
+        # Whatever happens, the main thread hears how the check ended (else it waits forever).
+        outcome = Outcome(spec.name, "ERROR", 0.0, "unexpected: the check's thread ended without a result")
+        try:
+            with console.captured(captures[index]):
+                outcome = _run_one(spec, index + 1, count, project, stage_options(spec, args, {}))
+        except BaseException as exc:  # SystemExit from user code, a failure recording the stage
+            outcome = _escaped(spec.name, exc, time.perf_counter() - clocks[index], captures[index], project)
+        finally:
+            done.put((index, outcome))
 
     next_start = printed = running = 0
     interrupted = False
@@ -283,10 +322,14 @@ def _run_concurrently(
             running -= 1
             finished[index] = outcome
             while printed in finished:
-                console.replay(captures[printed])
-                printed += 1
+                printed += 1  # first: a Ctrl-C while it is replayed never replays it again
+                console.replay(captures[printed - 1])
     except KeyboardInterrupt:
         console.stop_tools()
+        # From here on the checks' threads write no record (execute, _run_one): this thread
+        # records each check that had not ended before the interruption, once, and a check
+        # still scanning after the grace can never overwrite that.
+        ended_before = set(finished)
         deadline = time.monotonic() + _GRACE_S
         try:
             while running and time.monotonic() < deadline:
@@ -298,16 +341,52 @@ def _run_concurrently(
                 finished[index] = outcome
         except KeyboardInterrupt:
             pass  # a second Ctrl-C: wait no longer, but still print and record what there is
-        for index in range(printed, next_start):
-            console.replay(captures[index])
-            if index not in finished:  # still running: recorded as interrupted here
+        for index in range(next_start):
+            stage = checks[index].name
+            if index not in finished:  # still running: interrupted here
                 elapsed = time.perf_counter() - clocks[index]
-                stage = checks[index].name
-                _line(f"<== {stage}: interrupted in {elapsed:.1f}s")
-                mark(project, stage, "interrupted", "interrupted")
+                with console.captured(captures[index]):
+                    _line(f"<== {stage}: interrupted in {elapsed:.1f}s")
                 finished[index] = Outcome(stage, "interrupted", elapsed, "interrupted", KeyboardInterrupt())
+            if index not in ended_before:
+                _record_stopped(project, finished[index])
+        try:
+            while printed < next_start:
+                printed += 1
+                console.replay(captures[printed - 1])
+        except KeyboardInterrupt:
+            pass  # another Ctrl-C: print no more; the table and run.json still follow
         interrupted = True
     return [finished[index] for index in range(next_start) if index in finished], interrupted
+
+
+def _record_stopped(project: Project, outcome: Outcome) -> None:
+    """The record of a check that ended (or was abandoned) after the run began stopping."""
+    if outcome.status == "interrupted":
+        mark(project, outcome.stage, "interrupted", "interrupted")
+        write_errored_junit(project.out_dir, outcome.stage, "interrupted")  # CI's publishers see it broken
+    elif outcome.status != "passed":
+        mark(project, outcome.stage, "failed" if outcome.status == "FAILED" else "error", outcome.summary)
+        write_errored_junit(project.out_dir, outcome.stage, outcome.summary)
+
+
+def _escaped(stage: str, exc: BaseException, elapsed: float, capture: console.Capture, project: Project) -> Outcome:
+    """The outcome of a check whose thread `exc` ended past _run_one's own handlers."""
+    if isinstance(exc, KeyboardInterrupt):
+        outcome = Outcome(stage, "interrupted", elapsed, "interrupted", exc)
+    else:
+        summary = f"unexpected {type(exc).__name__}: {exc}"
+        # Only an Exception is raised on as it is: a SystemExit raised in the main thread
+        # would end mlci with the user's code instead of the run's.
+        outcome = Outcome(stage, "ERROR", elapsed, summary, exc if isinstance(exc, Exception) else InfraError(summary))
+    with console.captured(capture):
+        _line(f"<== {stage}: {outcome.status} in {elapsed:.1f}s")
+    try:
+        if not console.stopping() and (read_result(project, stage) or {}).get("status") in ("pending", "running"):
+            mark(project, stage, "error", outcome.summary)
+    except Exception:  # recording is what failed: the run's table and run.json still say it
+        pass
+    return outcome
 
 
 def _next(done: queue.Queue[tuple[int, Outcome]]) -> tuple[int, Outcome]:
@@ -332,6 +411,9 @@ def _warm_train_imports() -> WarmUp:
     """Import what train needs in a thread while the checks run (the checks are mostly other
     processes and DuckDB, which leave the interpreter free). What the imports print (a
     library's warning) is kept and shown before train's block, where it would have been."""
+    from mlci.targets.local.tracking import no_telemetry
+
+    no_telemetry()  # MLflow decides at its import whether to phone home
     capture = console.new_capture()
     cancel = threading.Event()
 
@@ -353,7 +435,8 @@ def _warm_train_imports() -> WarmUp:
 
 def _replay_warm_up(warm: WarmUp) -> None:
     """Wait for the warm-up (train would import the same modules) and show what it printed."""
-    warm.thread.join()
+    while warm.thread.is_alive():
+        warm.thread.join(0.2)  # timed, so Ctrl-C and SIGTERM's handler reach the main thread at once
     console.replay(warm.capture)
 
 

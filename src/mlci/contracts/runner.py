@@ -302,16 +302,21 @@ def run_contract(
     dataset_key: str = "dataset",
     drift_skip_reason: str | None = None,
     progress: Callable[[str], None] | None = None,
+    on_stop: Callable[[Callable[[], object]], Callable[[], None]] | None = None,
 ) -> Report:
     """Check one dataset: the contract's own, `source_override` (a path) or `dataset` (at `dataset_key`).
 
     With `drift_skip_reason` the drift checks are reported as skipped for that reason. On a
-    long scan `progress` gets a line every few seconds (watch_progress).
+    long scan `progress` gets a line every few seconds (watch_progress), from another thread:
+    bind it to where the caller writes (console.bound). `on_stop` registers how to interrupt the
+    engine's query from another thread (console.on_stop) and returns how to unregister it.
     """
     source = resolve_source(contract, engine_name, source_override, dataset, dataset_key)
     profile = load_reference(contract) if drift_skip_reason is None else None
     clock = time.perf_counter()
     engine = engine or create_engine(engine_name)
+    interrupt: Callable[[], object] | None = getattr(engine, "interrupt", None)
+    unhook = on_stop(interrupt) if on_stop is not None and interrupt is not None else None
     try:
         open_source(engine, contract, source, dataset_key)
         try:
@@ -344,6 +349,8 @@ def run_contract(
         if drift_skip_reason is not None:
             results += _drift_skipped(contract, drift_skip_reason)
     finally:
+        if unhook is not None:
+            unhook()
         engine.close()
     return Report(engine_name, source.location, results, round(time.perf_counter() - clock, 3), ";\n".join(queries))
 
@@ -358,7 +365,9 @@ def watch_progress(
 ) -> Iterator[None]:
     """While the body runs, call `report` with a line every `every` seconds, the first after
     `every` seconds (nothing on a short run), with the engine's progress where it has one
-    (DuckDB's query_progress, polled from this thread; Spark has no such figure)."""
+    (DuckDB's query_progress, polled from this thread; Spark has no such figure). `report`
+    is called from a thread of its own: one that writes where the caller does (console.bound)
+    keeps the lines in the caller's block under `mlci run --jobs`."""
     if report is None:
         yield
         return

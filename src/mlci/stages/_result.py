@@ -128,7 +128,9 @@ def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> St
     The previous result is marked `running` first and the stage's previous report files are
     removed, so a stage that dies half-way never leaves an earlier success behind for the next
     stage (or CI's test publisher) to trust; a stage that ends without its JUnit report gets an
-    errored one (write_errored_junit). A failing check raises an MlciError
+    errored one (write_errored_junit). Once `mlci run` is stopping (console.stop_tools) the
+    stage's end is not recorded here: the run's main thread records it, and a check that ends
+    after the run did never overwrites that. A failing check raises an MlciError
     subclass; it is recorded, then re-raised so the CLI's error boundary prints it and exits
     with its code. Anything else (a bug, Ctrl-C, SIGTERM) is recorded as an error and re-raised.
     """
@@ -139,12 +141,16 @@ def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> St
         "mlci_version": __version__,
         "started_at": started.isoformat(timespec="seconds"),
     }
+    if console.stopping():
+        raise KeyboardInterrupt  # started as `mlci run` was interrupted: it records the stage
     path = result_path(project, stage)
     clear_reports(project.out_dir, stage)
     _write_json(path, {**record, "status": "running", "exit_code": None, "summary": "running", "details": {}})
     try:
         result = work()
     except MlciError as exc:
+        if console.stopping():  # `mlci run` was interrupted: its main thread records this stage
+            raise
         record.update(
             status="failed" if exc.exit_code == 1 else "error",
             exit_code=exc.exit_code,
@@ -163,6 +169,8 @@ def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> St
         )
         raise
     except BaseException as exc:
+        if console.stopping():
+            raise
         interrupted = isinstance(exc, KeyboardInterrupt)
         record.update(
             status="error",
@@ -176,6 +184,8 @@ def execute(stage: str, project: Project, work: Callable[[], StageResult]) -> St
         console.set_result(record)
         publish({"result": "error"}, f"### mlci {stage}: error\n\n{record['summary']}")
         raise
+    if console.stopping():
+        return result
     record.update(
         status="passed",
         exit_code=0,

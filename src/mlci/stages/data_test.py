@@ -114,7 +114,10 @@ def run_data_test(
             dataset=target.dataset,
             dataset_key=target.key,
             drift_skip_reason=None if target.override else _drift_skip_reason(contract, target.name),
-            progress=console.progress,  # a line every few seconds on a long scan, none under --quiet
+            # A line every few seconds on a long scan (none under --quiet), in this stage's
+            # block under `mlci run` though written from the watcher's thread.
+            progress=console.bound(console.progress),
+            on_stop=console.on_stop,  # Ctrl-C under `mlci run` interrupts the scan in this thread
         )
         runs.append((target, report))
     out = project.out_dir

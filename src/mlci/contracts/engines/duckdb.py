@@ -379,6 +379,10 @@ class DuckDBEngine:
         self.con.close()
         shutil.rmtree(self._spill, ignore_errors=True)
 
+    def interrupt(self) -> None:
+        """End the running query at once (from another thread): it raises there."""
+        self.con.interrupt()
+
     def progress(self) -> float | None:
         """The running query's progress in percent (from another thread), None if unknown."""
         try:

@@ -78,13 +78,18 @@ def store_faults(project: Project, override: str | None = None) -> Iterator[None
         raise fault from None
 
 
+def no_telemetry() -> None:
+    """Nothing phones home from a CI runner. MLflow decides at import: call this before any
+    import of mlflow (configure_mlflow, `mlci run`'s warm-up of train's imports)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+
+
 def configure_mlflow(project: Project, override: str | None = None, *, writes: bool = True, verbose: bool) -> Any:
     """Check the local store (see store.check_store), import MLflow, point it at the
     project's tracking and registry URIs, and return it. `writes=False` for commands that only
     read (status, serve): a read-only store is fine for them."""
-    # Nothing phones home from a CI runner; set before mlflow is imported.
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("DO_NOT_TRACK", "true")
+    no_telemetry()
     uri = tracking_uri(project, override)
     if uri.startswith("sqlite:"):
         (project.root / ".mlci").mkdir(parents=True, exist_ok=True)

@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mlci import __version__, git
+from mlci import __version__, git, install_source
 from mlci.config import CONFIG_FILE, SCHEMA_VERSION, CISection, Project
 from mlci.errors import ConfigError, UsageError
 from mlci.generate import answers_from, render_generated
-from mlci import install_source
 from mlci.install_source import installed_from_index, installed_source
 from mlci.manifest import MANIFEST_PATH, Manifest, load_manifest, sha256
 from mlci.paths import check_confined
@@ -143,8 +142,8 @@ def _follow_pin(
     found = next(
         (
             old
-            for old in (install_source.with_extras(ci.mlci_install, ("all",)), ci.mlci_install)
-            if json.dumps(old) in seeded
+            for old in (install_source.with_extras(ci.mlci_install or "", ("all",)), ci.mlci_install)
+            if old and json.dumps(old) in seeded
         ),
         None,
     )

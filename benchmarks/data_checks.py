@@ -11,6 +11,7 @@ pandera (and great-expectations) load the whole table into pandas: past --pandas
 (30M by default; ~9 GB at 30M) they are not run, and the results say so.
 
     python benchmarks/data_checks.py --rows 10000000 30000000 100000000 --runs 3 [--tools ...]
+    python benchmarks/data_checks.py --tools mlci-spark mlci-duckdb --runs 1 --warmup 0 --out data_checks_spark
 """
 
 from __future__ import annotations
@@ -194,6 +195,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000_000, 30_000_000, 100_000_000])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (0 for a slow Spark run)")
     parser.add_argument("--tools", nargs="+", default=["mlci-duckdb", "pandera", "mlci-spark"])
     parser.add_argument("--pandas-max-rows", type=int, default=30_000_000)
     parser.add_argument("--timeout", type=float, default=900)
@@ -226,7 +228,7 @@ def main() -> None:
                 )
             )
         print(f"{rows:,} rows: {', '.join(c.name for c in cases)}", file=sys.stderr)
-        measured += interleave(cases, args.runs)
+        measured += interleave(cases, args.runs, warmup=args.warmup)
     document = results_document(
         "data_checks",
         measured,

@@ -23,6 +23,8 @@ A marker names a view and its arguments (key=value, quoted when it holds spaces)
 - ``upgrade file=upgrade``: the upgrade outcomes (markers, exit codes, processes spawned).
 - ``serve file=serve_logging``: latency and throughput, logging off vs on.
 - ``profile file=pipeline``: where `mlci train`'s time goes (a full run only).
+- ``monitor file=monitor_vs_evidently rows=N``: mlci monitor vs Evidently at N rows, recomputed
+  from the recorded runs (interleaved by that script), with the date and the load around them.
 
 Exit codes: 0 ok; 1 --check found a difference; 2 a marker or results file is unusable.
 """
@@ -46,6 +48,10 @@ MARKER = re.compile(r"^<!-- report: (?P<spec>.+?) -->\n(?P<body>.*?)^<!-- /repor
 
 # results file -> the command that writes it (default: benchmarks/<name>.py)
 PRODUCERS = {name: f"run.py --only {name}" for name in ("startup", "scaffold", "pipeline")}
+PRODUCERS["data_checks_100m"] = "data_checks.py --rows 100000000 --tools mlci-duckdb --out data_checks_100m"
+PRODUCERS["data_checks_spark"] = (
+    "data_checks.py --tools mlci-spark mlci-duckdb --runs 1 --warmup 0 --out data_checks_spark"
+)
 
 
 class ReportError(Exception):
@@ -275,6 +281,19 @@ def view_profile(document: Mapping[str, Any], _args: Mapping[str, str]) -> str:
     )
 
 
+def view_monitor(document: Mapping[str, Any], args: Mapping[str, str]) -> str:
+    from monitor_vs_evidently import table as monitor_table  # one table, the script's own
+
+    if "rows" not in args:
+        raise ReportError("view 'monitor' needs rows=<rows of the run>")
+    entry = document[args["rows"]]
+    runs = entry["runs"]
+    loads = [r[k] for r in runs for k in ("load_before", "load")]
+    when = entry["when"][:10]
+    line = f"Measured {when}, {len(runs)} runs interleaved; load average (1 min) {min(loads):.1f}-{max(loads):.1f}."
+    return f"{line}\n\n{monitor_table(int(args['rows']), runs)}"
+
+
 VIEWS: dict[str, Callable[[Mapping[str, Any], Mapping[str, str]], str]] = {
     "cases": view_cases,
     "machine": view_machine,
@@ -284,6 +303,7 @@ VIEWS: dict[str, Callable[[Mapping[str, Any], Mapping[str, str]], str]] = {
     "upgrade": view_upgrade,
     "serve": view_serve,
     "profile": view_profile,
+    "monitor": view_monitor,
 }
 
 

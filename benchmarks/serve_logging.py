@@ -241,6 +241,11 @@ def sides(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main() -> None:
+    # Started in the background by a non-interactive shell (nohup, `cmd &`), this process ignores
+    # SIGINT, and every server it starts would inherit that and outlive its SIGINT until the
+    # 120 s kill (no shutdown line, no rows written). A Python handler is reset to the default
+    # on exec, so the servers get SIGINT's default again.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs per side (interleaved off, on, ...)")
     parser.add_argument("--threads", type=int, default=4)

@@ -55,6 +55,30 @@ def test_an_unknown_view_is_one_line() -> None:
         report.render_marker("tabel file=startup", BENCHMARKS / "results")
 
 
+def test_the_monitor_table_is_recomputed_from_its_runs(tmp_path: Path) -> None:
+    def run(tool: str, wall: float, ok: bool = True) -> dict[str, object]:
+        return {
+            "tool": tool,
+            "ok": ok,
+            "wall_s": wall,
+            "cpu_s": wall,
+            "peak_rss_mb": 500.0,
+            "load_before": 1.0,
+            "load": 2.5,
+        }
+
+    runs = [run("mlci", 10.0), run("evidently", 70.0), run("mlci", 12.0), run("evidently", 90.0, ok=False)]
+    (tmp_path / "monitor_vs_evidently.json").write_text(
+        json.dumps({"1000": {"when": "2026-12-02T13:00:00+00:00", "runs": runs}})
+    )
+    table = report.render_marker("monitor file=monitor_vs_evidently rows=1000", tmp_path)
+    assert table.startswith("Measured 2026-12-02, 4 runs interleaved; load average (1 min) 1.0-2.5.")
+    assert "| 1,000 | mlci | 2/2 | 11.00 (10.00-12.00) |" in table
+    assert "| 1,000 | evidently | 1/2 | 70.00 (70.00-70.00) |" in table and "| 6.4x |" in table
+    with pytest.raises(report.ReportError, match="needs rows="):
+        report.render_marker("monitor file=monitor_vs_evidently", tmp_path)
+
+
 def test_install_measures_a_missing_extra_as_the_core_install_and_says_so(tmp_path: Path) -> None:
     import zipfile
 

@@ -123,3 +123,19 @@ def test_help_never_imports_mlflow_for_the_loop_commands() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(("argv", "code"), [(("schema",), 0), (("status", "-C", "/nonexistent-mlci-project"), 2)])
+def test_the_command_exits_with_its_code_and_the_heap_frozen(argv: tuple[str, ...], code: int) -> None:
+    # No teardown collection over every object the command imported (mlci.cli.exit_without_collecting):
+    # an atexit hook registered first runs last and sees the heap frozen; the exit code is the command's.
+    probe = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: sys.stderr.write(f'frozen={gc.get_freeze_count() > 0}'))\n"
+        "from mlci.cli import run\n"
+        "sys.argv = ['mlci', *sys.argv[1:]]\n"
+        "run()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=False)
+    assert done.returncode == code, done.stderr
+    assert done.stderr.endswith("frozen=True"), done.stderr

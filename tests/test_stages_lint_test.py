@@ -60,6 +60,23 @@ def test_unit_tests_pass_with_junit_and_coverage(new_project: Any) -> None:
     assert junit.is_file() and "<testcase" in junit.read_text()
 
 
+def test_the_tests_process_ends_frozen_after_its_reports_are_written(new_project: Any) -> None:
+    # The stage's pytest plugin freezes the heap last (no teardown collection): an atexit hook
+    # of the project's conftest sees it, and the JUnit and coverage files are complete.
+    project = new_project()
+    conftest = project / "tests" / "conftest.py"
+    seen = project / "frozen.txt"
+    conftest.write_text(
+        conftest.read_text()
+        + "\n\nimport atexit as _atexit\nimport gc as _gc\n\n"
+        + f"_atexit.register(lambda: open({str(seen)!r}, 'w').write(str(_gc.get_freeze_count() > 0)))\n"
+    )
+    assert run_cli("test", "-C", str(project)) == 0
+    assert seen.read_text() == "True"
+    details = result(project, "test")["details"]
+    assert details["tests"] >= 15 and details["coverage_percent"] > 80
+
+
 def test_failing_unit_test_fails_the_stage(new_project: Any, capsys: pytest.CaptureFixture[str]) -> None:
     project = new_project()
     (project / "tests" / "test_broken.py").write_text("def test_one_is_two():\n    assert 1 == 2\n")

@@ -91,6 +91,8 @@ def pytest_command(project: Project, junit: Path, coverage_json: Path) -> list[s
         *shown,
         "-p",
         "no:cacheprovider",
+        "-p",
+        "mlci.stages._pytest_exit",  # ends the process without a teardown collection
     ]
 
 

@@ -18,12 +18,12 @@ max; everything drift reads (the bin counts) stays exact.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from mlci import sql_types
 from mlci.contracts import drift
 from mlci.contracts.compiler import bin_count_sql
 from mlci.contracts.sql import Dialect
@@ -37,14 +37,6 @@ FREQUENT_ITEMS = 10
 CATEGORICAL_MAX_DISTINCT = 20
 MAX_CATEGORIES = 50
 
-_FAMILIES = (
-    (re.compile(r"^(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|INT\d*|INT|LONG|SHORT|BYTE)$"), "integer"),
-    (re.compile(r"^(FLOAT|REAL|DOUBLE|DECIMAL.*|NUMERIC.*)$"), "float"),
-    (re.compile(r"^(VARCHAR.*|TEXT|STRING|CHAR.*)$"), "string"),
-    (re.compile(r"^(BOOLEAN|BOOL)$"), "boolean"),
-    (re.compile(r"^DATE$"), "date"),
-    (re.compile(r"^TIMESTAMP.*$"), "timestamp"),
-)
 # The data_type a column gets in the metric tables: Spark's simpleString names, as Databricks writes.
 _DATA_TYPES = {
     "TINYINT": "tinyint",
@@ -68,10 +60,7 @@ _DATA_TYPES = {
 }
 
 
-def family(engine_type: str) -> str | None:
-    """The contract type family (integer, float, string, boolean, date, timestamp) of an engine type."""
-    upper = engine_type.upper().split("(")[0].strip()
-    return next((fam for pattern, fam in _FAMILIES if pattern.match(upper)), None)
+family = sql_types.family  # one mapping with the data contracts' engines
 
 
 def data_type(engine_type: str) -> str:

@@ -14,19 +14,10 @@ from typing import Any, ClassVar
 
 import duckdb
 
+from mlci import sql_types
 from mlci.contracts.engines import QueryError, Source, SourceKind
 from mlci.contracts.sql import SOURCE_VIEW, Dialect, FooterStats
 from mlci.errors import UsageError, first_line
-
-_FAMILIES = (
-    (re.compile(r"^(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|INT\d*)$"), "integer"),
-    (re.compile(r"^(FLOAT|REAL|DOUBLE|DECIMAL.*|NUMERIC.*)$"), "float"),
-    (re.compile(r"^(VARCHAR.*|TEXT|STRING)$"), "string"),
-    (re.compile(r"^BOOLEAN$"), "boolean"),
-    (re.compile(r"^DATE$"), "date"),
-    (re.compile(r"^TIMESTAMP.*$"), "timestamp"),
-)
-
 
 # What an expectation may be built from (json_serialize_sql's expression classes): columns,
 # constants, operators, CASE, CAST and function calls. Anything else (a SUBQUERY above all,
@@ -221,8 +212,7 @@ class DuckDBEngine:
         return {str(r[0]): str(r[1]) for r in rows}
 
     def family(self, engine_type: str) -> str | None:
-        upper = engine_type.upper()
-        return next((fam for pattern, fam in _FAMILIES if pattern.match(upper)), None)
+        return sql_types.family(engine_type)
 
     def fetch_one(self, sql: str) -> dict[str, Any]:
         cursor = self._execute(sql)

@@ -14,28 +14,10 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from mlci import sql_types
 from mlci.contracts.engines import QueryError, Source, SourceKind
 from mlci.contracts.sql import SOURCE_VIEW, Dialect, FooterStats
 from mlci.errors import first_line
-
-# DataType.simpleString() names, without parameters such as decimal(10,2) or varchar(8).
-_FAMILIES = {
-    "tinyint": "integer",
-    "smallint": "integer",
-    "int": "integer",
-    "bigint": "integer",
-    "float": "float",
-    "double": "float",
-    "decimal": "float",
-    "string": "string",
-    "varchar": "string",
-    "char": "string",
-    "boolean": "boolean",
-    "date": "date",
-    "timestamp": "timestamp",
-    "timestamp_ntz": "timestamp",
-}
-
 
 # Parsed expression nodes an expectation may not hold: a subquery (which can read any table or
 # file: SELECT ... FROM csv.`/etc/passwd`), a window, a query parameter or a star.
@@ -177,8 +159,7 @@ class SparkEngine:
         return {f.name: f.dataType.simpleString() for f in self._frame.schema.fields}
 
     def family(self, engine_type: str) -> str | None:
-        base = engine_type.lower().split("(")[0]
-        return _FAMILIES.get(base)
+        return sql_types.family(engine_type)
 
     def fetch_one(self, sql: str) -> dict[str, Any]:
         rows = self._collect(sql)

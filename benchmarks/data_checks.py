@@ -11,7 +11,8 @@ pandera (and great-expectations) load the whole table into pandas: past --pandas
 (30M by default; ~9 GB at 30M) they are not run, and the results say so.
 
     python benchmarks/data_checks.py --rows 10000000 30000000 100000000 --runs 3 [--tools ...]
-    python benchmarks/data_checks.py --tools mlci-spark mlci-duckdb --runs 1 --warmup 0 --out data_checks_spark
+    python benchmarks/data_checks.py --rows 10000000 30000000 --tools mlci-spark mlci-duckdb --runs 1 --warmup 0 \
+        --out data_checks_spark
 """
 
 from __future__ import annotations
@@ -195,7 +196,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000_000, 30_000_000, 100_000_000])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (0 for a slow Spark run)")
+    parser.add_argument(
+        "--warmup", type=int, default=1, choices=range(0, 4), help="untimed rounds first (0 for a slow Spark run)"
+    )
     parser.add_argument("--tools", nargs="+", default=["mlci-duckdb", "pandera", "mlci-spark"])
     parser.add_argument("--pandas-max-rows", type=int, default=30_000_000)
     parser.add_argument("--timeout", type=float, default=900)
@@ -236,7 +239,7 @@ def main() -> None:
         runs=args.runs,
         distributions=("mlci", "duckdb", "pandas", "pandera", "pyspark"),
         load_at_start=load_at_start,
-        extra={"not_run": skipped},
+        extra={"not_run": skipped, "warmup_rounds": args.warmup},
     )
     path = write_results(args.out, document)
     print(f"wrote {path}", file=sys.stderr)

@@ -48,9 +48,10 @@ MARKER = re.compile(r"^<!-- report: (?P<spec>.+?) -->\n(?P<body>.*?)^<!-- /repor
 
 # results file -> the command that writes it (default: benchmarks/<name>.py)
 PRODUCERS = {name: f"run.py --only {name}" for name in ("startup", "scaffold", "pipeline")}
-PRODUCERS["data_checks_100m"] = "data_checks.py --rows 100000000 --tools mlci-duckdb --out data_checks_100m"
+PRODUCERS["data_checks"] = "data_checks.py --rows 10000000 30000000 --tools mlci-duckdb pandera --runs 5"
+PRODUCERS["data_checks_100m"] = "data_checks.py --rows 100000000 --tools mlci-duckdb --runs 5 --out data_checks_100m"
 PRODUCERS["data_checks_spark"] = (
-    "data_checks.py --tools mlci-spark mlci-duckdb --runs 1 --warmup 0 --out data_checks_spark"
+    "data_checks.py --rows 10000000 30000000 --tools mlci-spark mlci-duckdb --runs 1 --warmup 0 --out data_checks_spark"
 )
 
 
@@ -284,8 +285,8 @@ def view_profile(document: Mapping[str, Any], _args: Mapping[str, str]) -> str:
 def view_monitor(document: Mapping[str, Any], args: Mapping[str, str]) -> str:
     from monitor_vs_evidently import table as monitor_table  # one table, the script's own
 
-    if "rows" not in args:
-        raise ReportError("view 'monitor' needs rows=<rows of the run>")
+    if not args.get("rows", "").isdigit():
+        raise ReportError("view 'monitor' needs rows=<rows of the run, a whole number>")
     entry = document[args["rows"]]
     runs = entry["runs"]
     loads = [r[k] for r in runs for k in ("load_before", "load")]

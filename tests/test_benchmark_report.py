@@ -75,8 +75,10 @@ def test_the_monitor_table_is_recomputed_from_its_runs(tmp_path: Path) -> None:
     assert table.startswith("Measured 2026-12-02, 4 runs interleaved; load average (1 min) 1.0-2.5.")
     assert "| 1,000 | mlci | 2/2 | 11.00 (10.00-12.00) |" in table
     assert "| 1,000 | evidently | 1/2 | 70.00 (70.00-70.00) |" in table and "| 6.4x |" in table
-    with pytest.raises(report.ReportError, match="needs rows="):
+    with pytest.raises(report.ReportError, match="needs rows=<rows of the run, a whole number>"):
         report.render_marker("monitor file=monitor_vs_evidently", tmp_path)
+    with pytest.raises(report.ReportError, match="a whole number"):
+        report.render_marker("monitor file=monitor_vs_evidently rows=1e3", tmp_path)
 
 
 def test_install_measures_a_missing_extra_as_the_core_install_and_says_so(tmp_path: Path) -> None:

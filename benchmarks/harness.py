@@ -374,6 +374,16 @@ def _git(*args: str) -> str:
     return done.stdout.strip()
 
 
+def _commit() -> str:
+    dirty = bool(_git("status", "--porcelain", "--", "src", "benchmarks"))
+    return _git("rev-parse", "--short", "HEAD") + ("+uncommitted" if dirty else "")
+
+
+# When the benchmark started (this module is imported first): machine() runs when the results
+# are written, and a commit in between means the samples did not all run the same code.
+COMMIT_AT_START = _commit()
+
+
 def machine(distributions: Iterable[str] = ("mlci",)) -> dict[str, Any]:
     """The machine, interpreter, versions and commit a results document was measured on."""
     model = ""
@@ -390,14 +400,14 @@ def machine(distributions: Iterable[str] = ("mlci",)) -> dict[str, Any]:
     if Path("/proc/meminfo").exists():
         first = Path("/proc/meminfo").read_text().splitlines()[0]  # MemTotal: N kB
         memory_mb = int(first.split()[1]) // 1024
-    dirty = bool(_git("status", "--porcelain", "--", "src", "benchmarks"))
     return {
         "nproc": os.cpu_count(),
         "cpu": model,
         "memory_mb": memory_mb,
         "system": f"{platform.system()} {platform.release()} {platform.machine()}",
         "python": platform.python_version(),
-        "commit": _git("rev-parse", "--short", "HEAD") + ("+uncommitted" if dirty else ""),
+        "commit": _commit(),
+        "commit_at_start": COMMIT_AT_START,
         "versions": versions,
         # Start-up figures depend on it: without byte-compiled sources every import compiles.
         "pythondontwritebytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE")),

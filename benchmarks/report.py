@@ -157,10 +157,12 @@ def view_machine(document: Mapping[str, Any], _args: Mapping[str, str]) -> str:
     start, end = document.get("load_at_start"), document.get("load_at_end")
     loads = [f"{x:.2f}" for x in (start or [])[:1] + (end or [])[:1]]
     memory = f", {m['memory_mb'] / 1024:.0f} GiB RAM" if m.get("memory_mb") else ""
+    started = m.get("commit_at_start")
+    moved = f" (`{started}` when the run started)" if started and started != m["commit"] else ""
     return (
         f"Measured {document['date'][:10]} ({document['mode']} mode, {document['runs']} "
         f"{'run' if document['runs'] == 1 else 'runs'} a case, interleaved), "
-        f"mlci at `{m['commit']}`; {m['nproc']} CPUs ({m['cpu'] or 'unknown model'}){memory}, {m['system']}, "
+        f"mlci at `{m['commit']}`{moved}; {m['nproc']} CPUs ({m['cpu'] or 'unknown model'}){memory}, {m['system']}, "
         f"Python {m['python']}{', PYTHONDONTWRITEBYTECODE=1' if m.get('pythondontwritebytecode') else ''}; "
         f"{versions}. Load average (1 min) at start and end: {' / '.join(loads) or '-'}."
         + "".join(f" {remark}" for remark in document.get("remarks", []))

@@ -81,6 +81,16 @@ def test_the_monitor_table_is_recomputed_from_its_runs(tmp_path: Path) -> None:
         report.render_marker("monitor file=monitor_vs_evidently rows=1e3", tmp_path)
 
 
+def test_the_machine_line_says_when_the_code_moved_during_the_run() -> None:
+    base = {"date": "2026-12-02T14:00:00", "mode": "full", "runs": 5, "load_at_start": [1.0], "load_at_end": [2.0]}
+    machine = {"nproc": 2, "cpu": "x", "system": "Linux", "python": "3.11.7", "versions": {}, "commit": "bbb"}
+    same = report.view_machine({**base, "machine": {**machine, "commit_at_start": "bbb"}}, {})
+    moved = report.view_machine({**base, "machine": {**machine, "commit_at_start": "aaa"}}, {})
+    older = report.view_machine({**base, "machine": machine}, {})  # results written before the field
+    assert "mlci at `bbb`;" in same and "mlci at `bbb`;" in older
+    assert "mlci at `bbb` (`aaa` when the run started);" in moved
+
+
 def test_install_measures_a_missing_extra_as_the_core_install_and_says_so(tmp_path: Path) -> None:
     import zipfile
 

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mlci import sql_types
 from mlci.contracts import drift
 from mlci.contracts.compiler import CheckResult, Compiled, compile_contract
 from mlci.contracts.engines import Engine, QueryError, Source, create_engine, engine_class
@@ -132,7 +133,9 @@ def schema_checks(
     mismatched = [
         col.name
         for col in contract.spec.columns
-        if col.name in columns and engine.family(columns[col.name]) == "string" and not compatible(col.type, "string")
+        if col.name in columns
+        and sql_types.family(columns[col.name]) == "string"
+        and not compatible(col.type, "string")
     ]
     empty = _empty_columns(engine, mismatched)
     if empty:
@@ -149,7 +152,7 @@ def schema_checks(
                 CheckResult("type", col.name, "missing", col.type, "fail", None, line, f"column is missing{hint}")
             )
             continue
-        family = engine.family(columns[col.name])
+        family = sql_types.family(columns[col.name])
         if col.name in empty:
             usable[col.name] = col.type
             results.append(

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlci import sql_types
 from mlci.config import Project
 from mlci.contracts import drift
 from mlci.contracts.compiler import norm
@@ -251,7 +252,7 @@ def profile_frame(
         con.register("__mlci_frame", frame)
         schema = {str(r[0]): str(r[1]) for r in con.execute("DESCRIBE SELECT * FROM __mlci_frame").fetchall()}
         fixed = dict(categorical_values or {})
-        integers = [n for n, t in schema.items() if sql.family(t) == "integer" and n not in fixed]
+        integers = [n for n, t in schema.items() if sql_types.family(t) == "integer" and n not in fixed]
         distinct: dict[str, int] = {}
         if integers:
             row = con.execute(

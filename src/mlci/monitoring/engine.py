@@ -38,7 +38,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from mlci import fs
+from mlci import fs, sql_types
 from mlci.config import Project
 from mlci.contracts import drift
 from mlci.contracts.format import Contract
@@ -1121,7 +1121,7 @@ def _contract_checks(views: _Views, contract: Contract, now: datetime | None) ->
     for col in contract.spec.columns:
         if col.name not in views.schema:
             continue
-        if compatible(col.type, sql.family(views.schema[col.name])):
+        if compatible(col.type, sql_types.family(views.schema[col.name])):
             usable[col.name] = col.type
         else:
             mistyped += 1
@@ -1155,7 +1155,7 @@ def _columns_for(views: _Views, baseline: Baseline | None) -> list[sql.ColumnSpe
     for name, engine_type in schema.items():
         if name in RESERVED - {PREDICTION} or name.startswith(PROBABILITY_PREFIX):
             continue
-        fam = sql.family(engine_type)
+        fam = sql_types.family(engine_type)
         if fam in ("integer", "float"):
             out.append(sql.ColumnSpec(name, "numeric", fam))
         elif fam in ("string", "boolean"):
@@ -1184,7 +1184,7 @@ def _run_model(
         plan.classes = list(baseline.classes)
         for cls in plan.classes:
             column = f"{PROBABILITY_PREFIX}{cls}"
-            if column in views.schema and sql.family(views.schema[column]) in ("float", "integer"):
+            if column in views.schema and sql_types.family(views.schema[column]) in ("float", "integer"):
                 plan.probability[cls] = column
     checks = _contract_checks(views, contract, now) if contract is not None else None
     queries = _model_query(views, plan, windows, slices, task, checks)

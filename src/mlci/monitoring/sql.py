@@ -60,9 +60,6 @@ _DATA_TYPES = {
 }
 
 
-family = sql_types.family  # one mapping with the data contracts' engines
-
-
 def data_type(engine_type: str) -> str:
     """A DuckDB or Spark type as Spark's simpleString (what Databricks' tables hold)."""
     upper = engine_type.upper()
@@ -251,7 +248,7 @@ def kinds_of(schema: Mapping[str, str], distinct: Mapping[str, int]) -> dict[str
     its number of distinct values: few is categorical)."""
     out: dict[str, tuple[Kind, str]] = {}
     for name, engine_type in schema.items():
-        fam = family(engine_type)
+        fam = sql_types.family(engine_type)
         if fam in ("string", "boolean"):
             out[name] = ("categorical", fam)
         elif fam == "integer":

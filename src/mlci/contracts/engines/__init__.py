@@ -55,9 +55,6 @@ class Engine(Protocol):
     def cast_columns(self, types: Mapping[str, str]) -> None:
         """Re-expose __mlci_source with these columns cast to contract types (integer, float, ...)."""
 
-    def family(self, engine_type: str) -> str | None:
-        """The contract type family of an engine type (integer, float, ...), None if none fits."""
-
     def fetch_one(self, sql: str) -> dict[str, Any]:
         """The single row of an aggregate query, keyed by column alias."""
 

@@ -211,9 +211,6 @@ class DuckDBEngine:
         rows = self._execute(f"DESCRIBE SELECT * FROM {SOURCE_VIEW}").fetchall()
         return {str(r[0]): str(r[1]) for r in rows}
 
-    def family(self, engine_type: str) -> str | None:
-        return sql_types.family(engine_type)
-
     def fetch_one(self, sql: str) -> dict[str, Any]:
         cursor = self._execute(sql)
         row = cursor.fetchone()
@@ -235,9 +232,9 @@ class DuckDBEngine:
         # the extremes are those of the non-NaN values: the compiler keeps the NaN count a scan.
         types = {name: engine_type.upper() for name, engine_type in self.schema().items()}
         numeric = {
-            name: int if self.family(t) == "integer" else float
+            name: int if sql_types.family(t) == "integer" else float
             for name, t in types.items()
-            if self.family(t) == "integer" or t == "DOUBLE"
+            if sql_types.family(t) == "integer" or t == "DOUBLE"
         }
         try:
             groups = self.con.execute(

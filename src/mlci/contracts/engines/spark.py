@@ -14,7 +14,6 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from mlci import sql_types
 from mlci.contracts.engines import QueryError, Source, SourceKind
 from mlci.contracts.sql import SOURCE_VIEW, Dialect, FooterStats
 from mlci.errors import first_line
@@ -157,9 +156,6 @@ class SparkEngine:
 
     def schema(self) -> dict[str, str]:
         return {f.name: f.dataType.simpleString() for f in self._frame.schema.fields}
-
-    def family(self, engine_type: str) -> str | None:
-        return sql_types.family(engine_type)
 
     def fetch_one(self, sql: str) -> dict[str, Any]:
         rows = self._collect(sql)
